@@ -1,0 +1,54 @@
+//! Determinism levels (contract §2).
+
+use serde::{Deserialize, Serialize};
+
+/// A determinism level, ordered `D0 < D1 < D2 < D3`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum DeterminismLevel {
+    /// Live: not replayable unless evidence capture freezes the claim.
+    D0,
+    /// Best-effort: replay relies on captured evidence.
+    D1,
+    /// Structural: a canonical form gives stable hashes.
+    D2,
+    /// Bitwise: identical inputs, config and environment give identical bytes.
+    D3,
+}
+
+impl DeterminismLevel {
+    /// D0 and D1 results must carry evidence, and their operations an evidence policy.
+    pub fn requires_evidence(self) -> bool {
+        matches!(self, Self::D0 | Self::D1)
+    }
+
+    /// The text form, `"D0"`..`"D3"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::D0 => "D0",
+            Self::D1 => "D1",
+            Self::D2 => "D2",
+            Self::D3 => "D3",
+        }
+    }
+}
+
+impl std::fmt::Display for DeterminismLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeterminismLevel::*;
+
+    #[test]
+    fn ordered_and_evidence() {
+        assert!(D0 < D1 && D1 < D2 && D2 < D3);
+        assert!(D0.requires_evidence() && D1.requires_evidence());
+        assert!(!D2.requires_evidence() && !D3.requires_evidence());
+        assert_eq!(serde_json::to_string(&D2).ok().as_deref(), Some("\"D2\""));
+    }
+}

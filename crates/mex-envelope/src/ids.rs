@@ -1,0 +1,322 @@
+//! Validated identifiers: engine ids, operation names, stable codes, gate ids
+//! and the schema version. Each is built only through `FromStr`/`TryFrom`, so a
+//! value of the type is always well-formed.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::EnvelopeError;
+
+/// `[a-z][a-z0-9_]*`, 1..=64 characters.
+fn is_snake_word(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && s.len() <= 64
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+}
+
+/// `[A-Z][A-Z0-9_-]*`, 1..=64 characters.
+fn is_upper_word(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('A'..='Z'))
+        && s.len() <= 64
+        && chars.all(|c| matches!(c, 'A'..='Z' | '0'..='9' | '_' | '-'))
+}
+
+/// Implements the string plumbing shared by every validated identifier:
+/// Display, AsRef, TryFrom<&str>/<String>, serde through `FromStr`, and a
+/// JSON Schema of `type: string` with the documented pattern.
+macro_rules! string_newtype {
+    ($ty:ident, $schema_name:literal, $pattern:literal, $description:literal) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl $ty {
+            /// The validated text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl TryFrom<&str> for $ty {
+            type Error = EnvelopeError;
+            fn try_from(value: &str) -> Result<Self, Self::Error> {
+                value.parse()
+            }
+        }
+        impl TryFrom<String> for $ty {
+            type Error = EnvelopeError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                value.parse()
+            }
+        }
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = Cow::<'de, str>::deserialize(d)?;
+                text.parse().map_err(|e: EnvelopeError| match e {
+                    EnvelopeError::Invalid { message, .. } => serde::de::Error::custom(message),
+                    other => serde::de::Error::custom(other),
+                })
+            }
+        }
+        impl JsonSchema for $ty {
+            fn schema_name() -> Cow<'static, str> {
+                Cow::Borrowed($schema_name)
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!({
+                    "type": "string",
+                    "pattern": $pattern,
+                    "description": $description,
+                })
+            }
+        }
+    };
+}
+
+/// An engine identifier: `engine.<name>` with `<name>` in `[a-z][a-z0-9_]*`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EngineId(String);
+
+impl EngineId {
+    /// The name after `engine.`; operation names of this engine start with it.
+    pub fn name(&self) -> &str {
+        self.0.strip_prefix("engine.").unwrap_or(&self.0)
+    }
+}
+
+impl FromStr for EngineId {
+    type Err = EnvelopeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_prefix("engine.") {
+            Some(name) if is_snake_word(name) => Ok(Self(s.to_owned())),
+            _ => Err(EnvelopeError::invalid(
+                "",
+                format!("{s:?} is not an engine id: expected \"engine.<name>\" with <name> in [a-z][a-z0-9_]* (at most 64 characters), e.g. \"engine.physics\""),
+            )),
+        }
+    }
+}
+string_newtype!(
+    EngineId,
+    "EngineId",
+    "^engine\\.[a-z][a-z0-9_]{0,63}$",
+    "Engine identifier, e.g. engine.physics."
+);
+
+/// An operation name: `<engine name>.<op>`, e.g. `physics.convert_units`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OperationName(String);
+
+impl OperationName {
+    /// The part before the dot; it must equal the engine's name.
+    pub fn prefix(&self) -> &str {
+        self.0.split_once('.').map_or(&self.0[..], |(p, _)| p)
+    }
+
+    /// The part after the dot.
+    pub fn local_name(&self) -> &str {
+        self.0.split_once('.').map_or("", |(_, op)| op)
+    }
+
+    /// Whether this operation belongs to `engine` by its prefix.
+    pub fn belongs_to(&self, engine: &EngineId) -> bool {
+        self.prefix() == engine.name()
+    }
+}
+
+impl FromStr for OperationName {
+    type Err = EnvelopeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('.') {
+            Some((prefix, op)) if is_snake_word(prefix) && is_snake_word(op) => Ok(Self(s.to_owned())),
+            _ => Err(EnvelopeError::invalid(
+                "",
+                format!("{s:?} is not an operation name: expected \"<engine name>.<operation>\" in [a-z][a-z0-9_]*, e.g. \"physics.convert_units\""),
+            )),
+        }
+    }
+}
+string_newtype!(
+    OperationName,
+    "OperationName",
+    "^[a-z][a-z0-9_]{0,63}\\.[a-z][a-z0-9_]{0,63}$",
+    "Operation name <engine name>.<op>, e.g. physics.convert_units."
+);
+
+/// A stable, machine-readable code such as `PHYS_UNIT_MISMATCH` or
+/// `G-CAP.CONSENT_MISSING`: upper-case words joined by dots.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ErrorCode(String);
+
+impl FromStr for ErrorCode {
+    type Err = EnvelopeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() <= 128 && s.split('.').all(is_upper_word) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(EnvelopeError::invalid(
+                "",
+                format!("{s:?} is not a stable code: expected upper-case words [A-Z][A-Z0-9_-]* joined by '.', e.g. \"G-CAP.CONSENT_MISSING\""),
+            ))
+        }
+    }
+}
+string_newtype!(
+    ErrorCode,
+    "ErrorCode",
+    "^[A-Z][A-Z0-9_-]{0,63}(\\.[A-Z][A-Z0-9_-]{0,63})*$",
+    "Stable machine-readable code, e.g. G-CAP.CONSENT_MISSING or PHYS_UNIT_MISMATCH."
+);
+
+/// A gate identifier: `G-<NAME>` optionally followed by `.<SUB>`, e.g.
+/// `G-SCHEMA` or `G-SAFETY.SANDBOX`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GateId(String);
+
+impl FromStr for GateId {
+    type Err = EnvelopeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = s.strip_prefix("G-").is_some_and(|rest| {
+            let mut parts = rest.split('.');
+            let head_ok = parts.next().is_some_and(|p| is_upper_word(p) && !p.contains('-'));
+            let tail: Vec<&str> = parts.collect();
+            head_ok && tail.len() <= 1 && tail.iter().all(|p| is_upper_word(p) && !p.contains('-'))
+        });
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(EnvelopeError::invalid(
+                "",
+                format!("{s:?} is not a gate id: expected \"G-<NAME>\" or \"G-<NAME>.<SUB>\" in [A-Z0-9_], e.g. \"G-SAFETY.SANDBOX\""),
+            ))
+        }
+    }
+}
+string_newtype!(
+    GateId,
+    "GateId",
+    "^G-[A-Z][A-Z0-9_]{0,63}(\\.[A-Z][A-Z0-9_]{0,63})?$",
+    "Gate identifier, e.g. G-CAP or G-SAFETY.SANDBOX."
+);
+
+/// The envelope schema version. Only `poe-1.0` is representable: another
+/// `poe-*` is an unsupported version, anything else is not an engine invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SchemaVersion {
+    /// `poe-1.0`.
+    #[default]
+    Poe1_0,
+}
+
+impl SchemaVersion {
+    /// The text form.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Poe1_0 => "poe-1.0",
+        }
+    }
+}
+
+impl fmt::Display for SchemaVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SchemaVersion {
+    type Err = EnvelopeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "poe-1.0" => Ok(Self::Poe1_0),
+            other if other.starts_with("poe-") => {
+                Err(EnvelopeError::UnsupportedVersion { found: other.to_owned() })
+            }
+            other => Err(EnvelopeError::NotAnEngineInvocation { found: other.to_owned() }),
+        }
+    }
+}
+
+impl Serialize for SchemaVersion {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for SchemaVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = Cow::<'de, str>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for SchemaVersion {
+    fn schema_name() -> Cow<'static, str> {
+        Cow::Borrowed("SchemaVersion")
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "const": "poe-1.0",
+            "description": "Envelope schema version; this runtime speaks poe-1.0.",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn engine_ids() {
+        assert_eq!("engine.physics".parse::<EngineId>().unwrap().name(), "physics");
+        for bad in ["physics", "engine.", "engine.Physics", "engine.phys-ics", "Engine.physics", "engine.phy sics", "engine.ⅰ"] {
+            assert!(bad.parse::<EngineId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn operation_names() {
+        let op: OperationName = "physics.convert_units".parse().unwrap();
+        assert!(op.belongs_to(&"engine.physics".parse().unwrap()));
+        assert!(!op.belongs_to(&"engine.sandbox".parse().unwrap()));
+        assert_eq!(op.local_name(), "convert_units");
+        for bad in ["physics", ".x", "x.", "a.b.c", "A.b"] {
+            assert!(bad.parse::<OperationName>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn codes_and_gates() {
+        assert!("G-CAP.CONSENT_MISSING".parse::<ErrorCode>().is_ok());
+        assert!("PHYS_UNIT_MISMATCH".parse::<ErrorCode>().is_ok());
+        assert!("g-cap".parse::<ErrorCode>().is_err());
+        assert!("G-SAFETY.SANDBOX".parse::<GateId>().is_ok());
+        assert!("G-SCHEMA".parse::<GateId>().is_ok());
+        assert!("G-A.B.C".parse::<GateId>().is_err());
+        assert!("SCHEMA".parse::<GateId>().is_err());
+    }
+
+    #[test]
+    fn schema_versions() {
+        assert_eq!("poe-1.0".parse::<SchemaVersion>().unwrap(), SchemaVersion::Poe1_0);
+        assert!(matches!("poe-2.0".parse::<SchemaVersion>(), Err(EnvelopeError::UnsupportedVersion { .. })));
+        assert!(matches!("pe-1.0".parse::<SchemaVersion>(), Err(EnvelopeError::NotAnEngineInvocation { .. })));
+    }
+}

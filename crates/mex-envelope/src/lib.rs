@@ -1,0 +1,66 @@
+//! # mex-envelope: the poe-1.0 wire contract
+//!
+//! This crate owns every type that crosses a trust boundary in mex: the
+//! [`PlannedOperation`] a planner writes, the [`EngineResult`] the runtime
+//! returns, [`ArtifactHandle`]s and their sidecar [`ArtifactManifest`], the
+//! [`GateDenial`] and [`EngineError`] records, and the validated identifiers
+//! they are built from ([`EngineId`], [`OperationName`], [`Capability`],
+//! [`Sha256Digest`], [`SchemaVersion`]). It also owns canonical JSON
+//! (RFC 8785, see [`canonical`]) and the SHA-256 digests computed over it, and
+//! the JSON Schemas generated from these types (see [`schema`]).
+//!
+//! It does **not** own I/O, the registry, gates, engines or the runtime: it
+//! knows nothing of them, and no other mex crate is a dependency (a workspace
+//! test enforces that).
+//!
+//! ## Parsing at the trust boundary
+//!
+//! [`PlannedOperation::from_json_slice`] / [`PlannedOperation::from_json_str`]
+//! are the front door for untrusted input. They reject unknown fields,
+//! integers above 2^53-1 (anywhere, params included, so that RFC 8785 hashing
+//! is exact), non-UTC timestamps, and every malformed identifier, and each
+//! error carries the JSON pointer of the offending value and what was expected
+//! ([`EnvelopeError`]). Deserializing through plain `serde_json` applies the
+//! same type-level rules (the validated newtypes and cross-field checks live
+//! in the `Deserialize` impls), but only the front door gives pointers on every
+//! error and enforces the document size cap.
+//!
+//! ## Text forms
+//!
+//! * SHA-256 digests: exactly 64 lowercase hex characters, no prefix.
+//! * Timestamps: RFC 3339 in UTC with a `Z` suffix.
+//! * Capabilities: `kind` or `kind:scope`, see [`Capability`].
+
+mod artifact;
+mod budget;
+pub mod canonical;
+mod capability;
+mod determinism;
+mod digest;
+mod error;
+mod ids;
+mod operation;
+mod pointer;
+mod result;
+pub mod schema;
+mod timestamp;
+
+pub use artifact::{
+    ArtifactHandle, ArtifactKind, ArtifactManifest, ArtifactProducer, BundleEntry, BundleIndex,
+    Classification, EntityRef, Input, MANIFEST_SCHEMA_VERSION, MediaType,
+};
+pub use budget::{BudgetSpec, EvidencePolicy, OutputSpec};
+pub use capability::{Capability, CapabilityKind};
+pub use determinism::DeterminismLevel;
+pub use digest::{Sha256Digest, Sha256Writer};
+pub use error::EnvelopeError;
+pub use ids::{EngineId, ErrorCode, GateId, OperationName, SchemaVersion};
+pub use operation::{MAX_ENVELOPE_BYTES, MAX_INLINE_PARAMS_BYTES, PlannedOperation};
+pub use result::{
+    DenialSeverity, EngineError, EngineResult, GateDenial, ProvenanceRecord, ResultStatus,
+};
+pub use timestamp::UtcTimestamp;
+
+/// The largest integer that survives a round trip through RFC 8785 (an IEEE 754
+/// double): 2^53 - 1. Every integer in a wire document must be at most this.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;

@@ -1,0 +1,226 @@
+//! The PlannedOperation envelope (`poe-1.0`, contract §3) and its strict
+//! front-door parser.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::artifact::Input;
+use crate::budget::{BudgetSpec, EvidencePolicy, OutputSpec};
+use crate::canonical;
+use crate::capability::Capability;
+use crate::determinism::DeterminismLevel;
+use crate::digest::Sha256Digest;
+use crate::error::EnvelopeError;
+use crate::ids::{EngineId, OperationName, SchemaVersion};
+use crate::{MAX_SAFE_INTEGER, pointer};
+
+/// The largest envelope document the parser reads (1 MiB). Inline params are
+/// capped far lower by G-INTEGRITY; this cap only bounds parsing work.
+pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
+
+/// The contract's inline rule: canonical params above this many bytes must be
+/// passed as an input artifact.
+pub const MAX_INLINE_PARAMS_BYTES: usize = 32 * 1024;
+
+/// One engine invocation, planned by an untrusted author.
+///
+/// Fields are public so embedders can build operations in code; a value built
+/// that way has well-formed identifiers by construction but has not passed the
+/// cross-field rules, which [`PlannedOperation::validate`] checks and G-SCHEMA
+/// re-runs on every operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "PlannedOperation (poe-1.0)")]
+pub struct PlannedOperation {
+    /// Always `poe-1.0`.
+    pub schema_version: SchemaVersion,
+    /// Unique per operation.
+    pub op_id: Uuid,
+    /// The engine to run.
+    pub engine_id: EngineId,
+    /// Semver requirement the implementation must satisfy, e.g. `^1.0`.
+    #[schemars(with = "String")]
+    pub engine_version_req: semver::VersionReq,
+    /// The operation; its prefix must be the engine's name.
+    pub operation: OperationName,
+    /// Input artifacts and entity references.
+    pub inputs: Vec<Input>,
+    /// Engine-specific params, validated against the operation's schema.
+    pub params: Map<String, Value>,
+    /// Capabilities the operation asks for.
+    pub capabilities_requested: Vec<Capability>,
+    /// Resource budget.
+    pub budget: BudgetSpec,
+    /// Requested determinism level.
+    pub determinism: DeterminismLevel,
+    /// Evidence to capture; required for D0/D1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_policy: Option<EvidencePolicy>,
+    /// Expected outputs and limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_spec: Option<OutputSpec>,
+}
+
+impl PlannedOperation {
+    /// Parse untrusted bytes. Every error names a JSON pointer (or a line and
+    /// column) and what was expected.
+    pub fn from_json_slice(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(EnvelopeError::TooLarge { size: bytes.len(), limit: MAX_ENVELOPE_BYTES });
+        }
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Syntax {
+            line: e.line(),
+            column: e.column(),
+            message: pointer::strip_position(&e.to_string()).to_owned(),
+        })?;
+        Self::from_json_value(value)
+    }
+
+    /// Parse untrusted text.
+    pub fn from_json_str(text: &str) -> Result<Self, EnvelopeError> {
+        Self::from_json_slice(text.as_bytes())
+    }
+
+    /// Parse an already-decoded JSON value with the same strictness.
+    pub fn from_json_value(value: Value) -> Result<Self, EnvelopeError> {
+        let Some(object) = value.as_object() else {
+            return Err(EnvelopeError::invalid("", format!("expected a JSON object (a PlannedOperation), found {}", type_name(&value))));
+        };
+        match object.get("schema_version") {
+            None => return Err(EnvelopeError::invalid("/schema_version", "missing field schema_version: expected \"poe-1.0\"")),
+            Some(Value::String(v)) => {
+                v.parse::<SchemaVersion>()?;
+            }
+            Some(other) => {
+                return Err(EnvelopeError::invalid("/schema_version", format!("expected the string \"poe-1.0\", found {}", type_name(other))));
+            }
+        }
+        check_safe_integers(&value, &mut String::new())?;
+        let op: Self = serde_path_to_error::deserialize(value).map_err(|e| serde_error(&e))?;
+        op.validate()?;
+        Ok(op)
+    }
+
+    /// The cross-field rules that types alone cannot state: the operation
+    /// belongs to the engine, params integers are exact under RFC 8785, and
+    /// evidence tokens are well-formed.
+    pub fn validate(&self) -> Result<(), EnvelopeError> {
+        if !self.operation.belongs_to(&self.engine_id) {
+            return Err(EnvelopeError::invalid(
+                "/operation",
+                format!(
+                    "operation {:?} does not belong to engine {:?}: its prefix must be {:?} (e.g. \"{}.<op>\")",
+                    self.operation.as_str(),
+                    self.engine_id.as_str(),
+                    self.engine_id.name(),
+                    self.engine_id.name()
+                ),
+            ));
+        }
+        let mut at = String::from("/params");
+        for (key, v) in &self.params {
+            let len = at.len();
+            at.push('/');
+            at.push_str(&pointer::escape_token(key));
+            check_safe_integers(v, &mut at)?;
+            at.truncate(len);
+        }
+        if let Some(policy) = &self.evidence_policy {
+            policy
+                .check_tokens()
+                .map_err(|(i, m)| EnvelopeError::invalid(format!("/evidence_policy/capture/{i}"), m))?;
+        }
+        Ok(())
+    }
+
+    /// Serialize to compact JSON.
+    pub fn to_json(&self) -> Result<String, EnvelopeError> {
+        serde_json::to_string(self).map_err(|e| EnvelopeError::Canonicalization { message: e.to_string() })
+    }
+
+    /// The RFC 8785 canonical bytes of the whole envelope.
+    pub fn canonical_bytes(&self) -> Result<Vec<u8>, EnvelopeError> {
+        canonical::to_vec(self)
+    }
+
+    /// The canonical digest of the whole envelope.
+    pub fn canonical_digest(&self) -> Result<Sha256Digest, EnvelopeError> {
+        canonical::digest(self)
+    }
+
+    /// The config hash: the canonical digest of the params.
+    pub fn config_hash(&self) -> Result<Sha256Digest, EnvelopeError> {
+        canonical::config_hash(&self.params)
+    }
+
+    /// Size of the params in canonical form, which the inline rule bounds by
+    /// [`MAX_INLINE_PARAMS_BYTES`].
+    pub fn params_canonical_len(&self) -> Result<usize, EnvelopeError> {
+        Ok(canonical::to_vec(&self.params)?.len())
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn serde_error(e: &serde_path_to_error::Error<serde_json::Error>) -> EnvelopeError {
+    let mut at = pointer::from_serde_path(e.path());
+    let raw = e.inner().to_string();
+    let (inner, message) = pointer::unmark(pointer::strip_position(&raw));
+    at.push_str(&inner);
+    let message = pointer::strip_position(&message).to_owned();
+    // Point at the missing value itself, not at its parent.
+    if let Some(name) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+        at.push('/');
+        at.push_str(&pointer::escape_token(name));
+        return EnvelopeError::invalid(at, format!("missing required field {name:?}"));
+    }
+    EnvelopeError::invalid(at, message)
+}
+
+/// Refuse integers that RFC 8785 cannot represent exactly.
+fn check_safe_integers(value: &Value, at: &mut String) -> Result<(), EnvelopeError> {
+    match value {
+        Value::Number(n) => {
+            let too_big = n.as_u64().is_some_and(|u| u > MAX_SAFE_INTEGER)
+                || n.as_i64().is_some_and(|i| i.unsigned_abs() > MAX_SAFE_INTEGER);
+            if too_big {
+                return Err(EnvelopeError::invalid(
+                    at.clone(),
+                    format!("integer {n} is outside ±(2^53-1); canonical JSON cannot keep it exact: send it as a string or shrink it"),
+                ));
+            }
+            Ok(())
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = at.len();
+                at.push('/');
+                at.push_str(&i.to_string());
+                check_safe_integers(item, at)?;
+                at.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let len = at.len();
+                at.push('/');
+                at.push_str(&pointer::escape_token(key));
+                check_safe_integers(item, at)?;
+                at.truncate(len);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}

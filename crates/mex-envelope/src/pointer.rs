@@ -1,0 +1,52 @@
+//! JSON pointers (RFC 6901) built from serde paths, and the private marker that
+//! lets a nested `Deserialize` impl report the pointer of its own failure.
+
+use std::fmt::Write as _;
+
+/// Escape one reference token per RFC 6901.
+pub(crate) fn escape_token(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+/// Convert a `serde_path_to_error` path into a JSON pointer.
+pub(crate) fn from_serde_path(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            serde_path_to_error::Segment::Seq { index } => {
+                let _ = write!(out, "/{index}");
+            }
+            serde_path_to_error::Segment::Map { key } => {
+                let _ = write!(out, "/{}", escape_token(key));
+            }
+            serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+const MARK: &str = "\u{1}ptr:";
+
+/// Encode a relative pointer into a serde error message, so that the outer
+/// parser can append it to the path it already knows.
+pub(crate) fn mark(relative_pointer: &str, message: &str) -> String {
+    format!("{MARK}{relative_pointer}\u{1}{message}")
+}
+
+/// Split a message produced by [`mark`] back into (relative pointer, message).
+pub(crate) fn unmark(message: &str) -> (String, String) {
+    if let Some(rest) = message.strip_prefix(MARK) {
+        if let Some((ptr, msg)) = rest.split_once('\u{1}') {
+            return (ptr.to_owned(), msg.to_owned());
+        }
+    }
+    (String::new(), message.to_owned())
+}
+
+/// Strip serde's trailing " at line L column C" when we report pointers instead.
+pub(crate) fn strip_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(idx) if message[idx..].contains(" column ") => &message[..idx],
+        _ => message,
+    }
+}
