@@ -34,7 +34,10 @@ fn main() -> ExitCode {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn schemas(check: bool) -> Result<()> {
@@ -56,16 +59,24 @@ fn schemas(check: bool) -> Result<()> {
         }
     }
     if !drifted.is_empty() {
-        bail!("{} schema file(s) drifted from the code; run `cargo xtask schemas` and commit the result", drifted.len());
+        bail!(
+            "{} schema file(s) drifted from the code; run `cargo xtask schemas` and commit the result",
+            drifted.len()
+        );
     }
     Ok(())
 }
 
 fn deny() -> Result<()> {
-    let have = Command::new("cargo").args(["deny", "--version"]).output().is_ok_and(|o| o.status.success());
+    let have = Command::new("cargo")
+        .args(["deny", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !have {
         println!("installing cargo-deny (one time)...");
-        let status = Command::new("cargo").args(["install", "--locked", "cargo-deny"]).status()?;
+        let status = Command::new("cargo")
+            .args(["install", "--locked", "cargo-deny"])
+            .status()?;
         if !status.success() {
             bail!("cargo install cargo-deny failed");
         }

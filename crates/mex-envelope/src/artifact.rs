@@ -19,7 +19,9 @@ use crate::pointer;
 use crate::timestamp::UtcTimestamp;
 
 /// The kind of an artifact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ArtifactKind {
     /// A plain file.
@@ -39,7 +41,9 @@ pub enum ArtifactKind {
 }
 
 /// Data classification, ordered `low < medium < high`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Classification {
     /// Low sensitivity.
@@ -76,7 +80,9 @@ impl FromStr for MediaType {
             Some((t, sub)) if is_media_token(t) && is_media_token(sub) => Ok(Self(s.to_owned())),
             _ => Err(EnvelopeError::invalid(
                 "",
-                format!("{s:?} is not a media type: expected lowercase \"type/subtype\" without parameters, e.g. \"application/json\""),
+                format!(
+                    "{s:?} is not a media type: expected lowercase \"type/subtype\" without parameters, e.g. \"application/json\""
+                ),
             )),
         }
     }
@@ -169,13 +175,25 @@ impl EntityRef {
             && matches!(chars.next(), Some('a'..='z'))
             && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));
         if !type_ok {
-            return Err(("/entity_type".into(), format!("{:?} is not an entity type: expected [a-z][a-z0-9_]*", self.entity_type)));
+            return Err((
+                "/entity_type".into(),
+                format!(
+                    "{:?} is not an entity type: expected [a-z][a-z0-9_]*",
+                    self.entity_type
+                ),
+            ));
         }
-        for (field, value) in [("entity_id", Some(&self.entity_id)), ("version", self.version.as_ref())] {
+        for (field, value) in [
+            ("entity_id", Some(&self.entity_id)),
+            ("version", self.version.as_ref()),
+        ] {
             if let Some(v) = value {
                 let n = v.chars().count();
                 if n == 0 || n > 256 || v.chars().any(char::is_control) {
-                    return Err((format!("/{field}"), format!("{field} must be 1-256 characters without control characters")));
+                    return Err((
+                        format!("/{field}"),
+                        format!("{field} must be 1-256 characters without control characters"),
+                    ));
                 }
             }
         }
@@ -210,21 +228,32 @@ impl<'de> Deserialize<'de> for Input {
         use serde::de::Error;
         let value = serde_json::Value::deserialize(d)?;
         let Some(object) = value.as_object() else {
-            return Err(D::Error::custom("expected an object: an artifact handle (with artifact_id) or an entity reference (with entity_type)"));
+            return Err(D::Error::custom(
+                "expected an object: an artifact handle (with artifact_id) or an entity reference (with entity_type)",
+            ));
         };
         let nested = |e: serde_path_to_error::Error<serde_json::Error>| {
             let relative = pointer::from_serde_path(e.path());
             let (inner, message) = pointer::unmark(&e.inner().to_string());
-            D::Error::custom(pointer::mark(&format!("{relative}{inner}"), pointer::strip_position(&message)))
+            D::Error::custom(pointer::mark(
+                &format!("{relative}{inner}"),
+                pointer::strip_position(&message),
+            ))
         };
         if object.contains_key("artifact_id") {
-            serde_path_to_error::deserialize(value).map(Input::Artifact).map_err(nested)
+            serde_path_to_error::deserialize(value)
+                .map(Input::Artifact)
+                .map_err(nested)
         } else if object.contains_key("entity_type") {
             let entity: EntityRef = serde_path_to_error::deserialize(value).map_err(nested)?;
-            entity.check().map_err(|(p, m)| D::Error::custom(pointer::mark(&p, &m)))?;
+            entity
+                .check()
+                .map_err(|(p, m)| D::Error::custom(pointer::mark(&p, &m)))?;
             Ok(Input::Entity(entity))
         } else {
-            Err(D::Error::custom("expected an artifact handle (with artifact_id) or an entity reference (with entity_type)"))
+            Err(D::Error::custom(
+                "expected an artifact handle (with artifact_id) or an entity reference (with entity_type)",
+            ))
         }
     }
 }
@@ -259,7 +288,8 @@ pub struct BundleIndex {
 impl BundleIndex {
     /// Sort entries by path so that the index is canonical.
     pub fn sort(&mut self) {
-        self.entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+        self.entries
+            .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     }
 
     /// The bundle's content hash: SHA-256 over the canonical JSON of the
@@ -328,15 +358,28 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, byte: u8) -> BundleEntry {
-        BundleEntry { path: path.into(), content_hash: Sha256Digest::of(&[byte]), size_bytes: 1 }
+        BundleEntry {
+            path: path.into(),
+            content_hash: Sha256Digest::of(&[byte]),
+            size_bytes: 1,
+        }
     }
 
     #[test]
     fn bundle_hash_is_order_independent() {
-        let a = BundleIndex { normalize_line_endings: false, entries: vec![entry("a", 1), entry("b/c", 2)] };
-        let b = BundleIndex { normalize_line_endings: false, entries: vec![entry("b/c", 2), entry("a", 1)] };
+        let a = BundleIndex {
+            normalize_line_endings: false,
+            entries: vec![entry("a", 1), entry("b/c", 2)],
+        };
+        let b = BundleIndex {
+            normalize_line_endings: false,
+            entries: vec![entry("b/c", 2), entry("a", 1)],
+        };
         assert_eq!(a.content_hash().unwrap(), b.content_hash().unwrap());
-        let c = BundleIndex { normalize_line_endings: true, ..a.clone() };
+        let c = BundleIndex {
+            normalize_line_endings: true,
+            ..a.clone()
+        };
         assert_ne!(a.content_hash().unwrap(), c.content_hash().unwrap());
     }
 

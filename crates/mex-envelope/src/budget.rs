@@ -7,29 +7,49 @@ use serde::{Deserialize, Serialize};
 use crate::artifact::{ArtifactKind, MediaType};
 
 /// Resource budget (contract §3). Absent fields take the registry's defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetSpec {
     /// CPU time in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "safe::opt_u64")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "safe::opt_u64"
+    )]
     #[schemars(range(max = 9_007_199_254_740_991u64))]
     pub cpu_time_ms: Option<u64>,
     /// Wall-clock time in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "safe::opt_u64")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "safe::opt_u64"
+    )]
     #[schemars(range(max = 9_007_199_254_740_991u64))]
     pub wall_time_ms: Option<u64>,
     /// Peak memory in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "safe::opt_u64")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "safe::opt_u64"
+    )]
     #[schemars(range(max = 9_007_199_254_740_991u64))]
     pub memory_bytes: Option<u64>,
     /// Total bytes of outputs, evidence and logs.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "safe::opt_u64")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "safe::opt_u64"
+    )]
     #[schemars(range(max = 9_007_199_254_740_991u64))]
     pub output_bytes: Option<u64>,
 }
 
 /// What evidence a D0/D1 operation must capture (contract §2).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct EvidencePolicy {
     /// Whether the result must carry evidence; D0 and D1 need `true`.
@@ -40,7 +60,11 @@ pub struct EvidencePolicy {
     #[schemars(length(max = 32), inner(regex(pattern = "^[a-z][a-z0-9_]{0,63}$")))]
     pub capture: Vec<EvidenceToken>,
     /// Upper bound on evidence bytes; it counts against the output budget.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "safe::opt_u64")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "safe::opt_u64"
+    )]
     #[schemars(range(max = 9_007_199_254_740_991u64))]
     pub max_bytes: Option<u64>,
 }
@@ -49,7 +73,9 @@ pub struct EvidencePolicy {
 pub type EvidenceToken = String;
 
 /// Expected outputs and their limits.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
     /// Artifact kinds the outputs may have; empty means any.
@@ -59,11 +85,19 @@ pub struct OutputSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media_types: Vec<MediaType>,
     /// At most this many outputs.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "safe::opt_u64")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "safe::opt_u64"
+    )]
     #[schemars(range(max = 9_007_199_254_740_991u64))]
     pub max_outputs: Option<u64>,
     /// At most this many bytes over all outputs; must fit the output budget.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "safe::opt_u64")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "safe::opt_u64"
+    )]
     #[schemars(range(max = 9_007_199_254_740_991u64))]
     pub max_output_bytes: Option<u64>,
 }
@@ -76,7 +110,12 @@ impl EvidencePolicy {
                 && matches!(chars.next(), Some('a'..='z'))
                 && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));
             if !ok {
-                return Err((i, format!("{token:?} is not an evidence token: expected [a-z][a-z0-9_]* (at most 64 characters), e.g. \"snapshot\"")));
+                return Err((
+                    i,
+                    format!(
+                        "{token:?} is not an evidence token: expected [a-z][a-z0-9_]* (at most 64 characters), e.g. \"snapshot\""
+                    ),
+                ));
             }
         }
         Ok(())
@@ -91,7 +130,9 @@ pub(crate) mod safe {
 
     fn check<E: serde::de::Error>(v: u64) -> Result<u64, E> {
         if v > MAX_SAFE_INTEGER {
-            Err(E::custom(format!("{v} is above 2^53-1 ({MAX_SAFE_INTEGER}), the largest integer JSON hashing keeps exact")))
+            Err(E::custom(format!(
+                "{v} is above 2^53-1 ({MAX_SAFE_INTEGER}), the largest integer JSON hashing keeps exact"
+            )))
         } else {
             Ok(v)
         }

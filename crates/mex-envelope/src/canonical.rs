@@ -13,14 +13,16 @@ use crate::error::EnvelopeError;
 
 /// The RFC 8785 canonical bytes of any serializable value.
 pub fn to_vec<T: Serialize>(value: &T) -> Result<Vec<u8>, EnvelopeError> {
-    serde_json_canonicalizer::to_vec(value)
-        .map_err(|e| EnvelopeError::Canonicalization { message: e.to_string() })
+    serde_json_canonicalizer::to_vec(value).map_err(|e| EnvelopeError::Canonicalization {
+        message: e.to_string(),
+    })
 }
 
 /// The RFC 8785 canonical text of any serializable value.
 pub fn to_string<T: Serialize>(value: &T) -> Result<String, EnvelopeError> {
-    serde_json_canonicalizer::to_string(value)
-        .map_err(|e| EnvelopeError::Canonicalization { message: e.to_string() })
+    serde_json_canonicalizer::to_string(value).map_err(|e| EnvelopeError::Canonicalization {
+        message: e.to_string(),
+    })
 }
 
 /// SHA-256 of the canonical form of a value: the canonical digest of any wire
@@ -30,7 +32,9 @@ pub fn digest<T: Serialize>(value: &T) -> Result<Sha256Digest, EnvelopeError> {
 }
 
 /// The config hash of an operation: the canonical digest of its params.
-pub fn config_hash(params: &serde_json::Map<String, serde_json::Value>) -> Result<Sha256Digest, EnvelopeError> {
+pub fn config_hash(
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Sha256Digest, EnvelopeError> {
     digest(params)
 }
 
@@ -41,7 +45,8 @@ mod tests {
 
     #[test]
     fn sorts_keys_and_strips_whitespace() {
-        let v: serde_json::Value = serde_json::from_str(r#"{ "b": 1, "a": [true, null, "x"] }"#).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{ "b": 1, "a": [true, null, "x"] }"#).unwrap();
         assert_eq!(to_string(&v).unwrap(), r#"{"a":[true,null,"x"],"b":1}"#);
     }
 }

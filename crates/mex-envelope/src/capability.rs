@@ -82,7 +82,10 @@ impl CapabilityKind {
 
     /// Whether the kind takes a scope (`kind:scope`).
     pub fn is_scoped(&self) -> bool {
-        matches!(self, Self::FsRead | Self::FsWrite | Self::ProcExec | Self::SecretsUse)
+        matches!(
+            self,
+            Self::FsRead | Self::FsWrite | Self::ProcExec | Self::SecretsUse
+        )
     }
 
     /// Whether the contract requires an explicit consent record for this kind
@@ -149,20 +152,35 @@ impl FromStr for Capability {
             Some((k, scope)) => (k, Some(scope)),
             None => (s, None),
         };
+        if let Some(c) = s.chars().find(|c| !c.is_ascii()) {
+            return Err(EnvelopeError::invalid(
+                "",
+                format!(
+                    "{s:?} contains the non-ASCII character U+{:04X}; capabilities are ASCII only (look-alike characters are refused)",
+                    u32::from(c)
+                ),
+            ));
+        }
         let Some(kind) = CapabilityKind::from_text(kind_text) else {
             let known: Vec<&str> = CapabilityKind::ALL.iter().map(|k| k.as_str()).collect();
             return Err(EnvelopeError::invalid(
                 "",
-                format!("{s:?} has unknown capability kind {kind_text:?}; known kinds: {}", known.join(", ")),
+                format!(
+                    "{s:?} has unknown capability kind {kind_text:?}; known kinds: {}",
+                    known.join(", ")
+                ),
             ));
         };
         match (kind.is_scoped(), scope) {
-            (true, Some(scope)) if is_valid_scope(scope) => {
-                Ok(Self { kind, scope: Some(scope.to_owned()) })
-            }
+            (true, Some(scope)) if is_valid_scope(scope) => Ok(Self {
+                kind,
+                scope: Some(scope.to_owned()),
+            }),
             (true, Some(scope)) => Err(EnvelopeError::invalid(
                 "",
-                format!("{s:?} has an invalid scope {scope:?}: expected 1-128 ASCII characters [A-Za-z0-9_.*/-], starting with a letter, digit or '*', and no \"..\""),
+                format!(
+                    "{s:?} has an invalid scope {scope:?}: expected 1-128 ASCII characters [A-Za-z0-9_.*/-], starting with a letter, digit or '*', and no \"..\""
+                ),
             )),
             (true, None) => Err(EnvelopeError::invalid(
                 "",
@@ -232,8 +250,16 @@ mod tests {
     #[test]
     fn parses_the_contract_examples() {
         for ok in [
-            "fs.read:inputs", "fs.write:artifacts", "net.http", "device.camera", "device.mic",
-            "device.usb", "device.serial", "proc.exec:bash", "gpu.compute", "secrets.use:key-1",
+            "fs.read:inputs",
+            "fs.write:artifacts",
+            "net.http",
+            "device.camera",
+            "device.mic",
+            "device.usb",
+            "device.serial",
+            "proc.exec:bash",
+            "gpu.compute",
+            "secrets.use:key-1",
         ] {
             let cap: Capability = ok.parse().unwrap();
             assert_eq!(cap.to_string(), ok);
@@ -243,9 +269,20 @@ mod tests {
     #[test]
     fn refuses_malformed_and_unknown() {
         for bad in [
-            "", "fs.read", "net.http:x", "fs.delete:all", "fs.read:", "fs.read:../etc",
-            "fs.read:/etc", "fs.reаd:inputs", /* Cyrillic a */ "net.http ", "NET.HTTP",
-            "fs.read:inputs:more", "device.camera:0", "fs.read:a..b", "secrets.use:ключ",
+            "",
+            "fs.read",
+            "net.http:x",
+            "fs.delete:all",
+            "fs.read:",
+            "fs.read:../etc",
+            "fs.read:/etc",
+            "fs.reаd:inputs",
+            /* Cyrillic a */ "net.http ",
+            "NET.HTTP",
+            "fs.read:inputs:more",
+            "device.camera:0",
+            "fs.read:a..b",
+            "secrets.use:ключ",
         ] {
             assert!(bad.parse::<Capability>().is_err(), "{bad:?} parsed");
         }
@@ -254,8 +291,18 @@ mod tests {
     #[test]
     fn sensitivity() {
         assert!("net.http".parse::<Capability>().unwrap().is_sensitive());
-        assert!("secrets.use:k".parse::<Capability>().unwrap().is_sensitive());
-        assert!(!"fs.read:inputs".parse::<Capability>().unwrap().is_sensitive());
+        assert!(
+            "secrets.use:k"
+                .parse::<Capability>()
+                .unwrap()
+                .is_sensitive()
+        );
+        assert!(
+            !"fs.read:inputs"
+                .parse::<Capability>()
+                .unwrap()
+                .is_sensitive()
+        );
     }
 
     proptest! {

@@ -4,7 +4,17 @@ use serde::{Deserialize, Serialize};
 
 /// A determinism level, ordered `D0 < D1 < D2 < D3`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 pub enum DeterminismLevel {
     /// Live: not replayable unless evidence capture freezes the claim.

@@ -54,14 +54,18 @@ impl fmt::Debug for Sha256Digest {
 impl FromStr for Sha256Digest {
     type Err = EnvelopeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let well_formed = s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let well_formed =
+            s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         let mut out = [0u8; 32];
         if well_formed && hex::decode_to_slice(s, &mut out).is_ok() {
             Ok(Self(out))
         } else {
             Err(EnvelopeError::invalid(
                 "",
-                format!("{:?} is not a SHA-256 digest: expected exactly 64 lowercase hex characters, no prefix", truncate(s)),
+                format!(
+                    "{:?} is not a SHA-256 digest: expected exactly 64 lowercase hex characters, no prefix",
+                    truncate(s)
+                ),
             ))
         }
     }

@@ -8,7 +8,9 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum EnvelopeError {
     /// The bytes are not JSON at all.
-    #[error("not valid JSON at line {line}, column {column}: {message}; send one UTF-8 JSON object")]
+    #[error(
+        "not valid JSON at line {line}, column {column}: {message}; send one UTF-8 JSON object"
+    )]
     Syntax {
         /// 1-based line of the error.
         line: usize,
@@ -18,7 +20,9 @@ pub enum EnvelopeError {
         message: String,
     },
     /// The document is larger than the envelope cap.
-    #[error("document is {size} bytes, over the {limit}-byte envelope limit; pass large data as input artifacts")]
+    #[error(
+        "document is {size} bytes, over the {limit}-byte envelope limit; pass large data as input artifacts"
+    )]
     TooLarge {
         /// Size of the document.
         size: usize,
@@ -34,13 +38,17 @@ pub enum EnvelopeError {
         message: String,
     },
     /// `schema_version` names another poe version.
-    #[error("unsupported schema_version {found:?} at /schema_version: this runtime speaks poe-1.0 only")]
+    #[error(
+        "unsupported schema_version {found:?} at /schema_version: this runtime speaks poe-1.0 only"
+    )]
     UnsupportedVersion {
         /// The version found.
         found: String,
     },
     /// `schema_version` is not `poe-*`: this is not an engine invocation.
-    #[error("schema_version {found:?} at /schema_version is not an engine invocation (expected \"poe-1.0\"); document-edit plans are not accepted here")]
+    #[error(
+        "schema_version {found:?} at /schema_version is not an engine invocation (expected \"poe-1.0\"); document-edit plans are not accepted here"
+    )]
     NotAnEngineInvocation {
         /// The version found.
         found: String,
@@ -54,7 +62,11 @@ pub enum EnvelopeError {
 }
 
 fn display_pointer(pointer: &str) -> &str {
-    if pointer.is_empty() { "/ (document root)" } else { pointer }
+    if pointer.is_empty() {
+        "/ (document root)"
+    } else {
+        pointer
+    }
 }
 
 impl EnvelopeError {
@@ -82,6 +94,9 @@ impl EnvelopeError {
     }
 
     pub(crate) fn invalid(pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid { pointer: pointer.into(), message: message.into() }
+        Self::Invalid {
+            pointer: pointer.into(),
+            message: message.into(),
+        }
     }
 }

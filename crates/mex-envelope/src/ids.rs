@@ -107,7 +107,9 @@ impl FromStr for EngineId {
             Some(name) if is_snake_word(name) => Ok(Self(s.to_owned())),
             _ => Err(EnvelopeError::invalid(
                 "",
-                format!("{s:?} is not an engine id: expected \"engine.<name>\" with <name> in [a-z][a-z0-9_]* (at most 64 characters), e.g. \"engine.physics\""),
+                format!(
+                    "{s:?} is not an engine id: expected \"engine.<name>\" with <name> in [a-z][a-z0-9_]* (at most 64 characters), e.g. \"engine.physics\""
+                ),
             )),
         }
     }
@@ -144,10 +146,14 @@ impl FromStr for OperationName {
     type Err = EnvelopeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('.') {
-            Some((prefix, op)) if is_snake_word(prefix) && is_snake_word(op) => Ok(Self(s.to_owned())),
+            Some((prefix, op)) if is_snake_word(prefix) && is_snake_word(op) => {
+                Ok(Self(s.to_owned()))
+            }
             _ => Err(EnvelopeError::invalid(
                 "",
-                format!("{s:?} is not an operation name: expected \"<engine name>.<operation>\" in [a-z][a-z0-9_]*, e.g. \"physics.convert_units\""),
+                format!(
+                    "{s:?} is not an operation name: expected \"<engine name>.<operation>\" in [a-z][a-z0-9_]*, e.g. \"physics.convert_units\""
+                ),
             )),
         }
     }
@@ -172,7 +178,9 @@ impl FromStr for ErrorCode {
         } else {
             Err(EnvelopeError::invalid(
                 "",
-                format!("{s:?} is not a stable code: expected upper-case words [A-Z][A-Z0-9_-]* joined by '.', e.g. \"G-CAP.CONSENT_MISSING\""),
+                format!(
+                    "{s:?} is not a stable code: expected upper-case words [A-Z][A-Z0-9_-]* joined by '.', e.g. \"G-CAP.CONSENT_MISSING\""
+                ),
             ))
         }
     }
@@ -194,7 +202,9 @@ impl FromStr for GateId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let ok = s.strip_prefix("G-").is_some_and(|rest| {
             let mut parts = rest.split('.');
-            let head_ok = parts.next().is_some_and(|p| is_upper_word(p) && !p.contains('-'));
+            let head_ok = parts
+                .next()
+                .is_some_and(|p| is_upper_word(p) && !p.contains('-'));
             let tail: Vec<&str> = parts.collect();
             head_ok && tail.len() <= 1 && tail.iter().all(|p| is_upper_word(p) && !p.contains('-'))
         });
@@ -203,7 +213,9 @@ impl FromStr for GateId {
         } else {
             Err(EnvelopeError::invalid(
                 "",
-                format!("{s:?} is not a gate id: expected \"G-<NAME>\" or \"G-<NAME>.<SUB>\" in [A-Z0-9_], e.g. \"G-SAFETY.SANDBOX\""),
+                format!(
+                    "{s:?} is not a gate id: expected \"G-<NAME>\" or \"G-<NAME>.<SUB>\" in [A-Z0-9_], e.g. \"G-SAFETY.SANDBOX\""
+                ),
             ))
         }
     }
@@ -244,10 +256,12 @@ impl FromStr for SchemaVersion {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "poe-1.0" => Ok(Self::Poe1_0),
-            other if other.starts_with("poe-") => {
-                Err(EnvelopeError::UnsupportedVersion { found: other.to_owned() })
-            }
-            other => Err(EnvelopeError::NotAnEngineInvocation { found: other.to_owned() }),
+            other if other.starts_with("poe-") => Err(EnvelopeError::UnsupportedVersion {
+                found: other.to_owned(),
+            }),
+            other => Err(EnvelopeError::NotAnEngineInvocation {
+                found: other.to_owned(),
+            }),
         }
     }
 }
@@ -285,8 +299,19 @@ mod tests {
 
     #[test]
     fn engine_ids() {
-        assert_eq!("engine.physics".parse::<EngineId>().unwrap().name(), "physics");
-        for bad in ["physics", "engine.", "engine.Physics", "engine.phys-ics", "Engine.physics", "engine.phy sics", "engine.ⅰ"] {
+        assert_eq!(
+            "engine.physics".parse::<EngineId>().unwrap().name(),
+            "physics"
+        );
+        for bad in [
+            "physics",
+            "engine.",
+            "engine.Physics",
+            "engine.phys-ics",
+            "Engine.physics",
+            "engine.phy sics",
+            "engine.ⅰ",
+        ] {
             assert!(bad.parse::<EngineId>().is_err(), "{bad}");
         }
     }
@@ -315,8 +340,17 @@ mod tests {
 
     #[test]
     fn schema_versions() {
-        assert_eq!("poe-1.0".parse::<SchemaVersion>().unwrap(), SchemaVersion::Poe1_0);
-        assert!(matches!("poe-2.0".parse::<SchemaVersion>(), Err(EnvelopeError::UnsupportedVersion { .. })));
-        assert!(matches!("pe-1.0".parse::<SchemaVersion>(), Err(EnvelopeError::NotAnEngineInvocation { .. })));
+        assert_eq!(
+            "poe-1.0".parse::<SchemaVersion>().unwrap(),
+            SchemaVersion::Poe1_0
+        );
+        assert!(matches!(
+            "poe-2.0".parse::<SchemaVersion>(),
+            Err(EnvelopeError::UnsupportedVersion { .. })
+        ));
+        assert!(matches!(
+            "pe-1.0".parse::<SchemaVersion>(),
+            Err(EnvelopeError::NotAnEngineInvocation { .. })
+        ));
     }
 }

@@ -67,7 +67,10 @@ impl PlannedOperation {
     /// column) and what was expected.
     pub fn from_json_slice(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         if bytes.len() > MAX_ENVELOPE_BYTES {
-            return Err(EnvelopeError::TooLarge { size: bytes.len(), limit: MAX_ENVELOPE_BYTES });
+            return Err(EnvelopeError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_ENVELOPE_BYTES,
+            });
         }
         let value: Value = serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Syntax {
             line: e.line(),
@@ -85,15 +88,32 @@ impl PlannedOperation {
     /// Parse an already-decoded JSON value with the same strictness.
     pub fn from_json_value(value: Value) -> Result<Self, EnvelopeError> {
         let Some(object) = value.as_object() else {
-            return Err(EnvelopeError::invalid("", format!("expected a JSON object (a PlannedOperation), found {}", type_name(&value))));
+            return Err(EnvelopeError::invalid(
+                "",
+                format!(
+                    "expected a JSON object (a PlannedOperation), found {}",
+                    type_name(&value)
+                ),
+            ));
         };
         match object.get("schema_version") {
-            None => return Err(EnvelopeError::invalid("/schema_version", "missing field schema_version: expected \"poe-1.0\"")),
+            None => {
+                return Err(EnvelopeError::invalid(
+                    "/schema_version",
+                    "missing field schema_version: expected \"poe-1.0\"",
+                ));
+            }
             Some(Value::String(v)) => {
                 v.parse::<SchemaVersion>()?;
             }
             Some(other) => {
-                return Err(EnvelopeError::invalid("/schema_version", format!("expected the string \"poe-1.0\", found {}", type_name(other))));
+                return Err(EnvelopeError::invalid(
+                    "/schema_version",
+                    format!(
+                        "expected the string \"poe-1.0\", found {}",
+                        type_name(other)
+                    ),
+                ));
             }
         }
         check_safe_integers(&value, &mut String::new())?;
@@ -127,16 +147,18 @@ impl PlannedOperation {
             at.truncate(len);
         }
         if let Some(policy) = &self.evidence_policy {
-            policy
-                .check_tokens()
-                .map_err(|(i, m)| EnvelopeError::invalid(format!("/evidence_policy/capture/{i}"), m))?;
+            policy.check_tokens().map_err(|(i, m)| {
+                EnvelopeError::invalid(format!("/evidence_policy/capture/{i}"), m)
+            })?;
         }
         Ok(())
     }
 
     /// Serialize to compact JSON.
     pub fn to_json(&self) -> Result<String, EnvelopeError> {
-        serde_json::to_string(self).map_err(|e| EnvelopeError::Canonicalization { message: e.to_string() })
+        serde_json::to_string(self).map_err(|e| EnvelopeError::Canonicalization {
+            message: e.to_string(),
+        })
     }
 
     /// The RFC 8785 canonical bytes of the whole envelope.
@@ -179,7 +201,10 @@ fn serde_error(e: &serde_path_to_error::Error<serde_json::Error>) -> EnvelopeErr
     at.push_str(&inner);
     let message = pointer::strip_position(&message).to_owned();
     // Point at the missing value itself, not at its parent.
-    if let Some(name) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+    if let Some(name) = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'))
+    {
         at.push('/');
         at.push_str(&pointer::escape_token(name));
         return EnvelopeError::invalid(at, format!("missing required field {name:?}"));
@@ -192,11 +217,14 @@ fn check_safe_integers(value: &Value, at: &mut String) -> Result<(), EnvelopeErr
     match value {
         Value::Number(n) => {
             let too_big = n.as_u64().is_some_and(|u| u > MAX_SAFE_INTEGER)
-                || n.as_i64().is_some_and(|i| i.unsigned_abs() > MAX_SAFE_INTEGER);
+                || n.as_i64()
+                    .is_some_and(|i| i.unsigned_abs() > MAX_SAFE_INTEGER);
             if too_big {
                 return Err(EnvelopeError::invalid(
                     at.clone(),
-                    format!("integer {n} is outside ±(2^53-1); canonical JSON cannot keep it exact: send it as a string or shrink it"),
+                    format!(
+                        "integer {n} is outside ±(2^53-1); canonical JSON cannot keep it exact: send it as a string or shrink it"
+                    ),
                 ));
             }
             Ok(())

@@ -35,10 +35,11 @@ pub(crate) fn mark(relative_pointer: &str, message: &str) -> String {
 
 /// Split a message produced by [`mark`] back into (relative pointer, message).
 pub(crate) fn unmark(message: &str) -> (String, String) {
-    if let Some(rest) = message.strip_prefix(MARK) {
-        if let Some((ptr, msg)) = rest.split_once('\u{1}') {
-            return (ptr.to_owned(), msg.to_owned());
-        }
+    if let Some((ptr, msg)) = message
+        .strip_prefix(MARK)
+        .and_then(|rest| rest.split_once('\u{1}'))
+    {
+        return (ptr.to_owned(), msg.to_owned());
     }
     (String::new(), message.to_owned())
 }

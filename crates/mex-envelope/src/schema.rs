@@ -18,9 +18,18 @@ pub struct NamedSchema {
 /// Every schema this crate publishes, in a stable order.
 pub fn all() -> Vec<NamedSchema> {
     vec![
-        NamedSchema { name: "planned-operation", schema: schemars::schema_for!(PlannedOperation) },
-        NamedSchema { name: "engine-result", schema: schemars::schema_for!(EngineResult) },
-        NamedSchema { name: "artifact-manifest", schema: schemars::schema_for!(ArtifactManifest) },
+        NamedSchema {
+            name: "planned-operation",
+            schema: schemars::schema_for!(PlannedOperation),
+        },
+        NamedSchema {
+            name: "engine-result",
+            schema: schemars::schema_for!(EngineResult),
+        },
+        NamedSchema {
+            name: "artifact-manifest",
+            schema: schemars::schema_for!(ArtifactManifest),
+        },
     ]
 }
 

@@ -25,7 +25,9 @@ impl UtcTimestamp {
 
     /// From a Unix time in milliseconds; `None` when out of range.
     pub fn from_unix_millis(ms: i64) -> Option<Self> {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok().map(Self)
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .map(Self)
     }
 
     /// Milliseconds since the Unix epoch.
@@ -54,13 +56,17 @@ impl FromStr for UtcTimestamp {
         let bad = || {
             EnvelopeError::invalid(
                 "",
-                format!("{s:?} is not an RFC 3339 UTC timestamp: expected e.g. \"2026-01-31T12:00:00Z\" (UTC, 'Z' suffix)"),
+                format!(
+                    "{s:?} is not an RFC 3339 UTC timestamp: expected e.g. \"2026-01-31T12:00:00Z\" (UTC, 'Z' suffix)"
+                ),
             )
         };
-        if !s.ends_with('Z') {
+        if !s.ends_with('Z') || s.as_bytes().get(10) != Some(&b'T') {
             return Err(bad());
         }
-        OffsetDateTime::parse(s, &Rfc3339).map(Self).map_err(|_| bad())
+        OffsetDateTime::parse(s, &Rfc3339)
+            .map(Self)
+            .map_err(|_| bad())
     }
 }
 
@@ -108,6 +114,9 @@ mod tests {
         assert!("2026-01-31 12:00:00Z".parse::<UtcTimestamp>().is_err());
         let now = UtcTimestamp::now();
         assert_eq!(now.to_string().parse::<UtcTimestamp>().unwrap(), now);
-        assert_eq!(UtcTimestamp::from_unix_millis(now.unix_millis()).unwrap(), now);
+        assert_eq!(
+            UtcTimestamp::from_unix_millis(now.unix_millis()).unwrap(),
+            now
+        );
     }
 }

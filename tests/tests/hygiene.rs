@@ -1,0 +1,162 @@
+//! Workspace hygiene, checked under plain `cargo test`:
+//! every member inherits the workspace lints, every crate root starts with a
+//! `//!` doc, every dependency comes from `[workspace.dependencies]`, and the
+//! mex crates depend on each other only in the documented direction.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn members() -> Vec<PathBuf> {
+    let mut out = vec![root().join("xtask"), root().join("tests")];
+    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.join("Cargo.toml").exists() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn manifest(dir: &Path) -> toml::Table {
+    std::fs::read_to_string(dir.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn name_of(m: &toml::Table) -> String {
+    m["package"]["name"].as_str().unwrap().to_owned()
+}
+
+const DEP_TABLES: [&str; 3] = ["dependencies", "dev-dependencies", "build-dependencies"];
+
+/// Which mex crates each mex crate may depend on (normal dependencies).
+/// `mex-engine-*` crates may use only the engine-author API.
+fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "mex-envelope" => &[],
+        "mex-registry" | "mex-artifacts" | "mex-recorder" => &["mex-envelope"],
+        "mex-gates" => &["mex-envelope", "mex-registry", "mex-artifacts"],
+        "mex-sandbox" => &["mex-envelope"],
+        "mex-runtime" => &[
+            "mex-envelope",
+            "mex-registry",
+            "mex-artifacts",
+            "mex-recorder",
+            "mex-gates",
+            "mex-sandbox",
+        ],
+        "mex-conformance" => &["mex-envelope", "mex-registry", "mex-runtime"],
+        n if n.starts_with("mex-engine-") => &["mex-envelope", "mex-runtime", "mex-sandbox"],
+        "mex-cli" => return None,
+        _ => return None,
+    })
+}
+
+#[test]
+fn every_member_inherits_workspace_lints() {
+    for dir in members() {
+        let m = manifest(&dir);
+        let inherits = m
+            .get("lints")
+            .and_then(|l| l.get("workspace"))
+            .and_then(|w| w.as_bool())
+            == Some(true);
+        assert!(
+            inherits,
+            "{}: add `[lints] workspace = true`",
+            dir.join("Cargo.toml").display()
+        );
+    }
+}
+
+#[test]
+fn every_crate_root_starts_with_a_module_doc() {
+    for dir in members() {
+        for root_file in ["src/lib.rs", "src/main.rs"] {
+            let path = dir.join(root_file);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                assert!(
+                    text.trim_start().starts_with("//!"),
+                    "{}: start the crate with a `//!` doc saying what it owns and what it does not",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_dependency_comes_from_the_workspace() {
+    for dir in members() {
+        let m = manifest(&dir);
+        let mut tables: Vec<(&str, &toml::Table)> = Vec::new();
+        for t in DEP_TABLES {
+            if let Some(table) = m.get(t).and_then(|v| v.as_table()) {
+                tables.push((t, table));
+            }
+        }
+        if let Some(targets) = m.get("target").and_then(|v| v.as_table()) {
+            for cfg in targets.values() {
+                for t in DEP_TABLES {
+                    if let Some(table) = cfg.get(t).and_then(|v| v.as_table()) {
+                        tables.push((t, table));
+                    }
+                }
+            }
+        }
+        for (t, table) in tables {
+            for (dep, spec) in table {
+                let from_ws = spec.get("workspace").and_then(|w| w.as_bool()) == Some(true);
+                assert!(
+                    from_ws,
+                    "{}: [{t}] {dep} must be `{dep}.workspace = true` (declare it once in the root [workspace.dependencies])",
+                    dir.join("Cargo.toml").display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn mex_crates_depend_only_in_the_documented_direction() {
+    for dir in members() {
+        let m = manifest(&dir);
+        let name = name_of(&m);
+        let Some(allowed) = allowed_mex_deps(&name) else {
+            continue;
+        };
+        let deps = m
+            .get("dependencies")
+            .and_then(|v| v.as_table())
+            .cloned()
+            .unwrap_or_default();
+        for dep in deps.keys().filter(|d| d.starts_with("mex-")) {
+            assert!(
+                allowed.contains(&dep.as_str()),
+                "{name} depends on {dep}, which ARCHITECTURE.md does not allow (allowed: {allowed:?})"
+            );
+        }
+    }
+}
+
+#[test]
+fn envelope_depends_on_no_other_mex_crate() {
+    let m = manifest(&root().join("crates/mex-envelope"));
+    for t in DEP_TABLES {
+        if let Some(table) = m.get(t).and_then(|v| v.as_table()) {
+            assert!(
+                !table.keys().any(|d| d.starts_with("mex-")),
+                "mex-envelope must not depend on another mex crate ([{t}])"
+            );
+        }
+    }
+}
