@@ -185,6 +185,51 @@ impl FromStr for ErrorCode {
         }
     }
 }
+impl ErrorCode {
+    /// An infallible constructor for codes written in source. A well-formed
+    /// code is kept as is; anything else is sanitized into a well-formed code
+    /// (invalid characters become `_`, parts get an `X` prefix when needed),
+    /// so this never panics. Tables of constant codes should have a test that
+    /// every entry parses with `FromStr`, which proves sanitizing never applies.
+    pub fn from_static(code: &'static str) -> Self {
+        match code.parse() {
+            Ok(c) => c,
+            Err(_) => Self(sanitize_upper_dotted(code, 0)),
+        }
+    }
+}
+
+/// Make `s` match `[A-Z][A-Z0-9_-]*(\.[A-Z][A-Z0-9_-]*)*` with at most
+/// `max_parts` parts (0 = unlimited).
+fn sanitize_upper_dotted(s: &str, max_parts: usize) -> String {
+    let mut parts: Vec<String> = s
+        .split('.')
+        .map(|p| {
+            let mut part: String = p
+                .chars()
+                .take(63)
+                .map(|c| {
+                    let c = c.to_ascii_uppercase();
+                    if c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if !part.starts_with(|c: char| c.is_ascii_uppercase()) {
+                part.insert(0, 'X');
+            }
+            part
+        })
+        .collect();
+    if max_parts > 0 && parts.len() > max_parts {
+        let tail = parts.split_off(max_parts - 1).join("_");
+        parts.push(tail);
+    }
+    parts.join(".")
+}
+
 string_newtype!(
     ErrorCode,
     "ErrorCode",
@@ -220,6 +265,21 @@ impl FromStr for GateId {
         }
     }
 }
+impl GateId {
+    /// An infallible constructor for gate ids written in source; see
+    /// [`ErrorCode::from_static`] for the sanitizing rule.
+    pub fn from_static(id: &'static str) -> Self {
+        match id.parse() {
+            Ok(g) => g,
+            Err(_) => {
+                let body =
+                    sanitize_upper_dotted(id.strip_prefix("G-").unwrap_or(id), 2).replace('-', "_");
+                Self(format!("G-{body}"))
+            }
+        }
+    }
+}
+
 string_newtype!(
     GateId,
     "GateId",
@@ -336,6 +396,35 @@ mod tests {
         assert!("G-SCHEMA".parse::<GateId>().is_ok());
         assert!("G-A.B.C".parse::<GateId>().is_err());
         assert!("SCHEMA".parse::<GateId>().is_err());
+    }
+
+    #[test]
+    fn static_constructors_always_give_well_formed_values() {
+        for raw in [
+            "G-CAP.DUPLICATE",
+            "bad code",
+            "",
+            "g-x.y.z.w",
+            "G-ä.b",
+            "..",
+            "1.2",
+        ] {
+            let code = ErrorCode::from_static(raw);
+            assert!(
+                code.as_str().parse::<ErrorCode>().is_ok(),
+                "{raw:?} -> {code}"
+            );
+            let gate = GateId::from_static(raw);
+            assert!(gate.as_str().parse::<GateId>().is_ok(), "{raw:?} -> {gate}");
+        }
+        assert_eq!(
+            ErrorCode::from_static("G-CAP.DUPLICATE").as_str(),
+            "G-CAP.DUPLICATE"
+        );
+        assert_eq!(
+            GateId::from_static("G-SAFETY.SANDBOX").as_str(),
+            "G-SAFETY.SANDBOX"
+        );
     }
 
     #[test]

@@ -117,7 +117,26 @@ impl PlannedOperation {
             }
         }
         check_safe_integers(&value, &mut String::new())?;
-        let op: Self = serde_path_to_error::deserialize(value).map_err(|e| serde_error(&e))?;
+        // Params can be large and are kept as JSON anyway: move them aside so
+        // the typed pass does not rebuild them value by value.
+        let mut value = value;
+        let params = match value.as_object_mut().and_then(|o| o.get_mut("params")) {
+            Some(Value::Object(map)) => Some(std::mem::take(map)),
+            Some(other) => {
+                return Err(EnvelopeError::invalid(
+                    "/params",
+                    format!(
+                        "expected an object of engine-specific params, found {}",
+                        type_name(other)
+                    ),
+                ));
+            }
+            None => None,
+        };
+        let mut op: Self = serde_path_to_error::deserialize(value).map_err(|e| serde_error(&e))?;
+        if let Some(params) = params {
+            op.params = params;
+        }
         op.validate()?;
         Ok(op)
     }

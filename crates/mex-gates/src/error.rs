@@ -8,7 +8,9 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum GatesError {
     /// The policy file is malformed or inconsistent.
-    #[error("invalid capability policy: {message}; fix the policy file (schema: schemas/capability-policy.schema.json)")]
+    #[error(
+        "invalid capability policy: {message}; fix the policy file (schema: schemas/capability-policy.schema.json)"
+    )]
     Policy {
         /// What was wrong and where.
         message: String,

@@ -9,7 +9,9 @@
 //! artifact storage (mex-artifacts), recording (mex-recorder) or execution
 //! (mex-runtime).
 
+pub mod codes;
 pub mod error;
+pub mod gates;
 pub mod policy;
 
 pub use error::GatesError;

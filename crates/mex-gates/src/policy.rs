@@ -36,7 +36,9 @@ use crate::error::GatesError;
 pub const POLICY_VERSION: &str = "mex-policy-1";
 
 /// A grant pattern: a capability whose scope may be `*` or end in `/*`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct GrantPattern(pub Capability);
 
@@ -51,7 +53,11 @@ impl GrantPattern {
             (None, None) => true,
             (Some("*"), Some(_)) => true,
             (Some(p), Some(s)) => match p.strip_suffix("/*") {
-                Some(prefix) => s.len() > prefix.len() + 1 && s.starts_with(prefix) && s.as_bytes()[prefix.len()] == b'/',
+                Some(prefix) => {
+                    s.len() > prefix.len() + 1
+                        && s.starts_with(prefix)
+                        && s.as_bytes()[prefix.len()] == b'/'
+                }
                 None => p == s,
             },
             _ => false,
@@ -132,9 +138,10 @@ impl CapabilityPolicy {
     /// Parse and check a policy document.
     pub fn from_json_str(text: &str) -> Result<Self, GatesError> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let policy: Self = serde_path_to_error::deserialize(&mut de).map_err(|e| GatesError::Policy {
-            message: format!("at {}: {}", display_path(e.path()), e.inner()),
-        })?;
+        let policy: Self =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| GatesError::Policy {
+                message: format!("at {}: {}", display_path(e.path()), e.inner()),
+            })?;
         policy.check()?;
         Ok(policy)
     }
@@ -149,7 +156,10 @@ impl CapabilityPolicy {
         let mut profiles = BTreeMap::new();
         profiles.insert(
             "default".to_owned(),
-            Profile { description: "non-sensitive capabilities only".into(), grants },
+            Profile {
+                description: "non-sensitive capabilities only".into(),
+                grants,
+            },
         );
         Self {
             policy_version: POLICY_VERSION.into(),
@@ -163,29 +173,49 @@ impl CapabilityPolicy {
     fn check(&self) -> Result<(), GatesError> {
         if self.policy_version != POLICY_VERSION {
             return Err(GatesError::Policy {
-                message: format!("policy_version {:?} is not supported; expected {POLICY_VERSION:?}", self.policy_version),
+                message: format!(
+                    "policy_version {:?} is not supported; expected {POLICY_VERSION:?}",
+                    self.policy_version
+                ),
             });
         }
         if !self.profiles.contains_key(&self.default_profile) {
             return Err(GatesError::Policy {
-                message: format!("default_profile {:?} is not among the profiles {:?}", self.default_profile, self.profiles.keys().collect::<Vec<_>>()),
+                message: format!(
+                    "default_profile {:?} is not among the profiles {:?}",
+                    self.default_profile,
+                    self.profiles.keys().collect::<Vec<_>>()
+                ),
             });
         }
         let mut ids = std::collections::BTreeSet::new();
         for (i, consent) in self.consents.iter().enumerate() {
             if !ids.insert(consent.id.as_str()) {
-                return Err(GatesError::Policy { message: format!("/consents/{i}: duplicate consent id {:?}", consent.id) });
+                return Err(GatesError::Policy {
+                    message: format!("/consents/{i}: duplicate consent id {:?}", consent.id),
+                });
             }
             if !consent.capability.0.is_sensitive() {
                 return Err(GatesError::Policy {
-                    message: format!("/consents/{i}: {} is not a sensitive capability; consent records are for device.*, net.http and secrets.use:*", consent.capability.0),
+                    message: format!(
+                        "/consents/{i}: {} is not a sensitive capability; consent records are for device.*, net.http and secrets.use:*",
+                        consent.capability.0
+                    ),
                 });
             }
             if consent.expires_at <= consent.granted_at {
-                return Err(GatesError::Policy { message: format!("/consents/{i}: expires_at must be after granted_at") });
+                return Err(GatesError::Policy {
+                    message: format!("/consents/{i}: expires_at must be after granted_at"),
+                });
             }
-            if let Some(p) = consent.profiles.iter().find(|p| !self.profiles.contains_key(*p)) {
-                return Err(GatesError::Policy { message: format!("/consents/{i}: unknown profile {p:?}") });
+            if let Some(p) = consent
+                .profiles
+                .iter()
+                .find(|p| !self.profiles.contains_key(*p))
+            {
+                return Err(GatesError::Policy {
+                    message: format!("/consents/{i}: unknown profile {p:?}"),
+                });
             }
         }
         Ok(())
@@ -194,13 +224,20 @@ impl CapabilityPolicy {
     /// The profile named `name`, or the default profile when `None`.
     pub fn profile(&self, name: Option<&str>) -> Option<(&str, &Profile)> {
         let name = name.unwrap_or(&self.default_profile);
-        self.profiles.get_key_value(name).map(|(k, v)| (k.as_str(), v))
+        self.profiles
+            .get_key_value(name)
+            .map(|(k, v)| (k.as_str(), v))
     }
 
     /// Consent records that cover `requested` for `profile`, in force or not.
-    pub fn consents_for<'a>(&'a self, profile: &'a str, requested: &'a Capability) -> impl Iterator<Item = &'a ConsentRecord> + 'a {
+    pub fn consents_for<'a>(
+        &'a self,
+        profile: &'a str,
+        requested: &'a Capability,
+    ) -> impl Iterator<Item = &'a ConsentRecord> + 'a {
         self.consents.iter().filter(move |c| {
-            c.capability.covers(requested) && (c.profiles.is_empty() || c.profiles.iter().any(|p| p == profile))
+            c.capability.covers(requested)
+                && (c.profiles.is_empty() || c.profiles.iter().any(|p| p == profile))
         })
     }
 }
@@ -208,13 +245,23 @@ impl CapabilityPolicy {
 /// Consent is about the kind; `secrets.use` consent for another key id, or a
 /// device consent, is "for another scope" when the kind matches but the
 /// pattern does not cover the request.
-pub(crate) fn same_kind_consents<'a>(policy: &'a CapabilityPolicy, kind: CapabilityKind) -> impl Iterator<Item = &'a ConsentRecord> + 'a {
-    policy.consents.iter().filter(move |c| c.capability.0.kind() == kind)
+pub(crate) fn same_kind_consents<'a>(
+    policy: &'a CapabilityPolicy,
+    kind: CapabilityKind,
+) -> impl Iterator<Item = &'a ConsentRecord> + 'a {
+    policy
+        .consents
+        .iter()
+        .filter(move |c| c.capability.0.kind() == kind)
 }
 
 fn display_path(path: &serde_path_to_error::Path) -> String {
     let text = path.to_string();
-    if text == "." { "the document root".into() } else { text }
+    if text == "." {
+        "the document root".into()
+    } else {
+        text
+    }
 }
 
 #[cfg(test)]
@@ -243,7 +290,10 @@ mod tests {
         assert!(pat("fs.read:inputs").covers(&cap("fs.read:inputs")));
         assert!(!pat("fs.read:inputs").covers(&cap("fs.read:inputs2")));
         assert!(!pat("fs.read:inputs").covers(&cap("fs.read:*")));
-        assert!(!pat("fs.read:in*").covers(&cap("fs.read:inputs")), "a non-trailing * is literal");
+        assert!(
+            !pat("fs.read:in*").covers(&cap("fs.read:inputs")),
+            "a non-trailing * is literal"
+        );
     }
 
     #[test]
@@ -262,7 +312,9 @@ mod tests {
           "consents":[{"id":"c1","capability":"fs.read:*","granted_by":"a","granted_at":"2026-01-01T00:00:00Z","expires_at":"2027-01-01T00:00:00Z"}]}"#;
         assert!(CapabilityPolicy::from_json_str(consent_for_non_sensitive).is_err());
         let unknown = r#"{"policy_version":"mex-policy-1","default_profile":"d","profiles":{"d":{"grants":["fs.read:*"],"extra":1}}}"#;
-        let err = CapabilityPolicy::from_json_str(unknown).unwrap_err().to_string();
+        let err = CapabilityPolicy::from_json_str(unknown)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("profiles.d"), "{err}");
     }
 }

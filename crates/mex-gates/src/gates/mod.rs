@@ -1,0 +1,3 @@
+//! The global gates, one module each.
+
+pub mod cap;
