@@ -1,0 +1,122 @@
+//! # mex-artifacts: the content-addressed artifact store
+//!
+//! This crate owns the bytes of every MEX artifact (contract §5): storing
+//! payloads under their SHA-256, the sidecar manifest (`artifact.json`,
+//! typed as [`mex_envelope::ArtifactManifest`]) of every artifact record,
+//! atomic and crash-safe writes, streaming hashing in constant memory,
+//! verified reads, the `verify` walk, canonical bundles of directory trees,
+//! validation of untrusted relative paths and `mex://` URIs, and retention
+//! (`gc`, expiry, size quota).
+//!
+//! It does **not** own the wire types (they are `mex-envelope`'s), policy
+//! (who may read what classification, what may be exported: the gates and the
+//! runtime decide that), the Flight Recorder, or shadow workspaces.
+//!
+//! ## On-disk layout
+//!
+//! ```text
+//! <root>/                       the store root, e.g. <mex home>/artifacts
+//!   LAYOUT                      "mex-artifacts-store-1": refuses to open an unknown layout
+//!   lock                        flock(2) target: puts share it, gc and pinning take it exclusively
+//!   blobs/sha256/ab/cdef…       payloads, named by their SHA-256 (2 hex shard + 62 hex), mode 0444,
+//!                               shared by every record with the same bytes
+//!   records/<artifact_id>/artifact.json   one directory per artifact: its sidecar manifest
+//!   tmp/                        staging for puts; never visible as artifacts; emptied by gc
+//! ```
+//!
+//! An *artifact* exists exactly when `records/<id>/artifact.json` exists. A
+//! bundle's payload is the RFC 8785 canonical JSON of its
+//! [`mex_envelope::BundleIndex`] (so its content hash is
+//! `BundleIndex::content_hash()`), and each entry is a blob of its own.
+//!
+//! ## How a put stays atomic and crash-safe
+//!
+//! 1. The source streams through a fixed pool of 1 MiB buffers into a new
+//!    file in `tmp/`, hashed on the way ([`PutOptions::expected`] and
+//!    [`PutOptions::max_bytes`] are checked; failure removes the temp file).
+//! 2. If a blob with that hash and size already exists, the temp file is
+//!    dropped without an fsync: the second put of the same bytes costs one
+//!    read and hash, no payload sync. With [`PutOptions::expected`] set and
+//!    the blob present, nothing is written at all.
+//! 3. Otherwise the temp file is made read-only, fsynced, hard-linked into
+//!    `blobs/` (no clobber: if another writer won the race, its identical
+//!    blob stays), and the shard directory is fsynced.
+//! 4. The manifest is written and fsynced inside a fresh `tmp/rec-*`
+//!    directory, which is then renamed to `records/<id>` (one atomic rename
+//!    makes the record appear whole), and `records/` is fsynced.
+//!
+//! A process killed at any point leaves at most junk in `tmp/` and possibly
+//! a complete, unreferenced blob; neither is an artifact, and `gc` removes
+//! both. No shared file is ever rewritten in place: the only read-modify-write
+//! ([`ArtifactStore::set_pinned`]) replaces the manifest by rename under the
+//! exclusive lock. `gc` takes the exclusive lock so that it never deletes a
+//! blob between a put's blob step and its record step. A full disk (ENOSPC,
+//! EDQUOT) gives [`ArtifactError::DiskFull`] and removes the temp file.
+//!
+//! ## Reading: what is verified, and the cache trade-off
+//!
+//! Every read checks that the handle matches the stored record
+//! ([`ArtifactStore::check_handle`]) and that the payload has the recorded
+//! size *and* hash; a changed payload gives [`ArtifactError::Integrity`] and
+//! is never served.
+//!
+//! * [`ArtifactStore::read`] reads into memory and hashes that memory: the
+//!   bytes returned are exactly the bytes verified. No residual risk.
+//! * [`ArtifactStore::open_streaming`] hashes while the caller reads and
+//!   fails at the end: single pass, but the caller must not act on the data
+//!   before the final `Ok(0)`.
+//! * [`ArtifactStore::open`] hashes the open file first, then hands out the
+//!   same file descriptor rewound. Repeated opens may skip the hash through
+//!   the verification cache: an in-memory map from digest to (device, inode,
+//!   size, mtime, ctime) recorded when a full hash succeeded. Any write,
+//!   truncation, `chmod`, `utimes` or replacement by rename changes one of
+//!   those, so it forces a re-hash. The cache **cannot** detect: in-place
+//!   writes through the raw block device or by a filesystem that does not
+//!   update ctime (some network/FUSE filesystems), silent media corruption
+//!   (bit rot), someone with root resetting the clock to forge ctime, or a
+//!   write that lands after verification while the caller is reading from
+//!   the already-verified descriptor. Entries younger than
+//!   [`StoreConfig::racy_window`] are never cached, so a write in the same
+//!   timestamp tick cannot hide (git's "racy index" rule). Turn it off with
+//!   [`StoreConfig::verify_cache`] when that matters; `verify` always
+//!   re-hashes everything.
+//!
+//! ## Paths and bundles
+//!
+//! [`RelPath`], [`ArtifactUri`] and [`validate_reference`] validate untrusted
+//! strings (grammar in [`path`]). [`ArtifactStore::put_dir`] walks a source
+//! directory through `cap_std::fs::Dir` (ambient authority is used only to
+//! open that root), so symlinks are resolved beneath the root and cannot
+//! escape it; names must be UTF-8 without control characters, are converted
+//! to NFC and refused if two collide; FIFOs, sockets and devices are refused;
+//! symlinks to files inside the root are stored as those files. Line endings
+//! are normalized (CRLF and CR to LF) only when asked, and only in text
+//! entries (valid UTF-8, no NUL).
+//!
+//! ## Retention
+//!
+//! [`ArtifactStore::gc`] removes records whose `created_at + ttl days` is
+//! before `now` and that are not pinned, then payloads no surviving record or
+//! bundle references, then `tmp/` leftovers, and stores a JSON gc-report
+//! artifact (kind `report`) listing what it deleted and why. With a quota
+//! ([`GcOptions::max_total_bytes`]) it evicts the oldest unpinned artifacts
+//! until the payloads fit; pinned artifacts are never evicted. If a manifest
+//! or bundle index cannot be read, gc keeps every payload (and says so).
+
+pub mod bundle;
+mod error;
+mod gc;
+mod ingest;
+pub mod path;
+mod store;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use bundle::{BUNDLE_MEDIA_TYPE, BundleBuilder, BundleOptions, normalize_line_endings, validate_bundle_index};
+pub use error::{ArtifactError, Result};
+pub use gc::{GcDeletion, GcOptions, GcReport};
+pub use path::{ArtifactUri, PathRef, RelPath, UriTarget, validate_reference};
+pub use store::{ArtifactStore, Expected, PutOptions, StoreConfig, VerifiedFile, VerifyingReader};
+pub use verify::{Problem, ProblemKind, VerifyReport};

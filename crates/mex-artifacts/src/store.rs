@@ -1,0 +1,850 @@
+//! The store itself: opening, `put`, records and verified reads.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+use mex_envelope::{
+    ArtifactHandle, ArtifactKind, ArtifactManifest, ArtifactProducer, Classification, MANIFEST_SCHEMA_VERSION,
+    MediaType, Sha256Digest, UtcTimestamp,
+};
+use rustix::fs::FlockOperation;
+use uuid::Uuid;
+
+use crate::error::{ArtifactError, Result, store_io};
+use crate::ingest::{self, IngestError, Ingested};
+
+/// Marker file naming the layout version.
+const LAYOUT_FILE: &str = "LAYOUT";
+/// Its content.
+const LAYOUT: &str = "mex-artifacts-store-1\n";
+/// Directory of content-addressed payloads.
+pub(crate) const BLOBS: &str = "blobs/sha256";
+/// Directory of records.
+pub(crate) const RECORDS: &str = "records";
+/// Staging directory.
+pub(crate) const TMP: &str = "tmp";
+/// Lock file.
+const LOCK: &str = "lock";
+/// Manifest file name inside a record directory.
+pub(crate) const MANIFEST: &str = "artifact.json";
+
+/// The digest and size a caller expects the content to have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    /// Expected SHA-256.
+    pub hash: Sha256Digest,
+    /// Expected size in bytes.
+    pub size: u64,
+}
+
+/// What to record with a put. The defaults are restrictive: kind `file`,
+/// classification `high`, not exportable, no expiry, not pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOptions {
+    /// Artifact kind. `bundle` is reserved for [`ArtifactStore::put_dir`].
+    pub kind: ArtifactKind,
+    /// Sensitivity.
+    pub classification: Classification,
+    /// Whether it may leave the mex home.
+    pub exportable: bool,
+    /// Days to keep it (1..=36500); `None` keeps it until deleted.
+    pub retention_ttl_days: Option<u32>,
+    /// Media type.
+    pub media_type: Option<MediaType>,
+    /// Pinned artifacts are never removed by gc or quotas.
+    pub pinned: bool,
+    /// Who produced it (engine outputs).
+    pub producer: Option<ArtifactProducer>,
+    /// Refuse the content unless it has this hash and size.
+    pub expected: Option<Expected>,
+    /// Refuse content larger than this many bytes.
+    pub max_bytes: Option<u64>,
+}
+
+impl Default for PutOptions {
+    fn default() -> Self {
+        Self {
+            kind: ArtifactKind::File,
+            classification: Classification::High,
+            exportable: false,
+            retention_ttl_days: None,
+            media_type: None,
+            pinned: false,
+            producer: None,
+            expected: None,
+            max_bytes: None,
+        }
+    }
+}
+
+impl PutOptions {
+    /// Options for `kind` at `classification`, otherwise the defaults.
+    pub fn new(kind: ArtifactKind, classification: Classification) -> Self {
+        Self { kind, classification, ..Self::default() }
+    }
+}
+
+/// Tuning of an open store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Let [`ArtifactStore::open`] skip re-hashing a payload it already
+    /// verified while its file identity and timestamps are unchanged (see the
+    /// crate docs for what this cannot detect). Default: on.
+    pub verify_cache: bool,
+    /// A payload whose ctime is younger than this is never cached, because a
+    /// write in the same timestamp tick would not change it ("racy" entries,
+    /// as in git's index). Default: 2 s.
+    pub racy_window: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { verify_cache: true, racy_window: Duration::from_secs(2) }
+    }
+}
+
+/// File identity and change stamps used by the verification cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(m: &std::fs::Metadata) -> Self {
+        Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+/// A content-addressed artifact store rooted in one directory. All methods
+/// take `&self`; share it between threads freely. Several processes may open
+/// the same root at once.
+#[derive(Debug)]
+pub struct ArtifactStore {
+    pub(crate) root_path: PathBuf,
+    pub(crate) root: Dir,
+    pub(crate) blobs: Dir,
+    pub(crate) records: Dir,
+    pub(crate) tmp: Dir,
+    config: StoreConfig,
+    cache: Mutex<HashMap<Sha256Digest, FileStamp>>,
+    /// Test hook: the temp writer fails with ENOSPC after this many bytes.
+    #[cfg(test)]
+    pub(crate) fault_enospc_after: Option<u64>,
+}
+
+/// An exclusive or shared hold on the store lock; released on drop.
+pub(crate) struct StoreLock {
+    _file: File,
+}
+
+/// A temporary file in `tmp/`, removed on drop unless `keep`.
+pub(crate) struct TempFile<'a> {
+    dir: &'a Dir,
+    pub(crate) name: String,
+    pub(crate) file: File,
+    keep: bool,
+}
+
+impl Drop for TempFile<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = self.dir.remove_file(&self.name);
+        }
+    }
+}
+
+/// The temp-file writer, with a fault hook in tests.
+struct TempWriter<'a> {
+    file: &'a mut File,
+    remaining: Option<u64>,
+}
+
+impl Write for TempWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.remaining {
+            None => self.file.write(buf),
+            Some(0) => Err(io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error())),
+            Some(r) => {
+                let n = buf.len().min(usize::try_from(r).unwrap_or(usize::MAX));
+                let n = self.file.write(&buf[..n])?;
+                self.remaining = Some(r - n as u64);
+                Ok(n)
+            }
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// The relative location of a blob: (shard directory, file name).
+pub(crate) fn blob_location(digest: &Sha256Digest) -> (String, String) {
+    let hex = digest.to_hex();
+    let (shard, rest) = hex.split_at(2);
+    (shard.to_owned(), rest.to_owned())
+}
+
+/// fsync a directory. cap-std directory handles may be `O_PATH`, which
+/// cannot be synced, so open the directory itself read-only first.
+pub(crate) fn fsync_dir(dir: &Dir, path: &Path) -> Result<()> {
+    let err = |e: io::Error| store_io("fsync directory", path.to_path_buf(), 0, e);
+    let handle = dir.open_with(".", OpenOptions::new().read(true)).map_err(err)?;
+    rustix::fs::fsync(&handle).map_err(|e| err(e.into()))
+}
+
+fn file_type_name(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "directory"
+    } else if ft.is_symlink() {
+        "symbolic link"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_char_device() {
+        "character device"
+    } else {
+        "special file"
+    }
+}
+
+impl ArtifactStore {
+    /// Open (creating if needed) the store rooted at `root`, with the default
+    /// configuration. This is the one place where ambient authority is used.
+    pub fn at(root: impl AsRef<Path>) -> Result<Self> {
+        Self::with_config(root, StoreConfig::default())
+    }
+
+    /// Open (creating if needed) the store rooted at `root`.
+    pub fn with_config(root: impl AsRef<Path>, config: StoreConfig) -> Result<Self> {
+        let root_path = root.as_ref().to_path_buf();
+        let io_err = |action, source| store_io(action, root_path.clone(), 0, source);
+        Dir::create_ambient_dir_all(&root_path, ambient_authority()).map_err(|e| io_err("create the store directory", e))?;
+        let root = Dir::open_ambient_dir(&root_path, ambient_authority()).map_err(|e| io_err("open the store directory", e))?;
+        for dir in [BLOBS, RECORDS, TMP] {
+            root.create_dir_all(dir).map_err(|e| store_io("create directory", root_path.join(dir), 0, e))?;
+        }
+        match root.read_to_string(LAYOUT_FILE) {
+            Ok(text) if text == LAYOUT => {}
+            Ok(text) => {
+                return Err(ArtifactError::ManifestInvalid {
+                    path: root_path.join(LAYOUT_FILE),
+                    message: format!("unknown store layout {:?}, this build understands {:?}; open it with a matching mex version", text.trim(), LAYOUT.trim()),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Write it atomically (outside tmp/, which gc empties); a
+                // concurrent opener may win, which is fine.
+                let name = format!(".{LAYOUT_FILE}-{}", Uuid::new_v4().simple());
+                root.write(&name, LAYOUT).map_err(|e| store_io("write", root_path.join(&name), 0, e))?;
+                let linked = root.hard_link(&name, &root, LAYOUT_FILE);
+                let _ = root.remove_file(&name);
+                match linked {
+                    Ok(()) => fsync_dir(&root, &root_path)?,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(store_io("create", root_path.join(LAYOUT_FILE), 0, e)),
+                }
+            }
+            Err(e) => return Err(store_io("read", root_path.join(LAYOUT_FILE), 0, e)),
+        }
+        let sub = |name: &str| root.open_dir(name).map_err(|e| store_io("open directory", root_path.join(name), 0, e));
+        let blobs = sub(BLOBS)?;
+        let records = sub(RECORDS)?;
+        let tmp = sub(TMP)?;
+        Ok(Self {
+            root_path,
+            root,
+            blobs,
+            records,
+            tmp,
+            config,
+            cache: Mutex::new(HashMap::new()),
+            #[cfg(test)]
+            fault_enospc_after: None,
+        })
+    }
+
+    /// The store root as given to [`ArtifactStore::at`].
+    pub fn root(&self) -> &Path {
+        &self.root_path
+    }
+
+    pub(crate) fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
+        let (shard, name) = blob_location(digest);
+        self.root_path.join(BLOBS).join(shard).join(name)
+    }
+
+    pub(crate) fn manifest_path(&self, id: Uuid) -> PathBuf {
+        self.root_path.join(RECORDS).join(id.hyphenated().to_string()).join(MANIFEST)
+    }
+
+    /// Take the store lock: shared for puts, exclusive for gc and pinning.
+    pub(crate) fn lock(&self, exclusive: bool) -> Result<StoreLock> {
+        let path = self.root_path.join(LOCK);
+        let file = self
+            .root
+            .open_with(LOCK, OpenOptions::new().read(true).write(true).create(true))
+            .map_err(|source| ArtifactError::Lock { path: path.clone(), source })?
+            .into_std();
+        let op = if exclusive { FlockOperation::LockExclusive } else { FlockOperation::LockShared };
+        rustix::fs::flock(&file, op).map_err(|e| ArtifactError::Lock { path, source: e.into() })?;
+        Ok(StoreLock { _file: file })
+    }
+
+    pub(crate) fn temp_file(&self, prefix: &str) -> Result<TempFile<'_>> {
+        let name = format!("{prefix}-{}.tmp", Uuid::new_v4().simple());
+        let file = self
+            .tmp
+            .open_with(&name, OpenOptions::new().write(true).read(true).create_new(true))
+            .map_err(|e| store_io("create temporary file", self.root_path.join(TMP).join(&name), 0, e))?
+            .into_std();
+        Ok(TempFile { dir: &self.tmp, name, file, keep: false })
+    }
+
+    // ----------------------------------------------------------------- put
+
+    /// Store the bytes of `reader` as a new artifact. Streams in constant
+    /// memory; atomic; idempotent on payloads (see the crate docs).
+    pub fn put_reader<R: Read + ?Sized>(&self, reader: &mut R, options: &PutOptions) -> Result<ArtifactHandle> {
+        self.put_source(reader, "<reader>", options)
+    }
+
+    /// Store a byte slice as a new artifact.
+    pub fn put_bytes(&self, bytes: &[u8], options: &PutOptions) -> Result<ArtifactHandle> {
+        let mut reader = bytes;
+        self.put_source(&mut reader, "<bytes>", options)
+    }
+
+    /// Store the regular file at `path` (a trusted, caller-chosen path) as a
+    /// new artifact. Directories, FIFOs, devices and sockets are refused.
+    pub fn put_path(&self, path: impl AsRef<Path>, options: &PutOptions) -> Result<ArtifactHandle> {
+        let path = path.as_ref();
+        let mut file = open_regular_source(path)?;
+        self.put_source(&mut file, &path.display().to_string(), options)
+    }
+
+    fn put_source<R: Read + ?Sized>(&self, reader: &mut R, source_name: &str, options: &PutOptions) -> Result<ArtifactHandle> {
+        check_options(options)?;
+        let _lock = self.lock(false)?;
+        let got = self.store_blob(reader, source_name, options.expected, options.max_bytes)?;
+        self.write_record(got, options, false)
+    }
+
+    /// Stream `reader` into the content-addressed blob area. Caller holds the
+    /// store lock (shared or exclusive).
+    pub(crate) fn store_blob<R: Read + ?Sized>(
+        &self,
+        reader: &mut R,
+        source_name: &str,
+        expected: Option<Expected>,
+        max_bytes: Option<u64>,
+    ) -> Result<Ingested> {
+        let limit = max_bytes.unwrap_or(u64::MAX);
+        let map_ingest = |e: IngestError, tmp_path: PathBuf| match e {
+            IngestError::Read { read, source } => ArtifactError::SourceUnreadable { source_name: source_name.to_owned(), read, source },
+            IngestError::Write { written, source } => store_io("write the temporary file", tmp_path, written, source),
+            IngestError::TooLarge => ArtifactError::TooLarge { source_name: source_name.to_owned(), limit },
+        };
+        let check_expected = |got: &Ingested| match expected {
+            Some(exp) if exp.hash != got.digest || exp.size != got.size => Err(ArtifactError::ExpectedMismatch {
+                source_name: source_name.to_owned(),
+                expected_hash: exp.hash,
+                expected_size: exp.size,
+                actual_hash: got.digest,
+                actual_size: got.size,
+            }),
+            _ => Ok(()),
+        };
+        let (shard, name) = blob_location(&expected.map_or(Sha256Digest::from_bytes([0; 32]), |e| e.hash));
+        if let Some(exp) = expected {
+            // Cheap second put: the caller says which content this is and we
+            // already hold it, so only hash, never write.
+            if let Ok(meta) = self.blobs.symlink_metadata(Path::new(&shard).join(&name)) {
+                if meta.is_file() && meta.len() == exp.size {
+                    let got = ingest::ingest(reader, &mut io::sink(), limit).map_err(|e| map_ingest(e, PathBuf::from("<none>")))?;
+                    check_expected(&got)?;
+                    return Ok(got);
+                }
+            }
+        }
+        let mut tmp = self.temp_file("put")?;
+        let tmp_path = self.root_path.join(TMP).join(&tmp.name);
+        let got = {
+            #[cfg(test)]
+            let remaining = self.fault_enospc_after;
+            #[cfg(not(test))]
+            let remaining = None;
+            let mut writer = TempWriter { file: &mut tmp.file, remaining };
+            ingest::ingest(reader, &mut writer, limit).map_err(|e| map_ingest(e, tmp_path.clone()))?
+        };
+        check_expected(&got)?;
+        self.commit_blob(tmp, &got)?;
+        Ok(got)
+    }
+
+    /// Move a fully written temp file into place as the blob for `got`.
+    pub(crate) fn commit_blob(&self, tmp: TempFile<'_>, got: &Ingested) -> Result<()> {
+        let tmp_path = self.root_path.join(TMP).join(&tmp.name);
+        let (shard, name) = blob_location(&got.digest);
+        let rel = Path::new(&shard).join(&name);
+        let blob_path = self.blob_path(&got.digest);
+        let existing = match self.blobs.symlink_metadata(&rel) {
+            Ok(meta) => Some(meta.is_file() && meta.len() == got.size),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(store_io("inspect", blob_path, 0, e)),
+        };
+        if existing == Some(true) {
+            // Same bytes already stored: drop the temp file unsynced.
+            return Ok(());
+        }
+        tmp.file.set_permissions(std::fs::Permissions::from_mode(0o444)).map_err(|e| store_io("set permissions of", tmp_path.clone(), 0, e))?;
+        tmp.file.sync_all().map_err(|e| store_io("fsync", tmp_path.clone(), got.size, e))?;
+        match self.blobs.create_dir(&shard) {
+            Ok(()) => fsync_dir(&self.blobs, &self.root_path.join(BLOBS))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(store_io("create directory", self.root_path.join(BLOBS).join(&shard), 0, e)),
+        }
+        let shard_dir = self.blobs.open_dir(&shard).map_err(|e| store_io("open directory", self.root_path.join(BLOBS).join(&shard), 0, e))?;
+        if existing == Some(false) {
+            // A damaged blob (wrong size) is in the way: replace it with the
+            // verified bytes we just wrote.
+            self.tmp.rename(&tmp.name, &shard_dir, &name).map_err(|e| store_io("replace damaged payload", blob_path.clone(), 0, e))?;
+            self.forget_cached(&got.digest);
+        } else {
+            match self.tmp.hard_link(&tmp.name, &shard_dir, &name) {
+                Ok(()) => {}
+                // Another writer stored the same bytes first.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+                Err(e) => return Err(store_io("link payload into place at", blob_path, 0, e)),
+            }
+        }
+        fsync_dir(&shard_dir, &self.root_path.join(BLOBS).join(&shard))?;
+        drop(tmp);
+        Ok(())
+    }
+
+    /// Write the record (sidecar manifest) for a stored blob, atomically.
+    pub(crate) fn write_record(&self, got: Ingested, options: &PutOptions, normalize_line_endings: bool) -> Result<ArtifactHandle> {
+        let id = Uuid::new_v4();
+        let handle = ArtifactHandle {
+            artifact_id: id,
+            kind: options.kind,
+            content_hash: got.digest,
+            size_bytes: got.size,
+            classification: options.classification,
+            exportable: options.exportable,
+            retention_ttl_days: options.retention_ttl_days,
+            media_type: options.media_type.clone(),
+        };
+        let manifest = ArtifactManifest {
+            schema_version: MANIFEST_SCHEMA_VERSION.to_owned(),
+            artifact: handle.clone(),
+            created_at: UtcTimestamp::now(),
+            pinned: options.pinned,
+            normalize_line_endings,
+            producer: options.producer.clone(),
+        };
+        self.write_manifest(&manifest, false)?;
+        Ok(handle)
+    }
+
+    /// Write `manifest` as `records/<id>/artifact.json`. A new record appears
+    /// atomically as a whole directory; `replace` rewrites an existing
+    /// record's manifest by atomic rename (caller holds the exclusive lock).
+    pub(crate) fn write_manifest(&self, manifest: &ArtifactManifest, replace: bool) -> Result<()> {
+        let id = manifest.artifact.artifact_id.hyphenated().to_string();
+        let mut json = serde_json::to_vec_pretty(manifest).map_err(|e| ArtifactError::ManifestInvalid {
+            path: self.manifest_path(manifest.artifact.artifact_id),
+            message: format!("cannot serialize: {e}"),
+        })?;
+        json.push(b'\n');
+        let stage = format!("rec-{}", Uuid::new_v4().simple());
+        let stage_path = self.root_path.join(TMP).join(&stage);
+        self.tmp.create_dir(&stage).map_err(|e| store_io("create directory", stage_path.clone(), 0, e))?;
+        let result = (|| -> Result<()> {
+            let stage_dir = self.tmp.open_dir(&stage).map_err(|e| store_io("open directory", stage_path.clone(), 0, e))?;
+            let mut file = stage_dir
+                .open_with(MANIFEST, OpenOptions::new().write(true).create_new(true))
+                .map_err(|e| store_io("create", stage_path.join(MANIFEST), 0, e))?
+                .into_std();
+            file.write_all(&json).map_err(|e| store_io("write", stage_path.join(MANIFEST), 0, e))?;
+            file.sync_all().map_err(|e| store_io("fsync", stage_path.join(MANIFEST), 0, e))?;
+            if replace {
+                let record = self.records.open_dir(&id).map_err(|e| store_io("open directory", self.root_path.join(RECORDS).join(&id), 0, e))?;
+                stage_dir.rename(MANIFEST, &record, MANIFEST).map_err(|e| store_io("replace", self.manifest_path(manifest.artifact.artifact_id), 0, e))?;
+                fsync_dir(&record, &self.root_path.join(RECORDS).join(&id))?;
+            } else {
+                fsync_dir(&stage_dir, &stage_path)?;
+                self.tmp.rename(&stage, &self.records, &id).map_err(|e| store_io("move record into place at", self.root_path.join(RECORDS).join(&id), 0, e))?;
+                fsync_dir(&self.records, &self.root_path.join(RECORDS))?;
+            }
+            Ok(())
+        })();
+        let _ = self.tmp.remove_dir_all(&stage);
+        result
+    }
+
+    // ------------------------------------------------------------- records
+
+    /// The sidecar manifest of an artifact.
+    pub fn manifest(&self, artifact_id: Uuid) -> Result<ArtifactManifest> {
+        let path = self.manifest_path(artifact_id);
+        let rel = Path::new(&artifact_id.hyphenated().to_string()).join(MANIFEST);
+        let bytes = match self.records.read(&rel) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ArtifactError::NotFound { artifact_id, root: self.root_path.clone() });
+            }
+            Err(e) => return Err(store_io("read", path, 0, e)),
+        };
+        parse_manifest(&bytes, &path, Some(artifact_id))
+    }
+
+    /// The handle of an artifact.
+    pub fn handle(&self, artifact_id: Uuid) -> Result<ArtifactHandle> {
+        Ok(self.manifest(artifact_id)?.artifact)
+    }
+
+    /// Check that a caller-presented handle names an existing record and
+    /// matches it field for field; returns the stored manifest. This is what
+    /// the integrity gate calls for every input handle.
+    pub fn check_handle(&self, handle: &ArtifactHandle) -> Result<ArtifactManifest> {
+        let manifest = self.manifest(handle.artifact_id)?;
+        let stored = &manifest.artifact;
+        let diff = |field, claimed: String, stored: String| ArtifactError::HandleMismatch {
+            artifact_id: handle.artifact_id,
+            path: self.manifest_path(handle.artifact_id),
+            field,
+            claimed,
+            stored,
+        };
+        if stored.content_hash != handle.content_hash {
+            return Err(diff("content_hash", handle.content_hash.to_string(), stored.content_hash.to_string()));
+        }
+        if stored.size_bytes != handle.size_bytes {
+            return Err(diff("size_bytes", handle.size_bytes.to_string(), stored.size_bytes.to_string()));
+        }
+        if stored.kind != handle.kind {
+            return Err(diff("kind", format!("{:?}", handle.kind), format!("{:?}", stored.kind)));
+        }
+        if stored.classification != handle.classification {
+            return Err(diff("classification", format!("{:?}", handle.classification), format!("{:?}", stored.classification)));
+        }
+        if stored.exportable != handle.exportable {
+            return Err(diff("exportable", handle.exportable.to_string(), stored.exportable.to_string()));
+        }
+        if stored.retention_ttl_days != handle.retention_ttl_days {
+            return Err(diff("retention_ttl_days", format!("{:?}", handle.retention_ttl_days), format!("{:?}", stored.retention_ttl_days)));
+        }
+        if stored.media_type != handle.media_type {
+            return Err(diff("media_type", format!("{:?}", handle.media_type), format!("{:?}", stored.media_type)));
+        }
+        Ok(manifest)
+    }
+
+    /// Ids of all records, sorted. Half-written records are never listed
+    /// (they live in `tmp/` until they appear atomically).
+    pub fn list(&self) -> Result<Vec<Uuid>> {
+        let path = self.root_path.join(RECORDS);
+        let mut ids = Vec::new();
+        for entry in self.records.entries().map_err(|e| store_io("list", path.clone(), 0, e))? {
+            let entry = entry.map_err(|e| store_io("list", path.clone(), 0, e))?;
+            let name = entry.file_name();
+            if let Some(id) = name.to_str().and_then(|s| Uuid::try_parse(s).ok()).filter(|id| id.hyphenated().to_string() == name.to_string_lossy()) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Pin or unpin an artifact (pinned artifacts survive gc and quotas).
+    pub fn set_pinned(&self, artifact_id: Uuid, pinned: bool) -> Result<ArtifactManifest> {
+        let _lock = self.lock(true)?;
+        let mut manifest = self.manifest(artifact_id)?;
+        if manifest.pinned != pinned {
+            manifest.pinned = pinned;
+            self.write_manifest(&manifest, true)?;
+        }
+        Ok(manifest)
+    }
+
+    // --------------------------------------------------------------- reads
+
+    fn forget_cached(&self, digest: &Sha256Digest) {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).remove(digest);
+    }
+
+    /// Open a blob and check its size; returns the file and its metadata.
+    pub(crate) fn open_blob(&self, artifact: &str, digest: &Sha256Digest, size: u64) -> Result<(File, std::fs::Metadata)> {
+        let (shard, name) = blob_location(digest);
+        let path = self.blob_path(digest);
+        let integrity = |found: String| ArtifactError::Integrity {
+            artifact: artifact.to_owned(),
+            path: path.clone(),
+            expected_hash: *digest,
+            expected_size: size,
+            found,
+        };
+        let file = match self.blobs.open(Path::new(&shard).join(&name)) {
+            Ok(f) => f.into_std(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(integrity("the payload file is missing".into())),
+            Err(e) => return Err(store_io("open payload", path, 0, e)),
+        };
+        let meta = file.metadata().map_err(|e| store_io("stat payload", path.clone(), 0, e))?;
+        if !meta.is_file() {
+            return Err(integrity(format!("it is a {}", file_type_name(&meta.file_type()))));
+        }
+        if meta.len() != size {
+            self.forget_cached(digest);
+            return Err(integrity(format!("it is {} bytes", meta.len())));
+        }
+        Ok((file, meta))
+    }
+
+    /// Open a blob, verified by hash and size (or by a valid cache entry).
+    pub(crate) fn open_blob_verified(&self, artifact: &str, digest: &Sha256Digest, size: u64) -> Result<(File, bool)> {
+        let (mut file, meta) = self.open_blob(artifact, digest, size)?;
+        let path = self.blob_path(digest);
+        let stamp = FileStamp::of(&meta);
+        if self.config.verify_cache && self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(digest) == Some(&stamp) {
+            return Ok((file, true));
+        }
+        let started = SystemTime::now();
+        let got = ingest::hash_reader(&mut file).map_err(|e| match e {
+            IngestError::Read { source, .. } | IngestError::Write { source, .. } => store_io("read payload", path.clone(), 0, source),
+            IngestError::TooLarge => store_io("read payload", path.clone(), 0, io::Error::other("too large")),
+        })?;
+        if got.digest != *digest || got.size != size {
+            self.forget_cached(digest);
+            return Err(ArtifactError::Integrity {
+                artifact: artifact.to_owned(),
+                path,
+                expected_hash: *digest,
+                expected_size: size,
+                found: format!("it hashes to sha256 {} ({} bytes)", got.digest, got.size),
+            });
+        }
+        if self.config.verify_cache {
+            let after = file.metadata().map_err(|e| store_io("stat payload", path.clone(), 0, e))?;
+            let ctime = UNIX_EPOCH + Duration::new(u64::try_from(stamp.ctime.0).unwrap_or(0), u32::try_from(stamp.ctime.1).unwrap_or(0));
+            let old_enough = started.duration_since(ctime).is_ok_and(|age| age >= self.config.racy_window);
+            if FileStamp::of(&after) == stamp && old_enough {
+                self.cache.lock().unwrap_or_else(PoisonError::into_inner).insert(*digest, stamp);
+            }
+        }
+        file.seek(SeekFrom::Start(0)).map_err(|e| store_io("seek payload", path, 0, e))?;
+        Ok((file, false))
+    }
+
+    /// Read an artifact's whole payload into memory, verified in one pass:
+    /// the returned bytes are exactly the bytes that were hashed. The handle
+    /// must match the stored record ([`ArtifactStore::check_handle`]).
+    pub fn read(&self, handle: &ArtifactHandle) -> Result<Vec<u8>> {
+        self.check_handle(handle)?;
+        self.read_blob(&handle.artifact_id.to_string(), &handle.content_hash, handle.size_bytes)
+    }
+
+    pub(crate) fn read_blob(&self, artifact: &str, digest: &Sha256Digest, size: u64) -> Result<Vec<u8>> {
+        let (mut file, _) = self.open_blob(artifact, digest, size)?;
+        let path = self.blob_path(digest);
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        // Read one byte past the expected size to notice growth.
+        (&mut file).take(size.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| store_io("read payload", path.clone(), 0, e))?;
+        let got = Sha256Digest::of(&bytes);
+        if got != *digest || bytes.len() as u64 != size {
+            self.forget_cached(digest);
+            return Err(ArtifactError::Integrity {
+                artifact: artifact.to_owned(),
+                path,
+                expected_hash: *digest,
+                expected_size: size,
+                found: format!("it hashes to sha256 {got} ({} bytes)", bytes.len()),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Open an artifact's payload for reading after verifying it (hash and
+    /// size), or after finding a valid verification-cache entry. See the
+    /// crate docs for the residual risk of this verify-then-read path.
+    pub fn open(&self, handle: &ArtifactHandle) -> Result<VerifiedFile> {
+        self.check_handle(handle)?;
+        let (file, from_cache) = self.open_blob_verified(&handle.artifact_id.to_string(), &handle.content_hash, handle.size_bytes)?;
+        Ok(VerifiedFile { file, size: handle.size_bytes, from_cache })
+    }
+
+    /// Open an artifact's payload as a single-pass reader that hashes while
+    /// it reads and fails with `InvalidData` at the end if the bytes did not
+    /// match: treat what it yields as untrusted until it returns `Ok(0)`.
+    pub fn open_streaming(&self, handle: &ArtifactHandle) -> Result<VerifyingReader> {
+        self.check_handle(handle)?;
+        let (file, _) = self.open_blob(&handle.artifact_id.to_string(), &handle.content_hash, handle.size_bytes)?;
+        Ok(VerifyingReader {
+            file,
+            hasher: Some(mex_envelope::Sha256Writer::new()),
+            expected: Expected { hash: handle.content_hash, size: handle.size_bytes },
+            path: self.blob_path(&handle.content_hash),
+            failed: false,
+        })
+    }
+}
+
+/// Parse and sanity-check a manifest file.
+pub(crate) fn parse_manifest(bytes: &[u8], path: &Path, id: Option<Uuid>) -> Result<ArtifactManifest> {
+    let manifest: ArtifactManifest = serde_json::from_slice(bytes)
+        .map_err(|e| ArtifactError::ManifestInvalid { path: path.to_path_buf(), message: e.to_string() })?;
+    if manifest.schema_version != MANIFEST_SCHEMA_VERSION {
+        return Err(ArtifactError::ManifestInvalid {
+            path: path.to_path_buf(),
+            message: format!("schema_version {:?}, expected {MANIFEST_SCHEMA_VERSION:?}", manifest.schema_version),
+        });
+    }
+    if let Some(id) = id {
+        if manifest.artifact.artifact_id != id {
+            return Err(ArtifactError::ManifestInvalid {
+                path: path.to_path_buf(),
+                message: format!("it names artifact {} but lives in the record of {id}", manifest.artifact.artifact_id),
+            });
+        }
+    }
+    Ok(manifest)
+}
+
+fn check_options(options: &PutOptions) -> Result<()> {
+    if let Some(ttl) = options.retention_ttl_days {
+        if !(1..=36_500).contains(&ttl) {
+            return Err(ArtifactError::InvalidOptions {
+                message: format!("retention_ttl_days {ttl} is out of range; use 1..=36500 days, or None to keep it"),
+            });
+        }
+    }
+    if options.kind == ArtifactKind::Bundle {
+        return Err(ArtifactError::InvalidOptions {
+            message: "kind bundle is reserved for put_dir, whose payload is a canonical bundle index".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Open a caller-chosen source path, refusing anything but a regular file
+/// without blocking on FIFOs.
+pub(crate) fn open_regular_source(path: &Path) -> Result<File> {
+    let unreadable = |source| ArtifactError::SourceUnreadable { source_name: path.display().to_string(), read: 0, source };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(ArtifactError::NotARegularFile { path: path.to_path_buf(), file_type: file_type_name(&meta.file_type()) });
+    }
+    Ok(file)
+}
+
+/// A payload opened after verification. Reads come from the same open file
+/// that was hashed.
+#[derive(Debug)]
+pub struct VerifiedFile {
+    file: File,
+    size: u64,
+    from_cache: bool,
+}
+
+impl VerifiedFile {
+    /// Payload size.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+    /// Whether verification came from the cache rather than a fresh hash.
+    pub fn verified_by_cache(&self) -> bool {
+        self.from_cache
+    }
+}
+
+impl Read for VerifiedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl Seek for VerifiedFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
+/// A single-pass reader that verifies at the end (see
+/// [`ArtifactStore::open_streaming`]).
+pub struct VerifyingReader {
+    file: File,
+    hasher: Option<mex_envelope::Sha256Writer>,
+    expected: Expected,
+    path: PathBuf,
+    failed: bool,
+}
+
+impl std::fmt::Debug for VerifyingReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingReader").field("path", &self.path).field("expected", &self.expected).field("failed", &self.failed).finish_non_exhaustive()
+    }
+}
+
+impl VerifyingReader {
+    fn integrity_error(&self, digest: &Sha256Digest, size: u64) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "integrity failure: payload {} should be sha256 {} ({} bytes) but hashes to {digest} ({size} bytes or more); discard what was read and run verify",
+                self.path.display(),
+                self.expected.hash,
+                self.expected.size
+            ),
+        )
+    }
+}
+
+impl Read for VerifyingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "integrity failure already reported for this payload"));
+        }
+        let Some(hasher) = self.hasher.as_mut() else { return Ok(0) };
+        let n = self.file.read(buf)?;
+        hasher.update(&buf[..n]);
+        if hasher.len() > self.expected.size || n == 0 {
+            let seen = hasher.len();
+            let (digest, size) = self.hasher.take().map_or((self.expected.hash, seen), mex_envelope::Sha256Writer::finish);
+            if n > 0 || digest != self.expected.hash || size != self.expected.size {
+                self.failed = true;
+                return Err(self.integrity_error(&digest, size));
+            }
+        }
+        Ok(n)
+    }
+}
