@@ -56,15 +56,28 @@ pub struct BudgetFacts {
 
 /// Resolve and check. Returns the resolved budget (when every required field
 /// resolves) and the findings (denials and degradations).
-pub fn check_budget(op: &PlannedOperation, facts: &BudgetFacts) -> (Option<ResolvedBudget>, Vec<Finding>) {
+pub fn check_budget(
+    op: &PlannedOperation,
+    facts: &BudgetFacts,
+) -> (Option<ResolvedBudget>, Vec<Finding>) {
     let mut findings = Vec::new();
     let req = &op.budget;
-    let mut field = |name: &str, requested: Option<u64>, default: Option<u64>, max: Option<u64>, needed: bool| -> Option<u64> {
+    let mut field = |name: &str,
+                     requested: Option<u64>,
+                     default: Option<u64>,
+                     max: Option<u64>,
+                     needed: bool|
+     -> Option<u64> {
         let pointer = Some(format!("/budget/{name}"));
         let value = requested.or(default);
         match (value, max) {
             (Some(0), _) => {
-                findings.push(deny("G-BUDGET.ZERO", "budget.positive", format!("budget.{name} is 0; give a positive value or omit it for the default"), pointer));
+                findings.push(deny(
+                    "G-BUDGET.ZERO",
+                    "budget.positive",
+                    format!("budget.{name} is 0; give a positive value or omit it for the default"),
+                    pointer,
+                ));
                 None
             }
             (Some(v), Some(m)) if v > m => {
@@ -88,13 +101,40 @@ pub fn check_budget(op: &PlannedOperation, facts: &BudgetFacts) -> (Option<Resol
             (v, _) => v,
         }
     };
-    let wall = field("wall_time_ms", req.wall_time_ms, facts.default.wall_time_ms, facts.maximum.wall_time_ms, true);
-    let output = field("output_bytes", req.output_bytes, facts.default.output_bytes, facts.maximum.output_bytes, true);
-    let cpu = field("cpu_time_ms", req.cpu_time_ms, facts.default.cpu_time_ms, facts.maximum.cpu_time_ms, false);
-    let memory = field("memory_bytes", req.memory_bytes, facts.default.memory_bytes, facts.maximum.memory_bytes, false);
+    let wall = field(
+        "wall_time_ms",
+        req.wall_time_ms,
+        facts.default.wall_time_ms,
+        facts.maximum.wall_time_ms,
+        true,
+    );
+    let output = field(
+        "output_bytes",
+        req.output_bytes,
+        facts.default.output_bytes,
+        facts.maximum.output_bytes,
+        true,
+    );
+    let cpu = field(
+        "cpu_time_ms",
+        req.cpu_time_ms,
+        facts.default.cpu_time_ms,
+        facts.maximum.cpu_time_ms,
+        false,
+    );
+    let memory = field(
+        "memory_bytes",
+        req.memory_bytes,
+        facts.default.memory_bytes,
+        facts.maximum.memory_bytes,
+        false,
+    );
 
     if !facts.enforces_cpu_and_memory {
-        for (name, requested) in [("cpu_time_ms", req.cpu_time_ms), ("memory_bytes", req.memory_bytes)] {
+        for (name, requested) in [
+            ("cpu_time_ms", req.cpu_time_ms),
+            ("memory_bytes", req.memory_bytes),
+        ] {
             if requested.is_some() {
                 let pointer = Some(format!("/budget/{name}"));
                 if facts.allow_degraded {
@@ -115,32 +155,41 @@ pub fn check_budget(op: &PlannedOperation, facts: &BudgetFacts) -> (Option<Resol
             }
         }
     }
-    let (cpu, memory) = if facts.enforces_cpu_and_memory { (cpu, memory) } else { (None, None) };
+    let (cpu, memory) = if facts.enforces_cpu_and_memory {
+        (cpu, memory)
+    } else {
+        (None, None)
+    };
 
     if let Some(output) = output {
-        if let Some(limit) = op.output_spec.as_ref().and_then(|s| s.max_output_bytes) {
-            if limit > output {
-                findings.push(deny(
+        if let Some(limit) = op.output_spec.as_ref().and_then(|s| s.max_output_bytes)
+            && limit > output
+        {
+            findings.push(deny(
                     "G-BUDGET.OUTPUT_SPEC_EXCEEDS_BUDGET",
                     "budget.output_spec_fits",
                     format!("output_spec.max_output_bytes = {limit} does not fit the output budget of {output} bytes"),
                     Some("/output_spec/max_output_bytes".into()),
                 ));
-            }
         }
-        if let Some(limit) = op.evidence_policy.as_ref().and_then(|p| p.max_bytes) {
-            if limit > output {
-                findings.push(deny(
+        if let Some(limit) = op.evidence_policy.as_ref().and_then(|p| p.max_bytes)
+            && limit > output
+        {
+            findings.push(deny(
                     "G-BUDGET.OUTPUT_SPEC_EXCEEDS_BUDGET",
                     "budget.evidence_fits",
                     format!("evidence_policy.max_bytes = {limit} does not fit the output budget of {output} bytes"),
                     Some("/evidence_policy/max_bytes".into()),
                 ));
-            }
         }
     }
     let resolved = match (wall, output) {
-        (Some(wall_time_ms), Some(output_bytes)) => Some(ResolvedBudget { cpu_time_ms: cpu, wall_time_ms, memory_bytes: memory, output_bytes }),
+        (Some(wall_time_ms), Some(output_bytes)) => Some(ResolvedBudget {
+            cpu_time_ms: cpu,
+            wall_time_ms,
+            memory_bytes: memory,
+            output_bytes,
+        }),
         _ => None,
     };
     (resolved, findings)

@@ -42,27 +42,40 @@ pub fn check_determinism(op: &PlannedOperation, facts: &DeterminismFacts) -> Vec
             None => findings.push(deny(
                 "G-DET.EVIDENCE_POLICY_REQUIRED",
                 "contract.determinism.evidence",
-                format!("{} operations must carry an evidence_policy with required: true", op.determinism),
+                format!(
+                    "{} operations must carry an evidence_policy with required: true",
+                    op.determinism
+                ),
                 Some("/evidence_policy".into()),
             )),
             Some(policy) if !policy.required => findings.push(deny(
                 "G-DET.EVIDENCE_NOT_REQUIRED",
                 "contract.determinism.evidence",
-                format!("{} operations must require evidence; set evidence_policy.required to true", op.determinism),
+                format!(
+                    "{} operations must require evidence; set evidence_policy.required to true",
+                    op.determinism
+                ),
                 Some("/evidence_policy/required".into()),
             )),
             Some(_) => {}
         }
     }
-    if let Some(seed) = &facts.seed_param {
-        if op.determinism >= DeterminismLevel::D2 && !op.params.get(seed).is_some_and(|v| v.is_i64() || v.is_u64()) {
-            findings.push(deny(
-                "G-DET.SEED_MISSING",
-                "registry.operation.seed_param",
-                format!("{} at {} needs an integer params.{seed} so the result is reproducible", op.operation, op.determinism),
-                Some(format!("/params/{seed}")),
-            ));
-        }
+    if let Some(seed) = &facts.seed_param
+        && op.determinism >= DeterminismLevel::D2
+        && !op
+            .params
+            .get(seed)
+            .is_some_and(|v| v.is_i64() || v.is_u64())
+    {
+        findings.push(deny(
+            "G-DET.SEED_MISSING",
+            "registry.operation.seed_param",
+            format!(
+                "{} at {} needs an integer params.{seed} so the result is reproducible",
+                op.operation, op.determinism
+            ),
+            Some(format!("/params/{seed}")),
+        ));
     }
     findings
 }

@@ -1,0 +1,66 @@
+//! The trusted facts the gates decide on, and the [`Catalog`] that supplies
+//! them. The registry implements `Catalog` (see [`crate::registry`]); tests may
+//! use a hand-built one. Nothing here comes from the envelope.
+
+use mex_envelope::{BudgetSpec, GateId, PlannedOperation};
+
+use crate::codes::Finding;
+use crate::gates::cap::OperationCapabilities;
+use crate::gates::det::DeterminismFacts;
+
+/// How an implementation runs, which decides what budgets it can enforce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImplementationKind {
+    /// In the runtime's process: wall time and output are enforced; CPU and
+    /// memory cannot be.
+    InProcess,
+    /// In a sandboxed child process: every budget is enforced by the OS.
+    Subprocess,
+}
+
+/// The implementation an operation resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImplementationFacts {
+    /// Implementation id.
+    pub id: String,
+    /// Its version.
+    pub version: semver::Version,
+    /// How it runs.
+    pub kind: ImplementationKind,
+}
+
+/// Everything the registry says about one (engine, operation).
+#[derive(Debug, Clone)]
+pub struct OperationFacts {
+    /// Engine interface version.
+    pub engine_version: semver::Version,
+    /// Determinism ceiling and seed rule.
+    pub determinism: DeterminismFacts,
+    /// Required and optional capabilities.
+    pub capabilities: OperationCapabilities,
+    /// Budget defaults.
+    pub default_budget: BudgetSpec,
+    /// Budget maximums.
+    pub max_budget: BudgetSpec,
+    /// Engine-specific gates that must also admit the operation.
+    pub required_gates: Vec<GateId>,
+    /// Top-level params whose values are artifact references (an artifact id
+    /// string, or an array of them). Params named `*_ref` always are.
+    pub artifact_ref_params: Vec<String>,
+}
+
+/// The trusted source of [`OperationFacts`].
+pub trait Catalog: Send + Sync {
+    /// Facts for the operation's engine and operation, or G-SCHEMA findings
+    /// (unknown engine, unknown operation).
+    fn operation_facts(&self, op: &PlannedOperation) -> Result<OperationFacts, Vec<Finding>>;
+
+    /// Validate params against the operation's compiled schema: `(pointer,
+    /// message)` per error, pointers relative to the envelope (`/params/...`).
+    fn validate_params(&self, op: &PlannedOperation) -> Vec<(String, String)>;
+
+    /// Resolve `engine_version_req` to exactly one implementation, or a
+    /// G-PROVENANCE finding.
+    fn resolve_implementation(&self, op: &PlannedOperation)
+    -> Result<ImplementationFacts, Finding>;
+}

@@ -1,0 +1,67 @@
+//! G-SCHEMA: the document against poe-1.0, params against the operation's
+//! schema, engine and operation declared.
+
+use mex_envelope::{EnvelopeError, PlannedOperation};
+
+use crate::codes::{Finding, deny};
+use crate::facts::Catalog;
+
+/// Map a front-door parse error to its finding. A malformed capability is
+/// attributed to G-CAP (`G-CAP.UNKNOWN_KIND`), because capability strings are
+/// G-CAP's business; everything else is G-SCHEMA's.
+pub fn parse_failure(err: &EnvelopeError) -> Finding {
+    let pointer = err.pointer().map(str::to_owned);
+    let message = err.to_string();
+    match err {
+        EnvelopeError::UnsupportedVersion { .. } => deny(
+            "G-SCHEMA.UNSUPPORTED_VERSION",
+            "poe.schema_version",
+            message,
+            pointer,
+        ),
+        EnvelopeError::NotAnEngineInvocation { .. } => deny(
+            "G-SCHEMA.NOT_AN_ENGINE_INVOCATION",
+            "poe.schema_version",
+            message,
+            pointer,
+        ),
+        _ if pointer
+            .as_deref()
+            .is_some_and(|p| p.starts_with("/capabilities_requested/")) =>
+        {
+            deny("G-CAP.UNKNOWN_KIND", "capability.grammar", message, pointer)
+        }
+        _ => deny(
+            "G-SCHEMA.ENVELOPE_INVALID",
+            "poe-1.0.schema",
+            message,
+            pointer,
+        ),
+    }
+}
+
+/// Check a typed operation: cross-field rules, declared engine and operation,
+/// params schema.
+pub fn check_schema(op: &PlannedOperation, catalog: &dyn Catalog) -> Vec<Finding> {
+    if let Err(e) = op.validate() {
+        return vec![parse_failure(&e)];
+    }
+    if let Err(findings) = catalog.operation_facts(op) {
+        return findings;
+    }
+    catalog
+        .validate_params(op)
+        .into_iter()
+        .map(|(pointer, message)| {
+            deny(
+                "G-SCHEMA.PARAMS_INVALID",
+                "registry.operation.params_schema",
+                format!(
+                    "params do not match the schema of {}: {message}",
+                    op.operation
+                ),
+                Some(pointer),
+            )
+        })
+        .collect()
+}
