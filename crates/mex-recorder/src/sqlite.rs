@@ -1,0 +1,802 @@
+//! The durable recorder on SQLite (bundled), WAL mode, `synchronous=FULL`.
+//!
+//! ## Storage layout (schema version 2)
+//!
+//! * `events`: one row per event, `seq INTEGER PRIMARY KEY` (the rowid, so
+//!   the log is stored in seq order), every [`Event`] member as a column
+//!   (`payload` is its RFC 8785 text, hashes are 32-byte blobs, time is Unix
+//!   milliseconds in `ts_ms`). Indexes on `op_id`, `engine_id`, `kind` and
+//!   `ts_ms`; SQLite appends the rowid to each index, so each lookup returns
+//!   rows already in seq order.
+//! * `chain_head`: one row, the checkpoint (last seq, hash, time), updated in
+//!   the same transaction as the events it covers.
+//! * `problems`: one row per fingerprint.
+//! * `PRAGMA user_version`: the schema version. Version 0 is an empty file;
+//!   each step in [`MIGRATIONS`] moves one version up, in one transaction.
+//!   A file with a newer version is refused, not guessed at.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mex_envelope::{Sha256Digest, UtcTimestamp};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use uuid::Uuid;
+
+use crate::event::{Event, EventDraft, GENESIS_HASH, PreparedDraft, parse_status};
+use crate::memory::resolution_draft;
+use crate::problem::{self, Problem, ProblemFilter, ProblemState};
+use crate::query::EventQuery;
+use crate::redact::Redactor;
+use crate::verify::{ChainHead, ChainVerifier, VerifyReport};
+use crate::{FlightRecorder, RecorderError, write_jsonl_line};
+
+/// The database file name inside the mex home directory.
+pub const DB_FILE_NAME: &str = "recorder.sqlite3";
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// `MIGRATIONS[v]` moves a database from version `v` to `v + 1`.
+const MIGRATIONS: [&str; 2] = [
+    // 0 -> 1: the first schema.
+    "CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        ts_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        op_id TEXT,
+        engine_id TEXT,
+        operation TEXT,
+        gate TEXT,
+        decision TEXT,
+        status TEXT,
+        code TEXT,
+        message TEXT,
+        payload TEXT,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL
+    );
+    CREATE INDEX events_by_op ON events(op_id);
+    CREATE INDEX events_by_engine ON events(engine_id);
+    CREATE INDEX events_by_kind ON events(kind);
+    CREATE TABLE chain_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash BLOB NOT NULL
+    );
+    CREATE TABLE problems (
+        fingerprint TEXT PRIMARY KEY,
+        code TEXT NOT NULL,
+        gate TEXT,
+        engine_id TEXT,
+        operation TEXT,
+        severity TEXT NOT NULL,
+        message TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        last_op_id TEXT,
+        last_seq INTEGER NOT NULL
+    );",
+    // 1 -> 2: gate outcomes name their rule; capability and artifact columns;
+    // time-range index; the checkpoint keeps the last time (so time never
+    // runs backwards across processes); problems can be resolved. Old events
+    // hash the same: the new members are optional and omitted when absent.
+    "ALTER TABLE events ADD COLUMN rule TEXT;
+    ALTER TABLE events ADD COLUMN capability TEXT;
+    ALTER TABLE events ADD COLUMN artifact BLOB;
+    CREATE INDEX events_by_time ON events(ts_ms);
+    ALTER TABLE chain_head ADD COLUMN ts_ms INTEGER NOT NULL DEFAULT 0;
+    UPDATE chain_head SET ts_ms = COALESCE((SELECT ts_ms FROM events WHERE events.seq = chain_head.seq), 0);
+    ALTER TABLE problems ADD COLUMN state TEXT NOT NULL DEFAULT 'open';
+    ALTER TABLE problems ADD COLUMN resolved_at_ms INTEGER;
+    ALTER TABLE problems ADD COLUMN resolution TEXT;
+    CREATE INDEX problems_by_last_seen ON problems(last_seen_ms);",
+];
+
+const EVENT_COLUMNS: &str = "seq, ts_ms, kind, op_id, engine_id, operation, gate, rule, capability, decision, status, code, artifact, message, payload, prev_hash, hash";
+
+const PROBLEM_COLUMNS: &str = "fingerprint, code, gate, engine_id, operation, severity, message, count, first_seen_ms, last_seen_ms, last_op_id, last_seq, state, resolved_at_ms, resolution";
+
+/// Most drafts committed in one group-commit transaction (a single larger
+/// `append_batch` still commits whole).
+const MAX_GROUP_DRAFTS: usize = 8192;
+
+/// How long a connection waits for another process's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle read connections kept for reuse.
+const MAX_IDLE_READERS: usize = 4;
+
+type Reply<T> = SyncSender<Result<T, RecorderError>>;
+
+enum Request {
+    Append { drafts: Vec<PreparedDraft>, reply: Reply<Vec<Event>> },
+    Resolve { fingerprint: String, note: String, reply: Reply<Problem> },
+}
+
+impl Request {
+    fn size(&self) -> usize {
+        match self {
+            Self::Append { drafts, .. } => drafts.len().max(1),
+            Self::Resolve { .. } => 1,
+        }
+    }
+}
+
+/// The durable [`FlightRecorder`]: SQLite in WAL mode with
+/// `synchronous=FULL`, one writer thread doing group commit, a small pool of
+/// read connections. See the crate docs for the durability rule.
+pub struct SqliteRecorder {
+    path: PathBuf,
+    redactor: Redactor,
+    sender: Option<Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteRecorder").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl SqliteRecorder {
+    /// Open (creating if needed) `<mex_home>/recorder.sqlite3`, creating the
+    /// home directory if it does not exist.
+    pub fn open(mex_home: impl AsRef<Path>) -> Result<Self, RecorderError> {
+        let home = mex_home.as_ref();
+        let path = home.join(DB_FILE_NAME);
+        fs::create_dir_all(home).map_err(|e| RecorderError::Open {
+            path: path.clone(),
+            detail: format!("cannot create the directory {}: {e}", home.display()),
+        })?;
+        Self::open_file_with(path, Redactor::new())
+    }
+
+    /// Open (creating if needed) the database at exactly `path`.
+    pub fn open_file(path: impl Into<PathBuf>) -> Result<Self, RecorderError> {
+        Self::open_file_with(path, Redactor::new())
+    }
+
+    /// Open the database at `path` with a redaction policy (e.g. one holding
+    /// the secret values the runtime resolved).
+    pub fn open_file_with(path: impl Into<PathBuf>, redactor: Redactor) -> Result<Self, RecorderError> {
+        let path = path.into();
+        check_header(&path)?;
+        let mut conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_error(&path, &e))?;
+        configure_writer(&conn, &path)?;
+        migrate(&mut conn, &path)?;
+        check_schema(&conn, &path)?;
+
+        let (sender, receiver) = mpsc::channel();
+        let writer_path = path.clone();
+        let writer_redactor = redactor.clone();
+        let writer = std::thread::Builder::new()
+            .name("mex-recorder-writer".to_owned())
+            .spawn(move || writer_loop(conn, &writer_path, &writer_redactor, &receiver))
+            .map_err(|e| RecorderError::Open { path: path.clone(), detail: format!("cannot start the writer thread: {e}") })?;
+        Ok(Self { path, redactor, sender: Some(sender), writer: Some(writer), readers: Mutex::new(Vec::new()) })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn closed(&self) -> RecorderError {
+        RecorderError::Closed { path: self.path.clone() }
+    }
+
+    fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, RecorderError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let sender = self.sender.as_ref().ok_or_else(|| self.closed())?;
+        sender.send(make(reply)).map_err(|_| self.closed())?;
+        answer.recv().map_err(|_| self.closed())?
+    }
+
+    /// Run `f` on a pooled read connection.
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, RecorderError>) -> Result<T, RecorderError> {
+        let pooled = self.readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => open_reader(&self.path)?,
+        };
+        let out = f(&mut conn);
+        let mut idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_READERS && conn.is_autocommit() {
+            idle.push(conn);
+        }
+        out
+    }
+
+    fn query_events(
+        &self,
+        query: &EventQuery,
+        mut each: impl FnMut(Event) -> Result<(), RecorderError>,
+    ) -> Result<u64, RecorderError> {
+        let path = &self.path;
+        self.with_reader(|conn| {
+            let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1=1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            use rusqlite::types::Value as V;
+            if let Some(id) = query.op_id {
+                sql.push_str(" AND op_id = ?");
+                args.push(V::Text(id.to_string()));
+            }
+            if let Some(e) = &query.engine_id {
+                sql.push_str(" AND engine_id = ?");
+                args.push(V::Text(e.to_string()));
+            }
+            if let Some(k) = query.kind {
+                sql.push_str(" AND kind = ?");
+                args.push(V::Text(k.as_str().to_owned()));
+            }
+            if let Some(t) = query.since {
+                sql.push_str(" AND ts_ms >= ?");
+                args.push(V::Integer(t.unix_millis()));
+            }
+            if let Some(t) = query.until {
+                sql.push_str(" AND ts_ms < ?");
+                args.push(V::Integer(t.unix_millis()));
+            }
+            if let Some(s) = query.after_seq {
+                sql.push_str(" AND seq > ?");
+                args.push(V::Integer(to_i64(s)));
+            }
+            sql.push_str(" ORDER BY seq");
+            if let Some(l) = query.limit {
+                sql.push_str(" LIMIT ?");
+                args.push(V::Integer(to_i64(l)));
+            }
+            let ctx = "querying events";
+            let mut stmt = conn.prepare_cached(&sql).map_err(|e| RecorderError::storage(path, ctx, &e))?;
+            let mut rows =
+                stmt.query(rusqlite::params_from_iter(args)).map_err(|e| RecorderError::storage(path, ctx, &e))?;
+            let mut n = 0;
+            while let Some(row) = rows.next().map_err(|e| RecorderError::storage(path, ctx, &e))? {
+                let seq = row.get::<_, i64>(0).map_err(|e| RecorderError::storage(path, ctx, &e))?;
+                let event = row_to_event(row)
+                    .map_err(|detail| RecorderError::CorruptEvent { path: path.clone(), seq: seq as u64, detail })?;
+                each(event)?;
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    fn verify_with(&self, anchor: Option<ChainHead>) -> Result<VerifyReport, RecorderError> {
+        let path = &self.path;
+        self.with_reader(|conn| {
+            let ctx = "verifying the chain";
+            let err = |e: rusqlite::Error| RecorderError::storage(path, ctx, &e);
+            // One read transaction: the checkpoint and the events are one
+            // consistent snapshot even while writers append.
+            let tx = conn.transaction().map_err(err)?;
+            let checkpoint = read_head(&tx).map_err(err)?.map(|h| ChainHead { seq: h.seq, hash: h.hash });
+            let mut verifier = ChainVerifier::new(anchor);
+            {
+                let mut stmt = tx.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")).map_err(err)?;
+                let mut rows = stmt.query([]).map_err(err)?;
+                while let Some(row) = rows.next().map_err(err)? {
+                    let seq = row.get::<_, i64>(0).map_err(err)?;
+                    let seq = u64::try_from(seq).unwrap_or(0);
+                    if !verifier.push(seq, row_to_event(row)) {
+                        break;
+                    }
+                }
+            }
+            tx.finish().map_err(err)?;
+            Ok(verifier.finish(checkpoint))
+        })
+    }
+}
+
+impl Drop for SqliteRecorder {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer loop after it has committed
+        // (and answered) everything already queued.
+        self.sender = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl FlightRecorder for SqliteRecorder {
+    fn append_batch(&self, drafts: Vec<EventDraft>) -> Result<Vec<Event>, RecorderError> {
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared = drafts
+            .into_iter()
+            .map(|d| d.prepare(&self.redactor))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.send(|reply| Request::Append { drafts: prepared, reply })
+    }
+
+    fn events(&self, query: &EventQuery) -> Result<Vec<Event>, RecorderError> {
+        let mut out = Vec::new();
+        self.query_events(query, |e| {
+            out.push(e);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn export_jsonl(&self, query: &EventQuery, out: &mut dyn Write) -> Result<u64, RecorderError> {
+        let n = self.query_events(query, |e| write_jsonl_line(out, &e))?;
+        out.flush().map_err(|e| RecorderError::Export { detail: e.to_string() })?;
+        Ok(n)
+    }
+
+    fn problems(&self, filter: &ProblemFilter) -> Result<Vec<Problem>, RecorderError> {
+        let path = &self.path;
+        self.with_reader(|conn| {
+            let ctx = "listing problems";
+            let err = |e: rusqlite::Error| RecorderError::storage(path, ctx, &e);
+            let mut sql = format!("SELECT {PROBLEM_COLUMNS} FROM problems WHERE 1=1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(s) = filter.state {
+                sql.push_str(" AND state = ?");
+                args.push(rusqlite::types::Value::Text(s.as_str().to_owned()));
+            }
+            if let Some(e) = &filter.engine_id {
+                sql.push_str(" AND engine_id = ?");
+                args.push(rusqlite::types::Value::Text(e.to_string()));
+            }
+            sql.push_str(" ORDER BY last_seen_ms DESC, last_seq DESC");
+            if let Some(l) = filter.limit {
+                sql.push_str(" LIMIT ?");
+                args.push(rusqlite::types::Value::Integer(to_i64(l)));
+            }
+            let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(err)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(err)? {
+                out.push(row_to_problem(row).map_err(|detail| RecorderError::Corrupt {
+                    path: path.clone(),
+                    detail: format!("a problems row is unreadable: {detail}"),
+                })?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn resolve_problem(&self, fingerprint: &str, note: &str) -> Result<Problem, RecorderError> {
+        self.send(|reply| Request::Resolve { fingerprint: fingerprint.to_owned(), note: note.to_owned(), reply })
+    }
+
+    fn head(&self) -> Result<Option<ChainHead>, RecorderError> {
+        let path = &self.path;
+        self.with_reader(|conn| {
+            let head = read_head(conn).map_err(|e| RecorderError::storage(path, "reading the chain head", &e))?;
+            Ok(head.map(|h| ChainHead { seq: h.seq, hash: h.hash }))
+        })
+    }
+
+    fn verify(&self) -> Result<VerifyReport, RecorderError> {
+        self.verify_with(None)
+    }
+
+    fn verify_anchored(&self, anchor: ChainHead) -> Result<VerifyReport, RecorderError> {
+        self.verify_with(Some(anchor))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Opening, configuration, migrations.
+
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// A non-empty file that is not SQLite is refused before SQLite touches it.
+/// (An empty main file is normal: in WAL mode the content may still be in
+/// `-wal` waiting for a checkpoint, and SQLite recovers it.)
+fn check_header(path: &Path) -> Result<(), RecorderError> {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(RecorderError::Open { path: path.to_owned(), detail: e.to_string() }),
+    };
+    let mut header = Vec::with_capacity(16);
+    file.take(16)
+        .read_to_end(&mut header)
+        .map_err(|e| RecorderError::Open { path: path.to_owned(), detail: e.to_string() })?;
+    if header.is_empty() || header.as_slice() == SQLITE_MAGIC {
+        Ok(())
+    } else {
+        Err(RecorderError::Corrupt {
+            path: path.to_owned(),
+            detail: "the file does not start with the SQLite header".to_owned(),
+        })
+    }
+}
+
+fn open_error(path: &Path, e: &rusqlite::Error) -> RecorderError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            RecorderError::Corrupt { path: path.to_owned(), detail: e.to_string() }
+        }
+        _ => RecorderError::Open { path: path.to_owned(), detail: e.to_string() },
+    }
+}
+
+fn configure_writer(conn: &Connection, path: &Path) -> Result<(), RecorderError> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, &e))?;
+    let mode: String =
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| open_error(path, &e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(RecorderError::Open {
+            path: path.to_owned(),
+            detail: format!("SQLite refused WAL mode (journal mode is {mode:?}); put the recorder on a local filesystem"),
+        });
+    }
+    // FULL: every commit fsyncs the WAL before `append` returns. See the
+    // crate docs for why NORMAL is not enough for an audit log.
+    conn.pragma_update(None, "synchronous", "FULL").map_err(|e| open_error(path, &e))?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, RecorderError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| open_error(path, &e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, &e))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), RecorderError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| open_error(path, &e))?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| open_error(path, &e))?;
+    if found > SCHEMA_VERSION {
+        return Err(RecorderError::SchemaTooNew { path: path.to_owned(), found, supported: SCHEMA_VERSION });
+    }
+    if found < 0 {
+        return Err(RecorderError::Corrupt { path: path.to_owned(), detail: format!("negative schema version {found}") });
+    }
+    if found == 0 {
+        let tables: i64 = tx
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+            .map_err(|e| open_error(path, &e))?;
+        if tables > 0 {
+            return Err(RecorderError::Corrupt {
+                path: path.to_owned(),
+                detail: format!("the database has {tables} tables but no recorder schema version: it is some other SQLite database"),
+            });
+        }
+    }
+    if found == SCHEMA_VERSION {
+        return tx.commit().map_err(|e| open_error(path, &e));
+    }
+    for version in found..SCHEMA_VERSION {
+        let idx = usize::try_from(version).unwrap_or(usize::MAX);
+        let sql = MIGRATIONS.get(idx).copied().unwrap_or("");
+        tx.execute_batch(sql).map_err(|e| RecorderError::Migration {
+            path: path.to_owned(),
+            from: found,
+            to: version + 1,
+            detail: e.to_string(),
+        })?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .and_then(|()| tx.commit())
+        .map_err(|e| RecorderError::Migration {
+            path: path.to_owned(),
+            from: found,
+            to: SCHEMA_VERSION,
+            detail: e.to_string(),
+        })
+}
+
+/// Every statement the recorder runs must compile against the file: a file
+/// with the right version but missing tables or columns is corrupt, not an
+/// empty log.
+fn check_schema(conn: &Connection, path: &Path) -> Result<(), RecorderError> {
+    for sql in [
+        format!("SELECT {EVENT_COLUMNS} FROM events LIMIT 0"),
+        format!("SELECT {PROBLEM_COLUMNS} FROM problems LIMIT 0"),
+        "SELECT seq, hash, ts_ms FROM chain_head LIMIT 0".to_owned(),
+    ] {
+        conn.prepare(&sql).map_err(|e| RecorderError::Corrupt {
+            path: path.to_owned(),
+            detail: format!("schema version {SCHEMA_VERSION} but the tables do not match: {e}"),
+        })?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The writer.
+
+struct Head {
+    seq: u64,
+    hash: Sha256Digest,
+    ts_ms: i64,
+}
+
+fn read_head(conn: &Connection) -> rusqlite::Result<Option<Head>> {
+    conn.query_row("SELECT seq, hash, ts_ms FROM chain_head WHERE id = 1", [], |r| {
+        let hash: Vec<u8> = r.get(1)?;
+        let hash = <[u8; 32]>::try_from(hash.as_slice()).map(Sha256Digest::from_bytes).unwrap_or(GENESIS_HASH);
+        Ok(Head { seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), hash, ts_ms: r.get(2)? })
+    })
+    .optional()
+}
+
+fn writer_loop(mut conn: Connection, path: &Path, redactor: &Redactor, receiver: &Receiver<Request>) {
+    while let Ok(first) = receiver.recv() {
+        let mut size = first.size();
+        let mut batch = vec![first];
+        while size < MAX_GROUP_DRAFTS {
+            match receiver.try_recv() {
+                Ok(next) => {
+                    size += next.size();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, path, redactor, batch);
+    }
+}
+
+enum Outcome {
+    Events(Vec<Event>),
+    Problem(Box<Result<Problem, RecorderError>>),
+}
+
+/// Commit a group of requests in one transaction, then answer each. Nothing
+/// is answered before the commit (and its fsync) returns.
+fn commit_batch(conn: &mut Connection, path: &Path, redactor: &Redactor, batch: Vec<Request>) {
+    let result = write_batch(conn, path, redactor, &batch);
+    match result {
+        Ok(outcomes) => {
+            for (request, outcome) in batch.into_iter().zip(outcomes) {
+                match (request, outcome) {
+                    (Request::Append { reply, .. }, Outcome::Events(events)) => {
+                        let _ = reply.send(Ok(events));
+                    }
+                    (Request::Resolve { reply, .. }, Outcome::Problem(p)) => {
+                        let _ = reply.send(*p);
+                    }
+                    (Request::Append { reply, .. }, Outcome::Problem(_)) => {
+                        let _ = reply.send(Err(RecorderError::Closed { path: path.to_owned() }));
+                    }
+                    (Request::Resolve { reply, .. }, Outcome::Events(_)) => {
+                        let _ = reply.send(Err(RecorderError::Closed { path: path.to_owned() }));
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            for request in batch {
+                match request {
+                    Request::Append { reply, .. } => {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                    Request::Resolve { reply, .. } => {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_batch(
+    conn: &mut Connection,
+    path: &Path,
+    redactor: &Redactor,
+    batch: &[Request],
+) -> Result<Vec<Outcome>, RecorderError> {
+    let ctx = "recording events";
+    let err = |e: rusqlite::Error| RecorderError::storage(path, ctx, &e);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+    // The head is read inside the write transaction, so several processes
+    // sharing one file still get one chain.
+    let head = read_head(&tx).map_err(err)?;
+    let (mut seq, mut prev, last_ms) = head.map_or((0, GENESIS_HASH, i64::MIN), |h| (h.seq, h.hash, h.ts_ms));
+    let now = UtcTimestamp::now();
+    let ts = if now.unix_millis() >= last_ms {
+        now
+    } else {
+        UtcTimestamp::from_unix_millis(last_ms).unwrap_or(now)
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut seal_insert = |tx: &Transaction<'_>, draft: &PreparedDraft| -> Result<Event, RecorderError> {
+        seq += 1;
+        let event = draft.seal(seq, ts, prev)?;
+        insert_event(tx, &event).map_err(err)?;
+        if let Some(p) = problem::observe(&event, |fp| load_problem(tx, fp).ok().flatten()) {
+            save_problem(tx, &p).map_err(err)?;
+        }
+        prev = event.hash;
+        Ok(event)
+    };
+    for request in batch {
+        match request {
+            Request::Append { drafts, .. } => {
+                let mut events = Vec::with_capacity(drafts.len());
+                for d in drafts {
+                    events.push(seal_insert(&tx, d)?);
+                }
+                outcomes.push(Outcome::Events(events));
+            }
+            Request::Resolve { fingerprint, note, .. } => {
+                let Some(mut problem) = load_problem(&tx, fingerprint).map_err(err)? else {
+                    outcomes.push(Outcome::Problem(Box::new(Err(RecorderError::UnknownProblem {
+                        fingerprint: fingerprint.clone(),
+                    }))));
+                    continue;
+                };
+                let draft = resolution_draft(&problem, note).prepare(redactor)?;
+                let event = seal_insert(&tx, &draft)?;
+                problem.state = ProblemState::Resolved;
+                problem.resolved_at = Some(event.recorded_at);
+                problem.resolution = event.payload.get("note").and_then(|n| n.as_str()).map(str::to_owned);
+                save_problem(&tx, &problem).map_err(err)?;
+                outcomes.push(Outcome::Problem(Box::new(Ok(problem))));
+            }
+        }
+    }
+    tx.execute(
+        "INSERT INTO chain_head (id, seq, hash, ts_ms) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, ts_ms = excluded.ts_ms",
+        params![to_i64(seq), prev.as_bytes().as_slice(), ts.unix_millis()],
+    )
+    .map_err(err)?;
+    tx.commit().map_err(err)?;
+    Ok(outcomes)
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn insert_event(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
+    let payload = if e.payload.is_null() {
+        None
+    } else {
+        Some(mex_envelope::canonical::to_string(&e.payload).map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?)
+    };
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO events (seq, ts_ms, kind, op_id, engine_id, operation, gate, rule, capability, decision, status, code, artifact, message, payload, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )?;
+    stmt.execute(params![
+        to_i64(e.seq),
+        e.recorded_at.unix_millis(),
+        e.kind.as_str(),
+        e.op_id.map(|u| u.to_string()),
+        e.engine_id.as_ref().map(|x| x.as_str()),
+        e.operation.as_ref().map(|x| x.as_str()),
+        e.gate.as_ref().map(|x| x.as_str()),
+        e.rule,
+        e.capability,
+        e.decision.map(|d| d.as_str()),
+        e.status.map(|s| s.as_str()),
+        e.code.as_ref().map(|x| x.as_str()),
+        e.artifact.as_ref().map(|d| d.as_bytes().as_slice()),
+        e.message,
+        payload,
+        e.prev_hash.as_bytes().as_slice(),
+        e.hash.as_bytes().as_slice(),
+    ])?;
+    Ok(())
+}
+
+fn digest_from(bytes: Vec<u8>, what: &str) -> Result<Sha256Digest, String> {
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map(Sha256Digest::from_bytes)
+        .map_err(|_| format!("{what} is {} bytes, not 32", bytes.len()))
+}
+
+fn parse_opt<T: std::str::FromStr>(text: Option<String>, what: &str) -> Result<Option<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    text.map(|t| t.parse::<T>().map_err(|e| format!("{what}: {e}"))).transpose()
+}
+
+/// Decode a row of [`EVENT_COLUMNS`]. Errors are text: verify reports them
+/// as an unreadable event, queries as [`RecorderError::CorruptEvent`].
+fn row_to_event(row: &Row<'_>) -> Result<Event, String> {
+    let g = |e: rusqlite::Error| e.to_string();
+    let seq: i64 = row.get(0).map_err(g)?;
+    let ts_ms: i64 = row.get(1).map_err(g)?;
+    let kind: String = row.get(2).map_err(g)?;
+    let payload: Option<String> = row.get(14).map_err(g)?;
+    let artifact: Option<Vec<u8>> = row.get(12).map_err(g)?;
+    Ok(Event {
+        seq: u64::try_from(seq).map_err(|_| format!("negative seq {seq}"))?,
+        recorded_at: UtcTimestamp::from_unix_millis(ts_ms).ok_or_else(|| format!("time {ts_ms} out of range"))?,
+        kind: kind.parse()?,
+        op_id: parse_opt::<Uuid>(row.get(3).map_err(g)?, "op_id")?,
+        engine_id: parse_opt(row.get(4).map_err(g)?, "engine_id")?,
+        operation: parse_opt(row.get(5).map_err(g)?, "operation")?,
+        gate: parse_opt(row.get(6).map_err(g)?, "gate")?,
+        rule: row.get(7).map_err(g)?,
+        capability: row.get(8).map_err(g)?,
+        decision: parse_opt(row.get(9).map_err(g)?, "decision")?,
+        status: row.get::<_, Option<String>>(10).map_err(g)?.map(|s| parse_status(&s)).transpose()?,
+        code: parse_opt(row.get(11).map_err(g)?, "code")?,
+        artifact: artifact.map(|b| digest_from(b, "artifact")).transpose()?,
+        message: row.get(13).map_err(g)?,
+        payload: match payload {
+            Some(text) => serde_json::from_str(&text).map_err(|e| format!("payload is not JSON: {e}"))?,
+            None => serde_json::Value::Null,
+        },
+        prev_hash: digest_from(row.get(15).map_err(g)?, "prev_hash")?,
+        hash: digest_from(row.get(16).map_err(g)?, "hash")?,
+    })
+}
+
+fn load_problem(conn: &Connection, fingerprint: &str) -> rusqlite::Result<Option<Problem>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {PROBLEM_COLUMNS} FROM problems WHERE fingerprint = ?1"))?;
+    let mut rows = stmt.query([fingerprint])?;
+    match rows.next()? {
+        Some(row) => row_to_problem(row)
+            .map(Some)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())),
+        None => Ok(None),
+    }
+}
+
+fn save_problem(tx: &Transaction<'_>, p: &Problem) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO problems ({PROBLEM_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    ))?;
+    stmt.execute(params![
+        p.fingerprint,
+        p.code.as_str(),
+        p.gate.as_ref().map(|x| x.as_str()),
+        p.engine_id.as_ref().map(|x| x.as_str()),
+        p.operation.as_ref().map(|x| x.as_str()),
+        p.severity.as_str(),
+        p.message,
+        to_i64(p.count),
+        p.first_seen.unix_millis(),
+        p.last_seen.unix_millis(),
+        p.last_op_id.map(|u| u.to_string()),
+        to_i64(p.last_seq),
+        p.state.as_str(),
+        p.resolved_at.map(|t| t.unix_millis()),
+        p.resolution,
+    ])?;
+    Ok(())
+}
+
+fn row_to_problem(row: &Row<'_>) -> Result<Problem, String> {
+    let g = |e: rusqlite::Error| e.to_string();
+    let ts = |ms: i64| UtcTimestamp::from_unix_millis(ms).ok_or_else(|| format!("time {ms} out of range"));
+    let code: String = row.get(1).map_err(g)?;
+    let severity: String = row.get(5).map_err(g)?;
+    let state: String = row.get(12).map_err(g)?;
+    Ok(Problem {
+        fingerprint: row.get(0).map_err(g)?,
+        code: code.parse().map_err(|e| format!("code: {e}"))?,
+        gate: parse_opt(row.get(2).map_err(g)?, "gate")?,
+        engine_id: parse_opt(row.get(3).map_err(g)?, "engine_id")?,
+        operation: parse_opt(row.get(4).map_err(g)?, "operation")?,
+        severity: severity.parse()?,
+        message: row.get(6).map_err(g)?,
+        count: u64::try_from(row.get::<_, i64>(7).map_err(g)?).unwrap_or(0),
+        first_seen: ts(row.get(8).map_err(g)?)?,
+        last_seen: ts(row.get(9).map_err(g)?)?,
+        last_op_id: parse_opt::<Uuid>(row.get(10).map_err(g)?, "last_op_id")?,
+        last_seq: u64::try_from(row.get::<_, i64>(11).map_err(g)?).unwrap_or(0),
+        state: state.parse()?,
+        resolved_at: row.get::<_, Option<i64>>(13).map_err(g)?.map(ts).transpose()?,
+        resolution: row.get(14).map_err(g)?,
+    })
+}
