@@ -475,7 +475,19 @@ impl EventDraft {
         draft
     }
 
-    /// Set the operation id.
+    /// Set the op id, engine and operation from a PlannedOperation.
+    #[must_use]
+    pub fn with_op(mut self, op: &PlannedOperation) -> Self {
+        self.op_id = Some(op.op_id);
+        self.engine_id = Some(op.engine_id.clone());
+        self.operation = Some(op.operation.clone());
+        self
+    }
+
+    /// Set the operation id. When the engine or operation is not set, the
+    /// recorder fills them from the `op_received` event of this op id, so
+    /// every event of an operation (and every problem it raises) is
+    /// attributed to its engine and operation.
     #[must_use]
     pub fn with_op_id(mut self, op_id: Uuid) -> Self {
         self.op_id = Some(op_id);
@@ -629,6 +641,26 @@ pub(crate) struct PreparedDraft {
 }
 
 impl PreparedDraft {
+    /// The op id whose `op_received` event should supply a missing engine
+    /// or operation.
+    pub(crate) fn needs_context(&self) -> Option<Uuid> {
+        if self.engine_id.is_some() && self.operation.is_some() || self.kind == EventKind::OpReceived {
+            None
+        } else {
+            self.op_id
+        }
+    }
+
+    /// Fill a missing engine and operation (set ones are kept).
+    pub(crate) fn fill_context(&mut self, engine_id: Option<EngineId>, operation: Option<OperationName>) {
+        if self.engine_id.is_none() {
+            self.engine_id = engine_id;
+        }
+        if self.operation.is_none() {
+            self.operation = operation;
+        }
+    }
+
     /// Seal into an event at `seq`, chained after `prev_hash`.
     pub(crate) fn seal(
         &self,

@@ -1,11 +1,12 @@
 //! The in-memory recorder: same rules as the durable one (validation,
 //! redaction, chain, problems), nothing kept after drop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use mex_envelope::UtcTimestamp;
+use mex_envelope::{EngineId, OperationName, UtcTimestamp};
+use uuid::Uuid;
 use serde_json::json;
 
 use crate::event::{Event, EventDraft, EventKind, GENESIS_HASH, PreparedDraft};
@@ -19,6 +20,8 @@ use crate::{FlightRecorder, RecorderError, write_jsonl_line};
 struct State {
     events: Vec<Event>,
     problems: BTreeMap<String, Problem>,
+    /// Engine and operation of each op, from its `op_received` event.
+    ops: HashMap<Uuid, (Option<EngineId>, Option<OperationName>)>,
 }
 
 /// A [`FlightRecorder`] that keeps everything in memory. For tests and
@@ -47,7 +50,8 @@ impl MemoryRecorder {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn seal_all(state: &State, prepared: &[PreparedDraft]) -> Result<Vec<Event>, RecorderError> {
+    fn seal_all(state: &State, prepared: &mut [PreparedDraft]) -> Result<Vec<Event>, RecorderError> {
+        let mut ops_in_batch: HashMap<Uuid, (Option<EngineId>, Option<OperationName>)> = HashMap::new();
         let (mut seq, mut prev, last_time) = match state.events.last() {
             Some(e) => (e.seq, e.hash, Some(e.recorded_at)),
             None => (0, GENESIS_HASH, None),
@@ -55,9 +59,19 @@ impl MemoryRecorder {
         let now = UtcTimestamp::now();
         let ts = last_time.map_or(now, |t| t.max(now));
         let mut out = Vec::with_capacity(prepared.len());
-        for p in prepared {
+        for p in prepared.iter_mut() {
+            if let Some(op) = p.needs_context()
+                && let Some((engine, operation)) = ops_in_batch.get(&op).or_else(|| state.ops.get(&op))
+            {
+                p.fill_context(engine.clone(), operation.clone());
+            }
             seq += 1;
             let e = p.seal(seq, ts, prev)?;
+            if e.kind == EventKind::OpReceived
+                && let Some(op) = e.op_id
+            {
+                ops_in_batch.entry(op).or_insert_with(|| (e.engine_id.clone(), e.operation.clone()));
+            }
             prev = e.hash;
             out.push(e);
         }
@@ -66,6 +80,11 @@ impl MemoryRecorder {
 
     fn commit(state: &mut State, events: &[Event]) {
         for e in events {
+            if e.kind == EventKind::OpReceived
+                && let Some(op) = e.op_id
+            {
+                state.ops.entry(op).or_insert_with(|| (e.engine_id.clone(), e.operation.clone()));
+            }
             if let Some(p) = problem::observe(e, |fp| state.problems.get(fp).cloned()) {
                 state.problems.insert(p.fingerprint.clone(), p);
             }
@@ -76,12 +95,12 @@ impl MemoryRecorder {
 
 impl FlightRecorder for MemoryRecorder {
     fn append_batch(&self, drafts: Vec<EventDraft>) -> Result<Vec<Event>, RecorderError> {
-        let prepared = drafts
+        let mut prepared = drafts
             .into_iter()
             .map(|d| d.prepare(&self.redactor))
             .collect::<Result<Vec<_>, _>>()?;
         let mut state = self.lock();
-        let events = Self::seal_all(&state, &prepared)?;
+        let events = Self::seal_all(&state, &mut prepared)?;
         Self::commit(&mut state, &events);
         Ok(events)
     }
@@ -115,8 +134,8 @@ impl FlightRecorder for MemoryRecorder {
         let Some(mut problem) = state.problems.get(fingerprint).cloned() else {
             return Err(RecorderError::UnknownProblem { fingerprint: fingerprint.to_owned() });
         };
-        let draft = resolution_draft(&problem, note).prepare(&self.redactor)?;
-        let events = Self::seal_all(&state, std::slice::from_ref(&draft))?;
+        let mut draft = resolution_draft(&problem, note).prepare(&self.redactor)?;
+        let events = Self::seal_all(&state, std::slice::from_mut(&mut draft))?;
         Self::commit(&mut state, &events);
         let resolved = events.last().map_or_else(UtcTimestamp::now, |e| e.recorded_at);
         problem.state = ProblemState::Resolved;

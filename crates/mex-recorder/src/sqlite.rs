@@ -615,7 +615,16 @@ fn write_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut seal_insert = |tx: &Transaction<'_>, draft: &PreparedDraft| -> Result<Event, RecorderError> {
         seq += 1;
-        let event = draft.seal(seq, ts, prev)?;
+        let event = match draft.needs_context() {
+            Some(op) => {
+                let mut draft = draft.clone();
+                if let Some((engine, operation)) = op_context(tx, op).map_err(err)? {
+                    draft.fill_context(engine, operation);
+                }
+                draft.seal(seq, ts, prev)?
+            }
+            None => draft.seal(seq, ts, prev)?,
+        };
         insert_event(tx, &event).map_err(err)?;
         if let Some(p) = problem::observe(&event, |fp| load_problem(tx, fp).ok().flatten()) {
             save_problem(tx, &p).map_err(err)?;
@@ -657,6 +666,19 @@ fn write_batch(
     .map_err(err)?;
     tx.commit().map_err(err)?;
     Ok(outcomes)
+}
+
+type OpContext = (Option<mex_envelope::EngineId>, Option<mex_envelope::OperationName>);
+
+/// Engine and operation of an op, from its `op_received` event (found through
+/// the op_id index; earlier events of the same transaction are visible).
+fn op_context(tx: &Transaction<'_>, op: Uuid) -> rusqlite::Result<Option<OpContext>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT engine_id, operation FROM events WHERE op_id = ?1 AND kind = 'op_received' ORDER BY seq LIMIT 1",
+    )?;
+    let found: Option<(Option<String>, Option<String>)> =
+        stmt.query_row([op.to_string()], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    Ok(found.map(|(e, o)| (e.and_then(|e| e.parse().ok()), o.and_then(|o| o.parse().ok()))))
 }
 
 fn to_i64(n: u64) -> i64 {
