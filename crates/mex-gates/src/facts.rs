@@ -29,6 +29,17 @@ pub struct ImplementationFacts {
     pub kind: ImplementationKind,
 }
 
+/// How binding an engine-specific gate is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GateNeed {
+    /// Must run; when not installed the operation is denied (fail closed).
+    Required,
+    /// Runs when installed; when not installed the outcome is degraded.
+    Recommended,
+    /// Runs when installed; otherwise skipped.
+    Optional,
+}
+
 /// Everything the registry says about one (engine, operation).
 #[derive(Debug, Clone)]
 pub struct OperationFacts {
@@ -42,8 +53,10 @@ pub struct OperationFacts {
     pub default_budget: BudgetSpec,
     /// Budget maximums.
     pub max_budget: BudgetSpec,
-    /// Engine-specific gates that must also admit the operation.
-    pub required_gates: Vec<GateId>,
+    /// Engine-specific gates that apply to this operation and request.
+    pub engine_gates: Vec<(GateId, GateNeed)>,
+    /// Whether inputs may be entity references (some artifact param accepts one).
+    pub entity_inputs_allowed: bool,
     /// Top-level params whose values are artifact references (an artifact id
     /// string, or an array of them). Params named `*_ref` always are.
     pub artifact_ref_params: Vec<String>,

@@ -19,12 +19,14 @@ pub mod facts;
 pub mod gates;
 pub mod pipeline;
 pub mod policy;
+pub mod registry;
 
 pub use codes::CODES;
 pub use error::GatesError;
-pub use facts::{Catalog, ImplementationFacts, ImplementationKind, OperationFacts};
+pub use facts::{Catalog, GateNeed, ImplementationFacts, ImplementationKind, OperationFacts};
 pub use gates::integrity::{InputVerifier, MemoryLedger, OpLedger};
 pub use pipeline::{
     Admission, AdmissionProof, Gate, GateContext, GateOutcome, Pipeline, PipelineError,
 };
 pub use policy::{CapabilityPolicy, ConsentRecord, GrantPattern, Profile};
+pub use registry::RegistryCatalog;

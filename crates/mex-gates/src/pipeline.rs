@@ -9,8 +9,10 @@
 //! * Every gate runs on every parsed operation and every finding is
 //!   collected; only a document that does not parse stops early (there is no
 //!   typed operation for the other gates to read).
-//! * An engine-specific gate named by the registry but not installed denies
-//!   (`G-GATE.NOT_IMPLEMENTED`, reported under the missing gate's id).
+//! * An engine-specific gate the registry marks *required* but that is not
+//!   installed denies (`G-GATE.NOT_IMPLEMENTED`, under the missing gate's id):
+//!   fail closed. A *recommended* one that is missing degrades
+//!   (`G-GATE.NOT_INSTALLED`); an *optional* one that is missing is skipped.
 //! * [`AdmissionProof`] has private fields and no public constructor: only
 //!   [`Pipeline::admit`] makes one, after every gate admitted and the op id was
 //!   claimed.
@@ -22,8 +24,8 @@ use mex_envelope::{
     Capability, DenialSeverity, GateDenial, GateId, PlannedOperation, UtcTimestamp,
 };
 
-use crate::codes::deny;
-use crate::facts::{Catalog, ImplementationFacts};
+use crate::codes::{degraded, deny};
+use crate::facts::{Catalog, GateNeed, ImplementationFacts};
 use crate::gates::budget::{BudgetFacts, ResolvedBudget, check_budget};
 use crate::gates::cap::check_capabilities;
 use crate::gates::det::check_determinism;
@@ -385,13 +387,13 @@ impl Pipeline {
             })
             .collect();
         if let Ok(facts) = self.ctx.catalog.operation_facts(&op) {
-            for named in &facts.required_gates {
-                let findings = match self.engine_gates.get(named) {
-                    Some(gate) => gate.check_all(&op),
-                    None => {
+            for (named, need) in &facts.engine_gates {
+                let findings = match (self.engine_gates.get(named), need) {
+                    (Some(gate), _) => gate.check_all(&op),
+                    (None, GateNeed::Required) => {
                         let mut f = deny(
                             "G-GATE.NOT_IMPLEMENTED",
-                            "registry.required_gates",
+                            "registry.engine_gates.required",
                             format!(
                                 "the registry requires gate {named} for {}, but no implementation is installed; the operation cannot be admitted (fail closed)",
                                 op.operation
@@ -401,6 +403,20 @@ impl Pipeline {
                         f.gate = named.clone();
                         vec![f]
                     }
+                    (None, GateNeed::Recommended) => {
+                        let mut f = degraded(
+                            "G-GATE.NOT_INSTALLED",
+                            "registry.engine_gates.recommended",
+                            format!(
+                                "the registry recommends gate {named} for {}, but it is not installed; running without it",
+                                op.operation
+                            ),
+                            None,
+                        );
+                        f.gate = named.clone();
+                        vec![f]
+                    }
+                    (None, GateNeed::Optional) => continue,
                 };
                 outcomes.push(GateOutcome {
                     gate: named.clone(),

@@ -4,8 +4,9 @@
 //!   or the engine's ceiling (the lower of the two binds).
 //! * `G-DET.EVIDENCE_POLICY_REQUIRED`: D0/D1 without an evidence policy.
 //! * `G-DET.EVIDENCE_NOT_REQUIRED`: D0/D1 whose policy has `required: false`.
-//! * `G-DET.SEED_MISSING`: the operation declares a seed param and the
-//!   requested level is D2 or D3, but params carry no integer seed.
+//! * `G-DET.SEED_MISSING`: the registry requires a `seed` from some level on
+//!   (typically D2), the requested level is at or above it, and params carry
+//!   no integer `seed`.
 
 use mex_envelope::{DeterminismLevel, PlannedOperation};
 
@@ -18,8 +19,8 @@ pub struct DeterminismFacts {
     pub engine_ceiling: DeterminismLevel,
     /// The operation's own level (at most the engine's ceiling).
     pub operation_level: DeterminismLevel,
-    /// Name of a params field that must hold an integer seed at D2/D3.
-    pub seed_param: Option<String>,
+    /// The level from which params must carry an integer `seed`.
+    pub seed_required_at: Option<DeterminismLevel>,
 }
 
 /// Check one operation.
@@ -60,21 +61,21 @@ pub fn check_determinism(op: &PlannedOperation, facts: &DeterminismFacts) -> Vec
             Some(_) => {}
         }
     }
-    if let Some(seed) = &facts.seed_param
-        && op.determinism >= DeterminismLevel::D2
+    if let Some(at) = facts.seed_required_at
+        && op.determinism >= at
         && !op
             .params
-            .get(seed)
+            .get("seed")
             .is_some_and(|v| v.is_i64() || v.is_u64())
     {
         findings.push(deny(
             "G-DET.SEED_MISSING",
             "registry.operation.seed_param",
             format!(
-                "{} at {} needs an integer params.{seed} so the result is reproducible",
+                "{} at {} needs an integer params.seed so the result is reproducible",
                 op.operation, op.determinism
             ),
-            Some(format!("/params/{seed}")),
+            Some("/params/seed".into()),
         ));
     }
     findings

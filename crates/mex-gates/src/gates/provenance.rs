@@ -10,17 +10,22 @@ use crate::facts::Catalog;
 /// Check one operation.
 pub fn check_provenance(op: &PlannedOperation, catalog: &dyn Catalog) -> Vec<Finding> {
     let mut findings = Vec::new();
+    let entity_ok = catalog
+        .operation_facts(op)
+        .is_ok_and(|f| f.entity_inputs_allowed);
     if let Err(finding) = catalog.resolve_implementation(op) {
         findings.push(finding);
     }
     for (i, input) in op.inputs.iter().enumerate() {
-        if let Input::Entity(entity) = input {
+        if let Input::Entity(entity) = input
+            && !entity_ok
+        {
             findings.push(deny(
                 "G-PROVENANCE.INPUT_NOT_HASHED",
                 "provenance.inputs_hashed",
                 format!(
-                    "input {i} is an entity reference ({} {:?}), which has no content hash to record; snapshot it into an artifact and pass the handle",
-                    entity.entity_type, entity.entity_id
+                    "input {i} is an entity reference ({} {:?}), but {} takes only hashed artifacts; snapshot it into an artifact and pass the handle",
+                    entity.entity_type, entity.entity_id, op.operation
                 ),
                 Some(format!("/inputs/{i}")),
             ));
