@@ -1,0 +1,1199 @@
+//! The loader: JSON text -> wire types -> every rule checked -> [`Registry`].
+//!
+//! It never stops at the first problem: each engine is decoded on its own, and
+//! each rule is checked on everything that decoded, so one load reports every
+//! problem it can see, each with a JSON pointer and a line and column.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Component, Path, PathBuf};
+
+use mex_envelope::{
+    BudgetSpec, Capability, CapabilityKind, DeterminismLevel, EngineId, ErrorCode, GateId,
+    MediaType, OperationName, PlannedOperation, Sha256Digest,
+};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::Value;
+
+use crate::error::{Problem, ProblemKind, RegistryError};
+use crate::format::{
+    EngineDecl, ExpectDecl, GateDecl, ImplementationDecl, ImplementationKind, OperationDecl,
+    ParamsSchemaDecl, RegistryVersion, VectorDecl, VectorKind,
+};
+use crate::gates;
+use crate::model::{
+    ArtifactParam, BudgetLimits, ConformanceVector, Engine, EngineGate, Expectation, FailureCode,
+    Implementation, Operation, Registry, SchemaSource,
+};
+use crate::span::{self, Positions};
+use crate::{MAX_REFERENCED_FILE_BYTES, MAX_REGISTRY_BYTES, pointer};
+
+/// The draft every params schema is compiled as.
+const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    #[serde(rename = "$schema", default)]
+    _schema: Option<String>,
+    #[serde(rename = "registry_version")]
+    _registry_version: RegistryVersion,
+    #[serde(rename = "engines")]
+    _engines: Vec<IgnoredAny>,
+}
+
+/// A referenced file that has been read and scanned.
+struct SourceFile {
+    name: String,
+    positions: Positions,
+}
+
+struct Loader {
+    source_name: String,
+    base_dir: PathBuf,
+    base_canon: Option<PathBuf>,
+    positions: Positions,
+    problems: Vec<Problem>,
+}
+
+/// Load registry text; `base_dir` resolves referenced files.
+pub(crate) fn load_text(
+    text: &str,
+    base_dir: &Path,
+    source_name: String,
+) -> Result<Registry, RegistryError> {
+    let mut loader = Loader {
+        source_name: source_name.clone(),
+        base_dir: base_dir.to_path_buf(),
+        base_canon: base_dir.canonicalize().ok(),
+        positions: Positions::default(),
+        problems: Vec::new(),
+    };
+    let engines = loader.run(text);
+    let mut problems = loader.problems;
+    match engines {
+        Some(engines) if problems.is_empty() => Ok(Registry {
+            source_name,
+            base_dir: base_dir.to_path_buf(),
+            engines,
+        }),
+        _ => {
+            problems.sort();
+            problems.dedup();
+            Err(RegistryError::Invalid {
+                source_name,
+                problems,
+            })
+        }
+    }
+}
+
+fn strip_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(idx) if message[idx..].contains(" column ") => &message[..idx],
+        _ => message,
+    }
+}
+
+/// Turn a serde error into (pointer suffix, message).
+fn serde_problem(e: &serde_path_to_error::Error<serde_json::Error>) -> (String, String) {
+    let mut at = pointer::from_serde_path(e.path());
+    let raw = e.inner().to_string();
+    let message = strip_position(&raw).to_owned();
+    if let Some(name) = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'))
+    {
+        at = pointer::join(&at, name);
+        return (at, format!("missing required field {name:?}"));
+    }
+    (at, message)
+}
+
+impl Loader {
+    fn report(&mut self, at: &str, kind: ProblemKind, message: impl Into<String>) {
+        let pos = self.positions.locate(at);
+        self.problems.push(Problem {
+            file: self.source_name.clone(),
+            line: pos.line,
+            column: pos.column,
+            pointer: at.to_owned(),
+            kind,
+            message: message.into(),
+        });
+    }
+
+    fn report_in(&mut self, file: &SourceFile, at: &str, kind: ProblemKind, message: String) {
+        let pos = file.positions.locate(at);
+        self.problems.push(Problem {
+            file: file.name.clone(),
+            line: pos.line,
+            column: pos.column,
+            pointer: at.to_owned(),
+            kind,
+            message,
+        });
+    }
+
+    fn run(&mut self, text: &str) -> Option<BTreeMap<EngineId, Engine>> {
+        if text.len() > MAX_REGISTRY_BYTES {
+            self.report(
+                "",
+                ProblemKind::TooLarge,
+                format!(
+                    "the registry is {} bytes, over the {MAX_REGISTRY_BYTES}-byte limit; move params schemas into files",
+                    text.len()
+                ),
+            );
+            return None;
+        }
+        let value: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let raw = e.to_string();
+                self.problems.push(Problem {
+                    file: self.source_name.clone(),
+                    line: e.line().max(1),
+                    column: e.column().max(1),
+                    pointer: String::new(),
+                    kind: ProblemKind::Syntax,
+                    message: format!("not valid JSON: {}", strip_position(&raw)),
+                });
+                return None;
+            }
+        };
+        self.positions = span::scan(text);
+        for (at, _, key) in std::mem::take(&mut self.positions.duplicate_keys) {
+            self.report(
+                &at,
+                ProblemKind::DuplicateKey,
+                format!(
+                    "key {key:?} appears more than once in this object; JSON parsers keep only the last, so remove the duplicate"
+                ),
+            );
+        }
+        if let Err(e) = serde_path_to_error::deserialize::<_, Header>(&value) {
+            let (at, message) = serde_problem(&e);
+            self.report(&at, ProblemKind::Structure, message);
+        }
+        let engine_values = value.get("engines").and_then(Value::as_array)?;
+
+        let mut engines = BTreeMap::new();
+        let mut first_index: HashMap<String, usize> = HashMap::new();
+        for (i, ev) in engine_values.iter().enumerate() {
+            let at = format!("/engines/{i}");
+            if let Some(id) = ev.get("engine_id").and_then(Value::as_str) {
+                if let Some(first) = first_index.get(id) {
+                    self.report(
+                        &format!("{at}/engine_id"),
+                        ProblemKind::DuplicateEngine,
+                        format!(
+                            "engine {id:?} is already declared at /engines/{first}; declare each engine once"
+                        ),
+                    );
+                } else {
+                    first_index.insert(id.to_owned(), i);
+                }
+            }
+            match serde_path_to_error::deserialize::<_, EngineDecl>(ev) {
+                Ok(decl) => {
+                    if let Some(engine) = self.engine(&at, decl) {
+                        engines.entry(engine.id.clone()).or_insert(engine);
+                    }
+                }
+                Err(e) => {
+                    let (rel, message) = serde_problem(&e);
+                    self.report(&format!("{at}{rel}"), ProblemKind::Structure, message);
+                    // Decode the operations one by one to surface their problems too.
+                    if let Some(ops) = ev.get("operations").and_then(Value::as_array) {
+                        for (j, ov) in ops.iter().enumerate() {
+                            if let Err(e) = serde_path_to_error::deserialize::<_, OperationDecl>(ov)
+                            {
+                                let (rel, message) = serde_problem(&e);
+                                self.report(
+                                    &format!("{at}/operations/{j}{rel}"),
+                                    ProblemKind::Structure,
+                                    message,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Some(engines)
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &mut self,
+        at: &str,
+        text: &str,
+        kind: ProblemKind,
+    ) -> Option<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match text.parse::<T>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.report(at, kind, e.to_string().replace("invalid value at / (document root): ", ""));
+                None
+            }
+        }
+    }
+
+    fn non_empty(&mut self, at: &str, text: &str, what: &str) {
+        if text.trim().is_empty() {
+            self.report(
+                at,
+                ProblemKind::Structure,
+                format!("{what} must not be empty: say it in a sentence"),
+            );
+        }
+    }
+
+    fn capabilities(&mut self, at: &str, list: &[String]) -> Vec<Capability> {
+        let mut out = Vec::new();
+        for (k, text) in list.iter().enumerate() {
+            let here = format!("{at}/{k}");
+            if let Some(cap) = self.parse::<Capability>(&here, text, ProblemKind::Capability) {
+                if out.contains(&cap) {
+                    self.report(
+                        &here,
+                        ProblemKind::Duplicate,
+                        format!("capability {text:?} is listed twice"),
+                    );
+                } else {
+                    out.push(cap);
+                }
+            }
+        }
+        out
+    }
+
+    fn budget(&mut self, at: &str, spec: &BudgetSpec) -> Option<BudgetLimits> {
+        let mut get = |name: &str, v: Option<u64>| {
+            if v.is_none() {
+                self.report(
+                    &pointer::join(at, name),
+                    ProblemKind::Budget,
+                    format!(
+                        "missing {name}: the registry is the trusted source of budgets, so every limit must be set"
+                    ),
+                );
+            }
+            v
+        };
+        let cpu = get("cpu_time_ms", spec.cpu_time_ms);
+        let wall = get("wall_time_ms", spec.wall_time_ms);
+        let mem = get("memory_bytes", spec.memory_bytes);
+        let out = get("output_bytes", spec.output_bytes);
+        Some(BudgetLimits {
+            cpu_time_ms: cpu?,
+            wall_time_ms: wall?,
+            memory_bytes: mem?,
+            output_bytes: out?,
+        })
+    }
+
+    fn engine(&mut self, at: &str, d: EngineDecl) -> Option<Engine> {
+        let before = self.problems.len();
+        let id = self.parse::<EngineId>(
+            &format!("{at}/engine_id"),
+            &d.engine_id,
+            ProblemKind::InvalidValue,
+        );
+        let interface_version = self.parse::<semver::Version>(
+            &format!("{at}/interface_version"),
+            &d.interface_version,
+            ProblemKind::InvalidValue,
+        );
+        self.non_empty(&format!("{at}/domain"), &d.domain, "domain");
+        self.non_empty(&format!("{at}/description"), &d.description, "description");
+
+        // Failure-code catalogue.
+        let mut failure_codes: Vec<FailureCode> = Vec::new();
+        for (k, fc) in d.failure_codes.iter().enumerate() {
+            let here = format!("{at}/failure_codes/{k}/code");
+            if let Some(code) = self.parse::<ErrorCode>(&here, &fc.code, ProblemKind::InvalidValue)
+            {
+                if failure_codes.iter().any(|f| f.code == code) {
+                    self.report(
+                        &here,
+                        ProblemKind::Duplicate,
+                        format!("failure code {code} is declared twice"),
+                    );
+                } else {
+                    failure_codes.push(FailureCode {
+                        code,
+                        description: fc.description.clone(),
+                    });
+                }
+            }
+        }
+        let catalogue: BTreeSet<String> = d.failure_codes.iter().map(|f| f.code.clone()).collect();
+
+        // Operation names first: gates and vectors refer to them.
+        let mut names: Vec<Option<OperationName>> = Vec::new();
+        let mut declared: BTreeSet<String> = BTreeSet::new();
+        for (j, op) in d.operations.iter().enumerate() {
+            let here = format!("{at}/operations/{j}/name");
+            let name = self.parse::<OperationName>(&here, &op.name, ProblemKind::InvalidValue);
+            if let (Some(name), Some(id)) = (&name, &id)
+                && !name.belongs_to(id)
+            {
+                self.report(
+                    &here,
+                    ProblemKind::OperationPrefix,
+                    format!(
+                        "operation {name} does not belong to {id}: its name must start with \"{}.\"",
+                        id.name()
+                    ),
+                );
+            }
+            if !declared.insert(op.name.clone()) {
+                self.report(
+                    &here,
+                    ProblemKind::Duplicate,
+                    format!(
+                        "operation {:?} is declared twice in this engine; declare each operation once",
+                        op.name
+                    ),
+                );
+            }
+            names.push(name);
+        }
+        if d.operations.is_empty() {
+            self.report(
+                &format!("{at}/operations"),
+                ProblemKind::Structure,
+                "an engine must declare at least one operation",
+            );
+        }
+
+        let gates = self.gates(at, &d.gates, &declared);
+        let default_capabilities =
+            self.capabilities(&format!("{at}/default_capabilities"), &d.default_capabilities);
+        let default_budget = self.budget(&format!("{at}/default_budget"), &d.default_budget);
+        let max_budget = self.budget(&format!("{at}/max_budget"), &d.max_budget);
+        if let (Some(def), Some(max)) = (default_budget, max_budget) {
+            for (name, dv, mv) in [
+                ("cpu_time_ms", def.cpu_time_ms, max.cpu_time_ms),
+                ("wall_time_ms", def.wall_time_ms, max.wall_time_ms),
+                ("memory_bytes", def.memory_bytes, max.memory_bytes),
+                ("output_bytes", def.output_bytes, max.output_bytes),
+            ] {
+                if dv > mv {
+                    self.report(
+                        &format!("{at}/default_budget/{name}"),
+                        ProblemKind::Budget,
+                        format!(
+                            "default {name} {dv} is above the maximum {mv}; lower the default or raise max_budget.{name}"
+                        ),
+                    );
+                }
+            }
+        }
+        let implementations = self.implementations(at, &d.implementations);
+
+        let mut operations = BTreeMap::new();
+        for (j, (op, name)) in d.operations.iter().zip(names).enumerate() {
+            let here = format!("{at}/operations/{j}");
+            if let Some(op) = self.operation(&here, op, name, d.determinism_ceiling, &catalogue) {
+                operations.entry(op.name.clone()).or_insert(op);
+            }
+        }
+
+        let vectors = match &id {
+            Some(id) => self.vectors(at, id, &d.conformance_vectors, &operations, &declared, &catalogue),
+            None => Vec::new(),
+        };
+
+        if self.problems.len() != before {
+            return None;
+        }
+        Some(Engine {
+            id: id?,
+            interface_version: interface_version?,
+            domain: d.domain,
+            description: d.description,
+            determinism_ceiling: d.determinism_ceiling,
+            gates,
+            default_capabilities,
+            default_budget: default_budget?,
+            max_budget: max_budget?,
+            implementations,
+            failure_codes,
+            operations,
+            vectors,
+        })
+    }
+
+    fn gates(&mut self, at: &str, list: &[GateDecl], declared: &BTreeSet<String>) -> Vec<EngineGate> {
+        let mut out: Vec<EngineGate> = Vec::new();
+        for (k, g) in list.iter().enumerate() {
+            let here = format!("{at}/gates/{k}");
+            let gate_at = format!("{here}/gate");
+            let Some(gate) = self.parse::<GateId>(&gate_at, &g.gate, ProblemKind::InvalidValue)
+            else {
+                continue;
+            };
+            if gates::is_global_gate(gate.as_str()) {
+                self.report(
+                    &gate_at,
+                    ProblemKind::GlobalGateListed,
+                    format!(
+                        "{gate} is a global gate and always runs; list only engine-specific gates (a stricter mode is written {gate}.<MODE>)"
+                    ),
+                );
+                continue;
+            }
+            if !gates::is_engine_gate(gate.as_str()) {
+                let known: Vec<&str> = gates::ENGINE_GATES.iter().map(|(g, _)| *g).collect();
+                self.report(
+                    &gate_at,
+                    ProblemKind::UnknownGate,
+                    format!(
+                        "unknown gate {gate}; known engine-specific gates: {}",
+                        known.join(", ")
+                    ),
+                );
+                continue;
+            }
+            let mut operations = Vec::new();
+            for (m, name) in g.operations.iter().enumerate() {
+                if declared.contains(name) {
+                    if let Ok(n) = name.parse::<OperationName>() {
+                        operations.push(n);
+                    }
+                } else {
+                    self.report(
+                        &format!("{here}/operations/{m}"),
+                        ProblemKind::UndeclaredOperation,
+                        format!("gate {gate} names operation {name:?}, which this engine does not declare"),
+                    );
+                }
+            }
+            for (m, kind) in g.when_capabilities.iter().enumerate() {
+                if !CapabilityKind::ALL.iter().any(|k| k.as_str() == kind) {
+                    let known: Vec<&str> = CapabilityKind::ALL.iter().map(|k| k.as_str()).collect();
+                    self.report(
+                        &format!("{here}/when_capabilities/{m}"),
+                        ProblemKind::Capability,
+                        format!(
+                            "{kind:?} is not a capability kind; known kinds: {}",
+                            known.join(", ")
+                        ),
+                    );
+                }
+            }
+            self.non_empty(&format!("{here}/reason"), &g.reason, "reason");
+            if out.iter().any(|e| e.gate == gate) {
+                self.report(
+                    &gate_at,
+                    ProblemKind::Duplicate,
+                    format!("gate {gate} is listed twice; merge the entries"),
+                );
+                continue;
+            }
+            out.push(EngineGate {
+                gate,
+                requirement: g.requirement,
+                operations,
+                when_capabilities: g.when_capabilities.clone(),
+                reason: g.reason.clone(),
+            });
+        }
+        out
+    }
+
+    fn implementations(&mut self, at: &str, list: &[ImplementationDecl]) -> Vec<Implementation> {
+        let mut out: Vec<Implementation> = Vec::new();
+        for (k, imp) in list.iter().enumerate() {
+            let here = format!("{at}/implementations/{k}");
+            let id_ok = {
+                let mut c = imp.id.chars();
+                imp.id.len() <= 64
+                    && matches!(c.next(), Some('a'..='z'))
+                    && c.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
+            };
+            if !id_ok {
+                self.report(
+                    &format!("{here}/id"),
+                    ProblemKind::InvalidValue,
+                    format!(
+                        "{:?} is not an implementation id: expected [a-z][a-z0-9-]* (at most 64 characters), e.g. \"mex-engine-physics\"",
+                        imp.id
+                    ),
+                );
+            }
+            let version = self.parse::<semver::Version>(
+                &format!("{here}/version"),
+                &imp.version,
+                ProblemKind::InvalidValue,
+            );
+            match imp.kind {
+                ImplementationKind::Subprocess if imp.executables.is_empty() => self.report(
+                    &format!("{here}/executables"),
+                    ProblemKind::Implementation,
+                    "a subprocess implementation needs a non-empty executables allowlist (exec is denied unless allowlisted)",
+                ),
+                ImplementationKind::InProcess if !imp.executables.is_empty() => self.report(
+                    &format!("{here}/executables"),
+                    ProblemKind::Implementation,
+                    "an in_process implementation cannot execute programs; remove executables or make it a subprocess",
+                ),
+                _ => {}
+            }
+            for (m, exe) in imp.executables.iter().enumerate() {
+                let mut c = exe.chars();
+                let ok = exe.len() <= 64
+                    && matches!(c.next(), Some(c) if c.is_ascii_alphanumeric())
+                    && c.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'));
+                if !ok {
+                    self.report(
+                        &format!("{here}/executables/{m}"),
+                        ProblemKind::Implementation,
+                        format!(
+                            "{exe:?} is not an executable name: expected a bare program name [A-Za-z0-9][A-Za-z0-9._+-]* (no paths; the sandbox resolves it on a trusted PATH)"
+                        ),
+                    );
+                }
+            }
+            if let Some(version) = version {
+                if out.iter().any(|i| i.id == imp.id && i.version == version) {
+                    self.report(
+                        &here,
+                        ProblemKind::Duplicate,
+                        format!("implementation {}@{version} is declared twice", imp.id),
+                    );
+                    continue;
+                }
+                out.push(Implementation {
+                    id: imp.id.clone(),
+                    version,
+                    kind: imp.kind,
+                    executables: imp.executables.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| b.version.cmp(&a.version).then_with(|| a.id.cmp(&b.id)));
+        out
+    }
+
+    fn operation(
+        &mut self,
+        at: &str,
+        op: &OperationDecl,
+        name: Option<OperationName>,
+        ceiling: DeterminismLevel,
+        catalogue: &BTreeSet<String>,
+    ) -> Option<Operation> {
+        let before = self.problems.len();
+        self.non_empty(&format!("{at}/description"), &op.description, "description");
+        let compiled = self.params_schema(&format!("{at}/params_schema"), &op.params_schema);
+        let properties: Option<BTreeSet<String>> = compiled.as_ref().map(|(schema, _, _)| {
+            schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default()
+        });
+
+        let mut artifact_params: Vec<ArtifactParam> = Vec::new();
+        for (k, ap) in op.artifact_params.iter().enumerate() {
+            let here = format!("{at}/artifact_params/{k}");
+            if let Some(props) = &properties
+                && !props.contains(&ap.param)
+            {
+                self.report(
+                    &format!("{here}/param"),
+                    ProblemKind::ParamsSchema,
+                    format!(
+                        "artifact param {:?} is not a property of the params schema",
+                        ap.param
+                    ),
+                );
+            }
+            if artifact_params.iter().any(|a| a.param == ap.param) {
+                self.report(
+                    &format!("{here}/param"),
+                    ProblemKind::Duplicate,
+                    format!("artifact param {:?} is listed twice", ap.param),
+                );
+            }
+            let mut media_types = Vec::new();
+            for (m, mt) in ap.media_types.iter().enumerate() {
+                if let Some(mt) = self.parse::<MediaType>(
+                    &format!("{here}/media_types/{m}"),
+                    mt,
+                    ProblemKind::InvalidValue,
+                ) {
+                    media_types.push(mt);
+                }
+            }
+            artifact_params.push(ArtifactParam {
+                param: ap.param.clone(),
+                many: ap.many,
+                media_types,
+                entity_ref: ap.entity_ref,
+            });
+        }
+        if op.seed_required_at.is_some()
+            && let Some(props) = &properties
+            && !props.contains("seed")
+        {
+            self.report(
+                &format!("{at}/seed_required_at"),
+                ProblemKind::ParamsSchema,
+                "seed_required_at is set but the params schema has no \"seed\" property",
+            );
+        }
+        if op.outputs.is_empty() {
+            self.report(
+                &format!("{at}/outputs"),
+                ProblemKind::Structure,
+                "an operation must declare at least one output (outputs are artifacts)",
+            );
+        }
+        for (k, out) in op.outputs.iter().enumerate() {
+            for (m, mt) in out.media_types.iter().enumerate() {
+                self.parse::<MediaType>(
+                    &format!("{at}/outputs/{k}/media_types/{m}"),
+                    mt,
+                    ProblemKind::InvalidValue,
+                );
+            }
+        }
+        let required_capabilities =
+            self.capabilities(&format!("{at}/required_capabilities"), &op.required_capabilities);
+        let optional_capabilities =
+            self.capabilities(&format!("{at}/optional_capabilities"), &op.optional_capabilities);
+        if op.determinism > ceiling {
+            self.report(
+                &format!("{at}/determinism"),
+                ProblemKind::DeterminismAboveCeiling,
+                format!(
+                    "operation determinism {} is above the engine's ceiling {ceiling}; lower it to {ceiling} or below",
+                    op.determinism
+                ),
+            );
+        }
+        let mut failure_codes = Vec::new();
+        for (k, code) in op.failure_codes.iter().enumerate() {
+            let here = format!("{at}/failure_codes/{k}");
+            if let Some(c) = self.parse::<ErrorCode>(&here, code, ProblemKind::InvalidValue) {
+                if catalogue.contains(code) {
+                    failure_codes.push(c);
+                } else {
+                    self.report(
+                        &here,
+                        ProblemKind::UnknownFailureCode,
+                        format!("failure code {code} is not in the engine's failure_codes catalogue; add it there first"),
+                    );
+                }
+            }
+        }
+        for (k, token) in op.required_evidence.iter().enumerate() {
+            let mut c = token.chars();
+            let ok = token.len() <= 64
+                && matches!(c.next(), Some('a'..='z'))
+                && c.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));
+            if !ok {
+                self.report(
+                    &format!("{at}/required_evidence/{k}"),
+                    ProblemKind::InvalidValue,
+                    format!("{token:?} is not an evidence token: expected [a-z][a-z0-9_]*, e.g. \"snapshot\""),
+                );
+            }
+        }
+        if self.problems.len() != before {
+            return None;
+        }
+        let (params_schema, schema_source, validator) = compiled?;
+        Some(Operation {
+            name: name?,
+            description: op.description.clone(),
+            params_schema,
+            schema_source,
+            artifact_params,
+            seed_required_at: op.seed_required_at,
+            outputs: op.outputs.clone(),
+            required_capabilities,
+            optional_capabilities,
+            determinism: op.determinism,
+            failure_codes,
+            required_evidence: op.required_evidence.clone(),
+            validator,
+        })
+    }
+
+    /// Resolve a path relative to the registry directory, refusing escapes.
+    fn resolve(&self, rel: &str) -> Result<PathBuf, (ProblemKind, String)> {
+        let path = Path::new(rel);
+        if rel.is_empty() {
+            return Err((ProblemKind::FileMissing, "empty path".to_owned()));
+        }
+        if rel.starts_with('/') || rel.contains('\\') || path.is_absolute() {
+            return Err((
+                ProblemKind::PathEscape,
+                format!("{rel:?} is absolute; write a path relative to the registry's directory, with '/'"),
+            ));
+        }
+        if path
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::RootDir | Component::Prefix(_)))
+        {
+            return Err((
+                ProblemKind::PathEscape,
+                format!("{rel:?} uses \"..\"; referenced files must stay inside the registry's directory"),
+            ));
+        }
+        let full = self.base_dir.join(path);
+        let (Ok(canon), Some(base)) = (full.canonicalize(), &self.base_canon) else {
+            return Err((
+                ProblemKind::FileMissing,
+                format!("{rel:?} does not exist in the registry's directory"),
+            ));
+        };
+        if !canon.starts_with(base) {
+            return Err((
+                ProblemKind::PathEscape,
+                format!("{rel:?} resolves outside the registry's directory (through a symlink); referenced files must stay inside it"),
+            ));
+        }
+        if !canon.is_file() {
+            return Err((
+                ProblemKind::FileMissing,
+                format!("{rel:?} is not a regular file"),
+            ));
+        }
+        Ok(canon)
+    }
+
+    /// Resolve and read a referenced file.
+    fn read_file(&mut self, at: &str, rel: &str) -> Option<(PathBuf, Vec<u8>)> {
+        let path = match self.resolve(rel) {
+            Ok(p) => p,
+            Err((kind, message)) => {
+                self.report(at, kind, message);
+                return None;
+            }
+        };
+        let too_big = std::fs::metadata(&path)
+            .map(|m| m.len() > MAX_REFERENCED_FILE_BYTES)
+            .unwrap_or(false);
+        if too_big {
+            self.report(
+                at,
+                ProblemKind::FileMissing,
+                format!("{rel:?} is larger than {MAX_REFERENCED_FILE_BYTES} bytes"),
+            );
+            return None;
+        }
+        match std::fs::read(&path) {
+            Ok(bytes) => Some((path, bytes)),
+            Err(e) => {
+                self.report(at, ProblemKind::FileMissing, format!("cannot read {rel:?}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn params_schema(
+        &mut self,
+        at: &str,
+        decl: &ParamsSchemaDecl,
+    ) -> Option<(Value, SchemaSource, jsonschema::Validator)> {
+        match decl {
+            ParamsSchemaDecl::Inline(schema) => {
+                let file = SourceFile {
+                    name: self.source_name.clone(),
+                    positions: Positions::default(),
+                };
+                let base = format!("{at}/inline");
+                let validator = self.compile(schema, &base, &file)?;
+                Some((schema.clone(), SchemaSource::Inline, validator))
+            }
+            ParamsSchemaDecl::File(rel) => {
+                let (_, bytes) = self.read_file(&format!("{at}/file"), rel)?;
+                let text = String::from_utf8_lossy(&bytes);
+                let schema: Value = match serde_json::from_str(&text) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let raw = e.to_string();
+                        self.problems.push(Problem {
+                            file: rel.clone(),
+                            line: e.line().max(1),
+                            column: e.column().max(1),
+                            pointer: String::new(),
+                            kind: ProblemKind::ParamsSchema,
+                            message: format!("not valid JSON: {}", strip_position(&raw)),
+                        });
+                        return None;
+                    }
+                };
+                let file = SourceFile {
+                    name: rel.clone(),
+                    positions: span::scan(&text),
+                };
+                let validator = self.compile(&schema, "", &file)?;
+                Some((schema, SchemaSource::File(PathBuf::from(rel)), validator))
+            }
+        }
+    }
+
+    /// Check the registry's rules on a params schema and compile it.
+    /// Problems are located at `base` + pointer, in `file` when the schema is
+    /// a file, else in the registry.
+    fn compile(
+        &mut self,
+        schema: &Value,
+        base: &str,
+        file: &SourceFile,
+    ) -> Option<jsonschema::Validator> {
+        let in_registry = base.starts_with("/engines");
+        let problem = |loader: &mut Self, rel: &str, message: String| {
+            let at = format!("{base}{rel}");
+            if in_registry {
+                loader.report(&at, ProblemKind::ParamsSchema, message);
+            } else {
+                loader.report_in(file, &at, ProblemKind::ParamsSchema, message);
+            }
+        };
+        let Some(obj) = schema.as_object() else {
+            problem(self, "", "a params schema must be a JSON object".to_owned());
+            return None;
+        };
+        let before = self.problems.len();
+        if let Some(draft) = obj.get("$schema")
+            && draft.as_str() != Some(DRAFT_2020_12)
+        {
+            problem(
+                self,
+                "/$schema",
+                format!("params schemas are draft 2020-12: set \"$schema\" to {DRAFT_2020_12:?} or leave it out"),
+            );
+        }
+        if obj.get("type").and_then(Value::as_str) != Some("object") {
+            problem(
+                self,
+                "/type",
+                "params are always an object: the schema must say \"type\": \"object\"".to_owned(),
+            );
+        }
+        let closed = obj.get("additionalProperties") == Some(&Value::Bool(false))
+            || obj.get("unevaluatedProperties") == Some(&Value::Bool(false));
+        if !closed {
+            problem(
+                self,
+                "/additionalProperties",
+                "params schemas must be closed (\"additionalProperties\": false): the planner is untrusted and unknown params are refused".to_owned(),
+            );
+        }
+        if self.problems.len() != before {
+            return None;
+        }
+        let built = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .should_ignore_unknown_formats(false)
+            .build(schema);
+        match built {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let rel = e.instance_path().as_str().to_owned();
+                problem(self, &rel, format!("the params schema does not compile: {e}"));
+                None
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn vectors(
+        &mut self,
+        at: &str,
+        engine: &EngineId,
+        list: &[VectorDecl],
+        operations: &BTreeMap<OperationName, Operation>,
+        declared: &BTreeSet<String>,
+        catalogue: &BTreeSet<String>,
+    ) -> Vec<ConformanceVector> {
+        let mut out: Vec<ConformanceVector> = Vec::new();
+        let mut ids: BTreeSet<String> = BTreeSet::new();
+        for (k, v) in list.iter().enumerate() {
+            let here = format!("{at}/conformance_vectors/{k}");
+            let before = self.problems.len();
+            let id_ok = {
+                let mut c = v.id.chars();
+                v.id.len() <= 64
+                    && matches!(c.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && c.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+            };
+            if !id_ok {
+                self.report(
+                    &format!("{here}/id"),
+                    ProblemKind::InvalidValue,
+                    format!("{:?} is not a vector id: expected [a-z0-9][a-z0-9_-]*", v.id),
+                );
+            }
+            if !ids.insert(v.id.clone()) {
+                self.report(
+                    &format!("{here}/id"),
+                    ProblemKind::Duplicate,
+                    format!("vector id {:?} is used twice in this engine", v.id),
+                );
+            }
+            self.non_empty(&format!("{here}/description"), &v.description, "description");
+            let op_name = self.parse::<OperationName>(
+                &format!("{here}/operation"),
+                &v.operation,
+                ProblemKind::InvalidValue,
+            );
+            if op_name.is_some() && !declared.contains(&v.operation) {
+                self.report(
+                    &format!("{here}/operation"),
+                    ProblemKind::UndeclaredOperation,
+                    format!(
+                        "vector {:?} names operation {:?}, which {engine} does not declare",
+                        v.id, v.operation
+                    ),
+                );
+            }
+            let op = op_name.as_ref().and_then(|n| operations.get(n));
+            let expect = self.expectation(&format!("{here}/expect"), v, op, catalogue);
+
+            let mut planned = None;
+            if let Some(rel) = &v.operation_file {
+                planned = self.vector_file(&format!("{here}/operation_file"), rel, engine, v, op, &expect);
+            }
+            let mut payloads = Vec::new();
+            if !v.payloads.is_empty() && v.operation_file.is_none() {
+                self.report(
+                    &format!("{here}/payloads"),
+                    ProblemKind::Vector,
+                    "payloads back the inputs of an operation file; add operation_file or remove payloads",
+                );
+            }
+            for (m, p) in v.payloads.iter().enumerate() {
+                let p_at = format!("{here}/payloads/{m}/file");
+                let Some((path, bytes)) = self.read_file(&p_at, &p.file) else {
+                    continue;
+                };
+                if let Some((_, op)) = &planned {
+                    let op: &PlannedOperation = op;
+                    let handle = op
+                        .inputs
+                        .iter()
+                        .filter_map(|i| i.as_artifact())
+                        .find(|h| h.artifact_id == p.artifact_id);
+                    match handle {
+                        None => self.report(
+                            &format!("{here}/payloads/{m}/artifact_id"),
+                            ProblemKind::Vector,
+                            format!("the operation file has no input artifact {}", p.artifact_id),
+                        ),
+                        Some(h) => {
+                            let digest = Sha256Digest::of(&bytes);
+                            if digest != h.content_hash || bytes.len() as u64 != h.size_bytes {
+                                self.report(
+                                    &p_at,
+                                    ProblemKind::Vector,
+                                    format!(
+                                        "{:?} has sha256 {digest} and {} bytes, but input {} says {} and {} bytes; regenerate the handle",
+                                        p.file,
+                                        bytes.len(),
+                                        p.artifact_id,
+                                        h.content_hash,
+                                        h.size_bytes
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                }
+                payloads.push((p.artifact_id, path));
+            }
+            if self.problems.len() != before {
+                continue;
+            }
+            if let (Some(operation), Some(expect)) = (op_name, expect) {
+                out.push(ConformanceVector {
+                    id: v.id.clone(),
+                    kind: v.kind,
+                    description: v.description.clone(),
+                    operation,
+                    planned,
+                    payloads,
+                    expect,
+                    optional: v.optional,
+                });
+            }
+        }
+        out
+    }
+
+    fn expectation(
+        &mut self,
+        at: &str,
+        v: &VectorDecl,
+        op: Option<&Operation>,
+        catalogue: &BTreeSet<String>,
+    ) -> Option<Expectation> {
+        let consistent = matches!(
+            (v.kind, &v.expect),
+            (VectorKind::Golden, ExpectDecl::Succeeded { .. })
+                | (VectorKind::Reject, ExpectDecl::Denied { .. } | ExpectDecl::Failed { .. })
+        );
+        if !consistent {
+            self.report(
+                &format!("{at}/outcome"),
+                ProblemKind::Vector,
+                "a golden vector expects outcome \"succeeded\"; a reject vector expects \"denied\" or \"failed\"",
+            );
+        }
+        match &v.expect {
+            ExpectDecl::Succeeded {
+                stability,
+                output_digest,
+            } => {
+                if let Some(op) = op
+                    && *stability > op.determinism
+                {
+                    self.report(
+                        &format!("{at}/stability"),
+                        ProblemKind::Vector,
+                        format!(
+                            "stability {stability} is above the operation's determinism {}",
+                            op.determinism
+                        ),
+                    );
+                }
+                let digest = match output_digest {
+                    Some(d) => Some(self.parse::<Sha256Digest>(
+                        &format!("{at}/output_digest"),
+                        d,
+                        ProblemKind::InvalidValue,
+                    )?),
+                    None => None,
+                };
+                Some(Expectation::Succeeded {
+                    stability: *stability,
+                    output_digest: digest,
+                })
+            }
+            ExpectDecl::Denied { gate, code } => {
+                let g = self.parse::<GateId>(&format!("{at}/gate"), gate, ProblemKind::InvalidValue);
+                let c = self.parse::<ErrorCode>(&format!("{at}/code"), code, ProblemKind::InvalidValue);
+                if g.is_some() && !gates::is_known_gate(gate) {
+                    self.report(
+                        &format!("{at}/gate"),
+                        ProblemKind::UnknownGate,
+                        format!("unknown gate {gate}; a reject vector must name a global or known engine-specific gate"),
+                    );
+                }
+                if c.is_some() && !code.starts_with(&format!("{gate}.")) {
+                    self.report(
+                        &format!("{at}/code"),
+                        ProblemKind::Vector,
+                        format!("a gate's codes are written \"{gate}.<REASON>\"; {code} does not start with \"{gate}.\""),
+                    );
+                }
+                Some(Expectation::Denied { gate: g?, code: c? })
+            }
+            ExpectDecl::Failed { code } => {
+                let c = self.parse::<ErrorCode>(&format!("{at}/code"), code, ProblemKind::InvalidValue);
+                if c.is_some() && !catalogue.contains(code) {
+                    self.report(
+                        &format!("{at}/code"),
+                        ProblemKind::UnknownFailureCode,
+                        format!("failure code {code} is not in the engine's failure_codes catalogue"),
+                    );
+                }
+                Some(Expectation::Failed { code: c? })
+            }
+        }
+    }
+
+    fn vector_file(
+        &mut self,
+        at: &str,
+        rel: &str,
+        engine: &EngineId,
+        v: &VectorDecl,
+        op: Option<&Operation>,
+        expect: &Option<Expectation>,
+    ) -> Option<(PathBuf, PlannedOperation)> {
+        let (path, bytes) = self.read_file(at, rel)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let file = SourceFile {
+            name: rel.to_owned(),
+            positions: span::scan(&text),
+        };
+        let planned = match PlannedOperation::from_json_slice(&bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                let at = e.pointer().unwrap_or("").to_owned();
+                let mut problem_text = e.to_string();
+                if let mex_envelope::EnvelopeError::Syntax { line, column, .. } = &e {
+                    self.problems.push(Problem {
+                        file: rel.to_owned(),
+                        line: *line,
+                        column: *column,
+                        pointer: String::new(),
+                        kind: ProblemKind::Vector,
+                        message: std::mem::take(&mut problem_text),
+                    });
+                    return None;
+                }
+                self.report_in(
+                    &file,
+                    &at,
+                    ProblemKind::Vector,
+                    format!("not a valid poe-1.0 PlannedOperation: {problem_text}"),
+                );
+                return None;
+            }
+        };
+        let before = self.problems.len();
+        if planned.engine_id != *engine {
+            self.report_in(
+                &file,
+                "/engine_id",
+                ProblemKind::Vector,
+                format!("the vector belongs to {engine} but its operation file runs {}", planned.engine_id),
+            );
+        }
+        if planned.operation.as_str() != v.operation {
+            self.report_in(
+                &file,
+                "/operation",
+                ProblemKind::Vector,
+                format!(
+                    "the vector declares operation {} but its operation file runs {}",
+                    v.operation, planned.operation
+                ),
+            );
+        }
+        let schema_reject = matches!(expect, Some(Expectation::Denied { gate, .. }) if gate.as_str() == "G-SCHEMA");
+        if let Some(op) = op
+            && !schema_reject
+        {
+            let params = Value::Object(planned.params.clone());
+            for e in op.params_errors(&params) {
+                self.report_in(
+                    &file,
+                    &e.envelope_pointer(),
+                    ProblemKind::Vector,
+                    format!(
+                        "params fail the schema of {} (only a G-SCHEMA reject vector may do that): {}",
+                        op.name, e.message
+                    ),
+                );
+            }
+        }
+        if self.problems.len() != before {
+            return None;
+        }
+        Some((path, planned))
+    }
+}
