@@ -15,7 +15,7 @@ pub enum RecorderError {
     /// The database file could not be opened or created (missing or
     /// read-only directory, permissions, disk full).
     #[error(
-        "cannot open the flight recorder at {path}: {detail}; check that the directory exists and that this user can create and write recorder.sqlite3 and its -wal and -shm files there"
+        "cannot open the flight recorder at {path}: {detail}; check that the directory exists and is writable by this user (the recorder creates the database and its -wal and -shm files there)"
     )]
     Open {
         /// The database file.
