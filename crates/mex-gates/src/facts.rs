@@ -60,6 +60,9 @@ pub struct OperationFacts {
     /// Top-level params whose values are artifact references (an artifact id
     /// string, or an array of them). Params named `*_ref` always are.
     pub artifact_ref_params: Vec<String>,
+    /// Of those, the params that may instead name an input entity reference
+    /// by its `entity_id`.
+    pub entity_ref_params: Vec<String>,
 }
 
 /// The trusted source of [`OperationFacts`].

@@ -150,7 +150,7 @@ global_gate!(
 global_gate!(
     CapGate,
     "G-CAP",
-    "G-CAP: see [`crate::gates::cap`].",
+    "G-CAP: see [`crate::gates::cap`]. Silent for an undeclared operation, which G-SCHEMA denies.",
     |ctx, op| match ctx.catalog.operation_facts(op) {
         Ok(facts) => check_capabilities(
             &op.capabilities_requested,
@@ -161,18 +161,7 @@ global_gate!(
         )
         .err()
         .unwrap_or_default(),
-        // Unknown engine/operation: G-SCHEMA reports it; nothing is allowed.
-        Err(_) => op
-            .capabilities_requested
-            .iter()
-            .enumerate()
-            .map(|(i, c)| deny(
-                "G-CAP.NOT_ALLOWED_BY_OPERATION",
-                "registry.operation.capabilities",
-                format!("{c} cannot be allowed for an undeclared operation"),
-                Some(format!("/capabilities_requested/{i}"))
-            ))
-            .collect(),
+        Err(_) => Vec::new(),
     }
 );
 global_gate!(
@@ -180,38 +169,37 @@ global_gate!(
     "G-INTEGRITY",
     "G-INTEGRITY: see [`crate::gates::integrity`].",
     |ctx, op| {
-        let refs = ctx
+        let (refs, entity_refs) = ctx
             .catalog
             .operation_facts(op)
-            .map(|f| f.artifact_ref_params)
+            .map(|f| (f.artifact_ref_params, f.entity_ref_params))
             .unwrap_or_default();
-        check_integrity(op, &refs, &*ctx.store, &*ctx.ledger)
+        check_integrity(op, &refs, &entity_refs, &*ctx.store, &*ctx.ledger)
     }
 );
 global_gate!(
     BudgetGate,
     "G-BUDGET",
-    "G-BUDGET: see [`crate::gates::budget`].",
+    "G-BUDGET: see [`crate::gates::budget`]. Silent for an undeclared operation, which G-SCHEMA denies.",
     |ctx, op| match ctx.budget_facts(op) {
         Some(facts) => check_budget(op, &facts).1,
-        None => vec![deny(
-            "G-BUDGET.NO_DEFAULT",
-            "registry.default_budget",
-            "no budget facts for an undeclared operation",
-            Some("/budget".into())
-        )],
+        None => Vec::new(),
     }
 );
 global_gate!(
     ProvenanceGate,
     "G-PROVENANCE",
-    "G-PROVENANCE: see [`crate::gates::provenance`].",
-    |ctx, op| check_provenance(op, &*ctx.catalog)
+    "G-PROVENANCE: see [`crate::gates::provenance`]. Silent for an undeclared operation, which G-SCHEMA denies.",
+    |ctx, op| if ctx.catalog.operation_facts(op).is_ok() {
+        check_provenance(op, &*ctx.catalog)
+    } else {
+        Vec::new()
+    }
 );
 global_gate!(
     DetGate,
     "G-DET",
-    "G-DET: see [`crate::gates::det`].",
+    "G-DET: see [`crate::gates::det`]. Silent for an undeclared operation, which G-SCHEMA denies.",
     |ctx, op| match ctx.catalog.operation_facts(op) {
         Ok(facts) => check_determinism(op, &facts.determinism),
         Err(_) => Vec::new(),

@@ -93,6 +93,12 @@ impl Catalog for RegistryCatalog {
             max_budget: spec(&engine.max_budget),
             engine_gates,
             entity_inputs_allowed: operation.artifact_params.iter().any(|p| p.entity_ref),
+            entity_ref_params: operation
+                .artifact_params
+                .iter()
+                .filter(|p| p.entity_ref)
+                .map(|p| p.param.clone())
+                .collect(),
             artifact_ref_params: operation
                 .artifact_params
                 .iter()

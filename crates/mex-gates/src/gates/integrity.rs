@@ -15,6 +15,8 @@ use mex_envelope::{ArtifactHandle, Input, MAX_INLINE_PARAMS_BYTES, PlannedOperat
 use serde_json::Value;
 use uuid::Uuid;
 
+use mex_artifacts::{PathRef, UriTarget};
+
 use crate::codes::{Finding, deny};
 
 /// Checks an input handle against the artifact store: present, and stored
@@ -60,6 +62,7 @@ impl OpLedger for MemoryLedger {
 pub fn check_integrity(
     op: &PlannedOperation,
     artifact_ref_params: &[String],
+    entity_ref_params: &[String],
     store: &dyn InputVerifier,
     ledger: &dyn OpLedger,
 ) -> Vec<Finding> {
@@ -76,9 +79,19 @@ pub fn check_integrity(
     }
 
     let mut declared = BTreeSet::new();
+    let mut handles = Vec::new();
+    let entities: BTreeSet<&str> = op
+        .inputs
+        .iter()
+        .filter_map(|i| match i {
+            Input::Entity(e) => Some(e.entity_id.as_str()),
+            Input::Artifact(_) => None,
+        })
+        .collect();
     for (i, input) in op.inputs.iter().enumerate() {
         if let Input::Artifact(handle) = input {
             declared.insert(handle.artifact_id);
+            handles.push(handle);
             if let Err(mut finding) = store.verify_input(handle) {
                 finding.pointer = Some(format!("/inputs/{i}"));
                 findings.push(finding);
@@ -91,10 +104,11 @@ pub fn check_integrity(
             || key.ends_with("_refs")
             || artifact_ref_params.iter().any(|p| p == key);
         let pointer = format!("/params/{}", key.replace('~', "~0").replace('/', "~1"));
-        if is_ref {
+        let entity_ok = entity_ref_params.iter().any(|p| p == key);
+        if is_ref && !(entity_ok && value.as_str().is_some_and(|v| entities.contains(v))) {
             check_reference(value, &pointer, &declared, &mut findings);
         }
-        check_paths(key, value, &pointer, &mut findings);
+        check_paths(key, value, &pointer, &handles, &mut findings);
     }
 
     if ledger.seen(op.op_id) {
@@ -162,24 +176,89 @@ fn is_path_like_key(key: &str) -> bool {
         || key == "files"
 }
 
-/// Paths and URIs anywhere in params: a `mex://` or `file:` URI anywhere, and
-/// any value of a path-like key, must be a safe relative path.
-fn check_paths(key: &str, value: &Value, pointer: &str, findings: &mut Vec<Finding>) {
+/// Paths and URIs anywhere in params: any `mex:` or `file:` URI, and any value of a path-like key, must be a safe
+/// relative path or a `mex://` URI (grammar: `mex_artifacts::path`), and a
+/// `mex://` URI must name a declared input.
+fn check_paths(
+    key: &str,
+    value: &Value,
+    pointer: &str,
+    declared: &[&ArtifactHandle],
+    findings: &mut Vec<Finding>,
+) {
     let path_like = is_path_like_key(key);
     walk_strings(value, pointer, &mut |s, at| {
         let lower = s.to_ascii_lowercase();
+        // Network URLs (https:, ...) are not store paths; G-CAP governs the network.
         let uri = lower.starts_with("file:") || lower.starts_with("mex:");
-        if (uri || path_like)
-            && let Err(why) = safe_relative(s)
-        {
-            findings.push(deny(
-                    "G-INTEGRITY.PATH_ESCAPE",
-                    "integrity.no_path_escape",
-                    format!("{at} = {:?} {why}; refer to data by input artifact, or use a plain relative path", truncate(s)),
-                    Some(at.to_owned()),
-                ));
+        if !(uri || path_like) {
+            return;
+        }
+        let escape = |why: String| {
+            deny(
+                "G-INTEGRITY.PATH_ESCAPE",
+                "integrity.no_path_escape",
+                format!(
+                    "{at} = {:?}: {why}; refer to data by input artifact, or use a plain relative path",
+                    truncate(s)
+                ),
+                Some(at.to_owned()),
+            )
+        };
+        if let Some(why) = suspicious_spelling(s) {
+            findings.push(escape(why.to_owned()));
+            return;
+        }
+        match mex_artifacts::validate_reference(s) {
+            Err(e) => findings.push(escape(e.to_string())),
+            Ok(PathRef::Uri(uri)) => {
+                let known = match uri.target {
+                    UriTarget::Artifact(id) => declared.iter().any(|h| h.artifact_id == id),
+                    UriTarget::Content(d) => declared.iter().any(|h| h.content_hash == d),
+                };
+                if !known {
+                    findings.push(deny(
+                        "G-INTEGRITY.UNDECLARED_REFERENCE",
+                        "integrity.params_reference_declared_inputs",
+                        format!("{at} = {uri} names an artifact that is not among the operation's inputs; add its handle to inputs"),
+                        Some(at.to_owned()),
+                    ));
+                }
+            }
+            Ok(PathRef::Relative(_)) => {}
         }
     });
+}
+
+/// Spellings the path grammar accepts as literal names but that tools
+/// downstream might decode or fold into a traversal: percent-encoded dots and
+/// separators, look-alike dots and slashes, and home references.
+fn suspicious_spelling(s: &str) -> Option<&'static str> {
+    let lower = s.to_ascii_lowercase();
+    if ["%2e", "%2f", "%5c", "%00"]
+        .iter()
+        .any(|p| lower.contains(p))
+    {
+        return Some("it contains percent-encoded path characters");
+    }
+    if s.chars().any(|c| {
+        matches!(
+            c,
+            '\u{FF0E}'
+                | '\u{FF0F}'
+                | '\u{2024}'
+                | '\u{2215}'
+                | '\u{2044}'
+                | '\u{FE52}'
+                | '\u{FF3C}'
+        )
+    }) {
+        return Some("it contains a look-alike dot or slash");
+    }
+    if s.starts_with('~') {
+        return Some("it refers to a home directory");
+    }
+    None
 }
 
 fn walk_strings(value: &Value, at: &str, f: &mut dyn FnMut(&str, &str)) {
@@ -200,98 +279,5 @@ fn walk_strings(value: &Value, at: &str, f: &mut dyn FnMut(&str, &str)) {
             }
         }
         _ => {}
-    }
-}
-
-/// A safe relative path: no scheme, not absolute, no `..`, no backslashes,
-/// no NUL or control characters, no `~` home references, no percent-encoded
-/// dots or slashes, no drive letters.
-pub fn safe_relative(s: &str) -> Result<(), &'static str> {
-    let lower = s.to_ascii_lowercase();
-    if lower.starts_with("file:") {
-        return Err("is a file: URI, which can name any host path");
-    }
-    let s = s.strip_prefix("mex://").unwrap_or(s);
-    if s.is_empty() {
-        return Err("is empty");
-    }
-    if s.starts_with('/') || s.starts_with('\\') {
-        return Err("is absolute");
-    }
-    if s.starts_with('~') {
-        return Err("refers to a home directory");
-    }
-    if s.len() >= 2 && s.as_bytes()[1] == b':' {
-        return Err("has a drive letter or scheme");
-    }
-    if s.contains('\\') {
-        return Err("contains a backslash");
-    }
-    if s.chars().any(char::is_control) {
-        return Err("contains a control character");
-    }
-    let lower = s.to_ascii_lowercase();
-    if lower.contains("%2e")
-        || lower.contains("%2f")
-        || lower.contains("%5c")
-        || lower.contains("%00")
-    {
-        return Err("contains percent-encoded path characters");
-    }
-    // Full-width and other look-alike dots/slashes that some tools fold.
-    if s.chars().any(|c| {
-        matches!(
-            c,
-            '\u{FF0E}' | '\u{FF0F}' | '\u{2024}' | '\u{2215}' | '\u{2044}' | '\u{FE52}'
-        )
-    }) {
-        return Err("contains a look-alike dot or slash");
-    }
-    if s.split('/').any(|seg| seg == "..") {
-        return Err("contains a .. segment");
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::safe_relative;
-
-    #[test]
-    fn traversal_in_all_its_forms_is_refused() {
-        for bad in [
-            "../x",
-            "a/../../x",
-            "/etc/passwd",
-            "file:///etc/passwd",
-            "FILE:/x",
-            "mex://../x",
-            "~/x",
-            "~root/x",
-            "C:\\x",
-            "c:/x",
-            "a\\..\\b",
-            "a/%2e%2e/b",
-            "%2E%2E/x",
-            "a%2fb",
-            "a\u{0}b",
-            "\u{FF0E}\u{FF0E}/x",
-            "..",
-            "a/..",
-            "",
-            "mex:///abs",
-        ] {
-            assert!(safe_relative(bad).is_err(), "{bad:?} passed");
-        }
-        for ok in [
-            "a",
-            "a/b.txt",
-            "dir/sub/file",
-            "mex://out/report.json",
-            "a..b",
-            "...x",
-        ] {
-            assert!(safe_relative(ok).is_ok(), "{ok:?} refused");
-        }
     }
 }
