@@ -561,11 +561,14 @@ impl Loader {
                 }
             }
             if let Some(version) = version {
-                if out.iter().any(|i| i.id == imp.id && i.version == version) {
+                if let Some(other) = out.iter().find(|i| i.version == version) {
                     self.report(
-                        &here,
+                        &format!("{here}/version"),
                         ProblemKind::Duplicate,
-                        format!("implementation {}@{version} is declared twice", imp.id),
+                        format!(
+                            "version {version} is already declared by implementation {}; versions must be unique per engine so that engine_version_req resolves to exactly one implementation",
+                            other.id
+                        ),
                     );
                     continue;
                 }
