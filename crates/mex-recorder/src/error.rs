@@ -109,7 +109,9 @@ pub enum RecorderError {
         fingerprint: String,
     },
     /// Writing an export failed.
-    #[error("writing the event export failed: {detail}; check the destination is writable and has space")]
+    #[error(
+        "writing the event export failed: {detail}; check the destination is writable and has space"
+    )]
     Export {
         /// What the writer said.
         detail: String,
@@ -141,7 +143,9 @@ impl RecorderError {
     }
 
     pub(crate) fn canonicalization(e: impl std::fmt::Display) -> Self {
-        Self::Canonicalization { detail: e.to_string() }
+        Self::Canonicalization {
+            detail: e.to_string(),
+        }
     }
 
     /// Classify a SQLite error met while using an open database.
@@ -149,9 +153,10 @@ impl RecorderError {
         use rusqlite::ErrorCode as C;
         let detail = e.to_string();
         match e.sqlite_error_code() {
-            Some(C::DatabaseCorrupt | C::NotADatabase) => {
-                Self::Corrupt { path: path.to_owned(), detail }
-            }
+            Some(C::DatabaseCorrupt | C::NotADatabase) => Self::Corrupt {
+                path: path.to_owned(),
+                detail,
+            },
             Some(C::DiskFull) => Self::Storage {
                 path: path.to_owned(),
                 context,

@@ -43,7 +43,9 @@ pub const GENESIS_HASH: Sha256Digest = Sha256Digest::from_bytes([0; 32]);
 
 /// What happened. The text form (`snake_case`) is stable: it is stored,
 /// exported and hashed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// The runtime received a PlannedOperation (after parsing).
@@ -179,10 +181,15 @@ impl FromStr for Decision {
 }
 
 pub(crate) fn parse_status(s: &str) -> Result<ResultStatus, String> {
-    [ResultStatus::Succeeded, ResultStatus::Failed, ResultStatus::Denied, ResultStatus::BudgetExceeded]
-        .into_iter()
-        .find(|st| st.as_str() == s)
-        .ok_or_else(|| format!("{s:?} is not a result status"))
+    [
+        ResultStatus::Succeeded,
+        ResultStatus::Failed,
+        ResultStatus::Denied,
+        ResultStatus::BudgetExceeded,
+    ]
+    .into_iter()
+    .find(|st| st.as_str() == s)
+    .ok_or_else(|| format!("{s:?} is not a result status"))
 }
 
 /// One recorded event: the wire form of the Flight Recorder, as stored,
@@ -377,7 +384,10 @@ impl EventDraft {
 
     /// `gate_passed`: `gate` passed the operation under `rule`.
     pub fn gate_passed(op_id: Uuid, gate: GateId, rule: impl Into<String>) -> Self {
-        Self::new(EventKind::GatePassed).with_op_id(op_id).with_gate(gate).with_rule(rule)
+        Self::new(EventKind::GatePassed)
+            .with_op_id(op_id)
+            .with_gate(gate)
+            .with_rule(rule)
     }
 
     /// `gate_denied` or `gate_degraded` from a gate's denial record.
@@ -399,13 +409,26 @@ impl EventDraft {
             .with_rule(denial.rule.clone())
             .with_code(denial.code.clone())
             .with_message(denial.message.clone());
-        if payload.is_empty() { draft } else { draft.with_payload(Value::Object(payload)) }
+        if payload.is_empty() {
+            draft
+        } else {
+            draft.with_payload(Value::Object(payload))
+        }
     }
 
     /// `capability_allowed` / `capability_denied` for a requested capability
     /// (as text: an unknown capability is denied, and recorded as asked).
-    pub fn capability(op_id: Uuid, capability: impl Into<String>, allowed: bool, rule: impl Into<String>) -> Self {
-        let kind = if allowed { EventKind::CapabilityAllowed } else { EventKind::CapabilityDenied };
+    pub fn capability(
+        op_id: Uuid,
+        capability: impl Into<String>,
+        allowed: bool,
+        rule: impl Into<String>,
+    ) -> Self {
+        let kind = if allowed {
+            EventKind::CapabilityAllowed
+        } else {
+            EventKind::CapabilityDenied
+        };
         let mut draft = Self::new(kind).with_op_id(op_id).with_rule(rule);
         draft.capability = Some(capability.into());
         draft
@@ -413,11 +436,19 @@ impl EventDraft {
 
     /// `engine_started`.
     pub fn engine_started(op_id: Uuid, engine: EngineId, operation: OperationName) -> Self {
-        Self::new(EventKind::EngineStarted).with_op_id(op_id).with_engine(engine).with_operation(operation)
+        Self::new(EventKind::EngineStarted)
+            .with_op_id(op_id)
+            .with_engine(engine)
+            .with_operation(operation)
     }
 
     /// `engine_finished` with the engine's status.
-    pub fn engine_finished(op_id: Uuid, engine: EngineId, operation: OperationName, status: ResultStatus) -> Self {
+    pub fn engine_finished(
+        op_id: Uuid,
+        engine: EngineId,
+        operation: OperationName,
+        status: ResultStatus,
+    ) -> Self {
         Self::new(EventKind::EngineFinished)
             .with_op_id(op_id)
             .with_engine(engine)
@@ -426,7 +457,12 @@ impl EventDraft {
     }
 
     /// `artifact_written`: the artifact by digest and size, never its bytes.
-    pub fn artifact_written(op_id: Uuid, digest: Sha256Digest, size_bytes: u64, media_type: &str) -> Self {
+    pub fn artifact_written(
+        op_id: Uuid,
+        digest: Sha256Digest,
+        size_bytes: u64,
+        media_type: &str,
+    ) -> Self {
         let mut draft = Self::new(EventKind::ArtifactWritten)
             .with_op_id(op_id)
             .with_payload(json!({"size_bytes": size_bytes, "media_type": media_type}));
@@ -436,17 +472,25 @@ impl EventDraft {
 
     /// `budget_exceeded`.
     pub fn budget_exceeded(op_id: Uuid, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::new(EventKind::BudgetExceeded).with_op_id(op_id).with_code(code).with_message(message)
+        Self::new(EventKind::BudgetExceeded)
+            .with_op_id(op_id)
+            .with_code(code)
+            .with_message(message)
     }
 
     /// `result_rejected`: a result check refused the engine's result.
     pub fn result_rejected(op_id: Uuid, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::new(EventKind::ResultRejected).with_op_id(op_id).with_code(code).with_message(message)
+        Self::new(EventKind::ResultRejected)
+            .with_op_id(op_id)
+            .with_code(code)
+            .with_message(message)
     }
 
     /// `op_completed` with a status.
     pub fn op_completed(op_id: Uuid, status: ResultStatus) -> Self {
-        Self::new(EventKind::OpCompleted).with_op_id(op_id).with_status(status)
+        Self::new(EventKind::OpCompleted)
+            .with_op_id(op_id)
+            .with_status(status)
     }
 
     /// `op_completed` from the runtime's EngineResult: status, the first error
@@ -454,12 +498,20 @@ impl EventDraft {
     pub fn op_completed_from(result: &EngineResult) -> Self {
         let mut draft = Self::op_completed(result.op_id, result.status);
         if let Some(p) = &result.provenance {
-            draft = draft.with_engine(p.engine_id.clone()).with_operation(p.operation.clone());
+            draft = draft
+                .with_engine(p.engine_id.clone())
+                .with_operation(p.operation.clone());
         }
         if let Some(err) = result.errors.first() {
-            draft = draft.with_code(err.code.clone()).with_message(err.message.clone());
+            draft = draft
+                .with_code(err.code.clone())
+                .with_message(err.message.clone());
         }
-        let outputs: Vec<String> = result.outputs.iter().map(|h| h.content_hash.to_hex()).collect();
+        let outputs: Vec<String> = result
+            .outputs
+            .iter()
+            .map(|h| h.content_hash.to_hex())
+            .collect();
         draft.with_payload(json!({
             "outputs": outputs,
             "errors": result.errors.len(),
@@ -470,8 +522,14 @@ impl EventDraft {
 
     /// `conformance_run` for an engine: `certified` is the decision.
     pub fn conformance_run(engine: EngineId, certified: bool, summary: Value) -> Self {
-        let mut draft = Self::new(EventKind::ConformanceRun).with_engine(engine).with_payload(summary);
-        draft.decision = Some(if certified { Decision::Allow } else { Decision::Deny });
+        let mut draft = Self::new(EventKind::ConformanceRun)
+            .with_engine(engine)
+            .with_payload(summary);
+        draft.decision = Some(if certified {
+            Decision::Allow
+        } else {
+            Decision::Deny
+        });
         draft
     }
 
@@ -569,22 +627,37 @@ impl EventDraft {
     /// Check the draft, redact it and bound it: the form the recorder seals.
     pub(crate) fn prepare(self, redactor: &Redactor) -> Result<PreparedDraft, RecorderError> {
         let kind = self.kind;
-        let invalid = |detail: String| RecorderError::InvalidEvent { kind: kind.as_str(), detail };
+        let invalid = |detail: String| RecorderError::InvalidEvent {
+            kind: kind.as_str(),
+            detail,
+        };
         let need = |present: bool, what: &str| {
-            if present { Ok(()) } else { Err(invalid(format!("{what} is required for this kind"))) }
+            if present {
+                Ok(())
+            } else {
+                Err(invalid(format!("{what} is required for this kind")))
+            }
         };
         match kind {
             EventKind::GatePassed | EventKind::GateDenied | EventKind::GateDegraded => {
                 need(self.gate.is_some(), "gate (with_gate)")?;
-                need(self.rule.as_deref().is_some_and(|r| !r.trim().is_empty()), "a non-empty rule (with_rule)")?;
+                need(
+                    self.rule.as_deref().is_some_and(|r| !r.trim().is_empty()),
+                    "a non-empty rule (with_rule)",
+                )?;
             }
             EventKind::CapabilityAllowed | EventKind::CapabilityDenied => {
-                need(self.capability.as_deref().is_some_and(|c| !c.is_empty()), "capability (with_capability)")?;
+                need(
+                    self.capability.as_deref().is_some_and(|c| !c.is_empty()),
+                    "capability (with_capability)",
+                )?;
             }
             EventKind::EngineFinished | EventKind::OpCompleted => {
                 need(self.status.is_some(), "status (with_status)")?;
             }
-            EventKind::ArtifactWritten => need(self.artifact.is_some(), "artifact digest (with_artifact)")?,
+            EventKind::ArtifactWritten => {
+                need(self.artifact.is_some(), "artifact digest (with_artifact)")?
+            }
             EventKind::ConformanceRun => {
                 need(self.engine_id.is_some(), "engine (with_engine)")?;
                 need(self.decision.is_some(), "decision (with_decision)")?;
@@ -609,13 +682,19 @@ impl EventDraft {
             engine_id: self.engine_id,
             operation: self.operation,
             gate: self.gate,
-            rule: self.rule.map(|r| truncate_text(&redactor.redact_text(&r), MAX_LABEL_BYTES)),
-            capability: self.capability.map(|c| truncate_text(&redactor.redact_text(&c), MAX_LABEL_BYTES)),
+            rule: self
+                .rule
+                .map(|r| truncate_text(&redactor.redact_text(&r), MAX_LABEL_BYTES)),
+            capability: self
+                .capability
+                .map(|c| truncate_text(&redactor.redact_text(&c), MAX_LABEL_BYTES)),
             decision: self.decision.or(kind.fixed_decision()),
             status: self.status,
             code: self.code,
             artifact: self.artifact,
-            message: self.message.map(|m| truncate_text(&redactor.redact_text(&m), MAX_MESSAGE_BYTES)),
+            message: self
+                .message
+                .map(|m| truncate_text(&redactor.redact_text(&m), MAX_MESSAGE_BYTES)),
             payload,
         })
     }
@@ -644,7 +723,9 @@ impl PreparedDraft {
     /// The op id whose `op_received` event should supply a missing engine
     /// or operation.
     pub(crate) fn needs_context(&self) -> Option<Uuid> {
-        if self.engine_id.is_some() && self.operation.is_some() || self.kind == EventKind::OpReceived {
+        if self.engine_id.is_some() && self.operation.is_some()
+            || self.kind == EventKind::OpReceived
+        {
             None
         } else {
             self.op_id
@@ -652,7 +733,11 @@ impl PreparedDraft {
     }
 
     /// Fill a missing engine and operation (set ones are kept).
-    pub(crate) fn fill_context(&mut self, engine_id: Option<EngineId>, operation: Option<OperationName>) {
+    pub(crate) fn fill_context(
+        &mut self,
+        engine_id: Option<EngineId>,
+        operation: Option<OperationName>,
+    ) {
         if self.engine_id.is_none() {
             self.engine_id = engine_id;
         }
@@ -707,7 +792,9 @@ pub(crate) fn truncate_text(text: &str, max: usize) -> String {
 
 fn bound_strings(value: Value, depth: usize) -> Value {
     if depth > MAX_PAYLOAD_DEPTH {
-        return Value::String(format!("[nesting deeper than {MAX_PAYLOAD_DEPTH} levels removed]"));
+        return Value::String(format!(
+            "[nesting deeper than {MAX_PAYLOAD_DEPTH} levels removed]"
+        ));
     }
     match value {
         Value::String(s) if s.len() > MAX_PAYLOAD_STRING_BYTES => {
@@ -716,12 +803,23 @@ fn bound_strings(value: Value, depth: usize) -> Value {
             while cut > 0 && !s.is_char_boundary(cut) {
                 cut -= 1;
             }
-            Value::String(format!("{}…[truncated: {} bytes, sha256 {digest}]", &s[..cut], s.len()))
+            Value::String(format!(
+                "{}…[truncated: {} bytes, sha256 {digest}]",
+                &s[..cut],
+                s.len()
+            ))
         }
-        Value::Array(items) => Value::Array(items.into_iter().map(|v| bound_strings(v, depth + 1)).collect()),
-        Value::Object(map) => {
-            Value::Object(map.into_iter().map(|(k, v)| (k, bound_strings(v, depth + 1))).collect())
-        }
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| bound_strings(v, depth + 1))
+                .collect(),
+        ),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, bound_strings(v, depth + 1)))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -734,7 +832,8 @@ pub(crate) fn bound_payload(payload: Value) -> Result<Value, RecorderError> {
         return Ok(Value::Null);
     }
     let bounded = bound_strings(payload, 0);
-    let bytes = mex_envelope::canonical::to_vec(&bounded).map_err(RecorderError::canonicalization)?;
+    let bytes =
+        mex_envelope::canonical::to_vec(&bounded).map_err(RecorderError::canonicalization)?;
     let bytes = if bytes.len() > MAX_PAYLOAD_BYTES {
         let text = String::from_utf8_lossy(&bytes);
         let mut cut = 1024;
@@ -791,8 +890,15 @@ mod tests {
     fn payload_cap_and_string_cap() {
         let big = json!({"blob": "a".repeat(100_000)});
         let bounded = bound_payload(big).unwrap();
-        assert!(bounded["blob"].as_str().unwrap().contains("truncated: 100000 bytes"));
-        let many: Vec<String> = (0..100).map(|i| format!("{i}{}", "b".repeat(1000))).collect();
+        assert!(
+            bounded["blob"]
+                .as_str()
+                .unwrap()
+                .contains("truncated: 100000 bytes")
+        );
+        let many: Vec<String> = (0..100)
+            .map(|i| format!("{i}{}", "b".repeat(1000)))
+            .collect();
         let bounded = bound_payload(json!({ "many": many })).unwrap();
         assert!(bounded.get(TRUNCATED_MARKER).is_some());
         assert!(mex_envelope::canonical::to_vec(&bounded).unwrap().len() <= MAX_PAYLOAD_BYTES);
@@ -802,13 +908,21 @@ mod tests {
     fn drafts_are_checked() {
         let r = Redactor::new();
         let no_rule = EventDraft::new(EventKind::GateDenied).with_gate("G-CAP".parse().unwrap());
-        assert!(matches!(no_rule.prepare(&r), Err(RecorderError::InvalidEvent { .. })));
+        assert!(matches!(
+            no_rule.prepare(&r),
+            Err(RecorderError::InvalidEvent { .. })
+        ));
         let contradiction = EventDraft::gate_passed(Uuid::nil(), "G-CAP".parse().unwrap(), "r")
             .with_decision(Decision::Deny);
         assert!(contradiction.prepare(&r).is_err());
         assert!(EventDraft::new(EventKind::OpCompleted).prepare(&r).is_err());
-        let long = EventDraft::op_completed(Uuid::nil(), ResultStatus::Failed).with_message("m".repeat(10_000));
-        let sealed = long.prepare(&r).unwrap().seal(1, UtcTimestamp::now(), GENESIS_HASH).unwrap();
+        let long = EventDraft::op_completed(Uuid::nil(), ResultStatus::Failed)
+            .with_message("m".repeat(10_000));
+        let sealed = long
+            .prepare(&r)
+            .unwrap()
+            .seal(1, UtcTimestamp::now(), GENESIS_HASH)
+            .unwrap();
         assert!(sealed.message.unwrap().len() <= MAX_MESSAGE_BYTES);
     }
 }

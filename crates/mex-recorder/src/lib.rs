@@ -123,5 +123,7 @@ pub trait FlightRecorder: Send + Sync {
 pub(crate) fn write_jsonl_line(out: &mut dyn Write, event: &Event) -> Result<(), RecorderError> {
     let mut line = event.to_canonical_json()?;
     line.push(b'\n');
-    out.write_all(&line).map_err(|e| RecorderError::Export { detail: e.to_string() })
+    out.write_all(&line).map_err(|e| RecorderError::Export {
+        detail: e.to_string(),
+    })
 }

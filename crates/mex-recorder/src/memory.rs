@@ -6,8 +6,8 @@ use std::io::Write;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use mex_envelope::{EngineId, OperationName, UtcTimestamp};
-use uuid::Uuid;
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::event::{Event, EventDraft, EventKind, GENESIS_HASH, PreparedDraft};
 use crate::problem::{self, Problem, ProblemFilter, ProblemState};
@@ -40,7 +40,10 @@ impl MemoryRecorder {
 
     /// An empty recorder with a custom redaction policy.
     pub fn with_redactor(redactor: Redactor) -> Self {
-        Self { state: Mutex::default(), redactor }
+        Self {
+            state: Mutex::default(),
+            redactor,
+        }
     }
 
     /// The state. A panic while holding the lock cannot leave it half
@@ -50,8 +53,12 @@ impl MemoryRecorder {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn seal_all(state: &State, prepared: &mut [PreparedDraft]) -> Result<Vec<Event>, RecorderError> {
-        let mut ops_in_batch: HashMap<Uuid, (Option<EngineId>, Option<OperationName>)> = HashMap::new();
+    fn seal_all(
+        state: &State,
+        prepared: &mut [PreparedDraft],
+    ) -> Result<Vec<Event>, RecorderError> {
+        let mut ops_in_batch: HashMap<Uuid, (Option<EngineId>, Option<OperationName>)> =
+            HashMap::new();
         let (mut seq, mut prev, last_time) = match state.events.last() {
             Some(e) => (e.seq, e.hash, Some(e.recorded_at)),
             None => (0, GENESIS_HASH, None),
@@ -61,7 +68,8 @@ impl MemoryRecorder {
         let mut out = Vec::with_capacity(prepared.len());
         for p in prepared.iter_mut() {
             if let Some(op) = p.needs_context()
-                && let Some((engine, operation)) = ops_in_batch.get(&op).or_else(|| state.ops.get(&op))
+                && let Some((engine, operation)) =
+                    ops_in_batch.get(&op).or_else(|| state.ops.get(&op))
             {
                 p.fill_context(engine.clone(), operation.clone());
             }
@@ -70,7 +78,9 @@ impl MemoryRecorder {
             if e.kind == EventKind::OpReceived
                 && let Some(op) = e.op_id
             {
-                ops_in_batch.entry(op).or_insert_with(|| (e.engine_id.clone(), e.operation.clone()));
+                ops_in_batch
+                    .entry(op)
+                    .or_insert_with(|| (e.engine_id.clone(), e.operation.clone()));
             }
             prev = e.hash;
             out.push(e);
@@ -83,7 +93,10 @@ impl MemoryRecorder {
             if e.kind == EventKind::OpReceived
                 && let Some(op) = e.op_id
             {
-                state.ops.entry(op).or_insert_with(|| (e.engine_id.clone(), e.operation.clone()));
+                state
+                    .ops
+                    .entry(op)
+                    .or_insert_with(|| (e.engine_id.clone(), e.operation.clone()));
             }
             if let Some(p) = problem::observe(e, |fp| state.problems.get(fp).cloned()) {
                 state.problems.insert(p.fingerprint.clone(), p);
@@ -107,8 +120,16 @@ impl FlightRecorder for MemoryRecorder {
 
     fn events(&self, query: &EventQuery) -> Result<Vec<Event>, RecorderError> {
         let state = self.lock();
-        let limit = query.limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-        Ok(state.events.iter().filter(|e| query.matches(e)).take(limit).cloned().collect())
+        let limit = query
+            .limit
+            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        Ok(state
+            .events
+            .iter()
+            .filter(|e| query.matches(e))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     fn export_jsonl(&self, query: &EventQuery, out: &mut dyn Write) -> Result<u64, RecorderError> {
@@ -121,8 +142,17 @@ impl FlightRecorder for MemoryRecorder {
 
     fn problems(&self, filter: &ProblemFilter) -> Result<Vec<Problem>, RecorderError> {
         let state = self.lock();
-        let mut list: Vec<Problem> = state.problems.values().filter(|p| filter.matches(p)).cloned().collect();
-        list.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.last_seq.cmp(&a.last_seq)));
+        let mut list: Vec<Problem> = state
+            .problems
+            .values()
+            .filter(|p| filter.matches(p))
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| {
+            b.last_seen
+                .cmp(&a.last_seen)
+                .then(b.last_seq.cmp(&a.last_seq))
+        });
         if let Some(limit) = filter.limit {
             list.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         }
@@ -132,21 +162,34 @@ impl FlightRecorder for MemoryRecorder {
     fn resolve_problem(&self, fingerprint: &str, note: &str) -> Result<Problem, RecorderError> {
         let mut state = self.lock();
         let Some(mut problem) = state.problems.get(fingerprint).cloned() else {
-            return Err(RecorderError::UnknownProblem { fingerprint: fingerprint.to_owned() });
+            return Err(RecorderError::UnknownProblem {
+                fingerprint: fingerprint.to_owned(),
+            });
         };
         let mut draft = resolution_draft(&problem, note).prepare(&self.redactor)?;
         let events = Self::seal_all(&state, std::slice::from_mut(&mut draft))?;
         Self::commit(&mut state, &events);
-        let resolved = events.last().map_or_else(UtcTimestamp::now, |e| e.recorded_at);
+        let resolved = events
+            .last()
+            .map_or_else(UtcTimestamp::now, |e| e.recorded_at);
         problem.state = ProblemState::Resolved;
         problem.resolved_at = Some(resolved);
-        problem.resolution = events.last().and_then(|e| e.payload.get("note")).and_then(|n| n.as_str()).map(str::to_owned);
-        state.problems.insert(problem.fingerprint.clone(), problem.clone());
+        problem.resolution = events
+            .last()
+            .and_then(|e| e.payload.get("note"))
+            .and_then(|n| n.as_str())
+            .map(str::to_owned);
+        state
+            .problems
+            .insert(problem.fingerprint.clone(), problem.clone());
         Ok(problem)
     }
 
     fn head(&self) -> Result<Option<ChainHead>, RecorderError> {
-        Ok(self.lock().events.last().map(|e| ChainHead { seq: e.seq, hash: e.hash }))
+        Ok(self.lock().events.last().map(|e| ChainHead {
+            seq: e.seq,
+            hash: e.hash,
+        }))
     }
 
     fn verify(&self) -> Result<VerifyReport, RecorderError> {
@@ -165,7 +208,10 @@ fn verify_memory(state: &State, anchor: Option<ChainHead>) -> Result<VerifyRepor
             break;
         }
     }
-    let head = state.events.last().map(|e| ChainHead { seq: e.seq, hash: e.hash });
+    let head = state.events.last().map(|e| ChainHead {
+        seq: e.seq,
+        hash: e.hash,
+    });
     Ok(v.finish(head))
 }
 

@@ -23,7 +23,9 @@
 
 use std::str::FromStr;
 
-use mex_envelope::{EngineId, ErrorCode, GateId, OperationName, ResultStatus, Sha256Digest, UtcTimestamp};
+use mex_envelope::{
+    EngineId, ErrorCode, GateId, OperationName, ResultStatus, Sha256Digest, UtcTimestamp,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -31,7 +33,9 @@ use uuid::Uuid;
 use crate::event::{Decision, Event, EventKind};
 
 /// How bad a problem is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemSeverity {
     /// Degraded: the operation ran, with less than was asked.
@@ -148,23 +152,35 @@ pub struct ProblemFilter {
 impl ProblemFilter {
     /// Only open problems.
     pub fn open() -> Self {
-        Self { state: Some(ProblemState::Open), ..Self::default() }
+        Self {
+            state: Some(ProblemState::Open),
+            ..Self::default()
+        }
     }
 
     pub(crate) fn matches(&self, p: &Problem) -> bool {
-        self.state.is_none_or(|s| s == p.state) && self.engine_id.as_ref().is_none_or(|e| p.engine_id.as_ref() == Some(e))
+        self.state.is_none_or(|s| s == p.state)
+            && self
+                .engine_id
+                .as_ref()
+                .is_none_or(|e| p.engine_id.as_ref() == Some(e))
     }
 }
 
 /// The severity of the problem an event raises, if it raises one.
 pub fn raises_problem(event: &Event) -> Option<ProblemSeverity> {
     match event.kind {
-        EventKind::GateDenied | EventKind::CapabilityDenied | EventKind::BudgetExceeded | EventKind::ResultRejected => {
+        EventKind::GateDenied
+        | EventKind::CapabilityDenied
+        | EventKind::BudgetExceeded
+        | EventKind::ResultRejected => Some(ProblemSeverity::Error),
+        EventKind::GateDegraded => Some(ProblemSeverity::Warning),
+        EventKind::OpCompleted if event.status == Some(ResultStatus::Failed) => {
             Some(ProblemSeverity::Error)
         }
-        EventKind::GateDegraded => Some(ProblemSeverity::Warning),
-        EventKind::OpCompleted if event.status == Some(ResultStatus::Failed) => Some(ProblemSeverity::Error),
-        EventKind::ConformanceRun if event.decision == Some(Decision::Deny) => Some(ProblemSeverity::Error),
+        EventKind::ConformanceRun if event.decision == Some(Decision::Deny) => {
+            Some(ProblemSeverity::Error)
+        }
         _ => None,
     }
 }
@@ -199,7 +215,12 @@ pub fn fingerprint(
     // Nulls are dropped so the key is exactly the members present.
     let key: serde_json::Map<String, serde_json::Value> = key
         .as_object()
-        .map(|m| m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     let bytes = mex_envelope::canonical::to_vec(&key).unwrap_or_else(|_| key_fallback(&key));
     Sha256Digest::of(&bytes).to_hex()
@@ -212,10 +233,18 @@ fn key_fallback(key: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
 /// Fold one event into the problem it belongs to. `existing` is the current
 /// row for the event's fingerprint, if any; returns the new row, or `None`
 /// when the event raises no problem.
-pub(crate) fn observe(event: &Event, lookup: impl FnOnce(&str) -> Option<Problem>) -> Option<Problem> {
+pub(crate) fn observe(
+    event: &Event,
+    lookup: impl FnOnce(&str) -> Option<Problem>,
+) -> Option<Problem> {
     let severity = raises_problem(event)?;
     let code = event.code.clone().or_else(|| fallback_code(event.kind))?;
-    let fp = fingerprint(&code, event.gate.as_ref(), event.engine_id.as_ref(), event.operation.as_ref());
+    let fp = fingerprint(
+        &code,
+        event.gate.as_ref(),
+        event.engine_id.as_ref(),
+        event.operation.as_ref(),
+    );
     let message = event.message.clone().unwrap_or_else(|| {
         let mut m = format!("{}", event.kind);
         if let Some(g) = &event.gate {

@@ -32,25 +32,41 @@ impl EventQuery {
     }
     /// Events of one operation.
     pub fn op(op_id: Uuid) -> Self {
-        Self { op_id: Some(op_id), ..Self::default() }
+        Self {
+            op_id: Some(op_id),
+            ..Self::default()
+        }
     }
     /// Events about one engine.
     pub fn engine(engine_id: EngineId) -> Self {
-        Self { engine_id: Some(engine_id), ..Self::default() }
+        Self {
+            engine_id: Some(engine_id),
+            ..Self::default()
+        }
     }
     /// Events of one kind.
     pub fn kind(kind: EventKind) -> Self {
-        Self { kind: Some(kind), ..Self::default() }
+        Self {
+            kind: Some(kind),
+            ..Self::default()
+        }
     }
     /// Events in `[since, until)`.
     pub fn between(since: UtcTimestamp, until: UtcTimestamp) -> Self {
-        Self { since: Some(since), until: Some(until), ..Self::default() }
+        Self {
+            since: Some(since),
+            until: Some(until),
+            ..Self::default()
+        }
     }
 
     /// Whether an event matches (limit aside).
     pub fn matches(&self, e: &Event) -> bool {
         self.op_id.is_none_or(|id| e.op_id == Some(id))
-            && self.engine_id.as_ref().is_none_or(|id| e.engine_id.as_ref() == Some(id))
+            && self
+                .engine_id
+                .as_ref()
+                .is_none_or(|id| e.engine_id.as_ref() == Some(id))
             && self.kind.is_none_or(|k| e.kind == k)
             && self.since.is_none_or(|t| e.recorded_at >= t)
             && self.until.is_none_or(|t| e.recorded_at < t)

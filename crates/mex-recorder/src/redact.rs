@@ -101,8 +101,10 @@ impl Redactor {
         if self.extra_keys.contains(&joined) || SECRET_KEY_WORDS.contains(&joined.as_str()) {
             return true;
         }
-        w.iter().any(|word| SECRET_KEY_WORDS.contains(&word.as_str()))
-            || w.windows(2).any(|pair| SECRET_KEY_WORDS.contains(&pair.concat().as_str()))
+        w.iter()
+            .any(|word| SECRET_KEY_WORDS.contains(&word.as_str()))
+            || w.windows(2)
+                .any(|pair| SECRET_KEY_WORDS.contains(&pair.concat().as_str()))
     }
 
     /// Redact a JSON value (see the module docs for the rules).
@@ -204,7 +206,14 @@ mod tests {
         ] {
             assert!(r.is_secret_key(k), "{k} should be secret");
         }
-        for k in ["max_tokens", "monkey", "keyboard", "engine_id", "tokenizer", "author"] {
+        for k in [
+            "max_tokens",
+            "monkey",
+            "keyboard",
+            "engine_id",
+            "tokenizer",
+            "author",
+        ] {
             assert!(!r.is_secret_key(k), "{k} should not be secret");
         }
     }

@@ -24,7 +24,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mex_envelope::{Sha256Digest, UtcTimestamp};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
+};
 use uuid::Uuid;
 
 use crate::event::{Event, EventDraft, GENESIS_HASH, PreparedDraft, parse_status};
@@ -115,8 +117,15 @@ const MAX_IDLE_READERS: usize = 4;
 type Reply<T> = SyncSender<Result<T, RecorderError>>;
 
 enum Request {
-    Append { drafts: Vec<PreparedDraft>, reply: Reply<Vec<Event>> },
-    Resolve { fingerprint: String, note: String, reply: Reply<Problem> },
+    Append {
+        drafts: Vec<PreparedDraft>,
+        reply: Reply<Vec<Event>>,
+    },
+    Resolve {
+        fingerprint: String,
+        note: String,
+        reply: Reply<Problem>,
+    },
 }
 
 impl Request {
@@ -141,7 +150,9 @@ pub struct SqliteRecorder {
 
 impl std::fmt::Debug for SqliteRecorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteRecorder").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteRecorder")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,12 +176,17 @@ impl SqliteRecorder {
 
     /// Open the database at `path` with a redaction policy (e.g. one holding
     /// the secret values the runtime resolved).
-    pub fn open_file_with(path: impl Into<PathBuf>, redactor: Redactor) -> Result<Self, RecorderError> {
+    pub fn open_file_with(
+        path: impl Into<PathBuf>,
+        redactor: Redactor,
+    ) -> Result<Self, RecorderError> {
         let path = path.into();
         check_header(&path)?;
         let mut conn = Connection::open_with_flags(
             &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| open_error(&path, &e))?;
         configure_writer(&conn, &path)?;
@@ -183,8 +199,17 @@ impl SqliteRecorder {
         let writer = std::thread::Builder::new()
             .name("mex-recorder-writer".to_owned())
             .spawn(move || writer_loop(conn, &writer_path, &writer_redactor, &receiver))
-            .map_err(|e| RecorderError::Open { path: path.clone(), detail: format!("cannot start the writer thread: {e}") })?;
-        Ok(Self { path, redactor, sender: Some(sender), writer: Some(writer), readers: Mutex::new(Vec::new()) })
+            .map_err(|e| RecorderError::Open {
+                path: path.clone(),
+                detail: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(Self {
+            path,
+            redactor,
+            sender: Some(sender),
+            writer: Some(writer),
+            readers: Mutex::new(Vec::new()),
+        })
     }
 
     /// The database file.
@@ -193,7 +218,9 @@ impl SqliteRecorder {
     }
 
     fn closed(&self) -> RecorderError {
-        RecorderError::Closed { path: self.path.clone() }
+        RecorderError::Closed {
+            path: self.path.clone(),
+        }
     }
 
     fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, RecorderError> {
@@ -204,8 +231,15 @@ impl SqliteRecorder {
     }
 
     /// Run `f` on a pooled read connection.
-    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, RecorderError>) -> Result<T, RecorderError> {
-        let pooled = self.readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, RecorderError>,
+    ) -> Result<T, RecorderError> {
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
         let mut conn = match pooled {
             Some(c) => c,
             None => open_reader(&self.path)?,
@@ -258,14 +292,25 @@ impl SqliteRecorder {
                 args.push(V::Integer(to_i64(l)));
             }
             let ctx = "querying events";
-            let mut stmt = conn.prepare_cached(&sql).map_err(|e| RecorderError::storage(path, ctx, &e))?;
-            let mut rows =
-                stmt.query(rusqlite::params_from_iter(args)).map_err(|e| RecorderError::storage(path, ctx, &e))?;
+            let mut stmt = conn
+                .prepare_cached(&sql)
+                .map_err(|e| RecorderError::storage(path, ctx, &e))?;
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(args))
+                .map_err(|e| RecorderError::storage(path, ctx, &e))?;
             let mut n = 0;
-            while let Some(row) = rows.next().map_err(|e| RecorderError::storage(path, ctx, &e))? {
-                let seq = row.get::<_, i64>(0).map_err(|e| RecorderError::storage(path, ctx, &e))?;
-                let event = row_to_event(row)
-                    .map_err(|detail| RecorderError::CorruptEvent { path: path.clone(), seq: seq as u64, detail })?;
+            while let Some(row) = rows
+                .next()
+                .map_err(|e| RecorderError::storage(path, ctx, &e))?
+            {
+                let seq = row
+                    .get::<_, i64>(0)
+                    .map_err(|e| RecorderError::storage(path, ctx, &e))?;
+                let event = row_to_event(row).map_err(|detail| RecorderError::CorruptEvent {
+                    path: path.clone(),
+                    seq: seq as u64,
+                    detail,
+                })?;
                 each(event)?;
                 n += 1;
             }
@@ -281,10 +326,15 @@ impl SqliteRecorder {
             // One read transaction: the checkpoint and the events are one
             // consistent snapshot even while writers append.
             let tx = conn.transaction().map_err(err)?;
-            let checkpoint = read_head(&tx).map_err(err)?.map(|h| ChainHead { seq: h.seq, hash: h.hash });
+            let checkpoint = read_head(&tx).map_err(err)?.map(|h| ChainHead {
+                seq: h.seq,
+                hash: h.hash,
+            });
             let mut verifier = ChainVerifier::new(anchor);
             {
-                let mut stmt = tx.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")).map_err(err)?;
+                let mut stmt = tx
+                    .prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"))
+                    .map_err(err)?;
                 let mut rows = stmt.query([]).map_err(err)?;
                 while let Some(row) = rows.next().map_err(err)? {
                     let seq = row.get::<_, i64>(0).map_err(err)?;
@@ -320,7 +370,10 @@ impl FlightRecorder for SqliteRecorder {
             .into_iter()
             .map(|d| d.prepare(&self.redactor))
             .collect::<Result<Vec<_>, _>>()?;
-        self.send(|reply| Request::Append { drafts: prepared, reply })
+        self.send(|reply| Request::Append {
+            drafts: prepared,
+            reply,
+        })
     }
 
     fn events(&self, query: &EventQuery) -> Result<Vec<Event>, RecorderError> {
@@ -334,7 +387,9 @@ impl FlightRecorder for SqliteRecorder {
 
     fn export_jsonl(&self, query: &EventQuery, out: &mut dyn Write) -> Result<u64, RecorderError> {
         let n = self.query_events(query, |e| write_jsonl_line(out, &e))?;
-        out.flush().map_err(|e| RecorderError::Export { detail: e.to_string() })?;
+        out.flush().map_err(|e| RecorderError::Export {
+            detail: e.to_string(),
+        })?;
         Ok(n)
     }
 
@@ -362,24 +417,34 @@ impl FlightRecorder for SqliteRecorder {
             let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(err)?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(err)? {
-                out.push(row_to_problem(row).map_err(|detail| RecorderError::Corrupt {
-                    path: path.clone(),
-                    detail: format!("a problems row is unreadable: {detail}"),
-                })?);
+                out.push(
+                    row_to_problem(row).map_err(|detail| RecorderError::Corrupt {
+                        path: path.clone(),
+                        detail: format!("a problems row is unreadable: {detail}"),
+                    })?,
+                );
             }
             Ok(out)
         })
     }
 
     fn resolve_problem(&self, fingerprint: &str, note: &str) -> Result<Problem, RecorderError> {
-        self.send(|reply| Request::Resolve { fingerprint: fingerprint.to_owned(), note: note.to_owned(), reply })
+        self.send(|reply| Request::Resolve {
+            fingerprint: fingerprint.to_owned(),
+            note: note.to_owned(),
+            reply,
+        })
     }
 
     fn head(&self) -> Result<Option<ChainHead>, RecorderError> {
         let path = &self.path;
         self.with_reader(|conn| {
-            let head = read_head(conn).map_err(|e| RecorderError::storage(path, "reading the chain head", &e))?;
-            Ok(head.map(|h| ChainHead { seq: h.seq, hash: h.hash }))
+            let head = read_head(conn)
+                .map_err(|e| RecorderError::storage(path, "reading the chain head", &e))?;
+            Ok(head.map(|h| ChainHead {
+                seq: h.seq,
+                hash: h.hash,
+            }))
         })
     }
 
@@ -404,12 +469,20 @@ fn check_header(path: &Path) -> Result<(), RecorderError> {
     let file = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(RecorderError::Open { path: path.to_owned(), detail: e.to_string() }),
+        Err(e) => {
+            return Err(RecorderError::Open {
+                path: path.to_owned(),
+                detail: e.to_string(),
+            });
+        }
     };
     let mut header = Vec::with_capacity(16);
     file.take(16)
         .read_to_end(&mut header)
-        .map_err(|e| RecorderError::Open { path: path.to_owned(), detail: e.to_string() })?;
+        .map_err(|e| RecorderError::Open {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
     if header.is_empty() || header.as_slice() == SQLITE_MAGIC {
         Ok(())
     } else {
@@ -423,25 +496,36 @@ fn check_header(path: &Path) -> Result<(), RecorderError> {
 fn open_error(path: &Path, e: &rusqlite::Error) -> RecorderError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
-            RecorderError::Corrupt { path: path.to_owned(), detail: e.to_string() }
+            RecorderError::Corrupt {
+                path: path.to_owned(),
+                detail: e.to_string(),
+            }
         }
-        _ => RecorderError::Open { path: path.to_owned(), detail: e.to_string() },
+        _ => RecorderError::Open {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        },
     }
 }
 
 fn configure_writer(conn: &Connection, path: &Path) -> Result<(), RecorderError> {
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, &e))?;
-    let mode: String =
-        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| open_error(path, &e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_error(path, &e))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| open_error(path, &e))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(RecorderError::Open {
             path: path.to_owned(),
-            detail: format!("SQLite refused WAL mode (journal mode is {mode:?}); put the recorder on a local filesystem"),
+            detail: format!(
+                "SQLite refused WAL mode (journal mode is {mode:?}); put the recorder on a local filesystem"
+            ),
         });
     }
     // FULL: every commit fsyncs the WAL before `append` returns. See the
     // crate docs for why NORMAL is not enough for an audit log.
-    conn.pragma_update(None, "synchronous", "FULL").map_err(|e| open_error(path, &e))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| open_error(path, &e))?;
     Ok(())
 }
 
@@ -451,27 +535,45 @@ fn open_reader(path: &Path) -> Result<Connection, RecorderError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| open_error(path, &e))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, &e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_error(path, &e))?;
     Ok(conn)
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), RecorderError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| open_error(path, &e))?;
-    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| open_error(path, &e))?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| open_error(path, &e))?;
+    let found: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| open_error(path, &e))?;
     if found > SCHEMA_VERSION {
-        return Err(RecorderError::SchemaTooNew { path: path.to_owned(), found, supported: SCHEMA_VERSION });
+        return Err(RecorderError::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
     }
     if found < 0 {
-        return Err(RecorderError::Corrupt { path: path.to_owned(), detail: format!("negative schema version {found}") });
+        return Err(RecorderError::Corrupt {
+            path: path.to_owned(),
+            detail: format!("negative schema version {found}"),
+        });
     }
     if found == 0 {
         let tables: i64 = tx
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
             .map_err(|e| open_error(path, &e))?;
         if tables > 0 {
             return Err(RecorderError::Corrupt {
                 path: path.to_owned(),
-                detail: format!("the database has {tables} tables but no recorder schema version: it is some other SQLite database"),
+                detail: format!(
+                    "the database has {tables} tables but no recorder schema version: it is some other SQLite database"
+                ),
             });
         }
     }
@@ -481,12 +583,13 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), RecorderError> {
     for version in found..SCHEMA_VERSION {
         let idx = usize::try_from(version).unwrap_or(usize::MAX);
         let sql = MIGRATIONS.get(idx).copied().unwrap_or("");
-        tx.execute_batch(sql).map_err(|e| RecorderError::Migration {
-            path: path.to_owned(),
-            from: found,
-            to: version + 1,
-            detail: e.to_string(),
-        })?;
+        tx.execute_batch(sql)
+            .map_err(|e| RecorderError::Migration {
+                path: path.to_owned(),
+                from: found,
+                to: version + 1,
+                detail: e.to_string(),
+            })?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .and_then(|()| tx.commit())
@@ -525,15 +628,30 @@ struct Head {
 }
 
 fn read_head(conn: &Connection) -> rusqlite::Result<Option<Head>> {
-    conn.query_row("SELECT seq, hash, ts_ms FROM chain_head WHERE id = 1", [], |r| {
-        let hash: Vec<u8> = r.get(1)?;
-        let hash = <[u8; 32]>::try_from(hash.as_slice()).map(Sha256Digest::from_bytes).unwrap_or(GENESIS_HASH);
-        Ok(Head { seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), hash, ts_ms: r.get(2)? })
-    })
+    conn.query_row(
+        "SELECT seq, hash, ts_ms FROM chain_head WHERE id = 1",
+        [],
+        |r| {
+            let hash: Vec<u8> = r.get(1)?;
+            let hash = <[u8; 32]>::try_from(hash.as_slice())
+                .map(Sha256Digest::from_bytes)
+                .unwrap_or(GENESIS_HASH);
+            Ok(Head {
+                seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                hash,
+                ts_ms: r.get(2)?,
+            })
+        },
+    )
     .optional()
 }
 
-fn writer_loop(mut conn: Connection, path: &Path, redactor: &Redactor, receiver: &Receiver<Request>) {
+fn writer_loop(
+    mut conn: Connection,
+    path: &Path,
+    redactor: &Redactor,
+    receiver: &Receiver<Request>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut size = first.size();
         let mut batch = vec![first];
@@ -570,10 +688,14 @@ fn commit_batch(conn: &mut Connection, path: &Path, redactor: &Redactor, batch: 
                         let _ = reply.send(*p);
                     }
                     (Request::Append { reply, .. }, Outcome::Problem(_)) => {
-                        let _ = reply.send(Err(RecorderError::Closed { path: path.to_owned() }));
+                        let _ = reply.send(Err(RecorderError::Closed {
+                            path: path.to_owned(),
+                        }));
                     }
                     (Request::Resolve { reply, .. }, Outcome::Events(_)) => {
-                        let _ = reply.send(Err(RecorderError::Closed { path: path.to_owned() }));
+                        let _ = reply.send(Err(RecorderError::Closed {
+                            path: path.to_owned(),
+                        }));
                     }
                 }
             }
@@ -601,11 +723,14 @@ fn write_batch(
 ) -> Result<Vec<Outcome>, RecorderError> {
     let ctx = "recording events";
     let err = |e: rusqlite::Error| RecorderError::storage(path, ctx, &e);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
     // The head is read inside the write transaction, so several processes
     // sharing one file still get one chain.
     let head = read_head(&tx).map_err(err)?;
-    let (mut seq, mut prev, last_ms) = head.map_or((0, GENESIS_HASH, i64::MIN), |h| (h.seq, h.hash, h.ts_ms));
+    let (mut seq, mut prev, last_ms) =
+        head.map_or((0, GENESIS_HASH, i64::MIN), |h| (h.seq, h.hash, h.ts_ms));
     let now = UtcTimestamp::now();
     let ts = if now.unix_millis() >= last_ms {
         now
@@ -613,25 +738,26 @@ fn write_batch(
         UtcTimestamp::from_unix_millis(last_ms).unwrap_or(now)
     };
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut seal_insert = |tx: &Transaction<'_>, draft: &PreparedDraft| -> Result<Event, RecorderError> {
-        seq += 1;
-        let event = match draft.needs_context() {
-            Some(op) => {
-                let mut draft = draft.clone();
-                if let Some((engine, operation)) = op_context(tx, op).map_err(err)? {
-                    draft.fill_context(engine, operation);
+    let mut seal_insert =
+        |tx: &Transaction<'_>, draft: &PreparedDraft| -> Result<Event, RecorderError> {
+            seq += 1;
+            let event = match draft.needs_context() {
+                Some(op) => {
+                    let mut draft = draft.clone();
+                    if let Some((engine, operation)) = op_context(tx, op).map_err(err)? {
+                        draft.fill_context(engine, operation);
+                    }
+                    draft.seal(seq, ts, prev)?
                 }
-                draft.seal(seq, ts, prev)?
+                None => draft.seal(seq, ts, prev)?,
+            };
+            insert_event(tx, &event).map_err(err)?;
+            if let Some(p) = problem::observe(&event, |fp| load_problem(tx, fp).ok().flatten()) {
+                save_problem(tx, &p).map_err(err)?;
             }
-            None => draft.seal(seq, ts, prev)?,
+            prev = event.hash;
+            Ok(event)
         };
-        insert_event(tx, &event).map_err(err)?;
-        if let Some(p) = problem::observe(&event, |fp| load_problem(tx, fp).ok().flatten()) {
-            save_problem(tx, &p).map_err(err)?;
-        }
-        prev = event.hash;
-        Ok(event)
-    };
     for request in batch {
         match request {
             Request::Append { drafts, .. } => {
@@ -641,18 +767,26 @@ fn write_batch(
                 }
                 outcomes.push(Outcome::Events(events));
             }
-            Request::Resolve { fingerprint, note, .. } => {
+            Request::Resolve {
+                fingerprint, note, ..
+            } => {
                 let Some(mut problem) = load_problem(&tx, fingerprint).map_err(err)? else {
-                    outcomes.push(Outcome::Problem(Box::new(Err(RecorderError::UnknownProblem {
-                        fingerprint: fingerprint.clone(),
-                    }))));
+                    outcomes.push(Outcome::Problem(Box::new(Err(
+                        RecorderError::UnknownProblem {
+                            fingerprint: fingerprint.clone(),
+                        },
+                    ))));
                     continue;
                 };
                 let draft = resolution_draft(&problem, note).prepare(redactor)?;
                 let event = seal_insert(&tx, &draft)?;
                 problem.state = ProblemState::Resolved;
                 problem.resolved_at = Some(event.recorded_at);
-                problem.resolution = event.payload.get("note").and_then(|n| n.as_str()).map(str::to_owned);
+                problem.resolution = event
+                    .payload
+                    .get("note")
+                    .and_then(|n| n.as_str())
+                    .map(str::to_owned);
                 save_problem(&tx, &problem).map_err(err)?;
                 outcomes.push(Outcome::Problem(Box::new(Ok(problem))));
             }
@@ -668,7 +802,10 @@ fn write_batch(
     Ok(outcomes)
 }
 
-type OpContext = (Option<mex_envelope::EngineId>, Option<mex_envelope::OperationName>);
+type OpContext = (
+    Option<mex_envelope::EngineId>,
+    Option<mex_envelope::OperationName>,
+);
 
 /// Engine and operation of an op, from its `op_received` event (found through
 /// the op_id index; earlier events of the same transaction are visible).
@@ -676,9 +813,15 @@ fn op_context(tx: &Transaction<'_>, op: Uuid) -> rusqlite::Result<Option<OpConte
     let mut stmt = tx.prepare_cached(
         "SELECT engine_id, operation FROM events WHERE op_id = ?1 AND kind = 'op_received' ORDER BY seq LIMIT 1",
     )?;
-    let found: Option<(Option<String>, Option<String>)> =
-        stmt.query_row([op.to_string()], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
-    Ok(found.map(|(e, o)| (e.and_then(|e| e.parse().ok()), o.and_then(|o| o.parse().ok()))))
+    let found: Option<(Option<String>, Option<String>)> = stmt
+        .query_row([op.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(found.map(|(e, o)| {
+        (
+            e.and_then(|e| e.parse().ok()),
+            o.and_then(|o| o.parse().ok()),
+        )
+    }))
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -689,7 +832,10 @@ fn insert_event(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
     let payload = if e.payload.is_null() {
         None
     } else {
-        Some(mex_envelope::canonical::to_string(&e.payload).map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?)
+        Some(
+            mex_envelope::canonical::to_string(&e.payload)
+                .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?,
+        )
     };
     let mut stmt = tx.prepare_cached(
         "INSERT INTO events (seq, ts_ms, kind, op_id, engine_id, operation, gate, rule, capability, decision, status, code, artifact, message, payload, prev_hash, hash)
@@ -727,7 +873,8 @@ fn parse_opt<T: std::str::FromStr>(text: Option<String>, what: &str) -> Result<O
 where
     T::Err: std::fmt::Display,
 {
-    text.map(|t| t.parse::<T>().map_err(|e| format!("{what}: {e}"))).transpose()
+    text.map(|t| t.parse::<T>().map_err(|e| format!("{what}: {e}")))
+        .transpose()
 }
 
 /// Decode a row of [`EVENT_COLUMNS`]. Errors are text: verify reports them
@@ -741,7 +888,8 @@ fn row_to_event(row: &Row<'_>) -> Result<Event, String> {
     let artifact: Option<Vec<u8>> = row.get(12).map_err(g)?;
     Ok(Event {
         seq: u64::try_from(seq).map_err(|_| format!("negative seq {seq}"))?,
-        recorded_at: UtcTimestamp::from_unix_millis(ts_ms).ok_or_else(|| format!("time {ts_ms} out of range"))?,
+        recorded_at: UtcTimestamp::from_unix_millis(ts_ms)
+            .ok_or_else(|| format!("time {ts_ms} out of range"))?,
         kind: kind.parse()?,
         op_id: parse_opt::<Uuid>(row.get(3).map_err(g)?, "op_id")?,
         engine_id: parse_opt(row.get(4).map_err(g)?, "engine_id")?,
@@ -750,12 +898,18 @@ fn row_to_event(row: &Row<'_>) -> Result<Event, String> {
         rule: row.get(7).map_err(g)?,
         capability: row.get(8).map_err(g)?,
         decision: parse_opt(row.get(9).map_err(g)?, "decision")?,
-        status: row.get::<_, Option<String>>(10).map_err(g)?.map(|s| parse_status(&s)).transpose()?,
+        status: row
+            .get::<_, Option<String>>(10)
+            .map_err(g)?
+            .map(|s| parse_status(&s))
+            .transpose()?,
         code: parse_opt(row.get(11).map_err(g)?, "code")?,
         artifact: artifact.map(|b| digest_from(b, "artifact")).transpose()?,
         message: row.get(13).map_err(g)?,
         payload: match payload {
-            Some(text) => serde_json::from_str(&text).map_err(|e| format!("payload is not JSON: {e}"))?,
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| format!("payload is not JSON: {e}"))?
+            }
             None => serde_json::Value::Null,
         },
         prev_hash: digest_from(row.get(15).map_err(g)?, "prev_hash")?,
@@ -764,12 +918,14 @@ fn row_to_event(row: &Row<'_>) -> Result<Event, String> {
 }
 
 fn load_problem(conn: &Connection, fingerprint: &str) -> rusqlite::Result<Option<Problem>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {PROBLEM_COLUMNS} FROM problems WHERE fingerprint = ?1"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {PROBLEM_COLUMNS} FROM problems WHERE fingerprint = ?1"
+    ))?;
     let mut rows = stmt.query([fingerprint])?;
     match rows.next()? {
-        Some(row) => row_to_problem(row)
-            .map(Some)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())),
+        Some(row) => row_to_problem(row).map(Some).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+        }),
         None => Ok(None),
     }
 }
@@ -800,7 +956,9 @@ fn save_problem(tx: &Transaction<'_>, p: &Problem) -> rusqlite::Result<()> {
 
 fn row_to_problem(row: &Row<'_>) -> Result<Problem, String> {
     let g = |e: rusqlite::Error| e.to_string();
-    let ts = |ms: i64| UtcTimestamp::from_unix_millis(ms).ok_or_else(|| format!("time {ms} out of range"));
+    let ts = |ms: i64| {
+        UtcTimestamp::from_unix_millis(ms).ok_or_else(|| format!("time {ms} out of range"))
+    };
     let code: String = row.get(1).map_err(g)?;
     let severity: String = row.get(5).map_err(g)?;
     let state: String = row.get(12).map_err(g)?;
@@ -818,7 +976,11 @@ fn row_to_problem(row: &Row<'_>) -> Result<Problem, String> {
         last_op_id: parse_opt::<Uuid>(row.get(10).map_err(g)?, "last_op_id")?,
         last_seq: u64::try_from(row.get::<_, i64>(11).map_err(g)?).unwrap_or(0),
         state: state.parse()?,
-        resolved_at: row.get::<_, Option<i64>>(13).map_err(g)?.map(ts).transpose()?,
+        resolved_at: row
+            .get::<_, Option<i64>>(13)
+            .map_err(g)?
+            .map(ts)
+            .transpose()?,
         resolution: row.get(14).map_err(g)?,
     })
 }

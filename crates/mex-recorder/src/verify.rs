@@ -139,7 +139,10 @@ impl ChainVerifier {
         }
         self.checked += 1;
         if seq != self.next_seq {
-            let detail = format!("expected seq {} next but found {seq}: events deleted", self.next_seq);
+            let detail = format!(
+                "expected seq {} next but found {seq}: events deleted",
+                self.next_seq
+            );
             self.fail(self.next_seq, BreakKind::Missing, detail);
             return false;
         }
@@ -176,7 +179,10 @@ impl ChainVerifier {
         if let Some(prev) = self.prev_time
             && event.recorded_at < prev
         {
-            let detail = format!("recorded at {} before the previous event ({prev})", event.recorded_at);
+            let detail = format!(
+                "recorded at {} before the previous event ({prev})",
+                event.recorded_at
+            );
             self.fail(seq, BreakKind::TimeRegression, detail);
             return false;
         }
@@ -185,7 +191,10 @@ impl ChainVerifier {
         {
             self.anchor_seen = true;
             if anchor.hash != event.hash {
-                let detail = format!("anchor says hash {} but the event's hash is {}", anchor.hash, event.hash);
+                let detail = format!(
+                    "anchor says hash {} but the event's hash is {}",
+                    anchor.hash, event.hash
+                );
                 self.fail(seq, BreakKind::AnchorMismatch, detail);
                 return false;
             }
@@ -231,9 +240,16 @@ impl ChainVerifier {
             self.fail(
                 anchor.seq,
                 BreakKind::AnchorMismatch,
-                format!("the anchored event seq {} is not in the log: the tail was cut off", anchor.seq),
+                format!(
+                    "the anchored event seq {} is not in the log: the tail was cut off",
+                    anchor.seq
+                ),
             );
         }
-        VerifyReport { events_checked: self.checked, checkpoint, first_break: self.first_break }
+        VerifyReport {
+            events_checked: self.checked,
+            checkpoint,
+            first_break: self.first_break,
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Bad files and places: clear errors naming the file, never a panic, never
 //! a silently empty log. And schema migrations from the previous version.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -8,8 +8,8 @@ use std::path::Path;
 
 use mex_envelope::ResultStatus;
 use mex_recorder::{
-    DB_FILE_NAME, EventDraft, EventKind, EventQuery, FlightRecorder, MemoryRecorder, ProblemFilter, ProblemState,
-    RecorderError, SCHEMA_VERSION, SqliteRecorder,
+    DB_FILE_NAME, EventDraft, EventKind, EventQuery, FlightRecorder, MemoryRecorder, ProblemFilter,
+    ProblemState, RecorderError, SCHEMA_VERSION, SqliteRecorder,
 };
 use rusqlite::{Connection, params};
 use serde_json::json;
@@ -17,7 +17,11 @@ use uuid::Uuid;
 
 fn assert_names_path(err: &RecorderError, path: &Path) {
     let text = err.to_string();
-    assert!(text.contains(&path.display().to_string()), "error should name {}: {text}", path.display());
+    assert!(
+        text.contains(&path.display().to_string()),
+        "error should name {}: {text}",
+        path.display()
+    );
 }
 
 #[test]
@@ -29,7 +33,11 @@ fn garbage_file_is_corrupt() {
     assert!(matches!(err, RecorderError::Corrupt { .. }), "{err}");
     assert_names_path(&err, &path);
     assert!(err.to_string().contains("move the file aside"), "{err}");
-    assert_eq!(std::fs::read(&path).unwrap(), vec![0xA5u8; 8192], "the evidence is left untouched");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        vec![0xA5u8; 8192],
+        "the evidence is left untouched"
+    );
 }
 
 #[test]
@@ -54,7 +62,13 @@ fn damaged_sqlite_pages_are_an_error_not_an_empty_log() {
     });
     match outcome {
         Err(e) => {
-            assert!(matches!(e, RecorderError::Corrupt { .. } | RecorderError::CorruptEvent { .. }), "{e}");
+            assert!(
+                matches!(
+                    e,
+                    RecorderError::Corrupt { .. } | RecorderError::CorruptEvent { .. }
+                ),
+                "{e}"
+            );
             assert_names_path(&e, &path);
         }
         Ok((report, n)) => panic!("damaged file read as a log of {n} events, report {report:?}"),
@@ -65,10 +79,16 @@ fn damaged_sqlite_pages_are_an_error_not_an_empty_log() {
 fn unrelated_sqlite_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(DB_FILE_NAME);
-    Connection::open(&path).unwrap().execute_batch("CREATE TABLE customers (id INTEGER);").unwrap();
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE customers (id INTEGER);")
+        .unwrap();
     let err = SqliteRecorder::open(dir.path()).unwrap_err();
     assert!(matches!(err, RecorderError::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains("some other SQLite database"), "{err}");
+    assert!(
+        err.to_string().contains("some other SQLite database"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -76,8 +96,10 @@ fn right_version_but_missing_tables_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(DB_FILE_NAME);
     let c = Connection::open(&path).unwrap();
-    c.execute_batch(&format!("CREATE TABLE events (seq INTEGER PRIMARY KEY); PRAGMA user_version = {SCHEMA_VERSION};"))
-        .unwrap();
+    c.execute_batch(&format!(
+        "CREATE TABLE events (seq INTEGER PRIMARY KEY); PRAGMA user_version = {SCHEMA_VERSION};"
+    ))
+    .unwrap();
     drop(c);
     let err = SqliteRecorder::open(dir.path()).unwrap_err();
     assert!(matches!(err, RecorderError::Corrupt { .. }), "{err}");
@@ -91,10 +113,15 @@ fn newer_schema_is_refused() {
         common::append_n(&rec, 3);
     }
     let path = dir.path().join(DB_FILE_NAME);
-    Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99;").unwrap();
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99;")
+        .unwrap();
     let err = SqliteRecorder::open(dir.path()).unwrap_err();
     match &err {
-        RecorderError::SchemaTooNew { found, supported, .. } => {
+        RecorderError::SchemaTooNew {
+            found, supported, ..
+        } => {
             assert_eq!(*found, 99);
             assert_eq!(*supported, SCHEMA_VERSION);
         }
@@ -123,7 +150,10 @@ fn read_only_directory_is_a_clear_error() {
     if proc_dir.is_dir() {
         dirs.push(proc_dir.to_owned());
     }
-    assert!(!dirs.is_empty(), "no read-only directory available to test with");
+    assert!(
+        !dirs.is_empty(),
+        "no read-only directory available to test with"
+    );
     for dir in dirs {
         let err = SqliteRecorder::open(&dir).unwrap_err();
         assert!(matches!(err, RecorderError::Open { .. }), "{err}");
@@ -175,7 +205,8 @@ fn opens_and_migrates_a_version_1_database() {
             .with_engine("engine.physics".parse().unwrap())
             .with_operation("physics.convert_units".parse().unwrap())
             .with_payload(json!({"config_hash": "abc"})),
-        EventDraft::op_completed(op, ResultStatus::Failed).with_code("PHYS_UNIT_MISMATCH".parse().unwrap()),
+        EventDraft::op_completed(op, ResultStatus::Failed)
+            .with_code("PHYS_UNIT_MISMATCH".parse().unwrap()),
     ])
     .unwrap();
     let old = mem.events(&EventQuery::all()).unwrap();
@@ -231,9 +262,16 @@ fn opens_and_migrates_a_version_1_database() {
     }
 
     let rec = SqliteRecorder::open(dir.path()).unwrap();
-    let version: i64 = Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let version: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(rec.events(&EventQuery::all()).unwrap(), old, "old events read back unchanged");
+    assert_eq!(
+        rec.events(&EventQuery::all()).unwrap(),
+        old,
+        "old events read back unchanged"
+    );
     assert!(rec.verify().unwrap().is_ok(), "old hashes still verify");
     let problems = rec.problems(&ProblemFilter::default()).unwrap();
     assert_eq!(problems.len(), 1);
@@ -242,7 +280,10 @@ fn opens_and_migrates_a_version_1_database() {
 
     // New events continue the old chain, and the problem keeps counting.
     let next = rec
-        .append(EventDraft::op_completed(op, ResultStatus::Failed).with_code("PHYS_UNIT_MISMATCH".parse().unwrap()))
+        .append(
+            EventDraft::op_completed(op, ResultStatus::Failed)
+                .with_code("PHYS_UNIT_MISMATCH".parse().unwrap()),
+        )
         .unwrap();
     assert_eq!(next.seq, 3);
     assert_eq!(next.prev_hash, old[1].hash);

@@ -2,7 +2,7 @@
 //! acknowledged event; the parent kills it with SIGKILL at random moments,
 //! many times. After each kill the log reopens, verifies, and holds every
 //! event the child was told is durable, with the hash it was told.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -22,7 +22,9 @@ const CHILD_THREADS: usize = 4;
 /// var this test does nothing.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let rec = Arc::new(SqliteRecorder::open(&dir).unwrap());
     let threads: Vec<_> = (0..CHILD_THREADS)
         .map(|t| {
@@ -95,14 +97,30 @@ fn acknowledged_events_survive_sigkill() {
         assert!(report.is_ok(), "round {round}: {report:?}");
         let events = rec.events(&EventQuery::all()).unwrap();
         for (seq, hash) in &acked {
-            let e = events.get(usize::try_from(*seq - 1).unwrap()).unwrap_or_else(|| {
-                panic!("round {round}: acknowledged seq {seq} is missing ({} events stored)", events.len())
-            });
+            let e = events
+                .get(usize::try_from(*seq - 1).unwrap())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "round {round}: acknowledged seq {seq} is missing ({} events stored)",
+                        events.len()
+                    )
+                });
             assert_eq!(e.seq, *seq);
-            assert_eq!(&e.hash.to_hex(), hash, "round {round}: acknowledged seq {seq} changed");
+            assert_eq!(
+                &e.hash.to_hex(),
+                hash,
+                "round {round}: acknowledged seq {seq} changed"
+            );
         }
     }
     writeln!(std::io::stderr(), "acks per round: {acked_this_run:?}").unwrap();
-    assert!(acked.len() > ROUNDS, "the child acknowledged too little to mean anything: {acked_this_run:?}");
-    assert!(started.elapsed() < Duration::from_secs(30), "crash test too slow: {:?}", started.elapsed());
+    assert!(
+        acked.len() > ROUNDS,
+        "the child acknowledged too little to mean anything: {acked_this_run:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "crash test too slow: {:?}",
+        started.elapsed()
+    );
 }

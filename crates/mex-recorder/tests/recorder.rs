@@ -1,6 +1,6 @@
 //! Behaviour shared by both recorders, then what only the durable one does:
 //! persistence, concurrency, redaction on disk, JSONL export.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -9,8 +9,8 @@ use std::sync::Arc;
 use mex_envelope::{DenialSeverity, ResultStatus, Sha256Digest, UtcTimestamp};
 use mex_recorder::event::{GENESIS_HASH, MAX_PAYLOAD_BYTES, TRUNCATED_MARKER};
 use mex_recorder::{
-    Decision, EventDraft, EventKind, EventQuery, FlightRecorder, MemoryRecorder, ProblemFilter, ProblemSeverity,
-    ProblemState, RecorderError, Redactor, SqliteRecorder,
+    Decision, EventDraft, EventKind, EventQuery, FlightRecorder, MemoryRecorder, ProblemFilter,
+    ProblemSeverity, ProblemState, RecorderError, Redactor, SqliteRecorder,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -20,7 +20,10 @@ use common::{denial, op_drafts};
 fn both() -> Vec<(Box<dyn FlightRecorder>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteRecorder::open(dir.path()).unwrap();
-    vec![(Box::new(MemoryRecorder::new()), None), (Box::new(sqlite), Some(dir))]
+    vec![
+        (Box::new(MemoryRecorder::new()), None),
+        (Box::new(sqlite), Some(dir)),
+    ]
 }
 
 #[test]
@@ -29,7 +32,10 @@ fn chain_seq_and_queries() {
         let a = Uuid::new_v4();
         let b = Uuid::new_v4();
         let first = rec.append_batch(op_drafts(a, 0)).unwrap();
-        assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(
+            first.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
         assert_eq!(first[0].prev_hash, GENESIS_HASH);
         assert!(first.windows(2).all(|w| w[1].prev_hash == w[0].hash));
         assert!(first.iter().all(|e| e.hash_is_valid()));
@@ -43,18 +49,43 @@ fn chain_seq_and_queries() {
         assert!(of_a.iter().all(|e| e.op_id == Some(a)));
         assert_eq!(of_a, first, "query returns the events as appended");
 
-        let started = rec.events(&EventQuery::kind(EventKind::EngineStarted)).unwrap();
+        let started = rec
+            .events(&EventQuery::kind(EventKind::EngineStarted))
+            .unwrap();
         assert_eq!(started.len(), 2);
-        let physics = rec.events(&EventQuery::engine("engine.physics".parse().unwrap())).unwrap();
-        assert_eq!(physics.len(), 8, "every event of an op is attributed to its engine");
-        assert!(physics.iter().all(|e| e.operation.as_ref().map(|o| o.as_str()) == Some("physics.convert_units")));
-        let limited = rec.events(&EventQuery { limit: Some(3), after_seq: Some(2), ..EventQuery::all() }).unwrap();
+        let physics = rec
+            .events(&EventQuery::engine("engine.physics".parse().unwrap()))
+            .unwrap();
+        assert_eq!(
+            physics.len(),
+            8,
+            "every event of an op is attributed to its engine"
+        );
+        assert!(
+            physics
+                .iter()
+                .all(|e| e.operation.as_ref().map(|o| o.as_str()) == Some("physics.convert_units"))
+        );
+        let limited = rec
+            .events(&EventQuery {
+                limit: Some(3),
+                after_seq: Some(2),
+                ..EventQuery::all()
+            })
+            .unwrap();
         assert_eq!(limited.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
 
         let t0 = first[0].recorded_at;
         let later = UtcTimestamp::from_unix_millis(t0.unix_millis() + 3_600_000).unwrap();
-        assert_eq!(rec.events(&EventQuery::between(t0, later)).unwrap().len(), 8);
-        assert!(rec.events(&EventQuery::between(later, later)).unwrap().is_empty());
+        assert_eq!(
+            rec.events(&EventQuery::between(t0, later)).unwrap().len(),
+            8
+        );
+        assert!(
+            rec.events(&EventQuery::between(later, later))
+                .unwrap()
+                .is_empty()
+        );
 
         let report = rec.verify().unwrap();
         assert!(report.is_ok(), "{report:?}");
@@ -71,14 +102,22 @@ fn problems_group_count_and_resolve() {
         let ops: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
         for op in &ops {
             rec.append_batch(op_drafts(*op, 0)[..1].to_vec()).unwrap();
-            rec.append(EventDraft::gate_outcome(*op, &denial(DenialSeverity::Deny))).unwrap();
+            rec.append(EventDraft::gate_outcome(*op, &denial(DenialSeverity::Deny)))
+                .unwrap();
             // The completion of a denied op does not count the denial twice.
-            rec.append(EventDraft::op_completed(*op, ResultStatus::Denied)).unwrap();
+            rec.append(EventDraft::op_completed(*op, ResultStatus::Denied))
+                .unwrap();
         }
         let mut degraded = denial(DenialSeverity::Degraded);
         degraded.code = "G-CAP.SCOPE_NARROWED".parse().unwrap();
-        rec.append(EventDraft::gate_outcome(ops[0], &degraded)).unwrap();
-        rec.append(EventDraft::gate_passed(ops[0], "G-DET".parse().unwrap(), "det.ceiling")).unwrap();
+        rec.append(EventDraft::gate_outcome(ops[0], &degraded))
+            .unwrap();
+        rec.append(EventDraft::gate_passed(
+            ops[0],
+            "G-DET".parse().unwrap(),
+            "det.ceiling",
+        ))
+        .unwrap();
         rec.append(
             EventDraft::op_completed(ops[1], ResultStatus::Failed)
                 .with_code("PHYS_UNIT_MISMATCH".parse().unwrap())
@@ -88,33 +127,63 @@ fn problems_group_count_and_resolve() {
 
         let problems = rec.problems(&ProblemFilter::default()).unwrap();
         assert_eq!(problems.len(), 3, "{problems:#?}");
-        let denied = problems.iter().find(|p| p.severity == ProblemSeverity::Error && p.gate.is_some()).unwrap();
+        let denied = problems
+            .iter()
+            .find(|p| p.severity == ProblemSeverity::Error && p.gate.is_some())
+            .unwrap();
         assert_eq!(denied.count, 3);
         assert_eq!(denied.code.as_str(), "G-CAP.CONSENT_MISSING");
         assert_eq!(denied.last_op_id, Some(ops[2]));
         assert_eq!(denied.state, ProblemState::Open);
-        assert_eq!(denied.engine_id.as_ref().map(|e| e.as_str()), Some("engine.physics"), "filled from op_received");
-        assert_eq!(denied.operation.as_ref().map(|e| e.as_str()), Some("physics.convert_units"));
+        assert_eq!(
+            denied.engine_id.as_ref().map(|e| e.as_str()),
+            Some("engine.physics"),
+            "filled from op_received"
+        );
+        assert_eq!(
+            denied.operation.as_ref().map(|e| e.as_str()),
+            Some("physics.convert_units")
+        );
         assert!(denied.first_seen <= denied.last_seen);
-        let degraded = problems.iter().find(|p| p.severity == ProblemSeverity::Warning).unwrap();
+        let degraded = problems
+            .iter()
+            .find(|p| p.severity == ProblemSeverity::Warning)
+            .unwrap();
         assert_eq!(degraded.count, 1);
-        let failed = problems.iter().find(|p| p.code.as_str() == "PHYS_UNIT_MISMATCH").unwrap();
+        let failed = problems
+            .iter()
+            .find(|p| p.code.as_str() == "PHYS_UNIT_MISMATCH")
+            .unwrap();
         assert_eq!(failed.message, "metres and seconds do not add");
 
-        let resolved = rec.resolve_problem(&denied.fingerprint, "consent recorded for net.http").unwrap();
+        let resolved = rec
+            .resolve_problem(&denied.fingerprint, "consent recorded for net.http")
+            .unwrap();
         assert_eq!(resolved.state, ProblemState::Resolved);
         assert_eq!(rec.problems(&ProblemFilter::open()).unwrap().len(), 2);
-        let audit = rec.events(&EventQuery::kind(EventKind::ProblemResolved)).unwrap();
+        let audit = rec
+            .events(&EventQuery::kind(EventKind::ProblemResolved))
+            .unwrap();
         assert_eq!(audit.len(), 1);
         assert_eq!(audit[0].payload["fingerprint"], json!(denied.fingerprint));
 
         // It happens again: reopened, count continues.
-        rec.append(EventDraft::gate_outcome(ops[0], &denial(DenialSeverity::Deny))).unwrap();
+        rec.append(EventDraft::gate_outcome(
+            ops[0],
+            &denial(DenialSeverity::Deny),
+        ))
+        .unwrap();
         let again = rec.problems(&ProblemFilter::open()).unwrap();
-        let reopened = again.iter().find(|p| p.fingerprint == denied.fingerprint).unwrap();
+        let reopened = again
+            .iter()
+            .find(|p| p.fingerprint == denied.fingerprint)
+            .unwrap();
         assert_eq!(reopened.count, 4);
 
-        assert!(matches!(rec.resolve_problem("nope", "x"), Err(RecorderError::UnknownProblem { .. })));
+        assert!(matches!(
+            rec.resolve_problem("nope", "x"),
+            Err(RecorderError::UnknownProblem { .. })
+        ));
         assert!(rec.verify().unwrap().is_ok());
     }
 }
@@ -123,23 +192,53 @@ fn problems_group_count_and_resolve() {
 fn invalid_drafts_record_nothing() {
     for (rec, _dir) in both() {
         let bad = EventDraft::new(EventKind::GateDenied).with_gate("G-CAP".parse().unwrap());
-        let err = rec.append_batch(vec![EventDraft::op_completed(Uuid::nil(), ResultStatus::Succeeded), bad]).unwrap_err();
-        assert!(matches!(err, RecorderError::InvalidEvent { kind: "gate_denied", .. }), "{err}");
+        let err = rec
+            .append_batch(vec![
+                EventDraft::op_completed(Uuid::nil(), ResultStatus::Succeeded),
+                bad,
+            ])
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RecorderError::InvalidEvent {
+                    kind: "gate_denied",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("rule"), "{err}");
-        assert!(rec.events(&EventQuery::all()).unwrap().is_empty(), "a refused batch records nothing");
+        assert!(
+            rec.events(&EventQuery::all()).unwrap().is_empty(),
+            "a refused batch records nothing"
+        );
     }
 }
 
 #[test]
 fn payloads_are_bounded() {
     for (rec, _dir) in both() {
-        let big: Vec<String> = (0..200).map(|i| format!("{i:04}{}", "x".repeat(500))).collect();
-        let e = rec.append(EventDraft::conformance_run("engine.physics".parse().unwrap(), false, json!({ "log": big }))).unwrap();
+        let big: Vec<String> = (0..200)
+            .map(|i| format!("{i:04}{}", "x".repeat(500)))
+            .collect();
+        let e = rec
+            .append(EventDraft::conformance_run(
+                "engine.physics".parse().unwrap(),
+                false,
+                json!({ "log": big }),
+            ))
+            .unwrap();
         assert!(e.payload.get(TRUNCATED_MARKER).is_some());
         assert!(mex_envelope::canonical::to_vec(&e.payload).unwrap().len() <= MAX_PAYLOAD_BYTES);
         let raw = rec.append(
-            EventDraft::artifact_written(Uuid::nil(), Sha256Digest::of(b"x"), 1, "application/octet-stream")
-                .with_payload(json!({"bytes_base64": "QUFB".repeat(10_000)})),
+            EventDraft::artifact_written(
+                Uuid::nil(),
+                Sha256Digest::of(b"x"),
+                1,
+                "application/octet-stream",
+            )
+            .with_payload(json!({"bytes_base64": "QUFB".repeat(10_000)})),
         );
         let raw = raw.unwrap();
         assert!(raw.payload["bytes_base64"].as_str().unwrap().len() < 1024);
@@ -180,7 +279,9 @@ fn sqlite_persists_across_reopen() {
     };
     let rec = SqliteRecorder::open(dir.path()).unwrap();
     assert_eq!(rec.events(&EventQuery::op(op)).unwrap(), appended);
-    let next = rec.append(EventDraft::op_completed(op, ResultStatus::Succeeded)).unwrap();
+    let next = rec
+        .append(EventDraft::op_completed(op, ResultStatus::Succeeded))
+        .unwrap();
     assert_eq!(next.seq, 5);
     assert_eq!(next.prev_hash, appended[3].hash);
     assert!(rec.verify().unwrap().is_ok());
@@ -200,7 +301,11 @@ fn concurrent_appends_lose_nothing_and_keep_one_chain() {
                 let mut seqs = Vec::new();
                 for i in 0..PER_THREAD {
                     let e = rec
-                        .append(EventDraft::new(EventKind::OpReceived).with_op_id(op).with_payload(json!({"t": t, "i": i})))
+                        .append(
+                            EventDraft::new(EventKind::OpReceived)
+                                .with_op_id(op)
+                                .with_payload(json!({"t": t, "i": i})),
+                        )
                         .unwrap();
                     seqs.push(e.seq);
                 }
@@ -211,15 +316,25 @@ fn concurrent_appends_lose_nothing_and_keep_one_chain() {
     let mut all_seqs = Vec::new();
     for h in handles {
         let (op, seqs) = h.join().unwrap();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one thread's appends keep their order");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "one thread's appends keep their order"
+        );
         let stored = rec.events(&EventQuery::op(op)).unwrap();
         assert_eq!(stored.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
-        let is: Vec<u64> = stored.iter().map(|e| e.payload["i"].as_u64().unwrap()).collect();
+        let is: Vec<u64> = stored
+            .iter()
+            .map(|e| e.payload["i"].as_u64().unwrap())
+            .collect();
         assert_eq!(is, (0..PER_THREAD).collect::<Vec<_>>());
         all_seqs.extend(seqs);
     }
     all_seqs.sort_unstable();
-    assert_eq!(all_seqs, (1..=THREADS * PER_THREAD).collect::<Vec<_>>(), "every seq exactly once");
+    assert_eq!(
+        all_seqs,
+        (1..=THREADS * PER_THREAD).collect::<Vec<_>>(),
+        "every seq exactly once"
+    );
     let report = rec.verify().unwrap();
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.events_checked, THREADS * PER_THREAD);
@@ -248,7 +363,15 @@ fn two_handles_on_one_file_share_one_chain() {
     let b = SqliteRecorder::open(dir.path()).unwrap();
     for i in 0..10 {
         let rec: &dyn FlightRecorder = if i % 2 == 0 { &a } else { &b };
-        assert_eq!(rec.append(EventDraft::op_completed(Uuid::nil(), ResultStatus::Succeeded)).unwrap().seq, i + 1);
+        assert_eq!(
+            rec.append(EventDraft::op_completed(
+                Uuid::nil(),
+                ResultStatus::Succeeded
+            ))
+            .unwrap()
+            .seq,
+            i + 1
+        );
     }
     assert!(a.verify().unwrap().is_ok());
 }
@@ -263,7 +386,9 @@ fn secrets_never_reach_the_database_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("recorder.sqlite3");
     {
-        let rec = SqliteRecorder::open_file_with(&path, Redactor::new().with_secret_value(REGISTERED)).unwrap();
+        let rec =
+            SqliteRecorder::open_file_with(&path, Redactor::new().with_secret_value(REGISTERED))
+                .unwrap();
         let op = Uuid::new_v4();
         rec.append(
             EventDraft::capability(op, "secrets.use:deploy", true, "cap.consent_on_record").with_payload(json!({
@@ -285,7 +410,8 @@ fn secrets_never_reach_the_database_file() {
             assert!(!text.contains(s), "{s} leaked into a query result");
         }
         assert!(text.contains("[REDACTED]"));
-        let problems = serde_json::to_string(&rec.problems(&ProblemFilter::default()).unwrap()).unwrap();
+        let problems =
+            serde_json::to_string(&rec.problems(&ProblemFilter::default()).unwrap()).unwrap();
         assert!(!problems.contains(REGISTERED));
         // Check the files while the recorder is open (WAL not yet
         // checkpointed) and again after close.

@@ -1,9 +1,11 @@
 //! Tamper tests: each kind of edit made with raw SQL behind the recorder's
 //! back is found by `verify`, at the first bad seq.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mex_envelope::ResultStatus;
-use mex_recorder::{BreakKind, EventDraft, EventKind, EventQuery, FlightRecorder, RecorderError, SqliteRecorder};
+use mex_recorder::{
+    BreakKind, EventDraft, EventKind, EventQuery, FlightRecorder, RecorderError, SqliteRecorder,
+};
 use rusqlite::{Connection, params};
 use serde_json::json;
 use uuid::Uuid;
@@ -16,7 +18,12 @@ fn setup() -> (tempfile::TempDir, SqliteRecorder, Connection) {
     let rec = SqliteRecorder::open(dir.path()).unwrap();
     let op = Uuid::new_v4();
     for i in 0..N {
-        rec.append(EventDraft::new(EventKind::OpReceived).with_op_id(op).with_payload(json!({"i": i}))).unwrap();
+        rec.append(
+            EventDraft::new(EventKind::OpReceived)
+                .with_op_id(op)
+                .with_payload(json!({"i": i})),
+        )
+        .unwrap();
     }
     assert!(rec.verify().unwrap().is_ok());
     let raw = Connection::open(rec.path()).unwrap();
@@ -32,9 +39,20 @@ fn first_break(rec: &SqliteRecorder) -> (u64, BreakKind) {
 /// Rewrite one row's hash so that it matches its (tampered) content, as an
 /// attacker who knows the scheme would.
 fn rehash(rec: &SqliteRecorder, raw: &Connection, seq: u64) {
-    let mut e = rec.events(&EventQuery { after_seq: Some(seq - 1), limit: Some(1), ..EventQuery::all() }).unwrap().remove(0);
+    let mut e = rec
+        .events(&EventQuery {
+            after_seq: Some(seq - 1),
+            limit: Some(1),
+            ..EventQuery::all()
+        })
+        .unwrap()
+        .remove(0);
     e.hash = e.compute_hash().unwrap();
-    raw.execute("UPDATE events SET hash = ?1 WHERE seq = ?2", params![e.hash.as_bytes().as_slice(), seq as i64]).unwrap();
+    raw.execute(
+        "UPDATE events SET hash = ?1 WHERE seq = ?2",
+        params![e.hash.as_bytes().as_slice(), seq as i64],
+    )
+    .unwrap();
 }
 
 #[test]
@@ -49,23 +67,33 @@ fn untouched_log_verifies() {
 #[test]
 fn edited_payload() {
     let (_d, rec, raw) = setup();
-    raw.execute("UPDATE events SET payload = '{\"i\":999}' WHERE seq = 5", []).unwrap();
+    raw.execute(
+        "UPDATE events SET payload = '{\"i\":999}' WHERE seq = 5",
+        [],
+    )
+    .unwrap();
     assert_eq!(first_break(&rec), (5, BreakKind::HashMismatch));
 }
 
 #[test]
 fn edited_time_or_kind_column() {
     let (_d, rec, raw) = setup();
-    raw.execute("UPDATE events SET ts_ms = ts_ms + 1 WHERE seq = 3", []).unwrap();
+    raw.execute("UPDATE events SET ts_ms = ts_ms + 1 WHERE seq = 3", [])
+        .unwrap();
     assert_eq!(first_break(&rec), (3, BreakKind::HashMismatch));
-    raw.execute("UPDATE events SET kind = 'gate_passed' WHERE seq = 2", []).unwrap();
+    raw.execute("UPDATE events SET kind = 'gate_passed' WHERE seq = 2", [])
+        .unwrap();
     assert_eq!(first_break(&rec), (2, BreakKind::HashMismatch));
 }
 
 #[test]
 fn edited_and_rehashed_event_breaks_the_link() {
     let (_d, rec, raw) = setup();
-    raw.execute("UPDATE events SET payload = '{\"i\":999}' WHERE seq = 5", []).unwrap();
+    raw.execute(
+        "UPDATE events SET payload = '{\"i\":999}' WHERE seq = 5",
+        [],
+    )
+    .unwrap();
     rehash(&rec, &raw, 5);
     assert_eq!(first_break(&rec), (6, BreakKind::PrevHashMismatch));
 }
@@ -73,10 +101,14 @@ fn edited_and_rehashed_event_breaks_the_link() {
 #[test]
 fn unreadable_row_is_a_break_and_a_query_error() {
     let (_d, rec, raw) = setup();
-    raw.execute("UPDATE events SET kind = 'no_such_kind' WHERE seq = 4", []).unwrap();
+    raw.execute("UPDATE events SET kind = 'no_such_kind' WHERE seq = 4", [])
+        .unwrap();
     assert_eq!(first_break(&rec), (4, BreakKind::Unreadable));
     let err = rec.events(&EventQuery::all()).unwrap_err();
-    assert!(matches!(err, RecorderError::CorruptEvent { seq: 4, .. }), "{err}");
+    assert!(
+        matches!(err, RecorderError::CorruptEvent { seq: 4, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -127,7 +159,14 @@ fn inserted_event_in_the_middle() {
     // prev_hash are perfect (the attacker knows the scheme).
     raw.execute_batch("UPDATE events SET seq = seq + 1000 WHERE seq > 5; UPDATE events SET seq = seq - 999 WHERE seq > 1000;")
         .unwrap();
-    let prev = rec.events(&EventQuery { after_seq: Some(4), limit: Some(1), ..EventQuery::all() }).unwrap().remove(0);
+    let prev = rec
+        .events(&EventQuery {
+            after_seq: Some(4),
+            limit: Some(1),
+            ..EventQuery::all()
+        })
+        .unwrap()
+        .remove(0);
     let mut forged = prev.clone();
     forged.seq = 6;
     forged.prev_hash = prev.hash;
@@ -154,7 +193,13 @@ fn inserted_event_in_the_middle() {
 fn inserted_event_at_the_end() {
     let (_d, rec, raw) = setup();
     // A perfectly chained event appended without updating the checkpoint.
-    let last = rec.events(&EventQuery { after_seq: Some(N - 1), ..EventQuery::all() }).unwrap().remove(0);
+    let last = rec
+        .events(&EventQuery {
+            after_seq: Some(N - 1),
+            ..EventQuery::all()
+        })
+        .unwrap()
+        .remove(0);
     let mut forged = last.clone();
     forged.seq = N + 1;
     forged.prev_hash = last.hash;
@@ -203,8 +248,15 @@ fn truncation_with_rewritten_checkpoint_needs_an_anchor() {
     let (_d, rec, raw) = setup();
     let anchor = rec.head().unwrap().unwrap();
     raw.execute("DELETE FROM events WHERE seq > 7", []).unwrap();
-    raw.execute("UPDATE chain_head SET seq = 7, hash = (SELECT hash FROM events WHERE seq = 7)", []).unwrap();
-    assert!(rec.verify().unwrap().is_ok(), "undetectable from the file alone (documented)");
+    raw.execute(
+        "UPDATE chain_head SET seq = 7, hash = (SELECT hash FROM events WHERE seq = 7)",
+        [],
+    )
+    .unwrap();
+    assert!(
+        rec.verify().unwrap().is_ok(),
+        "undetectable from the file alone (documented)"
+    );
     let report = rec.verify_anchored(anchor).unwrap();
     let b = report.first_break.unwrap();
     assert_eq!((b.seq, b.kind), (N, BreakKind::AnchorMismatch));
@@ -222,6 +274,10 @@ fn anchor_with_a_different_hash() {
 #[test]
 fn appends_after_a_clean_verify_still_verify() {
     let (_d, rec, _raw) = setup();
-    rec.append(EventDraft::op_completed(Uuid::nil(), ResultStatus::Succeeded)).unwrap();
+    rec.append(EventDraft::op_completed(
+        Uuid::nil(),
+        ResultStatus::Succeeded,
+    ))
+    .unwrap();
     assert!(rec.verify().unwrap().is_ok());
 }

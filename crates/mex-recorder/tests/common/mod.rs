@@ -1,5 +1,5 @@
 //! Shared test helpers.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use mex_envelope::{DenialSeverity, GateDenial, ResultStatus};
 use mex_recorder::{EventDraft, FlightRecorder};
