@@ -209,7 +209,10 @@ pub enum RegistryError {
         available: String,
     },
     /// Params do not match the operation's schema.
-    #[error("params do not match the schema of {operation}: {}", render_params(errors))]
+    #[error(
+        "params do not match the schema of {operation}: {}",
+        render_params(errors)
+    )]
     InvalidParams {
         /// The operation.
         operation: String,

@@ -139,8 +139,8 @@ pub use error::{ParamsError, Problem, ProblemKind, RegistryError};
 pub use format::{GateRequirement, ImplementationKind, OutputDecl, OutputType, VectorKind};
 pub use gates::{ENGINE_GATES, GLOBAL_GATES, is_engine_gate, is_global_gate, is_known_gate};
 pub use model::{
-    ArtifactParam, BudgetLimits, ConformanceVector, Engine, EngineGate, EngineStatus,
-    Expectation, FailureCode, Implementation, Operation, Registry, SchemaSource,
+    ArtifactParam, BudgetLimits, ConformanceVector, Engine, EngineGate, EngineStatus, Expectation,
+    FailureCode, Implementation, Operation, Registry, SchemaSource,
 };
 pub use span::Position;
 
@@ -166,9 +166,10 @@ impl Registry {
             source,
         };
         let meta = std::fs::metadata(path).map_err(io)?;
-        let name = path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         if meta.len() > MAX_REGISTRY_BYTES as u64 {
             return Err(RegistryError::Invalid {
                 source_name: name.clone(),

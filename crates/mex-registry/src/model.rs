@@ -137,9 +137,11 @@ impl EngineGate {
     pub fn applies(&self, operation: &OperationName, requested: &[Capability]) -> bool {
         let op_ok = self.operations.is_empty() || self.operations.contains(operation);
         let cap_ok = self.when_capabilities.is_empty()
-            || requested
-                .iter()
-                .any(|c| self.when_capabilities.iter().any(|k| k == c.kind().as_str()));
+            || requested.iter().any(|c| {
+                self.when_capabilities
+                    .iter()
+                    .any(|k| k == c.kind().as_str())
+            });
         op_ok && cap_ok
     }
 }

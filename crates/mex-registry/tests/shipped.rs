@@ -91,8 +91,14 @@ fn implemented_and_declared_engines_say_so() {
     let err = r
         .implementation(&id("engine.physics"), &VersionReq::parse("^2").unwrap())
         .unwrap_err();
-    assert!(matches!(err, RegistryError::NoMatchingImplementation { .. }));
-    assert!(err.to_string().contains("mex-engine-physics@0.1.0"), "{err}");
+    assert!(matches!(
+        err,
+        RegistryError::NoMatchingImplementation { .. }
+    ));
+    assert!(
+        err.to_string().contains("mex-engine-physics@0.1.0"),
+        "{err}"
+    );
 }
 
 #[test]
