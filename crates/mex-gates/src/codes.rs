@@ -154,6 +154,38 @@ pub const CODES: &[(&str, &str)] = &[
         "G-GATE.NOT_IMPLEMENTED",
         "the registry names an engine-specific gate with no implementation (fail closed)",
     ),
+    (
+        "G-RESULT.OUTPUT_UNVERIFIED",
+        "after the run: an output, evidence or log artifact does not verify in the store",
+    ),
+    (
+        "G-RESULT.OUTPUT_BUDGET_EXCEEDED",
+        "after the run: outputs, evidence and logs exceed the output budget",
+    ),
+    (
+        "G-RESULT.TOO_MANY_OUTPUTS",
+        "after the run: more outputs than output_spec.max_outputs",
+    ),
+    (
+        "G-RESULT.OUTPUT_SPEC_LIMIT",
+        "after the run: output bytes above output_spec.max_output_bytes",
+    ),
+    (
+        "G-RESULT.OUTPUT_TYPE",
+        "after the run: an output kind or media type output_spec does not allow",
+    ),
+    (
+        "G-RESULT.EVIDENCE_MISSING",
+        "after the run: a D0/D1 result without evidence",
+    ),
+    (
+        "G-RESULT.PROVENANCE_INCOMPLETE",
+        "after the run: provenance does not describe the run",
+    ),
+    (
+        "G-RESULT.CAPABILITIES_EXCEED_REQUEST",
+        "after the run: granted capabilities are not a subset of requested",
+    ),
 ];
 
 /// Build a deny finding. The gate is the code without its last part.

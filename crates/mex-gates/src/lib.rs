@@ -20,6 +20,7 @@ pub mod gates;
 pub mod pipeline;
 pub mod policy;
 pub mod registry;
+pub mod results;
 mod store;
 
 pub use codes::CODES;
