@@ -120,10 +120,42 @@ pub trait FlightRecorder: Send + Sync {
     fn verify_anchored(&self, anchor: ChainHead) -> Result<VerifyReport, RecorderError>;
 }
 
+/// JSON Schemas of this crate's wire types, named for `schemas/<name>.schema.json`,
+/// in a stable order: the event (one JSONL export line), the problem and the
+/// verification report.
+pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
+    vec![
+        ("recorder-event", schemars::schema_for!(Event)),
+        ("recorder-problem", schemars::schema_for!(Problem)),
+        (
+            "recorder-verify-report",
+            schemars::schema_for!(VerifyReport),
+        ),
+    ]
+}
+
 pub(crate) fn write_jsonl_line(out: &mut dyn Write, event: &Event) -> Result<(), RecorderError> {
     let mut line = event.to_canonical_json()?;
     line.push(b'\n');
     out.write_all(&line).map_err(|e| RecorderError::Export {
         detail: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn event_schema_names_every_kind_and_refuses_unknown_fields() {
+        let schemas = super::schemas();
+        let text = serde_json::to_string(&schemas[0].1).unwrap();
+        for kind in super::EventKind::ALL {
+            assert!(
+                text.contains(&format!("\"{kind}\"")),
+                "{kind} missing from the event schema"
+            );
+        }
+        assert!(text.contains("\"additionalProperties\":false"));
+    }
 }

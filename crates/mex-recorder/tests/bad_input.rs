@@ -45,7 +45,7 @@ fn damaged_sqlite_pages_are_an_error_not_an_empty_log() {
     let dir = tempfile::tempdir().unwrap();
     {
         let rec = SqliteRecorder::open(dir.path()).unwrap();
-        common::append_n(&rec, 2000);
+        common::append_bulk(&rec, 2000);
     } // closing checkpoints the WAL into the main file
     let path = dir.path().join(DB_FILE_NAME);
     let mut bytes = std::fs::read(&path).unwrap();

@@ -47,3 +47,17 @@ pub fn append_n(rec: &dyn FlightRecorder, n: u64) {
         .unwrap();
     }
 }
+
+/// Append `n` events in transactions of 100 (the fast path).
+pub fn append_bulk(rec: &dyn FlightRecorder, n: u64) {
+    let drafts: Vec<EventDraft> = (0..n)
+        .map(|i| {
+            EventDraft::new(mex_recorder::EventKind::OpReceived)
+                .with_op_id(Uuid::new_v4())
+                .with_payload(json!({"i": i}))
+        })
+        .collect();
+    for chunk in drafts.chunks(100) {
+        rec.append_batch(chunk.to_vec()).unwrap();
+    }
+}
