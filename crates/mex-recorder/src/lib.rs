@@ -20,7 +20,7 @@
 //! `recorded_at` (never earlier than the previous event), `prev_hash` and
 //! `hash` = SHA-256 of the RFC 8785 canonical form of the [`Event`] without
 //! its `hash`. [`FlightRecorder::verify`] walks the chain and reports the
-//! first bad seq; see [`verify`](crate::verify) for what it catches and,
+//! first bad seq; see the [`verify`] module for what it catches and,
 //! honestly, what it cannot.
 //!
 //! ## Durability (the decision)

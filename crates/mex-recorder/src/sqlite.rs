@@ -752,6 +752,8 @@ fn write_batch(
                 None => draft.seal(seq, ts, prev)?,
             };
             insert_event(tx, &event).map_err(err)?;
+            // An unreadable problems row is replaced rather than allowed to block
+            // the event: the audit event matters more than a derived count.
             if let Some(p) = problem::observe(&event, |fp| load_problem(tx, fp).ok().flatten()) {
                 save_problem(tx, &p).map_err(err)?;
             }
