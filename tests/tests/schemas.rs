@@ -23,6 +23,21 @@ fn committed_schemas_match_the_code() {
 }
 
 #[test]
+fn committed_policy_schema_matches_the_code() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("schemas/capability-policy.schema.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    let generated = mex_envelope::schema::render(&mex_gates::policy::schema());
+    assert!(
+        committed == generated,
+        "{} drifted; run `cargo xtask schemas` and commit the result",
+        path.display()
+    );
+}
+
+#[test]
 fn schemas_are_draft_2020_12_and_compile() {
     for named in mex_envelope::schema::all() {
         let value = serde_json::to_value(&named.schema).unwrap();

@@ -107,6 +107,10 @@ pub const CODES: &[(&str, &str)] = &[
         "a budget field exceeds the registry maximum",
     ),
     (
+        "G-BUDGET.NO_DEFAULT",
+        "wall time or output bytes is absent and the registry has no default for it",
+    ),
+    (
         "G-BUDGET.OUTPUT_SPEC_EXCEEDS_BUDGET",
         "output_spec limits do not fit the output budget",
     ),
@@ -149,6 +153,10 @@ pub const CODES: &[(&str, &str)] = &[
     (
         "G-DET.SEED_MISSING",
         "the operation declares a seed param, required at D2/D3, and none was given",
+    ),
+    (
+        "G-GATE.NOT_INSTALLED",
+        "a recommended engine-specific gate is not installed (degraded)",
     ),
     (
         "G-GATE.NOT_IMPLEMENTED",

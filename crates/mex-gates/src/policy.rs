@@ -255,6 +255,12 @@ pub(crate) fn same_kind_consents<'a>(
         .filter(move |c| c.capability.0.kind() == kind)
 }
 
+/// The JSON Schema of the policy file (committed as
+/// `schemas/capability-policy.schema.json`).
+pub fn schema() -> schemars::Schema {
+    schemars::schema_for!(CapabilityPolicy)
+}
+
 fn display_path(path: &serde_path_to_error::Path) -> String {
     let text = path.to_string();
     if text == "." {

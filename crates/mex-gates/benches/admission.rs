@@ -1,0 +1,97 @@
+//! Admission of a typical operation without artifact I/O, as a ratio against
+//! parsing the same envelope with serde_json alone, in the same run; and
+//! admission of an operation with a 1 MiB input to verify.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mex_artifacts::{ArtifactStore, PutOptions, StoreConfig};
+use mex_envelope::{ArtifactKind, Classification};
+use mex_gates::{CapabilityPolicy, GateContext, OpLedger, Pipeline, RegistryCatalog};
+use mex_registry::Registry;
+use serde_json::json;
+
+/// Benchmarks admit the same op id repeatedly; this ledger never refuses.
+struct NoLedger;
+impl OpLedger for NoLedger {
+    fn seen(&self, _: uuid::Uuid) -> bool {
+        false
+    }
+    fn claim(&self, _: uuid::Uuid) -> bool {
+        true
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let registry = Arc::new(Registry::load(fixtures.join("registry.json")).unwrap());
+    let policy = CapabilityPolicy::from_json_str(
+        &std::fs::read_to_string(fixtures.join("policy.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // No verification cache: every admission re-hashes the input.
+    let config = StoreConfig {
+        verify_cache: false,
+        ..StoreConfig::default()
+    };
+    let store = Arc::new(ArtifactStore::with_config(dir.path(), config).unwrap());
+    let ctx = GateContext::new(
+        Arc::new(RegistryCatalog::new(registry)),
+        Arc::new(policy),
+        None,
+        store.clone(),
+        Arc::new(NoLedger),
+    );
+    let pipeline = Pipeline::new(ctx);
+
+    let typical = serde_json::to_vec(&json!({
+        "schema_version": "poe-1.0", "op_id": "11111111-1111-4111-8111-000000000001",
+        "engine_id": "engine.layout", "engine_version_req": "*", "operation": "layout.generate",
+        "inputs": [], "params": {"seed": 7, "format": "svg"}, "capabilities_requested": ["fs.write:artifacts"],
+        "budget": {"wall_time_ms": 1000}, "determinism": "D2"
+    }))
+    .unwrap();
+    assert!(pipeline.admit_json(&typical).1.result.is_ok());
+
+    let big = vec![b'x'; 1 << 20];
+    let handle = store
+        .put_bytes(
+            &big,
+            &PutOptions::new(ArtifactKind::File, Classification::Low),
+        )
+        .unwrap();
+    let with_input = serde_json::to_vec(&json!({
+        "schema_version": "poe-1.0", "op_id": "11111111-1111-4111-8111-000000000002",
+        "engine_id": "engine.physics", "engine_version_req": "*", "operation": "physics.check_units",
+        "inputs": [handle], "params": {"expr_ref": handle.artifact_id.to_string()},
+        "capabilities_requested": ["fs.read:inputs", "fs.write:artifacts"], "budget": {}, "determinism": "D3"
+    }))
+    .unwrap();
+    let admitted = pipeline.admit_json(&with_input).1;
+    assert!(admitted.result.is_ok(), "{:?}", admitted.outcomes);
+
+    let mut group = c.benchmark_group("admission");
+    group.bench_function("serde_json_parse_only", |b| {
+        b.iter(|| {
+            black_box(serde_json::from_slice::<serde_json::Value>(black_box(&typical)).unwrap())
+        })
+    });
+    group.bench_function("admit_typical_no_io", |b| {
+        b.iter(|| black_box(pipeline.admit_json(black_box(&typical))))
+    });
+    group.bench_function("admit_with_1mib_input", |b| {
+        b.iter(|| black_box(pipeline.admit_json(black_box(&with_input))))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);
