@@ -44,18 +44,7 @@ fn schemas(check: bool) -> Result<()> {
     let dir = workspace_root().join("schemas");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut drifted = Vec::new();
-    let mut all: Vec<(String, String)> = mex_envelope::schema::all()
-        .into_iter()
-        .map(|n| (n.name.to_owned(), mex_envelope::schema::render(&n.schema)))
-        .collect();
-    all.push((
-        "mechanical-engines".into(),
-        mex_registry::render_schema(&mex_registry::schema()),
-    ));
-    all.push((
-        "capability-policy".into(),
-        mex_envelope::schema::render(&mex_gates::policy::schema()),
-    ));
+    let all = xtask::published_schemas();
     for (name, fresh) in all {
         let path = dir.join(format!("{name}.schema.json"));
         let current = std::fs::read_to_string(&path).unwrap_or_default();

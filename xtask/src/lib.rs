@@ -1,0 +1,23 @@
+//! The list of generated files the workspace publishes, shared by
+//! `cargo xtask schemas` (which writes them) and the drift test in `tests/`
+//! (which fails when the committed files differ). Owns no runtime code.
+
+/// Every published JSON Schema as `(file stem under schemas/, rendered text)`.
+pub fn published_schemas() -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = mex_envelope::schema::all()
+        .into_iter()
+        .map(|n| (n.name.to_owned(), mex_envelope::schema::render(&n.schema)))
+        .collect();
+    all.push((
+        "mechanical-engines".into(),
+        mex_registry::render_schema(&mex_registry::schema()),
+    ));
+    all.push((
+        "capability-policy".into(),
+        mex_envelope::schema::render(&mex_gates::policy::schema()),
+    ));
+    for (name, schema) in mex_recorder::schemas() {
+        all.push((name.to_owned(), mex_envelope::schema::render(&schema)));
+    }
+    all
+}
