@@ -1,0 +1,324 @@
+//! The engine-author API: the [`Engine`] trait and the run-bound
+//! [`ExecutionContext`] through which an engine does everything it may do.
+//!
+//! The context has private fields and no public constructor, is neither
+//! `Clone` nor `Default`, and carries an invariant lifetime `'run` that brands
+//! everything it hands out. An engine's `execute` is generic over `'run`, so
+//! the only [`Completion<'run>`] it can return is the one its own context made
+//! with [`ExecutionContext::complete`]; the runtime also checks the run token
+//! at run time. Outputs are whatever the engine wrote through the context:
+//! there is no way to *claim* an artifact, and no way to set status,
+//! timestamps or provenance, which the runtime assembles.
+//!
+//! What the type system cannot stop, inside an in-process engine: `unsafe`
+//! code, ambient `std::fs`/`std::net`/`std::process` calls, spinning past the
+//! deadline without polling, or allocating without bound. In-process engines
+//! are therefore trusted code (reviewed, certified); untrusted work runs in a
+//! sandboxed child process (mex-sandbox), where the OS enforces the limits.
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use mex_artifacts::ArtifactStore;
+use mex_envelope::{
+    ArtifactHandle, ArtifactKind, Capability, EngineId, ErrorCode, MediaType, OperationName,
+    PlannedOperation, Sha256Digest,
+};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// An engine implementation. Implementations are registered with the runtime
+/// builder and are only ever called by the runtime.
+pub trait Engine: Send + Sync + 'static {
+    /// The engine this implements (must be declared in the registry).
+    fn engine_id(&self) -> EngineId;
+    /// Implementation id, as declared in the registry.
+    fn implementation_id(&self) -> &str;
+    /// Implementation version, as declared in the registry.
+    fn implementation_version(&self) -> semver::Version;
+    /// Do the work of one run. Read inputs and write outputs only through
+    /// `ctx`; finish with `ctx.complete()`, or fail with an [`EngineFailure`].
+    fn execute<'run>(
+        &self,
+        ctx: &ExecutionContext<'run>,
+    ) -> Result<Completion<'run>, EngineFailure>;
+}
+
+/// A typed failure an engine reports. Its code should be one of the engine's
+/// declared failure codes; the runtime records it either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineFailure {
+    /// Stable code, e.g. `PHYS_UNIT_MISMATCH`.
+    pub code: ErrorCode,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl EngineFailure {
+    /// A failure with a code written in source (see `ErrorCode::from_static`).
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code: ErrorCode::from_static(code),
+            message: message.into(),
+        }
+    }
+}
+
+/// Invariant in `'run`: neither shortens nor lengthens.
+type Brand<'run> = PhantomData<fn(&'run ()) -> &'run ()>;
+
+/// Proof that an engine finished its own run. Only
+/// [`ExecutionContext::complete`] makes one.
+#[derive(Debug)]
+pub struct Completion<'run> {
+    pub(crate) run_token: Uuid,
+    _brand: Brand<'run>,
+}
+
+/// What went wrong writing through the context.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The write would exceed the run's output budget; the run will end as
+    /// budget exceeded.
+    #[error(
+        "output budget of {budget} bytes exceeded ({attempted} bytes attempted); the run ends as budget_exceeded"
+    )]
+    BudgetExceeded {
+        /// The budget.
+        budget: u64,
+        /// Total bytes the write would have reached.
+        attempted: u64,
+    },
+    /// The run was cancelled (deadline passed); nothing more is accepted.
+    #[error("the run was cancelled (its wall-time budget expired); stop working")]
+    Cancelled,
+    /// The shadow workspace could not be written.
+    #[error("cannot stage the output in the run's workspace: {0}")]
+    Io(String),
+}
+
+/// What went wrong reading an input through the context.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The handle is not one of this run's inputs.
+    #[error(
+        "artifact {0} is not an input of this run; engines read only their own verified inputs"
+    )]
+    NotAnInput(Uuid),
+    /// The param does not name an input.
+    #[error("params.{0} does not name an input artifact of this run")]
+    NoSuchParam(String),
+    /// The store refused (integrity, missing).
+    #[error("input cannot be read: {0}")]
+    Store(String),
+}
+
+/// Where a staged artifact goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Output,
+    Evidence,
+    Log,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Staged {
+    pub role: Role,
+    pub path: PathBuf,
+    pub kind: ArtifactKind,
+    pub media_type: Option<MediaType>,
+    pub digest: Sha256Digest,
+    pub size: u64,
+}
+
+/// Shared state of one run: owned by the runtime, borrowed by the context.
+pub(crate) struct RunState {
+    pub run_token: Uuid,
+    pub op: Arc<PlannedOperation>,
+    pub inputs: Vec<ArtifactHandle>,
+    pub store: Arc<ArtifactStore>,
+    pub workspace: PathBuf,
+    pub output_budget: u64,
+    pub deadline: Instant,
+    pub capabilities: Vec<Capability>,
+    pub cancelled: AtomicBool,
+    pub overflowed: AtomicBool,
+    pub bytes_written: AtomicU64,
+    pub staged: Mutex<Vec<Staged>>,
+}
+
+impl RunState {
+    pub(crate) fn staged(&self) -> Vec<Staged> {
+        self.staged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The one door an engine has to the world during a run. See the module docs.
+pub struct ExecutionContext<'run> {
+    state: &'run RunState,
+    _brand: Brand<'run>,
+}
+
+impl<'run> ExecutionContext<'run> {
+    pub(crate) fn new(state: &'run RunState) -> Self {
+        Self {
+            state,
+            _brand: PhantomData,
+        }
+    }
+
+    /// Finish the run successfully. Outputs are what was written through this
+    /// context.
+    pub fn complete(&self) -> Completion<'run> {
+        Completion {
+            run_token: self.state.run_token,
+            _brand: PhantomData,
+        }
+    }
+
+    /// The operation being run.
+    pub fn operation(&self) -> &OperationName {
+        &self.state.op.operation
+    }
+
+    /// The params of this run's operation (validated by G-SCHEMA).
+    pub fn params(&self) -> &Map<String, Value> {
+        &self.state.op.params
+    }
+
+    /// This run's input handles (verified by G-INTEGRITY).
+    pub fn inputs(&self) -> &[ArtifactHandle] {
+        &self.state.inputs
+    }
+
+    /// Capabilities granted to this run.
+    pub fn capabilities(&self) -> &[Capability] {
+        &self.state.capabilities
+    }
+
+    /// When the wall-time budget runs out.
+    pub fn deadline(&self) -> Instant {
+        self.state.deadline
+    }
+
+    /// Whether the run was cancelled; long loops should poll this and stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.state.cancelled.load(Ordering::SeqCst) || Instant::now() >= self.state.deadline
+    }
+
+    /// The run's shadow workspace, a private directory deleted after the run.
+    /// Only what is written through `write_*` becomes an artifact.
+    pub fn workspace(&self) -> &Path {
+        &self.state.workspace
+    }
+
+    /// Read one of this run's inputs, verified against its hash and size.
+    pub fn read_input(&self, handle: &ArtifactHandle) -> Result<Vec<u8>, ReadError> {
+        if !self.state.inputs.iter().any(|h| h == handle) {
+            return Err(ReadError::NotAnInput(handle.artifact_id));
+        }
+        self.state
+            .store
+            .read(handle)
+            .map_err(|e| ReadError::Store(e.to_string()))
+    }
+
+    /// The input named by a `*_ref` param (an artifact id string).
+    pub fn input_for_param(&self, param: &str) -> Result<&ArtifactHandle, ReadError> {
+        let id = self
+            .params()
+            .get(param)
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(|| ReadError::NoSuchParam(param.to_owned()))?;
+        self.state
+            .inputs
+            .iter()
+            .find(|h| h.artifact_id == id)
+            .ok_or_else(|| ReadError::NoSuchParam(param.to_owned()))
+    }
+
+    /// Read the input named by a `*_ref` param.
+    pub fn read_param_input(&self, param: &str) -> Result<Vec<u8>, ReadError> {
+        let handle = self.input_for_param(param)?.clone();
+        self.read_input(&handle)
+    }
+
+    /// Write an output artifact. Counts against the output budget.
+    pub fn write_output(
+        &self,
+        kind: ArtifactKind,
+        media_type: Option<MediaType>,
+        bytes: &[u8],
+    ) -> Result<(), WriteError> {
+        self.stage(Role::Output, kind, media_type, bytes)
+    }
+
+    /// Write an evidence artifact (required for D0/D1). Counts against the output budget.
+    pub fn write_evidence(
+        &self,
+        kind: ArtifactKind,
+        media_type: Option<MediaType>,
+        bytes: &[u8],
+    ) -> Result<(), WriteError> {
+        self.stage(Role::Evidence, kind, media_type, bytes)
+    }
+
+    /// Append to the run's log; all parts become one log artifact
+    /// (`logs_ref`). Counts against the output budget.
+    pub fn write_log(&self, text: &str) -> Result<(), WriteError> {
+        self.stage(
+            Role::Log,
+            ArtifactKind::Transcript,
+            "text/plain".parse().ok(),
+            text.as_bytes(),
+        )
+    }
+
+    fn stage(
+        &self,
+        role: Role,
+        kind: ArtifactKind,
+        media_type: Option<MediaType>,
+        bytes: &[u8],
+    ) -> Result<(), WriteError> {
+        let state = self.state;
+        if self.is_cancelled() {
+            return Err(WriteError::Cancelled);
+        }
+        let len = bytes.len() as u64;
+        let before = state.bytes_written.fetch_add(len, Ordering::SeqCst);
+        let attempted = before.saturating_add(len);
+        if attempted > state.output_budget {
+            state.overflowed.store(true, Ordering::SeqCst);
+            return Err(WriteError::BudgetExceeded {
+                budget: state.output_budget,
+                attempted,
+            });
+        }
+        let mut staged = state.staged.lock().unwrap_or_else(PoisonError::into_inner);
+        let path = state
+            .workspace
+            .join("staged")
+            .join(format!("{:04}", staged.len()));
+        std::fs::write(&path, bytes)
+            .map_err(|e| WriteError::Io(format!("{}: {e}", path.display())))?;
+        staged.push(Staged {
+            role,
+            path,
+            kind,
+            media_type,
+            digest: Sha256Digest::of(bytes),
+            size: len,
+        });
+        Ok(())
+    }
+}

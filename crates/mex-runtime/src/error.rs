@@ -1,0 +1,39 @@
+//! Errors building a runtime. (Running never errors: `execute` always returns
+//! an EngineResult.)
+
+use thiserror::Error;
+
+/// Why a runtime could not be built.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// A required builder part is missing.
+    #[error("the runtime builder needs {0}; call .{0}(...) before .build()")]
+    Missing(&'static str),
+    /// An engine is not declared in the registry, or its implementation is not.
+    #[error(
+        "engine {engine} implementation {implementation}@{version} is not declared in the registry; declare it in mechanical_engines.json first"
+    )]
+    UndeclaredEngine {
+        /// Engine id.
+        engine: String,
+        /// Implementation id.
+        implementation: String,
+        /// Version.
+        version: String,
+    },
+    /// Two engines registered for the same implementation.
+    #[error("engine implementation {0} is registered twice")]
+    DuplicateEngine(String),
+    /// An engine-specific gate could not be installed.
+    #[error("cannot install gate: {0}")]
+    Gate(String),
+    /// The workspace root cannot be created.
+    #[error("cannot create the shadow workspace root {path}: {source}")]
+    Workspace {
+        /// The directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}

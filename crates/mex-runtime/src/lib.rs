@@ -1,0 +1,54 @@
+//! # mex-runtime: the only road from a PlannedOperation to an engine
+//!
+//! Owns [`MexRuntime`] (built with [`MexRuntime::builder`] from a registry,
+//! a policy, an artifact store, a recorder and the engines), the engine-author
+//! API ([`Engine`], [`ExecutionContext`], [`Completion`]), budgets while
+//! running (wall time via a watchdog, output bytes via the context's writer,
+//! panics contained), result checks, sidecar manifests, the D3 result cache,
+//! and EngineResult assembly.
+//!
+//! Does not own parsing (mex-envelope), admission (mex-gates), storage
+//! (mex-artifacts), recording (mex-recorder), or OS confinement (mex-sandbox).
+//!
+//! ## Flow of one operation
+//!
+//! 1. Record receipt (`op_received`); an operation that cannot be recorded
+//!    does not run.
+//! 2. Admission: every gate; every outcome and capability decision recorded.
+//!    A denial returns `status: denied` with every denial.
+//! 3. D3 cache lookup (successful D3 results only; hits re-verify artifacts).
+//! 4. Resolve the implementation; refuse one not installed
+//!    (`RUNTIME.ENGINE_NOT_INSTALLED`) or not certified
+//!    (`RUNTIME.ENGINE_NOT_CERTIFIED`, status denied).
+//! 5. Create the run's shadow workspace; outputs are staged there.
+//! 6. Execute on a worker thread under a watchdog: wall time
+//!    (`RUNTIME.WALL_TIME_EXCEEDED`), output bytes
+//!    (`RUNTIME.OUTPUT_BUDGET_EXCEEDED`), panics (`RUNTIME.ENGINE_PANICKED`).
+//! 7. Result checks (mex-gates), then ingest outputs with sidecar manifests,
+//!    assemble the EngineResult, record completion. Nothing staged by a run
+//!    that did not succeed reaches the store.
+//!
+//! ## Runtime codes
+//!
+//! | code | status | meaning |
+//! |---|---|---|
+//! | `RUNTIME.RECORDER_UNAVAILABLE` | failed | the Flight Recorder refused a write; nothing ran, or the outcome is not trusted |
+//! | `RUNTIME.ENGINE_NOT_INSTALLED` | failed | the registry resolves to an implementation the runtime was not given |
+//! | `RUNTIME.ENGINE_NOT_CERTIFIED` | denied | the implementation has no valid certificate |
+//! | `RUNTIME.WORKSPACE_UNAVAILABLE` | failed | the shadow workspace could not be created |
+//! | `RUNTIME.WORKER_UNAVAILABLE` | failed | no worker thread could be started |
+//! | `RUNTIME.WALL_TIME_EXCEEDED` | budget_exceeded | past the deadline; partial outputs discarded |
+//! | `RUNTIME.OUTPUT_BUDGET_EXCEEDED` | budget_exceeded | a write past the output budget; partial outputs discarded |
+//! | `RUNTIME.ENGINE_PANICKED` | failed | the engine panicked; contained |
+//! | `RUNTIME.FOREIGN_COMPLETION` | failed | the engine returned a completion not issued for this run |
+//! | `G-RESULT.*` | failed | a result check refused the outputs (see mex-gates) |
+
+mod cache;
+mod engine;
+mod error;
+mod ledger;
+mod runtime;
+
+pub use engine::{Completion, Engine, EngineFailure, ExecutionContext, ReadError, WriteError};
+pub use error::RuntimeError;
+pub use runtime::{Certifier, MexRuntime, MexRuntimeBuilder};

@@ -1,0 +1,351 @@
+//! End to end through the real runtime, store and durable recorder, with small
+//! test engines: every outcome the runtime promises.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+
+use mex_envelope::{EngineResult, ResultStatus};
+use mex_recorder::{EventKind, EventQuery};
+use serde_json::json;
+
+fn codes(r: &EngineResult) -> Vec<String> {
+    r.errors.iter().map(|e| e.code.to_string()).collect()
+}
+
+fn kinds(home: &common::Home, op_id: uuid::Uuid) -> Vec<EventKind> {
+    home.recorder
+        .events(&EventQuery::op(op_id))
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+#[test]
+fn success_is_stored_with_manifest_provenance_and_a_full_record() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let op = common::op("calc.echo", json!({"text": "hi"}));
+    let result = rt.execute(op.clone());
+    assert_eq!(result.status, ResultStatus::Succeeded, "{result:?}");
+    assert_eq!(result.outputs.len(), 1);
+    let bytes = home.store.read(&result.outputs[0]).unwrap();
+    assert_eq!(bytes, b"echo: hi");
+    let manifest = home.store.manifest(result.outputs[0].artifact_id).unwrap();
+    let producer = manifest.producer.expect("engine outputs carry a producer");
+    assert_eq!(producer.op_id, op.op_id);
+    assert_eq!(producer.config_hash, op.config_hash().unwrap());
+    let prov = result.provenance.as_ref().unwrap();
+    assert_eq!(prov.outputs, result.outputs);
+    assert_eq!(prov.implementation_id, "calc");
+    assert!(!prov.environment.is_empty());
+    let kinds = kinds(&home, op.op_id);
+    for k in [
+        EventKind::OpReceived,
+        EventKind::GatePassed,
+        EventKind::CapabilityAllowed,
+        EventKind::EngineStarted,
+        EventKind::ArtifactWritten,
+        EventKind::EngineFinished,
+        EventKind::OpCompleted,
+    ] {
+        assert!(kinds.contains(&k), "missing {k:?} in {kinds:?}");
+    }
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == EventKind::GatePassed)
+            .count(),
+        6,
+        "{kinds:?}"
+    );
+    assert!(home.recorder.verify().unwrap().is_ok());
+}
+
+#[test]
+fn engine_error_is_failed_with_its_code() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let result = rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "fail"}),
+    ));
+    assert_eq!(result.status, ResultStatus::Failed);
+    assert_eq!(codes(&result), ["CALC_FAILED"]);
+    assert!(result.outputs.is_empty());
+}
+
+#[test]
+fn panic_is_contained_and_becomes_a_problem() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let result = rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "panic"}),
+    ));
+    assert_eq!(result.status, ResultStatus::Failed);
+    assert_eq!(codes(&result), ["RUNTIME.ENGINE_PANICKED"]);
+    assert!(result.errors[0].message.contains("asked to panic"));
+    let problems = home.recorder.problems(&Default::default()).unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.code.as_str() == "RUNTIME.ENGINE_PANICKED"),
+        "{problems:?}"
+    );
+    // The runtime is still usable afterwards.
+    assert_eq!(
+        rt.execute(common::op("calc.echo", json!({"text": "after"})))
+            .status,
+        ResultStatus::Succeeded
+    );
+}
+
+#[test]
+fn timeout_ends_as_budget_exceeded_and_discards_partial_outputs() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let before = home.store.list().unwrap().len();
+    let mut op = common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "sleep", "sleep_ms": 5000}),
+    );
+    op.budget.wall_time_ms = Some(150);
+    let started = std::time::Instant::now();
+    let result = rt.execute(op.clone());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "the watchdog did not answer in time"
+    );
+    assert_eq!(result.status, ResultStatus::BudgetExceeded);
+    assert_eq!(codes(&result), ["RUNTIME.WALL_TIME_EXCEEDED"]);
+    assert!(result.outputs.is_empty());
+    assert_eq!(
+        home.store.list().unwrap().len(),
+        before,
+        "partial outputs reached the store"
+    );
+    assert!(kinds(&home, op.op_id).contains(&EventKind::BudgetExceeded));
+}
+
+#[test]
+fn an_engine_that_ignores_cancellation_still_times_out() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let mut op = common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "spin", "sleep_ms": 1500}),
+    );
+    op.budget.wall_time_ms = Some(100);
+    let started = std::time::Instant::now();
+    let result = rt.execute(op);
+    assert!(started.elapsed() < std::time::Duration::from_millis(1200));
+    assert_eq!(result.status, ResultStatus::BudgetExceeded);
+}
+
+#[test]
+fn output_overflow_ends_as_budget_exceeded() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let before = home.store.list().unwrap().len();
+    let mut op = common::op("calc.echo", json!({"text": "x", "behaviour": "overflow"}));
+    op.budget.output_bytes = Some(200_000);
+    let result = rt.execute(op);
+    assert_eq!(result.status, ResultStatus::BudgetExceeded);
+    assert_eq!(codes(&result), ["RUNTIME.OUTPUT_BUDGET_EXCEEDED"]);
+    assert_eq!(home.store.list().unwrap().len(), before);
+}
+
+#[test]
+fn an_engine_cannot_read_another_runs_outputs() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let first = rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "secret of run one"}),
+    ));
+    assert_eq!(first.status, ResultStatus::Succeeded);
+    let stolen = serde_json::to_string(&first.outputs[0]).unwrap();
+    let result = rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "read_foreign", "foreign_handle": stolen}),
+    ));
+    assert_eq!(result.status, ResultStatus::Failed);
+    assert!(
+        result.errors[0]
+            .message
+            .contains("not an input of this run"),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn d1_engine_that_omits_evidence_is_rejected() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let ok = rt.execute(common::op("live.fetch", json!({"text": "fine"})));
+    assert_eq!(ok.status, ResultStatus::Succeeded, "{ok:?}");
+    assert_eq!(ok.evidence.len(), 1);
+    let bad = rt.execute(common::op("live.fetch", json!({"text": "no-evidence"})));
+    assert_eq!(bad.status, ResultStatus::Failed);
+    assert_eq!(codes(&bad), ["G-RESULT.EVIDENCE_MISSING"]);
+    assert!(bad.outputs.is_empty());
+    assert!(kinds(&home, bad.op_id).contains(&EventKind::ResultRejected));
+}
+
+#[test]
+fn d3_cache_hits_and_misses_when_the_budget_changes() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let first = rt.execute(common::op("calc.echo", json!({"text": "cache me"})));
+    assert!(!first.served_from_cache);
+    assert_eq!(rt.runs_dispatched(), 1);
+    let second = rt.execute(common::op("calc.echo", json!({"text": "cache me"})));
+    assert_eq!(second.status, ResultStatus::Succeeded);
+    assert!(second.served_from_cache);
+    assert_eq!(second.outputs, first.outputs);
+    assert_eq!(rt.runs_dispatched(), 1);
+    let mut changed = common::op("calc.echo", json!({"text": "cache me"}));
+    changed.budget.wall_time_ms = Some(1999);
+    let third = rt.execute(changed);
+    assert!(!third.served_from_cache);
+    assert_eq!(rt.runs_dispatched(), 2);
+    // Failures are never cached.
+    rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "f", "behaviour": "fail"}),
+    ));
+    rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "f", "behaviour": "fail"}),
+    ));
+    assert_eq!(rt.runs_dispatched(), 4);
+}
+
+#[test]
+fn cache_can_be_turned_off_and_is_skipped_for_tampered_outputs() {
+    let home = common::home();
+    let rt = common::builder(&home).result_cache(false).build().unwrap();
+    rt.execute(common::op("calc.echo", json!({"text": "a"})));
+    let again = rt.execute(common::op("calc.echo", json!({"text": "a"})));
+    assert!(!again.served_from_cache);
+    assert_eq!(rt.runs_dispatched(), 2);
+}
+
+#[test]
+fn uncertified_engine_is_refused() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let result = rt.execute(common::op("other.echo", json!({"text": "x"})));
+    assert_eq!(result.status, ResultStatus::Denied);
+    assert_eq!(codes(&result), ["RUNTIME.ENGINE_NOT_CERTIFIED"]);
+    assert_eq!(rt.runs_dispatched(), 0);
+}
+
+#[test]
+fn denied_operations_are_recorded_with_every_denial() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let mut op = common::op("calc.echo", json!({"text": "x", "smuggled": true}));
+    op.capabilities_requested.push("net.http".parse().unwrap());
+    let result = rt.execute(op.clone());
+    assert_eq!(result.status, ResultStatus::Denied);
+    let gates: Vec<&str> = result.denials.iter().map(|d| d.gate.as_str()).collect();
+    assert!(
+        gates.contains(&"G-SCHEMA") && gates.contains(&"G-CAP"),
+        "{gates:?}"
+    );
+    let kinds = kinds(&home, op.op_id);
+    assert!(
+        kinds.contains(&EventKind::GateDenied)
+            && kinds.contains(&EventKind::CapabilityDenied)
+            && kinds.contains(&EventKind::OpCompleted)
+    );
+    assert!(!kinds.contains(&EventKind::EngineStarted));
+}
+
+#[test]
+fn raw_json_that_is_not_an_operation_is_denied_and_recorded() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let result = rt.execute_json(
+        b"{\"schema_version\": \"poe-1.0\", \"op_id\": \"11111111-1111-4111-8111-111111111111\"",
+    );
+    assert_eq!(result.status, ResultStatus::Denied);
+    assert_eq!(result.denials[0].code.as_str(), "G-SCHEMA.ENVELOPE_INVALID");
+    let all = home.recorder.events(&EventQuery::all()).unwrap();
+    assert!(all.iter().any(|e| e.kind == EventKind::GateDenied));
+    assert!(all.iter().any(|e| e.kind == EventKind::OpCompleted));
+}
+
+#[test]
+fn a_replayed_op_id_is_refused() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let op = common::op("calc.echo", json!({"text": "once"}));
+    assert_eq!(rt.execute(op.clone()).status, ResultStatus::Succeeded);
+    let again = rt.execute(op.clone());
+    assert_eq!(again.status, ResultStatus::Denied);
+    assert_eq!(again.denials[0].code.as_str(), "G-INTEGRITY.REPLAYED_OP_ID");
+    // And after a restart, from the record.
+    let rt2 = common::runtime(&home);
+    assert_eq!(rt2.execute(op).status, ResultStatus::Denied);
+}
+
+#[test]
+fn logs_become_one_artifact() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let result = rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "log"}),
+    ));
+    assert_eq!(result.status, ResultStatus::Succeeded, "{result:?}");
+    let log = result.logs_ref.expect("a log artifact");
+    assert_eq!(home.store.read(&log).unwrap(), b"line one\nline two\n");
+}
+
+#[test]
+fn concurrent_execution_8_threads_by_200_operations() {
+    let home = common::home();
+    let rt = Arc::new(common::builder(&home).result_cache(false).build().unwrap());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let rt = rt.clone();
+            std::thread::spawn(move || {
+                (0..200)
+                    .map(|i| {
+                        let text = format!("t{t}-i{i}");
+                        let result = rt.execute(common::op("calc.echo", json!({ "text": text })));
+                        (text, result)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in threads {
+        all.extend(t.join().unwrap());
+    }
+    assert_eq!(all.len(), 1600);
+    for (text, result) in &all {
+        assert_eq!(result.status, ResultStatus::Succeeded, "{result:?}");
+        assert_eq!(
+            home.store.read(&result.outputs[0]).unwrap(),
+            format!("echo: {text}").as_bytes()
+        );
+    }
+    let completed = home
+        .recorder
+        .events(&EventQuery {
+            kind: Some(EventKind::OpCompleted),
+            ..EventQuery::default()
+        })
+        .unwrap();
+    assert_eq!(completed.len(), 1600, "every run recorded exactly once");
+    let ids: std::collections::BTreeSet<_> = completed.iter().filter_map(|e| e.op_id).collect();
+    assert_eq!(ids.len(), 1600);
+    assert!(home.recorder.verify().unwrap().is_ok());
+}
