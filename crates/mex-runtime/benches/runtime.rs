@@ -33,9 +33,17 @@ impl Engine for Echo {
     fn implementation_version(&self) -> semver::Version {
         semver::Version::new(1, 0, 0)
     }
-    fn execute<'run>(&self, ctx: &ExecutionContext<'run>) -> Result<Completion<'run>, EngineFailure> {
-        let text = ctx.params().get("text").and_then(|v| v.as_str()).unwrap_or_default();
-        ctx.write_output(ArtifactKind::Report, None, &logic(text)).map_err(|e| EngineFailure::new("CALC_FAILED", e.to_string()))?;
+    fn execute<'run>(
+        &self,
+        ctx: &ExecutionContext<'run>,
+    ) -> Result<Completion<'run>, EngineFailure> {
+        let text = ctx
+            .params()
+            .get("text")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        ctx.write_output(ArtifactKind::Report, None, &logic(text))
+            .map_err(|e| EngineFailure::new("CALC_FAILED", e.to_string()))?;
         Ok(ctx.complete())
     }
 }
@@ -50,7 +58,10 @@ fn op(text: &str) -> PlannedOperation {
 }
 
 fn runtime(dir: &Path, cache: bool) -> MexRuntime {
-    let registry = Arc::new(Registry::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/registry.json")).unwrap());
+    let registry = Arc::new(
+        Registry::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/registry.json"))
+            .unwrap(),
+    );
     let policy = CapabilityPolicy::from_json_str(
         r#"{"policy_version":"mex-policy-1","default_profile":"d","profiles":{"d":{"grants":["fs.read:*","fs.write:artifacts"]}}}"#,
     )

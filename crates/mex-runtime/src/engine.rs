@@ -55,6 +55,10 @@ pub struct EngineFailure {
     pub code: ErrorCode,
     /// What went wrong and what to do.
     pub message: String,
+    /// Whether the failure is a budget overrun the engine observed itself
+    /// (e.g. a sandboxed child killed for CPU, memory or wall time); the run
+    /// then ends as `budget_exceeded` rather than `failed`.
+    pub budget_exceeded: bool,
 }
 
 impl EngineFailure {
@@ -63,6 +67,16 @@ impl EngineFailure {
         Self {
             code: ErrorCode::from_static(code),
             message: message.into(),
+            budget_exceeded: false,
+        }
+    }
+
+    /// A budget overrun the engine observed (timeout, memory, CPU, output of
+    /// a child process). Partial outputs are discarded like any overrun.
+    pub fn over_budget(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            budget_exceeded: true,
+            ..Self::new(code, message)
         }
     }
 }
@@ -150,6 +164,7 @@ pub(crate) struct RunState {
     pub overflowed: AtomicBool,
     pub bytes_written: AtomicU64,
     pub staged: Mutex<Vec<Staged>>,
+    pub environment: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl RunState {
@@ -218,6 +233,30 @@ impl<'run> ExecutionContext<'run> {
     /// Only what is written through `write_*` becomes an artifact.
     pub fn workspace(&self) -> &Path {
         &self.state.workspace
+    }
+
+    /// Add an environment identifier to this run's provenance (e.g. kernel
+    /// version, Landlock ABI, limits applied). Keys the runtime sets itself
+    /// (`runtime`, `os`, `arch`, `execution`) cannot be overwritten.
+    pub fn record_environment(&self, key: &str, value: &str) {
+        let key: String = key
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+            .take(64)
+            .collect();
+        if key.is_empty()
+            || ["runtime", "os", "arch", "execution", "served_from_cache"].contains(&key.as_str())
+        {
+            return;
+        }
+        let mut env = self
+            .state
+            .environment
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if env.len() < 64 {
+            env.insert(key, value.chars().take(256).collect());
+        }
     }
 
     /// Read one of this run's inputs, verified against its hash and size.

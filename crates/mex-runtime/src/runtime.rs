@@ -556,6 +556,7 @@ impl MexRuntime {
             overflowed: AtomicBool::new(false),
             bytes_written: AtomicU64::new(0),
             staged: Mutex::new(Vec::new()),
+            environment: Mutex::new(BTreeMap::new()),
         });
         if let Err(e) = self.recorder.append(EventDraft::engine_started(
             op.op_id,
@@ -581,6 +582,14 @@ impl MexRuntime {
                 draft.error("RUNTIME.OUTPUT_BUDGET_EXCEEDED", format!("the engine wrote past its output budget of {} bytes; partial outputs were discarded", budget.output_bytes));
             }
             RunEnd::Completed => draft.status = ResultStatus::Succeeded,
+            RunEnd::Failed(f) if f.budget_exceeded => {
+                draft.status = ResultStatus::BudgetExceeded;
+                draft.errors.push(EngineError {
+                    code: f.code,
+                    message: f.message,
+                    details_ref: None,
+                });
+            }
             RunEnd::Failed(f) if state.overflowed.load(Ordering::SeqCst) => {
                 draft.status = ResultStatus::BudgetExceeded;
                 draft.error(
@@ -634,7 +643,12 @@ impl MexRuntime {
         let (mut outputs, mut evidence, mut logs, mut provenance) =
             (Vec::new(), Vec::new(), None, None);
         if draft.status == ResultStatus::Succeeded {
-            match self.check_and_ingest(&proof, &state.staged(), workspace.path()) {
+            let engine_env = state
+                .environment
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            match self.check_and_ingest(&proof, &state.staged(), workspace.path(), engine_env) {
                 Ok((o, e, l, p)) => {
                     for h in o.iter().chain(&e).chain(&l) {
                         events.push(EventDraft::artifact_written(
@@ -690,6 +704,7 @@ impl MexRuntime {
         proof: &AdmissionProof,
         staged: &[Staged],
         workspace: &std::path::Path,
+        engine_env: BTreeMap<String, String>,
     ) -> Result<
         (
             Vec<ArtifactHandle>,
@@ -752,7 +767,8 @@ impl MexRuntime {
         };
         let (outs, evid) = (pick(Role::Output), pick(Role::Evidence));
         let log = pick(Role::Log).into_iter().next();
-        let environment = environment();
+        let mut environment = engine_env;
+        environment.extend(environment_base());
         let mut prov = provenance(proof, &outs, environment.clone());
         let verifier = StagedVerifier(&provisional);
         let findings = check_result(
@@ -948,7 +964,7 @@ impl InputVerifier for StagedVerifier<'_> {
     }
 }
 
-fn environment() -> BTreeMap<String, String> {
+fn environment_base() -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             "runtime".to_owned(),

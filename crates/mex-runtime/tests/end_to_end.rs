@@ -349,3 +349,30 @@ fn concurrent_execution_8_threads_by_200_operations() {
     assert_eq!(ids.len(), 1600);
     assert!(home.recorder.verify().unwrap().is_ok());
 }
+
+#[test]
+fn an_overrun_the_engine_observed_is_budget_exceeded() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let before = home.store.list().unwrap().len();
+    let result = rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "over_budget"}),
+    ));
+    assert_eq!(result.status, ResultStatus::BudgetExceeded);
+    assert_eq!(codes(&result), ["CALC_FAILED"]);
+    assert_eq!(home.store.list().unwrap().len(), before);
+}
+
+#[test]
+fn engines_add_environment_identifiers_but_cannot_overwrite_the_runtimes() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let result = rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "env"}),
+    ));
+    let env = &result.provenance.as_ref().unwrap().environment;
+    assert_eq!(env["kernel"], "6.1-test");
+    assert!(env["runtime"].starts_with("mex-runtime "), "{env:?}");
+}

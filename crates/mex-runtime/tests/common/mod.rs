@@ -51,6 +51,18 @@ impl Engine for TestEngine {
             .unwrap_or("ok")
         {
             "fail" => return Err(EngineFailure::new("CALC_FAILED", "asked to fail")),
+            "over_budget" => {
+                write(b"partial")?;
+                return Err(EngineFailure::over_budget(
+                    "CALC_FAILED",
+                    "child killed for CPU",
+                ));
+            }
+            "env" => {
+                ctx.record_environment("kernel", "6.1-test");
+                ctx.record_environment("runtime", "forged");
+                write(text.as_bytes())?;
+            }
             "panic" => panic!("asked to panic"),
             "sleep" => {
                 write(b"partial")?;
