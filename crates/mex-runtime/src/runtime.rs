@@ -356,17 +356,13 @@ impl MexRuntime {
             errors: Vec::new(),
             denials: Vec::new(),
         };
-        // 1. Receipt. An operation that cannot be recorded does not run.
-        if let Err(e) = self.recorder.append(EventDraft::op_received(&op)) {
-            draft.error(
-                "RUNTIME.RECORDER_UNAVAILABLE",
-                format!("the Flight Recorder refused the receipt, so nothing ran: {e}"),
-            );
-            return self.finish_unrecorded(draft);
-        }
-        // 2. Admission, every outcome on record.
+        // 1-2. Receipt and admission. Both are recorded in one transaction
+        // that commits before anything is dispatched (admission itself has no
+        // side effects but claiming the op id), so a crash during admission
+        // loses nothing that ran. An operation that cannot be recorded does
+        // not run.
         let admission = self.pipeline.admit(op.clone());
-        let mut events = Vec::new();
+        let mut events = vec![EventDraft::op_received(&op)];
         for outcome in &admission.outcomes {
             if outcome.findings.is_empty() {
                 events.push(EventDraft::gate_passed(
@@ -420,13 +416,6 @@ impl MexRuntime {
                 );
             }
         };
-        if let Err(e) = self.recorder.append_batch(std::mem::take(&mut events)) {
-            draft.error(
-                "RUNTIME.RECORDER_UNAVAILABLE",
-                format!("gate outcomes could not be recorded, so nothing ran: {e}"),
-            );
-            return self.finish_unrecorded(draft);
-        }
         draft.denials.extend(proof.degraded().iter().cloned());
 
         // 3. D3 result cache.
@@ -452,7 +441,7 @@ impl MexRuntime {
                         .insert("served_from_cache".into(), "true".into());
                     return self.record_then_finish(
                         draft,
-                        Vec::new(),
+                        events,
                         hit.outputs,
                         hit.evidence,
                         hit.logs,
@@ -474,7 +463,7 @@ impl MexRuntime {
             draft.error("RUNTIME.ENGINE_NOT_INSTALLED", format!("{} resolves to {}@{}, which this runtime does not have; register the engine with the runtime builder", op.engine_id, imp.id, imp.version));
             return self.record_then_finish(
                 draft,
-                Vec::new(),
+                events,
                 Vec::new(),
                 Vec::new(),
                 None,
@@ -487,7 +476,7 @@ impl MexRuntime {
             draft.error("RUNTIME.ENGINE_NOT_CERTIFIED", why);
             return self.record_then_finish(
                 draft,
-                Vec::new(),
+                events,
                 Vec::new(),
                 Vec::new(),
                 None,
@@ -512,7 +501,7 @@ impl MexRuntime {
                 );
                 return self.record_then_finish(
                     draft,
-                    Vec::new(),
+                    events,
                     Vec::new(),
                     Vec::new(),
                     None,
@@ -528,7 +517,7 @@ impl MexRuntime {
             );
             return self.record_then_finish(
                 draft,
-                Vec::new(),
+                events,
                 Vec::new(),
                 Vec::new(),
                 None,
@@ -558,14 +547,17 @@ impl MexRuntime {
             staged: Mutex::new(Vec::new()),
             environment: Mutex::new(BTreeMap::new()),
         });
-        if let Err(e) = self.recorder.append(EventDraft::engine_started(
+        events.push(EventDraft::engine_started(
             op.op_id,
             op.engine_id.clone(),
             op.operation.clone(),
-        )) {
+        ));
+        if let Err(e) = self.recorder.append_batch(std::mem::take(&mut events)) {
             draft.error(
                 "RUNTIME.RECORDER_UNAVAILABLE",
-                format!("engine start could not be recorded, so nothing ran: {e}"),
+                format!(
+                    "receipt, admission and engine start could not be recorded, so nothing ran: {e}"
+                ),
             );
             return self.finish_unrecorded(draft);
         }
