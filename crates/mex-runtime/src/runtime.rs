@@ -527,6 +527,20 @@ impl MexRuntime {
         }
 
         // 6. Execute on a worker under a watchdog.
+        events.push(EventDraft::engine_started(
+            op.op_id,
+            op.engine_id.clone(),
+            op.operation.clone(),
+        ));
+        if let Err(e) = self.recorder.append_batch(std::mem::take(&mut events)) {
+            draft.error(
+                "RUNTIME.RECORDER_UNAVAILABLE",
+                format!(
+                    "receipt, admission and engine start could not be recorded, so nothing ran: {e}"
+                ),
+            );
+            return self.finish_unrecorded(draft);
+        }
         let budget = *proof.budget();
         let state = Arc::new(RunState {
             run_token: Uuid::new_v4(),
@@ -547,20 +561,6 @@ impl MexRuntime {
             staged: Mutex::new(Vec::new()),
             environment: Mutex::new(BTreeMap::new()),
         });
-        events.push(EventDraft::engine_started(
-            op.op_id,
-            op.engine_id.clone(),
-            op.operation.clone(),
-        ));
-        if let Err(e) = self.recorder.append_batch(std::mem::take(&mut events)) {
-            draft.error(
-                "RUNTIME.RECORDER_UNAVAILABLE",
-                format!(
-                    "receipt, admission and engine start could not be recorded, so nothing ran: {e}"
-                ),
-            );
-            return self.finish_unrecorded(draft);
-        }
         self.runs.fetch_add(1, Ordering::Relaxed);
         let end = run_on_worker(
             engine,
@@ -574,6 +574,15 @@ impl MexRuntime {
                 draft.error("RUNTIME.OUTPUT_BUDGET_EXCEEDED", format!("the engine wrote past its output budget of {} bytes; partial outputs were discarded", budget.output_bytes));
             }
             RunEnd::Completed => draft.status = ResultStatus::Succeeded,
+            RunEnd::Failed(_)
+                if state.cancelled.load(Ordering::SeqCst) || Instant::now() >= state.deadline =>
+            {
+                draft.status = ResultStatus::BudgetExceeded;
+                draft.error(
+                    "RUNTIME.WALL_TIME_EXCEEDED",
+                    format!("the engine ran into its wall-time budget of {} ms and gave up; partial outputs were discarded", budget.wall_time_ms),
+                );
+            }
             RunEnd::Failed(f) if f.budget_exceeded => {
                 draft.status = ResultStatus::BudgetExceeded;
                 draft.errors.push(EngineError {
