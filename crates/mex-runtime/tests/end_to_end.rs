@@ -376,3 +376,9 @@ fn engines_add_environment_identifiers_but_cannot_overwrite_the_runtimes() {
     assert_eq!(env["kernel"], "6.1-test");
     assert!(env["runtime"].starts_with("mex-runtime "), "{env:?}");
 }
+
+#[test]
+fn the_runtime_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<mex_runtime::MexRuntime>();
+}
