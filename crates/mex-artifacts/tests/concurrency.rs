@@ -1,0 +1,121 @@
+//! Concurrency: many threads and two processes putting the same and
+//! different content (with gc running meanwhile) never corrupt the store.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+
+use mex_artifacts::{ArtifactStore, PutOptions};
+use mex_envelope::{ArtifactHandle, Sha256Digest, UtcTimestamp};
+use support::{PatternReader, spawn_self, wait_for};
+
+const CHILD_ENV: &str = "MEX_ARTIFACTS_CONCURRENCY_CHILD";
+
+fn put_mix(store: &ArtifactStore, worker: u64, n: u64) -> Vec<ArtifactHandle> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        // Even i: content shared by every worker (small and pipelined sizes);
+        // odd i: unique to this worker.
+        let (seed, len) = if i % 2 == 0 { (i, if i % 4 == 0 { 1500 } else { 1_300_000 }) } else { (1000 * (worker + 1) + i, 70_000) };
+        out.push(store.put_reader(&mut PatternReader::new(seed, len), &PutOptions::default()).unwrap());
+    }
+    out
+}
+
+fn blob_count(store: &ArtifactStore) -> usize {
+    std::fs::read_dir(store.root().join("blobs/sha256")).unwrap().map(|s| std::fs::read_dir(s.unwrap().path()).unwrap().count()).sum()
+}
+
+#[test]
+fn many_threads_same_and_different_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ArtifactStore::at(dir.path()).unwrap());
+    let threads: Vec<_> = (0..8u64)
+        .map(|w| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || put_mix(&store, w, 12))
+        })
+        .collect();
+    let handles: Vec<ArtifactHandle> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert_eq!(handles.len(), 96);
+    assert_eq!(store.list().unwrap().len(), 96);
+    let distinct: HashSet<Sha256Digest> = handles.iter().map(|h| h.content_hash).collect();
+    assert_eq!(distinct.len(), 6 + 8 * 6);
+    assert_eq!(blob_count(&store), distinct.len(), "one payload per distinct content");
+    for h in &handles {
+        store.read(h).unwrap();
+    }
+    assert!(store.verify().unwrap().is_ok());
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+}
+
+/// Child: put a mix and print every handle as a JSON line.
+#[test]
+fn concurrency_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let (root, worker) = spec.split_once('|').unwrap();
+    let store = ArtifactStore::at(root).unwrap();
+    println!("ready");
+    let mut out = std::io::stdout().lock();
+    for h in put_mix(&store, worker.parse().unwrap(), 24) {
+        writeln!(out, "{}", serde_json::to_string(&h).unwrap()).unwrap();
+    }
+    writeln!(out, "done").unwrap();
+    out.flush().unwrap();
+}
+
+#[test]
+fn two_processes_and_a_concurrent_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let store = ArtifactStore::at(&root).unwrap();
+    let mut children: Vec<_> = (0..2)
+        .map(|w| spawn_self("concurrency_child", &[(CHILD_ENV, format!("{}|{w}", root.display()))]))
+        .collect();
+    for (_, out) in &mut children {
+        wait_for(out, "ready");
+    }
+    // gc runs in a loop while both children put: thanks to the store lock
+    // it must neither delete a payload a put is about to reference nor a
+    // temp file in use.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gc_thread = {
+        let stop = Arc::clone(&stop);
+        let root = root.clone();
+        std::thread::spawn(move || {
+            let store = ArtifactStore::at(&root).unwrap();
+            let mut runs = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.gc(UtcTimestamp::now()).unwrap();
+                runs += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            runs
+        })
+    };
+    let mut handles = Vec::new();
+    for (mut child, out) in children {
+        for line in out.lines() {
+            let line = line.unwrap();
+            match line.find('{') {
+                Some(i) => handles.push(serde_json::from_str::<ArtifactHandle>(&line[i..]).unwrap()),
+                None if line.trim_end().ends_with("done") => break,
+                None => {}
+            }
+        }
+        assert!(child.wait().unwrap().success(), "a writer process failed");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let gcs = gc_thread.join().unwrap();
+    assert_eq!(handles.len(), 48);
+    for h in &handles {
+        store.read(h).unwrap();
+    }
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{report:#?}");
+    assert_eq!(store.list().unwrap().len(), 48 + gcs);
+    println!("{gcs} gc runs interleaved with two writer processes");
+}
