@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
-use mex_envelope::{ArtifactHandle, ArtifactKind, BundleEntry, BundleIndex, MediaType, Sha256Digest, canonical};
+use mex_envelope::{
+    ArtifactHandle, ArtifactKind, BundleEntry, BundleIndex, MediaType, Sha256Digest, canonical,
+};
 
 use crate::error::{ArtifactError, Result};
 use crate::path::{RelPath, normalize_segment};
@@ -40,18 +42,31 @@ pub struct BundleBuilder {
 impl BundleBuilder {
     /// An empty builder.
     pub fn new(normalize_line_endings: bool) -> Self {
-        Self { normalize_line_endings, entries: BTreeMap::new() }
+        Self {
+            normalize_line_endings,
+            entries: BTreeMap::new(),
+        }
     }
 
     /// Add an entry. The path is normalized leniently ([`RelPath::parse`]);
     /// two entries that normalize to the same path are refused.
-    pub fn add(&mut self, path: &str, content_hash: Sha256Digest, size_bytes: u64) -> Result<RelPath> {
+    pub fn add(
+        &mut self,
+        path: &str,
+        content_hash: Sha256Digest,
+        size_bytes: u64,
+    ) -> Result<RelPath> {
         let rel = RelPath::parse(path)?;
         self.add_rel(&rel, content_hash, size_bytes)?;
         Ok(rel)
     }
 
-    fn add_rel(&mut self, rel: &RelPath, content_hash: Sha256Digest, size_bytes: u64) -> Result<()> {
+    fn add_rel(
+        &mut self,
+        rel: &RelPath,
+        content_hash: Sha256Digest,
+        size_bytes: u64,
+    ) -> Result<()> {
         let key = rel.as_str().to_owned();
         if self.entries.contains_key(&key) {
             return Err(ArtifactError::UnsafePath {
@@ -59,7 +74,14 @@ impl BundleBuilder {
                 reason: "two entries normalize to the same path (they differ only in Unicode normalization, '.' or empty segments)".into(),
             });
         }
-        self.entries.insert(key.clone(), BundleEntry { path: key, content_hash, size_bytes });
+        self.entries.insert(
+            key.clone(),
+            BundleEntry {
+                path: key,
+                content_hash,
+                size_bytes,
+            },
+        );
         Ok(())
     }
 
@@ -75,7 +97,10 @@ impl BundleBuilder {
 
     /// The canonical index, entries sorted by path bytes.
     pub fn finish(self) -> BundleIndex {
-        let mut index = BundleIndex { normalize_line_endings: self.normalize_line_endings, entries: self.entries.into_values().collect() };
+        let mut index = BundleIndex {
+            normalize_line_endings: self.normalize_line_endings,
+            entries: self.entries.into_values().collect(),
+        };
         index.sort();
         index
     }
@@ -87,13 +112,15 @@ pub fn validate_bundle_index(index: &BundleIndex) -> Result<()> {
     let mut previous: Option<&str> = None;
     for entry in &index.entries {
         RelPath::parse_canonical(&entry.path)?;
-        if let Some(p) = previous {
-            if p.as_bytes() >= entry.path.as_bytes() {
-                return Err(ArtifactError::UnsafePath {
-                    path: entry.path.clone(),
-                    reason: format!("bundle index entries are not sorted and unique (it follows {p:?})"),
-                });
-            }
+        if let Some(p) = previous
+            && p.as_bytes() >= entry.path.as_bytes()
+        {
+            return Err(ArtifactError::UnsafePath {
+                path: entry.path.clone(),
+                reason: format!(
+                    "bundle index entries are not sorted and unique (it follows {p:?})"
+                ),
+            });
         }
         previous = Some(&entry.path);
     }
@@ -134,7 +161,12 @@ pub(crate) struct NormalizingReader<R> {
 
 impl<R: Read> NormalizingReader<R> {
     pub(crate) fn new(inner: R) -> Self {
-        Self { inner, raw: vec![0u8; 1 << 16], pending_cr: false, done: false }
+        Self {
+            inner,
+            raw: vec![0u8; 1 << 16],
+            pending_cr: false,
+            done: false,
+        }
     }
 }
 
@@ -220,16 +252,43 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     fn refuse(&self, entry: &Path, reason: impl Into<String>) -> ArtifactError {
-        ArtifactError::UnsafeEntry { root: self.root_path.clone(), entry: entry.to_string_lossy().into_owned(), reason: reason.into() }
+        ArtifactError::UnsafeEntry {
+            root: self.root_path.clone(),
+            entry: entry.to_string_lossy().into_owned(),
+            reason: reason.into(),
+        }
     }
 
     fn walk(&mut self, disk: &Path, segments: &mut Vec<String>) -> Result<()> {
-        let listing = if disk.as_os_str().is_empty() { self.root.entries() } else { self.root.read_dir(disk) };
-        let listing = listing.map_err(|e| ArtifactError::SourceUnreadable { source_name: self.root_path.join(disk).display().to_string(), read: 0, source: e })?;
+        let listing = if disk.as_os_str().is_empty() {
+            self.root.entries()
+        } else {
+            self.root.read_dir(disk)
+        };
+        let listing = listing.map_err(|e| ArtifactError::SourceUnreadable {
+            source_name: self.root_path.join(disk).display().to_string(),
+            read: 0,
+            source: e,
+        })?;
         let mut names = Vec::new();
         for entry in listing {
-            let entry = entry.map_err(|e| ArtifactError::SourceUnreadable { source_name: self.root_path.join(disk).display().to_string(), read: 0, source: e })?;
-            let ft = entry.file_type().map_err(|e| ArtifactError::SourceUnreadable { source_name: self.root_path.join(disk).join(entry.file_name()).display().to_string(), read: 0, source: e })?;
+            let entry = entry.map_err(|e| ArtifactError::SourceUnreadable {
+                source_name: self.root_path.join(disk).display().to_string(),
+                read: 0,
+                source: e,
+            })?;
+            let ft = entry
+                .file_type()
+                .map_err(|e| ArtifactError::SourceUnreadable {
+                    source_name: self
+                        .root_path
+                        .join(disk)
+                        .join(entry.file_name())
+                        .display()
+                        .to_string(),
+                    read: 0,
+                    source: e,
+                })?;
             names.push((entry.file_name(), ft));
         }
         names.sort_by(|a, b| a.0.cmp(&b.0));
@@ -252,16 +311,32 @@ impl Walk<'_> {
                 // leads outside (absolute, or through '..') fails here.
                 match self.root.metadata(&child) {
                     Err(e) => {
-                        return Err(self.refuse(&child, format!("symbolic link pointing outside the bundle root, or dangling ({e})")));
+                        return Err(self.refuse(
+                            &child,
+                            format!(
+                                "symbolic link pointing outside the bundle root, or dangling ({e})"
+                            ),
+                        ));
                     }
                     Ok(m) if m.is_file() => self.add_file(&child, segments)?,
                     Ok(m) if m.is_dir() => {
-                        return Err(self.refuse(&child, "symbolic link to a directory (refused to avoid cycles and duplicates)"));
+                        return Err(self.refuse(
+                            &child,
+                            "symbolic link to a directory (refused to avoid cycles and duplicates)",
+                        ));
                     }
-                    Ok(m) => return Err(self.refuse(&child, format!("symbolic link to {}", file_kind(&m.file_type())))),
+                    Ok(m) => {
+                        return Err(self.refuse(
+                            &child,
+                            format!("symbolic link to {}", file_kind(&m.file_type())),
+                        ));
+                    }
                 }
             } else {
-                return Err(self.refuse(&child, format!("it is {}, not a regular file or directory", file_kind(&ft))));
+                return Err(self.refuse(
+                    &child,
+                    format!("it is {}, not a regular file or directory", file_kind(&ft)),
+                ));
             }
             segments.pop();
         }
@@ -274,15 +349,27 @@ impl Walk<'_> {
             other => other,
         })?;
         let source_name = self.root_path.join(disk).display().to_string();
-        let unreadable = |source| ArtifactError::SourceUnreadable { source_name: source_name.clone(), read: 0, source };
+        let unreadable = |source| ArtifactError::SourceUnreadable {
+            source_name: source_name.clone(),
+            read: 0,
+            source,
+        };
         let mut file = self
             .root
-            .open_with(disk, OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32))
+            .open_with(
+                disk,
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32),
+            )
             .map_err(unreadable)?
             .into_std();
         let meta = file.metadata().map_err(unreadable)?;
         if !meta.is_file() {
-            return Err(self.refuse(disk, "it stopped being a regular file while the bundle was read"));
+            return Err(self.refuse(
+                disk,
+                "it stopped being a regular file while the bundle was read",
+            ));
         }
         let text = if self.options.normalize_line_endings {
             let t = is_text(&mut file).map_err(unreadable)?;
@@ -293,14 +380,21 @@ impl Walk<'_> {
         };
         let max = self.options.put.max_bytes;
         let got = if text {
-            self.store.store_blob(&mut NormalizingReader::new(&mut file), &source_name, None, max)?
+            self.store.store_blob(
+                &mut NormalizingReader::new(&mut file),
+                &source_name,
+                None,
+                max,
+            )?
         } else {
             self.store.store_blob(&mut file, &source_name, None, max)?
         };
-        self.builder.add_rel(&rel, got.digest, got.size).map_err(|e| match e {
-            ArtifactError::UnsafePath { reason, .. } => self.refuse(disk, reason),
-            other => other,
-        })
+        self.builder
+            .add_rel(&rel, got.digest, got.size)
+            .map_err(|e| match e {
+                ArtifactError::UnsafePath { reason, .. } => self.refuse(disk, reason),
+                other => other,
+            })
     }
 }
 
@@ -312,33 +406,63 @@ impl ArtifactStore {
     /// symlinks leading outside the root or to directories, FIFOs, sockets
     /// and devices. Symlinks to regular files inside the root are stored as
     /// the file they point to.
-    pub fn put_dir(&self, path: impl AsRef<Path>, options: &BundleOptions) -> Result<ArtifactHandle> {
+    pub fn put_dir(
+        &self,
+        path: impl AsRef<Path>,
+        options: &BundleOptions,
+    ) -> Result<ArtifactHandle> {
         let path = path.as_ref();
         let mut put = options.put.clone();
         put.kind = ArtifactKind::Bundle;
         if put.media_type.is_none() {
             put.media_type = BUNDLE_MEDIA_TYPE.parse::<MediaType>().ok();
         }
-        if let Some(ttl) = put.retention_ttl_days {
-            if !(1..=36_500).contains(&ttl) {
-                return Err(ArtifactError::InvalidOptions { message: format!("retention_ttl_days {ttl} is out of range; use 1..=36500, or None") });
-            }
+        if let Some(ttl) = put.retention_ttl_days
+            && !(1..=36_500).contains(&ttl)
+        {
+            return Err(ArtifactError::InvalidOptions {
+                message: format!(
+                    "retention_ttl_days {ttl} is out of range; use 1..=36500, or None"
+                ),
+            });
         }
-        let root = Dir::open_ambient_dir(path, ambient_authority())
-            .map_err(|e| ArtifactError::SourceUnreadable { source_name: path.display().to_string(), read: 0, source: e })?;
+        let root = Dir::open_ambient_dir(path, ambient_authority()).map_err(|e| {
+            ArtifactError::SourceUnreadable {
+                source_name: path.display().to_string(),
+                read: 0,
+                source: e,
+            }
+        })?;
         let _lock = self.lock(false)?;
-        let mut walk = Walk { store: self, root_path: path.to_path_buf(), root, options, builder: BundleBuilder::new(options.normalize_line_endings) };
+        let mut walk = Walk {
+            store: self,
+            root_path: path.to_path_buf(),
+            root,
+            options,
+            builder: BundleBuilder::new(options.normalize_line_endings),
+        };
         walk.walk(Path::new(""), &mut Vec::new())?;
         let index = walk.builder.finish();
         let payload = canonical::to_vec(&index)?;
-        let got = self.store_blob(&mut &payload[..], &path.display().to_string(), put.expected, None)?;
+        let got = self.store_blob(
+            &mut &payload[..],
+            &path.display().to_string(),
+            put.expected,
+            None,
+        )?;
         self.write_record(got, &put, options.normalize_line_endings)
     }
 
     /// The verified, canonical index of a bundle artifact.
     pub fn bundle_index(&self, handle: &ArtifactHandle) -> Result<BundleIndex> {
         if handle.kind != ArtifactKind::Bundle {
-            return Err(ArtifactError::Bundle { artifact_id: handle.artifact_id, message: format!("it is of kind {:?}, not a bundle; pass a bundle handle", handle.kind) });
+            return Err(ArtifactError::Bundle {
+                artifact_id: handle.artifact_id,
+                message: format!(
+                    "it is of kind {:?}, not a bundle; pass a bundle handle",
+                    handle.kind
+                ),
+            });
         }
         let bytes = self.read(handle)?;
         parse_index(&bytes, handle.artifact_id)
@@ -352,18 +476,34 @@ impl ArtifactStore {
             .binary_search_by(|e| e.path.as_bytes().cmp(path.as_str().as_bytes()))
             .ok()
             .and_then(|i| index.entries.get(i))
-            .ok_or_else(|| ArtifactError::Bundle { artifact_id: handle.artifact_id, message: format!("it has no entry {:?}; list its index to see what it holds", path.as_str()) })?;
-        self.read_blob(&format!("{} entry {}", handle.artifact_id, entry.path), &entry.content_hash, entry.size_bytes)
+            .ok_or_else(|| ArtifactError::Bundle {
+                artifact_id: handle.artifact_id,
+                message: format!(
+                    "it has no entry {:?}; list its index to see what it holds",
+                    path.as_str()
+                ),
+            })?;
+        self.read_blob(
+            &format!("{} entry {}", handle.artifact_id, entry.path),
+            &entry.content_hash,
+            entry.size_bytes,
+        )
     }
 }
 
 /// Parse a bundle payload and check it is exactly the canonical form.
 pub(crate) fn parse_index(bytes: &[u8], artifact_id: uuid::Uuid) -> Result<BundleIndex> {
-    let bad = |message: String| ArtifactError::Bundle { artifact_id, message };
-    let index: BundleIndex = serde_json::from_slice(bytes).map_err(|e| bad(format!("its payload is not a bundle index: {e}")))?;
+    let bad = |message: String| ArtifactError::Bundle {
+        artifact_id,
+        message,
+    };
+    let index: BundleIndex = serde_json::from_slice(bytes)
+        .map_err(|e| bad(format!("its payload is not a bundle index: {e}")))?;
     validate_bundle_index(&index).map_err(|e| bad(format!("its index is not canonical: {e}")))?;
     if canonical::to_vec(&index)? != bytes {
-        return Err(bad("its payload is not the RFC 8785 canonical form of its index".into()));
+        return Err(bad(
+            "its payload is not the RFC 8785 canonical form of its index".into(),
+        ));
     }
     Ok(index)
 }

@@ -13,7 +13,9 @@ use uuid::Uuid;
 #[non_exhaustive]
 pub enum ArtifactError {
     /// A filesystem operation inside the store failed.
-    #[error("artifact store I/O error: could not {action} {path}: {source}; check that the store directory exists, is writable and is not on a failing disk")]
+    #[error(
+        "artifact store I/O error: could not {action} {path}: {source}; check that the store directory exists, is writable and is not on a failing disk"
+    )]
     Io {
         /// What the store was doing, e.g. "create directory".
         action: &'static str,
@@ -24,7 +26,9 @@ pub enum ArtifactError {
         source: io::Error,
     },
     /// The filesystem holding the store ran out of space (ENOSPC or EDQUOT).
-    #[error("disk full while {action} {path} after {written} bytes: {source}; free space on the filesystem holding the store (or run gc), then retry; no partial artifact was created")]
+    #[error(
+        "disk full while {action} {path} after {written} bytes: {source}; free space on the filesystem holding the store (or run gc), then retry; no partial artifact was created"
+    )]
     DiskFull {
         /// What the store was doing.
         action: &'static str,
@@ -37,7 +41,9 @@ pub enum ArtifactError {
         source: io::Error,
     },
     /// The source of a put could not be read.
-    #[error("cannot read the source {source_name} after {read} bytes: {source}; check that it exists, is readable and is a regular file; nothing was stored")]
+    #[error(
+        "cannot read the source {source_name} after {read} bytes: {source}; check that it exists, is readable and is a regular file; nothing was stored"
+    )]
     SourceUnreadable {
         /// The source path, or `<reader>` for a reader.
         source_name: String,
@@ -49,7 +55,9 @@ pub enum ArtifactError {
     },
     /// The source of a put is not a regular file (a directory, FIFO, device
     /// or socket).
-    #[error("refused source {path}: it is a {file_type}, not a regular file; put a regular file, or use put_dir for a directory")]
+    #[error(
+        "refused source {path}: it is a {file_type}, not a regular file; put a regular file, or use put_dir for a directory"
+    )]
     NotARegularFile {
         /// The source path.
         path: PathBuf,
@@ -57,7 +65,9 @@ pub enum ArtifactError {
         file_type: &'static str,
     },
     /// The content did not match the hash and size the caller expected.
-    #[error("content of {source_name} does not match what was expected: expected sha256 {expected_hash} ({expected_size} bytes), got sha256 {actual_hash} ({actual_size} bytes); check the source or the expected digest; nothing was stored")]
+    #[error(
+        "content of {source_name} does not match what was expected: expected sha256 {expected_hash} ({expected_size} bytes), got sha256 {actual_hash} ({actual_size} bytes); check the source or the expected digest; nothing was stored"
+    )]
     ExpectedMismatch {
         /// The source path, or `<reader>`.
         source_name: String,
@@ -77,7 +87,9 @@ pub enum ArtifactError {
         message: String,
     },
     /// The content is larger than the caller's limit.
-    #[error("content of {source_name} exceeds the limit of {limit} bytes; raise the limit (output budget) or store less; nothing was stored")]
+    #[error(
+        "content of {source_name} exceeds the limit of {limit} bytes; raise the limit (output budget) or store less; nothing was stored"
+    )]
     TooLarge {
         /// The source path, or `<reader>`.
         source_name: String,
@@ -86,7 +98,9 @@ pub enum ArtifactError {
     },
     /// A stored payload does not match its recorded hash or size: it was
     /// changed on disk. It is never served.
-    #[error("integrity failure for artifact {artifact}: payload {path} should be sha256 {expected_hash} ({expected_size} bytes) but {found}; the payload was changed or damaged on disk and will not be served: run `verify`, then restore the file from a backup or put the content again")]
+    #[error(
+        "integrity failure for artifact {artifact}: payload {path} should be sha256 {expected_hash} ({expected_size} bytes) but {found}; the payload was changed or damaged on disk and will not be served: run `verify`, then restore the file from a backup or put the content again"
+    )]
     Integrity {
         /// The artifact id, or `-` when only a blob is concerned.
         artifact: String,
@@ -100,7 +114,9 @@ pub enum ArtifactError {
         found: String,
     },
     /// No record with this id.
-    #[error("artifact {artifact_id} not found in the store at {root}; check the id, or whether gc removed it (see the gc reports)")]
+    #[error(
+        "artifact {artifact_id} not found in the store at {root}; check the id, or whether gc removed it (see the gc reports)"
+    )]
     NotFound {
         /// The id.
         artifact_id: Uuid,
@@ -108,7 +124,9 @@ pub enum ArtifactError {
         root: PathBuf,
     },
     /// A handle presented by a caller does not match the stored record.
-    #[error("handle for artifact {artifact_id} does not match the stored manifest at {path}: field {field} differs (handle says {claimed}, store says {stored}); use the handle the store returned, unchanged")]
+    #[error(
+        "handle for artifact {artifact_id} does not match the stored manifest at {path}: field {field} differs (handle says {claimed}, store says {stored}); use the handle the store returned, unchanged"
+    )]
     HandleMismatch {
         /// The id.
         artifact_id: Uuid,
@@ -122,7 +140,9 @@ pub enum ArtifactError {
         stored: String,
     },
     /// A sidecar manifest could not be read or parsed.
-    #[error("invalid sidecar manifest {path}: {message}; the record is damaged: restore it from a backup or remove the record directory")]
+    #[error(
+        "invalid sidecar manifest {path}: {message}; the record is damaged: restore it from a backup or remove the record directory"
+    )]
     ManifestInvalid {
         /// The manifest path.
         path: PathBuf,
@@ -130,7 +150,9 @@ pub enum ArtifactError {
         message: String,
     },
     /// A relative path (from a bundle, params, or a URI) is unsafe or malformed.
-    #[error("refused path {path:?}: {reason}; use a relative path of '/'-separated names without '..', '.', '\\\\', control characters or a leading '/'")]
+    #[error(
+        "refused path {path:?}: {reason}; use a relative path of '/'-separated names without '..', '.', '\\\\', control characters or a leading '/'"
+    )]
     UnsafePath {
         /// The path as given (lossy for non-UTF-8).
         path: String,
@@ -138,7 +160,9 @@ pub enum ArtifactError {
         reason: String,
     },
     /// An artifact URI is malformed.
-    #[error("refused artifact URI {uri:?}: {reason}; expected mex://artifact/<uuid>[/<path>] or mex://sha256/<64 lowercase hex>[/<path>]")]
+    #[error(
+        "refused artifact URI {uri:?}: {reason}; expected mex://artifact/<uuid>[/<path>] or mex://sha256/<64 lowercase hex>[/<path>]"
+    )]
     InvalidUri {
         /// The URI as given.
         uri: String,
@@ -146,7 +170,9 @@ pub enum ArtifactError {
         reason: String,
     },
     /// A directory entry could not be put into a bundle.
-    #[error("refused bundle entry {entry:?} under {root}: {reason}; remove or replace it, then retry")]
+    #[error(
+        "refused bundle entry {entry:?} under {root}: {reason}; remove or replace it, then retry"
+    )]
     UnsafeEntry {
         /// The bundle source root.
         root: PathBuf,
@@ -167,7 +193,9 @@ pub enum ArtifactError {
     #[error("cannot canonicalize a bundle index: {0}")]
     Envelope(#[from] EnvelopeError),
     /// The store lock could not be taken.
-    #[error("cannot lock the artifact store at {path}: {source}; check permissions on the store directory")]
+    #[error(
+        "cannot lock the artifact store at {path}: {source}; check permissions on the store directory"
+    )]
     Lock {
         /// The lock file.
         path: PathBuf,
@@ -182,16 +210,32 @@ pub type Result<T, E = ArtifactError> = std::result::Result<T, E>;
 
 /// Whether an I/O error means "out of space" (ENOSPC, or EDQUOT for quotas).
 pub(crate) fn is_disk_full(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
-        || e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) || e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
         || e.raw_os_error() == Some(rustix::io::Errno::DQUOT.raw_os_error())
 }
 
 /// Classify a store-side I/O error: disk full gets its own variant.
-pub(crate) fn store_io(action: &'static str, path: PathBuf, written: u64, source: io::Error) -> ArtifactError {
+pub(crate) fn store_io(
+    action: &'static str,
+    path: PathBuf,
+    written: u64,
+    source: io::Error,
+) -> ArtifactError {
     if is_disk_full(&source) {
-        ArtifactError::DiskFull { action, path, written, source }
+        ArtifactError::DiskFull {
+            action,
+            path,
+            written,
+            source,
+        }
     } else {
-        ArtifactError::Io { action, path, source }
+        ArtifactError::Io {
+            action,
+            path,
+            source,
+        }
     }
 }

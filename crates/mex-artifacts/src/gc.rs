@@ -4,13 +4,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::Path;
 
-use mex_envelope::{ArtifactHandle, ArtifactKind, ArtifactManifest, Classification, MediaType, Sha256Digest, UtcTimestamp};
+use mex_envelope::{
+    ArtifactHandle, ArtifactKind, ArtifactManifest, Classification, MediaType, Sha256Digest,
+    UtcTimestamp,
+};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::bundle::parse_index;
 use crate::error::{Result, store_io};
-use crate::store::{ArtifactStore, BLOBS, PutOptions, RECORDS, TMP, blob_location, fsync_dir, parse_manifest};
+use crate::store::{
+    ArtifactStore, BLOBS, PutOptions, RECORDS, TMP, blob_location, fsync_dir, parse_manifest,
+};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -30,7 +35,11 @@ pub struct GcOptions {
 impl GcOptions {
     /// Expiry only, at `now`.
     pub fn at(now: UtcTimestamp) -> Self {
-        Self { now, max_total_bytes: None, report_ttl_days: None }
+        Self {
+            now,
+            max_total_bytes: None,
+            report_ttl_days: None,
+        }
     }
 }
 
@@ -76,7 +85,10 @@ fn expiry_reason(m: &ArtifactManifest, now: UtcTimestamp) -> Option<String> {
         return None;
     }
     let ttl = m.artifact.retention_ttl_days?;
-    let expires = m.created_at.unix_millis().saturating_add(i64::from(ttl).saturating_mul(DAY_MS));
+    let expires = m
+        .created_at
+        .unix_millis()
+        .saturating_add(i64::from(ttl).saturating_mul(DAY_MS));
     (expires < now.unix_millis()).then(|| {
         let at = UtcTimestamp::from_unix_millis(expires).map_or_else(|| expires.to_string(), |t| t.to_string());
         format!("expired: created {} with a retention of {ttl} days, so it expired at {at}, before {now}; not pinned", m.created_at)
@@ -105,12 +117,17 @@ impl ArtifactStore {
         let mut blob_deletion_safe = true;
         for id in self.list()? {
             let path = self.manifest_path(id);
-            match self.records.read(Path::new(&id.hyphenated().to_string()).join(crate::store::MANIFEST)) {
+            match self
+                .records
+                .read(Path::new(&id.hyphenated().to_string()).join(crate::store::MANIFEST))
+            {
                 Ok(bytes) => match parse_manifest(&bytes, &path, Some(id)) {
                     Ok(m) => manifests.push(m),
                     Err(e) => {
                         blob_deletion_safe = false;
-                        notes.push(format!("record {id} kept and payload deletion skipped: {e}"));
+                        notes.push(format!(
+                            "record {id} kept and payload deletion skipped: {e}"
+                        ));
                     }
                 },
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -119,7 +136,9 @@ impl ArtifactStore {
                 }
                 Err(e) => {
                     blob_deletion_safe = false;
-                    notes.push(format!("record {id} unreadable ({e}); payload deletion skipped"));
+                    notes.push(format!(
+                        "record {id} unreadable ({e}); payload deletion skipped"
+                    ));
                 }
             }
         }
@@ -131,7 +150,13 @@ impl ArtifactStore {
             match expiry_reason(&m, options.now) {
                 Some(reason) => {
                     self.remove_record(m.artifact.artifact_id)?;
-                    deleted.push(GcDeletion { artifact_id: m.artifact.artifact_id, content_hash: m.artifact.content_hash, size_bytes: m.artifact.size_bytes, created_at: m.created_at, reason });
+                    deleted.push(GcDeletion {
+                        artifact_id: m.artifact.artifact_id,
+                        content_hash: m.artifact.content_hash,
+                        size_bytes: m.artifact.size_bytes,
+                        created_at: m.created_at,
+                        reason,
+                    });
                 }
                 None => survivors.push(m),
             }
@@ -144,11 +169,22 @@ impl ArtifactStore {
             let mut digests = vec![(m.artifact.content_hash, m.artifact.size_bytes)];
             if m.artifact.kind == ArtifactKind::Bundle {
                 let id = m.artifact.artifact_id;
-                match self.read_blob(&id.to_string(), &m.artifact.content_hash, m.artifact.size_bytes).and_then(|b| parse_index(&b, id)) {
-                    Ok(index) => digests.extend(index.entries.iter().map(|e| (e.content_hash, e.size_bytes))),
+                match self
+                    .read_blob(
+                        &id.to_string(),
+                        &m.artifact.content_hash,
+                        m.artifact.size_bytes,
+                    )
+                    .and_then(|b| parse_index(&b, id))
+                {
+                    Ok(index) => {
+                        digests.extend(index.entries.iter().map(|e| (e.content_hash, e.size_bytes)))
+                    }
                     Err(e) => {
                         blob_deletion_safe = false;
-                        notes.push(format!("bundle {id} unreadable ({e}); payload deletion skipped"));
+                        notes.push(format!(
+                            "bundle {id} unreadable ({e}); payload deletion skipped"
+                        ));
                     }
                 }
             }
@@ -164,18 +200,24 @@ impl ArtifactStore {
         // Quota: oldest unpinned first.
         let mut quota_unmet = false;
         if let Some(max) = options.max_total_bytes {
-            let mut candidates: Vec<&ArtifactManifest> = survivors.iter().filter(|m| !m.pinned).collect();
+            let mut candidates: Vec<&ArtifactManifest> =
+                survivors.iter().filter(|m| !m.pinned).collect();
             candidates.sort_by_key(|m| (m.created_at, m.artifact.artifact_id));
             let mut candidates = candidates.into_iter();
             while total > max {
                 let Some(m) = candidates.next() else {
                     quota_unmet = true;
-                    notes.push(format!("quota of {max} bytes not met: {total} bytes remain in pinned artifacts"));
+                    notes.push(format!(
+                        "quota of {max} bytes not met: {total} bytes remain in pinned artifacts"
+                    ));
                     break;
                 };
                 let before = total;
                 self.remove_record(m.artifact.artifact_id)?;
-                for (d, _) in per_record.remove(&m.artifact.artifact_id).unwrap_or_default() {
+                for (d, _) in per_record
+                    .remove(&m.artifact.artifact_id)
+                    .unwrap_or_default()
+                {
                     if let Some(entry) = refs.get_mut(&d) {
                         entry.1 -= 1;
                         if entry.1 == 0 {
@@ -229,18 +271,34 @@ impl ArtifactStore {
         put.retention_ttl_days = options.report_ttl_days;
         let got = self.store_blob(&mut &payload[..], "<gc report>", None, None)?;
         let report = self.write_record(got, &put, false)?;
-        Ok(GcReport { deleted, blobs_deleted, bytes_freed, temp_entries_removed, total_bytes_after: total, quota_unmet, notes, report })
+        Ok(GcReport {
+            deleted,
+            blobs_deleted,
+            bytes_freed,
+            temp_entries_removed,
+            total_bytes_after: total,
+            quota_unmet,
+            notes,
+            report,
+        })
     }
 
     /// Make a record disappear atomically (rename into `tmp/`), then delete it.
     fn remove_record(&self, id: Uuid) -> Result<()> {
         let name = id.hyphenated().to_string();
         let grave = format!("del-{name}");
-        self.records
-            .rename(&name, &self.tmp, &grave)
-            .map_err(|e| store_io("remove record", self.root_path.join(RECORDS).join(&name), 0, e))?;
+        self.records.rename(&name, &self.tmp, &grave).map_err(|e| {
+            store_io(
+                "remove record",
+                self.root_path.join(RECORDS).join(&name),
+                0,
+                e,
+            )
+        })?;
         fsync_dir(&self.records, &self.root_path.join(RECORDS))?;
-        self.tmp.remove_dir_all(&grave).map_err(|e| store_io("delete", self.root_path.join(TMP).join(&grave), 0, e))?;
+        self.tmp
+            .remove_dir_all(&grave)
+            .map_err(|e| store_io("delete", self.root_path.join(TMP).join(&grave), 0, e))?;
         Ok(())
     }
 
@@ -249,35 +307,60 @@ impl ArtifactStore {
     fn clean_tmp(&self) -> Result<usize> {
         let path = self.root_path.join(TMP);
         let mut n = 0;
-        for entry in self.tmp.entries().map_err(|e| store_io("list", path.clone(), 0, e))? {
+        for entry in self
+            .tmp
+            .entries()
+            .map_err(|e| store_io("list", path.clone(), 0, e))?
+        {
             let entry = entry.map_err(|e| store_io("list", path.clone(), 0, e))?;
             let name = entry.file_name();
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            let removed = if is_dir { self.tmp.remove_dir_all(&name) } else { self.tmp.remove_file(&name) };
+            let removed = if is_dir {
+                self.tmp.remove_dir_all(&name)
+            } else {
+                self.tmp.remove_file(&name)
+            };
             removed.map_err(|e| store_io("delete", path.join(&name), 0, e))?;
             n += 1;
         }
         Ok(n)
     }
 
-    fn remove_unreferenced_blobs(&self, refs: &HashMap<Sha256Digest, (u64, usize)>) -> Result<Vec<(Sha256Digest, u64)>> {
+    fn remove_unreferenced_blobs(
+        &self,
+        refs: &HashMap<Sha256Digest, (u64, usize)>,
+    ) -> Result<Vec<(Sha256Digest, u64)>> {
         let blobs_path = self.root_path.join(BLOBS);
         let mut out = Vec::new();
-        for shard in self.blobs.entries().map_err(|e| store_io("list", blobs_path.clone(), 0, e))? {
+        for shard in self
+            .blobs
+            .entries()
+            .map_err(|e| store_io("list", blobs_path.clone(), 0, e))?
+        {
             let shard = shard.map_err(|e| store_io("list", blobs_path.clone(), 0, e))?;
             let shard_name = shard.file_name().to_string_lossy().into_owned();
-            let Ok(shard_dir) = shard.open_dir() else { continue };
+            let Ok(shard_dir) = shard.open_dir() else {
+                continue;
+            };
             let mut removed_any = false;
-            for entry in shard_dir.entries().map_err(|e| store_io("list", blobs_path.join(&shard_name), 0, e))? {
-                let entry = entry.map_err(|e| store_io("list", blobs_path.join(&shard_name), 0, e))?;
+            for entry in shard_dir
+                .entries()
+                .map_err(|e| store_io("list", blobs_path.join(&shard_name), 0, e))?
+            {
+                let entry =
+                    entry.map_err(|e| store_io("list", blobs_path.join(&shard_name), 0, e))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let Ok(digest) = format!("{shard_name}{name}").parse::<Sha256Digest>() else { continue };
+                let Ok(digest) = format!("{shard_name}{name}").parse::<Sha256Digest>() else {
+                    continue;
+                };
                 if refs.contains_key(&digest) {
                     continue;
                 }
                 let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
                 let (_, file) = blob_location(&digest);
-                shard_dir.remove_file(&file).map_err(|e| store_io("delete payload", self.blob_path(&digest), 0, e))?;
+                shard_dir
+                    .remove_file(&file)
+                    .map_err(|e| store_io("delete payload", self.blob_path(&digest), 0, e))?;
                 removed_any = true;
                 out.push((digest, size));
             }

@@ -39,14 +39,23 @@ pub(crate) struct Ingested {
 
 /// Fill `buf` as far as possible; returns bytes read (less than `buf.len()`
 /// only at end of input).
-fn fill<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8], total: u64) -> Result<usize, IngestError> {
+fn fill<R: Read + ?Sized>(
+    reader: &mut R,
+    buf: &mut [u8],
+    total: u64,
+) -> Result<usize, IngestError> {
     let mut n = 0;
     while n < buf.len() {
         match reader.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => return Err(IngestError::Read { read: total + n as u64, source }),
+            Err(source) => {
+                return Err(IngestError::Read {
+                    read: total + n as u64,
+                    source,
+                });
+            }
         }
     }
     Ok(n)
@@ -54,7 +63,11 @@ fn fill<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8], total: u64) -> Result<
 
 /// Copy `reader` into `writer`, hashing on the way, refusing more than
 /// `limit` bytes.
-pub(crate) fn ingest<R, W>(reader: &mut R, writer: &mut W, limit: u64) -> Result<Ingested, IngestError>
+pub(crate) fn ingest<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    limit: u64,
+) -> Result<Ingested, IngestError>
 where
     R: Read + ?Sized,
     W: Write + Send,
@@ -67,7 +80,9 @@ where
     if n < CHUNK {
         let mut hasher = Sha256Writer::new();
         hasher.update(&first[..n]);
-        writer.write_all(&first[..n]).map_err(|source| IngestError::Write { written: 0, source })?;
+        writer
+            .write_all(&first[..n])
+            .map_err(|source| IngestError::Write { written: 0, source })?;
         let (digest, size) = hasher.finish();
         return Ok(Ingested { digest, size });
     }
@@ -77,7 +92,12 @@ where
 
 type Buf = Vec<u8>;
 
-fn pipeline<R, W>(reader: &mut R, writer: &mut W, limit: u64, first: Buf) -> Result<Ingested, IngestError>
+fn pipeline<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    limit: u64,
+    first: Buf,
+) -> Result<Ingested, IngestError>
 where
     R: Read + ?Sized,
     W: Write + Send,
@@ -103,7 +123,9 @@ where
         let writer_thread = scope.spawn(move || -> Result<(), IngestError> {
             let mut written = 0u64;
             for buf in write_rx {
-                writer.write_all(&buf).map_err(|source| IngestError::Write { written, source })?;
+                writer
+                    .write_all(&buf)
+                    .map_err(|source| IngestError::Write { written, source })?;
                 written += buf.len() as u64;
                 // The reader may have finished and dropped the pool: fine.
                 let _ = free_tx.send(buf);
@@ -117,7 +139,9 @@ where
                 return Ok(()); // the writer failed; its error is reported below
             }
             loop {
-                let Ok(mut buf) = free_rx.recv() else { return Ok(()) };
+                let Ok(mut buf) = free_rx.recv() else {
+                    return Ok(());
+                };
                 buf.resize(CHUNK, 0);
                 let n = fill(reader, &mut buf, total)?;
                 if n == 0 {
@@ -139,7 +163,10 @@ where
         drop(hash_tx);
         drop(free_rx);
         let write_result = writer_thread.join().unwrap_or_else(|_| {
-            Err(IngestError::Write { written: 0, source: io::Error::other("the writer thread panicked") })
+            Err(IngestError::Write {
+                written: 0,
+                source: io::Error::other("the writer thread panicked"),
+            })
         });
         let hasher = hasher.join();
         read_result?;
@@ -165,7 +192,15 @@ mod tests {
 
     #[test]
     fn pipeline_matches_one_shot() {
-        for len in [0usize, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17, POOL * CHUNK * 2 + 5] {
+        for len in [
+            0usize,
+            1,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            3 * CHUNK + 17,
+            POOL * CHUNK * 2 + 5,
+        ] {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let mut out = Vec::new();
             let got = ingest(&mut &data[..], &mut out, u64::MAX).unwrap();
@@ -178,8 +213,14 @@ mod tests {
     #[test]
     fn limit_is_enforced() {
         let data = vec![7u8; 3 * CHUNK];
-        assert!(matches!(ingest(&mut &data[..], &mut io::sink(), 2 * CHUNK as u64), Err(IngestError::TooLarge)));
-        assert!(matches!(ingest(&mut &data[..10], &mut io::sink(), 5), Err(IngestError::TooLarge)));
+        assert!(matches!(
+            ingest(&mut &data[..], &mut io::sink(), 2 * CHUNK as u64),
+            Err(IngestError::TooLarge)
+        ));
+        assert!(matches!(
+            ingest(&mut &data[..10], &mut io::sink(), 5),
+            Err(IngestError::TooLarge)
+        ));
         assert!(ingest(&mut &data[..], &mut io::sink(), 3 * CHUNK as u64).is_ok());
     }
 }

@@ -114,7 +114,9 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
-pub use bundle::{BUNDLE_MEDIA_TYPE, BundleBuilder, BundleOptions, normalize_line_endings, validate_bundle_index};
+pub use bundle::{
+    BUNDLE_MEDIA_TYPE, BundleBuilder, BundleOptions, normalize_line_endings, validate_bundle_index,
+};
 pub use error::{ArtifactError, Result};
 pub use gc::{GcDeletion, GcOptions, GcReport};
 pub use path::{ArtifactUri, PathRef, RelPath, UriTarget, validate_reference};

@@ -61,7 +61,10 @@ pub const MAX_SEGMENTS: usize = 64;
 pub struct RelPath(String);
 
 fn unsafe_path(path: &str, reason: impl Into<String>) -> ArtifactError {
-    ArtifactError::UnsafePath { path: path.chars().take(200).collect(), reason: reason.into() }
+    ArtifactError::UnsafePath {
+        path: path.chars().take(200).collect(),
+        reason: reason.into(),
+    }
 }
 
 fn is_forbidden_char(c: char) -> bool {
@@ -72,19 +75,28 @@ fn is_forbidden_char(c: char) -> bool {
 /// `whole` is only used for messages.
 pub(crate) fn normalize_segment(segment: &str, whole: &str) -> Result<String> {
     if segment == ".." {
-        return Err(unsafe_path(whole, "a '..' segment would leave the directory"));
+        return Err(unsafe_path(
+            whole,
+            "a '..' segment would leave the directory",
+        ));
     }
     if let Some(c) = segment.chars().find(|c| is_forbidden_char(*c)) {
         let reason = if c == '\\' {
             "'\\' is not a separator here and is refused to avoid ambiguity".to_owned()
         } else {
-            format!("it contains the control or bidirectional character U+{:04X}", u32::from(c))
+            format!(
+                "it contains the control or bidirectional character U+{:04X}",
+                u32::from(c)
+            )
         };
         return Err(unsafe_path(whole, reason));
     }
     let nfc: String = segment.nfc().collect();
     if nfc.len() > MAX_SEGMENT_BYTES {
-        return Err(unsafe_path(whole, format!("a segment is longer than {MAX_SEGMENT_BYTES} bytes")));
+        return Err(unsafe_path(
+            whole,
+            format!("a segment is longer than {MAX_SEGMENT_BYTES} bytes"),
+        ));
     }
     if nfc == "." || nfc == ".." {
         return Err(unsafe_path(whole, "a segment normalizes to '.' or '..'"));
@@ -108,7 +120,10 @@ impl RelPath {
             return Err(unsafe_path(path, "absolute paths are refused"));
         }
         if path.len() > MAX_PATH_BYTES * 2 {
-            return Err(unsafe_path(path, format!("longer than {MAX_PATH_BYTES} bytes")));
+            return Err(unsafe_path(
+                path,
+                format!("longer than {MAX_PATH_BYTES} bytes"),
+            ));
         }
         let mut out: Vec<String> = Vec::new();
         for segment in path.split('/') {
@@ -118,17 +133,26 @@ impl RelPath {
             out.push(normalize_segment(segment, path)?);
         }
         if out.is_empty() {
-            return Err(unsafe_path(path, "the path names no file (only '.' or '/')"));
+            return Err(unsafe_path(
+                path,
+                "the path names no file (only '.' or '/')",
+            ));
         }
         if looks_like_drive(&out[0]) {
             return Err(unsafe_path(path, "a drive prefix such as 'C:' is refused"));
         }
         if out.len() > MAX_SEGMENTS {
-            return Err(unsafe_path(path, format!("more than {MAX_SEGMENTS} segments")));
+            return Err(unsafe_path(
+                path,
+                format!("more than {MAX_SEGMENTS} segments"),
+            ));
         }
         let joined = out.join("/");
         if joined.len() > MAX_PATH_BYTES {
-            return Err(unsafe_path(path, format!("longer than {MAX_PATH_BYTES} bytes")));
+            return Err(unsafe_path(
+                path,
+                format!("longer than {MAX_PATH_BYTES} bytes"),
+            ));
         }
         Ok(Self(joined))
     }
@@ -140,7 +164,10 @@ impl RelPath {
         if parsed.0 != path {
             return Err(unsafe_path(
                 path,
-                format!("not in canonical form (expected {:?}: no empty or '.' segments, NFC)", parsed.0),
+                format!(
+                    "not in canonical form (expected {:?}: no empty or '.' segments, NFC)",
+                    parsed.0
+                ),
             ));
         }
         Ok(parsed)
@@ -200,7 +227,10 @@ pub struct ArtifactUri {
 }
 
 fn bad_uri(uri: &str, reason: impl Into<String>) -> ArtifactError {
-    ArtifactError::InvalidUri { uri: uri.chars().take(200).collect(), reason: reason.into() }
+    ArtifactError::InvalidUri {
+        uri: uri.chars().take(200).collect(),
+        reason: reason.into(),
+    }
 }
 
 impl ArtifactUri {
@@ -209,30 +239,53 @@ impl ArtifactUri {
         let Some(rest) = uri.strip_prefix("mex://") else {
             return Err(bad_uri(uri, "it does not start with \"mex://\""));
         };
-        if let Some(c) = uri.chars().find(|c| matches!(c, '?' | '#' | '%') || c.is_control()) {
-            return Err(bad_uri(uri, format!("the character {c:?} is not allowed (no query, fragment, percent-encoding or control characters)")));
+        if let Some(c) = uri
+            .chars()
+            .find(|c| matches!(c, '?' | '#' | '%') || c.is_control())
+        {
+            return Err(bad_uri(
+                uri,
+                format!(
+                    "the character {c:?} is not allowed (no query, fragment, percent-encoding or control characters)"
+                ),
+            ));
         }
-        let (kind, rest) = rest.split_once('/').ok_or_else(|| bad_uri(uri, "missing the artifact id or hash"))?;
+        let (kind, rest) = rest
+            .split_once('/')
+            .ok_or_else(|| bad_uri(uri, "missing the artifact id or hash"))?;
         let (id, path) = match rest.split_once('/') {
             Some((id, path)) => (id, Some(path)),
             None => (rest, None),
         };
         let target = match kind {
             "artifact" => {
-                let parsed = Uuid::try_parse(id).map_err(|_| bad_uri(uri, format!("{id:?} is not a UUID")))?;
+                let parsed = Uuid::try_parse(id)
+                    .map_err(|_| bad_uri(uri, format!("{id:?} is not a UUID")))?;
                 if parsed.hyphenated().to_string() != id {
-                    return Err(bad_uri(uri, "the UUID must be lowercase and hyphenated (8-4-4-4-12)"));
+                    return Err(bad_uri(
+                        uri,
+                        "the UUID must be lowercase and hyphenated (8-4-4-4-12)",
+                    ));
                 }
                 UriTarget::Artifact(parsed)
             }
             "sha256" => UriTarget::Content(
-                id.parse().map_err(|_| bad_uri(uri, format!("{id:?} is not 64 lowercase hex digits")))?,
+                id.parse()
+                    .map_err(|_| bad_uri(uri, format!("{id:?} is not 64 lowercase hex digits")))?,
             ),
-            other => return Err(bad_uri(uri, format!("unknown authority {other:?} (expected \"artifact\" or \"sha256\")"))),
+            other => {
+                return Err(bad_uri(
+                    uri,
+                    format!("unknown authority {other:?} (expected \"artifact\" or \"sha256\")"),
+                ));
+            }
         };
         let path = match path {
             None => None,
-            Some(p) => Some(RelPath::parse_canonical(p).map_err(|e| bad_uri(uri, format!("bad entry path: {e}")))?),
+            Some(p) => Some(
+                RelPath::parse_canonical(p)
+                    .map_err(|e| bad_uri(uri, format!("bad entry path: {e}")))?,
+            ),
         };
         Ok(Self { target, path })
     }
@@ -274,10 +327,17 @@ pub fn validate_reference(s: &str) -> Result<PathRef> {
     if s.starts_with("mex:") {
         return ArtifactUri::parse(s).map(PathRef::Uri);
     }
-    if let Some((scheme, _)) = s.split_once(':') {
-        if scheme.len() > 1 && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) && s[scheme.len()..].starts_with("://") {
-            return Err(bad_uri(s, format!("the scheme {scheme:?} is not allowed; only mex:// artifact URIs are")));
-        }
+    if let Some((scheme, _)) = s.split_once(':')
+        && scheme.len() > 1
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && s[scheme.len()..].starts_with("://")
+    {
+        return Err(bad_uri(
+            s,
+            format!("the scheme {scheme:?} is not allowed; only mex:// artifact URIs are"),
+        ));
     }
     RelPath::parse(s).map(PathRef::Relative)
 }
@@ -289,7 +349,12 @@ mod tests {
 
     #[test]
     fn lenient_forms_normalize() {
-        for (input, want) in [("a//b", "a/b"), ("./a", "a"), ("a/./b/", "a/b"), ("e\u{301}", "\u{e9}")] {
+        for (input, want) in [
+            ("a//b", "a/b"),
+            ("./a", "a"),
+            ("a/./b/", "a/b"),
+            ("e\u{301}", "\u{e9}"),
+        ] {
             assert_eq!(RelPath::parse(input).unwrap().as_str(), want, "{input:?}");
         }
         assert!(RelPath::parse_canonical("a//b").is_err());
@@ -298,7 +363,20 @@ mod tests {
 
     #[test]
     fn unsafe_forms_refused() {
-        for bad in ["", "/etc/passwd", "../x", "a/../b", "a\\b", "a\u{0}b", "a\nb", ".", "./", "C:/x", "a/\u{202E}txt", "a/.."] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a\\b",
+            "a\u{0}b",
+            "a\nb",
+            ".",
+            "./",
+            "C:/x",
+            "a/\u{202E}txt",
+            "a/..",
+        ] {
             assert!(RelPath::parse(bad).is_err(), "{bad:?} should be refused");
         }
         let long = "a/".repeat(65) + "a";
@@ -313,7 +391,12 @@ mod tests {
         assert_eq!(u.path.as_ref().unwrap().as_str(), "dir/file.txt");
         assert_eq!(u.to_string(), format!("mex://artifact/{id}/dir/file.txt"));
         let h = Sha256Digest::of(b"x");
-        assert_eq!(ArtifactUri::parse(&format!("mex://sha256/{h}")).unwrap().target, UriTarget::Content(h));
+        assert_eq!(
+            ArtifactUri::parse(&format!("mex://sha256/{h}"))
+                .unwrap()
+                .target,
+            UriTarget::Content(h)
+        );
         for bad in [
             format!("mex://artifact/{}", id.to_string().to_uppercase()),
             format!("mex://artifact/{id}/../x"),
@@ -326,8 +409,17 @@ mod tests {
         ] {
             assert!(ArtifactUri::parse(&bad).is_err(), "{bad:?}");
         }
-        assert!(matches!(validate_reference("file:///etc/passwd"), Err(ArtifactError::InvalidUri { .. })));
-        assert!(matches!(validate_reference("out/a.txt"), Ok(PathRef::Relative(_))));
-        assert!(matches!(validate_reference(&format!("mex://sha256/{h}")), Ok(PathRef::Uri(_))));
+        assert!(matches!(
+            validate_reference("file:///etc/passwd"),
+            Err(ArtifactError::InvalidUri { .. })
+        ));
+        assert!(matches!(
+            validate_reference("out/a.txt"),
+            Ok(PathRef::Relative(_))
+        ));
+        assert!(matches!(
+            validate_reference(&format!("mex://sha256/{h}")),
+            Ok(PathRef::Uri(_))
+        ));
     }
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 use mex_envelope::{
-    ArtifactHandle, ArtifactKind, ArtifactManifest, ArtifactProducer, Classification, MANIFEST_SCHEMA_VERSION,
-    MediaType, Sha256Digest, UtcTimestamp,
+    ArtifactHandle, ArtifactKind, ArtifactManifest, ArtifactProducer, Classification,
+    MANIFEST_SCHEMA_VERSION, MediaType, Sha256Digest, UtcTimestamp,
 };
 use rustix::fs::FlockOperation;
 use uuid::Uuid;
@@ -87,7 +87,11 @@ impl Default for PutOptions {
 impl PutOptions {
     /// Options for `kind` at `classification`, otherwise the defaults.
     pub fn new(kind: ArtifactKind, classification: Classification) -> Self {
-        Self { kind, classification, ..Self::default() }
+        Self {
+            kind,
+            classification,
+            ..Self::default()
+        }
     }
 }
 
@@ -106,7 +110,10 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { verify_cache: true, racy_window: Duration::from_secs(2) }
+        Self {
+            verify_cache: true,
+            racy_window: Duration::from_secs(2),
+        }
     }
 }
 
@@ -180,7 +187,9 @@ impl Write for TempWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.remaining {
             None => self.file.write(buf),
-            Some(0) => Err(io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error())),
+            Some(0) => Err(io::Error::from_raw_os_error(
+                rustix::io::Errno::NOSPC.raw_os_error(),
+            )),
             Some(r) => {
                 let n = buf.len().min(usize::try_from(r).unwrap_or(usize::MAX));
                 let n = self.file.write(&buf[..n])?;
@@ -205,7 +214,9 @@ pub(crate) fn blob_location(digest: &Sha256Digest) -> (String, String) {
 /// cannot be synced, so open the directory itself read-only first.
 pub(crate) fn fsync_dir(dir: &Dir, path: &Path) -> Result<()> {
     let err = |e: io::Error| store_io("fsync directory", path.to_path_buf(), 0, e);
-    let handle = dir.open_with(".", OpenOptions::new().read(true)).map_err(err)?;
+    let handle = dir
+        .open_with(".", OpenOptions::new().read(true))
+        .map_err(err)?;
     rustix::fs::fsync(&handle).map_err(|e| err(e.into()))
 }
 
@@ -239,24 +250,32 @@ impl ArtifactStore {
     pub fn with_config(root: impl AsRef<Path>, config: StoreConfig) -> Result<Self> {
         let root_path = root.as_ref().to_path_buf();
         let io_err = |action, source| store_io(action, root_path.clone(), 0, source);
-        Dir::create_ambient_dir_all(&root_path, ambient_authority()).map_err(|e| io_err("create the store directory", e))?;
-        let root = Dir::open_ambient_dir(&root_path, ambient_authority()).map_err(|e| io_err("open the store directory", e))?;
+        Dir::create_ambient_dir_all(&root_path, ambient_authority())
+            .map_err(|e| io_err("create the store directory", e))?;
+        let root = Dir::open_ambient_dir(&root_path, ambient_authority())
+            .map_err(|e| io_err("open the store directory", e))?;
         for dir in [BLOBS, RECORDS, TMP] {
-            root.create_dir_all(dir).map_err(|e| store_io("create directory", root_path.join(dir), 0, e))?;
+            root.create_dir_all(dir)
+                .map_err(|e| store_io("create directory", root_path.join(dir), 0, e))?;
         }
         match root.read_to_string(LAYOUT_FILE) {
             Ok(text) if text == LAYOUT => {}
             Ok(text) => {
                 return Err(ArtifactError::ManifestInvalid {
                     path: root_path.join(LAYOUT_FILE),
-                    message: format!("unknown store layout {:?}, this build understands {:?}; open it with a matching mex version", text.trim(), LAYOUT.trim()),
+                    message: format!(
+                        "unknown store layout {:?}, this build understands {:?}; open it with a matching mex version",
+                        text.trim(),
+                        LAYOUT.trim()
+                    ),
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Write it atomically (outside tmp/, which gc empties); a
                 // concurrent opener may win, which is fine.
                 let name = format!(".{LAYOUT_FILE}-{}", Uuid::new_v4().simple());
-                root.write(&name, LAYOUT).map_err(|e| store_io("write", root_path.join(&name), 0, e))?;
+                root.write(&name, LAYOUT)
+                    .map_err(|e| store_io("write", root_path.join(&name), 0, e))?;
                 let linked = root.hard_link(&name, &root, LAYOUT_FILE);
                 let _ = root.remove_file(&name);
                 match linked {
@@ -267,7 +286,10 @@ impl ArtifactStore {
             }
             Err(e) => return Err(store_io("read", root_path.join(LAYOUT_FILE), 0, e)),
         }
-        let sub = |name: &str| root.open_dir(name).map_err(|e| store_io("open directory", root_path.join(name), 0, e));
+        let sub = |name: &str| {
+            root.open_dir(name)
+                .map_err(|e| store_io("open directory", root_path.join(name), 0, e))
+        };
         let blobs = sub(BLOBS)?;
         let records = sub(RECORDS)?;
         let tmp = sub(TMP)?;
@@ -295,7 +317,10 @@ impl ArtifactStore {
     }
 
     pub(crate) fn manifest_path(&self, id: Uuid) -> PathBuf {
-        self.root_path.join(RECORDS).join(id.hyphenated().to_string()).join(MANIFEST)
+        self.root_path
+            .join(RECORDS)
+            .join(id.hyphenated().to_string())
+            .join(MANIFEST)
     }
 
     /// Take the store lock: shared for puts, exclusive for gc and pinning.
@@ -304,10 +329,20 @@ impl ArtifactStore {
         let file = self
             .root
             .open_with(LOCK, OpenOptions::new().read(true).write(true).create(true))
-            .map_err(|source| ArtifactError::Lock { path: path.clone(), source })?
+            .map_err(|source| ArtifactError::Lock {
+                path: path.clone(),
+                source,
+            })?
             .into_std();
-        let op = if exclusive { FlockOperation::LockExclusive } else { FlockOperation::LockShared };
-        rustix::fs::flock(&file, op).map_err(|e| ArtifactError::Lock { path, source: e.into() })?;
+        let op = if exclusive {
+            FlockOperation::LockExclusive
+        } else {
+            FlockOperation::LockShared
+        };
+        rustix::fs::flock(&file, op).map_err(|e| ArtifactError::Lock {
+            path,
+            source: e.into(),
+        })?;
         Ok(StoreLock { _file: file })
     }
 
@@ -315,17 +350,36 @@ impl ArtifactStore {
         let name = format!("{prefix}-{}.tmp", Uuid::new_v4().simple());
         let file = self
             .tmp
-            .open_with(&name, OpenOptions::new().write(true).read(true).create_new(true))
-            .map_err(|e| store_io("create temporary file", self.root_path.join(TMP).join(&name), 0, e))?
+            .open_with(
+                &name,
+                OpenOptions::new().write(true).read(true).create_new(true),
+            )
+            .map_err(|e| {
+                store_io(
+                    "create temporary file",
+                    self.root_path.join(TMP).join(&name),
+                    0,
+                    e,
+                )
+            })?
             .into_std();
-        Ok(TempFile { dir: &self.tmp, name, file, keep: false })
+        Ok(TempFile {
+            dir: &self.tmp,
+            name,
+            file,
+            keep: false,
+        })
     }
 
     // ----------------------------------------------------------------- put
 
     /// Store the bytes of `reader` as a new artifact. Streams in constant
     /// memory; atomic; idempotent on payloads (see the crate docs).
-    pub fn put_reader<R: Read + ?Sized>(&self, reader: &mut R, options: &PutOptions) -> Result<ArtifactHandle> {
+    pub fn put_reader<R: Read + ?Sized>(
+        &self,
+        reader: &mut R,
+        options: &PutOptions,
+    ) -> Result<ArtifactHandle> {
         self.put_source(reader, "<reader>", options)
     }
 
@@ -343,7 +397,12 @@ impl ArtifactStore {
         self.put_source(&mut file, &path.display().to_string(), options)
     }
 
-    fn put_source<R: Read + ?Sized>(&self, reader: &mut R, source_name: &str, options: &PutOptions) -> Result<ArtifactHandle> {
+    fn put_source<R: Read + ?Sized>(
+        &self,
+        reader: &mut R,
+        source_name: &str,
+        options: &PutOptions,
+    ) -> Result<ArtifactHandle> {
         check_options(options)?;
         let _lock = self.lock(false)?;
         let got = self.store_blob(reader, source_name, options.expected, options.max_bytes)?;
@@ -361,30 +420,44 @@ impl ArtifactStore {
     ) -> Result<Ingested> {
         let limit = max_bytes.unwrap_or(u64::MAX);
         let map_ingest = |e: IngestError, tmp_path: PathBuf| match e {
-            IngestError::Read { read, source } => ArtifactError::SourceUnreadable { source_name: source_name.to_owned(), read, source },
-            IngestError::Write { written, source } => store_io("write the temporary file", tmp_path, written, source),
-            IngestError::TooLarge => ArtifactError::TooLarge { source_name: source_name.to_owned(), limit },
+            IngestError::Read { read, source } => ArtifactError::SourceUnreadable {
+                source_name: source_name.to_owned(),
+                read,
+                source,
+            },
+            IngestError::Write { written, source } => {
+                store_io("write the temporary file", tmp_path, written, source)
+            }
+            IngestError::TooLarge => ArtifactError::TooLarge {
+                source_name: source_name.to_owned(),
+                limit,
+            },
         };
         let check_expected = |got: &Ingested| match expected {
-            Some(exp) if exp.hash != got.digest || exp.size != got.size => Err(ArtifactError::ExpectedMismatch {
-                source_name: source_name.to_owned(),
-                expected_hash: exp.hash,
-                expected_size: exp.size,
-                actual_hash: got.digest,
-                actual_size: got.size,
-            }),
+            Some(exp) if exp.hash != got.digest || exp.size != got.size => {
+                Err(ArtifactError::ExpectedMismatch {
+                    source_name: source_name.to_owned(),
+                    expected_hash: exp.hash,
+                    expected_size: exp.size,
+                    actual_hash: got.digest,
+                    actual_size: got.size,
+                })
+            }
             _ => Ok(()),
         };
-        let (shard, name) = blob_location(&expected.map_or(Sha256Digest::from_bytes([0; 32]), |e| e.hash));
+        let (shard, name) =
+            blob_location(&expected.map_or(Sha256Digest::from_bytes([0; 32]), |e| e.hash));
         if let Some(exp) = expected {
             // Cheap second put: the caller says which content this is and we
             // already hold it, so only hash, never write.
-            if let Ok(meta) = self.blobs.symlink_metadata(Path::new(&shard).join(&name)) {
-                if meta.is_file() && meta.len() == exp.size {
-                    let got = ingest::ingest(reader, &mut io::sink(), limit).map_err(|e| map_ingest(e, PathBuf::from("<none>")))?;
-                    check_expected(&got)?;
-                    return Ok(got);
-                }
+            if let Ok(meta) = self.blobs.symlink_metadata(Path::new(&shard).join(&name))
+                && meta.is_file()
+                && meta.len() == exp.size
+            {
+                let got = ingest::ingest(reader, &mut io::sink(), limit)
+                    .map_err(|e| map_ingest(e, PathBuf::from("<none>")))?;
+                check_expected(&got)?;
+                return Ok(got);
             }
         }
         let mut tmp = self.temp_file("put")?;
@@ -394,8 +467,12 @@ impl ArtifactStore {
             let remaining = self.fault_enospc_after;
             #[cfg(not(test))]
             let remaining = None;
-            let mut writer = TempWriter { file: &mut tmp.file, remaining };
-            ingest::ingest(reader, &mut writer, limit).map_err(|e| map_ingest(e, tmp_path.clone()))?
+            let mut writer = TempWriter {
+                file: &mut tmp.file,
+                remaining,
+            };
+            ingest::ingest(reader, &mut writer, limit)
+                .map_err(|e| map_ingest(e, tmp_path.clone()))?
         };
         check_expected(&got)?;
         self.commit_blob(tmp, &got)?;
@@ -417,18 +494,38 @@ impl ArtifactStore {
             // Same bytes already stored: drop the temp file unsynced.
             return Ok(());
         }
-        tmp.file.set_permissions(std::fs::Permissions::from_mode(0o444)).map_err(|e| store_io("set permissions of", tmp_path.clone(), 0, e))?;
-        tmp.file.sync_all().map_err(|e| store_io("fsync", tmp_path.clone(), got.size, e))?;
+        tmp.file
+            .set_permissions(std::fs::Permissions::from_mode(0o444))
+            .map_err(|e| store_io("set permissions of", tmp_path.clone(), 0, e))?;
+        tmp.file
+            .sync_all()
+            .map_err(|e| store_io("fsync", tmp_path.clone(), got.size, e))?;
         match self.blobs.create_dir(&shard) {
             Ok(()) => fsync_dir(&self.blobs, &self.root_path.join(BLOBS))?,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(store_io("create directory", self.root_path.join(BLOBS).join(&shard), 0, e)),
+            Err(e) => {
+                return Err(store_io(
+                    "create directory",
+                    self.root_path.join(BLOBS).join(&shard),
+                    0,
+                    e,
+                ));
+            }
         }
-        let shard_dir = self.blobs.open_dir(&shard).map_err(|e| store_io("open directory", self.root_path.join(BLOBS).join(&shard), 0, e))?;
+        let shard_dir = self.blobs.open_dir(&shard).map_err(|e| {
+            store_io(
+                "open directory",
+                self.root_path.join(BLOBS).join(&shard),
+                0,
+                e,
+            )
+        })?;
         if existing == Some(false) {
             // A damaged blob (wrong size) is in the way: replace it with the
             // verified bytes we just wrote.
-            self.tmp.rename(&tmp.name, &shard_dir, &name).map_err(|e| store_io("replace damaged payload", blob_path.clone(), 0, e))?;
+            self.tmp
+                .rename(&tmp.name, &shard_dir, &name)
+                .map_err(|e| store_io("replace damaged payload", blob_path.clone(), 0, e))?;
             self.forget_cached(&got.digest);
         } else {
             match self.tmp.hard_link(&tmp.name, &shard_dir, &name) {
@@ -444,7 +541,12 @@ impl ArtifactStore {
     }
 
     /// Write the record (sidecar manifest) for a stored blob, atomically.
-    pub(crate) fn write_record(&self, got: Ingested, options: &PutOptions, normalize_line_endings: bool) -> Result<ArtifactHandle> {
+    pub(crate) fn write_record(
+        &self,
+        got: Ingested,
+        options: &PutOptions,
+        normalize_line_endings: bool,
+    ) -> Result<ArtifactHandle> {
         let id = Uuid::new_v4();
         let handle = ArtifactHandle {
             artifact_id: id,
@@ -473,29 +575,58 @@ impl ArtifactStore {
     /// record's manifest by atomic rename (caller holds the exclusive lock).
     pub(crate) fn write_manifest(&self, manifest: &ArtifactManifest, replace: bool) -> Result<()> {
         let id = manifest.artifact.artifact_id.hyphenated().to_string();
-        let mut json = serde_json::to_vec_pretty(manifest).map_err(|e| ArtifactError::ManifestInvalid {
-            path: self.manifest_path(manifest.artifact.artifact_id),
-            message: format!("cannot serialize: {e}"),
-        })?;
+        let mut json =
+            serde_json::to_vec_pretty(manifest).map_err(|e| ArtifactError::ManifestInvalid {
+                path: self.manifest_path(manifest.artifact.artifact_id),
+                message: format!("cannot serialize: {e}"),
+            })?;
         json.push(b'\n');
         let stage = format!("rec-{}", Uuid::new_v4().simple());
         let stage_path = self.root_path.join(TMP).join(&stage);
-        self.tmp.create_dir(&stage).map_err(|e| store_io("create directory", stage_path.clone(), 0, e))?;
+        self.tmp
+            .create_dir(&stage)
+            .map_err(|e| store_io("create directory", stage_path.clone(), 0, e))?;
         let result = (|| -> Result<()> {
-            let stage_dir = self.tmp.open_dir(&stage).map_err(|e| store_io("open directory", stage_path.clone(), 0, e))?;
+            let stage_dir = self
+                .tmp
+                .open_dir(&stage)
+                .map_err(|e| store_io("open directory", stage_path.clone(), 0, e))?;
             let mut file = stage_dir
                 .open_with(MANIFEST, OpenOptions::new().write(true).create_new(true))
                 .map_err(|e| store_io("create", stage_path.join(MANIFEST), 0, e))?
                 .into_std();
-            file.write_all(&json).map_err(|e| store_io("write", stage_path.join(MANIFEST), 0, e))?;
-            file.sync_all().map_err(|e| store_io("fsync", stage_path.join(MANIFEST), 0, e))?;
+            file.write_all(&json)
+                .map_err(|e| store_io("write", stage_path.join(MANIFEST), 0, e))?;
+            file.sync_all()
+                .map_err(|e| store_io("fsync", stage_path.join(MANIFEST), 0, e))?;
             if replace {
-                let record = self.records.open_dir(&id).map_err(|e| store_io("open directory", self.root_path.join(RECORDS).join(&id), 0, e))?;
-                stage_dir.rename(MANIFEST, &record, MANIFEST).map_err(|e| store_io("replace", self.manifest_path(manifest.artifact.artifact_id), 0, e))?;
+                let record = self.records.open_dir(&id).map_err(|e| {
+                    store_io(
+                        "open directory",
+                        self.root_path.join(RECORDS).join(&id),
+                        0,
+                        e,
+                    )
+                })?;
+                stage_dir.rename(MANIFEST, &record, MANIFEST).map_err(|e| {
+                    store_io(
+                        "replace",
+                        self.manifest_path(manifest.artifact.artifact_id),
+                        0,
+                        e,
+                    )
+                })?;
                 fsync_dir(&record, &self.root_path.join(RECORDS).join(&id))?;
             } else {
                 fsync_dir(&stage_dir, &stage_path)?;
-                self.tmp.rename(&stage, &self.records, &id).map_err(|e| store_io("move record into place at", self.root_path.join(RECORDS).join(&id), 0, e))?;
+                self.tmp.rename(&stage, &self.records, &id).map_err(|e| {
+                    store_io(
+                        "move record into place at",
+                        self.root_path.join(RECORDS).join(&id),
+                        0,
+                        e,
+                    )
+                })?;
                 fsync_dir(&self.records, &self.root_path.join(RECORDS))?;
             }
             Ok(())
@@ -513,7 +644,10 @@ impl ArtifactStore {
         let bytes = match self.records.read(&rel) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ArtifactError::NotFound { artifact_id, root: self.root_path.clone() });
+                return Err(ArtifactError::NotFound {
+                    artifact_id,
+                    root: self.root_path.clone(),
+                });
             }
             Err(e) => return Err(store_io("read", path, 0, e)),
         };
@@ -539,25 +673,53 @@ impl ArtifactStore {
             stored,
         };
         if stored.content_hash != handle.content_hash {
-            return Err(diff("content_hash", handle.content_hash.to_string(), stored.content_hash.to_string()));
+            return Err(diff(
+                "content_hash",
+                handle.content_hash.to_string(),
+                stored.content_hash.to_string(),
+            ));
         }
         if stored.size_bytes != handle.size_bytes {
-            return Err(diff("size_bytes", handle.size_bytes.to_string(), stored.size_bytes.to_string()));
+            return Err(diff(
+                "size_bytes",
+                handle.size_bytes.to_string(),
+                stored.size_bytes.to_string(),
+            ));
         }
         if stored.kind != handle.kind {
-            return Err(diff("kind", format!("{:?}", handle.kind), format!("{:?}", stored.kind)));
+            return Err(diff(
+                "kind",
+                format!("{:?}", handle.kind),
+                format!("{:?}", stored.kind),
+            ));
         }
         if stored.classification != handle.classification {
-            return Err(diff("classification", format!("{:?}", handle.classification), format!("{:?}", stored.classification)));
+            return Err(diff(
+                "classification",
+                format!("{:?}", handle.classification),
+                format!("{:?}", stored.classification),
+            ));
         }
         if stored.exportable != handle.exportable {
-            return Err(diff("exportable", handle.exportable.to_string(), stored.exportable.to_string()));
+            return Err(diff(
+                "exportable",
+                handle.exportable.to_string(),
+                stored.exportable.to_string(),
+            ));
         }
         if stored.retention_ttl_days != handle.retention_ttl_days {
-            return Err(diff("retention_ttl_days", format!("{:?}", handle.retention_ttl_days), format!("{:?}", stored.retention_ttl_days)));
+            return Err(diff(
+                "retention_ttl_days",
+                format!("{:?}", handle.retention_ttl_days),
+                format!("{:?}", stored.retention_ttl_days),
+            ));
         }
         if stored.media_type != handle.media_type {
-            return Err(diff("media_type", format!("{:?}", handle.media_type), format!("{:?}", stored.media_type)));
+            return Err(diff(
+                "media_type",
+                format!("{:?}", handle.media_type),
+                format!("{:?}", stored.media_type),
+            ));
         }
         Ok(manifest)
     }
@@ -567,10 +729,18 @@ impl ArtifactStore {
     pub fn list(&self) -> Result<Vec<Uuid>> {
         let path = self.root_path.join(RECORDS);
         let mut ids = Vec::new();
-        for entry in self.records.entries().map_err(|e| store_io("list", path.clone(), 0, e))? {
+        for entry in self
+            .records
+            .entries()
+            .map_err(|e| store_io("list", path.clone(), 0, e))?
+        {
             let entry = entry.map_err(|e| store_io("list", path.clone(), 0, e))?;
             let name = entry.file_name();
-            if let Some(id) = name.to_str().and_then(|s| Uuid::try_parse(s).ok()).filter(|id| id.hyphenated().to_string() == name.to_string_lossy()) {
+            if let Some(id) = name
+                .to_str()
+                .and_then(|s| Uuid::try_parse(s).ok())
+                .filter(|id| id.hyphenated().to_string() == name.to_string_lossy())
+            {
                 ids.push(id);
             }
         }
@@ -592,11 +762,19 @@ impl ArtifactStore {
     // --------------------------------------------------------------- reads
 
     fn forget_cached(&self, digest: &Sha256Digest) {
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner).remove(digest);
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(digest);
     }
 
     /// Open a blob and check its size; returns the file and its metadata.
-    pub(crate) fn open_blob(&self, artifact: &str, digest: &Sha256Digest, size: u64) -> Result<(File, std::fs::Metadata)> {
+    pub(crate) fn open_blob(
+        &self,
+        artifact: &str,
+        digest: &Sha256Digest,
+        size: u64,
+    ) -> Result<(File, std::fs::Metadata)> {
         let (shard, name) = blob_location(digest);
         let path = self.blob_path(digest);
         let integrity = |found: String| ArtifactError::Integrity {
@@ -608,12 +786,19 @@ impl ArtifactStore {
         };
         let file = match self.blobs.open(Path::new(&shard).join(&name)) {
             Ok(f) => f.into_std(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(integrity("the payload file is missing".into())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(integrity("the payload file is missing".into()));
+            }
             Err(e) => return Err(store_io("open payload", path, 0, e)),
         };
-        let meta = file.metadata().map_err(|e| store_io("stat payload", path.clone(), 0, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| store_io("stat payload", path.clone(), 0, e))?;
         if !meta.is_file() {
-            return Err(integrity(format!("it is a {}", file_type_name(&meta.file_type()))));
+            return Err(integrity(format!(
+                "it is a {}",
+                file_type_name(&meta.file_type())
+            )));
         }
         if meta.len() != size {
             self.forget_cached(digest);
@@ -623,17 +808,36 @@ impl ArtifactStore {
     }
 
     /// Open a blob, verified by hash and size (or by a valid cache entry).
-    pub(crate) fn open_blob_verified(&self, artifact: &str, digest: &Sha256Digest, size: u64) -> Result<(File, bool)> {
+    pub(crate) fn open_blob_verified(
+        &self,
+        artifact: &str,
+        digest: &Sha256Digest,
+        size: u64,
+    ) -> Result<(File, bool)> {
         let (mut file, meta) = self.open_blob(artifact, digest, size)?;
         let path = self.blob_path(digest);
         let stamp = FileStamp::of(&meta);
-        if self.config.verify_cache && self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(digest) == Some(&stamp) {
+        if self.config.verify_cache
+            && self
+                .cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(digest)
+                == Some(&stamp)
+        {
             return Ok((file, true));
         }
         let started = SystemTime::now();
         let got = ingest::hash_reader(&mut file).map_err(|e| match e {
-            IngestError::Read { source, .. } | IngestError::Write { source, .. } => store_io("read payload", path.clone(), 0, source),
-            IngestError::TooLarge => store_io("read payload", path.clone(), 0, io::Error::other("too large")),
+            IngestError::Read { source, .. } | IngestError::Write { source, .. } => {
+                store_io("read payload", path.clone(), 0, source)
+            }
+            IngestError::TooLarge => store_io(
+                "read payload",
+                path.clone(),
+                0,
+                io::Error::other("too large"),
+            ),
         })?;
         if got.digest != *digest || got.size != size {
             self.forget_cached(digest);
@@ -646,14 +850,26 @@ impl ArtifactStore {
             });
         }
         if self.config.verify_cache {
-            let after = file.metadata().map_err(|e| store_io("stat payload", path.clone(), 0, e))?;
-            let ctime = UNIX_EPOCH + Duration::new(u64::try_from(stamp.ctime.0).unwrap_or(0), u32::try_from(stamp.ctime.1).unwrap_or(0));
-            let old_enough = started.duration_since(ctime).is_ok_and(|age| age >= self.config.racy_window);
+            let after = file
+                .metadata()
+                .map_err(|e| store_io("stat payload", path.clone(), 0, e))?;
+            let ctime = UNIX_EPOCH
+                + Duration::new(
+                    u64::try_from(stamp.ctime.0).unwrap_or(0),
+                    u32::try_from(stamp.ctime.1).unwrap_or(0),
+                );
+            let old_enough = started
+                .duration_since(ctime)
+                .is_ok_and(|age| age >= self.config.racy_window);
             if FileStamp::of(&after) == stamp && old_enough {
-                self.cache.lock().unwrap_or_else(PoisonError::into_inner).insert(*digest, stamp);
+                self.cache
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(*digest, stamp);
             }
         }
-        file.seek(SeekFrom::Start(0)).map_err(|e| store_io("seek payload", path, 0, e))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| store_io("seek payload", path, 0, e))?;
         Ok((file, false))
     }
 
@@ -662,15 +878,27 @@ impl ArtifactStore {
     /// must match the stored record ([`ArtifactStore::check_handle`]).
     pub fn read(&self, handle: &ArtifactHandle) -> Result<Vec<u8>> {
         self.check_handle(handle)?;
-        self.read_blob(&handle.artifact_id.to_string(), &handle.content_hash, handle.size_bytes)
+        self.read_blob(
+            &handle.artifact_id.to_string(),
+            &handle.content_hash,
+            handle.size_bytes,
+        )
     }
 
-    pub(crate) fn read_blob(&self, artifact: &str, digest: &Sha256Digest, size: u64) -> Result<Vec<u8>> {
+    pub(crate) fn read_blob(
+        &self,
+        artifact: &str,
+        digest: &Sha256Digest,
+        size: u64,
+    ) -> Result<Vec<u8>> {
         let (mut file, _) = self.open_blob(artifact, digest, size)?;
         let path = self.blob_path(digest);
         let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         // Read one byte past the expected size to notice growth.
-        (&mut file).take(size.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| store_io("read payload", path.clone(), 0, e))?;
+        (&mut file)
+            .take(size.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| store_io("read payload", path.clone(), 0, e))?;
         let got = Sha256Digest::of(&bytes);
         if got != *digest || bytes.len() as u64 != size {
             self.forget_cached(digest);
@@ -690,8 +918,16 @@ impl ArtifactStore {
     /// crate docs for the residual risk of this verify-then-read path.
     pub fn open(&self, handle: &ArtifactHandle) -> Result<VerifiedFile> {
         self.check_handle(handle)?;
-        let (file, from_cache) = self.open_blob_verified(&handle.artifact_id.to_string(), &handle.content_hash, handle.size_bytes)?;
-        Ok(VerifiedFile { file, size: handle.size_bytes, from_cache })
+        let (file, from_cache) = self.open_blob_verified(
+            &handle.artifact_id.to_string(),
+            &handle.content_hash,
+            handle.size_bytes,
+        )?;
+        Ok(VerifiedFile {
+            file,
+            size: handle.size_bytes,
+            from_cache,
+        })
     }
 
     /// Open an artifact's payload as a single-pass reader that hashes while
@@ -699,11 +935,18 @@ impl ArtifactStore {
     /// match: treat what it yields as untrusted until it returns `Ok(0)`.
     pub fn open_streaming(&self, handle: &ArtifactHandle) -> Result<VerifyingReader> {
         self.check_handle(handle)?;
-        let (file, _) = self.open_blob(&handle.artifact_id.to_string(), &handle.content_hash, handle.size_bytes)?;
+        let (file, _) = self.open_blob(
+            &handle.artifact_id.to_string(),
+            &handle.content_hash,
+            handle.size_bytes,
+        )?;
         Ok(VerifyingReader {
             file,
             hasher: Some(mex_envelope::Sha256Writer::new()),
-            expected: Expected { hash: handle.content_hash, size: handle.size_bytes },
+            expected: Expected {
+                hash: handle.content_hash,
+                size: handle.size_bytes,
+            },
             path: self.blob_path(&handle.content_hash),
             failed: false,
         })
@@ -711,37 +954,54 @@ impl ArtifactStore {
 }
 
 /// Parse and sanity-check a manifest file.
-pub(crate) fn parse_manifest(bytes: &[u8], path: &Path, id: Option<Uuid>) -> Result<ArtifactManifest> {
-    let manifest: ArtifactManifest = serde_json::from_slice(bytes)
-        .map_err(|e| ArtifactError::ManifestInvalid { path: path.to_path_buf(), message: e.to_string() })?;
+pub(crate) fn parse_manifest(
+    bytes: &[u8],
+    path: &Path,
+    id: Option<Uuid>,
+) -> Result<ArtifactManifest> {
+    let manifest: ArtifactManifest =
+        serde_json::from_slice(bytes).map_err(|e| ArtifactError::ManifestInvalid {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
     if manifest.schema_version != MANIFEST_SCHEMA_VERSION {
         return Err(ArtifactError::ManifestInvalid {
             path: path.to_path_buf(),
-            message: format!("schema_version {:?}, expected {MANIFEST_SCHEMA_VERSION:?}", manifest.schema_version),
+            message: format!(
+                "schema_version {:?}, expected {MANIFEST_SCHEMA_VERSION:?}",
+                manifest.schema_version
+            ),
         });
     }
-    if let Some(id) = id {
-        if manifest.artifact.artifact_id != id {
-            return Err(ArtifactError::ManifestInvalid {
-                path: path.to_path_buf(),
-                message: format!("it names artifact {} but lives in the record of {id}", manifest.artifact.artifact_id),
-            });
-        }
+    if let Some(id) = id
+        && manifest.artifact.artifact_id != id
+    {
+        return Err(ArtifactError::ManifestInvalid {
+            path: path.to_path_buf(),
+            message: format!(
+                "it names artifact {} but lives in the record of {id}",
+                manifest.artifact.artifact_id
+            ),
+        });
     }
     Ok(manifest)
 }
 
 fn check_options(options: &PutOptions) -> Result<()> {
-    if let Some(ttl) = options.retention_ttl_days {
-        if !(1..=36_500).contains(&ttl) {
-            return Err(ArtifactError::InvalidOptions {
-                message: format!("retention_ttl_days {ttl} is out of range; use 1..=36500 days, or None to keep it"),
-            });
-        }
+    if let Some(ttl) = options.retention_ttl_days
+        && !(1..=36_500).contains(&ttl)
+    {
+        return Err(ArtifactError::InvalidOptions {
+            message: format!(
+                "retention_ttl_days {ttl} is out of range; use 1..=36500 days, or None to keep it"
+            ),
+        });
     }
     if options.kind == ArtifactKind::Bundle {
         return Err(ArtifactError::InvalidOptions {
-            message: "kind bundle is reserved for put_dir, whose payload is a canonical bundle index".into(),
+            message:
+                "kind bundle is reserved for put_dir, whose payload is a canonical bundle index"
+                    .into(),
         });
     }
     Ok(())
@@ -750,7 +1010,11 @@ fn check_options(options: &PutOptions) -> Result<()> {
 /// Open a caller-chosen source path, refusing anything but a regular file
 /// without blocking on FIFOs.
 pub(crate) fn open_regular_source(path: &Path) -> Result<File> {
-    let unreadable = |source| ArtifactError::SourceUnreadable { source_name: path.display().to_string(), read: 0, source };
+    let unreadable = |source| ArtifactError::SourceUnreadable {
+        source_name: path.display().to_string(),
+        read: 0,
+        source,
+    };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
@@ -758,7 +1022,10 @@ pub(crate) fn open_regular_source(path: &Path) -> Result<File> {
         .map_err(unreadable)?;
     let meta = file.metadata().map_err(unreadable)?;
     if !meta.is_file() {
-        return Err(ArtifactError::NotARegularFile { path: path.to_path_buf(), file_type: file_type_name(&meta.file_type()) });
+        return Err(ArtifactError::NotARegularFile {
+            path: path.to_path_buf(),
+            file_type: file_type_name(&meta.file_type()),
+        });
     }
     Ok(file)
 }
@@ -811,7 +1078,11 @@ pub struct VerifyingReader {
 
 impl std::fmt::Debug for VerifyingReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyingReader").field("path", &self.path).field("expected", &self.expected).field("failed", &self.failed).finish_non_exhaustive()
+        f.debug_struct("VerifyingReader")
+            .field("path", &self.path)
+            .field("expected", &self.expected)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
     }
 }
 
@@ -832,14 +1103,22 @@ impl VerifyingReader {
 impl Read for VerifyingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.failed {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "integrity failure already reported for this payload"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "integrity failure already reported for this payload",
+            ));
         }
-        let Some(hasher) = self.hasher.as_mut() else { return Ok(0) };
+        let Some(hasher) = self.hasher.as_mut() else {
+            return Ok(0);
+        };
         let n = self.file.read(buf)?;
         hasher.update(&buf[..n]);
         if hasher.len() > self.expected.size || n == 0 {
             let seen = hasher.len();
-            let (digest, size) = self.hasher.take().map_or((self.expected.hash, seen), mex_envelope::Sha256Writer::finish);
+            let (digest, size) = self.hasher.take().map_or(
+                (self.expected.hash, seen),
+                mex_envelope::Sha256Writer::finish,
+            );
             if n > 0 || digest != self.expected.hash || size != self.expected.size {
                 self.failed = true;
                 return Err(self.integrity_error(&digest, size));

@@ -12,30 +12,54 @@ fn tmp_entries(store: &ArtifactStore) -> usize {
 fn disk_full_is_clear_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = ArtifactStore::at(dir.path()).unwrap();
-    let before = store.put_bytes(b"already here", &PutOptions::default()).unwrap();
+    let before = store
+        .put_bytes(b"already here", &PutOptions::default())
+        .unwrap();
     // Large input (pipeline path) and small input (inline path).
     for (len, limit) in [(5 << 20, 3 << 20), (1000, 10)] {
         store.fault_enospc_after = Some(limit);
         let data = vec![0x5au8; len];
         let err = store.put_bytes(&data, &PutOptions::default()).unwrap_err();
-        let ArtifactError::DiskFull { written, .. } = &err else { panic!("expected DiskFull, got {err:?}") };
-        assert!(*written <= limit as u64, "{written} > {limit}");
+        let ArtifactError::DiskFull { written, .. } = &err else {
+            panic!("expected DiskFull, got {err:?}")
+        };
+        assert!(*written <= limit, "{written} > {limit}");
         let message = err.to_string();
-        assert!(message.contains("disk full") && message.contains("free space") && message.contains("no partial artifact"), "{message}");
-        assert!(message.contains("/tmp/put-"), "message names the file: {message}");
+        assert!(
+            message.contains("disk full")
+                && message.contains("free space")
+                && message.contains("no partial artifact"),
+            "{message}"
+        );
+        assert!(
+            message.contains("/tmp/put-"),
+            "message names the file: {message}"
+        );
         assert_eq!(tmp_entries(&store), 0, "temp file removed");
-        assert_eq!(store.list().unwrap(), vec![before.artifact_id], "no record appeared");
+        assert_eq!(
+            store.list().unwrap(),
+            vec![before.artifact_id],
+            "no record appeared"
+        );
     }
     store.fault_enospc_after = None;
     assert!(store.verify().unwrap().is_ok());
-    let h = store.put_bytes(&vec![1u8; 3 << 20], &PutOptions::default()).unwrap();
+    let h = store
+        .put_bytes(&vec![1u8; 3 << 20], &PutOptions::default())
+        .unwrap();
     assert_eq!(store.read(&h).unwrap().len(), 3 << 20);
 }
 
 #[test]
 fn enospc_during_record_write_is_disk_full_too() {
     let e = std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
-    assert!(matches!(crate::error::store_io("write", "x".into(), 0, e), ArtifactError::DiskFull { .. }));
+    assert!(matches!(
+        crate::error::store_io("write", "x".into(), 0, e),
+        ArtifactError::DiskFull { .. }
+    ));
     let e = std::io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error());
-    assert!(matches!(crate::error::store_io("write", "x".into(), 0, e), ArtifactError::Io { .. }));
+    assert!(matches!(
+        crate::error::store_io("write", "x".into(), 0, e),
+        ArtifactError::Io { .. }
+    ));
 }

@@ -86,7 +86,11 @@ impl ArtifactStore {
         let mut referenced: HashMap<Sha256Digest, ()> = HashMap::new();
         let records_path = self.root_path.join(RECORDS);
         let mut names = Vec::new();
-        for entry in self.records.entries().map_err(|e| store_io("list", records_path.clone(), 0, e))? {
+        for entry in self
+            .records
+            .entries()
+            .map_err(|e| store_io("list", records_path.clone(), 0, e))?
+        {
             let entry = entry.map_err(|e| store_io("list", records_path.clone(), 0, e))?;
             names.push(entry.file_name());
         }
@@ -99,24 +103,40 @@ impl ArtifactStore {
                     artifact_id: None,
                     path: records_path.join(&name),
                     kind: ProblemKind::Stray,
-                    message: "not a record (the name is not an artifact id); move it out of the store".into(),
+                    message:
+                        "not a record (the name is not an artifact id); move it out of the store"
+                            .into(),
                 });
                 continue;
             };
             report.records += 1;
-            let manifest = match self.records.read(std::path::Path::new(&name).join(MANIFEST)) {
+            let manifest = match self
+                .records
+                .read(std::path::Path::new(&name).join(MANIFEST))
+            {
                 Ok(bytes) => parse_manifest(&bytes, &path, Some(id)),
                 Err(e) => Err(store_io("read", path.clone(), 0, e)),
             };
             let manifest = match manifest {
                 Ok(m) => m,
                 Err(e) => {
-                    report.problems.push(Problem { artifact_id: Some(id), path, kind: ProblemKind::ManifestInvalid, message: e.to_string() });
+                    report.problems.push(Problem {
+                        artifact_id: Some(id),
+                        path,
+                        kind: ProblemKind::ManifestInvalid,
+                        message: e.to_string(),
+                    });
                     continue;
                 }
             };
             referenced.insert(manifest.artifact.content_hash, ());
-            if let Some(p) = self.check_payload(&blobs, Some(id), "", &manifest.artifact.content_hash, manifest.artifact.size_bytes) {
+            if let Some(p) = self.check_payload(
+                &blobs,
+                Some(id),
+                "",
+                &manifest.artifact.content_hash,
+                manifest.artifact.size_bytes,
+            ) {
                 report.problems.push(p);
                 continue;
             }
@@ -125,39 +145,77 @@ impl ArtifactStore {
             }
         }
         // Damaged blobs that no record references still deserve a line.
-        let mut unreferenced_bad: Vec<_> = blobs.iter().filter(|(d, s)| !referenced.contains_key(*d) && !matches!(s, BlobState::Good(_))).collect();
+        let mut unreferenced_bad: Vec<_> = blobs
+            .iter()
+            .filter(|(d, s)| !referenced.contains_key(*d) && !matches!(s, BlobState::Good(_)))
+            .collect();
         unreferenced_bad.sort_by_key(|(d, _)| **d);
         for (digest, state) in unreferenced_bad {
             let (kind, message) = match state {
-                BlobState::Unreadable(e) => (ProblemKind::Unreadable, format!("unreferenced payload cannot be read: {e}")),
-                BlobState::Bad(actual, size) => (ProblemKind::HashMismatch, format!("unreferenced payload hashes to {actual} ({size} bytes), not its name; gc will remove it")),
+                BlobState::Unreadable(e) => (
+                    ProblemKind::Unreadable,
+                    format!("unreferenced payload cannot be read: {e}"),
+                ),
+                BlobState::Bad(actual, size) => (
+                    ProblemKind::HashMismatch,
+                    format!(
+                        "unreferenced payload hashes to {actual} ({size} bytes), not its name; gc will remove it"
+                    ),
+                ),
                 BlobState::Good(_) => continue,
             };
-            report.problems.push(Problem { artifact_id: None, path: self.blob_path(digest), kind, message });
+            report.problems.push(Problem {
+                artifact_id: None,
+                path: self.blob_path(digest),
+                kind,
+                message,
+            });
         }
         Ok(report)
     }
 
-    fn hash_all_blobs(&self, report: &mut VerifyReport) -> Result<HashMap<Sha256Digest, BlobState>> {
+    fn hash_all_blobs(
+        &self,
+        report: &mut VerifyReport,
+    ) -> Result<HashMap<Sha256Digest, BlobState>> {
         let mut out = HashMap::new();
         let blobs_path = self.root_path.join(BLOBS);
-        for shard in self.blobs.entries().map_err(|e| store_io("list", blobs_path.clone(), 0, e))? {
+        for shard in self
+            .blobs
+            .entries()
+            .map_err(|e| store_io("list", blobs_path.clone(), 0, e))?
+        {
             let shard = shard.map_err(|e| store_io("list", blobs_path.clone(), 0, e))?;
             let shard_name = shard.file_name().to_string_lossy().into_owned();
             let shard_dir = match shard.open_dir() {
                 Ok(d) => d,
                 Err(e) => {
-                    report.problems.push(Problem { artifact_id: None, path: blobs_path.join(&shard_name), kind: ProblemKind::Stray, message: format!("not a shard directory ({e}); move it out of the store") });
+                    report.problems.push(Problem {
+                        artifact_id: None,
+                        path: blobs_path.join(&shard_name),
+                        kind: ProblemKind::Stray,
+                        message: format!("not a shard directory ({e}); move it out of the store"),
+                    });
                     continue;
                 }
             };
             let shard_path = blobs_path.join(&shard_name);
-            for entry in shard_dir.entries().map_err(|e| store_io("list", shard_path.clone(), 0, e))? {
+            for entry in shard_dir
+                .entries()
+                .map_err(|e| store_io("list", shard_path.clone(), 0, e))?
+            {
                 let entry = entry.map_err(|e| store_io("list", shard_path.clone(), 0, e))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let path = shard_path.join(&name);
                 let Ok(digest) = format!("{shard_name}{name}").parse::<Sha256Digest>() else {
-                    report.problems.push(Problem { artifact_id: None, path, kind: ProblemKind::Stray, message: "not a payload (the name is not a digest); move it out of the store".into() });
+                    report.problems.push(Problem {
+                        artifact_id: None,
+                        path,
+                        kind: ProblemKind::Stray,
+                        message:
+                            "not a payload (the name is not a digest); move it out of the store"
+                                .into(),
+                    });
                     continue;
                 };
                 let state = match entry.open() {
@@ -167,7 +225,11 @@ impl ArtifactStore {
                             Ok(got) => {
                                 report.blobs += 1;
                                 report.bytes_hashed += got.size;
-                                if got.digest == digest { BlobState::Good(got.size) } else { BlobState::Bad(got.digest, got.size) }
+                                if got.digest == digest {
+                                    BlobState::Good(got.size)
+                                } else {
+                                    BlobState::Bad(got.digest, got.size)
+                                }
                             }
                             Err(e) => BlobState::Unreadable(format!("{e:?}")),
                         }
@@ -181,23 +243,55 @@ impl ArtifactStore {
         Ok(out)
     }
 
-    fn check_payload(&self, blobs: &HashMap<Sha256Digest, BlobState>, id: Option<Uuid>, what: &str, digest: &Sha256Digest, size: u64) -> Option<Problem> {
+    fn check_payload(
+        &self,
+        blobs: &HashMap<Sha256Digest, BlobState>,
+        id: Option<Uuid>,
+        what: &str,
+        digest: &Sha256Digest,
+        size: u64,
+    ) -> Option<Problem> {
         let path = self.blob_path(digest);
         let (kind, message) = match blobs.get(digest) {
-            None => (ProblemKind::PayloadMissing, format!("{what}payload sha256 {digest} ({size} bytes) is missing; restore it from a backup or put the content again")),
-            Some(BlobState::Unreadable(e)) => (ProblemKind::Unreadable, format!("{what}payload cannot be read: {e}")),
-            Some(BlobState::Good(actual) | BlobState::Bad(_, actual)) if *actual != size => {
-                (ProblemKind::SizeMismatch, format!("{what}payload is {actual} bytes, the record says {size}: it was truncated or replaced; restore it or put the content again"))
-            }
+            None => (
+                ProblemKind::PayloadMissing,
+                format!(
+                    "{what}payload sha256 {digest} ({size} bytes) is missing; restore it from a backup or put the content again"
+                ),
+            ),
+            Some(BlobState::Unreadable(e)) => (
+                ProblemKind::Unreadable,
+                format!("{what}payload cannot be read: {e}"),
+            ),
+            Some(BlobState::Good(actual) | BlobState::Bad(_, actual)) if *actual != size => (
+                ProblemKind::SizeMismatch,
+                format!(
+                    "{what}payload is {actual} bytes, the record says {size}: it was truncated or replaced; restore it or put the content again"
+                ),
+            ),
             Some(BlobState::Good(_)) => return None,
-            Some(BlobState::Bad(actual, _)) => {
-                (ProblemKind::HashMismatch, format!("{what}payload hashes to {actual}, the record says {digest}: it was modified on disk; restore it or put the content again"))
-            }
+            Some(BlobState::Bad(actual, _)) => (
+                ProblemKind::HashMismatch,
+                format!(
+                    "{what}payload hashes to {actual}, the record says {digest}: it was modified on disk; restore it or put the content again"
+                ),
+            ),
         };
-        Some(Problem { artifact_id: id, path, kind, message })
+        Some(Problem {
+            artifact_id: id,
+            path,
+            kind,
+            message,
+        })
     }
 
-    fn check_bundle(&self, blobs: &HashMap<Sha256Digest, BlobState>, manifest: &ArtifactManifest, referenced: &mut HashMap<Sha256Digest, ()>, report: &mut VerifyReport) {
+    fn check_bundle(
+        &self,
+        blobs: &HashMap<Sha256Digest, BlobState>,
+        manifest: &ArtifactManifest,
+        referenced: &mut HashMap<Sha256Digest, ()>,
+        report: &mut VerifyReport,
+    ) {
         let handle = &manifest.artifact;
         let id = handle.artifact_id;
         let index = self
@@ -206,13 +300,24 @@ impl ArtifactStore {
         let index = match index {
             Ok(i) => i,
             Err(e) => {
-                report.problems.push(Problem { artifact_id: Some(id), path: self.blob_path(&handle.content_hash), kind: ProblemKind::BundleInvalid, message: e.to_string() });
+                report.problems.push(Problem {
+                    artifact_id: Some(id),
+                    path: self.blob_path(&handle.content_hash),
+                    kind: ProblemKind::BundleInvalid,
+                    message: e.to_string(),
+                });
                 return;
             }
         };
         for entry in &index.entries {
             referenced.insert(entry.content_hash, ());
-            if let Some(p) = self.check_payload(blobs, Some(id), &format!("bundle entry {:?}: ", entry.path), &entry.content_hash, entry.size_bytes) {
+            if let Some(p) = self.check_payload(
+                blobs,
+                Some(id),
+                &format!("bundle entry {:?}: ", entry.path),
+                &entry.content_hash,
+                entry.size_bytes,
+            ) {
                 report.problems.push(p);
             }
         }

@@ -19,14 +19,25 @@ fn put_mix(store: &ArtifactStore, worker: u64, n: u64) -> Vec<ArtifactHandle> {
     for i in 0..n {
         // Even i: content shared by every worker (small and pipelined sizes);
         // odd i: unique to this worker.
-        let (seed, len) = if i % 2 == 0 { (i, if i % 4 == 0 { 1500 } else { 1_300_000 }) } else { (1000 * (worker + 1) + i, 70_000) };
-        out.push(store.put_reader(&mut PatternReader::new(seed, len), &PutOptions::default()).unwrap());
+        let (seed, len) = if i % 2 == 0 {
+            (i, if i % 4 == 0 { 1500 } else { 1_300_000 })
+        } else {
+            (1000 * (worker + 1) + i, 70_000)
+        };
+        out.push(
+            store
+                .put_reader(&mut PatternReader::new(seed, len), &PutOptions::default())
+                .unwrap(),
+        );
     }
     out
 }
 
 fn blob_count(store: &ArtifactStore) -> usize {
-    std::fs::read_dir(store.root().join("blobs/sha256")).unwrap().map(|s| std::fs::read_dir(s.unwrap().path()).unwrap().count()).sum()
+    std::fs::read_dir(store.root().join("blobs/sha256"))
+        .unwrap()
+        .map(|s| std::fs::read_dir(s.unwrap().path()).unwrap().count())
+        .sum()
 }
 
 #[test]
@@ -39,23 +50,35 @@ fn many_threads_same_and_different_content() {
             std::thread::spawn(move || put_mix(&store, w, 12))
         })
         .collect();
-    let handles: Vec<ArtifactHandle> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let handles: Vec<ArtifactHandle> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     assert_eq!(handles.len(), 96);
     assert_eq!(store.list().unwrap().len(), 96);
     let distinct: HashSet<Sha256Digest> = handles.iter().map(|h| h.content_hash).collect();
     assert_eq!(distinct.len(), 6 + 8 * 6);
-    assert_eq!(blob_count(&store), distinct.len(), "one payload per distinct content");
+    assert_eq!(
+        blob_count(&store),
+        distinct.len(),
+        "one payload per distinct content"
+    );
     for h in &handles {
         store.read(h).unwrap();
     }
     assert!(store.verify().unwrap().is_ok());
-    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
 }
 
 /// Child: put a mix and print every handle as a JSON line.
 #[test]
 fn concurrency_child() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let (root, worker) = spec.split_once('|').unwrap();
     let store = ArtifactStore::at(root).unwrap();
     println!("ready");
@@ -73,7 +96,12 @@ fn two_processes_and_a_concurrent_gc() {
     let root = dir.path().join("store");
     let store = ArtifactStore::at(&root).unwrap();
     let mut children: Vec<_> = (0..2)
-        .map(|w| spawn_self("concurrency_child", &[(CHILD_ENV, format!("{}|{w}", root.display()))]))
+        .map(|w| {
+            spawn_self(
+                "concurrency_child",
+                &[(CHILD_ENV, format!("{}|{w}", root.display()))],
+            )
+        })
         .collect();
     for (_, out) in &mut children {
         wait_for(out, "ready");
@@ -101,7 +129,9 @@ fn two_processes_and_a_concurrent_gc() {
         for line in out.lines() {
             let line = line.unwrap();
             match line.find('{') {
-                Some(i) => handles.push(serde_json::from_str::<ArtifactHandle>(&line[i..]).unwrap()),
+                Some(i) => {
+                    handles.push(serde_json::from_str::<ArtifactHandle>(&line[i..]).unwrap())
+                }
                 None if line.trim_end().ends_with("done") => break,
                 None => {}
             }

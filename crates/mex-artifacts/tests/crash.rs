@@ -17,16 +17,25 @@ const CHILD_ENV: &str = "MEX_ARTIFACTS_CRASH_CHILD";
 /// The child: puts 6 MiB artifacts forever. A no-op unless run by the parent.
 #[test]
 fn crash_child() {
-    let Ok(root) = std::env::var(CHILD_ENV) else { return };
+    let Ok(root) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let store = ArtifactStore::at(&root).unwrap();
     println!("ready");
     std::io::stdout().flush().unwrap();
     let pid = u64::from(std::process::id());
     for i in 0u64.. {
         let mut reader = PatternReader::new(pid << 20 | i, 6 << 20);
-        store.put_reader(&mut reader, &PutOptions::default()).unwrap();
+        store
+            .put_reader(&mut reader, &PutOptions::default())
+            .unwrap();
         // Some small ones too, so records are written often.
-        store.put_bytes(format!("small {pid} {i}").as_bytes(), &PutOptions::default()).unwrap();
+        store
+            .put_bytes(
+                format!("small {pid} {i}").as_bytes(),
+                &PutOptions::default(),
+            )
+            .unwrap();
     }
 }
 
@@ -42,7 +51,8 @@ fn sigkill_during_large_puts_leaves_store_consistent() {
     let mut records_seen = 0;
     for round in 0..6u64 {
         let junk_before = if root.exists() { tmp_entries(&root) } else { 0 };
-        let (mut child, mut out) = spawn_self("crash_child", &[(CHILD_ENV, root.display().to_string())]);
+        let (mut child, mut out) =
+            spawn_self("crash_child", &[(CHILD_ENV, root.display().to_string())]);
         wait_for(&mut out, "ready");
         std::thread::sleep(Duration::from_millis(150 + (round * 137) % 600));
         child.kill().unwrap(); // SIGKILL
@@ -62,16 +72,28 @@ fn sigkill_during_large_puts_leaves_store_consistent() {
         }
         records_seen = ids.len();
     }
-    assert!(records_seen > 0, "no put ever completed: the test did not check surviving artifacts");
-    assert!(killed_mid_put > 0, "no kill landed in the middle of a put: the test did not exercise the window");
+    assert!(
+        records_seen > 0,
+        "no put ever completed: the test did not check surviving artifacts"
+    );
+    assert!(
+        killed_mid_put > 0,
+        "no kill landed in the middle of a put: the test did not exercise the window"
+    );
 
     let store = ArtifactStore::at(&root).unwrap();
-    let h = store.put_reader(&mut PatternReader::new(7, 3 << 20), &PutOptions::default()).unwrap();
+    let h = store
+        .put_reader(&mut PatternReader::new(7, 3 << 20), &PutOptions::default())
+        .unwrap();
     store.read(&h).unwrap();
     let gc = store.gc(UtcTimestamp::now()).unwrap();
     assert_eq!(tmp_entries(&root), 0);
     assert!(gc.deleted.is_empty());
     assert!(store.verify().unwrap().is_ok());
     assert_eq!(store.list().unwrap().len(), records_seen + 2); // + the new put + the gc report
-    println!("killed mid-put in {killed_mid_put}/6 rounds; {records_seen} records survived; gc removed {} temp entries and {} orphan payloads", gc.temp_entries_removed, gc.blobs_deleted.len());
+    println!(
+        "killed mid-put in {killed_mid_put}/6 rounds; {records_seen} records survived; gc removed {} temp entries and {} orphan payloads",
+        gc.temp_entries_removed,
+        gc.blobs_deleted.len()
+    );
 }

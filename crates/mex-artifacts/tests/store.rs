@@ -1,5 +1,11 @@
 //! Store behaviour: put/read, dedup, tamper detection, bad input, bundles, gc.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::field_reassign_with_default,
+    clippy::type_complexity
+)]
 
 use std::fs;
 use std::io::{self, Read};
@@ -8,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mex_artifacts::{
-    ArtifactError, ArtifactStore, BundleOptions, Expected, GcOptions, ProblemKind, PutOptions, RelPath, StoreConfig,
+    ArtifactError, ArtifactStore, BundleOptions, Expected, GcOptions, ProblemKind, PutOptions,
+    RelPath, StoreConfig,
 };
 use mex_envelope::{ArtifactHandle, ArtifactKind, Classification, Sha256Digest, UtcTimestamp};
 
@@ -20,7 +27,11 @@ fn store() -> (tempfile::TempDir, ArtifactStore) {
 
 fn blob_path(store: &ArtifactStore, h: &ArtifactHandle) -> PathBuf {
     let hex = h.content_hash.to_hex();
-    store.root().join("blobs/sha256").join(&hex[..2]).join(&hex[2..])
+    store
+        .root()
+        .join("blobs/sha256")
+        .join(&hex[..2])
+        .join(&hex[2..])
 }
 
 fn blob_count(store: &ArtifactStore) -> usize {
@@ -40,7 +51,9 @@ fn writable(path: &Path) {
 }
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 #[test]
@@ -58,17 +71,38 @@ fn put_read_roundtrip_and_manifest() {
     store.open(&h).unwrap().read_to_end(&mut via_open).unwrap();
     assert_eq!(via_open, bytes);
     let mut via_stream = Vec::new();
-    store.open_streaming(&h).unwrap().read_to_end(&mut via_stream).unwrap();
+    store
+        .open_streaming(&h)
+        .unwrap()
+        .read_to_end(&mut via_stream)
+        .unwrap();
     assert_eq!(via_stream, bytes);
     let m = store.manifest(h.artifact_id).unwrap();
     assert_eq!(m.artifact, h);
     assert!(!m.pinned);
-    let json = fs::read_to_string(store.root().join("records").join(h.artifact_id.to_string()).join("artifact.json")).unwrap();
-    assert!(json.contains("\"schema_version\": \"mex-artifact-1.0\""), "{json}");
+    let json = fs::read_to_string(
+        store
+            .root()
+            .join("records")
+            .join(h.artifact_id.to_string())
+            .join("artifact.json"),
+    )
+    .unwrap();
+    assert!(
+        json.contains("\"schema_version\": \"mex-artifact-1.0\""),
+        "{json}"
+    );
     assert_eq!(store.list().unwrap(), vec![h.artifact_id]);
     assert_eq!(tmp_count(&store), 0);
     // Blobs are read-only on disk.
-    assert_eq!(fs::metadata(blob_path(&store, &h)).unwrap().permissions().mode() & 0o222, 0);
+    assert_eq!(
+        fs::metadata(blob_path(&store, &h))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o222,
+        0
+    );
 }
 
 #[test]
@@ -79,7 +113,10 @@ fn same_bytes_share_one_payload() {
     let ino = fs::metadata(blob_path(&store, &a)).unwrap();
     let b = store.put_bytes(&bytes, &PutOptions::default()).unwrap();
     let mut expected = PutOptions::default();
-    expected.expected = Some(Expected { hash: a.content_hash, size: a.size_bytes });
+    expected.expected = Some(Expected {
+        hash: a.content_hash,
+        size: a.size_bytes,
+    });
     let c = store.put_bytes(&bytes, &expected).unwrap();
     assert_ne!(a.artifact_id, b.artifact_id);
     assert_eq!(a.content_hash, c.content_hash);
@@ -88,7 +125,10 @@ fn same_bytes_share_one_payload() {
     // The payload file was not rewritten.
     use std::os::unix::fs::MetadataExt;
     let after = fs::metadata(blob_path(&store, &a)).unwrap();
-    assert_eq!((ino.ino(), ino.mtime(), ino.mtime_nsec()), (after.ino(), after.mtime(), after.mtime_nsec()));
+    assert_eq!(
+        (ino.ino(), ino.mtime(), ino.mtime_nsec()),
+        (after.ino(), after.mtime(), after.mtime_nsec())
+    );
     assert_eq!(tmp_count(&store), 0);
 }
 
@@ -97,16 +137,37 @@ fn wrong_expected_hash_is_refused_and_nothing_stored() {
     let (_d, store) = store();
     let known = store.put_bytes(b"known", &PutOptions::default()).unwrap();
     for (content, expected) in [
-        (&b"other"[..], Expected { hash: Sha256Digest::of(b"nope"), size: 5 }),
+        (
+            &b"other"[..],
+            Expected {
+                hash: Sha256Digest::of(b"nope"),
+                size: 5,
+            },
+        ),
         // Claims an existing blob (fast path), but the bytes differ.
-        (&b"fake!"[..], Expected { hash: known.content_hash, size: known.size_bytes }),
+        (
+            &b"fake!"[..],
+            Expected {
+                hash: known.content_hash,
+                size: known.size_bytes,
+            },
+        ),
         // Right hash, wrong size.
-        (&b"known"[..], Expected { hash: known.content_hash, size: 6 }),
+        (
+            &b"known"[..],
+            Expected {
+                hash: known.content_hash,
+                size: 6,
+            },
+        ),
     ] {
         let mut opts = PutOptions::default();
         opts.expected = Some(expected);
         let err = store.put_bytes(content, &opts).unwrap_err();
-        assert!(matches!(err, ArtifactError::ExpectedMismatch { .. }), "{err:?}");
+        assert!(
+            matches!(err, ArtifactError::ExpectedMismatch { .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("nothing was stored"), "{err}");
     }
     assert_eq!(store.list().unwrap(), vec![known.artifact_id]);
@@ -135,25 +196,68 @@ impl Read for FailingReader {
 fn unreadable_sources_give_clear_errors() {
     let (d, store) = store();
     for left in [10usize, 5 << 20] {
-        let err = store.put_reader(&mut FailingReader { left }, &PutOptions::default()).unwrap_err();
-        let ArtifactError::SourceUnreadable { read, .. } = &err else { panic!("{err:?}") };
+        let err = store
+            .put_reader(&mut FailingReader { left }, &PutOptions::default())
+            .unwrap_err();
+        let ArtifactError::SourceUnreadable { read, .. } = &err else {
+            panic!("{err:?}")
+        };
         assert_eq!(*read, left as u64);
         assert!(err.to_string().contains("simulated read error"), "{err}");
     }
     let missing = d.path().join("missing.bin");
-    let err = store.put_path(&missing, &PutOptions::default()).unwrap_err();
-    assert!(matches!(err, ArtifactError::SourceUnreadable { .. }) && err.to_string().contains("missing.bin"), "{err}");
-    let err = store.put_path(d.path(), &PutOptions::default()).unwrap_err();
-    assert!(matches!(err, ArtifactError::NotARegularFile { file_type: "directory", .. }), "{err:?}");
+    let err = store
+        .put_path(&missing, &PutOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, ArtifactError::SourceUnreadable { .. })
+            && err.to_string().contains("missing.bin"),
+        "{err}"
+    );
+    let err = store
+        .put_path(d.path(), &PutOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ArtifactError::NotARegularFile {
+                file_type: "directory",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let fifo = d.path().join("fifo");
-    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
     let err = store.put_path(&fifo, &PutOptions::default()).unwrap_err();
-    assert!(matches!(err, ArtifactError::NotARegularFile { file_type: "FIFO", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ArtifactError::NotARegularFile {
+                file_type: "FIFO",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let mut opts = PutOptions::default();
     opts.max_bytes = Some(100);
-    assert!(matches!(store.put_bytes(&[0; 101], &opts), Err(ArtifactError::TooLarge { limit: 100, .. })));
+    assert!(matches!(
+        store.put_bytes(&[0; 101], &opts),
+        Err(ArtifactError::TooLarge { limit: 100, .. })
+    ));
     opts.retention_ttl_days = Some(0);
-    assert!(matches!(store.put_bytes(&[0; 1], &opts), Err(ArtifactError::InvalidOptions { .. })));
+    assert!(matches!(
+        store.put_bytes(&[0; 1], &opts),
+        Err(ArtifactError::InvalidOptions { .. })
+    ));
     assert!(store.list().unwrap().is_empty());
     assert_eq!(tmp_count(&store), 0);
     assert!(store.verify().unwrap().is_ok());
@@ -178,14 +282,27 @@ fn tamper(path: &Path, how: &str) {
 fn tampering_is_caught_on_read_and_by_verify() {
     for how in ["flip", "truncate", "replace"] {
         let (_d, store) = store();
-        let good = store.put_bytes(&data(100_000, 3), &PutOptions::default()).unwrap();
-        let victim = store.put_bytes(&data(200_000, 4), &PutOptions::default()).unwrap();
+        let good = store
+            .put_bytes(&data(100_000, 3), &PutOptions::default())
+            .unwrap();
+        let victim = store
+            .put_bytes(&data(200_000, 4), &PutOptions::default())
+            .unwrap();
         tamper(&blob_path(&store, &victim), how);
 
         let err = store.read(&victim).unwrap_err();
-        assert!(matches!(err, ArtifactError::Integrity { .. }), "{how}: {err:?}");
-        assert!(err.to_string().contains(&victim.artifact_id.to_string()), "{err}");
-        assert!(matches!(store.open(&victim), Err(ArtifactError::Integrity { .. })), "{how}");
+        assert!(
+            matches!(err, ArtifactError::Integrity { .. }),
+            "{how}: {err:?}"
+        );
+        assert!(
+            err.to_string().contains(&victim.artifact_id.to_string()),
+            "{err}"
+        );
+        assert!(
+            matches!(store.open(&victim), Err(ArtifactError::Integrity { .. })),
+            "{how}"
+        );
         match store.open_streaming(&victim) {
             Err(ArtifactError::Integrity { .. }) => assert_eq!(how, "truncate"),
             Err(e) => panic!("{e:?}"),
@@ -200,7 +317,11 @@ fn tampering_is_caught_on_read_and_by_verify() {
         assert_eq!(report.problems.len(), 1, "{how}: {report:?}");
         let p = &report.problems[0];
         assert_eq!(p.artifact_id, Some(victim.artifact_id));
-        let want = if how == "truncate" { ProblemKind::SizeMismatch } else { ProblemKind::HashMismatch };
+        let want = if how == "truncate" {
+            ProblemKind::SizeMismatch
+        } else {
+            ProblemKind::HashMismatch
+        };
         assert_eq!(p.kind, want, "{how}");
     }
 }
@@ -208,12 +329,30 @@ fn tampering_is_caught_on_read_and_by_verify() {
 #[test]
 fn verify_reports_every_bad_artifact_and_missing_payloads() {
     let (_d, store) = store();
-    let hs: Vec<_> = (0..4).map(|i| store.put_bytes(&data(1000 + i, i as u8), &PutOptions::default()).unwrap()).collect();
+    let hs: Vec<_> = (0..4)
+        .map(|i| {
+            store
+                .put_bytes(&data(1000 + i, i as u8), &PutOptions::default())
+                .unwrap()
+        })
+        .collect();
     tamper(&blob_path(&store, &hs[0]), "flip");
     fs::remove_file(blob_path(&store, &hs[1])).unwrap();
-    fs::write(store.root().join("records").join(hs[2].artifact_id.to_string()).join("artifact.json"), b"{not json").unwrap();
+    fs::write(
+        store
+            .root()
+            .join("records")
+            .join(hs[2].artifact_id.to_string())
+            .join("artifact.json"),
+        b"{not json",
+    )
+    .unwrap();
     let report = store.verify().unwrap();
-    let mut kinds: Vec<_> = report.problems.iter().map(|p| (p.artifact_id, p.kind)).collect();
+    let mut kinds: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| (p.artifact_id, p.kind))
+        .collect();
     kinds.sort_by_key(|(id, _)| *id);
     let mut want = vec![
         (Some(hs[0].artifact_id), ProblemKind::HashMismatch),
@@ -228,15 +367,23 @@ fn verify_reports_every_bad_artifact_and_missing_payloads() {
 #[test]
 fn verification_cache_rehashes_after_any_change() {
     let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig { verify_cache: true, racy_window: Duration::ZERO };
+    let config = StoreConfig {
+        verify_cache: true,
+        racy_window: Duration::ZERO,
+    };
     let store = ArtifactStore::with_config(dir.path(), config).unwrap();
-    let h = store.put_bytes(&data(50_000, 5), &PutOptions::default()).unwrap();
+    let h = store
+        .put_bytes(&data(50_000, 5), &PutOptions::default())
+        .unwrap();
     std::thread::sleep(Duration::from_millis(30));
     assert!(!store.open(&h).unwrap().verified_by_cache());
     assert!(store.open(&h).unwrap().verified_by_cache());
     std::thread::sleep(Duration::from_millis(30));
     tamper(&blob_path(&store, &h), "replace");
-    assert!(matches!(store.open(&h), Err(ArtifactError::Integrity { .. })));
+    assert!(matches!(
+        store.open(&h),
+        Err(ArtifactError::Integrity { .. })
+    ));
 
     // With the default racy window a fresh payload is never cached.
     let store = ArtifactStore::at(dir.path()).unwrap();
@@ -249,17 +396,40 @@ fn verification_cache_rehashes_after_any_change() {
 fn forged_handles_are_refused() {
     let (_d, store) = store();
     let h = store.put_bytes(b"secret", &PutOptions::default()).unwrap();
-    let other = store.put_bytes(b"public", &PutOptions::new(ArtifactKind::File, Classification::Low)).unwrap();
+    let other = store
+        .put_bytes(
+            b"public",
+            &PutOptions::new(ArtifactKind::File, Classification::Low),
+        )
+        .unwrap();
     let mut forged = other.clone();
     forged.content_hash = h.content_hash;
     let err = store.read(&forged).unwrap_err();
-    assert!(matches!(err, ArtifactError::HandleMismatch { field: "content_hash", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ArtifactError::HandleMismatch {
+                field: "content_hash",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let mut forged = h.clone();
     forged.classification = Classification::Low;
-    assert!(matches!(store.read(&forged), Err(ArtifactError::HandleMismatch { field: "classification", .. })));
+    assert!(matches!(
+        store.read(&forged),
+        Err(ArtifactError::HandleMismatch {
+            field: "classification",
+            ..
+        })
+    ));
     let mut forged = h.clone();
     forged.artifact_id = uuid::Uuid::new_v4();
-    assert!(matches!(store.read(&forged), Err(ArtifactError::NotFound { .. })));
+    assert!(matches!(
+        store.read(&forged),
+        Err(ArtifactError::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -296,10 +466,26 @@ fn bundle_roundtrip_and_canonical_index() {
     let paths: Vec<_> = index.entries.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["a/link-to-b", "a/y/x.txt", "a/z.bin", "b.txt"]);
     assert_eq!(index.content_hash().unwrap(), h.content_hash);
-    assert_eq!(store.read(&h).unwrap(), mex_envelope::canonical::to_vec(&index).unwrap());
-    assert_eq!(store.read_bundle_entry(&h, &RelPath::parse("a/y/x.txt").unwrap()).unwrap(), b"deep");
-    assert_eq!(store.read_bundle_entry(&h, &RelPath::parse("a/link-to-b").unwrap()).unwrap(), b"bee");
-    assert!(matches!(store.read_bundle_entry(&h, &RelPath::parse("nope").unwrap()), Err(ArtifactError::Bundle { .. })));
+    assert_eq!(
+        store.read(&h).unwrap(),
+        mex_envelope::canonical::to_vec(&index).unwrap()
+    );
+    assert_eq!(
+        store
+            .read_bundle_entry(&h, &RelPath::parse("a/y/x.txt").unwrap())
+            .unwrap(),
+        b"deep"
+    );
+    assert_eq!(
+        store
+            .read_bundle_entry(&h, &RelPath::parse("a/link-to-b").unwrap())
+            .unwrap(),
+        b"bee"
+    );
+    assert!(matches!(
+        store.read_bundle_entry(&h, &RelPath::parse("nope").unwrap()),
+        Err(ArtifactError::Bundle { .. })
+    ));
     // Same tree again: same hash, no new payloads.
     let blobs = blob_count(&store);
     let h2 = store.put_dir(&src, &BundleOptions::default()).unwrap();
@@ -308,11 +494,26 @@ fn bundle_roundtrip_and_canonical_index() {
     // A tampered entry is caught on read and by verify.
     let entry = &index.entries[1];
     let hex = entry.content_hash.to_hex();
-    tamper(&store.root().join("blobs/sha256").join(&hex[..2]).join(&hex[2..]), "flip");
-    assert!(matches!(store.read_bundle_entry(&h, &RelPath::parse("a/y/x.txt").unwrap()), Err(ArtifactError::Integrity { .. })));
+    tamper(
+        &store
+            .root()
+            .join("blobs/sha256")
+            .join(&hex[..2])
+            .join(&hex[2..]),
+        "flip",
+    );
+    assert!(matches!(
+        store.read_bundle_entry(&h, &RelPath::parse("a/y/x.txt").unwrap()),
+        Err(ArtifactError::Integrity { .. })
+    ));
     let report = store.verify().unwrap();
     assert_eq!(report.problems.len(), 2, "{report:#?}"); // both bundle records
-    assert!(report.problems.iter().all(|p| p.kind == ProblemKind::HashMismatch && p.message.contains("a/y/x.txt")));
+    assert!(
+        report
+            .problems
+            .iter()
+            .all(|p| p.kind == ProblemKind::HashMismatch && p.message.contains("a/y/x.txt"))
+    );
 }
 
 #[test]
@@ -321,29 +522,70 @@ fn bundles_refuse_unsafe_entries() {
     let outside = d.path().join("outside.txt");
     fs::write(&outside, b"secret").unwrap();
     let cases: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
-        ("absolute symlink out", Box::new(|src: &Path| std::os::unix::fs::symlink("/etc/passwd", src.join("x")).unwrap())),
-        ("relative symlink out", Box::new(|src: &Path| std::os::unix::fs::symlink("../outside.txt", src.join("x")).unwrap())),
-        ("dangling", Box::new(|src: &Path| std::os::unix::fs::symlink("nothing", src.join("x")).unwrap())),
-        ("dir symlink", Box::new(|src: &Path| {
-            fs::create_dir(src.join("sub")).unwrap();
-            std::os::unix::fs::symlink("sub", src.join("x")).unwrap()
-        })),
-        ("fifo", Box::new(|src: &Path| {
-            rustix::fs::mknodat(rustix::fs::CWD, &src.join("x"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap()
-        })),
-        ("socket", Box::new(|src: &Path| {
-            std::mem::forget(std::os::unix::net::UnixListener::bind(src.join("x")).unwrap());
-        })),
-        ("control char", Box::new(|src: &Path| fs::write(src.join("a\nb"), b"").unwrap())),
-        ("backslash", Box::new(|src: &Path| fs::write(src.join("a\\b"), b"").unwrap())),
-        ("non-utf8", Box::new(|src: &Path| {
-            use std::os::unix::ffi::OsStrExt;
-            fs::write(src.join(std::ffi::OsStr::from_bytes(b"bad\xff")), b"").unwrap()
-        })),
-        ("nfc collision", Box::new(|src: &Path| {
-            fs::write(src.join("caf\u{e9}"), b"1").unwrap();
-            fs::write(src.join("cafe\u{301}"), b"2").unwrap();
-        })),
+        (
+            "absolute symlink out",
+            Box::new(|src: &Path| {
+                std::os::unix::fs::symlink("/etc/passwd", src.join("x")).unwrap()
+            }),
+        ),
+        (
+            "relative symlink out",
+            Box::new(|src: &Path| {
+                std::os::unix::fs::symlink("../outside.txt", src.join("x")).unwrap()
+            }),
+        ),
+        (
+            "dangling",
+            Box::new(|src: &Path| std::os::unix::fs::symlink("nothing", src.join("x")).unwrap()),
+        ),
+        (
+            "dir symlink",
+            Box::new(|src: &Path| {
+                fs::create_dir(src.join("sub")).unwrap();
+                std::os::unix::fs::symlink("sub", src.join("x")).unwrap()
+            }),
+        ),
+        (
+            "fifo",
+            Box::new(|src: &Path| {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    src.join("x"),
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .unwrap()
+            }),
+        ),
+        (
+            "socket",
+            Box::new(|src: &Path| {
+                std::mem::forget(std::os::unix::net::UnixListener::bind(src.join("x")).unwrap());
+            }),
+        ),
+        (
+            "control char",
+            Box::new(|src: &Path| fs::write(src.join("a\nb"), b"").unwrap()),
+        ),
+        (
+            "backslash",
+            Box::new(|src: &Path| fs::write(src.join("a\\b"), b"").unwrap()),
+        ),
+        (
+            "non-utf8",
+            Box::new(|src: &Path| {
+                use std::os::unix::ffi::OsStrExt;
+                fs::write(src.join(std::ffi::OsStr::from_bytes(b"bad\xff")), b"").unwrap()
+            }),
+        ),
+        (
+            "nfc collision",
+            Box::new(|src: &Path| {
+                fs::write(src.join("caf\u{e9}"), b"1").unwrap();
+                fs::write(src.join("cafe\u{301}"), b"2").unwrap();
+            }),
+        ),
     ];
     for (i, (name, setup)) in cases.iter().enumerate() {
         let src = d.path().join(format!("case{i}"));
@@ -351,8 +593,14 @@ fn bundles_refuse_unsafe_entries() {
         fs::write(src.join("ok.txt"), b"fine").unwrap();
         setup(&src);
         let err = store.put_dir(&src, &BundleOptions::default()).unwrap_err();
-        assert!(matches!(err, ArtifactError::UnsafeEntry { .. }), "{name}: {err:?}");
-        assert!(err.to_string().contains(&src.display().to_string()), "{name}: {err}");
+        assert!(
+            matches!(err, ArtifactError::UnsafeEntry { .. }),
+            "{name}: {err:?}"
+        );
+        assert!(
+            err.to_string().contains(&src.display().to_string()),
+            "{name}: {err}"
+        );
     }
     assert!(store.list().unwrap().is_empty());
 }
@@ -367,7 +615,10 @@ fn nfd_and_nfc_names_give_the_same_bundle() {
     let a = store.put_dir(&nfc, &BundleOptions::default()).unwrap();
     let b = store.put_dir(&nfd, &BundleOptions::default()).unwrap();
     assert_eq!(a.content_hash, b.content_hash);
-    assert_eq!(store.bundle_index(&b).unwrap().entries[0].path, "caf\u{e9}/x");
+    assert_eq!(
+        store.bundle_index(&b).unwrap().entries[0].path,
+        "caf\u{e9}/x"
+    );
 }
 
 #[test]
@@ -380,13 +631,38 @@ fn line_endings_are_normalized_only_when_asked_and_only_in_text() {
     write(&lf, "t.txt", b"a\nb\nc\n");
     write(&lf, "bin", b"\0\r\n");
     let plain = |p: &Path| store.put_dir(p, &BundleOptions::default()).unwrap();
-    let norm = |p: &Path| store.put_dir(p, &BundleOptions { normalize_line_endings: true, ..Default::default() }).unwrap();
+    let norm = |p: &Path| {
+        store
+            .put_dir(
+                p,
+                &BundleOptions {
+                    normalize_line_endings: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+    };
     assert_ne!(plain(&crlf).content_hash, plain(&lf).content_hash);
     let h = norm(&crlf);
     assert_eq!(h.content_hash, norm(&lf).content_hash);
-    assert!(store.manifest(h.artifact_id).unwrap().normalize_line_endings);
-    assert_eq!(store.read_bundle_entry(&h, &RelPath::parse("t.txt").unwrap()).unwrap(), b"a\nb\nc\n");
-    assert_eq!(store.read_bundle_entry(&h, &RelPath::parse("bin").unwrap()).unwrap(), b"\0\r\n");
+    assert!(
+        store
+            .manifest(h.artifact_id)
+            .unwrap()
+            .normalize_line_endings
+    );
+    assert_eq!(
+        store
+            .read_bundle_entry(&h, &RelPath::parse("t.txt").unwrap())
+            .unwrap(),
+        b"a\nb\nc\n"
+    );
+    assert_eq!(
+        store
+            .read_bundle_entry(&h, &RelPath::parse("bin").unwrap())
+            .unwrap(),
+        b"\0\r\n"
+    );
 }
 
 // ----------------------------------------------------------------------- gc
@@ -403,39 +679,61 @@ fn gc_deletes_expired_unpinned_and_reports_why() {
     pinned.pinned = true;
     let pinned = store.put_bytes(b"pinned", &pinned).unwrap();
     let forever = store.put_bytes(b"forever", &PutOptions::default()).unwrap();
-    let later = store.put_bytes(b"later", &{
-        let mut o = PutOptions::default();
-        o.retention_ttl_days = Some(30);
-        o
-    })
-    .unwrap();
+    let later = store
+        .put_bytes(b"later", &{
+            let mut o = PutOptions::default();
+            o.retention_ttl_days = Some(30);
+            o
+        })
+        .unwrap();
     fs::write(store.root().join("tmp/put-junk.tmp"), b"left by a crash").unwrap();
 
     // Not yet expired: nothing happens.
     let report = store.gc(UtcTimestamp::now()).unwrap();
-    assert!(report.deleted.is_empty() && report.blobs_deleted.is_empty(), "{report:?}");
+    assert!(
+        report.deleted.is_empty() && report.blobs_deleted.is_empty(),
+        "{report:?}"
+    );
     assert_eq!(report.temp_entries_removed, 1);
 
-    let now = UtcTimestamp::from_unix_millis(UtcTimestamp::now().unix_millis() + 2 * 86_400_000).unwrap();
+    let now =
+        UtcTimestamp::from_unix_millis(UtcTimestamp::now().unix_millis() + 2 * 86_400_000).unwrap();
     let report = store.gc(now).unwrap();
     let mut gone: Vec<_> = report.deleted.iter().map(|d| d.artifact_id).collect();
     gone.sort();
     let mut want = vec![expired.artifact_id, shared_a.artifact_id];
     want.sort();
     assert_eq!(gone, want);
-    assert!(report.deleted.iter().all(|d| d.reason.starts_with("expired")));
+    assert!(
+        report
+            .deleted
+            .iter()
+            .all(|d| d.reason.starts_with("expired"))
+    );
     // "shared" bytes are still referenced by shared_b: only "expired"'s blob goes.
     assert_eq!(report.blobs_deleted, vec![(expired.content_hash, 7)]);
     for h in [&shared_b, &pinned, &forever, &later] {
         store.read(h).unwrap();
     }
-    assert!(matches!(store.read(&expired), Err(ArtifactError::NotFound { .. })));
+    assert!(matches!(
+        store.read(&expired),
+        Err(ArtifactError::NotFound { .. })
+    ));
     // The report is itself an artifact.
     assert_eq!(report.report.kind, ArtifactKind::Report);
-    let body: serde_json::Value = serde_json::from_slice(&store.read(&report.report).unwrap()).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_slice(&store.read(&report.report).unwrap()).unwrap();
     assert_eq!(body["deleted"].as_array().unwrap().len(), 2);
-    assert!(body["deleted"][0]["reason"].as_str().unwrap().contains("expired"));
-    assert_eq!(body["payloads_deleted"][0]["content_hash"], expired.content_hash.to_string());
+    assert!(
+        body["deleted"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+    assert_eq!(
+        body["payloads_deleted"][0]["content_hash"],
+        expired.content_hash.to_string()
+    );
     assert!(store.verify().unwrap().is_ok());
 }
 
@@ -446,12 +744,22 @@ fn quota_evicts_oldest_unpinned_and_never_pinned() {
     pin.pinned = true;
     let p1 = store.put_bytes(&data(1000, 1), &pin).unwrap();
     std::thread::sleep(Duration::from_millis(3));
-    let old = store.put_bytes(&data(1000, 2), &PutOptions::default()).unwrap();
+    let old = store
+        .put_bytes(&data(1000, 2), &PutOptions::default())
+        .unwrap();
     std::thread::sleep(Duration::from_millis(3));
-    let mid = store.put_bytes(&data(1000, 3), &PutOptions::default()).unwrap();
+    let mid = store
+        .put_bytes(&data(1000, 3), &PutOptions::default())
+        .unwrap();
     std::thread::sleep(Duration::from_millis(3));
-    let new = store.put_bytes(&data(1000, 4), &PutOptions::default()).unwrap();
-    let opts = GcOptions { now: UtcTimestamp::now(), max_total_bytes: Some(2500), report_ttl_days: Some(1) };
+    let new = store
+        .put_bytes(&data(1000, 4), &PutOptions::default())
+        .unwrap();
+    let opts = GcOptions {
+        now: UtcTimestamp::now(),
+        max_total_bytes: Some(2500),
+        report_ttl_days: Some(1),
+    };
     let report = store.gc_with(&opts).unwrap();
     let gone: Vec<_> = report.deleted.iter().map(|d| d.artifact_id).collect();
     assert_eq!(gone, vec![old.artifact_id, mid.artifact_id]);
@@ -460,9 +768,19 @@ fn quota_evicts_oldest_unpinned_and_never_pinned() {
     store.read(&p1).unwrap();
     store.read(&new).unwrap();
     // A quota below the pinned bytes evicts every unpinned artifact but not the pinned one.
-    let report = store.gc_with(&GcOptions { max_total_bytes: Some(10), ..opts }).unwrap();
+    let report = store
+        .gc_with(&GcOptions {
+            max_total_bytes: Some(10),
+            ..opts
+        })
+        .unwrap();
     assert!(report.quota_unmet);
-    assert!(report.deleted.iter().all(|d| d.artifact_id != p1.artifact_id));
+    assert!(
+        report
+            .deleted
+            .iter()
+            .all(|d| d.artifact_id != p1.artifact_id)
+    );
     store.read(&p1).unwrap();
     assert!(store.set_pinned(p1.artifact_id, false).is_ok());
     assert!(!store.manifest(p1.artifact_id).unwrap().pinned);

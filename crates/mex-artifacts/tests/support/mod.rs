@@ -13,14 +13,21 @@ pub struct PatternReader {
 
 impl PatternReader {
     pub fn new(seed: u64, len: u64) -> Self {
-        Self { left: len, state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1 }
+        Self {
+            left: len,
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        }
     }
 }
 
 impl Read for PatternReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = (buf.len() as u64).min(self.left) as usize / 8 * 8;
-        let n = if n == 0 { (buf.len() as u64).min(self.left) as usize } else { n };
+        let n = if n == 0 {
+            (buf.len() as u64).min(self.left) as usize
+        } else {
+            n
+        };
         for chunk in buf[..n].chunks_mut(8) {
             // xorshift64
             self.state ^= self.state << 13;
@@ -39,7 +46,9 @@ impl Read for PatternReader {
 pub fn spawn_self(test: &str, env: &[(&str, String)]) -> (Child, BufReader<ChildStdout>) {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);
-    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"]).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -53,7 +62,10 @@ pub fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) {
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "child exited before printing {marker:?}");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "child exited before printing {marker:?}"
+        );
         if line.trim_end().ends_with(marker) {
             return;
         }
