@@ -1,0 +1,298 @@
+//! Certificates and the certificate-backed [`Certifier`].
+//!
+//! A passing run writes `<dir>/<engine_id>/<implementation_id>-<version>.json`
+//! (a [`Certificate`]) and, next to it, `<...>.report.json` (the report it
+//! certifies). [`CertificateCertifier`] reads the certificate at dispatch and
+//! refuses (the runtime then answers `RUNTIME.ENGINE_NOT_CERTIFIED`) when it
+//! is missing, unreadable, for another engine, implementation or version,
+//! from another suite version, or when the engine's registry entry has
+//! changed since (its digest differs).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use mex_envelope::{EngineId, Sha256Digest, UtcTimestamp};
+use mex_runtime::Certifier;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::report::ConformanceReport;
+use crate::{ConformanceError, SUITE_VERSION};
+
+/// The certificate format version.
+pub const CERTIFICATE_VERSION: &str = "mex-certificate-1";
+
+/// Proof that one engine implementation passed the suite against one
+/// registry entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    /// Always [`CERTIFICATE_VERSION`].
+    pub certificate_version: String,
+    /// Engine id.
+    pub engine_id: String,
+    /// Implementation id.
+    pub implementation_id: String,
+    /// Implementation version.
+    pub implementation_version: String,
+    /// Digest of the engine's registry entry at certification.
+    pub registry_entry_digest: Sha256Digest,
+    /// Suite version that passed.
+    pub suite_version: String,
+    /// Digest (RFC 8785) of the passing report.
+    pub report_digest: Sha256Digest,
+    /// When it was issued (informational; not part of any check).
+    pub issued_at: UtcTimestamp,
+}
+
+/// The certificate path for an implementation under `dir`.
+pub fn certificate_path(
+    dir: &Path,
+    engine: &str,
+    implementation_id: &str,
+    version: &semver::Version,
+) -> PathBuf {
+    dir.join(engine)
+        .join(format!("{implementation_id}-{version}.json"))
+}
+
+/// The digest of an engine's registry entry: SHA-256 of the RFC 8785 form of
+/// `{"entry": <the engine's object in the registry file>, "files": {<path>:
+/// <sha256 of its bytes>}}`, where `files` covers every file the entry
+/// references (params schemas, vector operation files, payloads). Editing the
+/// entry or any file it references therefore invalidates a certificate.
+pub fn registry_entry_digest(
+    registry_file: &Path,
+    engine: &str,
+) -> Result<Sha256Digest, ConformanceError> {
+    let text = std::fs::read_to_string(registry_file)
+        .map_err(|e| ConformanceError::io("read registry", registry_file, e))?;
+    let doc: Value = serde_json::from_str(&text).map_err(|e| ConformanceError::Registry {
+        path: registry_file.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let entry = doc
+        .get("engines")
+        .and_then(Value::as_array)
+        .and_then(|engines| {
+            engines
+                .iter()
+                .find(|e| e.get("engine_id").and_then(Value::as_str) == Some(engine))
+        })
+        .ok_or_else(|| ConformanceError::Registry {
+            path: registry_file.to_path_buf(),
+            message: format!("no engine {engine} in this file"),
+        })?;
+    let base = registry_file.parent().unwrap_or(Path::new("."));
+    let mut refs = Vec::new();
+    collect_files(entry, &mut refs);
+    let mut files = BTreeMap::new();
+    for rel in refs {
+        let path = base.join(&rel);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| ConformanceError::io("read registry file", &path, e))?;
+        files.insert(rel, Sha256Digest::of(&bytes).to_string());
+    }
+    mex_envelope::canonical::digest(&serde_json::json!({"entry": entry, "files": files})).map_err(
+        |e| ConformanceError::Format {
+            what: format!("registry entry of {engine}"),
+            message: e.to_string(),
+        },
+    )
+}
+
+fn collect_files(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("file" | "operation_file", Value::String(s)) => out.push(s.clone()),
+                    _ => collect_files(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_files(i, out)),
+        _ => {}
+    }
+}
+
+/// Write the certificate for a passing report (and the report next to it).
+/// Refuses a failing report.
+pub fn write_certificate(
+    dir: &Path,
+    report: &ConformanceReport,
+) -> Result<(Certificate, PathBuf), ConformanceError> {
+    if !report.passed {
+        return Err(ConformanceError::Subject {
+            engine: report.engine_id.clone(),
+            message: format!(
+                "the report has {} failed case(s); fix them and run the suite again (no certificate written)",
+                report.summary.failed
+            ),
+        });
+    }
+    let version = semver::Version::parse(&report.implementation_version).map_err(|e| {
+        ConformanceError::Format {
+            what: "report.implementation_version".into(),
+            message: e.to_string(),
+        }
+    })?;
+    let cert = Certificate {
+        certificate_version: CERTIFICATE_VERSION.into(),
+        engine_id: report.engine_id.clone(),
+        implementation_id: report.implementation_id.clone(),
+        implementation_version: report.implementation_version.clone(),
+        registry_entry_digest: report.registry_entry_digest,
+        suite_version: report.suite_version.clone(),
+        report_digest: report.digest()?,
+        issued_at: UtcTimestamp::now(),
+    };
+    let path = certificate_path(dir, &report.engine_id, &report.implementation_id, &version);
+    let parent = path.parent().unwrap_or(dir);
+    std::fs::create_dir_all(parent)
+        .map_err(|e| ConformanceError::io("create certificate directory", parent, e))?;
+    let json = |v: &dyn erased::Json| v.pretty();
+    let report_path = path.with_extension("report.json");
+    write_atomic(&report_path, json(report)?.as_bytes())?;
+    write_atomic(&path, json(&cert)?.as_bytes())?;
+    Ok((cert, path))
+}
+
+mod erased {
+    use crate::ConformanceError;
+
+    /// Pretty JSON for the two document types.
+    pub(super) trait Json {
+        fn pretty(&self) -> Result<String, ConformanceError>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn pretty(&self) -> Result<String, ConformanceError> {
+            serde_json::to_string_pretty(self)
+                .map(|mut s| {
+                    s.push('\n');
+                    s
+                })
+                .map_err(|e| ConformanceError::Format {
+                    what: "certificate".into(),
+                    message: e.to_string(),
+                })
+        }
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ConformanceError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| ConformanceError::io("create temporary file in", dir, e))?;
+    std::io::Write::write_all(&mut tmp, bytes)
+        .map_err(|e| ConformanceError::io("write", tmp.path().to_path_buf(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| ConformanceError::io("sync", path, e))?;
+    tmp.persist(path)
+        .map_err(|e| ConformanceError::io("write", path, e.error))?;
+    Ok(())
+}
+
+/// Read a certificate file.
+pub fn read_certificate(path: &Path) -> Result<Certificate, ConformanceError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConformanceError::io("read certificate", path, e))?;
+    serde_json::from_str(&text).map_err(|e| ConformanceError::Format {
+        what: format!("certificate {}", path.display()),
+        message: e.to_string(),
+    })
+}
+
+/// A [`Certifier`] backed by certificate files. Give it to the runtime with
+/// `MexRuntime::builder().certifier(Arc::new(CertificateCertifier::new(..)))`.
+///
+/// The registry entry digest is recomputed on every check (it reads the
+/// registry file and the files it references: a few milliseconds), so a
+/// registry edited while the runtime runs is noticed at the next dispatch.
+#[derive(Debug, Clone)]
+pub struct CertificateCertifier {
+    registry_file: PathBuf,
+    dir: PathBuf,
+}
+
+impl CertificateCertifier {
+    /// Certificates under `dir`, checked against the registry file
+    /// `registry_file` (the `mechanical_engines.json` the runtime loaded).
+    pub fn new(registry_file: impl Into<PathBuf>, dir: impl Into<PathBuf>) -> Self {
+        Self {
+            registry_file: registry_file.into(),
+            dir: dir.into(),
+        }
+    }
+
+    /// The certificate directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn verify(
+        &self,
+        engine: &EngineId,
+        implementation_id: &str,
+        version: &semver::Version,
+    ) -> Result<(), String> {
+        let path = certificate_path(&self.dir, engine.as_str(), implementation_id, version);
+        let rerun = format!("run `cargo xtask conformance --engine {engine}` to certify it");
+        if !path.exists() {
+            return Err(format!(
+                "{engine} ({implementation_id} {version}) has no conformance certificate at {}; {rerun}",
+                path.display()
+            ));
+        }
+        let cert = read_certificate(&path).map_err(|e| format!("{e}; {rerun}"))?;
+        if cert.certificate_version != CERTIFICATE_VERSION {
+            return Err(format!(
+                "certificate {} has format {}, this runtime reads {CERTIFICATE_VERSION}; {rerun}",
+                path.display(),
+                cert.certificate_version
+            ));
+        }
+        if cert.engine_id != engine.as_str()
+            || cert.implementation_id != implementation_id
+            || cert.implementation_version != version.to_string()
+        {
+            return Err(format!(
+                "certificate {} is for {} ({} {}), not {engine} ({implementation_id} {version}); {rerun}",
+                path.display(),
+                cert.engine_id,
+                cert.implementation_id,
+                cert.implementation_version
+            ));
+        }
+        if cert.suite_version != SUITE_VERSION {
+            return Err(format!(
+                "certificate {} was issued by suite {}, the current suite is {SUITE_VERSION}; {rerun}",
+                path.display(),
+                cert.suite_version
+            ));
+        }
+        let current = registry_entry_digest(&self.registry_file, engine.as_str())
+            .map_err(|e| format!("{e}; {rerun}"))?;
+        if cert.registry_entry_digest != current {
+            return Err(format!(
+                "the registry entry of {engine} changed since certification (certified {}, now {current}); {rerun}",
+                cert.registry_entry_digest
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Certifier for CertificateCertifier {
+    fn check(
+        &self,
+        engine: &EngineId,
+        implementation_id: &str,
+        version: &semver::Version,
+    ) -> Result<(), String> {
+        self.verify(engine, implementation_id, version)
+    }
+}
