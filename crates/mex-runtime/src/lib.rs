@@ -48,6 +48,7 @@ mod engine;
 mod error;
 mod ledger;
 mod runtime;
+pub mod schemas;
 
 pub use engine::{Completion, Engine, EngineFailure, ExecutionContext, ReadError, WriteError};
 pub use error::RuntimeError;

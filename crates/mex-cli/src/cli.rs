@@ -1,0 +1,149 @@
+//! Arguments (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The MEX runtime: validate, run and audit mechanical operations.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mex",
+    version,
+    about,
+    after_help = "Exit codes: 0 succeeded, 1 internal error, 2 usage or input error, 3 denied, 4 failed, 5 budget exceeded."
+)]
+pub struct Cli {
+    /// The mex home (artifacts, recorder, policy). Created on first use.
+    #[arg(long, global = true, env = "MEX_HOME", default_value = ".mex")]
+    pub home: PathBuf,
+    /// Registry file (default: the shipped mechanical_engines.json).
+    #[arg(long, global = true, env = "MEX_REGISTRY")]
+    pub registry: Option<PathBuf>,
+    /// Policy file (default: <home>/policy.json).
+    #[arg(long, global = true, env = "MEX_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// More logging on stderr (-v, -vv, -vvv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an operation (a file, or - for stdin) and print its EngineResult.
+    Run {
+        /// The PlannedOperation file, or `-`.
+        op: PathBuf,
+        /// Print the exact EngineResult JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Admission only: run every gate, execute nothing, print every denial.
+    Validate {
+        /// The PlannedOperation file, or `-`.
+        op: PathBuf,
+        /// Print the gate outcomes as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Artifacts: put, get, verify, gc.
+    #[command(subcommand)]
+    Artifacts(ArtifactsCommand),
+    /// The Flight Recorder: events, verify, export.
+    #[command(subcommand)]
+    Recorder(RecorderCommand),
+    /// The Problems list (denials, failures, degradations, grouped).
+    Problems {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The registry.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// Every engine and whether it is callable, declared only, or uncertified.
+    Engines,
+    /// Print a JSON Schema (planned-operation, engine-result, artifact-manifest,
+    /// mechanical-engines, capability-policy, recorder-event, ...).
+    Schema {
+        /// Schema name.
+        name: String,
+    },
+}
+
+/// `mex artifacts ...`
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// Store files; prints each ArtifactHandle.
+    Put(PutArgs),
+    /// Write an artifact's verified bytes to stdout or a file.
+    Get {
+        /// Artifact id.
+        id: String,
+        /// Output file (default: stdout).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Verify every artifact in the store.
+    Verify,
+    /// Delete expired, unpinned artifacts; prints the gc report.
+    Gc,
+}
+
+/// `mex artifacts put`
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// Files to store.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Media type (e.g. text/plain, application/json).
+    #[arg(long)]
+    pub media_type: Option<String>,
+    /// Artifact kind (file, report, dataset_slice, ...).
+    #[arg(long, default_value = "file")]
+    pub kind: String,
+    /// Print handles as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `mex recorder ...`
+#[derive(Debug, Subcommand)]
+pub enum RecorderCommand {
+    /// List events.
+    Events {
+        /// Only this operation.
+        #[arg(long)]
+        op: Option<String>,
+        /// Only this engine.
+        #[arg(long)]
+        engine: Option<String>,
+        /// Only this kind (op_received, gate_denied, ...).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Print as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the hash chain.
+    Verify,
+    /// Export events as JSON Lines.
+    Export {
+        /// JSON Lines (the only format).
+        #[arg(long)]
+        jsonl: bool,
+    },
+}
+
+/// `mex registry ...`
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Load and validate a registry file, printing every problem.
+    Check {
+        /// The file (default: the registry in use).
+        file: Option<PathBuf>,
+    },
+}

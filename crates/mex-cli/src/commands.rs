@@ -1,0 +1,394 @@
+//! One function per subcommand.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use mex_artifacts::PutOptions;
+use mex_envelope::{ArtifactKind, Classification, ResultStatus};
+use mex_recorder::{EventKind, EventQuery, ProblemFilter};
+
+use crate::cli::{ArtifactsCommand, Cli, Command, PutArgs, RecorderCommand, RegistryCommand};
+use crate::home::{Home, engines};
+use crate::{CliError, exit, render};
+
+/// Run the parsed command; returns the exit code.
+pub fn run(cli: &Cli) -> Result<u8, CliError> {
+    if let Command::Schema { name } = &cli.command {
+        return schema(name);
+    }
+    let home = Home::prepare(cli)?;
+    match &cli.command {
+        Command::Run { op, json } => run_op(&home, op, *json),
+        Command::Validate { op, json } => validate(&home, op, *json),
+        Command::Artifacts(cmd) => artifacts(&home, cmd),
+        Command::Recorder(cmd) => recorder(&home, cmd),
+        Command::Problems { json } => problems(&home, *json),
+        Command::Registry(RegistryCommand::Check { file }) => {
+            registry_check(file.as_deref().unwrap_or(&home.registry_path))
+        }
+        Command::Engines => list_engines(&home),
+        Command::Schema { .. } => Ok(exit::OK),
+    }
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
+    if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| CliError::usage(format!("cannot read stdin: {e}")))?;
+        return Ok(bytes);
+    }
+    std::fs::read(path).map_err(|e| {
+        CliError::usage(format!(
+            "cannot read {}: {e}; give a PlannedOperation JSON file, or - for stdin",
+            path.display()
+        ))
+    })
+}
+
+fn run_op(home: &Home, op: &Path, json: bool) -> Result<u8, CliError> {
+    let bytes = read_input(op)?;
+    let runtime = home.runtime()?;
+    let result = runtime.execute_json(&bytes);
+    if json {
+        let text =
+            serde_json::to_string_pretty(&result).map_err(|e| CliError::internal(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", render::result_summary(&result));
+    }
+    Ok(match result.status {
+        ResultStatus::Succeeded => exit::OK,
+        ResultStatus::Denied => exit::DENIED,
+        ResultStatus::Failed => exit::FAILED,
+        ResultStatus::BudgetExceeded => exit::BUDGET,
+    })
+}
+
+fn validate(home: &Home, op: &Path, json: bool) -> Result<u8, CliError> {
+    let bytes = read_input(op)?;
+    let runtime = home.runtime()?;
+    let outcomes = runtime.validate_json(&bytes);
+    let denied = outcomes.iter().any(|o| o.denied());
+    if json {
+        let value: Vec<_> = outcomes
+            .iter()
+            .map(|o| serde_json::json!({"gate": o.gate, "verdict": if o.findings.is_empty() { "passed" } else if o.denied() { "denied" } else { "degraded" }, "findings": o.findings}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).map_err(|e| CliError::internal(e.to_string()))?
+        );
+    } else {
+        print!("{}", render::outcomes(&outcomes));
+        println!(
+            "{}",
+            if denied {
+                "=> denied (nothing was executed)"
+            } else {
+                "=> admissible (nothing was executed)"
+            }
+        );
+    }
+    Ok(if denied { exit::DENIED } else { exit::OK })
+}
+
+fn parse_kind(kind: &str) -> Result<ArtifactKind, CliError> {
+    serde_json::from_value(serde_json::Value::String(kind.to_owned()))
+        .map_err(|_| CliError::usage(format!("unknown artifact kind {kind:?}; use file, tool_output, transcript, dataset_slice, prompt_payload, report or bundle")))
+}
+
+fn artifacts(home: &Home, cmd: &ArtifactsCommand) -> Result<u8, CliError> {
+    let store = home.store()?;
+    match cmd {
+        ArtifactsCommand::Put(PutArgs {
+            files,
+            media_type,
+            kind,
+            json,
+        }) => {
+            let mut options = PutOptions::new(parse_kind(kind)?, Classification::Low);
+            if let Some(m) = media_type {
+                options.media_type = Some(
+                    m.parse()
+                        .map_err(|e| CliError::usage(format!("--media-type: {e}")))?,
+                );
+            }
+            for file in files {
+                let handle = store
+                    .put_path(file, &options)
+                    .map_err(|e| CliError::usage(format!("{}: {e}", file.display())))?;
+                if *json {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&handle)
+                            .map_err(|e| CliError::internal(e.to_string()))?
+                    );
+                } else {
+                    println!(
+                        "{}  {}  {} bytes  sha256 {}",
+                        handle.artifact_id,
+                        file.display(),
+                        handle.size_bytes,
+                        handle.content_hash
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
+        ArtifactsCommand::Get { id, out } => {
+            let id = uuid::Uuid::parse_str(id)
+                .map_err(|_| CliError::usage(format!("{id:?} is not an artifact id (a UUID)")))?;
+            let handle = store
+                .handle(id)
+                .map_err(|e| CliError::usage(e.to_string()))?;
+            let bytes = store.read(&handle).map_err(|e| CliError {
+                code: exit::FAILED,
+                message: e.to_string(),
+            })?;
+            match out {
+                Some(path) => std::fs::write(path, &bytes).map_err(|e| {
+                    CliError::usage(format!("cannot write {}: {e}", path.display()))
+                })?,
+                None => std::io::stdout()
+                    .write_all(&bytes)
+                    .map_err(|e| CliError::internal(e.to_string()))?,
+            }
+            Ok(exit::OK)
+        }
+        ArtifactsCommand::Verify => {
+            let report = store
+                .verify()
+                .map_err(|e| CliError::internal(e.to_string()))?;
+            println!(
+                "{} records, {} payloads, {} bytes hashed",
+                report.records, report.blobs, report.bytes_hashed
+            );
+            for p in &report.problems {
+                println!("PROBLEM  {p:?}");
+            }
+            if report.is_ok() {
+                println!("store verified: no problems");
+                Ok(exit::OK)
+            } else {
+                println!(
+                    "{} problem(s): the store has been tampered with or damaged",
+                    report.problems.len()
+                );
+                Ok(exit::FAILED)
+            }
+        }
+        ArtifactsCommand::Gc => {
+            let report = store
+                .gc(mex_envelope::UtcTimestamp::now())
+                .map_err(|e| CliError::internal(e.to_string()))?;
+            println!(
+                "deleted {} artifact(s), freed {} bytes; report artifact {}",
+                report.deleted.len(),
+                report.bytes_freed,
+                report.report.artifact_id
+            );
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn recorder(home: &Home, cmd: &RecorderCommand) -> Result<u8, CliError> {
+    let recorder = home.recorder()?;
+    match cmd {
+        RecorderCommand::Events {
+            op,
+            engine,
+            kind,
+            json,
+        } => {
+            let mut query = EventQuery::default();
+            if let Some(op) = op {
+                query.op_id = Some(uuid::Uuid::parse_str(op).map_err(|_| {
+                    CliError::usage(format!("--op {op:?} is not an op id (a UUID)"))
+                })?);
+            }
+            if let Some(engine) = engine {
+                query.engine_id = Some(
+                    engine
+                        .parse()
+                        .map_err(|e| CliError::usage(format!("--engine: {e}")))?,
+                );
+            }
+            if let Some(kind) = kind {
+                query.kind = Some(
+                    serde_json::from_value::<EventKind>(serde_json::Value::String(kind.clone()))
+                        .map_err(|_| CliError::usage(format!("--kind {kind:?} is not an event kind (e.g. op_received, gate_denied, op_completed)")))?,
+                );
+            }
+            let events = recorder
+                .events(&query)
+                .map_err(|e| CliError::internal(e.to_string()))?;
+            for e in &events {
+                if *json {
+                    println!(
+                        "{}",
+                        serde_json::to_string(e).map_err(|e| CliError::internal(e.to_string()))?
+                    );
+                } else {
+                    let what = [
+                        e.gate.as_ref().map(|g| g.to_string()),
+                        e.capability.clone(),
+                        e.status.map(|s| s.as_str().to_owned()),
+                        e.code.as_ref().map(|c| format!("[{c}]")),
+                        e.message.clone(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                    println!(
+                        "{:>6} {} {:<18} {} {what}",
+                        e.seq,
+                        e.recorded_at,
+                        e.kind.as_str(),
+                        e.op_id.map(|i| i.to_string()).unwrap_or_else(|| "-".into())
+                    );
+                }
+            }
+            if !*json {
+                println!("{} event(s)", events.len());
+            }
+            Ok(exit::OK)
+        }
+        RecorderCommand::Verify => {
+            let report = recorder
+                .verify()
+                .map_err(|e| CliError::internal(e.to_string()))?;
+            println!("{} event(s) checked", report.events_checked);
+            if report.is_ok() {
+                println!(
+                    "chain verified: no edits, deletions, insertions, reorders or truncation found"
+                );
+                Ok(exit::OK)
+            } else {
+                println!("CHAIN BROKEN: {:?}", report.first_break);
+                Ok(exit::FAILED)
+            }
+        }
+        RecorderCommand::Export { jsonl: _ } => {
+            let mut out = std::io::stdout().lock();
+            recorder
+                .export_jsonl(&EventQuery::default(), &mut out)
+                .map_err(|e| CliError::internal(e.to_string()))?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn problems(home: &Home, json: bool) -> Result<u8, CliError> {
+    let recorder = home.recorder()?;
+    let problems = recorder
+        .problems(&ProblemFilter::default())
+        .map_err(|e| CliError::internal(e.to_string()))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&problems)
+                .map_err(|e| CliError::internal(e.to_string()))?
+        );
+        return Ok(exit::OK);
+    }
+    if problems.is_empty() {
+        println!("no problems");
+    }
+    for p in &problems {
+        let where_ = [
+            p.engine_id.as_ref().map(|e| e.to_string()),
+            p.operation.as_ref().map(|o| o.to_string()),
+            p.gate.as_ref().map(|g| g.to_string()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+        println!(
+            "{:>4}x [{}] {where_} ({:?}, {:?}, last {}): {}",
+            p.count, p.code, p.severity, p.state, p.last_seen, p.message
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn registry_check(path: &Path) -> Result<u8, CliError> {
+    match mex_registry::Registry::load(path) {
+        Ok(registry) => {
+            let engines = registry.engines().len();
+            let ops: usize = registry.engines().map(|e| e.operations.len()).sum();
+            println!(
+                "{}: ok ({engines} engines, {ops} operations)",
+                path.display()
+            );
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            println!("{}: invalid\n{e}", path.display());
+            Ok(exit::USAGE)
+        }
+    }
+}
+
+fn list_engines(home: &Home) -> Result<u8, CliError> {
+    let registry = home.registry()?;
+    let shipped: Vec<(String, String)> = engines()
+        .iter()
+        .map(|e| (e.engine_id().to_string(), e.implementation_id().to_owned()))
+        .collect();
+    for engine in registry.engines() {
+        let status = match engine.status() {
+            mex_registry::EngineStatus::DeclaredOnly => {
+                "declared only: no implementation, not callable".to_owned()
+            }
+            mex_registry::EngineStatus::CallableCandidate => {
+                let installed = engine.implementations.iter().any(|i| {
+                    shipped
+                        .iter()
+                        .any(|(e, imp)| *e == engine.id.to_string() && *imp == i.id)
+                });
+                if installed {
+                    format!(
+                        "uncertified: run `mex conformance --engine {}` to certify",
+                        engine.id
+                    )
+                } else {
+                    "implemented in the registry, not in this binary: not callable".to_owned()
+                }
+            }
+        };
+        println!(
+            "{:<22} {} {:<3} {}",
+            engine.id.as_str(),
+            engine.interface_version,
+            engine.determinism_ceiling.as_str(),
+            status
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn schema(name: &str) -> Result<u8, CliError> {
+    let all = all_schemas();
+    match all.iter().find(|(n, _)| n == name) {
+        Some((_, text)) => {
+            print!("{text}");
+            Ok(exit::OK)
+        }
+        None => Err(CliError::usage(format!(
+            "unknown schema {name:?}; known: {}",
+            all.iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn all_schemas() -> Vec<(String, String)> {
+    mex_runtime::schemas::published_schemas()
+}

@@ -1,0 +1,126 @@
+//! The mex home on disk and the objects opened from it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mex_artifacts::ArtifactStore;
+use mex_gates::CapabilityPolicy;
+use mex_recorder::{FlightRecorder, SqliteRecorder};
+use mex_registry::Registry;
+use mex_runtime::{Engine, MexRuntime};
+
+use crate::CliError;
+use crate::cli::Cli;
+
+/// Paths and opened stores of one invocation.
+pub struct Home {
+    pub root: PathBuf,
+    pub registry_path: PathBuf,
+    pub policy_path: PathBuf,
+}
+
+/// The shipped registry: `./mechanical_engines.json` when run from a
+/// checkout, else the one next to this crate's workspace.
+fn default_registry() -> PathBuf {
+    let local = PathBuf::from(mex_registry::REGISTRY_FILE_NAME);
+    if local.is_file() {
+        return local;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(mex_registry::REGISTRY_FILE_NAME)
+}
+
+impl Home {
+    /// Resolve paths and create the home (with a default policy) if needed.
+    pub fn prepare(cli: &Cli) -> Result<Self, CliError> {
+        let root = cli.home.clone();
+        std::fs::create_dir_all(&root)
+            .map_err(|e| CliError::usage(format!("cannot create the mex home {}: {e}; pass --home DIR or set MEX_HOME to a writable directory", root.display())))?;
+        let policy_path = cli
+            .policy
+            .clone()
+            .unwrap_or_else(|| root.join("policy.json"));
+        if cli.policy.is_none() && !policy_path.exists() {
+            let text = serde_json::to_string_pretty(&CapabilityPolicy::default_non_sensitive())
+                .map_err(|e| {
+                    CliError::internal(format!("cannot render the default policy: {e}"))
+                })?;
+            std::fs::write(&policy_path, text + "\n").map_err(|e| {
+                CliError::usage(format!(
+                    "cannot write the default policy {}: {e}",
+                    policy_path.display()
+                ))
+            })?;
+            tracing::info!(
+                "created {} with a default policy (non-sensitive capabilities only)",
+                policy_path.display()
+            );
+        }
+        let registry_path = cli.registry.clone().unwrap_or_else(default_registry);
+        Ok(Self {
+            root,
+            registry_path,
+            policy_path,
+        })
+    }
+
+    pub fn registry(&self) -> Result<Arc<Registry>, CliError> {
+        Registry::load(&self.registry_path)
+            .map(Arc::new)
+            .map_err(|e| {
+                CliError::usage(format!(
+                    "the registry {} does not load:\n{e}",
+                    self.registry_path.display()
+                ))
+            })
+    }
+
+    pub fn policy(&self) -> Result<CapabilityPolicy, CliError> {
+        let text = std::fs::read_to_string(&self.policy_path).map_err(|e| {
+            CliError::usage(format!(
+                "cannot read the policy {}: {e}",
+                self.policy_path.display()
+            ))
+        })?;
+        CapabilityPolicy::from_json_str(&text)
+            .map_err(|e| CliError::usage(format!("{}: {e}", self.policy_path.display())))
+    }
+
+    pub fn store(&self) -> Result<Arc<ArtifactStore>, CliError> {
+        let dir = self.root.join("artifacts");
+        ArtifactStore::at(&dir).map(Arc::new).map_err(|e| {
+            CliError::internal(format!(
+                "cannot open the artifact store {}: {e}",
+                dir.display()
+            ))
+        })
+    }
+
+    pub fn recorder(&self) -> Result<Arc<dyn FlightRecorder>, CliError> {
+        SqliteRecorder::open(&self.root)
+            .map(|r| Arc::new(r) as Arc<dyn FlightRecorder>)
+            .map_err(|e| CliError::internal(format!("cannot open the Flight Recorder: {e}")))
+    }
+
+    /// The runtime with every engine this binary ships.
+    pub fn runtime(&self) -> Result<MexRuntime, CliError> {
+        let mut builder = MexRuntime::builder()
+            .registry(self.registry()?)
+            .policy(self.policy()?)
+            .store(self.store()?)
+            .recorder(self.recorder()?)
+            .workspace_root(self.root.join("runs"));
+        for engine in engines() {
+            builder = builder.engine(engine);
+        }
+        builder
+            .build()
+            .map_err(|e| CliError::internal(format!("cannot build the runtime: {e}")))
+    }
+}
+
+/// The engines this binary ships. Each still needs a certificate to run.
+pub fn engines() -> Vec<Arc<dyn Engine>> {
+    Vec::new()
+}

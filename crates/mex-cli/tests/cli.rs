@@ -1,0 +1,236 @@
+//! The built `mex` binary, run as a user would: every subcommand, and its
+//! error paths.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn mex(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mex"))
+        .args([
+            "--home",
+            home.to_str().unwrap(),
+            "--registry",
+            workspace()
+                .join("mechanical_engines.json")
+                .to_str()
+                .unwrap(),
+        ])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("MEX_HOME")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn first_use_creates_the_home_with_a_non_sensitive_default_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("h");
+    let out = mex(&home, &["problems"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("policy.json")).unwrap()).unwrap();
+    let grants = policy["profiles"]["default"]["grants"].as_array().unwrap();
+    assert!(grants.iter().all(|g| {
+        let g = g.as_str().unwrap();
+        !g.starts_with("net.") && !g.starts_with("device.") && !g.starts_with("secrets.")
+    }));
+    assert!(policy["consents"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn validate_prints_every_denial_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let op = workspace().join("examples/ops/valid/physics-evaluate-formula.json");
+    let out = mex(dir.path(), &["validate", op.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    // Its input artifacts are not in this empty store.
+    assert!(text.contains("G-INTEGRITY.ARTIFACT_MISSING"), "{text}");
+    assert!(
+        text.contains("G-SCHEMA") && text.contains("passed"),
+        "{text}"
+    );
+    assert!(text.contains("nothing was executed"));
+}
+
+#[test]
+fn run_malformed_json_is_denied_with_a_pointer_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"schema_version\": \"poe-1.0\", \"op_id\": 5}").unwrap();
+    let out = mex(dir.path(), &["run", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stdout(&out).contains("G-SCHEMA.ENVELOPE_INVALID"),
+        "{}",
+        stdout(&out)
+    );
+    let events = mex(dir.path(), &["recorder", "events", "--kind", "gate_denied"]);
+    assert!(
+        stdout(&events).contains("gate_denied"),
+        "{}",
+        stdout(&events)
+    );
+}
+
+#[test]
+fn run_json_prints_the_exact_engine_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let op = workspace().join("examples/ops/invalid/unknown-capability-kind.json");
+    let out = mex(dir.path(), &["run", "--json", op.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let result: mex_envelope::EngineResult = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result.denials[0].code.as_str(), "G-CAP.UNKNOWN_KIND");
+}
+
+#[test]
+fn missing_file_and_unknown_engine_are_input_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mex(dir.path(), &["run", "/nonexistent/op.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot read /nonexistent/op.json"),
+        "{}",
+        stderr(&out)
+    );
+    let mut op: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("examples/ops/valid/physics-convert-units.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    op["engine_id"] = "engine.teleporter".into();
+    op["operation"] = "teleporter.beam".into();
+    let file = dir.path().join("unknown.json");
+    std::fs::write(&file, op.to_string()).unwrap();
+    let out = mex(dir.path(), &["run", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stdout(&out).contains("G-SCHEMA.UNKNOWN_ENGINE"),
+        "{}",
+        stdout(&out)
+    );
+    let usage = mex(dir.path(), &["frobnicate"]);
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
+fn artifacts_put_get_verify_and_tamper() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hello.txt");
+    std::fs::write(&file, "hello mex\n").unwrap();
+    let out = mex(
+        dir.path(),
+        &[
+            "artifacts",
+            "put",
+            "--json",
+            "--media-type",
+            "text/plain",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let handle: mex_envelope::ArtifactHandle = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(handle.size_bytes, 10);
+    let got = mex(
+        dir.path(),
+        &["artifacts", "get", &handle.artifact_id.to_string()],
+    );
+    assert_eq!(got.stdout, b"hello mex\n");
+    assert!(mex(dir.path(), &["artifacts", "verify"]).status.success());
+    // Tamper with the payload behind the store's back.
+    let blob = dir
+        .path()
+        .join("artifacts/blobs/sha256")
+        .join(&handle.content_hash.to_string()[..2])
+        .join(&handle.content_hash.to_string()[2..]);
+    let mut perms = std::fs::metadata(&blob).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&blob, perms).unwrap();
+    std::fs::write(&blob, "HELLO MEX\n").unwrap();
+    let verify = mex(dir.path(), &["artifacts", "verify"]);
+    assert_eq!(verify.status.code(), Some(4), "{}", stdout(&verify));
+    let got = mex(
+        dir.path(),
+        &["artifacts", "get", &handle.artifact_id.to_string()],
+    );
+    assert_eq!(got.status.code(), Some(4));
+    assert!(got.stdout.is_empty(), "tampered bytes were served");
+    assert!(mex(dir.path(), &["artifacts", "gc"]).status.success());
+}
+
+#[test]
+fn recorder_verify_export_and_a_corrupt_recorder() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "not json").unwrap();
+    mex(dir.path(), &["run", bad.to_str().unwrap()]);
+    let verify = mex(dir.path(), &["recorder", "verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    let export = mex(dir.path(), &["recorder", "export", "--jsonl"]);
+    let lines: Vec<serde_json::Value> = stdout(&export)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty());
+    let problems = mex(dir.path(), &["problems"]);
+    assert!(
+        stdout(&problems).contains("G-SCHEMA.ENVELOPE_INVALID"),
+        "{}",
+        stdout(&problems)
+    );
+    // Corrupt the database file: a clear error, not a silently empty log.
+    let db = dir.path().join("recorder.sqlite3");
+    let _ = std::fs::remove_file(dir.path().join("recorder.sqlite3-wal"));
+    let _ = std::fs::remove_file(dir.path().join("recorder.sqlite3-shm"));
+    std::fs::write(&db, vec![0x42u8; 8192]).unwrap();
+    let out = mex(dir.path(), &["recorder", "events"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("recorder"), "{}", stderr(&out));
+}
+
+#[test]
+fn registry_check_engines_and_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = mex(dir.path(), &["registry", "check"]);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    assert!(stdout(&ok).contains("22 engines"));
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{\"registry_version\": \"9\"}").unwrap();
+    let bad = mex(dir.path(), &["registry", "check", broken.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(2));
+    let engines = mex(dir.path(), &["engines"]);
+    let text = stdout(&engines);
+    assert_eq!(text.lines().count(), 22, "{text}");
+    assert!(
+        text.contains("engine.spatial") && text.contains("declared only"),
+        "{text}"
+    );
+    let schema = mex(dir.path(), &["schema", "planned-operation"]);
+    let value: serde_json::Value = serde_json::from_slice(&schema.stdout).unwrap();
+    assert_eq!(
+        value["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    assert_eq!(mex(dir.path(), &["schema", "nope"]).status.code(), Some(2));
+}
