@@ -37,7 +37,11 @@
 //! 2. If a blob with that hash and size already exists, the temp file is
 //!    dropped without an fsync: the second put of the same bytes costs one
 //!    read and hash, no payload sync. With [`PutOptions::expected`] set and
-//!    the blob present, nothing is written at all.
+//!    the blob present, nothing is written at all. The existing blob is
+//!    trusted on its name and size here (re-hashing it would make every
+//!    dedup cost a second full read); a blob of the wrong size is replaced
+//!    by the fresh verified bytes, and a same-size corruption is left for
+//!    reads and `verify` to catch.
 //! 3. Otherwise the temp file is made read-only, fsynced, hard-linked into
 //!    `blobs/` (no clobber: if another writer won the race, its identical
 //!    blob stays), and the shard directory is fsynced.
@@ -50,7 +54,10 @@
 //! both. No shared file is ever rewritten in place: the only read-modify-write
 //! ([`ArtifactStore::set_pinned`]) replaces the manifest by rename under the
 //! exclusive lock. `gc` takes the exclusive lock so that it never deletes a
-//! blob between a put's blob step and its record step. A full disk (ENOSPC,
+//! blob between a put's blob step and its record step, nor a temp file in
+//! use. Puts hold the shared lock for their whole duration, so under a
+//! continuous stream of puts `gc` may wait (flock(2) does not queue writers
+//! ahead of readers); schedule gc in quiet periods. A full disk (ENOSPC,
 //! EDQUOT) gives [`ArtifactError::DiskFull`] and removes the temp file.
 //!
 //! ## Reading: what is verified, and the cache trade-off

@@ -785,3 +785,39 @@ fn quota_evicts_oldest_unpinned_and_never_pinned() {
     assert!(store.set_pinned(p1.artifact_id, false).is_ok());
     assert!(!store.manifest(p1.artifact_id).unwrap().pinned);
 }
+
+#[test]
+fn gc_keeps_payloads_when_a_manifest_is_unreadable() {
+    let (_d, store) = store();
+    let mut ttl1 = PutOptions::default();
+    ttl1.retention_ttl_days = Some(1);
+    let expired = store.put_bytes(b"expired", &ttl1).unwrap();
+    let damaged = store.put_bytes(b"damaged", &PutOptions::default()).unwrap();
+    fs::write(
+        store
+            .root()
+            .join("records")
+            .join(damaged.artifact_id.to_string())
+            .join("artifact.json"),
+        b"{",
+    )
+    .unwrap();
+    let now =
+        UtcTimestamp::from_unix_millis(UtcTimestamp::now().unix_millis() + 3 * 86_400_000).unwrap();
+    let report = store.gc(now).unwrap();
+    assert_eq!(report.deleted.len(), 1);
+    assert_eq!(report.deleted[0].artifact_id, expired.artifact_id);
+    assert!(
+        report.blobs_deleted.is_empty(),
+        "no payload may go while a manifest cannot be read"
+    );
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains(&damaged.artifact_id.to_string())),
+        "{:?}",
+        report.notes
+    );
+    assert!(blob_path(&store, &damaged).exists());
+}
