@@ -4,6 +4,14 @@
 //!   `schemas/`, or with `--check` fail when they drift from the code.
 //! * `deny`: run `cargo deny check` against `deny.toml` (installs cargo-deny
 //!   from the registry on first use).
+//! * `conformance [--engine ID] [--home DIR] [--certificates DIR]`: run the
+//!   conformance suite (mex-conformance) against every implemented engine, or
+//!   one, with progress; print the table; write each report to
+//!   `<home>/conformance/`; on a pass write the certificate to
+//!   `<certificates>` (default `<home>/certificates`); record a
+//!   `conformance_run` event in `<home>`'s Flight Recorder. `<home>` is
+//!   `--home`, else `$MEX_HOME`, else `target/mex-home`. Exits non-zero when
+//!   any case fails.
 //!
 //! The drift and hygiene checks also run under plain `cargo test` (see the
 //! `tests` package); xtask adds the write modes.
@@ -19,8 +27,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("schemas") => schemas(args.iter().any(|a| a == "--check")),
         Some("deny") => deny(),
+        Some("conformance") => conformance(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <schemas [--check] | deny>");
+            eprintln!(
+                "usage: cargo xtask <schemas [--check] | deny | conformance [--engine ID] [--home DIR] [--certificates DIR]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -89,4 +100,112 @@ fn deny() -> Result<()> {
         bail!("cargo deny check failed; see deny.toml for the policy");
     }
     Ok(())
+}
+
+fn flag(args: &[String], name: &str) -> Result<Option<String>> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(i) => match args.get(i + 1) {
+            Some(v) if !v.starts_with("--") => Ok(Some(v.clone())),
+            _ => bail!("{name} needs a value"),
+        },
+    }
+}
+
+fn conformance(args: &[String]) -> Result<()> {
+    let known = ["--engine", "--home", "--certificates"];
+    for (i, a) in args.iter().enumerate() {
+        let is_value = i > 0 && known.contains(&args[i - 1].as_str());
+        if !is_value && !known.contains(&a.as_str()) {
+            bail!(
+                "unknown argument {a}; usage: cargo xtask conformance [--engine ID] [--home DIR] [--certificates DIR]"
+            );
+        }
+    }
+    let root = workspace_root();
+    let home = match flag(args, "--home")? {
+        Some(h) => PathBuf::from(h),
+        None => std::env::var_os("MEX_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target/mex-home")),
+    };
+    let certs = flag(args, "--certificates")?
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join("certificates"));
+    let registry_file = root.join("mechanical_engines.json");
+    let harness = mex_conformance::Harness::load(&registry_file)?;
+    let mut subjects = xtask::conformance_subjects();
+    if let Some(id) = flag(args, "--engine")? {
+        let available: Vec<String> = subjects.iter().map(|e| e.engine_id().to_string()).collect();
+        subjects.retain(|e| e.engine_id().as_str() == id);
+        if subjects.is_empty() {
+            bail!(
+                "no implementation of {id} is registered for conformance (available: {}); add it to xtask::conformance_subjects",
+                available.join(", ")
+            );
+        }
+    }
+    std::fs::create_dir_all(home.join("conformance"))
+        .with_context(|| format!("creating {}", home.join("conformance").display()))?;
+    let recorder = mex_recorder::SqliteRecorder::open(&home)
+        .with_context(|| format!("opening the Flight Recorder in {}", home.display()))?;
+    let mut failed = Vec::new();
+    for engine in subjects {
+        let id = engine.engine_id();
+        println!(
+            "conformance: {id} ({} {}) against {}",
+            engine.implementation_id(),
+            engine.implementation_version(),
+            registry_file.display()
+        );
+        let mut n = 0;
+        let started = std::time::Instant::now();
+        let outcome = mex_conformance::certify(
+            &harness,
+            engine.clone(),
+            &certs,
+            Some(&recorder),
+            &mut |case| {
+                n += 1;
+                let verdict = match case.verdict {
+                    mex_conformance::Verdict::Pass => "pass",
+                    mex_conformance::Verdict::Fail => "FAIL",
+                    mex_conformance::Verdict::NotApplicable => "n/a ",
+                };
+                println!("  [{n:>2}] {verdict}  {}", case.id);
+            },
+        )?;
+        let report = &outcome.report;
+        println!("\n{}", report.table());
+        let report_path = home.join("conformance").join(format!(
+            "{id}-{}-{}.report.json",
+            report.implementation_id, report.implementation_version
+        ));
+        std::fs::write(&report_path, report_json(report)?)
+            .with_context(|| format!("writing {}", report_path.display()))?;
+        println!(
+            "report:      {} (digest {})",
+            report_path.display(),
+            report.digest()?
+        );
+        match &outcome.certificate {
+            Some((_, path)) => println!("certificate: {}", path.display()),
+            None => {
+                println!("certificate: none (the suite failed)");
+                failed.push(id.to_string());
+            }
+        }
+        println!("took {:.2?}\n", started.elapsed());
+    }
+    if !failed.is_empty() {
+        bail!("conformance failed for {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+fn report_json(report: &mex_conformance::ConformanceReport) -> Result<String> {
+    let mut text = mex_envelope::canonical::to_string(report)
+        .map_err(|e| anyhow::anyhow!("serializing the report: {e}"))?;
+    text.push('\n');
+    Ok(text)
 }

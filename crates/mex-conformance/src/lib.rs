@@ -98,7 +98,9 @@ pub use certificate::{
 };
 pub use error::ConformanceError;
 pub use harness::{Harness, output_digest};
-pub use report::{CaseReport, Category, ConformanceReport, Summary, Verdict, report_schema};
+pub use report::{
+    CaseReport, Category, ConformanceReport, Summary, Verdict, certificate_schema, report_schema,
+};
 
 use mex_recorder::{EventDraft, FlightRecorder};
 use mex_runtime::Engine;

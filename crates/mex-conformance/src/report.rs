@@ -189,3 +189,8 @@ impl ConformanceReport {
 pub fn report_schema() -> schemars::Schema {
     schemars::schema_for!(ConformanceReport)
 }
+
+/// The JSON Schema of [`crate::Certificate`].
+pub fn certificate_schema() -> schemars::Schema {
+    schemars::schema_for!(crate::Certificate)
+}
