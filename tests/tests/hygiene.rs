@@ -54,10 +54,19 @@ fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
             "mex-gates",
             "mex-sandbox",
         ],
-        "mex-conformance" => &["mex-envelope", "mex-registry", "mex-runtime", "mex-gates", "mex-artifacts", "mex-recorder"],
+        "mex-conformance" => &[
+            "mex-envelope",
+            "mex-registry",
+            "mex-runtime",
+            "mex-gates",
+            "mex-artifacts",
+            "mex-recorder",
+        ],
         // Engines use the engine-author API; an engine-specific gate implements
         // mex-gates' public `Gate` trait.
-        n if n.starts_with("mex-engine-") => &["mex-envelope", "mex-runtime", "mex-sandbox", "mex-gates"],
+        n if n.starts_with("mex-engine-") => {
+            &["mex-envelope", "mex-runtime", "mex-sandbox", "mex-gates"]
+        }
         "mex-cli" => return None,
         _ => return None,
     })
