@@ -20,6 +20,9 @@ use uuid::Uuid;
 use crate::report::{CaseReport, Category, ConformanceReport, Summary, Verdict};
 use crate::{ConformanceError, REPORT_VERSION, SUITE_VERSION, registry_entry_digest};
 
+/// Longest error message accepted before the harness calls it inline output.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
+
 /// Runs the suite against engine implementations declared in one registry.
 pub struct Harness {
     registry: Arc<Registry>,
@@ -480,6 +483,24 @@ fn expect_error(
     let ok = r.status == status
         && r.errors.iter().any(|e| e.code.as_str() == code)
         && r.outputs.is_empty();
+    if let Some(e) = r
+        .errors
+        .iter()
+        .find(|e| e.message.len() > MAX_ERROR_MESSAGE_BYTES)
+    {
+        return fail(
+            id,
+            category,
+            description,
+            expected,
+            observe(r),
+            format!(
+                "error {} carries a {}-byte message: errors say what went wrong in a sentence; data belongs in an artifact (details_ref), never inline",
+                e.code,
+                e.message.len()
+            ),
+        );
+    }
     if ok {
         return case(
             id,

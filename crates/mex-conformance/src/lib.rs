@@ -97,7 +97,7 @@ pub use certificate::{
     registry_entry_digest, write_certificate,
 };
 pub use error::ConformanceError;
-pub use harness::{Harness, output_digest};
+pub use harness::{Harness, MAX_ERROR_MESSAGE_BYTES, output_digest};
 pub use report::{
     CaseReport, Category, ConformanceReport, Summary, Verdict, certificate_schema, report_schema,
 };

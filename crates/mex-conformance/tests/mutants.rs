@@ -33,6 +33,8 @@ enum Defect {
     VariesBetweenRuns,
     /// Puts its result in the log instead of an output artifact.
     WritesInline,
+    /// Puts its data in an error message instead of an artifact.
+    DumpsIntoErrorMessage,
 }
 
 /// engine.physics with one defect.
@@ -104,6 +106,13 @@ impl Engine for Mutant {
                 .map_err(fail)?;
                 Ok(done)
             }
+            Defect::DumpsIntoErrorMessage => match self.1.execute(ctx) {
+                Err(e) => Err(EngineFailure::new(
+                    "PHYS_UNIT_MISMATCH",
+                    format!("{}; full trace: {}", e.message, "x + t = ? ".repeat(1000)),
+                )),
+                ok => ok,
+            },
             Defect::WritesInline => {
                 let expr = ctx.read_param_input("expr_ref").map_err(fail)?;
                 ctx.write_log(&format!(
@@ -187,9 +196,18 @@ fn an_engine_that_writes_its_output_inline_fails() {
     );
 }
 
-/// The D1 fixture engine; with `evidence: false` it omits evidence.
+#[test]
+fn an_engine_that_dumps_data_into_error_messages_fails() {
+    let r = run_mutant(Defect::DumpsIntoErrorMessage);
+    assert_finding(&r, "vector.reject-unit-mismatch", "-byte message");
+}
+
+/// The D1 fixture engine; with `evidence: false` it omits evidence, with
+/// `slow` it sleeps past its 300 ms wall-time budget without polling
+/// cancellation.
 struct Live {
     evidence: bool,
+    slow: bool,
 }
 
 impl Engine for Live {
@@ -211,6 +229,9 @@ impl Engine for Live {
             .get("text")
             .and_then(|t| t.as_str())
             .unwrap_or_default();
+        if self.slow {
+            std::thread::sleep(std::time::Duration::from_millis(600));
+        }
         let fetched = format!("fetched: {text}");
         ctx.write_output(
             ArtifactKind::DatasetSlice,
@@ -232,7 +253,12 @@ impl Engine for Live {
 
 #[test]
 fn the_honest_d1_fixture_engine_passes() {
-    let report = fixture().run(Arc::new(Live { evidence: true })).unwrap();
+    let report = fixture()
+        .run(Arc::new(Live {
+            evidence: true,
+            slow: false,
+        }))
+        .unwrap();
     assert!(report.passed, "{}", report.table());
     assert_eq!(
         report.case("determinism.d1").unwrap().verdict,
@@ -242,8 +268,30 @@ fn the_honest_d1_fixture_engine_passes() {
 
 #[test]
 fn a_d1_engine_that_omits_evidence_fails() {
-    let report = fixture().run(Arc::new(Live { evidence: false })).unwrap();
+    let report = fixture()
+        .run(Arc::new(Live {
+            evidence: false,
+            slow: false,
+        }))
+        .unwrap();
     assert!(!report.passed);
     assert_finding(&report, "determinism.d1", "G-RESULT.EVIDENCE_MISSING");
     assert_finding(&report, "vector.golden-fetch", "G-RESULT.EVIDENCE_MISSING");
+}
+
+#[test]
+fn an_engine_that_overruns_its_wall_time_fails() {
+    let report = fixture()
+        .run(Arc::new(Live {
+            evidence: true,
+            slow: true,
+        }))
+        .unwrap();
+    assert!(!report.passed);
+    assert_finding(&report, "vector.golden-fetch", "RUNTIME.WALL_TIME_EXCEEDED");
+    assert_finding(
+        &report,
+        "artifact_first.outputs_are_artifacts",
+        "RUNTIME.WALL_TIME_EXCEEDED",
+    );
 }
