@@ -300,6 +300,9 @@ pub struct Outcome {
     pub enforcement: Enforcement,
     /// Wall time from spawn to reap.
     pub elapsed: Duration,
+    /// Processes of the child's group were still running when the main
+    /// process ended (background jobs, a fork bomb); they were killed.
+    pub stragglers_killed: bool,
 }
 
 impl Outcome {
@@ -399,6 +402,7 @@ pub fn system_read_only_paths() -> Vec<PathBuf> {
         "/etc/ld.so.conf.d",
         "/etc/localtime",
         "/etc/alternatives",
+        "/etc/ssl",
         "/dev/urandom",
         "/dev/random",
         "/dev/zero",
@@ -634,6 +638,8 @@ const MEMORY_MARKERS: &[&str] = &[
     "xmalloc",
     "xrealloc",
     "bad_alloc",
+    "Fatal process OOM",
+    "heap out of memory",
 ];
 
 const FORK_MARKERS: &[&str] = &[
@@ -642,10 +648,68 @@ const FORK_MARKERS: &[&str] = &[
     "BlockingIOError: [Errno 11]",
 ];
 
+/// Become the child subreaper of this process (once), so that orphans of a
+/// sandboxed group are re-parented here and reaped by [`reap_group`]
+/// instead of lingering as zombies under an init that does not reap (their
+/// zombies would otherwise keep counting against `RLIMIT_NPROC`).
+fn ensure_subreaper() {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+    });
+}
+
+/// `(pid, ppid, state)` of every process in group `pgid`, from `/proc`.
+fn group_members(pgid: Pid) -> Vec<(i32, i32, char)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let want = pgid.as_raw_nonzero().get();
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) state ppid pgrp ..."; comm may hold spaces and parens.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let mut f = rest.split_whitespace();
+            let state = f.next()?.chars().next()?;
+            let ppid = f.next()?.parse().ok()?;
+            let pgrp: i32 = f.next()?.parse().ok()?;
+            (pgrp == want).then_some((pid, ppid, state))
+        })
+        .collect()
+}
+
+/// Kill what is left of the group and reap the orphans re-parented here,
+/// for at most `budget`.
+fn reap_group(pgid: Pid, budget: Duration) {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let until = Instant::now() + budget;
+    loop {
+        let _ = kill_process_group(pgid, Signal::KILL);
+        let members = group_members(pgid);
+        if members.is_empty() {
+            return;
+        }
+        for (pid, ppid, _) in members {
+            if ppid == me
+                && let Some(pid) = Pid::from_raw(pid)
+            {
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
+            }
+        }
+        if Instant::now() >= until {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Run one child under the request's confinement and limits, and wait for
 /// it (at most until `request.deadline`).
 pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, SandboxError> {
     let launcher = launcher_path(config)?;
+    ensure_subreaper();
     let limits = &request.limits;
     let conf = &request.confinement;
     let mut cmd = Command::new(&launcher);
@@ -748,8 +812,14 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
         std::thread::sleep(nap.min(request.deadline.saturating_duration_since(now)));
         nap = (nap * 2).min(Duration::from_millis(5));
     };
-    // Stragglers (background jobs) die with the group.
+    // Stragglers (background jobs, a fork bomb) die with the group; orphans
+    // re-parented here are reaped.
+    let stragglers_killed =
+        pgid.is_some_and(|g| group_members(g).iter().any(|(_, _, st)| *st != 'Z'));
     guard.kill();
+    if let Some(g) = pgid {
+        reap_group(g, Duration::from_millis(200));
+    }
     let (mut stdout, mut stderr_raw) = (Vec::new(), Vec::new());
     let drain_until = Instant::now() + Duration::from_millis(500);
     for _ in 0..readers {
@@ -804,6 +874,7 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
         stderr,
         enforcement,
         elapsed,
+        stragglers_killed,
     })
 }
 

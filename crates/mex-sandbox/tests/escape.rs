@@ -305,8 +305,8 @@ fn exec_of_a_binary_off_the_allowlist_is_denied() {
     assert_eq!(o.termination, Termination::Exited(126), "{o:?}");
 }
 
-/// Live (not zombie) processes of `uid`. Killed orphans stay zombies until
-/// init reaps them; they run nothing.
+/// Processes of `uid`, zombies included (killed orphans are re-parented to
+/// the supervising process and reaped by it, so none may be left).
 fn uid_process_count(uid: u32) -> usize {
     std::fs::read_dir("/proc")
         .unwrap()
@@ -442,4 +442,14 @@ fn stdin_is_null() {
     let o = run(&bash(&f.work, "read -r x; echo \"rc=$? x=[$x]\"", &[]));
     assert_eq!(stdout(&o), "rc=1 x=[]\n");
     let _ = std::io::stdout().flush();
+}
+
+#[test]
+fn background_processes_left_behind_are_killed_and_reported() {
+    let f = fixture();
+    let t = Instant::now();
+    let o = run(&bash(&f.work, "sleep 30 & echo started", &["sleep"]));
+    assert_eq!(o.termination, Termination::Exited(0), "{o:?}");
+    assert!(o.stragglers_killed, "{o:?}");
+    assert!(t.elapsed() < Duration::from_secs(2));
 }
