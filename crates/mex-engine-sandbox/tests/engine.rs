@@ -51,6 +51,7 @@ fn home_with(uid: u32) -> Home {
         sandbox: SandboxConfig {
             launcher: Some(PathBuf::from(env!("CARGO_BIN_EXE_mex-engine-sandbox-exec"))),
             run_as: (uid, uid),
+            ..SandboxConfig::default()
         },
         jail_root: jail.path().join("jails"),
         limits: Limits {

@@ -42,8 +42,12 @@
 //!   past it fails inside the child. Classifying that failure as
 //!   [`Termination::Memory`] reads the child's stderr for the usual
 //!   out-of-memory messages, so it is a classification, not the fence.
-//! * Landlock does not cover UDP or named unix sockets; abstract unix
-//!   sockets and signals are scoped (ABI 6) where the kernel has it.
+//! * Landlock (ABI <= 7) does not cover UDP: without the network, the
+//!   launcher is started through `unshare --net --map-current-user`
+//!   ([`SandboxConfig::netns_helper`]), an empty network namespace, so UDP
+//!   and raw sockets have nowhere to go either. Without that helper only
+//!   TCP is denied ([`Enforcement::network_namespace`] says which).
+//!   Abstract unix sockets and signals are scoped (ABI 6).
 
 pub mod launcher;
 
@@ -191,6 +195,12 @@ pub struct SandboxConfig {
     /// `RLIMIT_NPROC` binds and the child owns nothing). Ignored when the
     /// parent is not root.
     pub run_as: (u32, u32),
+    /// When the network is not granted, start the launcher through
+    /// `unshare --net --map-current-user` (util-linux) so the child has an
+    /// empty network namespace: no TCP, no UDP, no raw sockets. Landlock
+    /// alone (ABI <= 7) only covers TCP. `None` = don't; the default is
+    /// `/usr/bin/unshare` when it exists.
+    pub netns_helper: Option<PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -198,6 +208,7 @@ impl Default for SandboxConfig {
         Self {
             launcher: None,
             run_as: (65534, 65534),
+            netns_helper: Some(PathBuf::from("/usr/bin/unshare")).filter(|p| p.is_file()),
         }
     }
 }
@@ -285,6 +296,8 @@ pub struct Enforcement {
     pub degraded: bool,
     /// uid/gid the child ran as, when switched.
     pub run_as: Option<(u32, u32)>,
+    /// The child ran in an empty network namespace (no network at all).
+    pub network_namespace: bool,
 }
 
 /// The result of one sandboxed run.
@@ -313,7 +326,10 @@ impl Outcome {
 
     /// The confinement refusal the child's stderr shows, if any.
     pub fn denial(&self) -> Option<Denial> {
-        classify_denial(&String::from_utf8_lossy(&self.stderr))
+        classify_denial(
+            &String::from_utf8_lossy(&self.stderr),
+            self.enforcement.network_namespace,
+        )
     }
 
     /// The last `max` bytes of stderr as text, for messages.
@@ -325,8 +341,17 @@ impl Outcome {
     }
 }
 
-fn classify_denial(stderr: &str) -> Option<Denial> {
+/// `in_netns`: the child had no network namespace of its own network, so
+/// "network is unreachable" is the sandbox's refusal, not the world's.
+fn classify_denial(stderr: &str, in_netns: bool) -> Option<Denial> {
     let text = stderr.to_ascii_lowercase();
+    if in_netns
+        && text
+            .lines()
+            .any(|l| l.contains("network is unreachable") || l.contains("enetunreach"))
+    {
+        return Some(Denial::Network);
+    }
     let denial_lines: Vec<&str> = text
         .lines()
         .filter(|l| {
@@ -712,7 +737,18 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
     ensure_subreaper();
     let limits = &request.limits;
     let conf = &request.confinement;
-    let mut cmd = Command::new(&launcher);
+    let netns = match (&config.netns_helper, conf.network) {
+        (Some(helper), false) => Some(helper.clone()),
+        _ => None,
+    };
+    let mut cmd = match &netns {
+        Some(helper) => {
+            let mut c = Command::new(helper);
+            c.args(["--net", "--map-current-user", "--"]).arg(&launcher);
+            c
+        }
+        None => Command::new(&launcher),
+    };
     cmd.env_clear()
         .envs(request.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&request.workdir)
@@ -837,6 +873,7 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
     // target never ran.
     let mut enforcement = parse_header(header.as_deref())?;
     enforcement.run_as = run_as;
+    enforcement.network_namespace = netns.is_some();
     stderr.truncate(usize::try_from(limits.stderr_bytes).unwrap_or(usize::MAX));
 
     let text = String::from_utf8_lossy(&stderr);
@@ -885,28 +922,42 @@ mod tests {
     #[test]
     fn denial_classification() {
         assert_eq!(
-            classify_denial("cat: /etc/passwd: Permission denied"),
+            classify_denial("cat: /etc/passwd: Permission denied", false),
             Some(Denial::Filesystem)
         );
         assert_eq!(
-            classify_denial("bash: line 1: /usr/bin/id: Permission denied"),
+            classify_denial("bash: line 1: /usr/bin/id: Permission denied", false),
             Some(Denial::Exec)
         );
         assert_eq!(
-            classify_denial("bash: connect: Permission denied"),
+            classify_denial("bash: connect: Permission denied", false),
             Some(Denial::Network)
         );
-        assert_eq!(classify_denial("all good"), None);
+        assert_eq!(classify_denial("all good", false), None);
         assert_eq!(
-            classify_denial("/usr/bin/bash: line 1: /tmp/x-exec: Permission denied"),
+            classify_denial("OSError: [Errno 101] Network is unreachable", true),
+            Some(Denial::Network)
+        );
+        assert_eq!(
+            classify_denial("OSError: [Errno 101] Network is unreachable", false),
+            None
+        );
+        assert_eq!(
+            classify_denial(
+                "/usr/bin/bash: line 1: /tmp/x-exec: Permission denied",
+                false
+            ),
             Some(Denial::Filesystem)
         );
         assert_eq!(
-            classify_denial("/usr/bin/bash: line 1: ./id: Permission denied"),
+            classify_denial("/usr/bin/bash: line 1: ./id: Permission denied", false),
             Some(Denial::Exec)
         );
         assert_eq!(
-            classify_denial("  sock.connect(sa)\nPermissionError: [Errno 13] Permission denied"),
+            classify_denial(
+                "  sock.connect(sa)\nPermissionError: [Errno 13] Permission denied",
+                false
+            ),
             Some(Denial::Network)
         );
     }

@@ -235,32 +235,66 @@ const PY_CONNECT: &str = "import socket,sys\ns=socket.create_connection(('127.0.
 #[test]
 fn connecting_without_net_is_denied() {
     let f = fixture();
-    let (l, port) = listener();
-    let port = port.to_string();
-    let o = run(&request(
-        &f.work,
-        "python3",
-        &["-c", PY_CONNECT, &port],
-        &[],
-    ));
-    assert_eq!(o.termination, Termination::Exited(1), "{o:?}");
-    assert!(!stdout(&o).contains("connected"));
-    assert!(
-        o.stderr_tail(2000).contains("PermissionError"),
-        "{}",
-        o.stderr_tail(2000)
+    // Both layers, then Landlock alone (no network namespace helper).
+    for netns in [true, false] {
+        let config = SandboxConfig {
+            netns_helper: if netns { config().netns_helper } else { None },
+            ..config()
+        };
+        assert!(
+            !netns || config.netns_helper.is_some(),
+            "/usr/bin/unshare is missing"
+        );
+        let (l, port) = listener();
+        let port = port.to_string();
+        let o = mex_sandbox::run(
+            &config,
+            &request(&f.work, "python3", &["-c", PY_CONNECT, &port], &[]),
+        )
+        .unwrap();
+        assert_eq!(o.termination, Termination::Exited(1), "{o:?}");
+        assert_eq!(o.enforcement.network_namespace, netns);
+        assert!(!stdout(&o).contains("connected"));
+        // Landlock refuses TCP connect before routing sees the empty namespace.
+        let expected = "PermissionError";
+        assert!(
+            o.stderr_tail(2000).contains(expected),
+            "{}",
+            o.stderr_tail(2000)
+        );
+        assert_eq!(o.denial(), Some(Denial::Network), "{}", o.stderr_tail(400));
+        assert!(l.accept().is_err(), "a connection reached the listener");
+        // bash's /dev/tcp is refused too.
+        let o = mex_sandbox::run(
+            &config,
+            &bash(&f.work, &format!("exec 3<>/dev/tcp/127.0.0.1/{port}"), &[]),
+        )
+        .unwrap();
+        assert_ne!(o.termination, Termination::Exited(0));
+        assert_eq!(o.denial(), Some(Denial::Network), "{}", o.stderr_tail(400));
+        assert!(l.accept().is_err());
+    }
+}
+
+#[test]
+fn udp_without_net_goes_nowhere() {
+    let f = fixture();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let script = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.sendto(b'leak', ('127.0.0.1', {port}))\nprint('sent')"
     );
+    let o = run(&request(&f.work, "python3", &["-c", &script], &[]));
+    assert!(o.enforcement.network_namespace, "{o:?}");
+    assert_ne!(o.termination, Termination::Exited(0), "{o:?}");
     assert_eq!(o.denial(), Some(Denial::Network), "{}", o.stderr_tail(400));
-    assert!(l.accept().is_err(), "a connection reached the listener");
-    // bash's /dev/tcp is refused too.
-    let o = run(&bash(
-        &f.work,
-        &format!("exec 3<>/dev/tcp/127.0.0.1/{port}"),
-        &[],
-    ));
-    assert_ne!(o.termination, Termination::Exited(0));
-    assert_eq!(o.denial(), Some(Denial::Network), "{}", o.stderr_tail(400));
-    assert!(l.accept().is_err());
+    let mut buf = [0u8; 16];
+    assert!(
+        sock.recv(&mut buf).is_err(),
+        "a UDP datagram left the sandbox"
+    );
 }
 
 #[test]
