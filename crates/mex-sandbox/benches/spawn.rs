@@ -32,11 +32,22 @@ fn request(workdir: PathBuf) -> Request {
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
     let config = SandboxConfig {
         launcher: Some(PathBuf::from(env!("CARGO_BIN_EXE_mex-sandbox-exec"))),
         ..SandboxConfig::default()
     };
-    let req = request(dir.path().to_path_buf());
+    let landlock_only = SandboxConfig {
+        netns_helper: None,
+        ..config.clone()
+    };
+    let work = dir.path().join("work");
+    mex_sandbox::prepare_workdir(&config, &work).unwrap();
+    let req = request(work);
     let mut group = c.benchmark_group("spawn_true");
     group.bench_function("plain_command", |b| {
         b.iter(|| {
@@ -49,31 +60,42 @@ fn bench(c: &mut Criterion) {
             assert!(s.status.success());
         })
     });
-    group.bench_function("sandboxed", |b| {
+    group.bench_function("sandboxed_netns", |b| {
         b.iter(|| {
             let o = mex_sandbox::run(&config, &req).unwrap();
             assert!(o.success(), "{o:?}");
         })
     });
+    group.bench_function("sandboxed_landlock_only", |b| {
+        b.iter(|| {
+            let o = mex_sandbox::run(&landlock_only, &req).unwrap();
+            assert!(o.success(), "{o:?}");
+        })
+    });
     group.finish();
 
-    // The ratio, measured here in the same run (criterion prints each mean).
-    let n = 200;
-    let t0 = Instant::now();
+    // The ratio, measured here in the same run (criterion prints each mean),
+    // interleaved so that both see the same machine load.
+    let n = 200u32;
+    let (mut plain, mut netns, mut landlock) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for _ in 0..n {
+        let t = Instant::now();
         Command::new("/usr/bin/true").output().unwrap();
-    }
-    let plain = t0.elapsed() / n;
-    let t1 = Instant::now();
-    for _ in 0..n {
+        plain += t.elapsed();
+        let t = Instant::now();
         mex_sandbox::run(&config, &req).unwrap();
+        netns += t.elapsed();
+        let t = Instant::now();
+        mex_sandbox::run(&landlock_only, &req).unwrap();
+        landlock += t.elapsed();
     }
-    let sandboxed = t1.elapsed() / n;
+    let (plain, netns, landlock) = (plain / n, netns / n, landlock / n);
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "spawn_true: plain {plain:?}, sandboxed {sandboxed:?}, ratio {:.2}",
-            sandboxed.as_secs_f64() / plain.as_secs_f64()
+            "spawn_true (interleaved, n={n}): plain {plain:?}, sandboxed+netns {netns:?} (ratio {:.1}), sandboxed landlock-only {landlock:?} (ratio {:.1})",
+            netns.as_secs_f64() / plain.as_secs_f64(),
+            landlock.as_secs_f64() / plain.as_secs_f64()
         );
     }
 }

@@ -829,31 +829,36 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
     }
     drop(tx);
 
+    // A waiter thread blocks in wait(); this thread waits on it until the
+    // deadline, so there is no polling latency. Capture threads kill the
+    // group themselves on an output overrun.
+    let (status_tx, status_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("mex-sandbox-wait".into())
+        .spawn(move || {
+            let _ = status_tx.send(child.wait());
+        })?;
     let mut timed_out = false;
-    let mut nap = Duration::from_micros(50);
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        let now = Instant::now();
-        if now >= request.deadline {
+    let remaining = request.deadline.saturating_duration_since(Instant::now());
+    let status = match status_rx.recv_timeout(remaining) {
+        Ok(status) => status?,
+        Err(_) => {
             timed_out = true;
             guard.kill();
-            break child.wait()?;
+            status_rx
+                .recv_timeout(Duration::from_secs(5))
+                .map_err(|_| {
+                    std::io::Error::other("the sandboxed child did not die within 5 s of SIGKILL")
+                })??
         }
-        if over.load(Ordering::SeqCst) {
-            guard.kill();
-            break child.wait()?;
-        }
-        std::thread::sleep(nap.min(request.deadline.saturating_duration_since(now)));
-        nap = (nap * 2).min(Duration::from_millis(5));
     };
     // Stragglers (background jobs, a fork bomb) die with the group; orphans
-    // re-parented here are reaped.
+    // re-parented here are reaped. Fast path: the group is already empty.
+    let group_alive = pgid.is_some_and(|g| rustix::process::test_kill_process_group(g).is_ok());
     let stragglers_killed =
-        pgid.is_some_and(|g| group_members(g).iter().any(|(_, _, st)| *st != 'Z'));
+        group_alive && pgid.is_some_and(|g| group_members(g).iter().any(|(_, _, st)| *st != 'Z'));
     guard.kill();
-    if let Some(g) = pgid {
+    if group_alive && let Some(g) = pgid {
         reap_group(g, Duration::from_millis(200));
     }
     let (mut stdout, mut stderr_raw) = (Vec::new(), Vec::new());
