@@ -10,7 +10,11 @@
 //! It does not own the gates, the runtime or any engine: it drives them
 //! through their public APIs only (`MexRuntime::execute_json`, the artifact
 //! store's reads, the recorder's queries), in a private temporary mex home,
-//! exactly as a planner and an auditor would.
+//! exactly as a planner and an auditor would. Its runtimes trust the engine
+//! under test without a certificate (that is what is being decided), turn
+//! the D3 result cache off (so "run twice" really runs twice), and use a
+//! policy that grants what the engine's operations declare, with no consent
+//! records, plus a second profile that grants nothing.
 //!
 //! ## The suite ([`SUITE_VERSION`])
 //!
