@@ -629,7 +629,21 @@ impl Drop for GroupGuard {
     }
 }
 
-fn capture(mut reader: impl Read, cap: u64, over: &AtomicBool, guard_pgid: Option<Pid>) -> Vec<u8> {
+/// Events the supervising thread waits for.
+enum Event {
+    /// The main process exited (still a zombie: not reaped, so its pid and
+    /// the group id stay reserved and killing the group is safe).
+    Exited,
+    /// A capture cap was reached.
+    Overflow,
+}
+
+fn capture(
+    mut reader: impl Read,
+    cap: u64,
+    over: &AtomicBool,
+    events: &mpsc::Sender<Event>,
+) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
@@ -641,9 +655,7 @@ fn capture(mut reader: impl Read, cap: u64, over: &AtomicBool, guard_pgid: Optio
                 if n > room {
                     buf.extend_from_slice(&chunk[..room]);
                     over.store(true, Ordering::SeqCst);
-                    if let Some(pgid) = guard_pgid {
-                        let _ = kill_process_group(pgid, Signal::KILL);
-                    }
+                    let _ = events.send(Event::Overflow);
                     break;
                 }
                 buf.extend_from_slice(&chunk[..n]);
@@ -711,11 +723,14 @@ fn reap_group(pgid: Pid, budget: Duration) {
     let me = rustix::process::getpid().as_raw_nonzero().get();
     let until = Instant::now() + budget;
     loop {
-        let _ = kill_process_group(pgid, Signal::KILL);
+        // Scan first, kill only a group seen non-empty: once it is empty its
+        // id may be reused. (A member that dies between the scan and the
+        // kill leaves a window of microseconds, for a pid to be reused.)
         let members = group_members(pgid);
         if members.is_empty() {
             return;
         }
+        let _ = kill_process_group(pgid, Signal::KILL);
         for (pid, ppid, _) in members {
             if ppid == me
                 && let Some(pid) = Pid::from_raw(pid)
@@ -795,6 +810,7 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
     let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
     let guard = GroupGuard { pgid };
     let over = Arc::new(AtomicBool::new(false));
+    let (events_tx, events_rx) = mpsc::channel::<Event>();
     let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
     let streams = [
         (
@@ -818,49 +834,65 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
     let mut readers = 0;
     for (is_stdout, stream, cap) in streams {
         let Some(stream) = stream else { continue };
-        let (tx, over) = (tx.clone(), over.clone());
+        let (tx, over, events) = (tx.clone(), over.clone(), events_tx.clone());
         readers += 1;
         std::thread::Builder::new()
             .name("mex-sandbox-capture".into())
             .spawn(move || {
-                let bytes = capture(stream, cap, &over, pgid);
+                let bytes = capture(stream, cap, &over, &events);
                 let _ = tx.send((is_stdout, bytes));
             })?;
     }
     drop(tx);
-
-    // A waiter thread blocks in wait(); this thread waits on it until the
-    // deadline, so there is no polling latency. Capture threads kill the
-    // group themselves on an output overrun.
-    let (status_tx, status_rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("mex-sandbox-wait".into())
-        .spawn(move || {
-            let _ = status_tx.send(child.wait());
-        })?;
+    // The waiter sees the exit without reaping (WNOWAIT): until this thread
+    // reaps the leader below, its pid (= the group id) cannot be reused, so
+    // every kill of the group before that hits only the sandboxed processes.
+    if let Some(p) = pgid {
+        let events = events_tx.clone();
+        std::thread::Builder::new()
+            .name("mex-sandbox-wait".into())
+            .spawn(move || {
+                let _ = rustix::process::waitid(
+                    rustix::process::WaitId::Pid(p),
+                    rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
+                );
+                let _ = events.send(Event::Exited);
+            })?;
+    }
+    drop(events_tx);
     let mut timed_out = false;
-    let remaining = request.deadline.saturating_duration_since(Instant::now());
-    let status = match status_rx.recv_timeout(remaining) {
-        Ok(status) => status?,
-        Err(_) => {
-            timed_out = true;
-            guard.kill();
-            status_rx
-                .recv_timeout(Duration::from_secs(5))
-                .map_err(|_| {
-                    std::io::Error::other("the sandboxed child did not die within 5 s of SIGKILL")
-                })??
+    let mut deadline = request.deadline;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match events_rx.recv_timeout(remaining) {
+            Ok(Event::Exited) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Ok(Event::Overflow) => guard.kill(),
+            Err(mpsc::RecvTimeoutError::Timeout) if !timed_out => {
+                timed_out = true;
+                guard.kill();
+                deadline = Instant::now() + Duration::from_secs(5);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(SandboxError::Supervise(std::io::Error::other(
+                    "the sandboxed child did not die within 5 s of SIGKILL",
+                )));
+            }
         }
-    };
-    // Stragglers (background jobs, a fork bomb) die with the group; orphans
+    }
+    // The leader is a zombie (or gone): kill whatever is left of the group
+    // while its id is still reserved, then reap the leader.
+    guard.kill();
+    let status = child.wait()?;
+    // Stragglers (background jobs, a fork bomb) were killed above; orphans
     // re-parented here are reaped. Fast path: the group is already empty.
     let group_alive = pgid.is_some_and(|g| rustix::process::test_kill_process_group(g).is_ok());
-    let stragglers_killed =
-        group_alive && pgid.is_some_and(|g| group_members(g).iter().any(|(_, _, st)| *st != 'Z'));
-    guard.kill();
+    let stragglers_killed = group_alive && pgid.is_some_and(|g| !group_members(g).is_empty());
     if group_alive && let Some(g) = pgid {
         reap_group(g, Duration::from_millis(200));
     }
+    // From here the group id may be reused: never signal it again.
+    let mut guard = guard;
+    guard.pgid = None;
     let (mut stdout, mut stderr_raw) = (Vec::new(), Vec::new());
     let drain_until = Instant::now() + Duration::from_millis(500);
     for _ in 0..readers {
