@@ -188,6 +188,15 @@ impl Default for SandboxEngineConfig {
     }
 }
 
+impl SandboxEngineConfig {
+    /// Take the degraded switch from the trusted policy
+    /// (`degraded.sandbox_without_landlock`): the one place it may come from.
+    pub fn with_policy(mut self, policy: &mex_gates::CapabilityPolicy) -> Self {
+        self.allow_degraded = policy.degraded.sandbox_without_landlock;
+        self
+    }
+}
+
 /// The `engine.sandbox` implementation.
 pub struct SandboxEngine {
     id: EngineId,

@@ -110,10 +110,11 @@ impl Home {
             _ => ("text/plain", vec!["proc.exec:bash"]),
         };
         let script = self.put(script.as_bytes(), media);
-        let spec = self.put(
-            json!({"files": files}).to_string().as_bytes(),
-            "application/json",
-        );
+        let spec_text = match extra.get("spec") {
+            Some(spec) => spec.as_str().unwrap().to_owned(),
+            None => json!({"files": files}).to_string(),
+        };
+        let spec = self.put(spec_text.as_bytes(), "application/json");
         let mut inputs = vec![script.clone(), spec.clone()];
         let mut params = json!({
             "script_ref": script.artifact_id.to_string(),
@@ -190,13 +191,17 @@ fn golden_pinned_python_gives_the_same_bundle_hash_twice() {
         repo().join("registry/vectors/engine.sandbox/golden-pinned-python.script.py"),
     )
     .unwrap();
+    let spec = std::fs::read_to_string(
+        repo().join("registry/vectors/engine.sandbox/golden-pinned-python.output-spec.json"),
+    )
+    .unwrap();
     let mut hashes = Vec::new();
     for _ in 0..2 {
         let op = h.op(
             "sandbox.run_python",
             std::str::from_utf8(&script).unwrap(),
             &[],
-            json!({}),
+            json!({"spec": spec}),
         );
         let r = h.rt.execute(op);
         assert_eq!(r.status, ResultStatus::Succeeded, "{r:#?}");
@@ -209,11 +214,12 @@ fn golden_pinned_python_gives_the_same_bundle_hash_twice() {
             serde_json::from_slice(&h.store.read(index_handle).unwrap()).unwrap();
         assert_eq!(index.content_hash().unwrap(), index_handle.content_hash);
         let paths: Vec<&str> = index.entries.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["stderr.txt", "stdout.txt"]);
+        // The vector's output spec names stdout `result.json`.
+        assert_eq!(paths, ["result.json", "stderr.txt"]);
         let stdout = r
             .outputs
             .iter()
-            .find(|o| o.content_hash == index.entries[1].content_hash)
+            .find(|o| o.content_hash == index.entries[0].content_hash)
             .unwrap();
         assert_eq!(h.store.read(stdout).unwrap(), b"{\"sum\": 45}\n");
         let env = &r.provenance.as_ref().unwrap().environment;
@@ -233,6 +239,12 @@ fn golden_pinned_python_gives_the_same_bundle_hash_twice() {
         hashes.push(index_handle.content_hash);
     }
     assert_eq!(hashes[0], hashes[1]);
+    // Pinned: the bundle of `{"sum": 45}\n` as result.json plus an empty
+    // stderr.txt (computed independently: RFC 8785 index, SHA-256).
+    assert_eq!(
+        hashes[0].to_hex(),
+        "e32ef8918fadfcca93768e04c6a19e48647eefd54aaf1dc988f3147e937e876c"
+    );
 }
 
 #[test]
