@@ -39,6 +39,12 @@ struct Home {
 }
 
 fn home_with(uid: u32) -> Home {
+    home_full(uid, false, false)
+}
+
+/// `no_landlock`: the launcher behaves as on a kernel without Landlock;
+/// `degraded`: the trusted policy allows degraded sandboxing.
+fn home_full(uid: u32, no_landlock: bool, degraded: bool) -> Home {
     let dir = tempfile::tempdir().unwrap();
     let jail = tempfile::Builder::new()
         .prefix("mex-sbx-jail")
@@ -47,34 +53,44 @@ fn home_with(uid: u32) -> Home {
     let recorder: Arc<dyn FlightRecorder> = Arc::new(SqliteRecorder::open(dir.path()).unwrap());
     let store = Arc::new(ArtifactStore::at(dir.path().join("artifacts")).unwrap());
     let registry = Arc::new(Registry::load(repo().join("mechanical_engines.json")).unwrap());
-    let engine = SandboxEngine::new(SandboxEngineConfig {
-        sandbox: SandboxConfig {
-            launcher: Some(PathBuf::from(env!("CARGO_BIN_EXE_mex-engine-sandbox-exec"))),
-            run_as: (uid, uid),
-            ..SandboxConfig::default()
-        },
-        jail_root: jail.path().join("jails"),
-        limits: Limits {
-            memory_bytes: 256 << 20,
-            cpu_time_ms: 1000,
-            processes: 32,
-            stdout_bytes: 64 << 10,
-            stderr_bytes: 64 << 10,
-            file_size_bytes: 1 << 20,
-            ..Limits::default()
-        },
-        ..SandboxEngineConfig::default()
-    })
+    let policy_text = if degraded {
+        POLICY.replacen('{', r#"{"degraded":{"sandbox_without_landlock":true},"#, 1)
+    } else {
+        POLICY.to_owned()
+    };
+    let policy = CapabilityPolicy::from_json_str(&policy_text).unwrap();
+    let engine = SandboxEngine::new(
+        SandboxEngineConfig {
+            sandbox: SandboxConfig {
+                launcher: Some(PathBuf::from(env!("CARGO_BIN_EXE_mex-engine-sandbox-exec"))),
+                run_as: (uid, uid),
+                simulate_missing_landlock: no_landlock,
+                ..SandboxConfig::default()
+            },
+            jail_root: jail.path().join("jails"),
+            limits: Limits {
+                memory_bytes: 256 << 20,
+                cpu_time_ms: 1000,
+                processes: 32,
+                stdout_bytes: 64 << 10,
+                stderr_bytes: 64 << 10,
+                file_size_bytes: 1 << 20,
+                ..Limits::default()
+            },
+            ..SandboxEngineConfig::default()
+        }
+        .with_policy(&policy),
+    )
     .unwrap();
     let gate = engine.gate();
     assert!(
-        gate.enforcement().is_ok_and(|e| e.landlock_abi >= 4),
+        no_landlock || gate.enforcement().is_ok_and(|e| e.landlock_abi >= 4),
         "Landlock (ABI >= 4) is missing on this machine: {:?}; these tests FAIL rather than pass without confinement",
         gate.enforcement()
     );
     let rt = MexRuntime::builder()
         .registry(registry)
-        .policy(CapabilityPolicy::from_json_str(POLICY).unwrap())
+        .policy(policy)
         .store(store.clone())
         .recorder(recorder.clone())
         .engine(Arc::new(engine))
@@ -546,5 +562,31 @@ fn a_failing_script_is_a_runtime_error() {
         shell(&h, "echo oops >&2\nexit 3\n", &[]),
         ResultStatus::Failed,
         "SBOX_RUNTIME_ERROR",
+    );
+}
+
+#[test]
+fn without_landlock_engine_sandbox_is_refused_unless_the_policy_allows_degraded() {
+    // Fail closed: denied by the gate, the engine never starts.
+    let h = home_full(65534, true, false);
+    let op = h.op("sandbox.run_python", "print(1)\n", &[], json!({}));
+    let r = h.expect(op, ResultStatus::Denied, "G-SAFETY.SANDBOX.UNAVAILABLE");
+    assert!(r.provenance.is_none());
+    // Degraded by policy: admitted with a degraded finding, run, and said so.
+    let h = home_full(65534, true, true);
+    let op = h.op("sandbox.run_python", "print(1)\n", &[], json!({}));
+    let id = op.op_id;
+    let r = h.rt.execute(op);
+    assert_eq!(r.status, ResultStatus::Succeeded, "{r:#?}");
+    assert!(h.on_record(id, "G-SAFETY.SANDBOX.DEGRADED"));
+    let env = &r.provenance.as_ref().unwrap().environment;
+    assert_eq!(
+        env.get("sandbox.degraded").map(String::as_str),
+        Some("true"),
+        "{env:?}"
+    );
+    assert_eq!(
+        env.get("sandbox.landlock_abi").map(String::as_str),
+        Some("0")
     );
 }

@@ -37,6 +37,7 @@ struct Args {
     exec: Vec<PathBuf>,
     net: bool,
     degraded_ok: bool,
+    simulate_no_landlock: bool,
     limits: Vec<(Resource, u64, u64)>,
     program: Option<PathBuf>,
     program_args: Vec<OsString>,
@@ -64,6 +65,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
             "--probe" => out.probe = true,
             "--net" => out.net = true,
             "--degraded-ok" => out.degraded_ok = true,
+            "--simulate-no-landlock" => out.simulate_no_landlock = true,
             "--ro" => out.read_only.push(PathBuf::from(value)),
             "--rw" => out.read_write.push(PathBuf::from(value)),
             "--exec" => out.exec.push(PathBuf::from(value)),
@@ -102,6 +104,11 @@ struct Applied {
 }
 
 fn apply_landlock(args: &Args) -> Result<Applied, String> {
+    if args.simulate_no_landlock {
+        return Err(
+            "Landlock is not available (simulated for a test); refusing to run unconfined".into(),
+        );
+    }
     let fs_all = AccessFs::from_all(ABI::V5);
     let ro = AccessFs::ReadFile | AccessFs::ReadDir;
     let rw = fs_all & !AccessFs::Execute;

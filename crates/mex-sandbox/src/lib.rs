@@ -201,6 +201,9 @@ pub struct SandboxConfig {
     /// alone (ABI <= 7) only covers TCP. `None` = don't; the default is
     /// `/usr/bin/unshare` when it exists.
     pub netns_helper: Option<PathBuf>,
+    /// Make the launcher behave as on a kernel without Landlock (tests of
+    /// the fail-closed and degraded paths). Never set it in production.
+    pub simulate_missing_landlock: bool,
 }
 
 impl Default for SandboxConfig {
@@ -209,6 +212,7 @@ impl Default for SandboxConfig {
             launcher: None,
             run_as: (65534, 65534),
             netns_helper: Some(PathBuf::from("/usr/bin/unshare")).filter(|p| p.is_file()),
+            simulate_missing_landlock: false,
         }
     }
 }
@@ -545,6 +549,9 @@ pub fn probe(config: &SandboxConfig, allow_degraded: bool) -> Result<Enforcement
     if allow_degraded {
         cmd.arg("--degraded-ok");
     }
+    if config.simulate_missing_landlock {
+        cmd.arg("--simulate-no-landlock");
+    }
     let run_as = config.effective_run_as();
     if let Some((uid, gid)) = run_as {
         cmd.uid(uid).gid(gid);
@@ -799,6 +806,9 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
     }
     if conf.allow_degraded {
         cmd.arg("--degraded-ok");
+    }
+    if config.simulate_missing_landlock {
+        cmd.arg("--simulate-no-landlock");
     }
     cmd.arg("--").arg(&request.program).args(&request.args);
 

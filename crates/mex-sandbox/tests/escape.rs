@@ -487,3 +487,36 @@ fn background_processes_left_behind_are_killed_and_reported() {
     assert!(o.stragglers_killed, "{o:?}");
     assert!(t.elapsed() < Duration::from_secs(2));
 }
+
+#[test]
+fn without_landlock_the_sandbox_fails_closed_unless_degraded_is_allowed() {
+    let f = fixture();
+    let config = SandboxConfig {
+        simulate_missing_landlock: true,
+        ..config()
+    };
+    // Fail closed: the target never runs.
+    let marker = f.work.join("ran");
+    let req = bash(&f.work, "echo yes > ran", &[]);
+    match mex_sandbox::run(&config, &req) {
+        Err(mex_sandbox::SandboxError::ConfinementUnavailable { reason }) => {
+            assert!(reason.contains("Landlock"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(!marker.exists(), "the target ran without confinement");
+    assert!(mex_sandbox::probe(&config, false).is_err());
+    // Degraded by the trusted policy's leave: runs, and says so.
+    let mut req = req;
+    req.confinement.allow_degraded = true;
+    let o = mex_sandbox::run(&config, &req).unwrap();
+    assert!(o.success(), "{o:?}");
+    assert!(
+        o.enforcement.degraded && o.enforcement.landlock_abi == 0,
+        "{:?}",
+        o.enforcement
+    );
+    assert!(o.enforcement.no_new_privs);
+    assert!(marker.exists());
+    assert!(mex_sandbox::probe(&config, true).unwrap().degraded);
+}
