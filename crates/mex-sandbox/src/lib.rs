@@ -31,6 +31,21 @@
 //! directory (cargo puts test binaries in `target/*/deps/`). Callers may
 //! also give an explicit path in [`SandboxConfig::launcher`].
 //!
+//! ## Supervision
+//!
+//! The parent waits for the launcher's exit with `waitid(WNOWAIT)` on a
+//! waiter thread (no polling), so the leader stays a zombie, and its pid,
+//! which is the group id, stays reserved, until every kill of the group is
+//! done; only then is it reaped. A group is never signalled once seen
+//! empty (the id could be reused). Processes still in the group when the
+//! main process ends are killed and reported
+//! ([`Outcome::stragglers_killed`]). The first [`run`] makes the calling
+//! process a *child subreaper* (`PR_SET_CHILD_SUBREAPER`), so orphans of a
+//! sandboxed group are re-parented to it and reaped here rather than left
+//! as zombies under an init that may not reap (zombies would keep counting
+//! against `RLIMIT_NPROC`). A host that runs other daemonizing children
+//! inherits their orphans too.
+//!
 //! ## Known limits (documented, not hidden)
 //!
 //! * `RLIMIT_NPROC` does not bind uid 0, so a root parent runs the child as
