@@ -66,6 +66,16 @@ pub enum Command {
     Registry(RegistryCommand),
     /// Every engine and whether it is callable, declared only, or uncertified.
     Engines,
+    /// Run the conformance suite and certify the engines this binary ships.
+    Conformance {
+        /// Only this engine.
+        #[arg(long)]
+        engine: Option<String>,
+    },
+    /// Ingest the example inputs, certify the shipped engines, and run a set
+    /// of example operations through the real runtime: successes, one denial
+    /// per gate, a budget overrun. Prints a summary and where to look next.
+    Demo,
     /// Print a JSON Schema (planned-operation, engine-result, artifact-manifest,
     /// mechanical-engines, capability-policy, recorder-event, ...).
     Schema {

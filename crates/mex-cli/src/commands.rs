@@ -9,6 +9,7 @@ use mex_recorder::{EventKind, EventQuery, ProblemFilter};
 
 use crate::cli::{ArtifactsCommand, Cli, Command, PutArgs, RecorderCommand, RegistryCommand};
 use crate::home::{Home, engines};
+use crate::out::{out, outln};
 use crate::{CliError, exit, render};
 
 /// Run the parsed command; returns the exit code.
@@ -27,6 +28,10 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
             registry_check(file.as_deref().unwrap_or(&home.registry_path))
         }
         Command::Engines => list_engines(&home),
+        Command::Conformance { engine } => {
+            conformance(&home, engine.as_deref()).map(|(code, _)| code)
+        }
+        Command::Demo => crate::demo::run(&home),
         Command::Schema { .. } => Ok(exit::OK),
     }
 }
@@ -54,9 +59,9 @@ fn run_op(home: &Home, op: &Path, json: bool) -> Result<u8, CliError> {
     if json {
         let text =
             serde_json::to_string_pretty(&result).map_err(|e| CliError::internal(e.to_string()))?;
-        println!("{text}");
+        outln!("{text}");
     } else {
-        print!("{}", render::result_summary(&result));
+        out!("{}", render::result_summary(&result));
     }
     Ok(match result.status {
         ResultStatus::Succeeded => exit::OK,
@@ -76,13 +81,13 @@ fn validate(home: &Home, op: &Path, json: bool) -> Result<u8, CliError> {
             .iter()
             .map(|o| serde_json::json!({"gate": o.gate, "verdict": if o.findings.is_empty() { "passed" } else if o.denied() { "denied" } else { "degraded" }, "findings": o.findings}))
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&value).map_err(|e| CliError::internal(e.to_string()))?
         );
     } else {
-        print!("{}", render::outcomes(&outcomes));
-        println!(
+        out!("{}", render::outcomes(&outcomes));
+        outln!(
             "{}",
             if denied {
                 "=> denied (nothing was executed)"
@@ -120,13 +125,13 @@ fn artifacts(home: &Home, cmd: &ArtifactsCommand) -> Result<u8, CliError> {
                     .put_path(file, &options)
                     .map_err(|e| CliError::usage(format!("{}: {e}", file.display())))?;
                 if *json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::to_string(&handle)
                             .map_err(|e| CliError::internal(e.to_string()))?
                     );
                 } else {
-                    println!(
+                    outln!(
                         "{}  {}  {} bytes  sha256 {}",
                         handle.artifact_id,
                         file.display(),
@@ -161,18 +166,20 @@ fn artifacts(home: &Home, cmd: &ArtifactsCommand) -> Result<u8, CliError> {
             let report = store
                 .verify()
                 .map_err(|e| CliError::internal(e.to_string()))?;
-            println!(
+            outln!(
                 "{} records, {} payloads, {} bytes hashed",
-                report.records, report.blobs, report.bytes_hashed
+                report.records,
+                report.blobs,
+                report.bytes_hashed
             );
             for p in &report.problems {
-                println!("PROBLEM  {p:?}");
+                outln!("PROBLEM  {p:?}");
             }
             if report.is_ok() {
-                println!("store verified: no problems");
+                outln!("store verified: no problems");
                 Ok(exit::OK)
             } else {
-                println!(
+                outln!(
                     "{} problem(s): the store has been tampered with or damaged",
                     report.problems.len()
                 );
@@ -183,7 +190,7 @@ fn artifacts(home: &Home, cmd: &ArtifactsCommand) -> Result<u8, CliError> {
             let report = store
                 .gc(mex_envelope::UtcTimestamp::now())
                 .map_err(|e| CliError::internal(e.to_string()))?;
-            println!(
+            outln!(
                 "deleted {} artifact(s), freed {} bytes; report artifact {}",
                 report.deleted.len(),
                 report.bytes_freed,
@@ -227,7 +234,7 @@ fn recorder(home: &Home, cmd: &RecorderCommand) -> Result<u8, CliError> {
                 .map_err(|e| CliError::internal(e.to_string()))?;
             for e in &events {
                 if *json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::to_string(e).map_err(|e| CliError::internal(e.to_string()))?
                     );
@@ -243,7 +250,7 @@ fn recorder(home: &Home, cmd: &RecorderCommand) -> Result<u8, CliError> {
                     .flatten()
                     .collect::<Vec<_>>()
                     .join(" ");
-                    println!(
+                    outln!(
                         "{:>6} {} {:<18} {} {what}",
                         e.seq,
                         e.recorded_at,
@@ -253,7 +260,7 @@ fn recorder(home: &Home, cmd: &RecorderCommand) -> Result<u8, CliError> {
                 }
             }
             if !*json {
-                println!("{} event(s)", events.len());
+                outln!("{} event(s)", events.len());
             }
             Ok(exit::OK)
         }
@@ -261,14 +268,14 @@ fn recorder(home: &Home, cmd: &RecorderCommand) -> Result<u8, CliError> {
             let report = recorder
                 .verify()
                 .map_err(|e| CliError::internal(e.to_string()))?;
-            println!("{} event(s) checked", report.events_checked);
+            outln!("{} event(s) checked", report.events_checked);
             if report.is_ok() {
-                println!(
+                outln!(
                     "chain verified: no edits, deletions, insertions, reorders or truncation found"
                 );
                 Ok(exit::OK)
             } else {
-                println!("CHAIN BROKEN: {:?}", report.first_break);
+                outln!("CHAIN BROKEN: {:?}", report.first_break);
                 Ok(exit::FAILED)
             }
         }
@@ -288,7 +295,7 @@ fn problems(home: &Home, json: bool) -> Result<u8, CliError> {
         .problems(&ProblemFilter::default())
         .map_err(|e| CliError::internal(e.to_string()))?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&problems)
                 .map_err(|e| CliError::internal(e.to_string()))?
@@ -296,7 +303,7 @@ fn problems(home: &Home, json: bool) -> Result<u8, CliError> {
         return Ok(exit::OK);
     }
     if problems.is_empty() {
-        println!("no problems");
+        outln!("no problems");
     }
     for p in &problems {
         let where_ = [
@@ -308,9 +315,14 @@ fn problems(home: &Home, json: bool) -> Result<u8, CliError> {
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
-        println!(
+        outln!(
             "{:>4}x [{}] {where_} ({:?}, {:?}, last {}): {}",
-            p.count, p.code, p.severity, p.state, p.last_seen, p.message
+            p.count,
+            p.code,
+            p.severity,
+            p.state,
+            p.last_seen,
+            p.message
         );
     }
     Ok(exit::OK)
@@ -321,14 +333,14 @@ fn registry_check(path: &Path) -> Result<u8, CliError> {
         Ok(registry) => {
             let engines = registry.engines().len();
             let ops: usize = registry.engines().map(|e| e.operations.len()).sum();
-            println!(
+            outln!(
                 "{}: ok ({engines} engines, {ops} operations)",
                 path.display()
             );
             Ok(exit::OK)
         }
         Err(e) => {
-            println!("{}: invalid\n{e}", path.display());
+            outln!("{}: invalid\n{e}", path.display());
             Ok(exit::USAGE)
         }
     }
@@ -351,17 +363,20 @@ fn list_engines(home: &Home) -> Result<u8, CliError> {
                         .iter()
                         .any(|(e, imp)| *e == engine.id.to_string() && *imp == i.id)
                 });
-                if installed {
-                    format!(
-                        "uncertified: run `mex conformance --engine {}` to certify",
-                        engine.id
-                    )
+                let refusal = engine.implementations.iter().find_map(|i| {
+                    mex_runtime::Certifier::check(&home.certifier(), &engine.id, &i.id, &i.version)
+                        .err()
+                });
+                if installed && refusal.is_none() {
+                    "callable: implemented, shipped and certified".to_owned()
+                } else if installed {
+                    format!("uncertified: {}", refusal.unwrap_or_default())
                 } else {
                     "implemented in the registry, not in this binary: not callable".to_owned()
                 }
             }
         };
-        println!(
+        outln!(
             "{:<22} {} {:<3} {}",
             engine.id.as_str(),
             engine.interface_version,
@@ -372,11 +387,73 @@ fn list_engines(home: &Home) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
+/// Run the suite for the shipped engines (or one); returns the exit code and
+/// the engines that were certified.
+pub fn conformance(home: &Home, only: Option<&str>) -> Result<(u8, Vec<String>), CliError> {
+    let harness = mex_conformance::Harness::load(&home.registry_path)
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    let recorder = home.recorder()?;
+    let mut subjects = engines();
+    if let Some(id) = only {
+        subjects.retain(|e| e.engine_id().as_str() == id);
+        if subjects.is_empty() {
+            return Err(CliError::usage(format!(
+                "this binary ships no implementation of {id}; see `mex engines`"
+            )));
+        }
+    }
+    let mut code = exit::OK;
+    let mut certified = Vec::new();
+    for engine in subjects {
+        let id = engine.engine_id();
+        outln!(
+            "conformance: {id} ({} {})",
+            engine.implementation_id(),
+            engine.implementation_version()
+        );
+        let mut n = 0;
+        let outcome = mex_conformance::certify(
+            &harness,
+            engine,
+            &home.certificates(),
+            Some(&*recorder),
+            &mut |case| {
+                n += 1;
+                let verdict = match case.verdict {
+                    mex_conformance::Verdict::Pass => "pass",
+                    mex_conformance::Verdict::Fail => "FAIL",
+                    mex_conformance::Verdict::NotApplicable => "n/a ",
+                };
+                tracing::info!("[{n:>2}] {verdict} {}", case.id);
+            },
+        )
+        .map_err(|e| CliError::internal(e.to_string()))?;
+        let s = &outcome.report.summary;
+        match &outcome.certificate {
+            Some((_, path)) => {
+                outln!(
+                    "  certified: {} passed, {} not applicable; certificate {}",
+                    s.passed,
+                    s.not_applicable,
+                    path.display()
+                );
+                certified.push(id.to_string());
+            }
+            None => {
+                out!("{}", outcome.report.table());
+                outln!("  NOT certified: {} failed", s.failed);
+                code = exit::FAILED;
+            }
+        }
+    }
+    Ok((code, certified))
+}
+
 fn schema(name: &str) -> Result<u8, CliError> {
     let all = all_schemas();
     match all.iter().find(|(n, _)| n == name) {
         Some((_, text)) => {
-            print!("{text}");
+            out!("{text}");
             Ok(exit::OK)
         }
         None => Err(CliError::usage(format!(
@@ -390,5 +467,14 @@ fn schema(name: &str) -> Result<u8, CliError> {
 }
 
 fn all_schemas() -> Vec<(String, String)> {
-    mex_runtime::schemas::published_schemas()
+    let mut all = mex_runtime::schemas::published_schemas();
+    all.push((
+        "conformance-report".into(),
+        mex_envelope::schema::render(&mex_conformance::report_schema()),
+    ));
+    all.push((
+        "conformance-certificate".into(),
+        mex_envelope::schema::render(&mex_conformance::certificate_schema()),
+    ));
+    all
 }

@@ -110,7 +110,8 @@ impl Home {
             .policy(self.policy()?)
             .store(self.store()?)
             .recorder(self.recorder()?)
-            .workspace_root(self.root.join("runs"));
+            .workspace_root(self.root.join("runs"))
+            .certifier(Arc::new(self.certifier()));
         for engine in engines() {
             builder = builder.engine(engine);
         }
@@ -120,7 +121,24 @@ impl Home {
     }
 }
 
+impl Home {
+    /// Where certificates live.
+    pub fn certificates(&self) -> PathBuf {
+        self.root.join("certificates")
+    }
+
+    /// Certificates in the home, checked against the registry in use.
+    pub fn certifier(&self) -> mex_conformance::CertificateCertifier {
+        mex_conformance::CertificateCertifier::new(&self.registry_path, self.certificates())
+    }
+}
+
 /// The engines this binary ships. Each still needs a certificate to run.
 pub fn engines() -> Vec<Arc<dyn Engine>> {
-    Vec::new()
+    let mut engines: Vec<Arc<dyn Engine>> = Vec::new();
+    match mex_engine_physics::PhysicsEngine::new() {
+        Ok(physics) => engines.push(Arc::new(physics)),
+        Err(e) => tracing::warn!("engine.physics unavailable: {e}"),
+    }
+    engines
 }

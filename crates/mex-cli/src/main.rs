@@ -10,7 +10,9 @@
 
 mod cli;
 mod commands;
+mod demo;
 mod home;
+mod out;
 mod render;
 
 use std::process::ExitCode;

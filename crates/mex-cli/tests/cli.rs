@@ -234,3 +234,110 @@ fn registry_check_engines_and_schema() {
     );
     assert_eq!(mex(dir.path(), &["schema", "nope"]).status.code(), Some(2));
 }
+
+#[test]
+fn demo_certifies_runs_every_row_as_expected_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mex"))
+        .args([
+            "--home",
+            dir.path().join("h").to_str().unwrap(),
+            "--registry",
+            workspace()
+                .join("mechanical_engines.json")
+                .to_str()
+                .unwrap(),
+            "demo",
+        ])
+        .current_dir(workspace())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("certified: "), "{text}");
+    for gate in [
+        "G-SCHEMA.",
+        "G-CAP.",
+        "G-INTEGRITY.",
+        "G-BUDGET.",
+        "G-PROVENANCE.",
+        "G-DET.",
+    ] {
+        assert!(text.contains(gate), "no denial by {gate} in\n{text}");
+    }
+    assert!(
+        text.contains("budget_exceeded") && text.contains("(cache)"),
+        "{text}"
+    );
+    assert!(!text.contains("NO: expected"), "{text}");
+    let home = dir.path().join("h");
+    let engines = mex(&home, &["engines"]);
+    assert!(
+        stdout(&engines).contains("engine.physics")
+            && stdout(&engines).contains("callable: implemented, shipped and certified")
+    );
+    assert!(mex(&home, &["recorder", "verify"]).status.success());
+    // A second demo reuses the certificate.
+    let again = Command::new(env!("CARGO_BIN_EXE_mex"))
+        .args([
+            "--home",
+            home.to_str().unwrap(),
+            "--registry",
+            workspace()
+                .join("mechanical_engines.json")
+                .to_str()
+                .unwrap(),
+            "demo",
+        ])
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert!(stdout(&again).contains("already certified"));
+}
+
+#[test]
+fn an_uncertified_engine_is_refused_by_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let expr = dir.path().join("e.txt");
+    std::fs::write(&expr, "F / A\n").unwrap();
+    let put = mex(
+        dir.path(),
+        &[
+            "artifacts",
+            "put",
+            "--json",
+            "--media-type",
+            "text/plain",
+            expr.to_str().unwrap(),
+        ],
+    );
+    let handle: serde_json::Value = serde_json::from_slice(&put.stdout).unwrap();
+    let op = serde_json::json!({
+        "schema_version": "poe-1.0", "op_id": uuid::Uuid::new_v4().to_string(), "engine_id": "engine.physics",
+        "engine_version_req": "^0.1", "operation": "physics.check_units", "inputs": [handle],
+        "params": {"expr_ref": handle["artifact_id"]}, "capabilities_requested": ["fs.read:inputs", "fs.write:artifacts"],
+        "budget": {"wall_time_ms": 5000}, "determinism": "D3"
+    });
+    let file = dir.path().join("op.json");
+    std::fs::write(&file, op.to_string()).unwrap();
+    let out = mex(dir.path(), &["run", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("RUNTIME.ENGINE_NOT_CERTIFIED"),
+        "{}",
+        stdout(&out)
+    );
+    // After conformance it runs.
+    assert!(
+        mex(dir.path(), &["conformance", "--engine", "engine.physics"])
+            .status
+            .success()
+    );
+    let mut op2 = op.clone();
+    op2["op_id"] = uuid::Uuid::new_v4().to_string().into();
+    std::fs::write(&file, op2.to_string()).unwrap();
+    let ok = mex(dir.path(), &["run", file.to_str().unwrap()]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+}
