@@ -467,14 +467,5 @@ fn schema(name: &str) -> Result<u8, CliError> {
 }
 
 fn all_schemas() -> Vec<(String, String)> {
-    let mut all = mex_runtime::schemas::published_schemas();
-    all.push((
-        "conformance-report".into(),
-        mex_envelope::schema::render(&mex_conformance::report_schema()),
-    ));
-    all.push((
-        "conformance-certificate".into(),
-        mex_envelope::schema::render(&mex_conformance::certificate_schema()),
-    ));
-    all
+    mex_cli::published_schemas()
 }

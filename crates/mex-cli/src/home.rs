@@ -133,12 +133,7 @@ impl Home {
     }
 }
 
-/// The engines this binary ships. Each still needs a certificate to run.
+/// The engines this binary ships (see `mex_cli::shipped_engines`).
 pub fn engines() -> Vec<Arc<dyn Engine>> {
-    let mut engines: Vec<Arc<dyn Engine>> = Vec::new();
-    match mex_engine_physics::PhysicsEngine::new() {
-        Ok(physics) => engines.push(Arc::new(physics)),
-        Err(e) => tracing::warn!("engine.physics unavailable: {e}"),
-    }
-    engines
+    mex_cli::shipped_engines()
 }
