@@ -133,8 +133,24 @@ fn conformance(args: &[String]) -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| home.join("certificates"));
     let registry_file = root.join("mechanical_engines.json");
-    let harness = mex_conformance::Harness::load(&registry_file)?;
-    let mut subjects = xtask::conformance_subjects();
+    // engine.sandbox needs its launcher binary; building it puts it next to
+    // this xtask binary, where mex-sandbox looks for it.
+    let status = Command::new("cargo")
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "mex-sandbox",
+            "--bin",
+            "mex-sandbox-exec",
+        ])
+        .current_dir(&root)
+        .status()?;
+    if !status.success() {
+        bail!("building the sandbox launcher (mex-sandbox-exec) failed");
+    }
+    let (mut subjects, gates) = xtask::conformance_subjects();
+    let harness = mex_conformance::Harness::load(&registry_file)?.with_engine_gates(gates);
     if let Some(id) = flag(args, "--engine")? {
         let available: Vec<String> = subjects.iter().map(|e| e.engine_id().to_string()).collect();
         subjects.retain(|e| e.engine_id().as_str() == id);

@@ -390,10 +390,11 @@ fn list_engines(home: &Home) -> Result<u8, CliError> {
 /// Run the suite for the shipped engines (or one); returns the exit code and
 /// the engines that were certified.
 pub fn conformance(home: &Home, only: Option<&str>) -> Result<(u8, Vec<String>), CliError> {
+    let (mut subjects, gates) = mex_cli::shipped_engines_with_gates(&home.policy()?);
     let harness = mex_conformance::Harness::load(&home.registry_path)
-        .map_err(|e| CliError::usage(e.to_string()))?;
+        .map_err(|e| CliError::usage(e.to_string()))?
+        .with_engine_gates(gates);
     let recorder = home.recorder()?;
-    let mut subjects = engines();
     if let Some(id) = only {
         subjects.retain(|e| e.engine_id().as_str() == id);
         if subjects.is_empty() {

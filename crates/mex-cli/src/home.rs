@@ -105,15 +105,20 @@ impl Home {
 
     /// The runtime with every engine this binary ships.
     pub fn runtime(&self) -> Result<MexRuntime, CliError> {
+        let policy = self.policy()?;
+        let (engines, gates) = mex_cli::shipped_engines_with_gates(&policy);
         let mut builder = MexRuntime::builder()
             .registry(self.registry()?)
-            .policy(self.policy()?)
+            .policy(policy)
             .store(self.store()?)
             .recorder(self.recorder()?)
             .workspace_root(self.root.join("runs"))
             .certifier(Arc::new(self.certifier()));
-        for engine in engines() {
+        for engine in engines {
             builder = builder.engine(engine);
+        }
+        for gate in gates {
+            builder = builder.engine_gate(gate);
         }
         builder
             .build()

@@ -3,19 +3,72 @@
 //! publishes. The `mex` binary (src/main.rs), `cargo xtask conformance` and
 //! `cargo xtask schemas` all read these lists, so there is one of each.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use mex_gates::{CapabilityPolicy, Gate};
 use mex_runtime::Engine;
 
-/// The engine implementations this product ships. Each still needs a
-/// certificate to run. Add a new engine crate's implementation here.
-pub fn shipped_engines() -> Vec<Arc<dyn Engine>> {
+/// The name under which the `mex` binary acts as the sandbox launcher.
+pub const LAUNCHER_NAME: &str = "mex-sandbox-exec";
+
+/// Engines and the engine-specific gates they need.
+pub type EnginesAndGates = (Vec<Arc<dyn Engine>>, Vec<Arc<dyn Gate>>);
+
+/// The engine implementations this product ships, and the engine-specific
+/// gates they need. Each engine still needs a certificate to run. Add a new
+/// engine crate's implementation here.
+pub fn shipped_engines_with_gates(policy: &CapabilityPolicy) -> EnginesAndGates {
     let mut engines: Vec<Arc<dyn Engine>> = Vec::new();
+    let mut gates: Vec<Arc<dyn Gate>> = Vec::new();
     match mex_engine_physics::PhysicsEngine::new() {
         Ok(physics) => engines.push(Arc::new(physics)),
         Err(e) => tracing::warn!("engine.physics unavailable: {e}"),
     }
-    engines
+    let mut config = mex_engine_sandbox::SandboxEngineConfig::default().with_policy(policy);
+    config.sandbox.launcher = launcher();
+    match mex_engine_sandbox::SandboxEngine::new(config) {
+        Ok(sandbox) => {
+            gates.push(Arc::new(sandbox.gate()));
+            engines.push(Arc::new(sandbox));
+        }
+        Err(e) => tracing::warn!("engine.sandbox unavailable: {e}"),
+    }
+    (engines, gates)
+}
+
+/// The shipped engines under the default policy (for conformance runs).
+pub fn shipped_engines() -> Vec<Arc<dyn Engine>> {
+    shipped_engines_with_gates(&CapabilityPolicy::default_non_sensitive()).0
+}
+
+/// The sandbox launcher: a built `mex-sandbox-exec` next to this binary when
+/// there is one; otherwise a link named `mex-sandbox-exec` to this very binary
+/// (which then acts as the launcher, see `main.rs`), kept in a directory every
+/// uid can traverse so that the unprivileged child can start it.
+fn launcher() -> Option<PathBuf> {
+    if let Ok(found) = mex_sandbox::find_launcher() {
+        return Some(found);
+    }
+    let exe = std::env::current_exe().ok()?;
+    // Only the `mex` binary itself can stand in for the launcher.
+    if exe.file_stem().is_none_or(|stem| stem != "mex") {
+        return None;
+    }
+    let dir = std::env::temp_dir().join("mex-sandbox").join("bin");
+    std::fs::create_dir_all(&dir).ok()?;
+    let link = dir.join(format!("{LAUNCHER_NAME}-{}", short_digest(&exe)));
+    if std::fs::read_link(&link).ok().as_deref() != Some(exe.as_path()) {
+        let staging = dir.join(format!(".{LAUNCHER_NAME}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&staging);
+        std::os::unix::fs::symlink(&exe, &staging).ok()?;
+        std::fs::rename(&staging, &link).ok()?;
+    }
+    Some(link)
+}
+
+fn short_digest(path: &Path) -> String {
+    mex_envelope::Sha256Digest::of(path.as_os_str().as_encoded_bytes()).to_hex()[..12].to_owned()
 }
 
 /// Every published JSON Schema as `(file stem under schemas/, rendered text)`.

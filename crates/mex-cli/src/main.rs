@@ -52,6 +52,15 @@ impl CliError {
 }
 
 fn main() -> ExitCode {
+    // Started under the launcher's name (see `mex_cli::LAUNCHER_NAME`): be the
+    // sandbox launcher, nothing else.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(mex_cli::LAUNCHER_NAME))
+    {
+        return mex_sandbox::launcher::main_from_env();
+    }
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
         Err(e) => {

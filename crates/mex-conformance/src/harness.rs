@@ -27,6 +27,7 @@ pub const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
 pub struct Harness {
     registry: Arc<Registry>,
     registry_file: PathBuf,
+    engine_gates: Vec<Arc<dyn mex_gates::Gate>>,
 }
 
 impl std::fmt::Debug for Harness {
@@ -66,6 +67,7 @@ impl Harness {
         Ok(Self {
             registry: Arc::new(registry),
             registry_file,
+            engine_gates: Vec::new(),
         })
     }
 
@@ -75,7 +77,16 @@ impl Harness {
         Self {
             registry,
             registry_file: registry_file.into(),
+            engine_gates: Vec::new(),
         }
+    }
+
+    /// Install engine-specific gates (e.g. `G-SAFETY.SANDBOX`) in the
+    /// runtimes the suite builds, as a host would: an engine whose registry
+    /// entry requires a gate cannot be admitted without it.
+    pub fn with_engine_gates(mut self, gates: Vec<Arc<dyn mex_gates::Gate>>) -> Self {
+        self.engine_gates = gates;
+        self
     }
 
     /// The registry.
@@ -215,7 +226,11 @@ impl Harness {
         let policy = CapabilityPolicy::from_json_str(&policy.to_string())
             .map_err(|e| ConformanceError::Setup(format!("policy: {e}")))?;
         let build = |profile: &str| {
-            MexRuntime::builder()
+            let mut builder = MexRuntime::builder();
+            for gate in &self.engine_gates {
+                builder = builder.engine_gate(gate.clone());
+            }
+            builder
                 .registry(self.registry.clone())
                 .policy(policy.clone())
                 .profile(profile)

@@ -148,11 +148,16 @@ impl CapabilityPolicy {
 
     /// A policy granting only non-sensitive capabilities, with no consents.
     pub fn default_non_sensitive() -> Self {
-        let grants = ["fs.read:inputs", "fs.write:artifacts"]
-            .iter()
-            .filter_map(|c| c.parse().ok())
-            .map(GrantPattern)
-            .collect();
+        let grants = [
+            "fs.read:inputs",
+            "fs.write:artifacts",
+            "proc.exec:bash",
+            "proc.exec:python3",
+        ]
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .map(GrantPattern)
+        .collect();
         let mut profiles = BTreeMap::new();
         profiles.insert(
             "default".to_owned(),
