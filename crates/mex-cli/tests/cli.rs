@@ -263,6 +263,8 @@ fn demo_certifies_runs_every_row_as_expected_and_is_recorded() {
         "G-BUDGET.",
         "G-PROVENANCE.",
         "G-DET.",
+        "G-SAFETY.SANDBOX.",
+        "SBOX_FS_ESCAPE_DETECTED",
     ] {
         assert!(text.contains(gate), "no denial by {gate} in\n{text}");
     }
