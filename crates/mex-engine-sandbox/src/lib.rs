@@ -68,13 +68,12 @@
 //! an escape attempt is never a success. The kernel is the fence; reading
 //! stderr only *names* the refusal.
 //!
-//! ## Known gap
+//! ## Limits
 //!
-//! The engine-author API exposes the deadline but not the op's resolved CPU
-//! and memory budget, so those limits come from the trusted
-//! [`SandboxEngineConfig::limits`] (default: the registry's default budget).
-//! Exposing `ExecutionContext::budget()` in mex-runtime would let the
-//! engine apply the per-op figures.
+//! The child's CPU and memory limits are the op's resolved budget
+//! (`ExecutionContext::budget()`, admitted by G-BUDGET) capped by the trusted
+//! [`SandboxEngineConfig::limits`]: an op can ask for less than the host
+//! allows, never more.
 
 mod gate;
 
@@ -432,7 +431,14 @@ impl Engine for SandboxEngine {
         mex_sandbox::prepare_workdir(&self.config.sandbox, &work)
             .map_err(|e| runtime_error(format!("cannot prepare the workspace: {e}")))?;
 
+        // The op's resolved budget tightens the trusted limits, never loosens them.
         let mut limits = self.config.limits;
+        if let Some(memory) = ctx.budget().memory_bytes {
+            limits.memory_bytes = limits.memory_bytes.min(memory);
+        }
+        if let Some(cpu) = ctx.budget().cpu_time_ms {
+            limits.cpu_time_ms = limits.cpu_time_ms.min(cpu);
+        }
         let args: Vec<std::ffi::OsString> = match interpreter.as_str() {
             "python3" => vec!["-I".into(), "-B".into(), script_path.clone().into()],
             "bash" => vec![

@@ -510,6 +510,29 @@ fn escape_memory_past_budget() {
 }
 
 #[test]
+fn the_ops_own_memory_budget_is_applied_below_the_hosts_limit() {
+    // The host allows 256 MiB; the op asks for 64 MiB and allocates 128 MiB.
+    let h = home();
+    let mut op = h.op(
+        "sandbox.run_python",
+        "x = bytearray(128 * 1024 * 1024)\n",
+        &[],
+        json!({}),
+    );
+    op.budget.memory_bytes = Some(64 << 20);
+    let r = h.expect(op, ResultStatus::BudgetExceeded, "SBOX_RUNTIME_ERROR");
+    assert!(r.errors[0].message.starts_with("memory budget:"), "{r:#?}");
+    // The same script within the host's limit and no tighter op budget succeeds.
+    let op = h.op(
+        "sandbox.run_python",
+        "x = bytearray(128 * 1024 * 1024)\n",
+        &[],
+        json!({}),
+    );
+    assert_eq!(h.rt.execute(op).status, ResultStatus::Succeeded);
+}
+
+#[test]
 fn escape_cpu_spin_past_budget() {
     let h = home();
     let t = Instant::now();

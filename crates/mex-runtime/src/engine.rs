@@ -158,6 +158,7 @@ pub(crate) struct RunState {
     pub store: Arc<ArtifactStore>,
     pub workspace: PathBuf,
     pub output_budget: u64,
+    pub budget: mex_envelope::BudgetSpec,
     pub deadline: Instant,
     pub capabilities: Vec<Capability>,
     pub cancelled: AtomicBool,
@@ -217,6 +218,13 @@ impl<'run> ExecutionContext<'run> {
     /// Capabilities granted to this run.
     pub fn capabilities(&self) -> &[Capability] {
         &self.state.capabilities
+    }
+
+    /// The run's budget, resolved against the registry's defaults and
+    /// maximums by G-BUDGET. A subprocess engine applies `cpu_time_ms` and
+    /// `memory_bytes` to its child (in-process engines never get them).
+    pub fn budget(&self) -> &mex_envelope::BudgetSpec {
+        &self.state.budget
     }
 
     /// When the wall-time budget runs out.

@@ -553,6 +553,7 @@ impl MexRuntime {
             store: self.store.clone(),
             workspace: workspace.path().to_path_buf(),
             output_budget: budget.output_bytes,
+            budget: budget.to_spec(),
             deadline: Instant::now() + Duration::from_millis(budget.wall_time_ms),
             capabilities: proof.capabilities_granted().to_vec(),
             cancelled: AtomicBool::new(false),
