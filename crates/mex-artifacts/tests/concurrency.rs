@@ -126,15 +126,12 @@ fn two_processes_and_a_concurrent_gc() {
     };
     let mut handles = Vec::new();
     for (mut child, out) in children {
+        // Read to EOF, past "done": closing the pipe early would make the
+        // child's own test harness fail on a broken pipe.
         for line in out.lines() {
             let line = line.unwrap();
-            match line.find('{') {
-                Some(i) => {
-                    handles.push(serde_json::from_str::<ArtifactHandle>(&line[i..]).unwrap())
-                }
-                // Keep draining after "done": closing the pipe early would make
-                // the child's own test harness fail on a broken pipe.
-                None => {}
+            if let Some(i) = line.find('{') {
+                handles.push(serde_json::from_str::<ArtifactHandle>(&line[i..]).unwrap());
             }
         }
         assert!(child.wait().unwrap().success(), "a writer process failed");
