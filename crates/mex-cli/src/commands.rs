@@ -413,6 +413,7 @@ pub fn conformance(home: &Home, only: Option<&str>) -> Result<(u8, Vec<String>),
             engine.implementation_version()
         );
         let mut n = 0;
+        let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let outcome = mex_conformance::certify(
             &harness,
             engine,
@@ -426,9 +427,16 @@ pub fn conformance(home: &Home, only: Option<&str>) -> Result<(u8, Vec<String>),
                     mex_conformance::Verdict::NotApplicable => "n/a ",
                 };
                 tracing::info!("[{n:>2}] {verdict} {}", case.id);
+                // Progress on a terminal only; piped output stays quiet.
+                if progress {
+                    eprint!("\r  case {n:>2}: {verdict} {:<48}", case.id);
+                }
             },
         )
         .map_err(|e| CliError::internal(e.to_string()))?;
+        if progress {
+            eprint!("\r{:<72}\r", "");
+        }
         let s = &outcome.report.summary;
         match &outcome.certificate {
             Some((_, path)) => {

@@ -343,3 +343,70 @@ fn an_uncertified_engine_is_refused_by_the_cli() {
     let ok = mex(dir.path(), &["run", file.to_str().unwrap()]);
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
 }
+
+/// Replace what differs between runs (the home path, timestamps, uuids)
+/// so outputs can be snapshotted.
+fn redact(text: &str, home: &Path) -> String {
+    let mut out = text.replace(home.to_str().unwrap(), "[HOME]");
+    // RFC 3339 timestamps: 20YY-MM-DDT...Z
+    while let Some(start) = out.find("T").and_then(|_| find_timestamp(&out)) {
+        let end = out[start..].find('Z').map_or(out.len(), |e| start + e + 1);
+        out.replace_range(start..end, "[TIME]");
+    }
+    // Durations: "(12 ms)"
+    while let Some(end) = out.find(" ms)") {
+        let start = out[..end].rfind('(').unwrap_or(end);
+        out.replace_range(start..end + 4, "(N ms]");
+    }
+    let out = out.replace("(N ms]", "(N ms)");
+    // UUIDs: 8-4-4-4-12 hex
+    let bytes: Vec<char> = out.chars().collect();
+    let mut result = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let candidate: String = bytes[i..(i + 36).min(bytes.len())].iter().collect();
+        if candidate.len() == 36
+            && uuid::Uuid::parse_str(&candidate).is_ok()
+            && candidate.chars().nth(8) == Some('-')
+        {
+            result.push_str("[UUID]");
+            i += 36;
+        } else {
+            result.push(bytes[i]);
+            i += 1;
+        }
+    }
+    result
+}
+
+fn find_timestamp(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    (0..b.len().saturating_sub(20)).find(|&i| {
+        b[i..i + 4].iter().all(u8::is_ascii_digit)
+            && b[i + 4] == b'-'
+            && b[i + 7] == b'-'
+            && b[i + 10] == b'T'
+            && b[i + 13] == b':'
+    })
+}
+
+#[test]
+fn snapshots_of_validate_run_engines_and_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let op = workspace().join("examples/ops/valid/physics-evaluate-formula.json");
+    let validate = mex(home, &["validate", op.to_str().unwrap()]);
+    insta::assert_snapshot!("validate_missing_inputs", redact(&stdout(&validate), home));
+    let bad = workspace().join("examples/ops/invalid/lookalike-capability.json");
+    let run = mex(home, &["run", bad.to_str().unwrap()]);
+    insta::assert_snapshot!("run_denied_summary", redact(&stdout(&run), home));
+    let engines = mex(home, &["engines"]);
+    insta::assert_snapshot!("engines_fresh_home", redact(&stdout(&engines), home));
+    let problems = mex(home, &["problems"]);
+    insta::assert_snapshot!(
+        "problems_after_one_denial",
+        redact(&stdout(&problems), home)
+    );
+    let usage = mex(home, &["run"]);
+    insta::assert_snapshot!("usage_error", redact(&stderr(&usage), home));
+}
