@@ -392,11 +392,15 @@ fn a_fork_bomb_is_contained() {
     req.limits.processes = 16;
     req.deadline = Instant::now() + Duration::from_millis(1500);
     let o = mex_sandbox::run(&config, &req).unwrap();
+    // Depending on timing, the shell notices the refused forks (Processes),
+    // runs into the deadline (WallTime), or returns while its subshells are
+    // still being refused, in which case the leftover group is killed
+    // (stragglers_killed). Containment is what the survivor count proves.
     assert!(
         matches!(
             o.termination,
             Termination::Processes | Termination::WallTime
-        ),
+        ) || (matches!(o.termination, Termination::Exited(_)) && o.stragglers_killed),
         "{o:?}"
     );
     if let Some((uid, _)) = config.effective_run_as() {
