@@ -338,7 +338,7 @@ impl MexRuntime {
                         format!("the refusal could not be recorded: {e}"),
                     );
                 }
-                self.finish(draft, Vec::new(), Vec::new(), None, None, false)
+                self.finish_without_outputs(draft, Vec::new())
             }
         }
     }
@@ -405,15 +405,7 @@ impl MexRuntime {
             Err(denials) => {
                 draft.status = ResultStatus::Denied;
                 draft.denials = denials;
-                return self.record_then_finish(
-                    draft,
-                    events,
-                    Vec::new(),
-                    Vec::new(),
-                    None,
-                    None,
-                    false,
-                );
+                return self.finish_without_outputs(draft, events);
             }
         };
         draft.denials.extend(proof.degraded().iter().cloned());
@@ -461,28 +453,12 @@ impl MexRuntime {
             .cloned()
         else {
             draft.error("RUNTIME.ENGINE_NOT_INSTALLED", format!("{} resolves to {}@{}, which this runtime does not have; register the engine with the runtime builder", op.engine_id, imp.id, imp.version));
-            return self.record_then_finish(
-                draft,
-                events,
-                Vec::new(),
-                Vec::new(),
-                None,
-                None,
-                false,
-            );
+            return self.finish_without_outputs(draft, events);
         };
         if let Err(why) = self.certifier.check(&op.engine_id, &imp.id, &imp.version) {
             draft.status = ResultStatus::Denied;
             draft.error("RUNTIME.ENGINE_NOT_CERTIFIED", why);
-            return self.record_then_finish(
-                draft,
-                events,
-                Vec::new(),
-                Vec::new(),
-                None,
-                None,
-                false,
-            );
+            return self.finish_without_outputs(draft, events);
         }
 
         // 5. Shadow workspace.
@@ -499,15 +475,7 @@ impl MexRuntime {
                         self.workspace_root.display()
                     ),
                 );
-                return self.record_then_finish(
-                    draft,
-                    events,
-                    Vec::new(),
-                    Vec::new(),
-                    None,
-                    None,
-                    false,
-                );
+                return self.finish_without_outputs(draft, events);
             }
         };
         if let Err(e) = std::fs::create_dir(workspace.path().join("staged")) {
@@ -515,15 +483,7 @@ impl MexRuntime {
                 "RUNTIME.WORKSPACE_UNAVAILABLE",
                 format!("cannot prepare the shadow workspace: {e}"),
             );
-            return self.record_then_finish(
-                draft,
-                events,
-                Vec::new(),
-                Vec::new(),
-                None,
-                None,
-                false,
-            );
+            return self.finish_without_outputs(draft, events);
         }
 
         // 6. Execute on a worker under a watchdog.
@@ -866,24 +826,10 @@ impl MexRuntime {
         result
     }
 
-    fn finish(
-        &self,
-        draft: Draft,
-        outputs: Vec<ArtifactHandle>,
-        evidence: Vec<ArtifactHandle>,
-        logs: Option<ArtifactHandle>,
-        provenance: Option<ProvenanceRecord>,
-        cached: bool,
-    ) -> EngineResult {
-        self.record_then_finish(
-            draft,
-            Vec::new(),
-            outputs,
-            evidence,
-            logs,
-            provenance,
-            cached,
-        )
+    /// Record and answer a run that produced nothing (denied, refused before
+    /// dispatch, or failed without outputs).
+    fn finish_without_outputs(&self, draft: Draft, events: Vec<EventDraft>) -> EngineResult {
+        self.record_then_finish(draft, events, Vec::new(), Vec::new(), None, None, false)
     }
 
     fn finish_unrecorded(&self, mut draft: Draft) -> EngineResult {
