@@ -77,6 +77,19 @@ impl PublicKey {
             })
     }
 
+    /// A key under which no signature verifies: the identity point, a
+    /// small-order key that strict verification always refuses. For failing
+    /// closed when the real key cannot be loaded.
+    pub fn refusing_all() -> Self {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        // The identity point always decodes; fall back to the basepoint-free
+        // constructor only if a future version refused it.
+        VerifyingKey::from_bytes(&identity)
+            .map(Self::new)
+            .unwrap_or_else(|_| Self::new(VerifyingKey::default()))
+    }
+
     /// The 32 raw key bytes.
     pub fn to_bytes(&self) -> [u8; 32] {
         self.key.to_bytes()
@@ -438,6 +451,17 @@ mod tests {
         assert!(!a.public().verify(b"hellO", &sig));
         assert!(!b.public().verify(b"hello", &sig));
         assert!(!a.public().verify(b"hello", &sig[..63]));
+    }
+
+    #[test]
+    fn the_refusing_key_verifies_nothing() {
+        let k = PublicKey::refusing_all();
+        // Even the trivial forgery for the identity key (R = identity, S = 0)
+        // is refused.
+        let mut sig = [0u8; 64];
+        sig[0] = 1;
+        assert!(!k.verify(b"anything", &sig));
+        assert!(!k.verify(b"", &[0u8; 64]));
     }
 
     #[test]

@@ -394,11 +394,10 @@ pub fn statement(facts: &ProvenanceFacts, builder_id: &str) -> Result<Value, Att
         },
     }));
 
-    let runtime_version = facts
-        .environment
-        .get("runtime")
-        .cloned()
-        .unwrap_or_else(|| "mex-runtime".to_owned());
+    let mut builder = json!({"id": builder_id});
+    if let (Some(v), Some(obj)) = (facts.environment.get("runtime"), builder.as_object_mut()) {
+        obj.insert("version".into(), json!({"mex-runtime": v}));
+    }
     Ok(json!({
         "_type": STATEMENT_TYPE,
         "subject": subject,
@@ -411,10 +410,7 @@ pub fn statement(facts: &ProvenanceFacts, builder_id: &str) -> Result<Value, Att
                 "resolvedDependencies": deps,
             },
             "runDetails": {
-                "builder": {
-                    "id": builder_id,
-                    "version": {"mex-runtime": runtime_version},
-                },
+                "builder": builder,
                 "metadata": {
                     "invocationId": facts.op_id.hyphenated().to_string(),
                     "startedOn": facts.started_on,
