@@ -46,6 +46,7 @@ fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
         "mex-registry" | "mex-artifacts" | "mex-recorder" => &["mex-envelope"],
         "mex-gates" => &["mex-envelope", "mex-registry", "mex-artifacts"],
         "mex-sandbox" => &["mex-envelope"],
+        "mex-attest" => &["mex-envelope", "mex-recorder"],
         "mex-runtime" => &[
             "mex-envelope",
             "mex-registry",
@@ -61,6 +62,7 @@ fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
             "mex-gates",
             "mex-artifacts",
             "mex-recorder",
+            "mex-attest",
         ],
         // Engines use the engine-author API; an engine-specific gate implements
         // mex-gates' public `Gate` trait.

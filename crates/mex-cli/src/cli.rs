@@ -40,6 +40,10 @@ pub enum Command {
         /// Print the exact EngineResult JSON.
         #[arg(long)]
         json: bool,
+        /// Also write a signed in-toto/SLSA provenance envelope (DSSE) to
+        /// <home>/attestations/<op_id>.intoto.json (needs `mex keys init`).
+        #[arg(long)]
+        attest: bool,
     },
     /// Admission only: run every gate, execute nothing, print every denial.
     Validate {
@@ -76,6 +80,21 @@ pub enum Command {
     /// of example operations through the real runtime: successes, one denial
     /// per gate, a budget overrun. Prints a summary and where to look next.
     Demo,
+    /// The home's signing key (Ed25519): init, show.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Print a signed in-toto/SLSA provenance envelope (DSSE) for an operation.
+    Attest {
+        /// The op id.
+        op_id: String,
+        /// The PlannedOperation file that ran, to include its params and
+        /// resolved budget (checked against the recorded config hash).
+        #[arg(long)]
+        op: Option<PathBuf>,
+        /// Write the envelope to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print a JSON Schema (planned-operation, engine-result, artifact-manifest,
     /// mechanical-engines, capability-policy, recorder-event, ...).
     Schema {
@@ -138,14 +157,40 @@ pub enum RecorderCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Verify the hash chain.
-    Verify,
+    /// Verify the hash chain, say whether the home signs, and with
+    /// --checkpoint check that the log still extends an earlier checkpoint.
+    Verify {
+        /// A signed checkpoint printed earlier by `mex recorder checkpoint`.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The public key to check it with (PEM or verifier key file);
+        /// default: the home's key.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Print a C2SP signed checkpoint (tree size, RFC 6962 root) of the log.
+    Checkpoint,
+    /// Print an RFC 6962 inclusion proof of one event (JSON).
+    Prove {
+        /// The event's seq.
+        #[arg(long)]
+        seq: u64,
+    },
     /// Export events as JSON Lines.
     Export {
         /// JSON Lines (the only format).
         #[arg(long)]
         jsonl: bool,
     },
+}
+
+/// `mex keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create the home's signing key and print its public key.
+    Init,
+    /// Print the public key (PEM, signed-note verifier key, key id).
+    Show,
 }
 
 /// `mex registry ...`

@@ -19,7 +19,7 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
     }
     let home = Home::prepare(cli)?;
     match &cli.command {
-        Command::Run { op, json } => run_op(&home, op, *json),
+        Command::Run { op, json, attest } => run_op(&home, op, *json, *attest),
         Command::Validate { op, json } => validate(&home, op, *json),
         Command::Artifacts(cmd) => artifacts(&home, cmd),
         Command::Recorder(cmd) => recorder(&home, cmd),
@@ -32,6 +32,10 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
             conformance(&home, engine.as_deref()).map(|(code, _)| code)
         }
         Command::Demo => crate::demo::run(&home),
+        Command::Keys(cmd) => crate::trust::keys(&home, cmd),
+        Command::Attest { op_id, op, out } => {
+            crate::trust::attest(&home, op_id, op.as_deref(), out.as_deref())
+        }
         Command::Schema { .. } => Ok(exit::OK),
     }
 }
@@ -52,10 +56,16 @@ fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
     })
 }
 
-fn run_op(home: &Home, op: &Path, json: bool) -> Result<u8, CliError> {
+fn run_op(home: &Home, op: &Path, json: bool, attest: bool) -> Result<u8, CliError> {
     let bytes = read_input(op)?;
+    let key = attest
+        .then(|| crate::trust::require_key(home))
+        .transpose()?;
     let runtime = home.runtime()?;
     let result = runtime.execute_json(&bytes);
+    if let Some(key) = &key {
+        crate::trust::attest_run(home, key, &bytes, &result);
+    }
     if json {
         let text =
             serde_json::to_string_pretty(&result).map_err(|e| CliError::internal(e.to_string()))?;
@@ -264,7 +274,7 @@ fn recorder(home: &Home, cmd: &RecorderCommand) -> Result<u8, CliError> {
             }
             Ok(exit::OK)
         }
-        RecorderCommand::Verify => {
+        RecorderCommand::Verify { checkpoint, key } => {
             let report = recorder
                 .verify()
                 .map_err(|e| CliError::internal(e.to_string()))?;
@@ -273,12 +283,25 @@ fn recorder(home: &Home, cmd: &RecorderCommand) -> Result<u8, CliError> {
                 outln!(
                     "chain verified: no edits, deletions, insertions, reorders or truncation found"
                 );
-                Ok(exit::OK)
+                crate::trust::verify_signing(
+                    home,
+                    &*recorder,
+                    checkpoint.as_deref(),
+                    key.as_deref(),
+                )
             } else {
                 outln!("CHAIN BROKEN: {:?}", report.first_break);
+                crate::trust::verify_signing(
+                    home,
+                    &*recorder,
+                    checkpoint.as_deref(),
+                    key.as_deref(),
+                )?;
                 Ok(exit::FAILED)
             }
         }
+        RecorderCommand::Checkpoint => crate::trust::checkpoint(home, &*recorder),
+        RecorderCommand::Prove { seq } => crate::trust::prove(home, &*recorder, *seq),
         RecorderCommand::Export { jsonl: _ } => {
             let mut out = std::io::stdout().lock();
             recorder
@@ -393,7 +416,8 @@ pub fn conformance(home: &Home, only: Option<&str>) -> Result<(u8, Vec<String>),
     let (mut subjects, gates) = mex_cli::shipped_engines_with_gates(&home.policy()?);
     let harness = mex_conformance::Harness::load(&home.registry_path)
         .map_err(|e| CliError::usage(e.to_string()))?
-        .with_engine_gates(gates);
+        .with_engine_gates(gates)
+        .with_certificate_key(crate::trust::home_key(home)?);
     let recorder = home.recorder()?;
     if let Some(id) = only {
         subjects.retain(|e| e.engine_id().as_str() == id);

@@ -135,6 +135,7 @@ impl Home {
     /// Certificates in the home, checked against the registry in use.
     pub fn certifier(&self) -> mex_conformance::CertificateCertifier {
         mex_conformance::CertificateCertifier::new(&self.registry_path, self.certificates())
+            .with_trusted_key(crate::trust::trusted_certificate_key(self))
     }
 }
 

@@ -14,6 +14,7 @@ mod demo;
 mod home;
 mod out;
 mod render;
+mod trust;
 
 use std::process::ExitCode;
 

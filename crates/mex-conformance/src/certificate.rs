@@ -7,6 +7,14 @@
 //! is missing, unreadable, for another engine, implementation or version,
 //! from another suite version, or when the engine's registry entry has
 //! changed since (its digest differs).
+//!
+//! Signatures: when the home has a signing key, the certificate file is
+//! signed as a detached DSSE envelope `<...>.json.sig` (payload type
+//! [`CERTIFICATE_PAYLOAD_TYPE`], payload = the exact bytes of the
+//! certificate file). A certifier given the home's public key
+//! ([`CertificateCertifier::with_trusted_key`]) refuses a certificate whose
+//! signature is missing, by another key, or over other bytes (one flipped
+//! byte is enough). Without a key, certificates are unsigned, as before.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +30,17 @@ use crate::{ConformanceError, SUITE_VERSION};
 
 /// The certificate format version.
 pub const CERTIFICATE_VERSION: &str = "mex-certificate-1";
+
+/// DSSE payload type of a certificate's detached signature.
+pub const CERTIFICATE_PAYLOAD_TYPE: &str = "application/vnd.mex.certificate+json";
+
+/// The detached signature of the certificate at `certificate`:
+/// `<certificate>.sig` (a DSSE envelope).
+pub fn signature_path(certificate: &Path) -> PathBuf {
+    let mut name = certificate.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
 
 /// Proof that one engine implementation passed the suite against one
 /// registry entry.
@@ -123,6 +142,16 @@ pub fn write_certificate(
     dir: &Path,
     report: &ConformanceReport,
 ) -> Result<(Certificate, PathBuf), ConformanceError> {
+    write_certificate_signed(dir, report, None)
+}
+
+/// [`write_certificate`], then sign it with `key` (a detached DSSE envelope
+/// at [`signature_path`]); without a key, remove a stale signature.
+pub fn write_certificate_signed(
+    dir: &Path,
+    report: &ConformanceReport,
+    key: Option<&mex_attest::HomeKey>,
+) -> Result<(Certificate, PathBuf), ConformanceError> {
     if !report.passed {
         return Err(ConformanceError::Subject {
             engine: report.engine_id.clone(),
@@ -155,7 +184,26 @@ pub fn write_certificate(
     let json = |v: &dyn erased::Json| v.pretty();
     let report_path = path.with_extension("report.json");
     write_atomic(&report_path, json(report)?.as_bytes())?;
-    write_atomic(&path, json(&cert)?.as_bytes())?;
+    let cert_text = json(&cert)?;
+    write_atomic(&path, cert_text.as_bytes())?;
+    let sig_path = signature_path(&path);
+    match key {
+        Some(key) => {
+            let envelope =
+                mex_attest::Envelope::sign(CERTIFICATE_PAYLOAD_TYPE, cert_text.as_bytes(), key);
+            let text = envelope.to_json().map_err(|e| ConformanceError::Format {
+                what: "certificate signature".into(),
+                message: e.to_string(),
+            })?;
+            write_atomic(&sig_path, text.as_bytes())?;
+        }
+        None => match std::fs::remove_file(&sig_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ConformanceError::io("remove stale signature", &sig_path, e));
+            }
+            _ => {}
+        },
+    }
     Ok((cert, path))
 }
 
@@ -216,6 +264,7 @@ pub fn read_certificate(path: &Path) -> Result<Certificate, ConformanceError> {
 pub struct CertificateCertifier {
     registry_file: PathBuf,
     dir: PathBuf,
+    trusted_key: Option<mex_attest::PublicKey>,
 }
 
 impl CertificateCertifier {
@@ -225,7 +274,15 @@ impl CertificateCertifier {
         Self {
             registry_file: registry_file.into(),
             dir: dir.into(),
+            trusted_key: None,
         }
+    }
+
+    /// Accept only certificates signed by `key` (the home's public key);
+    /// `None` accepts unsigned certificates, as a home without a key does.
+    pub fn with_trusted_key(mut self, key: Option<mex_attest::PublicKey>) -> Self {
+        self.trusted_key = key;
+        self
     }
 
     /// The certificate directory.
@@ -246,6 +303,9 @@ impl CertificateCertifier {
                 "{engine} ({implementation_id} {version}) has no conformance certificate at {}; {rerun}",
                 path.display()
             ));
+        }
+        if let Some(key) = &self.trusted_key {
+            check_signature(&path, key).map_err(|e| format!("{e}; {rerun}"))?;
         }
         let cert = read_certificate(&path).map_err(|e| format!("{e}; {rerun}"))?;
         if cert.certificate_version != CERTIFICATE_VERSION {
@@ -284,6 +344,37 @@ impl CertificateCertifier {
         }
         Ok(())
     }
+}
+
+/// The certificate file's detached signature must be by `key` and over its
+/// exact bytes.
+fn check_signature(path: &Path, key: &mex_attest::PublicKey) -> Result<(), String> {
+    let sig_path = signature_path(path);
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read certificate {}: {e}", path.display()))?;
+    let sig = std::fs::read(&sig_path).map_err(|e| {
+        format!(
+            "certificate {} is unsigned ({} unreadable: {e}), and this home has a signing key, so only certificates it signed are accepted",
+            path.display(),
+            sig_path.display()
+        )
+    })?;
+    let payload = mex_attest::Envelope::from_json(&sig)
+        .and_then(|env| env.verify(CERTIFICATE_PAYLOAD_TYPE, key))
+        .map_err(|e| {
+            format!(
+                "certificate signature {} does not verify with this home's key {}: {e}",
+                sig_path.display(),
+                key.key_id()
+            )
+        })?;
+    if payload != bytes {
+        return Err(format!(
+            "certificate {} differs from the bytes its signature covers: it was edited after signing",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 impl Certifier for CertificateCertifier {

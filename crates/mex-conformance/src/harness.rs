@@ -28,6 +28,7 @@ pub struct Harness {
     registry: Arc<Registry>,
     registry_file: PathBuf,
     engine_gates: Vec<Arc<dyn mex_gates::Gate>>,
+    certificate_key: Option<Arc<mex_attest::HomeKey>>,
 }
 
 impl std::fmt::Debug for Harness {
@@ -68,6 +69,7 @@ impl Harness {
             registry: Arc::new(registry),
             registry_file,
             engine_gates: Vec::new(),
+            certificate_key: None,
         })
     }
 
@@ -78,6 +80,7 @@ impl Harness {
             registry,
             registry_file: registry_file.into(),
             engine_gates: Vec::new(),
+            certificate_key: None,
         }
     }
 
@@ -87,6 +90,19 @@ impl Harness {
     pub fn with_engine_gates(mut self, gates: Vec<Arc<dyn mex_gates::Gate>>) -> Self {
         self.engine_gates = gates;
         self
+    }
+
+    /// Sign the certificates [`crate::certify`] writes with this key (the
+    /// home's); a [`crate::CertificateCertifier`] given the public key then
+    /// refuses unsigned or foreign certificates.
+    pub fn with_certificate_key(mut self, key: Option<Arc<mex_attest::HomeKey>>) -> Self {
+        self.certificate_key = key;
+        self
+    }
+
+    /// The key certificates are signed with, if any.
+    pub fn certificate_key(&self) -> Option<&mex_attest::HomeKey> {
+        self.certificate_key.as_deref()
     }
 
     /// The registry.

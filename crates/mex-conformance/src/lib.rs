@@ -97,8 +97,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use certificate::{
-    CERTIFICATE_VERSION, Certificate, CertificateCertifier, certificate_path, read_certificate,
-    registry_entry_digest, write_certificate,
+    CERTIFICATE_PAYLOAD_TYPE, CERTIFICATE_VERSION, Certificate, CertificateCertifier,
+    certificate_path, read_certificate, registry_entry_digest, signature_path, write_certificate,
 };
 pub use error::ConformanceError;
 pub use harness::{Harness, MAX_ERROR_MESSAGE_BYTES, output_digest};
@@ -136,7 +136,11 @@ pub fn certify(
 ) -> Result<Certification, ConformanceError> {
     let report = harness.run_with_progress(engine, progress)?;
     let certificate = if report.passed {
-        Some(write_certificate(cert_dir, &report)?)
+        Some(certificate::write_certificate_signed(
+            cert_dir,
+            &report,
+            harness.certificate_key(),
+        )?)
     } else {
         None
     };
