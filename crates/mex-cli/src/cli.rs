@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand};
     after_help = "Exit codes: 0 succeeded, 1 internal error, 2 usage or input error, 3 denied, 4 failed, 5 budget exceeded."
 )]
 pub struct Cli {
-    /// The mex home (artifacts, recorder, policy). Created on first use.
+    /// The mex home (artifacts, recorder, policy). Created on first use by a
+    /// command that writes; read-only commands never create it.
     #[arg(long, global = true, env = "MEX_HOME", default_value = ".mex")]
     pub home: PathBuf,
     /// Registry file (default: the shipped mechanical_engines.json).
@@ -37,7 +38,7 @@ pub enum Command {
     Run {
         /// The PlannedOperation file, or `-`.
         op: PathBuf,
-        /// Print the exact EngineResult JSON.
+        /// Print the exact EngineResult JSON (schema: engine-result).
         #[arg(long)]
         json: bool,
     },
@@ -45,7 +46,7 @@ pub enum Command {
     Validate {
         /// The PlannedOperation file, or `-`.
         op: PathBuf,
-        /// Print the gate outcomes as JSON.
+        /// Print the gate outcomes as JSON (schema: validate-listing).
         #[arg(long)]
         json: bool,
     },
@@ -57,7 +58,7 @@ pub enum Command {
     Recorder(RecorderCommand),
     /// The Problems list (denials, failures, degradations, grouped).
     Problems {
-        /// Print as JSON.
+        /// Print as JSON (schema: problems-listing).
         #[arg(long)]
         json: bool,
     },
@@ -65,12 +66,19 @@ pub enum Command {
     #[command(subcommand)]
     Registry(RegistryCommand),
     /// Every engine and whether it is callable, declared only, or uncertified.
-    Engines,
+    Engines {
+        /// Print as JSON (schema: engines-listing).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the conformance suite and certify the engines this binary ships.
     Conformance {
         /// Only this engine.
         #[arg(long)]
         engine: Option<String>,
+        /// Print the outcome as JSON (schema: conformance-run).
+        #[arg(long)]
+        json: bool,
     },
     /// Ingest the example inputs, certify the shipped engines, and run a set
     /// of example operations through the real runtime: successes, one denial
@@ -98,9 +106,17 @@ pub enum ArtifactsCommand {
         out: Option<PathBuf>,
     },
     /// Verify every artifact in the store.
-    Verify,
+    Verify {
+        /// Print the report as JSON (schema: artifacts-verify-report).
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete expired, unpinned artifacts; prints the gc report.
-    Gc,
+    Gc {
+        /// Print the report as JSON (schema: artifacts-gc-report).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `mex artifacts put`
@@ -115,7 +131,7 @@ pub struct PutArgs {
     /// Artifact kind (file, report, dataset_slice, ...).
     #[arg(long, default_value = "file")]
     pub kind: String,
-    /// Print handles as JSON.
+    /// Print handles as JSON, one per line (schema: artifact-handle).
     #[arg(long)]
     pub json: bool,
 }
@@ -134,12 +150,16 @@ pub enum RecorderCommand {
         /// Only this kind (op_received, gate_denied, ...).
         #[arg(long)]
         kind: Option<String>,
-        /// Print as JSON lines.
+        /// Print as JSON lines (schema: recorder-event).
         #[arg(long)]
         json: bool,
     },
     /// Verify the hash chain.
-    Verify,
+    Verify {
+        /// Print the report as JSON (schema: recorder-verify-report).
+        #[arg(long)]
+        json: bool,
+    },
     /// Export events as JSON Lines.
     Export {
         /// JSON Lines (the only format).
@@ -155,5 +175,24 @@ pub enum RegistryCommand {
     Check {
         /// The file (default: the registry in use).
         file: Option<PathBuf>,
+        /// Print the report as JSON (schema: registry-check-report).
+        #[arg(long)]
+        json: bool,
     },
+}
+
+impl Command {
+    /// Commands that only read: they never create a home (nor anything in
+    /// it), and say so when what they would read does not exist.
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Self::Schema { .. }
+                | Self::Engines { .. }
+                | Self::Registry(_)
+                | Self::Recorder(_)
+                | Self::Problems { .. }
+                | Self::Artifacts(ArtifactsCommand::Verify { .. } | ArtifactsCommand::Get { .. })
+        )
+    }
 }
