@@ -338,7 +338,7 @@ pub fn chain_verify(
                 .map(|id| format!(" of operation {id}"))
                 .unwrap_or_default();
             format!(
-                " (a {} event{op}, recorded {})",
+                " ({} event{op}, recorded {})",
                 e.kind.as_str(),
                 e.recorded_at
             )
