@@ -231,7 +231,14 @@ impl ArtifactStore {
                                     BlobState::Bad(got.digest, got.size)
                                 }
                             }
-                            Err(e) => BlobState::Unreadable(format!("{e:?}")),
+                            Err(ingest::IngestError::Read { read, source }) => {
+                                BlobState::Unreadable(format!(
+                                    "reading failed after {read} bytes: {source}"
+                                ))
+                            }
+                            Err(_) => {
+                                BlobState::Unreadable("the payload could not be hashed".to_owned())
+                            }
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,

@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand};
     after_help = "Exit codes: 0 succeeded, 1 internal error, 2 usage or input error, 3 denied, 4 failed, 5 budget exceeded."
 )]
 pub struct Cli {
-    /// The mex home (artifacts, recorder, policy). Created on first use.
+    /// The mex home (artifacts, recorder, policy). Created on first use by a
+    /// command that writes; read-only commands never create it.
     #[arg(long, global = true, env = "MEX_HOME", default_value = ".mex")]
     pub home: PathBuf,
     /// Registry file (default: the shipped mechanical_engines.json).
@@ -37,7 +38,7 @@ pub enum Command {
     Run {
         /// The PlannedOperation file, or `-`.
         op: PathBuf,
-        /// Print the exact EngineResult JSON.
+        /// Print the exact EngineResult JSON (schema: engine-result).
         #[arg(long)]
         json: bool,
         /// Also write a signed in-toto/SLSA provenance envelope (DSSE) to
@@ -49,7 +50,7 @@ pub enum Command {
     Validate {
         /// The PlannedOperation file, or `-`.
         op: PathBuf,
-        /// Print the gate outcomes as JSON.
+        /// Print the gate outcomes as JSON (schema: validate-listing).
         #[arg(long)]
         json: bool,
     },
@@ -61,7 +62,7 @@ pub enum Command {
     Recorder(RecorderCommand),
     /// The Problems list (denials, failures, degradations, grouped).
     Problems {
-        /// Print as JSON.
+        /// Print as JSON (schema: problems-listing).
         #[arg(long)]
         json: bool,
     },
@@ -69,12 +70,19 @@ pub enum Command {
     #[command(subcommand)]
     Registry(RegistryCommand),
     /// Every engine and whether it is callable, declared only, or uncertified.
-    Engines,
+    Engines {
+        /// Print as JSON (schema: engines-listing).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the conformance suite and certify the engines this binary ships.
     Conformance {
         /// Only this engine.
         #[arg(long)]
         engine: Option<String>,
+        /// Print the outcome as JSON (schema: conformance-run).
+        #[arg(long)]
+        json: bool,
     },
     /// Ingest the example inputs, certify the shipped engines, and run a set
     /// of example operations through the real runtime: successes, one denial
@@ -117,9 +125,17 @@ pub enum ArtifactsCommand {
         out: Option<PathBuf>,
     },
     /// Verify every artifact in the store.
-    Verify,
+    Verify {
+        /// Print the report as JSON (schema: artifacts-verify-report).
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete expired, unpinned artifacts; prints the gc report.
-    Gc,
+    Gc {
+        /// Print the report as JSON (schema: artifacts-gc-report).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `mex artifacts put`
@@ -134,7 +150,7 @@ pub struct PutArgs {
     /// Artifact kind (file, report, dataset_slice, ...).
     #[arg(long, default_value = "file")]
     pub kind: String,
-    /// Print handles as JSON.
+    /// Print handles as JSON, one per line (schema: artifact-handle).
     #[arg(long)]
     pub json: bool,
 }
@@ -153,7 +169,7 @@ pub enum RecorderCommand {
         /// Only this kind (op_received, gate_denied, ...).
         #[arg(long)]
         kind: Option<String>,
-        /// Print as JSON lines.
+        /// Print as JSON lines (schema: recorder-event).
         #[arg(long)]
         json: bool,
     },
@@ -167,6 +183,9 @@ pub enum RecorderCommand {
         /// default: the home's key.
         #[arg(long)]
         key: Option<PathBuf>,
+        /// Print the report as JSON (schema: recorder-verify-report).
+        #[arg(long)]
+        json: bool,
     },
     /// Print a C2SP signed checkpoint (tree size, RFC 6962 root) of the log.
     Checkpoint,
@@ -200,5 +219,24 @@ pub enum RegistryCommand {
     Check {
         /// The file (default: the registry in use).
         file: Option<PathBuf>,
+        /// Print the report as JSON (schema: registry-check-report).
+        #[arg(long)]
+        json: bool,
     },
+}
+
+impl Command {
+    /// Commands that only read: they never create a home (nor anything in
+    /// it), and say so when what they would read does not exist.
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Self::Schema { .. }
+                | Self::Engines { .. }
+                | Self::Registry(_)
+                | Self::Recorder(_)
+                | Self::Problems { .. }
+                | Self::Artifacts(ArtifactsCommand::Verify { .. } | ArtifactsCommand::Get { .. })
+        )
+    }
 }

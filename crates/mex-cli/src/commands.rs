@@ -4,8 +4,10 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use mex_artifacts::PutOptions;
+use mex_cli::report;
 use mex_envelope::{ArtifactKind, Classification, ResultStatus};
-use mex_recorder::{EventKind, EventQuery, ProblemFilter};
+use mex_recorder::{BreakKind, EventKind, EventQuery, FlightRecorder, ProblemFilter};
+use serde::Serialize;
 
 use crate::cli::{ArtifactsCommand, Cli, Command, PutArgs, RecorderCommand, RegistryCommand};
 use crate::home::{Home, engines};
@@ -17,19 +19,24 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
     if let Command::Schema { name } = &cli.command {
         return schema(name);
     }
-    let home = Home::prepare(cli)?;
+    // Read-only commands never create a home.
+    let home = if cli.command.is_read_only() {
+        Home::locate(cli)
+    } else {
+        Home::prepare(cli)?
+    };
     match &cli.command {
         Command::Run { op, json, attest } => run_op(&home, op, *json, *attest),
         Command::Validate { op, json } => validate(&home, op, *json),
         Command::Artifacts(cmd) => artifacts(&home, cmd),
         Command::Recorder(cmd) => recorder(&home, cmd),
         Command::Problems { json } => problems(&home, *json),
-        Command::Registry(RegistryCommand::Check { file }) => {
-            registry_check(file.as_deref().unwrap_or(&home.registry_path))
+        Command::Registry(RegistryCommand::Check { file, json }) => {
+            registry_check(file.as_deref().unwrap_or(&home.registry_path), *json)
         }
-        Command::Engines => list_engines(&home),
-        Command::Conformance { engine } => {
-            conformance(&home, engine.as_deref()).map(|(code, _)| code)
+        Command::Engines { json } => list_engines(&home, *json),
+        Command::Conformance { engine, json } => {
+            conformance_command(&home, engine.as_deref(), *json)
         }
         Command::Demo => crate::demo::run(&home),
         Command::Keys(cmd) => crate::trust::keys(&home, cmd),
@@ -38,6 +45,19 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
         }
         Command::Schema { .. } => Ok(exit::OK),
     }
+}
+
+/// Print `value` as JSON: pretty (a report), or compact on one line (a JSON
+/// Lines record).
+fn print_json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Result<(), CliError> {
+    let text = if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    }
+    .map_err(|e| CliError::internal(format!("cannot render JSON: {e}")))?;
+    outln!("{text}");
+    Ok(())
 }
 
 fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
@@ -67,9 +87,7 @@ fn run_op(home: &Home, op: &Path, json: bool, attest: bool) -> Result<u8, CliErr
         crate::trust::attest_run(home, key, &bytes, &result);
     }
     if json {
-        let text =
-            serde_json::to_string_pretty(&result).map_err(|e| CliError::internal(e.to_string()))?;
-        outln!("{text}");
+        print_json(&result, true)?;
     } else {
         out!("{}", render::result_summary(&result));
     }
@@ -87,14 +105,21 @@ fn validate(home: &Home, op: &Path, json: bool) -> Result<u8, CliError> {
     let outcomes = runtime.validate_json(&bytes);
     let denied = outcomes.iter().any(|o| o.denied());
     if json {
-        let value: Vec<_> = outcomes
+        let listing: report::ValidateListing = outcomes
             .iter()
-            .map(|o| serde_json::json!({"gate": o.gate, "verdict": if o.findings.is_empty() { "passed" } else if o.denied() { "denied" } else { "degraded" }, "findings": o.findings}))
+            .map(|o| report::GateVerdict {
+                gate: o.gate.clone(),
+                verdict: if o.findings.is_empty() {
+                    report::Verdict::Passed
+                } else if o.denied() {
+                    report::Verdict::Denied
+                } else {
+                    report::Verdict::Degraded
+                },
+                findings: o.findings.clone(),
+            })
             .collect();
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&value).map_err(|e| CliError::internal(e.to_string()))?
-        );
+        print_json(&listing, true)?;
     } else {
         out!("{}", render::outcomes(&outcomes));
         outln!(
@@ -115,6 +140,14 @@ fn parse_kind(kind: &str) -> Result<ArtifactKind, CliError> {
 }
 
 fn artifacts(home: &Home, cmd: &ArtifactsCommand) -> Result<u8, CliError> {
+    if let ArtifactsCommand::Verify { .. } | ArtifactsCommand::Get { .. } = cmd {
+        let verb = if matches!(cmd, ArtifactsCommand::Get { .. }) {
+            "artifacts get"
+        } else {
+            "artifacts verify"
+        };
+        home.require(&home.store_path(), "artifact store", verb)?;
+    }
     let store = home.store()?;
     match cmd {
         ArtifactsCommand::Put(PutArgs {
@@ -135,11 +168,7 @@ fn artifacts(home: &Home, cmd: &ArtifactsCommand) -> Result<u8, CliError> {
                     .put_path(file, &options)
                     .map_err(|e| CliError::usage(format!("{}: {e}", file.display())))?;
                 if *json {
-                    outln!(
-                        "{}",
-                        serde_json::to_string(&handle)
-                            .map_err(|e| CliError::internal(e.to_string()))?
-                    );
+                    print_json(&handle, false)?;
                 } else {
                     outln!(
                         "{}  {}  {} bytes  sha256 {}",
@@ -172,46 +201,43 @@ fn artifacts(home: &Home, cmd: &ArtifactsCommand) -> Result<u8, CliError> {
             }
             Ok(exit::OK)
         }
-        ArtifactsCommand::Verify => {
-            let report = store
+        ArtifactsCommand::Verify { json } => {
+            let found = store
                 .verify()
                 .map_err(|e| CliError::internal(e.to_string()))?;
-            outln!(
-                "{} records, {} payloads, {} bytes hashed",
-                report.records,
-                report.blobs,
-                report.bytes_hashed
-            );
-            for p in &report.problems {
-                outln!("PROBLEM  {p:?}");
-            }
-            if report.is_ok() {
-                outln!("store verified: no problems");
-                Ok(exit::OK)
+            let report = render::store_report(&found, &home.store_path());
+            if *json {
+                print_json(&report, true)?;
             } else {
-                outln!(
-                    "{} problem(s): the store has been tampered with or damaged",
-                    report.problems.len()
-                );
-                Ok(exit::FAILED)
+                out!("{}", render::store_verify(&report));
             }
+            Ok(if report.ok { exit::OK } else { exit::FAILED })
         }
-        ArtifactsCommand::Gc => {
-            let report = store
-                .gc(mex_envelope::UtcTimestamp::now())
+        ArtifactsCommand::Gc { json } => {
+            let now = mex_envelope::UtcTimestamp::now();
+            let done = store
+                .gc(now)
                 .map_err(|e| CliError::internal(e.to_string()))?;
-            outln!(
-                "deleted {} artifact(s), freed {} bytes; report artifact {}",
-                report.deleted.len(),
-                report.bytes_freed,
-                report.report.artifact_id
-            );
+            let report = render::gc_report(&done, now);
+            if *json {
+                print_json(&report, true)?;
+            } else {
+                out!("{}", render::gc(&report));
+            }
             Ok(exit::OK)
         }
     }
 }
 
 fn recorder(home: &Home, cmd: &RecorderCommand) -> Result<u8, CliError> {
+    let verb = match cmd {
+        RecorderCommand::Events { .. } => "recorder events",
+        RecorderCommand::Verify { .. } => "recorder verify",
+        RecorderCommand::Export { .. } => "recorder export",
+        RecorderCommand::Checkpoint => "recorder checkpoint",
+        RecorderCommand::Prove { .. } => "recorder prove",
+    };
+    home.require(&home.recorder_path(), "Flight Recorder", verb)?;
     let recorder = home.recorder()?;
     match cmd {
         RecorderCommand::Events {
@@ -244,10 +270,7 @@ fn recorder(home: &Home, cmd: &RecorderCommand) -> Result<u8, CliError> {
                 .map_err(|e| CliError::internal(e.to_string()))?;
             for e in &events {
                 if *json {
-                    outln!(
-                        "{}",
-                        serde_json::to_string(e).map_err(|e| CliError::internal(e.to_string()))?
-                    );
+                    print_json(e, false)?;
                 } else {
                     let what = [
                         e.gate.as_ref().map(|g| g.to_string()),
@@ -274,31 +297,45 @@ fn recorder(home: &Home, cmd: &RecorderCommand) -> Result<u8, CliError> {
             }
             Ok(exit::OK)
         }
-        RecorderCommand::Verify { checkpoint, key } => {
+        RecorderCommand::Verify {
+            checkpoint,
+            key,
+            json,
+        } => {
+            if *json && (checkpoint.is_some() || key.is_some()) {
+                return Err(CliError::usage(
+                    "--json reports the hash chain only; run `mex recorder verify --checkpoint FILE` without --json to check a checkpoint",
+                ));
+            }
             let report = recorder
                 .verify()
                 .map_err(|e| CliError::internal(e.to_string()))?;
-            outln!("{} event(s) checked", report.events_checked);
-            if report.is_ok() {
-                outln!(
-                    "chain verified: no edits, deletions, insertions, reorders or truncation found"
-                );
-                crate::trust::verify_signing(
-                    home,
-                    &*recorder,
-                    checkpoint.as_deref(),
-                    key.as_deref(),
-                )
+            if *json {
+                print_json(&report, true)?;
             } else {
-                outln!("CHAIN BROKEN: {:?}", report.first_break);
-                crate::trust::verify_signing(
+                let at = report
+                    .first_break
+                    .as_ref()
+                    .and_then(|b| event_at(&*recorder, b.seq, b.kind));
+                out!(
+                    "{}",
+                    render::chain_verify(&report, at.as_ref(), &home.recorder_path())
+                );
+                let signing = crate::trust::verify_signing(
                     home,
                     &*recorder,
                     checkpoint.as_deref(),
                     key.as_deref(),
                 )?;
-                Ok(exit::FAILED)
+                if report.is_ok() {
+                    return Ok(signing);
+                }
             }
+            Ok(if report.is_ok() {
+                exit::OK
+            } else {
+                exit::FAILED
+            })
         }
         RecorderCommand::Checkpoint => crate::trust::checkpoint(home, &*recorder),
         RecorderCommand::Prove { seq } => crate::trust::prove(home, &*recorder, *seq),
@@ -312,17 +349,33 @@ fn recorder(home: &Home, cmd: &RecorderCommand) -> Result<u8, CliError> {
     }
 }
 
+/// The event stored at `seq`, to say which operation a chain break concerns
+/// (none when it is the damaged row itself or is missing).
+fn event_at(
+    recorder: &dyn FlightRecorder,
+    seq: u64,
+    kind: BreakKind,
+) -> Option<mex_recorder::Event> {
+    if matches!(kind, BreakKind::Unreadable | BreakKind::Truncated) {
+        return None;
+    }
+    let query = EventQuery {
+        after_seq: Some(seq.checked_sub(1)?),
+        limit: Some(1),
+        ..EventQuery::all()
+    };
+    let event = recorder.events(&query).ok()?.into_iter().next()?;
+    (event.seq == seq).then_some(event)
+}
+
 fn problems(home: &Home, json: bool) -> Result<u8, CliError> {
+    home.require(&home.recorder_path(), "Flight Recorder", "problems")?;
     let recorder = home.recorder()?;
     let problems = recorder
         .problems(&ProblemFilter::default())
         .map_err(|e| CliError::internal(e.to_string()))?;
     if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&problems)
-                .map_err(|e| CliError::internal(e.to_string()))?
-        );
+        print_json(&problems, true)?;
         return Ok(exit::OK);
     }
     if problems.is_empty() {
@@ -339,11 +392,11 @@ fn problems(home: &Home, json: bool) -> Result<u8, CliError> {
         .collect::<Vec<_>>()
         .join(" ");
         outln!(
-            "{:>4}x [{}] {where_} ({:?}, {:?}, last {}): {}",
+            "{:>4}x [{}] {where_} ({}, {}, last {}): {}",
             p.count,
             p.code,
-            p.severity,
-            p.state,
+            json_word(&p.severity),
+            json_word(&p.state),
             p.last_seen,
             p.message
         );
@@ -351,35 +404,88 @@ fn problems(home: &Home, json: bool) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-fn registry_check(path: &Path) -> Result<u8, CliError> {
+/// The snake_case word serde gives a unit enum variant (for text output).
+fn json_word<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_owned(),
+    }
+}
+
+fn registry_check(path: &Path, json: bool) -> Result<u8, CliError> {
+    let mut report = report::RegistryCheckReport {
+        file: path.display().to_string(),
+        ok: false,
+        engines: None,
+        operations: None,
+        problems: Vec::new(),
+    };
+    let mut text;
     match mex_registry::Registry::load(path) {
         Ok(registry) => {
             let engines = registry.engines().len();
             let ops: usize = registry.engines().map(|e| e.operations.len()).sum();
-            outln!(
+            report.ok = true;
+            report.engines = Some(engines as u64);
+            report.operations = Some(ops as u64);
+            text = format!(
                 "{}: ok ({engines} engines, {ops} operations)",
                 path.display()
             );
-            Ok(exit::OK)
+        }
+        Err(mex_registry::RegistryError::Invalid { problems, .. }) => {
+            report.problems = problems
+                .iter()
+                .map(|p| report::RegistryProblem {
+                    file: p.file.clone(),
+                    line: p.line as u64,
+                    column: p.column as u64,
+                    pointer: p.pointer.clone(),
+                    kind: p.kind.to_string(),
+                    message: p.message.clone(),
+                })
+                .collect();
+            text = format!("{}: invalid, {} problem(s)", path.display(), problems.len());
+            for p in &problems {
+                text.push_str(&format!("\n{p}"));
+            }
         }
         Err(e) => {
-            outln!("{}: invalid\n{e}", path.display());
-            Ok(exit::USAGE)
+            report.problems.push(report::RegistryProblem {
+                file: path.display().to_string(),
+                line: 0,
+                column: 0,
+                pointer: String::new(),
+                kind: "unreadable".to_owned(),
+                message: e.to_string(),
+            });
+            text = format!("{}: invalid\n{e}", path.display());
         }
     }
+    if json {
+        print_json(&report, true)?;
+    } else {
+        outln!("{text}");
+    }
+    Ok(if report.ok { exit::OK } else { exit::USAGE })
 }
 
-fn list_engines(home: &Home) -> Result<u8, CliError> {
+fn list_engines(home: &Home, json: bool) -> Result<u8, CliError> {
     let registry = home.registry()?;
     let shipped: Vec<(String, String)> = engines()
         .iter()
         .map(|e| (e.engine_id().to_string(), e.implementation_id().to_owned()))
         .collect();
+    let certifier = home.certifier();
+    let mut listing = report::EnginesListing::new();
     for engine in registry.engines() {
-        let status = match engine.status() {
-            mex_registry::EngineStatus::DeclaredOnly => {
-                "declared only: no implementation, not callable".to_owned()
-            }
+        use report::Availability;
+        let (availability, detail) = match engine.status() {
+            mex_registry::EngineStatus::DeclaredOnly => (
+                Availability::DeclaredOnly,
+                "declared only: no implementation, not callable".to_owned(),
+            ),
             mex_registry::EngineStatus::CallableCandidate => {
                 let installed = engine.implementations.iter().any(|i| {
                     shipped
@@ -387,32 +493,79 @@ fn list_engines(home: &Home) -> Result<u8, CliError> {
                         .any(|(e, imp)| *e == engine.id.to_string() && *imp == i.id)
                 });
                 let refusal = engine.implementations.iter().find_map(|i| {
-                    mex_runtime::Certifier::check(&home.certifier(), &engine.id, &i.id, &i.version)
-                        .err()
+                    mex_runtime::Certifier::check(&certifier, &engine.id, &i.id, &i.version).err()
                 });
                 if installed && refusal.is_none() {
-                    "callable: implemented, shipped and certified".to_owned()
+                    (
+                        Availability::Callable,
+                        "callable: implemented, shipped and certified".to_owned(),
+                    )
                 } else if installed {
-                    format!("uncertified: {}", refusal.unwrap_or_default())
+                    (
+                        Availability::Uncertified,
+                        format!("uncertified: {}", refusal.unwrap_or_default()),
+                    )
                 } else {
-                    "implemented in the registry, not in this binary: not callable".to_owned()
+                    (
+                        Availability::NotInThisBinary,
+                        "implemented in the registry, not in this binary: not callable".to_owned(),
+                    )
                 }
             }
         };
+        listing.push(report::EngineListing {
+            engine_id: engine.id.to_string(),
+            interface_version: engine.interface_version.to_string(),
+            determinism_ceiling: engine.determinism_ceiling.as_str().to_owned(),
+            availability,
+            detail,
+        });
+    }
+    if json {
+        return print_json(&listing, true).map(|()| exit::OK);
+    }
+    for e in &listing {
         outln!(
             "{:<22} {} {:<3} {}",
-            engine.id.as_str(),
-            engine.interface_version,
-            engine.determinism_ceiling.as_str(),
-            status
+            e.engine_id,
+            e.interface_version,
+            e.determinism_ceiling,
+            e.detail
         );
     }
     Ok(exit::OK)
 }
 
+/// `mex conformance [--json]`.
+fn conformance_command(home: &Home, only: Option<&str>, json: bool) -> Result<u8, CliError> {
+    let mut run = report::ConformanceRun {
+        ok: true,
+        engines: Vec::new(),
+    };
+    let (code, _) = conformance_with(home, only, json, &mut |outcome| {
+        run.ok &= outcome.certified;
+        run.engines.push(outcome);
+    })?;
+    if json {
+        print_json(&run, true)?;
+    }
+    Ok(code)
+}
+
 /// Run the suite for the shipped engines (or one); returns the exit code and
 /// the engines that were certified.
 pub fn conformance(home: &Home, only: Option<&str>) -> Result<(u8, Vec<String>), CliError> {
+    conformance_with(home, only, false, &mut |_| {})
+}
+
+/// [`conformance`], handing each engine's outcome to `each`; `quiet` prints
+/// nothing on stdout (the caller prints JSON).
+fn conformance_with(
+    home: &Home,
+    only: Option<&str>,
+    quiet: bool,
+    each: &mut dyn FnMut(report::ConformanceOutcome),
+) -> Result<(u8, Vec<String>), CliError> {
     let (mut subjects, gates) = mex_cli::shipped_engines_with_gates(&home.policy()?);
     let harness = mex_conformance::Harness::load(&home.registry_path)
         .map_err(|e| CliError::usage(e.to_string()))?
@@ -431,11 +584,13 @@ pub fn conformance(home: &Home, only: Option<&str>) -> Result<(u8, Vec<String>),
     let mut certified = Vec::new();
     for engine in subjects {
         let id = engine.engine_id();
-        outln!(
-            "conformance: {id} ({} {})",
-            engine.implementation_id(),
-            engine.implementation_version()
-        );
+        if !quiet {
+            outln!(
+                "conformance: {id} ({} {})",
+                engine.implementation_id(),
+                engine.implementation_version()
+            );
+        }
         let mut n = 0;
         let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let outcome = mex_conformance::certify(
@@ -464,20 +619,32 @@ pub fn conformance(home: &Home, only: Option<&str>) -> Result<(u8, Vec<String>),
         let s = &outcome.report.summary;
         match &outcome.certificate {
             Some((_, path)) => {
-                outln!(
-                    "  certified: {} passed, {} not applicable; certificate {}",
-                    s.passed,
-                    s.not_applicable,
-                    path.display()
-                );
+                if !quiet {
+                    outln!(
+                        "  certified: {} passed, {} not applicable; certificate {}",
+                        s.passed,
+                        s.not_applicable,
+                        path.display()
+                    );
+                }
                 certified.push(id.to_string());
             }
             None => {
-                out!("{}", outcome.report.table());
-                outln!("  NOT certified: {} failed", s.failed);
+                if !quiet {
+                    out!("{}", outcome.report.table());
+                    outln!("  NOT certified: {} failed", s.failed);
+                }
                 code = exit::FAILED;
             }
         }
+        each(report::ConformanceOutcome {
+            certified: outcome.certificate.is_some(),
+            certificate: outcome
+                .certificate
+                .as_ref()
+                .map(|(_, path)| path.display().to_string()),
+            report: outcome.report,
+        });
     }
     Ok((code, certified))
 }

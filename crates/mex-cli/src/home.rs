@@ -32,6 +32,54 @@ fn default_registry() -> PathBuf {
 }
 
 impl Home {
+    /// Resolve the paths of the home without touching the disk: what
+    /// read-only commands use, so that they never create a home.
+    pub fn locate(cli: &Cli) -> Self {
+        let root = cli.home.clone();
+        let policy_path = cli
+            .policy
+            .clone()
+            .unwrap_or_else(|| root.join("policy.json"));
+        let registry_path = cli.registry.clone().unwrap_or_else(default_registry);
+        Self {
+            root,
+            registry_path,
+            policy_path,
+        }
+    }
+
+    /// For a read-only command: refuse, in plain words, when `what` (a part
+    /// of the home: the recorder database, the artifact store) does not
+    /// exist, instead of creating an empty one to read.
+    pub fn require(&self, path: &Path, what: &str, command: &str) -> Result<(), CliError> {
+        if path.exists() {
+            return Ok(());
+        }
+        let message = if self.root.is_dir() {
+            format!(
+                "the mex home {} has no {what} yet ({} does not exist), so `mex {command}` has nothing to read; nothing was created. Run an operation with this home first, or pass --home DIR (or set MEX_HOME) to the home you used",
+                self.root.display(),
+                path.display()
+            )
+        } else {
+            format!(
+                "there is no mex home at {}, so `mex {command}` has nothing to read; nothing was created. Pass --home DIR (or set MEX_HOME) to the home you used; a home is created by the first `mex run`, `mex validate`, `mex artifacts put` or `mex demo`",
+                self.root.display()
+            )
+        };
+        Err(CliError::usage(message))
+    }
+
+    /// The Flight Recorder database file.
+    pub fn recorder_path(&self) -> PathBuf {
+        self.root.join(mex_recorder::DB_FILE_NAME)
+    }
+
+    /// The artifact store directory.
+    pub fn store_path(&self) -> PathBuf {
+        self.root.join("artifacts")
+    }
+
     /// Resolve paths and create the home (with a default policy) if needed.
     pub fn prepare(cli: &Cli) -> Result<Self, CliError> {
         let root = cli.home.clone();
@@ -88,7 +136,7 @@ impl Home {
     }
 
     pub fn store(&self) -> Result<Arc<ArtifactStore>, CliError> {
-        let dir = self.root.join("artifacts");
+        let dir = self.store_path();
         ArtifactStore::at(&dir).map(Arc::new).map_err(|e| {
             CliError::internal(format!(
                 "cannot open the artifact store {}: {e}",

@@ -1,7 +1,10 @@
 //! The parts of the `mex` product other tools share: which engines ship
 //! (and therefore get certified), and every JSON Schema the product
 //! publishes. The `mex` binary (src/main.rs), `cargo xtask conformance` and
-//! `cargo xtask schemas` all read these lists, so there is one of each.
+//! `cargo xtask schemas` all read these lists, so there is one of each. The
+//! types `mex ... --json` prints are in [`report`].
+
+pub mod report;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,5 +86,8 @@ pub fn published_schemas() -> Vec<(String, String)> {
         "conformance-certificate".into(),
         render(&mex_conformance::certificate_schema()),
     ));
+    for (name, schema) in report::schemas() {
+        all.push((name.to_owned(), render(&schema)));
+    }
     all
 }

@@ -1,8 +1,10 @@
 //! `mex`: the command line of the MEX runtime, for operators, auditors and
 //! engine authors. It owns argument parsing, the mex home on disk (created on
-//! first use with a default policy that grants only non-sensitive
-//! capabilities), human and JSON output, and exit codes. It does not own any
-//! rule: admission, execution, storage and recording are the library crates'.
+//! first use by a command that writes, with a default policy that grants only
+//! non-sensitive capabilities; read-only commands never create it), human
+//! output and `--json` output (schemas in `mex_cli::report`), and exit codes.
+//! It does not own any rule: admission, execution, storage and recording are
+//! the library crates'.
 //!
 //! Exit codes: 0 succeeded, 1 internal error, 2 usage or input error,
 //! 3 denied, 4 failed, 5 budget exceeded.

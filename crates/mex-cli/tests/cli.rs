@@ -38,8 +38,9 @@ fn stderr(o: &Output) -> String {
 fn first_use_creates_the_home_with_a_non_sensitive_default_policy() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("h");
-    let out = mex(&home, &["problems"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let op = workspace().join("examples/ops/invalid/unknown-capability-kind.json");
+    let out = mex(&home, &["validate", op.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let policy: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(home.join("policy.json")).unwrap()).unwrap();
     let grants = policy["profiles"]["default"]["grants"].as_array().unwrap();
@@ -409,4 +410,317 @@ fn snapshots_of_validate_run_engines_and_problems() {
     );
     let usage = mex(home, &["run"]);
     insta::assert_snapshot!("usage_error", redact(&stderr(&usage), home));
+}
+
+/// Every command that only reads, on a home that does not exist: nothing is
+/// created; the ones that need nothing from a home work, the others say so
+/// plainly and exit 2.
+#[test]
+fn read_only_commands_never_create_a_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("never");
+    for args in [
+        &["engines"][..],
+        &["engines", "--json"],
+        &["registry", "check"],
+        &["registry", "check", "--json"],
+        &["schema", "engine-result"],
+    ] {
+        let out = mex(&home, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(!home.exists(), "`mex {args:?}` created the home");
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    for args in [
+        &["recorder", "verify"][..],
+        &["recorder", "verify", "--json"],
+        &["recorder", "events"],
+        &["recorder", "export", "--jsonl"],
+        &["problems"],
+        &["problems", "--json"],
+        &["artifacts", "verify"],
+        &["artifacts", "get", &id],
+    ] {
+        let out = mex(&home, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("there is no mex home at") && err.contains("--home"),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(!home.exists(), "`mex {args:?}` created the home");
+    }
+    // A home that exists but has no recorder yet: said so, nothing created.
+    std::fs::create_dir(&home).unwrap();
+    let out = mex(&home, &["recorder", "verify"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("has no Flight Recorder yet"),
+        "{}",
+        stderr(&out)
+    );
+    let out = mex(&home, &["artifacts", "verify"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("has no artifact store yet"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_dir(&home).unwrap().count(),
+        0,
+        "something was created"
+    );
+}
+
+/// `mex schema NAME`, parsed and compiled as a 2020-12 validator.
+fn validator(home: &Path, name: &str) -> jsonschema::Validator {
+    let out = mex(home, &["schema", name]);
+    assert!(out.status.success(), "schema {name}: {}", stderr(&out));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The same text is committed under schemas/.
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join(format!("schemas/{name}.schema.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(schema, committed, "schemas/{name}.schema.json is stale");
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap()
+}
+
+/// Validate `text` (one JSON document, or JSON Lines when `lines`) against
+/// the published schema `name`; returns the documents.
+fn check_json(home: &Path, name: &str, out: &Output, lines: bool) -> Vec<serde_json::Value> {
+    let v = validator(home, name);
+    let text = stdout(out);
+    let docs: Vec<serde_json::Value> = if lines {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    } else {
+        vec![serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}: {text}"))]
+    };
+    assert!(!docs.is_empty(), "{name}: no output");
+    for doc in &docs {
+        let errors: Vec<String> = v
+            .iter_errors(doc)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{name}: {errors:?}\n{doc:#}");
+    }
+    docs
+}
+
+#[test]
+fn every_json_output_validates_against_its_published_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("h");
+    // conformance --json: JSON only on stdout.
+    let conf = mex(
+        &home,
+        &["conformance", "--engine", "engine.physics", "--json"],
+    );
+    assert!(conf.status.success(), "{}", stderr(&conf));
+    let run = &check_json(&home, "conformance-run", &conf, false)[0];
+    assert_eq!(run["ok"], true);
+    assert_eq!(run["engines"][0]["certified"], true);
+    // artifacts put --json: one handle per line.
+    let a = dir.path().join("a.txt");
+    let b = dir.path().join("b.json");
+    std::fs::write(&a, "F / A\n").unwrap();
+    std::fs::write(
+        &b,
+        r#"{"F": {"value": 10, "unit": "N"}, "A": {"value": 2, "unit": "m^2"}}"#,
+    )
+    .unwrap();
+    let put = mex(&home, &["artifacts", "put", "--json", a.to_str().unwrap()]);
+    let handles = check_json(&home, "artifact-handle", &put, true);
+    let put_b = mex(
+        &home,
+        &[
+            "artifacts",
+            "put",
+            "--json",
+            "--media-type",
+            "application/json",
+            b.to_str().unwrap(),
+        ],
+    );
+    check_json(&home, "artifact-handle", &put_b, true);
+    // validate --json and run --json, denied and succeeded.
+    let denied_op = workspace().join("examples/ops/invalid/unknown-capability-kind.json");
+    let validate = mex(&home, &["validate", "--json", denied_op.to_str().unwrap()]);
+    assert_eq!(validate.status.code(), Some(3));
+    let listing = &check_json(&home, "validate-listing", &validate, false)[0];
+    assert!(
+        listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["verdict"] == "denied")
+    );
+    let denied = mex(&home, &["run", "--json", denied_op.to_str().unwrap()]);
+    check_json(&home, "engine-result", &denied, false);
+    let op = serde_json::json!({
+        "schema_version": "poe-1.0", "op_id": uuid::Uuid::new_v4().to_string(),
+        "engine_id": "engine.physics", "engine_version_req": "^0.1",
+        "operation": "physics.check_units", "inputs": [handles[0]],
+        "params": {"expr_ref": handles[0]["artifact_id"]},
+        "capabilities_requested": ["fs.read:inputs", "fs.write:artifacts"],
+        "budget": {"wall_time_ms": 5000}, "determinism": "D3"
+    });
+    let file = dir.path().join("op.json");
+    std::fs::write(&file, op.to_string()).unwrap();
+    let ok = mex(&home, &["run", "--json", file.to_str().unwrap()]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+    check_json(&home, "engine-result", &ok, false);
+    // The recorder: events (JSON Lines), export, verify; problems.
+    let events = mex(&home, &["recorder", "events", "--json"]);
+    let events = check_json(&home, "recorder-event", &events, true);
+    assert!(events.len() > 3);
+    let export = mex(&home, &["recorder", "export", "--jsonl"]);
+    check_json(&home, "recorder-event", &export, true);
+    let verify = mex(&home, &["recorder", "verify", "--json"]);
+    assert!(verify.status.success());
+    check_json(&home, "recorder-verify-report", &verify, false);
+    let problems = mex(&home, &["problems", "--json"]);
+    let problems = &check_json(&home, "problems-listing", &problems, false)[0];
+    assert!(!problems.as_array().unwrap().is_empty());
+    // engines, registry check (sound and broken).
+    let engines = mex(&home, &["engines", "--json"]);
+    let engines = &check_json(&home, "engines-listing", &engines, false)[0];
+    assert!(
+        engines
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["engine_id"] == "engine.physics" && e["availability"] == "callable")
+    );
+    let check = mex(&home, &["registry", "check", "--json"]);
+    assert!(check.status.success());
+    check_json(&home, "registry-check-report", &check, false);
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{\"registry_version\": \"9\"}").unwrap();
+    let bad = mex(
+        &home,
+        &["registry", "check", "--json", broken.to_str().unwrap()],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    let bad = &check_json(&home, "registry-check-report", &bad, false)[0];
+    assert_eq!(bad["ok"], false);
+    assert!(bad["problems"][0]["line"].as_u64().unwrap() >= 1, "{bad:#}");
+    // artifacts verify (sound, then tampered) and gc.
+    let sound = mex(&home, &["artifacts", "verify", "--json"]);
+    assert!(sound.status.success(), "{}", stdout(&sound));
+    check_json(&home, "artifacts-verify-report", &sound, false);
+    let blob = blob_path(&home, handles[0]["content_hash"].as_str().unwrap());
+    overwrite(&blob, b"F * A\n");
+    let tampered = mex(&home, &["artifacts", "verify", "--json"]);
+    assert_eq!(tampered.status.code(), Some(4));
+    let report = &check_json(&home, "artifacts-verify-report", &tampered, false)[0];
+    assert_eq!(report["problems"][0]["kind"], "hash_mismatch", "{report:#}");
+    assert_eq!(
+        report["problems"][0]["artifact_id"],
+        handles[0]["artifact_id"]
+    );
+    let gc = mex(&home, &["artifacts", "gc", "--json"]);
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    check_json(&home, "artifacts-gc-report", &gc, false);
+}
+
+fn blob_path(home: &Path, hash: &str) -> PathBuf {
+    home.join("artifacts/blobs/sha256")
+        .join(&hash[..2])
+        .join(&hash[2..])
+}
+
+fn overwrite(path: &Path, bytes: &[u8]) {
+    let mut perms = std::fs::metadata(path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(path, perms).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Damage found by `verify` is told in plain words: what, where, what to do;
+/// never Rust debug text.
+#[test]
+fn verify_reports_are_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let file = home.join("x.txt");
+    std::fs::write(&file, "hello mex\n").unwrap();
+    let put = mex(
+        home,
+        &["artifacts", "put", "--json", file.to_str().unwrap()],
+    );
+    let handle: serde_json::Value = serde_json::from_slice(&put.stdout).unwrap();
+    let id = handle["artifact_id"].as_str().unwrap();
+    overwrite(
+        &blob_path(home, handle["content_hash"].as_str().unwrap()),
+        b"HELLO MEX\n",
+    );
+    let out = mex(home, &["artifacts", "verify"]);
+    assert_eq!(out.status.code(), Some(4));
+    let text = stdout(&out);
+    for needle in [
+        "PROBLEM  payload has the wrong hash: artifact ",
+        id,
+        "blobs/sha256/",
+        "what to do: ",
+        "1 problem(s)",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+    }
+    for debug in ["Some(", "Problem {", "ProblemKind", "HashMismatch"] {
+        assert!(!text.contains(debug), "debug text {debug:?} in\n{text}");
+    }
+
+    // The recorder: edit one event's message behind its back.
+    let bad = home.join("bad.json");
+    std::fs::write(&bad, "not json").unwrap();
+    mex(home, &["run", bad.to_str().unwrap()]);
+    let sound = mex(home, &["recorder", "verify"]);
+    assert!(
+        stdout(&sound).contains("chain verified"),
+        "{}",
+        stdout(&sound)
+    );
+    edit_first_event(home);
+    let out = mex(home, &["recorder", "verify"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
+    let text = stdout(&out);
+    for needle in [
+        "CHAIN BROKEN at seq 1 (gate_denied event of operation ",
+        "the event's content does not match its hash",
+        "likely cause: the event was edited",
+        "what to do:",
+        "recorder.sqlite3",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+    }
+    for debug in ["Some(", "ChainBreak", "HashMismatch", "kind:"] {
+        assert!(!text.contains(debug), "debug text {debug:?} in\n{text}");
+    }
+    let json = mex(home, &["recorder", "verify", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["first_break"]["seq"], 1);
+    assert_eq!(report["first_break"]["kind"], "hash_mismatch");
+}
+
+/// Edit the first event's payload behind the recorder's back, as someone
+/// with write access to the database file could.
+fn edit_first_event(home: &Path) {
+    let conn = rusqlite::Connection::open(home.join("recorder.sqlite3")).unwrap();
+    let n = conn
+        .execute(
+            "UPDATE events SET payload = '{\"edited\":true}' WHERE seq = 1",
+            [],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
 }

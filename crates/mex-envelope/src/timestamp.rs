@@ -1,4 +1,9 @@
-//! RFC 3339 UTC timestamps (`Z` suffix only).
+//! RFC 3339 UTC timestamps (`Z` suffix only), millisecond precision.
+//!
+//! Written in one fixed-width form, `2026-11-27T12:00:00.120Z` (always three
+//! fractional digits), so that sorting the text sorts by time. Parsing also
+//! accepts the shorter spellings older records contain (`...:00Z`,
+//! `...:00.12Z`); digits beyond the millisecond are dropped.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -11,7 +16,8 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::error::EnvelopeError;
 
-/// A point in time, always UTC, written as RFC 3339 with a `Z` suffix.
+/// A point in time, always UTC, to the millisecond, written as RFC 3339 with
+/// a `Z` suffix and exactly three fractional digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UtcTimestamp(OffsetDateTime);
 
@@ -39,14 +45,34 @@ impl UtcTimestamp {
     pub fn as_offset_date_time(&self) -> OffsetDateTime {
         self.0
     }
+
+    /// The shortest RFC 3339 spelling (fractional digits trimmed of trailing
+    /// zeros, none at all on a whole second): how timestamps were written
+    /// before the fixed-width form. Only for recomputing digests of records
+    /// written then; everything else uses `Display`.
+    pub fn to_shortest_rfc3339(&self) -> Option<String> {
+        self.0.format(&Rfc3339).ok()
+    }
 }
 
 impl fmt::Display for UtcTimestamp {
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, always 24 characters.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.format(&Rfc3339) {
-            Ok(text) => f.write_str(&text),
-            Err(_) => Err(fmt::Error),
+        let t = self.0;
+        let year = t.year();
+        if !(0..=9999).contains(&year) {
+            return Err(fmt::Error);
         }
+        write!(
+            f,
+            "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        )
     }
 }
 
@@ -64,9 +90,9 @@ impl FromStr for UtcTimestamp {
         if !s.ends_with('Z') || s.as_bytes().get(10) != Some(&b'T') {
             return Err(bad());
         }
-        OffsetDateTime::parse(s, &Rfc3339)
-            .map(Self)
-            .map_err(|_| bad())
+        let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| bad())?;
+        let t = t.replace_millisecond(t.millisecond()).map_err(|_| bad())?;
+        Ok(Self(t))
     }
 }
 
@@ -108,7 +134,7 @@ mod tests {
     #[test]
     fn utc_only() {
         let t: UtcTimestamp = "2026-01-31T12:00:00Z".parse().unwrap();
-        assert_eq!(t.to_string(), "2026-01-31T12:00:00Z");
+        assert_eq!(t.to_string(), "2026-01-31T12:00:00.000Z");
         assert!("2026-01-31T12:00:00+01:00".parse::<UtcTimestamp>().is_err());
         assert!("2026-01-31T12:00:00+00:00".parse::<UtcTimestamp>().is_err());
         assert!("2026-01-31 12:00:00Z".parse::<UtcTimestamp>().is_err());
@@ -118,5 +144,61 @@ mod tests {
             UtcTimestamp::from_unix_millis(now.unix_millis()).unwrap(),
             now
         );
+    }
+
+    #[test]
+    fn fixed_width_millis_so_text_order_is_time_order() {
+        let cases = [
+            (
+                "2026-11-27T12:00:00Z",
+                "2026-11-27T12:00:00.000Z",
+                "2026-11-27T12:00:00Z",
+            ),
+            (
+                "2026-11-27T12:00:00.1Z",
+                "2026-11-27T12:00:00.100Z",
+                "2026-11-27T12:00:00.1Z",
+            ),
+            (
+                "2026-11-27T12:00:00.12Z",
+                "2026-11-27T12:00:00.120Z",
+                "2026-11-27T12:00:00.12Z",
+            ),
+            (
+                "2026-11-27T12:00:00.123Z",
+                "2026-11-27T12:00:00.123Z",
+                "2026-11-27T12:00:00.123Z",
+            ),
+            (
+                "2026-11-27T12:00:00.123999Z",
+                "2026-11-27T12:00:00.123Z",
+                "2026-11-27T12:00:00.123Z",
+            ),
+            (
+                "0001-01-01T00:00:00Z",
+                "0001-01-01T00:00:00.000Z",
+                "0001-01-01T00:00:00Z",
+            ),
+        ];
+        for (input, fixed, shortest) in cases {
+            let t: UtcTimestamp = input.parse().unwrap();
+            assert_eq!(t.to_string(), fixed, "{input}");
+            assert_eq!(t.to_string().len(), 24, "{input}");
+            assert_eq!(t.to_shortest_rfc3339().unwrap(), shortest, "{input}");
+            assert_eq!(fixed.parse::<UtcTimestamp>().unwrap(), t, "{input}");
+        }
+        // Text order is time order: 12:00:00.900 < 12:00:01.000 as text too
+        // (the shortest form sorts "12:00:00.9Z" after "12:00:01Z").
+        let mut times: Vec<UtcTimestamp> = [1_000i64, 900, 0, 120, 99_999, 5, 1_001]
+            .iter()
+            .map(|ms| UtcTimestamp::from_unix_millis(1_795_780_800_000 + ms).unwrap())
+            .collect();
+        let mut texts: Vec<String> = times.iter().map(ToString::to_string).collect();
+        times.sort();
+        texts.sort();
+        let sorted: Vec<String> = times.iter().map(ToString::to_string).collect();
+        assert_eq!(texts, sorted);
+        let json = serde_json::to_string(&times[0]).unwrap();
+        assert_eq!(json, "\"2026-11-27T12:00:00.000Z\"");
     }
 }

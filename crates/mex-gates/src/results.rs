@@ -116,15 +116,17 @@ pub fn check_result(
                     "G-RESULT.OUTPUT_TYPE",
                     "output_spec.types",
                     format!(
-                        "output {} is {:?} / {} which output_spec does not allow",
+                        "output {} is a {} artifact of media type {}, which output_spec does not allow (kinds {}, media types {}); ask for what the operation produces (its registry entry lists its outputs), or leave output_spec.kinds and media_types empty",
                         handle.artifact_id,
-                        handle.kind,
+                        word(&handle.kind),
                         handle
                             .media_type
                             .as_ref()
-                            .map_or("no media type", |m| m.as_str())
+                            .map_or("(none)", |m| m.as_str()),
+                        list(spec.kinds.iter().map(word)),
+                        list(spec.media_types.iter().map(|m| m.as_str().to_owned())),
                     ),
-                    None,
+                    Some("/output_spec".to_owned()),
                 ));
             }
         }
@@ -209,4 +211,23 @@ fn check_provenance(proof: &AdmissionProof, produced: &Produced<'_>) -> Vec<Gate
         ));
     }
     findings
+}
+
+/// The wire word of a unit enum (`dataset_slice`), for messages.
+fn word<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_owned(),
+    }
+}
+
+/// `[a, b]`, or `any` for an empty list.
+fn list(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    if items.is_empty() {
+        "any".to_owned()
+    } else {
+        format!("[{}]", items.join(", "))
+    }
 }

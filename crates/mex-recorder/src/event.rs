@@ -200,6 +200,12 @@ pub(crate) fn parse_status(s: &str) -> Result<ResultStatus, String> {
 /// ([`GENESIS_HASH`] for seq 1), so the events form one chain. Optional
 /// members are omitted when absent, which is what lets a newer schema add an
 /// optional member without changing the hash of old events.
+///
+/// `recorded_at` is written in the fixed-width millisecond form
+/// (`2026-11-27T12:00:00.120Z`). Events recorded before that form was adopted
+/// were hashed with the shortest spelling of the same instant
+/// (`2026-11-27T12:00:00.12Z`); [`Event::hash_is_valid`] and verification
+/// accept a hash over either spelling, which name the same content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
@@ -257,7 +263,7 @@ pub struct Event {
 #[derive(Serialize)]
 struct EventBody<'a> {
     seq: u64,
-    recorded_at: &'a UtcTimestamp,
+    recorded_at: &'a str,
     kind: EventKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     op_id: &'a Option<Uuid>,
@@ -290,9 +296,34 @@ impl Event {
     /// The hash this event should carry: SHA-256 of its canonical form
     /// without `hash`.
     pub fn compute_hash(&self) -> Result<Sha256Digest, RecorderError> {
+        self.hash_with_time(&self.recorded_at.to_string())
+    }
+
+    /// The hash this event carried if it was recorded before the fixed-width
+    /// time form: the same body with `recorded_at` in its shortest spelling.
+    /// `None` when that spelling is the fixed-width one (nothing to retry).
+    pub fn compute_legacy_hash(&self) -> Result<Option<Sha256Digest>, RecorderError> {
+        match self.recorded_at.to_shortest_rfc3339() {
+            Some(text) if text != self.recorded_at.to_string() => {
+                self.hash_with_time(&text).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether `hash` is this event's hash, in the current or the legacy time
+    /// spelling.
+    pub fn hash_matches(&self) -> Result<bool, RecorderError> {
+        if self.compute_hash()? == self.hash {
+            return Ok(true);
+        }
+        Ok(self.compute_legacy_hash()? == Some(self.hash))
+    }
+
+    fn hash_with_time(&self, recorded_at: &str) -> Result<Sha256Digest, RecorderError> {
         let body = EventBody {
             seq: self.seq,
-            recorded_at: &self.recorded_at,
+            recorded_at,
             kind: self.kind,
             op_id: &self.op_id,
             engine_id: &self.engine_id,
@@ -313,7 +344,7 @@ impl Event {
 
     /// Whether `hash` matches the content.
     pub fn hash_is_valid(&self) -> bool {
-        self.compute_hash().is_ok_and(|h| h == self.hash)
+        self.hash_matches().unwrap_or(false)
     }
 
     /// The canonical (RFC 8785) JSON of the whole event: one JSONL line.

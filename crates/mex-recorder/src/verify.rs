@@ -155,6 +155,7 @@ impl ChainVerifier {
         };
         match event.compute_hash() {
             Ok(h) if h == event.hash => {}
+            Ok(_) if matches!(event.compute_legacy_hash(), Ok(Some(l)) if l == event.hash) => {}
             Ok(h) => {
                 let detail = format!(
                     "content hashes to {h} but the stored hash is {}: the event was edited or moved",
