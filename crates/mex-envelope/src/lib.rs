@@ -39,11 +39,13 @@ mod determinism;
 mod digest;
 mod error;
 mod ids;
+pub mod json;
 mod operation;
 mod pointer;
 mod result;
 pub mod schema;
 mod timestamp;
+mod uuid_text;
 
 pub use artifact::{
     ArtifactHandle, ArtifactKind, ArtifactManifest, ArtifactProducer, BundleEntry, BundleIndex,
@@ -55,11 +57,14 @@ pub use determinism::DeterminismLevel;
 pub use digest::{Sha256Digest, Sha256Writer};
 pub use error::EnvelopeError;
 pub use ids::{EngineId, ErrorCode, GateId, OperationName, SchemaVersion};
-pub use operation::{MAX_ENVELOPE_BYTES, MAX_INLINE_PARAMS_BYTES, PlannedOperation};
+pub use operation::{
+    MAX_ENVELOPE_BYTES, MAX_INLINE_PARAMS_BYTES, PlannedOperation, read_envelope_bytes,
+};
 pub use result::{
     DenialSeverity, EngineError, EngineResult, GateDenial, ProvenanceRecord, ResultStatus,
 };
 pub use timestamp::UtcTimestamp;
+pub use uuid_text::{UUID_PATTERN, parse_uuid};
 
 /// The largest integer that survives a round trip through RFC 8785 (an IEEE 754
 /// double): 2^53 - 1. Every integer in a wire document must be at most this.
