@@ -30,6 +30,22 @@ pub enum EnvelopeError {
         /// The cap.
         limit: usize,
     },
+    /// Holding the document would take more memory than the front door
+    /// allows (see `MAX_ENVELOPE_VALUE_BYTES`).
+    #[error(
+        "the document is too complex: holding it would take more than {budget} bytes of memory (stopped at {}, line {line}, column {column}); a PlannedOperation is small: pass large data as input artifacts",
+        display_pointer(.pointer)
+    )]
+    TooComplex {
+        /// The memory budget, in bytes.
+        budget: usize,
+        /// JSON pointer of the value being read when the budget ran out.
+        pointer: String,
+        /// 1-based line where the reader stopped.
+        line: usize,
+        /// 1-based column where the reader stopped.
+        column: usize,
+    },
     /// An object names the same member twice; readers disagree on which copy
     /// wins, so the document is refused.
     #[error(
@@ -93,6 +109,7 @@ impl EnvelopeError {
             Self::Syntax { .. } => "ENVELOPE.SYNTAX",
             Self::TooLarge { .. } => "ENVELOPE.TOO_LARGE",
             Self::DuplicateKey { .. } => "ENVELOPE.DUPLICATE_KEY",
+            Self::TooComplex { .. } => "ENVELOPE.TOO_COMPLEX",
             Self::Invalid { .. } => "ENVELOPE.INVALID",
             Self::UnsupportedVersion { .. } => "ENVELOPE.UNSUPPORTED_VERSION",
             Self::NotAnEngineInvocation { .. } => "ENVELOPE.NOT_AN_ENGINE_INVOCATION",
@@ -103,7 +120,9 @@ impl EnvelopeError {
     /// The JSON pointer of the offending value, when there is one.
     pub fn pointer(&self) -> Option<&str> {
         match self {
-            Self::Invalid { pointer, .. } | Self::DuplicateKey { pointer, .. } => Some(pointer),
+            Self::Invalid { pointer, .. }
+            | Self::DuplicateKey { pointer, .. }
+            | Self::TooComplex { pointer, .. } => Some(pointer),
             Self::UnsupportedVersion { .. } | Self::NotAnEngineInvocation { .. } => {
                 Some("/schema_version")
             }
@@ -136,6 +155,17 @@ impl EnvelopeError {
                 message: format!(
                     "the number {number} (line {line}, column {column}) is outside ±(2^53-1) = ±9007199254740991, the range JSON hashing keeps exact; send a smaller number, or a string"
                 ),
+            },
+            JsonError::TooComplex {
+                budget,
+                pointer,
+                line,
+                column,
+            } => Self::TooComplex {
+                budget,
+                pointer,
+                line,
+                column,
             },
             JsonError::ByteOrderMark { encoding } => Self::Syntax {
                 line: 1,

@@ -21,10 +21,16 @@
 //! `5000.0` as an integer, and RFC 8785 writes it as `5000`, so this keeps the
 //! published schemas, the typed parser and the hashes in agreement.
 //!
-//! Nesting is bounded by `serde_json`'s recursion limit (128 levels), and the
-//! reader allocates only what the resulting value needs; callers bound the
-//! input size (see [`crate::MAX_ENVELOPE_BYTES`] and
-//! [`crate::read_envelope_bytes`]).
+//! Memory is bounded twice. Callers bound the input size (see
+//! [`crate::MAX_ENVELOPE_BYTES`] and [`crate::read_envelope_bytes`]), and the
+//! reader bounds what the parsed value may take: a `serde_json::Value` can
+//! take a hundred times the bytes of its text (`{"a":{"a":…}}` allocates a
+//! map node per object), so every string, array slot and object member is
+//! charged a conservative estimate of its heap cost against a budget
+//! ([`DEFAULT_VALUE_BUDGET`], or the one passed to [`from_slice_within`]), and
+//! the document is refused ([`JsonError::TooComplex`]) as soon as it would
+//! exceed it. Nesting is bounded by `serde_json`'s recursion limit (128
+//! levels).
 
 use std::fmt;
 
@@ -71,6 +77,21 @@ pub enum JsonError {
         /// 1-based column where the reader stopped.
         column: usize,
     },
+    /// Holding the document would take more memory than the reader allows.
+    #[error(
+        "the document is too complex: holding it would take more than {budget} bytes of memory (stopped at {}, line {line}, column {column}); it has too many members, items or nested containers: pass large data as input artifacts",
+        display_pointer(.pointer)
+    )]
+    TooComplex {
+        /// The memory budget, in bytes.
+        budget: usize,
+        /// JSON pointer of the value being read when the budget ran out.
+        pointer: String,
+        /// 1-based line where the reader stopped.
+        line: usize,
+        /// 1-based column where the reader stopped.
+        column: usize,
+    },
     /// A number is beyond ±(2^53−1).
     #[error(
         "the number {number} at {} (line {line}, column {column}) is outside ±(2^53-1) = ±9007199254740991, the range JSON hashing keeps exact; send a smaller number, or a string",
@@ -96,9 +117,9 @@ impl JsonError {
     /// The JSON pointer of the offending value, when there is one.
     pub fn pointer(&self) -> Option<&str> {
         match self {
-            Self::DuplicateKey { pointer, .. } | Self::NumberOutOfRange { pointer, .. } => {
-                Some(pointer)
-            }
+            Self::DuplicateKey { pointer, .. }
+            | Self::NumberOutOfRange { pointer, .. }
+            | Self::TooComplex { pointer, .. } => Some(pointer),
             Self::ByteOrderMark { .. } | Self::Syntax { .. } => None,
         }
     }
@@ -109,20 +130,37 @@ impl JsonError {
             Self::ByteOrderMark { .. } => (1, 1),
             Self::Syntax { line, column, .. }
             | Self::DuplicateKey { line, column, .. }
-            | Self::NumberOutOfRange { line, column, .. } => (*line, *column),
+            | Self::NumberOutOfRange { line, column, .. }
+            | Self::TooComplex { line, column, .. } => (*line, *column),
         }
     }
 }
 
-/// Read one JSON document strictly (see the module docs).
+/// The memory budget of [`from_slice`] and [`from_str`]: 64 MiB, for trusted
+/// files (the registry, the policy, certificates).
+pub const DEFAULT_VALUE_BUDGET: usize = 64 << 20;
+
+/// Read one JSON document strictly (see the module docs), within
+/// [`DEFAULT_VALUE_BUDGET`].
 pub fn from_slice(bytes: &[u8]) -> Result<Value, JsonError> {
+    from_slice_within(bytes, DEFAULT_VALUE_BUDGET)
+}
+
+/// Read one JSON document strictly, refusing it when holding it would take
+/// more than `budget` bytes (estimated conservatively, see the module docs).
+pub fn from_slice_within(bytes: &[u8], budget: usize) -> Result<Value, JsonError> {
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err(JsonError::ByteOrderMark { encoding: "UTF-8" });
     }
     if bytes.starts_with(&[0xFE, 0xFF]) || bytes.starts_with(&[0xFF, 0xFE]) {
         return Err(JsonError::ByteOrderMark { encoding: "UTF-16" });
     }
-    let mut ctx = Ctx::default();
+    let mut ctx = Ctx {
+        path: String::new(),
+        failure: None,
+        budget,
+        remaining: budget,
+    };
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result = Node { ctx: &mut ctx }
         .deserialize(&mut de)
@@ -139,6 +177,12 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, JsonError> {
             Some(Failure::Number { pointer, number }) => JsonError::NumberOutOfRange {
                 pointer,
                 number,
+                line,
+                column,
+            },
+            Some(Failure::Budget { pointer }) => JsonError::TooComplex {
+                budget,
+                pointer,
                 line,
                 column,
             },
@@ -159,23 +203,51 @@ pub fn from_str(text: &str) -> Result<Value, JsonError> {
 enum Failure {
     Duplicate { pointer: String, key: String },
     Number { pointer: String, number: String },
+    Budget { pointer: String },
 }
 
-#[derive(Default)]
 struct Ctx {
     /// JSON pointer of the value being read.
     path: String,
     failure: Option<Failure>,
+    budget: usize,
+    /// Estimated bytes the value may still take.
+    remaining: usize,
 }
+
+/// Heap cost estimates (bytes), deliberately above what `serde_json::Value`
+/// and the allocator take: a map node holds up to 11 members and is
+/// allocated with the first; array storage doubles as it grows; every heap
+/// block carries allocator overhead.
+const COST_MAP_NODE: usize = 768;
+const COST_MEMBER: usize = 128;
+const COST_ARRAY_FIRST: usize = 160;
+const COST_ITEM: usize = 80;
+const COST_STRING: usize = 32;
 
 impl Ctx {
     fn fail<E: de::Error>(&mut self, failure: Failure) -> E {
         let message = match &failure {
             Failure::Duplicate { key, .. } => format!("duplicate key {key:?}"),
             Failure::Number { number, .. } => format!("number {number} out of range"),
+            Failure::Budget { .. } => format!("over the {}-byte memory budget", self.budget),
         };
         self.failure = Some(failure);
         E::custom(message)
+    }
+
+    /// Charge `cost` bytes against the budget.
+    fn charge<E: de::Error>(&mut self, cost: usize) -> Result<(), E> {
+        match self.remaining.checked_sub(cost) {
+            Some(left) => {
+                self.remaining = left;
+                Ok(())
+            }
+            None => {
+                let pointer = self.path.clone();
+                Err(self.fail(Failure::Budget { pointer }))
+            }
+        }
     }
 
     fn number<E: de::Error>(&mut self, number: String) -> E {
@@ -217,10 +289,12 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        self.ctx.charge(COST_STRING.saturating_add(v.len()))?;
         Ok(Value::String(v.to_owned()))
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        self.ctx.charge(COST_STRING.saturating_add(v.len()))?;
         Ok(Value::String(v))
     }
 
@@ -262,7 +336,11 @@ impl<'de> Visitor<'de> for Node<'_> {
             self.ctx.path.push('/');
             self.ctx.path.push_str(&out.len().to_string());
             match seq.next_element_seed(Node { ctx: self.ctx })? {
-                Some(v) => out.push(v),
+                Some(v) => {
+                    let first = if out.is_empty() { COST_ARRAY_FIRST } else { 0 };
+                    self.ctx.charge(COST_ITEM + first)?;
+                    out.push(v);
+                }
                 None => break,
             }
         }
@@ -281,6 +359,9 @@ impl<'de> Visitor<'de> for Node<'_> {
                 let pointer = self.ctx.path.clone();
                 return Err(self.ctx.fail(Failure::Duplicate { pointer, key }));
             }
+            let first = if out.is_empty() { COST_MAP_NODE } else { 0 };
+            self.ctx
+                .charge(COST_MEMBER.saturating_add(key.len()).saturating_add(first))?;
             let value = map.next_value_seed(Node { ctx: self.ctx })?;
             out.insert(key, value);
         }
@@ -374,6 +455,25 @@ mod tests {
         }
         let text = format!("{}1{}", "[".repeat(100), "]".repeat(100));
         assert!(from_str(&text).is_ok());
+    }
+
+    #[test]
+    fn the_memory_budget_refuses_documents_that_would_take_too_much() {
+        // Many tiny objects: a few bytes of text, a map node each.
+        let text = format!("[{}0]", "{\"a\":0},".repeat(20_000));
+        assert!(from_slice_within(text.as_bytes(), 20_000 * 1024).is_ok());
+        let err = from_slice_within(text.as_bytes(), 1 << 20).unwrap_err();
+        assert!(
+            matches!(&err, JsonError::TooComplex { budget, .. } if *budget == 1 << 20),
+            "{err}"
+        );
+        assert!(err.to_string().contains("too complex"), "{err}");
+        // Long strings are charged by length.
+        let text = format!("[\"{}\"]", "x".repeat(2 << 20));
+        assert!(matches!(
+            from_slice_within(text.as_bytes(), 1 << 20).unwrap_err(),
+            JsonError::TooComplex { .. }
+        ));
     }
 
     #[test]

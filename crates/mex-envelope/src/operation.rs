@@ -23,6 +23,12 @@ use crate::{MAX_SAFE_INTEGER, json, pointer};
 /// [`read_envelope_bytes`]) and refuses a document that fills it.
 pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
 
+/// The most memory the front door lets a parsed envelope take (8 MiB,
+/// estimated conservatively by [`json::from_slice_within`]): a 1 MiB document
+/// of tiny nested objects would otherwise take about a hundred times its size.
+/// An admissible envelope (inline params at most 32 KiB) needs well under it.
+pub const MAX_ENVELOPE_VALUE_BYTES: usize = 8 << 20;
+
 /// Read an envelope from `reader` (a file, stdin, a socket), stopping after
 /// [`MAX_ENVELOPE_BYTES`] + 1 bytes: enough for
 /// [`PlannedOperation::from_json_slice`] to refuse an oversized document
@@ -90,7 +96,8 @@ impl PlannedOperation {
                 limit: MAX_ENVELOPE_BYTES,
             });
         }
-        let value = json::from_slice(bytes).map_err(EnvelopeError::from_json)?;
+        let value = json::from_slice_within(bytes, MAX_ENVELOPE_VALUE_BYTES)
+            .map_err(EnvelopeError::from_json)?;
         Self::from_json_value(value)
     }
 
