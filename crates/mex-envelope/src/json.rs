@@ -40,6 +40,46 @@ use thiserror::Error;
 
 use crate::{MAX_SAFE_INTEGER, pointer};
 
+/// Schema stand-in for free-form JSON (params): any value, with every number
+/// within ±(2^53−1) at any depth. (`minimum`/`maximum` constrain only
+/// numbers, `items` only arrays, `additionalProperties` only objects.)
+pub(crate) struct SafeJsonValue;
+
+impl schemars::JsonSchema for SafeJsonValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("SafeJsonValue")
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let this = generator.subschema_for::<Self>();
+        schemars::json_schema!({
+            "description": "Any JSON value whose numbers, at any depth, are within ±(2^53-1).",
+            "minimum": -9_007_199_254_740_991i64,
+            "maximum": 9_007_199_254_740_991u64,
+            "items": this,
+            "additionalProperties": this,
+        })
+    }
+}
+
+/// Schema stand-in for a free-form JSON object of [`SafeJsonValue`]s.
+pub(crate) struct SafeJsonObject;
+
+impl schemars::JsonSchema for SafeJsonObject {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("SafeJsonObject")
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let value = generator.subschema_for::<SafeJsonValue>();
+        schemars::json_schema!({
+            "type": "object",
+            "additionalProperties": value,
+        })
+    }
+}
+
 /// Why a JSON document was refused by the strict reader.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -315,7 +355,11 @@ impl<'de> Visitor<'de> for Node<'_> {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         if !v.is_finite() || v.abs() > MAX_SAFE_F64 {
-            return Err(self.ctx.number(format!("{v:e}")));
+            // Integer literals too large for 64 bits arrive here as
+            // doubles too: show the value as read.
+            return Err(self
+                .ctx
+                .number(format!("{v:e} (as read, rounded to a double)")));
         }
         if v.fract() == 0.0 {
             // Integral: the integer it denotes (exact, |v| <= 2^53 - 1).

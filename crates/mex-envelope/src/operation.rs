@@ -71,6 +71,8 @@ pub struct PlannedOperation {
     /// Input artifacts and entity references.
     pub inputs: Vec<Input>,
     /// Engine-specific params, validated against the operation's schema.
+    /// Every number in them, at any depth, is within ±(2^53-1).
+    #[schemars(with = "crate::json::SafeJsonObject")]
     pub params: Map<String, Value>,
     /// Capabilities the operation asks for.
     pub capabilities_requested: Vec<Capability>,
