@@ -1,6 +1,6 @@
 //! One function per subcommand.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use mex_artifacts::PutOptions;
@@ -60,20 +60,21 @@ fn print_json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Result<(), CliE
     Ok(())
 }
 
+/// Read an envelope, stopping after the envelope limit plus one byte (the
+/// front door then refuses an oversized document without mex ever holding it).
 fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
     if path == Path::new("-") {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| CliError::usage(format!("cannot read stdin: {e}")))?;
-        return Ok(bytes);
+        return mex_envelope::read_envelope_bytes(std::io::stdin().lock())
+            .map_err(|e| CliError::usage(format!("cannot read stdin: {e}")));
     }
-    std::fs::read(path).map_err(|e| {
-        CliError::usage(format!(
-            "cannot read {}: {e}; give a PlannedOperation JSON file, or - for stdin",
-            path.display()
-        ))
-    })
+    std::fs::File::open(path)
+        .and_then(mex_envelope::read_envelope_bytes)
+        .map_err(|e| {
+            CliError::usage(format!(
+                "cannot read {}: {e}; give a PlannedOperation JSON file, or - for stdin",
+                path.display()
+            ))
+        })
 }
 
 fn run_op(home: &Home, op: &Path, json: bool, attest: bool) -> Result<u8, CliError> {

@@ -87,10 +87,11 @@ pub fn registry_entry_digest(
 ) -> Result<Sha256Digest, ConformanceError> {
     let text = std::fs::read_to_string(registry_file)
         .map_err(|e| ConformanceError::io("read registry", registry_file, e))?;
-    let doc: Value = serde_json::from_str(&text).map_err(|e| ConformanceError::Registry {
-        path: registry_file.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let doc: Value =
+        mex_envelope::json::from_str(&text).map_err(|e| ConformanceError::Registry {
+            path: registry_file.to_path_buf(),
+            message: e.to_string(),
+        })?;
     let entry = doc
         .get("engines")
         .and_then(Value::as_array)
@@ -244,14 +245,18 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ConformanceError> {
     Ok(())
 }
 
-/// Read a certificate file.
+/// Read a certificate file, through the strict JSON reader
+/// (`mex_envelope::json`): a duplicate member (two `registry_entry_digest`s,
+/// say) is refused with its pointer and line instead of the last one winning.
 pub fn read_certificate(path: &Path) -> Result<Certificate, ConformanceError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConformanceError::io("read certificate", path, e))?;
-    serde_json::from_str(&text).map_err(|e| ConformanceError::Format {
+    let format = |message: String| ConformanceError::Format {
         what: format!("certificate {}", path.display()),
-        message: e.to_string(),
-    })
+        message,
+    };
+    let value = mex_envelope::json::from_str(&text).map_err(|e| format(e.to_string()))?;
+    serde_json::from_value(value).map_err(|e| format(e.to_string()))
 }
 
 /// A [`Certifier`] backed by certificate files. Give it to the runtime with
@@ -385,5 +390,55 @@ impl Certifier for CertificateCertifier {
         version: &semver::Version,
     ) -> Result<(), String> {
         self.verify(engine, implementation_id, version)
+    }
+}
+
+#[cfg(test)]
+mod strict_reading_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_certificate_naming_a_member_twice_is_refused_with_pointer_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cert.json");
+        let digest = "0".repeat(64);
+        let other = "1".repeat(64);
+        let text = format!(
+            "{{\"certificate_version\": \"mex-certificate-1\", \"engine_id\": \"engine.physics\",\n\"implementation_id\": \"x\", \"implementation_version\": \"0.1.0\",\n\"registry_entry_digest\": \"{digest}\",\n\"registry_entry_digest\": \"{other}\",\n\"suite_version\": \"s\", \"report_digest\": \"{digest}\", \"issued_at\": \"2026-01-01T00:00:00Z\"}}"
+        );
+        std::fs::write(&path, &text).unwrap();
+        let err = read_certificate(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("duplicate key \"registry_entry_digest\""),
+            "{err}"
+        );
+        assert!(err.contains("/registry_entry_digest"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        // Without the duplicate it reads.
+        let once = text.replace(&format!("\"registry_entry_digest\": \"{other}\",\n"), "");
+        std::fs::write(&path, once).unwrap();
+        assert_eq!(
+            read_certificate(&path)
+                .unwrap()
+                .registry_entry_digest
+                .to_string(),
+            digest
+        );
+    }
+
+    #[test]
+    fn a_registry_naming_a_member_twice_has_no_entry_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mechanical_engines.json");
+        std::fs::write(
+            &path,
+            r#"{"engines": [{"engine_id": "engine.a", "engine_id": "engine.b"}]}"#,
+        )
+        .unwrap();
+        let err = registry_entry_digest(&path, "engine.b")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/engines/0/engine_id"), "{err}");
     }
 }

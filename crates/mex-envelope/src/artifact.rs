@@ -129,6 +129,8 @@ impl JsonSchema for MediaType {
 #[serde(deny_unknown_fields)]
 pub struct ArtifactHandle {
     /// Unique id of this artifact record.
+    #[serde(deserialize_with = "crate::uuid_text::deserialize")]
+    #[schemars(with = "crate::uuid_text::CanonicalUuid")]
     pub artifact_id: Uuid,
     /// What kind of artifact it is.
     pub kind: ArtifactKind,
@@ -310,6 +312,8 @@ pub const MANIFEST_SCHEMA_VERSION: &str = "mex-artifact-1.0";
 #[serde(deny_unknown_fields)]
 pub struct ArtifactProducer {
     /// The operation that produced it.
+    #[serde(deserialize_with = "crate::uuid_text::deserialize")]
+    #[schemars(with = "crate::uuid_text::CanonicalUuid")]
     pub op_id: Uuid,
     /// Engine.
     pub engine_id: EngineId,

@@ -122,27 +122,103 @@ impl EvidencePolicy {
     }
 }
 
-/// Deserializers that bound integers to 2^53-1 (RFC 8785 safe).
+/// Deserializers that bound integers to 2^53-1 (RFC 8785 safe) and say in
+/// plain words what a count or a limit must look like. An integral number
+/// written with a fraction or exponent (`5000.0`, `5e3`) is the integer it
+/// denotes, as in JSON Schema.
 pub(crate) mod safe {
-    use serde::{Deserialize, Deserializer};
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, Visitor};
 
     use crate::MAX_SAFE_INTEGER;
 
-    fn check<E: serde::de::Error>(v: u64) -> Result<u64, E> {
-        if v > MAX_SAFE_INTEGER {
-            Err(E::custom(format!(
-                "{v} is above 2^53-1 ({MAX_SAFE_INTEGER}), the largest integer JSON hashing keeps exact"
-            )))
-        } else {
+    const WANT: &str =
+        "a whole number from 0 to 9007199254740991 (2^53-1), written without quotes, e.g. 5000";
+
+    struct Whole;
+
+    impl Visitor<'_> for Whole {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(WANT)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            if v > MAX_SAFE_INTEGER {
+                return Err(E::custom(format!(
+                    "{v} is too large: expected {WANT}; JSON hashing keeps nothing larger exact"
+                )));
+            }
             Ok(v)
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            match u64::try_from(v) {
+                Ok(u) => self.visit_u64(u),
+                Err(_) => Err(E::custom(format!("{v} is negative: expected {WANT}"))),
+            }
+        }
+
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
+            if v.is_finite() && v.fract() == 0.0 && v >= 0.0 && v <= MAX_SAFE_INTEGER as f64 {
+                return Ok(v as u64);
+            }
+            let why = if v < 0.0 {
+                "is negative"
+            } else if v.fract() != 0.0 {
+                "is not a whole number"
+            } else {
+                "is too large"
+            };
+            Err(E::custom(format!("{v} {why}: expected {WANT}")))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+            let shown: String = v.chars().take(32).collect();
+            Err(E::custom(format!(
+                "found the string {shown:?}: expected {WANT}"
+            )))
+        }
+
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<u64, E> {
+            Err(E::custom(format!("found {v}: expected {WANT}")))
+        }
+    }
+
+    struct Opt;
+
+    impl<'de> Visitor<'de> for Opt {
+        type Value = Option<u64>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(WANT)
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
+            d.deserialize_any(Whole).map(Some)
         }
     }
 
     pub(crate) fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        check(u64::deserialize(d)?)
+        d.deserialize_any(Whole)
     }
 
     pub(crate) fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-        Option::<u64>::deserialize(d)?.map(check).transpose()
+        d.deserialize_option(Opt)
     }
 }

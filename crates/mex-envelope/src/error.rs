@@ -21,13 +21,46 @@ pub enum EnvelopeError {
     },
     /// The document is larger than the envelope cap.
     #[error(
-        "document is {size} bytes, over the {limit}-byte envelope limit; pass large data as input artifacts"
+        "document is over the {limit}-byte envelope limit (read {size} bytes before stopping); pass large data as input artifacts"
     )]
     TooLarge {
-        /// Size of the document.
+        /// Bytes read before refusing: the whole document, or `limit + 1`
+        /// when the reader stopped early (see `read_envelope_bytes`).
         size: usize,
         /// The cap.
         limit: usize,
+    },
+    /// Holding the document would take more memory than the front door
+    /// allows (see `MAX_ENVELOPE_VALUE_BYTES`).
+    #[error(
+        "the document is too complex: holding it would take more than {budget} bytes of memory (stopped at {}, line {line}, column {column}); a PlannedOperation is small: pass large data as input artifacts",
+        display_pointer(.pointer)
+    )]
+    TooComplex {
+        /// The memory budget, in bytes.
+        budget: usize,
+        /// JSON pointer of the value being read when the budget ran out.
+        pointer: String,
+        /// 1-based line where the reader stopped.
+        line: usize,
+        /// 1-based column where the reader stopped.
+        column: usize,
+    },
+    /// An object names the same member twice; readers disagree on which copy
+    /// wins, so the document is refused.
+    #[error(
+        "duplicate key {key:?} at {} (line {line}, column {column}): an object may name each member once, and readers disagree on which copy wins; remove one of them",
+        display_pointer(.pointer)
+    )]
+    DuplicateKey {
+        /// JSON pointer of the repeated member.
+        pointer: String,
+        /// The repeated name.
+        key: String,
+        /// 1-based line where the duplicate was seen (just after its name).
+        line: usize,
+        /// 1-based column where the duplicate was seen.
+        column: usize,
     },
     /// The document is JSON but a value is wrong.
     #[error("invalid value at {}: {message}", display_pointer(.pointer))]
@@ -75,6 +108,8 @@ impl EnvelopeError {
         match self {
             Self::Syntax { .. } => "ENVELOPE.SYNTAX",
             Self::TooLarge { .. } => "ENVELOPE.TOO_LARGE",
+            Self::DuplicateKey { .. } => "ENVELOPE.DUPLICATE_KEY",
+            Self::TooComplex { .. } => "ENVELOPE.TOO_COMPLEX",
             Self::Invalid { .. } => "ENVELOPE.INVALID",
             Self::UnsupportedVersion { .. } => "ENVELOPE.UNSUPPORTED_VERSION",
             Self::NotAnEngineInvocation { .. } => "ENVELOPE.NOT_AN_ENGINE_INVOCATION",
@@ -85,11 +120,69 @@ impl EnvelopeError {
     /// The JSON pointer of the offending value, when there is one.
     pub fn pointer(&self) -> Option<&str> {
         match self {
-            Self::Invalid { pointer, .. } => Some(pointer),
+            Self::Invalid { pointer, .. }
+            | Self::DuplicateKey { pointer, .. }
+            | Self::TooComplex { pointer, .. } => Some(pointer),
             Self::UnsupportedVersion { .. } | Self::NotAnEngineInvocation { .. } => {
                 Some("/schema_version")
             }
             _ => None,
+        }
+    }
+
+    /// Wrap a refusal of the strict JSON reader.
+    pub(crate) fn from_json(e: crate::json::JsonError) -> Self {
+        use crate::json::JsonError;
+        match e {
+            JsonError::DuplicateKey {
+                pointer,
+                key,
+                line,
+                column,
+            } => Self::DuplicateKey {
+                pointer,
+                key,
+                line,
+                column,
+            },
+            JsonError::NumberOutOfRange {
+                pointer,
+                number,
+                line,
+                column,
+            } => Self::Invalid {
+                pointer,
+                message: format!(
+                    "the number {number} (line {line}, column {column}) is outside ±(2^53-1) = ±9007199254740991, the range JSON hashing keeps exact; send a smaller number, or a string"
+                ),
+            },
+            JsonError::TooComplex {
+                budget,
+                pointer,
+                line,
+                column,
+            } => Self::TooComplex {
+                budget,
+                pointer,
+                line,
+                column,
+            },
+            JsonError::ByteOrderMark { encoding } => Self::Syntax {
+                line: 1,
+                column: 1,
+                message: format!(
+                    "the document starts with a {encoding} byte-order mark, which JSON forbids: save it as UTF-8 without a BOM"
+                ),
+            },
+            JsonError::Syntax {
+                line,
+                column,
+                message,
+            } => Self::Syntax {
+                line,
+                column,
+                message,
+            },
         }
     }
 

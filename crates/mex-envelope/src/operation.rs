@@ -1,6 +1,8 @@
 //! The PlannedOperation envelope (`poe-1.0`, contract §3) and its strict
 //! front-door parser.
 
+use std::io::Read;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -13,11 +15,31 @@ use crate::determinism::DeterminismLevel;
 use crate::digest::Sha256Digest;
 use crate::error::EnvelopeError;
 use crate::ids::{EngineId, OperationName, SchemaVersion};
-use crate::{MAX_SAFE_INTEGER, pointer};
+use crate::{MAX_SAFE_INTEGER, json, pointer};
 
 /// The largest envelope document the parser reads (1 MiB). Inline params are
-/// capped far lower by G-INTEGRITY; this cap only bounds parsing work.
+/// capped far lower by G-INTEGRITY; this cap bounds parsing work and memory.
+/// Every entry point reads at most this plus one byte (see
+/// [`read_envelope_bytes`]) and refuses a document that fills it.
 pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
+
+/// The most memory the front door lets a parsed envelope take (8 MiB,
+/// estimated conservatively by [`json::from_slice_within`]): a 1 MiB document
+/// of tiny nested objects would otherwise take about a hundred times its size.
+/// An admissible envelope (inline params at most 32 KiB) needs well under it.
+pub const MAX_ENVELOPE_VALUE_BYTES: usize = 8 << 20;
+
+/// Read an envelope from `reader` (a file, stdin, a socket), stopping after
+/// [`MAX_ENVELOPE_BYTES`] + 1 bytes: enough for
+/// [`PlannedOperation::from_json_slice`] to refuse an oversized document
+/// without ever holding it. Memory used is bounded whatever the input.
+pub fn read_envelope_bytes<R: Read>(reader: R) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_ENVELOPE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
 
 /// The contract's inline rule: canonical params above this many bytes must be
 /// passed as an input artifact.
@@ -36,6 +58,8 @@ pub struct PlannedOperation {
     /// Always `poe-1.0`.
     pub schema_version: SchemaVersion,
     /// Unique per operation.
+    #[serde(deserialize_with = "crate::uuid_text::deserialize")]
+    #[schemars(with = "crate::uuid_text::CanonicalUuid")]
     pub op_id: Uuid,
     /// The engine to run.
     pub engine_id: EngineId,
@@ -47,6 +71,8 @@ pub struct PlannedOperation {
     /// Input artifacts and entity references.
     pub inputs: Vec<Input>,
     /// Engine-specific params, validated against the operation's schema.
+    /// Every number in them, at any depth, is within ±(2^53-1).
+    #[schemars(with = "crate::json::SafeJsonObject")]
     pub params: Map<String, Value>,
     /// Capabilities the operation asks for.
     pub capabilities_requested: Vec<Capability>,
@@ -72,12 +98,19 @@ impl PlannedOperation {
                 limit: MAX_ENVELOPE_BYTES,
             });
         }
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Syntax {
-            line: e.line(),
-            column: e.column(),
-            message: pointer::strip_position(&e.to_string()).to_owned(),
-        })?;
+        let value = json::from_slice_within(bytes, MAX_ENVELOPE_VALUE_BYTES)
+            .map_err(EnvelopeError::from_json)?;
         Self::from_json_value(value)
+    }
+
+    /// The op id a document *claims*, found without parsing it: the value of
+    /// the one top-level `"op_id"` member, when it is a UUID in its wire
+    /// spelling. `None` when there is no such member, more than one, or the
+    /// bytes are not an object. Used only to label the record of a refused
+    /// document; it scans the bytes once and allocates nothing, so it is safe
+    /// on documents of any size or depth.
+    pub fn claimed_op_id(bytes: &[u8]) -> Option<Uuid> {
+        claimed_op_id(bytes)
     }
 
     /// Parse untrusted text.
@@ -235,14 +268,20 @@ fn serde_error(e: &serde_path_to_error::Error<serde_json::Error>) -> EnvelopeErr
 fn check_safe_integers(value: &Value, at: &mut String) -> Result<(), EnvelopeError> {
     match value {
         Value::Number(n) => {
-            let too_big = n.as_u64().is_some_and(|u| u > MAX_SAFE_INTEGER)
-                || n.as_i64()
-                    .is_some_and(|i| i.unsigned_abs() > MAX_SAFE_INTEGER);
+            #[allow(clippy::cast_precision_loss)]
+            let too_big = if let Some(u) = n.as_u64() {
+                u > MAX_SAFE_INTEGER
+            } else if let Some(i) = n.as_i64() {
+                i.unsigned_abs() > MAX_SAFE_INTEGER
+            } else {
+                n.as_f64()
+                    .is_some_and(|f| f.abs() > MAX_SAFE_INTEGER as f64)
+            };
             if too_big {
                 return Err(EnvelopeError::invalid(
                     at.clone(),
                     format!(
-                        "integer {n} is outside ±(2^53-1); canonical JSON cannot keep it exact: send it as a string or shrink it"
+                        "the number {n} is outside ±(2^53-1) = ±9007199254740991, the range JSON hashing keeps exact; send a smaller number, or a string"
                     ),
                 ));
             }
@@ -270,4 +309,75 @@ fn check_safe_integers(value: &Value, at: &mut String) -> Result<(), EnvelopeErr
         }
         _ => Ok(()),
     }
+}
+
+/// See [`PlannedOperation::claimed_op_id`]. A single pass with a depth
+/// counter: strings are skipped honouring escapes, and only members of the
+/// root object are looked at.
+fn claimed_op_id(bytes: &[u8]) -> Option<Uuid> {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
+    if bytes[start] != b'{' {
+        return None;
+    }
+    let mut depth = 0usize;
+    let mut expect_key = false;
+    let mut key_is_op_id = false;
+    let mut value_is_op_id = false;
+    let mut found: Option<&[u8]> = None;
+    let mut seen = 0usize;
+    let mut i = start;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'"' {
+            let from = i + 1;
+            let mut j = from;
+            while j < bytes.len() && bytes[j] != b'"' {
+                j += if bytes[j] == b'\\' { 2 } else { 1 };
+            }
+            let text = bytes.get(from..j)?;
+            if depth == 1 && expect_key {
+                key_is_op_id = text == b"op_id";
+                expect_key = false;
+            } else if depth == 1 && value_is_op_id {
+                seen += 1;
+                found = Some(text);
+                value_is_op_id = false;
+            }
+            i = j + 1;
+            continue;
+        }
+        if b.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        if depth == 1 && value_is_op_id {
+            // The op_id member holds something other than a string.
+            seen += 1;
+            found = None;
+            value_is_op_id = false;
+        }
+        match b {
+            b'{' | b'[' => {
+                depth += 1;
+                expect_key = depth == 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    break;
+                }
+            }
+            b',' if depth == 1 => expect_key = true,
+            b':' if depth == 1 => {
+                value_is_op_id = key_is_op_id;
+                key_is_op_id = false;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if seen != 1 {
+        return None;
+    }
+    crate::uuid_text::parse_uuid(std::str::from_utf8(found?).ok()?).ok()
 }

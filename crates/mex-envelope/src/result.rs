@@ -124,6 +124,8 @@ pub struct ProvenanceRecord {
 #[serde(deny_unknown_fields)]
 pub struct EngineResult {
     /// The operation it answers.
+    #[serde(deserialize_with = "crate::uuid_text::deserialize")]
+    #[schemars(with = "crate::uuid_text::CanonicalUuid")]
     pub op_id: Uuid,
     /// Outcome.
     pub status: ResultStatus,

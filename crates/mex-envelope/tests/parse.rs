@@ -57,8 +57,12 @@ fn huge_integers_in_params_are_refused_with_their_pointer() {
     let err = parse(&v).unwrap_err();
     assert_eq!(err.pointer(), Some("/params/deep/list/2"));
     v["params"] =
-        json!({"ok": 9_007_199_254_740_991u64, "neg": -9_007_199_254_740_991i64, "f": 1.5e300});
+        json!({"ok": 9_007_199_254_740_991u64, "neg": -9_007_199_254_740_991i64, "f": 1.5e-300});
     assert!(parse(&v).is_ok());
+    // A double beyond the bound is refused too: the reader cannot tell `1e20`
+    // from an integer literal that overflowed, and neither is exact.
+    v["params"] = json!({"f": 1.5e300});
+    assert_eq!(parse(&v).unwrap_err().pointer(), Some("/params/f"));
     v["params"] = json!({"neg": -9_007_199_254_740_992i64});
     assert_eq!(parse(&v).unwrap_err().pointer(), Some("/params/neg"));
 }
@@ -135,7 +139,8 @@ fn json_leaf() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::from),
         (-9_007_199_254_740_991i64..=9_007_199_254_740_991i64).prop_map(Value::from),
         any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
+            .prop_filter("finite, within ±(2^53-1)", |f| f.is_finite()
+                && f.abs() < 9.007_199_254_740_991e15)
             .prop_map(Value::from),
         "\\PC{0,12}".prop_map(Value::from),
     ]
@@ -266,5 +271,209 @@ proptest! {
             obj.insert(key, replacement);
         }
         let _ = PlannedOperation::from_json_value(v);
+    }
+}
+
+// ---------- duplicates, number spellings, op id spellings, bounded reading ----------
+
+fn with_raw_member(v: &Value, raw_member: &str) -> String {
+    // Insert a raw `"name": value` member right after the opening brace, so
+    // the document carries the same name twice.
+    let text = v.to_string();
+    format!("{{{raw_member},{}", &text[1..])
+}
+
+#[test]
+fn duplicate_members_are_refused_at_any_depth() {
+    let v = base();
+    for (raw, pointer) in [
+        (r#""engine_id": "engine.sandbox""#, "/engine_id"),
+        (
+            r#""op_id": "22222222-2222-4222-8222-000000000002""#,
+            "/op_id",
+        ),
+        (r#""capabilities_requested": []"#, "/capabilities_requested"),
+    ] {
+        let err = PlannedOperation::from_json_str(&with_raw_member(&v, raw)).unwrap_err();
+        assert_eq!(err.code(), "ENVELOPE.DUPLICATE_KEY", "{raw}: {err}");
+        assert_eq!(err.pointer(), Some(pointer), "{raw}: {err}");
+        assert!(err.to_string().contains("remove one of them"), "{err}");
+    }
+    let text = v
+        .to_string()
+        .replace(r#""params":{"#, r#""params":{"deep":{"k":1,"k":2},"#);
+    let err = PlannedOperation::from_json_str(&text).unwrap_err();
+    assert_eq!(err.code(), "ENVELOPE.DUPLICATE_KEY", "{err}");
+    assert_eq!(err.pointer(), Some("/params/deep/k"));
+    match err {
+        EnvelopeError::DuplicateKey { line, column, .. } => assert_eq!(line, 1, "{column}"),
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn integers_beyond_2_53_are_refused_in_every_spelling_so_no_two_share_a_hash() {
+    for spelling in [
+        "18446744073709551616",
+        "18446744073709551617",
+        "9007199254740993.0",
+        "9007199254740992",
+        "1e300",
+        "-1E19",
+    ] {
+        let text = base()
+            .to_string()
+            .replace(r#""params":{"#, &format!(r#""params":{{"v":{spelling},"#));
+        let err = PlannedOperation::from_json_str(&text).unwrap_err();
+        assert_eq!(err.pointer(), Some("/params/v"), "{spelling}: {err}");
+        assert!(err.to_string().contains("2^53-1"), "{spelling}: {err}");
+        let budget = base().to_string().replace(
+            r#""budget":{}"#,
+            &format!(r#""budget":{{"wall_time_ms":{spelling}}}"#),
+        );
+        let err = PlannedOperation::from_json_str(&budget).unwrap_err();
+        assert_eq!(
+            err.pointer(),
+            Some("/budget/wall_time_ms"),
+            "{spelling}: {err}"
+        );
+    }
+}
+
+#[test]
+fn integral_numbers_with_a_fraction_are_the_integer_they_denote() {
+    let text = base().to_string().replace(
+        r#""budget":{}"#,
+        r#""budget":{"wall_time_ms":5000.0,"output_bytes":5e3}"#,
+    );
+    let op = PlannedOperation::from_json_str(&text).unwrap();
+    assert_eq!(op.budget.wall_time_ms, Some(5000));
+    assert_eq!(op.budget.output_bytes, Some(5000));
+    // And in params, the same canonical bytes (so the same config hash).
+    let a = base()
+        .to_string()
+        .replace(r#""params":{"#, r#""params":{"n":5000.0,"#);
+    let b = base()
+        .to_string()
+        .replace(r#""params":{"#, r#""params":{"n":5000,"#);
+    assert_eq!(
+        PlannedOperation::from_json_str(&a)
+            .unwrap()
+            .config_hash()
+            .unwrap(),
+        PlannedOperation::from_json_str(&b)
+            .unwrap()
+            .config_hash()
+            .unwrap()
+    );
+}
+
+#[test]
+fn budget_errors_say_what_a_budget_looks_like_in_plain_words() {
+    for (value, says) in [
+        (r#""5000""#, "found the string \"5000\""),
+        ("-5", "-5 is negative"),
+        ("1.5", "1.5 is not a whole number"),
+        ("true", "found true"),
+        ("[]", "a whole number from 0 to 9007199254740991"),
+    ] {
+        let text = base().to_string().replace(
+            r#""budget":{}"#,
+            &format!(r#""budget":{{"cpu_time_ms":{value}}}"#),
+        );
+        let err = PlannedOperation::from_json_str(&text).unwrap_err();
+        let message = err.to_string();
+        assert_eq!(err.pointer(), Some("/budget/cpu_time_ms"), "{message}");
+        assert!(message.contains(says), "{value}: {message}");
+        assert!(!message.contains("u64"), "{value}: {message}");
+    }
+}
+
+#[test]
+fn a_byte_order_mark_is_refused_in_plain_words() {
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend_from_slice(base().to_string().as_bytes());
+    let err = PlannedOperation::from_json_slice(&bytes).unwrap_err();
+    assert_eq!(err.code(), "ENVELOPE.SYNTAX");
+    let message = err.to_string();
+    assert!(message.contains("byte-order mark"), "{message}");
+    assert!(message.contains("without a BOM"), "{message}");
+    assert!(!message.contains("expected value"), "{message}");
+}
+
+#[test]
+fn only_the_canonical_op_id_spelling_parses() {
+    for spelling in [
+        "{11111111-1111-4111-8111-000000000001}",
+        "11111111111141118111000000000001",
+        "urn:uuid:11111111-1111-4111-8111-000000000001",
+        "11111111-1111-4111-8111-00000000000A",
+    ] {
+        let mut v = base();
+        v["op_id"] = json!(spelling);
+        let err = parse(&v).unwrap_err();
+        assert_eq!(err.pointer(), Some("/op_id"), "{spelling}: {err}");
+        assert!(err.to_string().contains("8-4-4-4-12"), "{err}");
+        let mut v = base();
+        v["inputs"][0]["artifact_id"] = json!(spelling);
+        assert_eq!(
+            parse(&v).unwrap_err().pointer(),
+            Some("/inputs/0/artifact_id"),
+            "{spelling}"
+        );
+    }
+}
+
+#[test]
+fn claimed_op_id_reads_only_the_one_top_level_member() {
+    let id = "11111111-1111-4111-8111-000000000001";
+    let claimed =
+        |text: &str| PlannedOperation::claimed_op_id(text.as_bytes()).map(|u| u.to_string());
+    assert_eq!(claimed(&base().to_string()).as_deref(), Some(id));
+    assert_eq!(
+        claimed(&format!(
+            r#" {{"a": {{"op_id": "x"}}, "s": "\"op_id\": ", "op_id": "{id}", "z": [1]}}"#
+        ))
+        .as_deref(),
+        Some(id)
+    );
+    // Nested only, duplicated, not a string, not canonical, not an object.
+    assert_eq!(claimed(&format!(r#"{{"a": {{"op_id": "{id}"}}}}"#)), None);
+    assert_eq!(
+        claimed(&format!(r#"{{"op_id": "{id}", "op_id": "{id}"}}"#)),
+        None
+    );
+    assert_eq!(claimed(r#"{"op_id": {"x": 1}}"#), None);
+    assert_eq!(claimed(&format!(r#"{{"op_id": "{{{id}}}"}}"#)), None);
+    assert_eq!(claimed(&format!(r#"["op_id", "{id}"]"#)), None);
+    // A truncated document still names its op id when the member came first.
+    let text = base().to_string();
+    let cut = text.find("\"op_id\"").unwrap() + 60;
+    assert!(cut < text.len());
+    assert_eq!(claimed(&text[..cut]).as_deref(), Some(id));
+}
+
+#[test]
+fn envelope_reading_stops_after_the_limit_plus_one_byte() {
+    let bytes = mex_envelope::read_envelope_bytes(std::io::repeat(b'[')).unwrap();
+    assert_eq!(bytes.len(), MAX_ENVELOPE_BYTES + 1);
+    assert_eq!(
+        PlannedOperation::from_json_slice(&bytes)
+            .unwrap_err()
+            .code(),
+        "ENVELOPE.TOO_LARGE"
+    );
+    let small = mex_envelope::read_envelope_bytes(&b"{}"[..]).unwrap();
+    assert_eq!(small, b"{}");
+}
+
+#[test]
+fn nesting_far_beyond_the_recursion_limit_is_refused_within_the_cap() {
+    for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+        let depth = MAX_ENVELOPE_BYTES / open.len() / 2;
+        let text = format!("{}{}", open.repeat(depth), close.repeat(depth));
+        assert!(text.len() <= MAX_ENVELOPE_BYTES);
+        let err = PlannedOperation::from_json_str(&text).unwrap_err();
+        assert_eq!(err.code(), "ENVELOPE.SYNTAX", "{err}");
     }
 }

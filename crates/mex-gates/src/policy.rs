@@ -135,11 +135,16 @@ pub struct CapabilityPolicy {
 }
 
 impl CapabilityPolicy {
-    /// Parse and check a policy document.
+    /// Parse and check a policy document. It is read by the strict JSON
+    /// reader (`mex_envelope::json`): a duplicate member name, a number
+    /// beyond ±(2^53-1) or a byte-order mark is refused with its pointer,
+    /// line and column.
     pub fn from_json_str(text: &str) -> Result<Self, GatesError> {
-        let mut de = serde_json::Deserializer::from_str(text);
+        let value = mex_envelope::json::from_str(text).map_err(|e| GatesError::Policy {
+            message: e.to_string(),
+        })?;
         let policy: Self =
-            serde_path_to_error::deserialize(&mut de).map_err(|e| GatesError::Policy {
+            serde_path_to_error::deserialize(value).map_err(|e| GatesError::Policy {
                 message: format!("at {}: {}", display_path(e.path()), e.inner()),
             })?;
         policy.check()?;
@@ -327,5 +332,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("profiles.d"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_members_anywhere_in_the_policy_are_refused_with_pointer_and_line() {
+        // A second "grants" would otherwise silently replace the first.
+        let text = "{\"policy_version\":\"mex-policy-1\",\"default_profile\":\"d\",\"profiles\":{\"d\":{\n\"grants\":[],\n\"grants\":[\"net.http\"]}}}";
+        let err = CapabilityPolicy::from_json_str(text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("duplicate key \"grants\""), "{err}");
+        assert!(err.contains("/profiles/d/grants"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        let text = r#"{"policy_version":"mex-policy-1","default_profile":"d","default_profile":"e","profiles":{"d":{"grants":[]}}}"#;
+        let err = CapabilityPolicy::from_json_str(text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/default_profile"), "{err}");
     }
 }

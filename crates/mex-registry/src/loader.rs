@@ -27,6 +27,7 @@ use crate::model::{
 };
 use crate::span::{self, Positions};
 use crate::{MAX_REFERENCED_FILE_BYTES, MAX_REGISTRY_BYTES, pointer};
+use mex_envelope::json::JsonError;
 
 /// The draft every params schema is compiled as.
 const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
@@ -147,31 +148,27 @@ impl Loader {
             );
             return None;
         }
-        let value: Value = match serde_json::from_str(text) {
+        // The strict reader refuses duplicate member names, numbers beyond
+        // ±(2^53-1) and a byte-order mark; duplicates are then listed all at
+        // once from the position scan.
+        let parsed = mex_envelope::json::from_str(text);
+        self.positions = span::scan(text);
+        let value: Value = match parsed {
             Ok(v) => v,
             Err(e) => {
-                let raw = e.to_string();
-                self.problems.push(Problem {
-                    file: self.source_name.clone(),
-                    line: e.line().max(1),
-                    column: e.column().max(1),
-                    pointer: String::new(),
-                    kind: ProblemKind::Syntax,
-                    message: format!("not valid JSON: {}", strip_position(&raw)),
-                });
+                let duplicates = std::mem::take(&mut self.positions.duplicate_keys);
+                if matches!(e, JsonError::DuplicateKey { .. }) && !duplicates.is_empty() {
+                    for (at, _, key) in duplicates {
+                        self.report(&at, ProblemKind::DuplicateKey, duplicate_message(&key));
+                    }
+                } else {
+                    let name = self.source_name.clone();
+                    self.problems
+                        .push(json_problem(name, &e, json_problem_kind(&e)));
+                }
                 return None;
             }
         };
-        self.positions = span::scan(text);
-        for (at, _, key) in std::mem::take(&mut self.positions.duplicate_keys) {
-            self.report(
-                &at,
-                ProblemKind::DuplicateKey,
-                format!(
-                    "key {key:?} appears more than once in this object; JSON parsers keep only the last, so remove the duplicate"
-                ),
-            );
-        }
         if !value.is_object() {
             self.report(
                 "",
@@ -860,18 +857,14 @@ impl Loader {
             ParamsSchemaDecl::File(rel) => {
                 let (_, bytes) = self.read_file(&format!("{at}/file"), rel)?;
                 let text = String::from_utf8_lossy(&bytes);
-                let schema: Value = match serde_json::from_str(&text) {
+                let schema: Value = match mex_envelope::json::from_slice(&bytes) {
                     Ok(v) => v,
                     Err(e) => {
-                        let raw = e.to_string();
-                        self.problems.push(Problem {
-                            file: rel.clone(),
-                            line: e.line().max(1),
-                            column: e.column().max(1),
-                            pointer: String::new(),
-                            kind: ProblemKind::ParamsSchema,
-                            message: format!("not valid JSON: {}", strip_position(&raw)),
-                        });
+                        let kind = match e {
+                            JsonError::DuplicateKey { .. } => ProblemKind::DuplicateKey,
+                            _ => ProblemKind::ParamsSchema,
+                        };
+                        self.problems.push(json_problem(rel.clone(), &e, kind));
                         return None;
                     }
                 };
@@ -1286,5 +1279,39 @@ impl Loader {
         // Returned even when it disagrees with the vector (the problems are
         // recorded and the vector is dropped), so payloads are still checked.
         Some((path, planned))
+    }
+}
+
+fn duplicate_message(key: &str) -> String {
+    format!(
+        "key {key:?} appears more than once in this object; readers disagree on which copy wins, so remove the duplicate"
+    )
+}
+
+/// The problem kind of a refusal by the strict JSON reader.
+fn json_problem_kind(e: &JsonError) -> ProblemKind {
+    match e {
+        JsonError::DuplicateKey { .. } => ProblemKind::DuplicateKey,
+        JsonError::NumberOutOfRange { .. } => ProblemKind::InvalidValue,
+        JsonError::TooComplex { .. } => ProblemKind::TooLarge,
+        _ => ProblemKind::Syntax,
+    }
+}
+
+/// A problem record for a refusal by the strict JSON reader, in `file`.
+fn json_problem(file: String, e: &JsonError, kind: ProblemKind) -> Problem {
+    let (line, column) = e.position();
+    let message = match e {
+        JsonError::Syntax { message, .. } => format!("not valid JSON: {message}"),
+        JsonError::DuplicateKey { key, .. } => duplicate_message(key),
+        other => other.to_string(),
+    };
+    Problem {
+        file,
+        line,
+        column,
+        pointer: e.pointer().unwrap_or("").to_owned(),
+        kind,
+        message,
     }
 }

@@ -308,15 +308,11 @@ impl MexRuntime {
             Ok(op) => self.execute_at(op, started_at),
             Err(_) => {
                 // Not an operation: record the refusal under the op id it
-                // claims, when there is one, else the nil id.
-                let op_id = serde_json::from_slice::<serde_json::Value>(bytes)
-                    .ok()
-                    .and_then(|v| {
-                        v.get("op_id")
-                            .and_then(|i| i.as_str())
-                            .and_then(|s| Uuid::parse_str(s).ok())
-                    })
-                    .unwrap_or(Uuid::nil());
+                // claims, when there is one, else the nil id. The claim is
+                // found by a scan that allocates nothing, never by parsing
+                // the refused document again (it may be huge or hostile);
+                // `admit_json` re-reads it only within the envelope cap.
+                let op_id = PlannedOperation::claimed_op_id(bytes).unwrap_or(Uuid::nil());
                 let (_, admission) = self.pipeline.admit_json(bytes);
                 let denials = admission.result.err().unwrap_or_default();
                 let mut draft = Draft {

@@ -1,0 +1,530 @@
+//! The one strict JSON reader: every document mex refuses or trusts (an
+//! envelope, the capability policy, the registry and the files it references,
+//! a certificate) is read through [`from_slice`] / [`from_str`].
+//!
+//! Plain `serde_json` accepts things two readers of the same bytes can disagree
+//! on; this reader refuses them, each with the JSON pointer and the line and
+//! column where it stopped:
+//!
+//! * **Duplicate member names**, at any depth. `serde_json` keeps the last
+//!   copy, other readers the first; a reviewer, a proxy or a log could see
+//!   another document than the one mex acts on.
+//! * **Numbers beyond ±(2^53−1)** in any spelling: `18446744073709551616`,
+//!   `9007199254740993.0`, `1e300`. RFC 8785 hashes numbers as IEEE 754
+//!   doubles, so two different integers out there would get one digest. (An
+//!   integer literal too large for 64 bits reaches the reader as a double, just
+//!   like `1e20`; both are out of range, so both are refused.)
+//! * **A byte-order mark** at the start (RFC 8259 §8.1 forbids emitting one).
+//!
+//! It also **normalises integral numbers written with a fraction or an
+//! exponent** (`5000.0`, `5e3`) to the integer they denote. JSON Schema counts
+//! `5000.0` as an integer, and RFC 8785 writes it as `5000`, so this keeps the
+//! published schemas, the typed parser and the hashes in agreement.
+//!
+//! Memory is bounded twice. Callers bound the input size (see
+//! [`crate::MAX_ENVELOPE_BYTES`] and [`crate::read_envelope_bytes`]), and the
+//! reader bounds what the parsed value may take: a `serde_json::Value` can
+//! take a hundred times the bytes of its text (`{"a":{"a":…}}` allocates a
+//! map node per object), so every string, array slot and object member is
+//! charged a conservative estimate of its heap cost against a budget
+//! ([`DEFAULT_VALUE_BUDGET`], or the one passed to [`from_slice_within`]), and
+//! the document is refused ([`JsonError::TooComplex`]) as soon as it would
+//! exceed it. Nesting is bounded by `serde_json`'s recursion limit (128
+//! levels).
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use thiserror::Error;
+
+use crate::{MAX_SAFE_INTEGER, pointer};
+
+/// Schema stand-in for free-form JSON (params): any value, with every number
+/// within ±(2^53−1) at any depth. (`minimum`/`maximum` constrain only
+/// numbers, `items` only arrays, `additionalProperties` only objects.)
+pub(crate) struct SafeJsonValue;
+
+impl schemars::JsonSchema for SafeJsonValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("SafeJsonValue")
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let this = generator.subschema_for::<Self>();
+        schemars::json_schema!({
+            "description": "Any JSON value whose numbers, at any depth, are within ±(2^53-1).",
+            "minimum": -9_007_199_254_740_991i64,
+            "maximum": 9_007_199_254_740_991u64,
+            "items": this,
+            "additionalProperties": this,
+        })
+    }
+}
+
+/// Schema stand-in for a free-form JSON object of [`SafeJsonValue`]s.
+pub(crate) struct SafeJsonObject;
+
+impl schemars::JsonSchema for SafeJsonObject {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("SafeJsonObject")
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let value = generator.subschema_for::<SafeJsonValue>();
+        schemars::json_schema!({
+            "type": "object",
+            "additionalProperties": value,
+        })
+    }
+}
+
+/// Why a JSON document was refused by the strict reader.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum JsonError {
+    /// The document starts with a byte-order mark.
+    #[error(
+        "the document starts with a {encoding} byte-order mark (line 1, column 1); JSON must not start with one: save it as UTF-8 without a BOM"
+    )]
+    ByteOrderMark {
+        /// `UTF-8` or `UTF-16`.
+        encoding: &'static str,
+    },
+    /// The bytes are not JSON.
+    #[error("not valid JSON at line {line}, column {column}: {message}")]
+    Syntax {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the JSON parser saw.
+        message: String,
+    },
+    /// An object names the same member twice.
+    #[error(
+        "duplicate key {key:?} at {} (line {line}, column {column}): an object may name each member once, and readers disagree on which copy wins; remove one of them",
+        display_pointer(.pointer)
+    )]
+    DuplicateKey {
+        /// JSON pointer of the repeated member.
+        pointer: String,
+        /// The repeated name.
+        key: String,
+        /// 1-based line where the reader stopped (just after the key).
+        line: usize,
+        /// 1-based column where the reader stopped.
+        column: usize,
+    },
+    /// Holding the document would take more memory than the reader allows.
+    #[error(
+        "the document is too complex: holding it would take more than {budget} bytes of memory (stopped at {}, line {line}, column {column}); it has too many members, items or nested containers: pass large data as input artifacts",
+        display_pointer(.pointer)
+    )]
+    TooComplex {
+        /// The memory budget, in bytes.
+        budget: usize,
+        /// JSON pointer of the value being read when the budget ran out.
+        pointer: String,
+        /// 1-based line where the reader stopped.
+        line: usize,
+        /// 1-based column where the reader stopped.
+        column: usize,
+    },
+    /// A number is beyond ±(2^53−1).
+    #[error(
+        "the number {number} at {} (line {line}, column {column}) is outside ±(2^53-1) = ±9007199254740991, the range JSON hashing keeps exact; send a smaller number, or a string",
+        display_pointer(.pointer)
+    )]
+    NumberOutOfRange {
+        /// JSON pointer of the number.
+        pointer: String,
+        /// The number as read (rounded when it was not exact).
+        number: String,
+        /// 1-based line where the reader stopped (just after the number).
+        line: usize,
+        /// 1-based column where the reader stopped.
+        column: usize,
+    },
+}
+
+fn display_pointer(p: &str) -> &str {
+    if p.is_empty() { "/ (document root)" } else { p }
+}
+
+impl JsonError {
+    /// The JSON pointer of the offending value, when there is one.
+    pub fn pointer(&self) -> Option<&str> {
+        match self {
+            Self::DuplicateKey { pointer, .. }
+            | Self::NumberOutOfRange { pointer, .. }
+            | Self::TooComplex { pointer, .. } => Some(pointer),
+            Self::ByteOrderMark { .. } | Self::Syntax { .. } => None,
+        }
+    }
+
+    /// 1-based (line, column) where the reader stopped.
+    pub fn position(&self) -> (usize, usize) {
+        match self {
+            Self::ByteOrderMark { .. } => (1, 1),
+            Self::Syntax { line, column, .. }
+            | Self::DuplicateKey { line, column, .. }
+            | Self::NumberOutOfRange { line, column, .. }
+            | Self::TooComplex { line, column, .. } => (*line, *column),
+        }
+    }
+}
+
+/// The memory budget of [`from_slice`] and [`from_str`]: 64 MiB, for trusted
+/// files (the registry, the policy, certificates).
+pub const DEFAULT_VALUE_BUDGET: usize = 64 << 20;
+
+/// Read one JSON document strictly (see the module docs), within
+/// [`DEFAULT_VALUE_BUDGET`].
+pub fn from_slice(bytes: &[u8]) -> Result<Value, JsonError> {
+    from_slice_within(bytes, DEFAULT_VALUE_BUDGET)
+}
+
+/// Read one JSON document strictly, refusing it when holding it would take
+/// more than `budget` bytes (estimated conservatively, see the module docs).
+pub fn from_slice_within(bytes: &[u8], budget: usize) -> Result<Value, JsonError> {
+    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return Err(JsonError::ByteOrderMark { encoding: "UTF-8" });
+    }
+    if bytes.starts_with(&[0xFE, 0xFF]) || bytes.starts_with(&[0xFF, 0xFE]) {
+        return Err(JsonError::ByteOrderMark { encoding: "UTF-16" });
+    }
+    let mut ctx = Ctx {
+        path: String::new(),
+        failure: None,
+        budget,
+        remaining: budget,
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let result = Node { ctx: &mut ctx }
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v));
+    result.map_err(|e| {
+        let (line, column) = (e.line().max(1), e.column().max(1));
+        match ctx.failure.take() {
+            Some(Failure::Duplicate { pointer, key }) => JsonError::DuplicateKey {
+                pointer,
+                key,
+                line,
+                column,
+            },
+            Some(Failure::Number { pointer, number }) => JsonError::NumberOutOfRange {
+                pointer,
+                number,
+                line,
+                column,
+            },
+            Some(Failure::Budget { pointer }) => JsonError::TooComplex {
+                budget,
+                pointer,
+                line,
+                column,
+            },
+            None => JsonError::Syntax {
+                line,
+                column,
+                message: pointer::strip_position(&e.to_string()).to_owned(),
+            },
+        }
+    })
+}
+
+/// Read one JSON document strictly from text.
+pub fn from_str(text: &str) -> Result<Value, JsonError> {
+    from_slice(text.as_bytes())
+}
+
+enum Failure {
+    Duplicate { pointer: String, key: String },
+    Number { pointer: String, number: String },
+    Budget { pointer: String },
+}
+
+struct Ctx {
+    /// JSON pointer of the value being read.
+    path: String,
+    failure: Option<Failure>,
+    budget: usize,
+    /// Estimated bytes the value may still take.
+    remaining: usize,
+}
+
+/// Heap cost estimates (bytes), deliberately above what `serde_json::Value`
+/// and the allocator take: a map node holds up to 11 members and is
+/// allocated with the first; array storage doubles as it grows; every heap
+/// block carries allocator overhead.
+const COST_MAP_NODE: usize = 768;
+const COST_MEMBER: usize = 128;
+const COST_ARRAY_FIRST: usize = 160;
+const COST_ITEM: usize = 80;
+const COST_STRING: usize = 32;
+
+impl Ctx {
+    fn fail<E: de::Error>(&mut self, failure: Failure) -> E {
+        let message = match &failure {
+            Failure::Duplicate { key, .. } => format!("duplicate key {key:?}"),
+            Failure::Number { number, .. } => format!("number {number} out of range"),
+            Failure::Budget { .. } => format!("over the {}-byte memory budget", self.budget),
+        };
+        self.failure = Some(failure);
+        E::custom(message)
+    }
+
+    /// Charge `cost` bytes against the budget.
+    fn charge<E: de::Error>(&mut self, cost: usize) -> Result<(), E> {
+        match self.remaining.checked_sub(cost) {
+            Some(left) => {
+                self.remaining = left;
+                Ok(())
+            }
+            None => {
+                let pointer = self.path.clone();
+                Err(self.fail(Failure::Budget { pointer }))
+            }
+        }
+    }
+
+    fn number<E: de::Error>(&mut self, number: String) -> E {
+        let pointer = self.path.clone();
+        self.fail(Failure::Number { pointer, number })
+    }
+}
+
+/// One value at the pointer `ctx.path`.
+struct Node<'a> {
+    ctx: &'a mut Ctx,
+}
+
+impl<'de> DeserializeSeed<'de> for Node<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// Magnitude bound as a double: 2^53 - 1 is exactly representable.
+#[allow(clippy::cast_precision_loss)]
+const MAX_SAFE_F64: f64 = MAX_SAFE_INTEGER as f64;
+
+impl<'de> Visitor<'de> for Node<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        self.ctx.charge(COST_STRING.saturating_add(v.len()))?;
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        self.ctx.charge(COST_STRING.saturating_add(v.len()))?;
+        Ok(Value::String(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        if v > MAX_SAFE_INTEGER {
+            return Err(self.ctx.number(v.to_string()));
+        }
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        if v.unsigned_abs() > MAX_SAFE_INTEGER {
+            return Err(self.ctx.number(v.to_string()));
+        }
+        Ok(Value::Number(v.into()))
+    }
+
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        if !v.is_finite() || v.abs() > MAX_SAFE_F64 {
+            // Integer literals too large for 64 bits arrive here as
+            // doubles too: show the value as read.
+            return Err(self
+                .ctx
+                .number(format!("{v:e} (as read, rounded to a double)")));
+        }
+        if v.fract() == 0.0 {
+            // Integral: the integer it denotes (exact, |v| <= 2^53 - 1).
+            return Ok(Value::Number(if v < 0.0 {
+                Number::from(v as i64)
+            } else {
+                Number::from(v as u64)
+            }));
+        }
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        let base = self.ctx.path.len();
+        loop {
+            self.ctx.path.truncate(base);
+            self.ctx.path.push('/');
+            self.ctx.path.push_str(&out.len().to_string());
+            match seq.next_element_seed(Node { ctx: self.ctx })? {
+                Some(v) => {
+                    let first = if out.is_empty() { COST_ARRAY_FIRST } else { 0 };
+                    self.ctx.charge(COST_ITEM + first)?;
+                    out.push(v);
+                }
+                None => break,
+            }
+        }
+        self.ctx.path.truncate(base);
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        let base = self.ctx.path.len();
+        while let Some(key) = map.next_key::<String>()? {
+            self.ctx.path.truncate(base);
+            self.ctx.path.push('/');
+            self.ctx.path.push_str(&pointer::escape_token(&key));
+            if out.contains_key(&key) {
+                let pointer = self.ctx.path.clone();
+                return Err(self.ctx.fail(Failure::Duplicate { pointer, key }));
+            }
+            let first = if out.is_empty() { COST_MAP_NODE } else { 0 };
+            self.ctx
+                .charge(COST_MEMBER.saturating_add(key.len()).saturating_add(first))?;
+            let value = map.next_value_seed(Node { ctx: self.ctx })?;
+            out.insert(key, value);
+        }
+        self.ctx.path.truncate(base);
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth_with_pointer_and_position() {
+        let err = from_str("{\"a\": {\"b\": [1, {\"c\": 1,\n \"c\": 2}]}}").unwrap_err();
+        match err {
+            JsonError::DuplicateKey {
+                pointer,
+                key,
+                line,
+                column,
+            } => {
+                assert_eq!(pointer, "/a/b/1/c");
+                assert_eq!(key, "c");
+                assert_eq!((line, column), (2, 4));
+            }
+            other => panic!("expected a duplicate key, got {other}"),
+        }
+        // Same name in different objects is fine.
+        assert!(from_str(r#"{"a": {"c": 1}, "b": {"c": 1}, "c": [{"c": 1}, {"c": 2}]}"#).is_ok());
+        // Escaped spellings of one name are one name.
+        let err = from_str(r#"{"op_id": 1, "op\u005fid": 2}"#).unwrap_err();
+        assert_eq!(err.pointer(), Some("/op_id"));
+    }
+
+    #[test]
+    fn numbers_beyond_2_53_are_refused_in_every_spelling() {
+        for text in [
+            "9007199254740992",
+            "-9007199254740992",
+            "18446744073709551615",
+            "18446744073709551616",
+            "18446744073709551617",
+            "-18446744073709551617",
+            "9007199254740993.0",
+            "9007199254740991.5",
+            "1e300",
+            "-1e300",
+            "1E16",
+            "1000000000000000000000000000000",
+        ] {
+            let err = from_str(&format!("{{\"v\": {text}}}")).unwrap_err();
+            assert!(
+                matches!(&err, JsonError::NumberOutOfRange { pointer, .. } if pointer == "/v"),
+                "{text}: {err}"
+            );
+        }
+        for (text, want) in [
+            ("9007199254740991", "9007199254740991"),
+            ("-9007199254740991", "-9007199254740991"),
+            ("5000.0", "5000"),
+            ("5e3", "5000"),
+            ("-0.0", "0"),
+            ("1.5", "1.5"),
+            ("1e-300", "1e-300"),
+        ] {
+            let v = from_str(&format!("{{\"v\": {text}}}")).unwrap();
+            assert_eq!(v["v"].to_string(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn byte_order_marks_are_refused_in_plain_words() {
+        let err = from_slice(b"\xEF\xBB\xBF{}").unwrap_err();
+        assert_eq!(err, JsonError::ByteOrderMark { encoding: "UTF-8" });
+        assert!(err.to_string().contains("without a BOM"), "{err}");
+        assert!(matches!(
+            from_slice(b"\xFF\xFE{\x00}\x00").unwrap_err(),
+            JsonError::ByteOrderMark { encoding: "UTF-16" }
+        ));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+            let text = format!("{}1{}", open.repeat(100_000), close.repeat(100_000));
+            let err = from_str(&text).unwrap_err();
+            assert!(matches!(err, JsonError::Syntax { .. }), "{err}");
+            assert!(err.to_string().contains("recursion limit"), "{err}");
+        }
+        let text = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert!(from_str(&text).is_ok());
+    }
+
+    #[test]
+    fn the_memory_budget_refuses_documents_that_would_take_too_much() {
+        // Many tiny objects: a few bytes of text, a map node each.
+        let text = format!("[{}0]", "{\"a\":0},".repeat(20_000));
+        assert!(from_slice_within(text.as_bytes(), 20_000 * 1024).is_ok());
+        let err = from_slice_within(text.as_bytes(), 1 << 20).unwrap_err();
+        assert!(
+            matches!(&err, JsonError::TooComplex { budget, .. } if *budget == 1 << 20),
+            "{err}"
+        );
+        assert!(err.to_string().contains("too complex"), "{err}");
+        // Long strings are charged by length.
+        let text = format!("[\"{}\"]", "x".repeat(2 << 20));
+        assert!(matches!(
+            from_slice_within(text.as_bytes(), 1 << 20).unwrap_err(),
+            JsonError::TooComplex { .. }
+        ));
+    }
+
+    #[test]
+    fn trailing_data_is_a_syntax_error() {
+        assert!(matches!(
+            from_str("{} {}").unwrap_err(),
+            JsonError::Syntax { .. }
+        ));
+    }
+}
