@@ -45,6 +45,16 @@
 //! concurrent writers the fsync cost is shared, which is what the
 //! `append_8_threads` bench measures.
 //!
+//! ## Op-id claims
+//!
+//! The recorder also keeps which op ids were admitted ([`claim`]): a claim
+//! commits in the same transaction as the events handed to
+//! [`FlightRecorder::append_claiming`] (the runtime hands it receipt and
+//! admission), exactly one claimant of an op id wins across threads and
+//! processes, a claim is looked up by primary key, and runs whose process
+//! died are recorded as interrupted ([`FlightRecorder::reconcile_interrupted`],
+//! run on every [`SqliteRecorder`] open).
+//!
 //! ## Problems
 //!
 //! Denials, failures and degraded outcomes raise [`Problem`]s, grouped by a

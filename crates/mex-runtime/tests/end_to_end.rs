@@ -468,3 +468,24 @@ fn a_denied_operation_does_not_use_its_op_id_and_validation_reports_replays() {
         .any(|f| f.code.as_str() == "G-INTEGRITY.REPLAYED_OP_ID");
     assert!(replay, "validation reports the op id as used");
 }
+
+#[test]
+fn another_spelling_of_a_used_op_id_never_runs() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let op = common::op("calc.echo", json!({"text": "once"}));
+    assert_eq!(rt.execute(op.clone()).status, ResultStatus::Succeeded);
+    let mut doc = serde_json::to_value(&op).unwrap();
+    doc["op_id"] = json!(op.op_id.to_string().to_uppercase());
+    let again = rt.execute_json(&serde_json::to_vec(&doc).unwrap());
+    assert_eq!(again.status, ResultStatus::Denied, "{again:?}");
+    let started = home
+        .recorder
+        .events(&EventQuery {
+            op_id: Some(op.op_id),
+            kind: Some(EventKind::EngineStarted),
+            ..EventQuery::default()
+        })
+        .unwrap();
+    assert_eq!(started.len(), 1, "the op ran once");
+}
