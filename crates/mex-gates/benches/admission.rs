@@ -10,18 +10,15 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use mex_artifacts::{ArtifactStore, PutOptions, StoreConfig};
 use mex_envelope::{ArtifactKind, Classification};
-use mex_gates::{CapabilityPolicy, GateContext, OpLedger, Pipeline, RegistryCatalog};
+use mex_gates::{CapabilityPolicy, Claimed, GateContext, OpClaims, Pipeline, RegistryCatalog};
 use mex_registry::Registry;
 use serde_json::json;
 
-/// Benchmarks admit the same op id repeatedly; this ledger never refuses.
-struct NoLedger;
-impl OpLedger for NoLedger {
-    fn seen(&self, _: uuid::Uuid) -> bool {
-        false
-    }
-    fn claim(&self, _: uuid::Uuid) -> bool {
-        true
+/// Benchmarks admit the same op id repeatedly; no op id is ever claimed.
+struct NoClaims;
+impl OpClaims for NoClaims {
+    fn claimed(&self, _: uuid::Uuid) -> Result<Option<Claimed>, String> {
+        Ok(None)
     }
 }
 
@@ -44,7 +41,7 @@ fn bench(c: &mut Criterion) {
         Arc::new(policy),
         None,
         store.clone(),
-        Arc::new(NoLedger),
+        Arc::new(NoClaims),
     );
     let pipeline = Pipeline::new(ctx);
 

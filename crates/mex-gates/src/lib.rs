@@ -7,10 +7,21 @@
 //!
 //! Does not own parsing (mex-envelope), the registry format (mex-registry),
 //! artifact storage (mex-artifacts), recording (mex-recorder) or execution
-//! (mex-runtime). The registry and the store reach the gates through two
-//! small traits, [`Catalog`] and [`InputVerifier`], implemented here for
-//! `mex_registry::Registry` ([`RegistryCatalog`]) and
-//! `mex_artifacts::ArtifactStore`.
+//! (mex-runtime). The registry, the store and the record of admitted op ids
+//! reach the gates through three small traits, [`Catalog`],
+//! [`InputVerifier`] and [`OpClaims`]; the first two are implemented here
+//! for `mex_registry::Registry` ([`RegistryCatalog`]) and
+//! `mex_artifacts::ArtifactStore`, the third by the runtime over the Flight
+//! Recorder's claim table.
+//!
+//! ## Replay
+//!
+//! G-INTEGRITY looks the op id up in [`OpClaims`] (one indexed lookup) and
+//! denies a used one (`G-INTEGRITY.REPLAYED_OP_ID`). The pipeline claims
+//! nothing: the runtime claims the op id atomically in the transaction that
+//! records receipt and admission, and a request that loses that race is
+//! denied with the same code ([`replayed_op_id`]). See
+//! [`gates::integrity`].
 //!
 //! ## Trust
 //!
@@ -43,7 +54,7 @@ mod store;
 pub use codes::CODES;
 pub use error::GatesError;
 pub use facts::{Catalog, GateNeed, ImplementationFacts, ImplementationKind, OperationFacts};
-pub use gates::integrity::{InputVerifier, MemoryLedger, OpLedger};
+pub use gates::integrity::{Claimed, InputVerifier, MemoryClaims, OpClaims, replayed_op_id};
 pub use pipeline::{
     Admission, AdmissionProof, Gate, GateContext, GateOutcome, Pipeline, PipelineError,
 };

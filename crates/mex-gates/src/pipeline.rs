@@ -14,8 +14,10 @@
 //!   fail closed. A *recommended* one that is missing degrades
 //!   (`G-GATE.NOT_INSTALLED`); an *optional* one that is missing is skipped.
 //! * [`AdmissionProof`] has private fields and no public constructor: only
-//!   [`Pipeline::admit`] makes one, after every gate admitted and the op id was
-//!   claimed.
+//!   [`Pipeline::admit`] makes one, after every gate admitted. Admission
+//!   claims nothing: the proof says the op id was unused when looked up; the
+//!   runtime claims it atomically when it records the admission, and does
+//!   not dispatch when that claim is lost.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,7 +31,7 @@ use crate::facts::{Catalog, GateNeed, ImplementationFacts};
 use crate::gates::budget::{BudgetFacts, ResolvedBudget, check_budget};
 use crate::gates::cap::check_capabilities;
 use crate::gates::det::check_determinism;
-use crate::gates::integrity::{InputVerifier, OpLedger, check_integrity};
+use crate::gates::integrity::{InputVerifier, OpClaims, check_integrity};
 use crate::gates::provenance::check_provenance;
 use crate::gates::schema::{check_schema, parse_failure};
 use crate::policy::CapabilityPolicy;
@@ -63,7 +65,7 @@ pub struct GateContext {
     policy: Arc<CapabilityPolicy>,
     profile: Option<String>,
     store: Arc<dyn InputVerifier>,
-    ledger: Arc<dyn OpLedger>,
+    claims: Arc<dyn OpClaims>,
     clock: Arc<dyn Fn() -> UtcTimestamp + Send + Sync>,
 }
 
@@ -75,14 +77,14 @@ impl GateContext {
         policy: Arc<CapabilityPolicy>,
         profile: Option<String>,
         store: Arc<dyn InputVerifier>,
-        ledger: Arc<dyn OpLedger>,
+        claims: Arc<dyn OpClaims>,
     ) -> Self {
         Self {
             catalog,
             policy,
             profile,
             store,
-            ledger,
+            claims,
             clock: Arc::new(UtcTimestamp::now),
         }
     }
@@ -174,7 +176,7 @@ global_gate!(
             .operation_facts(op)
             .map(|f| (f.artifact_ref_params, f.entity_ref_params))
             .unwrap_or_default();
-        check_integrity(op, &refs, &entity_refs, &*ctx.store, &*ctx.ledger)
+        check_integrity(op, &refs, &entity_refs, &*ctx.store, &*ctx.claims)
     }
 );
 global_gate!(
@@ -364,7 +366,7 @@ impl Pipeline {
     }
 
     /// Admit a typed operation: run every gate, collect every finding, and on
-    /// success claim the op id and issue the proof.
+    /// success issue the proof. Nothing is claimed (see the module docs).
     pub fn admit(&self, op: PlannedOperation) -> Admission {
         let mut outcomes: Vec<GateOutcome> = self
             .global
@@ -471,17 +473,6 @@ impl Pipeline {
             self.ctx.profile.as_deref(),
             (self.ctx.clock)(),
         )?;
-        if !self.ctx.ledger.claim(op.op_id) {
-            return Err(vec![deny(
-                "G-INTEGRITY.REPLAYED_OP_ID",
-                "integrity.op_id_unique",
-                format!(
-                    "op_id {} was admitted concurrently by another request; use a fresh op_id",
-                    op.op_id
-                ),
-                Some("/op_id".into()),
-            )]);
-        }
         let degraded = outcomes
             .iter()
             .flat_map(|o| o.findings.iter())

@@ -188,10 +188,17 @@ fn run_case(path: &Path, templates: &Value) -> Result<(), String> {
     let replay = case.get("replay").and_then(Value::as_bool) == Some(true);
     let (_, mut admission) = pipeline.admit_json(&bytes);
     if replay {
-        if let Err(d) = &admission.result {
-            return Err(format!(
-                "first admission of a replay case was denied: {d:?}"
-            ));
+        match &admission.result {
+            Err(d) => {
+                return Err(format!(
+                    "first admission of a replay case was denied: {d:?}"
+                ));
+            }
+            // The claim a runtime makes when it records the admission.
+            Ok(proof) => {
+                let id = proof.operation().op_id;
+                assert!(env.claims.claim(id, mex_gates::Claimed::Completed));
+            }
         }
         admission = pipeline.admit_json(&bytes).1;
     }

@@ -45,12 +45,23 @@
 //! concurrent writers the fsync cost is shared, which is what the
 //! `append_8_threads` bench measures.
 //!
+//! ## Op-id claims
+//!
+//! The recorder also keeps which op ids were admitted ([`claim`]): a claim
+//! commits in the same transaction as the events handed to
+//! [`FlightRecorder::append_claiming`] (the runtime hands it receipt and
+//! admission), exactly one claimant of an op id wins across threads and
+//! processes, a claim is looked up by primary key, and runs whose process
+//! died are recorded as interrupted ([`FlightRecorder::reconcile_interrupted`],
+//! run on every [`SqliteRecorder`] open).
+//!
 //! ## Problems
 //!
 //! Denials, failures and degraded outcomes raise [`Problem`]s, grouped by a
 //! fingerprint of code + gate + engine + operation, in the same transaction
 //! as the event; see [`problem`] for the rules.
 
+pub mod claim;
 pub mod error;
 pub mod event;
 mod memory;
@@ -62,6 +73,9 @@ pub mod verify;
 
 use std::io::Write;
 
+use uuid::Uuid;
+
+pub use claim::{Claim, ClaimOutcome, ClaimState, INTERRUPTED_CODE};
 pub use error::RecorderError;
 pub use event::{Decision, Event, EventDraft, EventKind};
 pub use memory::MemoryRecorder;
@@ -89,6 +103,31 @@ pub trait FlightRecorder: Send + Sync {
     /// Record several events atomically and contiguously (all or none), in
     /// the order given. This is also the fast bulk path.
     fn append_batch(&self, drafts: Vec<EventDraft>) -> Result<Vec<Event>, RecorderError>;
+
+    /// Record several events atomically, as [`FlightRecorder::append_batch`],
+    /// and apply `claim` in the **same transaction**: either both the claim
+    /// and the events commit, or (op id already claimed) neither, answered
+    /// [`ClaimOutcome::AlreadyClaimed`]. Exactly one of any number of
+    /// concurrent claims of one op id wins, across threads and processes.
+    /// See [`claim`].
+    fn append_claiming(
+        &self,
+        claim: Claim,
+        drafts: Vec<EventDraft>,
+    ) -> Result<ClaimOutcome, RecorderError>;
+
+    /// The claim on `op_id`, if any: one primary-key lookup, whatever the
+    /// size of the log.
+    fn claim_state(&self, op_id: Uuid) -> Result<Option<ClaimState>, RecorderError>;
+
+    /// Record every `admitted` claim whose owner is no longer alive as
+    /// interrupted: an `op_completed` (status failed, code
+    /// [`INTERRUPTED_CODE`]) in the same transaction as the claim moves to
+    /// `interrupted`. Claims of live owners (other processes running now)
+    /// are left alone. Returns the op ids marked. [`SqliteRecorder`] runs it
+    /// on open; a long-lived process may call it again at any time (it is
+    /// idempotent, and safe against concurrent reconcilers).
+    fn reconcile_interrupted(&self) -> Result<Vec<Uuid>, RecorderError>;
 
     /// Events matching a query, in seq order.
     fn events(&self, query: &EventQuery) -> Result<Vec<Event>, RecorderError>;

@@ -9,6 +9,7 @@ use mex_envelope::{EngineId, OperationName, UtcTimestamp};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::claim::{Claim, ClaimOutcome, ClaimState};
 use crate::event::{Event, EventDraft, EventKind, GENESIS_HASH, PreparedDraft};
 use crate::problem::{self, Problem, ProblemFilter, ProblemState};
 use crate::query::EventQuery;
@@ -22,6 +23,9 @@ struct State {
     problems: BTreeMap<String, Problem>,
     /// Engine and operation of each op, from its `op_received` event.
     ops: HashMap<Uuid, (Option<EngineId>, Option<OperationName>)>,
+    /// Op-id claims (everything here belongs to this live process, so
+    /// nothing is ever interrupted).
+    claims: HashMap<Uuid, ClaimState>,
 }
 
 /// A [`FlightRecorder`] that keeps everything in memory. For tests and
@@ -116,6 +120,44 @@ impl FlightRecorder for MemoryRecorder {
         let events = Self::seal_all(&state, &mut prepared)?;
         Self::commit(&mut state, &events);
         Ok(events)
+    }
+
+    fn append_claiming(
+        &self,
+        claim: Claim,
+        drafts: Vec<EventDraft>,
+    ) -> Result<ClaimOutcome, RecorderError> {
+        let mut prepared = drafts
+            .into_iter()
+            .map(|d| d.prepare(&self.redactor))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut state = self.lock();
+        let op_id = claim.op_id();
+        let existing = state.claims.get(&op_id).copied();
+        let next = match (claim, existing) {
+            (Claim::Admit(_) | Claim::AdmitCompleted(_), Some(found)) => {
+                return Ok(ClaimOutcome::AlreadyClaimed(found));
+            }
+            (Claim::Admit(_), None) => Some(ClaimState::Admitted),
+            (Claim::AdmitCompleted(_), None) => Some(ClaimState::Completed),
+            (Claim::Complete(_), Some(ClaimState::Admitted)) => Some(ClaimState::Completed),
+            (Claim::Complete(_), _) => None,
+        };
+        let events = Self::seal_all(&state, &mut prepared)?;
+        Self::commit(&mut state, &events);
+        if let Some(next) = next {
+            state.claims.insert(op_id, next);
+        }
+        Ok(ClaimOutcome::Recorded(events))
+    }
+
+    fn claim_state(&self, op_id: Uuid) -> Result<Option<ClaimState>, RecorderError> {
+        Ok(self.lock().claims.get(&op_id).copied())
+    }
+
+    fn reconcile_interrupted(&self) -> Result<Vec<Uuid>, RecorderError> {
+        // Every claim belongs to this process, which is alive.
+        Ok(Vec::new())
     }
 
     fn events(&self, query: &EventQuery) -> Result<Vec<Event>, RecorderError> {

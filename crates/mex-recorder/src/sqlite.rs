@@ -1,6 +1,6 @@
 //! The durable recorder on SQLite (bundled), WAL mode, `synchronous=FULL`.
 //!
-//! ## Storage layout (schema version 2)
+//! ## Storage layout (schema version 3)
 //!
 //! * `events`: one row per event, `seq INTEGER PRIMARY KEY` (the rowid, so
 //!   the log is stored in seq order), every [`Event`] member as a column
@@ -11,9 +11,30 @@
 //! * `chain_head`: one row, the checkpoint (last seq, hash, time), updated in
 //!   the same transaction as the events it covers.
 //! * `problems`: one row per fingerprint.
+//! * `op_claims`: one row per admitted op id (`op_id TEXT PRIMARY KEY`,
+//!   `WITHOUT ROWID`): `state` (`admitted`, `completed`, `interrupted`), the
+//!   `owner` recorder that claimed it, its `pid`, and the claim and end
+//!   times. A partial index holds only the `admitted` rows, so finding runs
+//!   in flight never reads finished ones. See [`crate::claim`].
 //! * `PRAGMA user_version`: the schema version. Version 0 is an empty file;
 //!   each step in [`MIGRATIONS`] moves one version up, in one transaction.
 //!   A file with a newer version is refused, not guessed at.
+//!
+//! ## Owners: telling a live run from a dead one
+//!
+//! Every open recorder is an *owner* with a fresh id. On open it creates
+//! `<database file>-owners/<owner>.lock` (written as `<owner>.tmp`, locked
+//! with an exclusive `flock`, then renamed, so a `.lock` name is never seen
+//! unlocked while its owner lives) and holds the lock until it is dropped;
+//! the kernel releases it when the process dies, however it dies. Claims
+//! record their owner. [`FlightRecorder::reconcile_interrupted`] (run on
+//! every open) first reads the `admitted` claims, then tries each owner's
+//! lock without blocking: held means a live process is running it (left
+//! alone); free or missing means its process is gone, and the claim becomes
+//! `interrupted` with its `op_completed` in one transaction (guarded by
+//! `state = 'admitted'`, so two reconcilers never record it twice). Process
+//! ids are stored for people only: a pid can be reused, a released lock
+//! cannot lie. Needs a local filesystem with working `flock` (as WAL does).
 
 use std::fs;
 use std::io::{Read, Write};
@@ -29,6 +50,7 @@ use rusqlite::{
 };
 use uuid::Uuid;
 
+use crate::claim::{Claim, ClaimOutcome, ClaimState, interrupted_draft};
 use crate::event::{Event, EventDraft, GENESIS_HASH, PreparedDraft, parse_status};
 use crate::memory::resolution_draft;
 use crate::problem::{self, Problem, ProblemFilter, ProblemState};
@@ -41,10 +63,10 @@ use crate::{FlightRecorder, RecorderError, write_jsonl_line};
 pub const DB_FILE_NAME: &str = "recorder.sqlite3";
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// `MIGRATIONS[v]` moves a database from version `v` to `v + 1`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     // 0 -> 1: the first schema.
     "CREATE TABLE events (
         seq INTEGER PRIMARY KEY,
@@ -98,9 +120,33 @@ const MIGRATIONS: [&str; 2] = [
     ALTER TABLE problems ADD COLUMN resolved_at_ms INTEGER;
     ALTER TABLE problems ADD COLUMN resolution TEXT;
     CREATE INDEX problems_by_last_seen ON problems(last_seen_ms);",
+    // 2 -> 3: durable op-id claims. Ops completed (not denied) under the old
+    // schema are claimed `completed`, so they stay refused; ops that started
+    // an engine and never completed are claimed `admitted` by no owner, so
+    // the first reconciliation records them as interrupted.
+    "CREATE TABLE op_claims (
+        op_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('admitted', 'completed', 'interrupted')),
+        owner TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        claimed_ms INTEGER NOT NULL,
+        ended_ms INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX op_claims_admitted ON op_claims(owner) WHERE state = 'admitted';
+    INSERT INTO op_claims (op_id, state, owner, pid, claimed_ms, ended_ms)
+        SELECT op_id, 'completed', '', 0, MIN(ts_ms), MAX(ts_ms) FROM events
+        WHERE kind = 'op_completed' AND op_id IS NOT NULL AND status IS NOT 'denied'
+        GROUP BY op_id;
+    INSERT OR IGNORE INTO op_claims (op_id, state, owner, pid, claimed_ms, ended_ms)
+        SELECT op_id, 'admitted', '', 0, MIN(ts_ms), NULL FROM events
+        WHERE kind = 'engine_started' AND op_id IS NOT NULL
+          AND op_id NOT IN (SELECT op_id FROM events WHERE kind = 'op_completed' AND op_id IS NOT NULL)
+        GROUP BY op_id;",
 ];
 
 const EVENT_COLUMNS: &str = "seq, ts_ms, kind, op_id, engine_id, operation, gate, rule, capability, decision, status, code, artifact, message, payload, prev_hash, hash";
+
+const CLAIM_COLUMNS: &str = "op_id, state, owner, pid, claimed_ms, ended_ms";
 
 const PROBLEM_COLUMNS: &str = "fingerprint, code, gate, engine_id, operation, severity, message, count, first_seen_ms, last_seen_ms, last_op_id, last_seq, state, resolved_at_ms, resolution";
 
@@ -119,7 +165,13 @@ type Reply<T> = SyncSender<Result<T, RecorderError>>;
 enum Request {
     Append {
         drafts: Vec<PreparedDraft>,
-        reply: Reply<Vec<Event>>,
+        claim: Option<Claim>,
+        reply: Reply<ClaimOutcome>,
+    },
+    Interrupt {
+        /// `(op_id, owner)` of claims whose owner is gone.
+        claims: Vec<(String, String)>,
+        reply: Reply<Vec<Uuid>>,
     },
     Resolve {
         fingerprint: String,
@@ -133,6 +185,7 @@ impl Request {
         match self {
             Self::Append { drafts, .. } => drafts.len().max(1),
             Self::Resolve { .. } => 1,
+            Self::Interrupt { claims, .. } => claims.len().max(1),
         }
     }
 }
@@ -143,6 +196,7 @@ impl Request {
 pub struct SqliteRecorder {
     path: PathBuf,
     redactor: Redactor,
+    owner: Owner,
     sender: Option<Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
@@ -192,24 +246,44 @@ impl SqliteRecorder {
         configure_writer(&conn, &path)?;
         migrate(&mut conn, &path)?;
         check_schema(&conn, &path)?;
+        let owner = Owner::acquire(&path)?;
 
         let (sender, receiver) = mpsc::channel();
         let writer_path = path.clone();
         let writer_redactor = redactor.clone();
+        let writer_owner = owner.id.to_string();
         let writer = std::thread::Builder::new()
             .name("mex-recorder-writer".to_owned())
-            .spawn(move || writer_loop(conn, &writer_path, &writer_redactor, &receiver))
+            .spawn(move || {
+                writer_loop(
+                    conn,
+                    &writer_path,
+                    &writer_redactor,
+                    &writer_owner,
+                    &receiver,
+                );
+            })
             .map_err(|e| RecorderError::Open {
                 path: path.clone(),
                 detail: format!("cannot start the writer thread: {e}"),
             })?;
-        Ok(Self {
+        let recorder = Self {
             path,
             redactor,
+            owner,
             sender: Some(sender),
             writer: Some(writer),
             readers: Mutex::new(Vec::new()),
-        })
+        };
+        // Runs whose process died since the last open are recorded as
+        // interrupted before anything else reads or writes the log.
+        recorder.reconcile_interrupted()?;
+        Ok(recorder)
+    }
+
+    /// This recorder's owner id: the `owner` of every claim it makes.
+    pub fn owner_id(&self) -> Uuid {
+        self.owner.id
     }
 
     /// The database file.
@@ -352,12 +426,19 @@ impl SqliteRecorder {
 
 impl Drop for SqliteRecorder {
     fn drop(&mut self) {
+        // Readers close first, so the writer's connection is the last one and
+        // checkpoints the WAL into the main file as it closes.
+        self.readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         // Closing the channel ends the writer loop after it has committed
         // (and answered) everything already queued.
         self.sender = None;
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
+        self.owner.release();
     }
 }
 
@@ -370,10 +451,103 @@ impl FlightRecorder for SqliteRecorder {
             .into_iter()
             .map(|d| d.prepare(&self.redactor))
             .collect::<Result<Vec<_>, _>>()?;
+        match self.send(|reply| Request::Append {
+            drafts: prepared,
+            claim: None,
+            reply,
+        })? {
+            ClaimOutcome::Recorded(events) => Ok(events),
+            ClaimOutcome::AlreadyClaimed(_) => Err(RecorderError::InvalidEvent {
+                kind: "batch",
+                detail: "the writer answered a plain append as a claim".to_owned(),
+            }),
+        }
+    }
+
+    fn append_claiming(
+        &self,
+        claim: Claim,
+        drafts: Vec<EventDraft>,
+    ) -> Result<ClaimOutcome, RecorderError> {
+        let prepared = drafts
+            .into_iter()
+            .map(|d| d.prepare(&self.redactor))
+            .collect::<Result<Vec<_>, _>>()?;
         self.send(|reply| Request::Append {
             drafts: prepared,
+            claim: Some(claim),
             reply,
         })
+    }
+
+    fn claim_state(&self, op_id: Uuid) -> Result<Option<ClaimState>, RecorderError> {
+        let path = &self.path;
+        self.with_reader(|conn| {
+            let ctx = "looking up an op-id claim";
+            let mut stmt = conn
+                .prepare_cached("SELECT state FROM op_claims WHERE op_id = ?1")
+                .map_err(|e| RecorderError::storage(path, ctx, &e))?;
+            let state: Option<String> = stmt
+                .query_row([op_id.to_string()], |r| r.get(0))
+                .optional()
+                .map_err(|e| RecorderError::storage(path, ctx, &e))?;
+            state
+                .map(|s| ClaimState::parse(&s))
+                .transpose()
+                .map_err(|detail| RecorderError::Corrupt {
+                    path: path.clone(),
+                    detail: format!("the claim of op {op_id} is unreadable: {detail}"),
+                })
+        })
+    }
+
+    fn reconcile_interrupted(&self) -> Result<Vec<Uuid>, RecorderError> {
+        let path = &self.path;
+        // 1. The admitted claims, read *before* looking at any lock: a claim
+        //    is only ever made by an owner already holding its lock, so an
+        //    owner found dead below cannot have claimed anything since.
+        let admitted: Vec<(String, String)> = self.with_reader(|conn| {
+            let ctx = "listing runs in flight";
+            let err = |e: rusqlite::Error| RecorderError::storage(path, ctx, &e);
+            let mut stmt = conn
+                .prepare_cached("SELECT op_id, owner FROM op_claims WHERE state = 'admitted'")
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })?;
+        // 2. Which owners are gone. Their lock files stay locked by us
+        //    until the claims are marked, then are removed.
+        let mut gone: Vec<(String, Option<(PathBuf, fs::File)>)> = Vec::new();
+        let mut alive: Vec<String> = vec![self.owner.id.to_string()];
+        for (_, owner) in &admitted {
+            if alive.contains(owner) || gone.iter().any(|(o, _)| o == owner) {
+                continue;
+            }
+            match self.owner.liveness(owner) {
+                Liveness::Alive => alive.push(owner.clone()),
+                Liveness::Gone(lock) => gone.push((owner.clone(), lock)),
+            }
+        }
+        let claims: Vec<(String, String)> = admitted
+            .into_iter()
+            .filter(|(_, owner)| gone.iter().any(|(o, _)| o == owner))
+            .collect();
+        let marked = if claims.is_empty() {
+            Vec::new()
+        } else {
+            self.send(|reply| Request::Interrupt { claims, reply })?
+        };
+        for (_, lock) in gone {
+            if let Some((lock_path, file)) = lock {
+                let _ = fs::remove_file(&lock_path);
+                drop(file);
+            }
+        }
+        // 3. Lock files of owners that died without claims in flight.
+        self.owner.sweep();
+        Ok(marked)
     }
 
     fn events(&self, query: &EventQuery) -> Result<Vec<Event>, RecorderError> {
@@ -608,6 +782,7 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<(), RecorderError> {
     for sql in [
         format!("SELECT {EVENT_COLUMNS} FROM events LIMIT 0"),
         format!("SELECT {PROBLEM_COLUMNS} FROM problems LIMIT 0"),
+        format!("SELECT {CLAIM_COLUMNS} FROM op_claims LIMIT 0"),
         "SELECT seq, hash, ts_ms FROM chain_head LIMIT 0".to_owned(),
     ] {
         conn.prepare(&sql).map_err(|e| RecorderError::Corrupt {
@@ -650,6 +825,7 @@ fn writer_loop(
     mut conn: Connection,
     path: &Path,
     redactor: &Redactor,
+    owner: &str,
     receiver: &Receiver<Request>,
 ) {
     while let Ok(first) = receiver.recv() {
@@ -664,38 +840,50 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, path, redactor, batch);
+        commit_batch(&mut conn, path, redactor, owner, batch);
     }
 }
 
 enum Outcome {
-    Events(Vec<Event>),
+    Appended(ClaimOutcome),
     Problem(Box<Result<Problem, RecorderError>>),
+    Interrupted(Vec<Uuid>),
 }
 
 /// Commit a group of requests in one transaction, then answer each. Nothing
 /// is answered before the commit (and its fsync) returns.
-fn commit_batch(conn: &mut Connection, path: &Path, redactor: &Redactor, batch: Vec<Request>) {
-    let result = write_batch(conn, path, redactor, &batch);
+fn commit_batch(
+    conn: &mut Connection,
+    path: &Path,
+    redactor: &Redactor,
+    owner: &str,
+    batch: Vec<Request>,
+) {
+    let result = write_batch(conn, path, redactor, owner, &batch);
+    let mismatch = || RecorderError::Closed {
+        path: path.to_owned(),
+    };
     match result {
         Ok(outcomes) => {
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 match (request, outcome) {
-                    (Request::Append { reply, .. }, Outcome::Events(events)) => {
-                        let _ = reply.send(Ok(events));
+                    (Request::Append { reply, .. }, Outcome::Appended(o)) => {
+                        let _ = reply.send(Ok(o));
                     }
                     (Request::Resolve { reply, .. }, Outcome::Problem(p)) => {
                         let _ = reply.send(*p);
                     }
-                    (Request::Append { reply, .. }, Outcome::Problem(_)) => {
-                        let _ = reply.send(Err(RecorderError::Closed {
-                            path: path.to_owned(),
-                        }));
+                    (Request::Interrupt { reply, .. }, Outcome::Interrupted(ids)) => {
+                        let _ = reply.send(Ok(ids));
                     }
-                    (Request::Resolve { reply, .. }, Outcome::Events(_)) => {
-                        let _ = reply.send(Err(RecorderError::Closed {
-                            path: path.to_owned(),
-                        }));
+                    (Request::Append { reply, .. }, _) => {
+                        let _ = reply.send(Err(mismatch()));
+                    }
+                    (Request::Resolve { reply, .. }, _) => {
+                        let _ = reply.send(Err(mismatch()));
+                    }
+                    (Request::Interrupt { reply, .. }, _) => {
+                        let _ = reply.send(Err(mismatch()));
                     }
                 }
             }
@@ -709,16 +897,64 @@ fn commit_batch(conn: &mut Connection, path: &Path, redactor: &Redactor, batch: 
                     Request::Resolve { reply, .. } => {
                         let _ = reply.send(Err(e.clone()));
                     }
+                    Request::Interrupt { reply, .. } => {
+                        let _ = reply.send(Err(e.clone()));
+                    }
                 }
             }
         }
     }
 }
 
+/// Apply a claim inside the write transaction. `Some(state)` when the op id
+/// was already claimed (the request's events must then not be written).
+fn apply_claim(
+    tx: &Transaction<'_>,
+    claim: Claim,
+    owner: &str,
+    ts_ms: i64,
+) -> rusqlite::Result<Option<ClaimState>> {
+    let op = claim.op_id().to_string();
+    let (state, ended) = match claim {
+        Claim::Admit(_) => (ClaimState::Admitted, None),
+        Claim::AdmitCompleted(_) => (ClaimState::Completed, Some(ts_ms)),
+        Claim::Complete(_) => {
+            tx.prepare_cached(
+                "UPDATE op_claims SET state = 'completed', ended_ms = ?2 WHERE op_id = ?1 AND state = 'admitted'",
+            )?
+            .execute(params![op, ts_ms])?;
+            return Ok(None);
+        }
+    };
+    let inserted = tx
+        .prepare_cached(&format!(
+            "INSERT INTO op_claims ({CLAIM_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(op_id) DO NOTHING"
+        ))?
+        .execute(params![
+            op,
+            state.as_str(),
+            owner,
+            i64::from(std::process::id()),
+            ts_ms,
+            ended
+        ])?;
+    if inserted == 1 {
+        return Ok(None);
+    }
+    let found: String = tx
+        .prepare_cached("SELECT state FROM op_claims WHERE op_id = ?1")?
+        .query_row([&op], |r| r.get(0))?;
+    // An unreadable state still means "claimed": fail closed.
+    Ok(Some(
+        ClaimState::parse(&found).unwrap_or(ClaimState::Completed),
+    ))
+}
+
 fn write_batch(
     conn: &mut Connection,
     path: &Path,
     redactor: &Redactor,
+    owner: &str,
     batch: &[Request],
 ) -> Result<Vec<Outcome>, RecorderError> {
     let ctx = "recording events";
@@ -762,12 +998,39 @@ fn write_batch(
         };
     for request in batch {
         match request {
-            Request::Append { drafts, .. } => {
+            Request::Append { drafts, claim, .. } => {
+                if let Some(claim) = claim
+                    && let Some(found) =
+                        apply_claim(&tx, *claim, owner, ts.unix_millis()).map_err(err)?
+                {
+                    outcomes.push(Outcome::Appended(ClaimOutcome::AlreadyClaimed(found)));
+                    continue;
+                }
                 let mut events = Vec::with_capacity(drafts.len());
                 for d in drafts {
                     events.push(seal_insert(&tx, d)?);
                 }
-                outcomes.push(Outcome::Events(events));
+                outcomes.push(Outcome::Appended(ClaimOutcome::Recorded(events)));
+            }
+            Request::Interrupt { claims, .. } => {
+                let mut marked = Vec::new();
+                for (op, claim_owner) in claims {
+                    let changed = tx
+                        .prepare_cached(
+                            "UPDATE op_claims SET state = 'interrupted', ended_ms = ?3 WHERE op_id = ?1 AND owner = ?2 AND state = 'admitted'",
+                        )
+                        .and_then(|mut s| s.execute(params![op, claim_owner, ts.unix_millis()]))
+                        .map_err(err)?;
+                    let Ok(id) = Uuid::parse_str(op) else {
+                        continue;
+                    };
+                    if changed == 1 {
+                        let draft = interrupted_draft(id).prepare(redactor)?;
+                        seal_insert(&tx, &draft)?;
+                        marked.push(id);
+                    }
+                }
+                outcomes.push(Outcome::Interrupted(marked));
             }
             Request::Resolve {
                 fingerprint, note, ..
@@ -985,4 +1248,128 @@ fn row_to_problem(row: &Row<'_>) -> Result<Problem, String> {
             .transpose()?,
         resolution: row.get(14).map_err(g)?,
     })
+}
+
+// ---------------------------------------------------------------------------
+// Owners (see the module docs).
+
+/// This recorder's owner id and the lock that proves it is alive.
+struct Owner {
+    id: Uuid,
+    dir: PathBuf,
+    lock: Option<fs::File>,
+}
+
+enum Liveness {
+    Alive,
+    /// Gone; the lock file (now locked by the caller) when there is one.
+    Gone(Option<(PathBuf, fs::File)>),
+}
+
+/// Lock files left by a crash between creation and rename are removed once
+/// this old (their owner never claimed anything).
+const STALE_TMP: Duration = Duration::from_secs(3600);
+
+impl Owner {
+    fn dir_for(db: &Path) -> PathBuf {
+        let mut name = db
+            .file_name()
+            .map(std::ffi::OsStr::to_os_string)
+            .unwrap_or_default();
+        name.push("-owners");
+        db.with_file_name(name)
+    }
+
+    fn acquire(db: &Path) -> Result<Self, RecorderError> {
+        let dir = Self::dir_for(db);
+        let id = Uuid::new_v4();
+        let fail = |what: &str, e: std::io::Error| RecorderError::Open {
+            path: db.to_owned(),
+            detail: format!(
+                "cannot {what} the owner lock in {}: {e}; the recorder needs it to tell its running operations from crashed ones",
+                dir.display()
+            ),
+        };
+        fs::create_dir_all(&dir).map_err(|e| fail("create the directory of", e))?;
+        let tmp = dir.join(format!("{id}.tmp"));
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| fail("create", e))?;
+        file.lock().map_err(|e| fail("lock", e))?;
+        let _ = writeln!(
+            file,
+            "pid {} opened {}",
+            std::process::id(),
+            UtcTimestamp::now()
+        );
+        fs::rename(&tmp, dir.join(format!("{id}.lock"))).map_err(|e| fail("publish", e))?;
+        Ok(Self {
+            id,
+            dir,
+            lock: Some(file),
+        })
+    }
+
+    /// Whether `owner` (as stored in a claim) still holds its lock.
+    fn liveness(&self, owner: &str) -> Liveness {
+        // A stored owner that is not an id (old rows, a hand edit) has no
+        // lock file and so no live process.
+        let Ok(id) = Uuid::parse_str(owner) else {
+            return Liveness::Gone(None);
+        };
+        let path = self.dir.join(format!("{id}.lock"));
+        match fs::File::open(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Liveness::Gone(None),
+            // Unsure (permissions, I/O): never call a run dead on a guess.
+            Err(_) => Liveness::Alive,
+            Ok(file) => match file.try_lock() {
+                Ok(()) => Liveness::Gone(Some((path, file))),
+                Err(_) => Liveness::Alive,
+            },
+        }
+    }
+
+    /// Remove lock files whose owner is gone. Called after reconciliation, so
+    /// a gone owner has no admitted claims left (and should one appear from
+    /// a claim made just before its death, a missing lock file means gone).
+    fn sweep(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&self.id.to_string()) {
+                continue;
+            }
+            if name.ends_with(".lock") {
+                if let Ok(file) = fs::File::open(&path)
+                    && file.try_lock().is_ok()
+                {
+                    let _ = fs::remove_file(&path);
+                }
+            } else if name.ends_with(".tmp") {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE_TMP);
+                if old {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+    }
+
+    /// Remove this owner's lock file, then release the lock.
+    fn release(&mut self) {
+        if let Some(file) = self.lock.take() {
+            let _ = fs::remove_file(self.dir.join(format!("{}.lock", self.id)));
+            drop(file);
+        }
+    }
 }

@@ -1,49 +1,38 @@
-//! Replay protection backed by the Flight Recorder, so that an op id admitted
-//! before a restart is still refused after it.
+//! Replay protection backed by the Flight Recorder's op-id claims: the gates
+//! look an op id up here (one primary-key lookup, whatever the size of the
+//! log); the runtime claims it when it records receipt and admission.
 
 use std::sync::Arc;
 
-use mex_envelope::ResultStatus;
-use mex_gates::{MemoryLedger, OpLedger};
-use mex_recorder::{EventKind, EventQuery, FlightRecorder};
+use mex_gates::{Claimed, OpClaims};
+use mex_recorder::{ClaimState, FlightRecorder};
 use uuid::Uuid;
 
-/// `seen` = admitted in this process, or completed (not denied) on record.
-pub(crate) struct RecorderLedger {
+/// The recorder's claim table, as the gates' [`OpClaims`].
+pub(crate) struct RecorderClaims {
     recorder: Arc<dyn FlightRecorder>,
-    memory: MemoryLedger,
 }
 
-impl RecorderLedger {
+impl RecorderClaims {
     pub(crate) fn new(recorder: Arc<dyn FlightRecorder>) -> Self {
-        Self {
-            recorder,
-            memory: MemoryLedger::default(),
-        }
-    }
-
-    fn on_record(&self, op_id: Uuid) -> bool {
-        let query = EventQuery {
-            op_id: Some(op_id),
-            kind: Some(EventKind::OpCompleted),
-            ..EventQuery::default()
-        };
-        match self.recorder.events(&query) {
-            Ok(events) => events
-                .iter()
-                .any(|e| e.status != Some(ResultStatus::Denied)),
-            // Fail closed: if the record cannot be read, treat the id as used.
-            Err(_) => true,
-        }
+        Self { recorder }
     }
 }
 
-impl OpLedger for RecorderLedger {
-    fn seen(&self, op_id: Uuid) -> bool {
-        self.memory.seen(op_id) || self.on_record(op_id)
+/// The gates' view of a recorder claim.
+pub(crate) fn claimed(state: ClaimState) -> Claimed {
+    match state {
+        ClaimState::Admitted => Claimed::Running,
+        ClaimState::Completed => Claimed::Completed,
+        ClaimState::Interrupted => Claimed::Interrupted,
     }
+}
 
-    fn claim(&self, op_id: Uuid) -> bool {
-        !self.on_record(op_id) && self.memory.claim(op_id)
+impl OpClaims for RecorderClaims {
+    fn claimed(&self, op_id: Uuid) -> Result<Option<Claimed>, String> {
+        self.recorder
+            .claim_state(op_id)
+            .map(|state| state.map(claimed))
+            .map_err(|e| e.to_string())
     }
 }

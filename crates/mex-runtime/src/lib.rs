@@ -15,7 +15,18 @@
 //! 1. Record receipt (`op_received`); an operation that cannot be recorded
 //!    does not run.
 //! 2. Admission: every gate; every outcome and capability decision recorded.
-//!    A denial returns `status: denied` with every denial.
+//!    A denial returns `status: denied` with every denial. G-INTEGRITY only
+//!    looks the op id up in the recorder's claim table; the runtime claims it
+//!    in the transaction that records receipt and admission (with
+//!    `engine_started`, or with the completion when the operation ends before
+//!    dispatch). Of any number of requests racing with one op id, in any
+//!    number of processes on one home, exactly one claim commits; the others
+//!    are denied `G-INTEGRITY.REPLAYED_OP_ID`, recorded without a claim, and
+//!    never dispatched. Denied operations claim nothing. The completion marks
+//!    the claim completed in the transaction that records `op_completed`.
+//!    A run whose process dies before that is recorded as failed
+//!    (`RUNTIME.INTERRUPTED`) when the recorder is next opened, and its op id
+//!    never runs again (see `mex_recorder::claim`).
 //! 3. D3 cache lookup (successful D3 results only; hits re-verify artifacts).
 //! 4. Resolve the implementation; refuse one not installed
 //!    (`RUNTIME.ENGINE_NOT_INSTALLED`) or not certified
@@ -41,6 +52,7 @@
 //! | `RUNTIME.OUTPUT_BUDGET_EXCEEDED` | budget_exceeded | a write past the output budget; partial outputs discarded |
 //! | `RUNTIME.ENGINE_PANICKED` | failed | the engine panicked; contained |
 //! | `RUNTIME.FOREIGN_COMPLETION` | failed | the engine returned a completion not issued for this run |
+//! | `RUNTIME.INTERRUPTED` | failed | recorded (by the recorder, on open) for an admitted run whose process died before it completed |
 //! | `G-RESULT.*` | failed | a result check refused the outputs (see mex-gates) |
 
 mod cache;

@@ -15,16 +15,16 @@ use mex_envelope::{
 use mex_gates::results::{Produced, check_result};
 use mex_gates::{
     AdmissionProof, CapabilityPolicy, Gate, GateContext, GateOutcome, InputVerifier, Pipeline,
-    RegistryCatalog,
+    RegistryCatalog, replayed_op_id,
 };
-use mex_recorder::{EventDraft, FlightRecorder};
+use mex_recorder::{Claim, ClaimOutcome, ClaimState, EventDraft, FlightRecorder};
 use mex_registry::Registry;
 use uuid::Uuid;
 
 use crate::cache::{self, CachedResult, ResultCache};
 use crate::engine::{Engine, EngineFailure, ExecutionContext, Role, RunState, Staged};
 use crate::error::RuntimeError;
-use crate::ledger::RecorderLedger;
+use crate::ledger::{RecorderClaims, claimed};
 
 /// Decides whether an engine implementation may be dispatched. The
 /// conformance harness supplies certificate-backed ones; the default refuses
@@ -180,7 +180,7 @@ impl MexRuntimeBuilder {
             Arc::new(policy),
             self.profile,
             store.clone(),
-            Arc::new(RecorderLedger::new(recorder.clone())),
+            Arc::new(RecorderClaims::new(recorder.clone())),
         );
         let mut pipeline = Pipeline::new(ctx);
         for gate in self.engine_gates {
@@ -242,6 +242,21 @@ enum RunEnd {
     Foreign,
 }
 
+/// What recording an outcome does to the op id's claim (see
+/// `mex_recorder::claim`).
+enum Claiming<'a> {
+    /// Nothing: the operation was not admitted.
+    None,
+    /// Admitted, and completing in the same batch (cache hit, refusal before
+    /// dispatch): claim it as completed; a lost race ends denied.
+    AdmitCompleted {
+        op: &'a PlannedOperation,
+        outcomes: &'a [GateOutcome],
+    },
+    /// The run this process claimed has ended: mark the claim completed.
+    Complete,
+}
+
 /// An in-progress result: the pieces the runtime assembles at the end.
 struct Draft {
     op_id: Uuid,
@@ -287,17 +302,12 @@ impl MexRuntime {
     }
 
     /// Run the admission pipeline only (nothing executes, nothing is claimed:
-    /// the op id stays usable). Returns every gate outcome.
+    /// the op id stays usable). Returns every gate outcome, including
+    /// `G-INTEGRITY.REPLAYED_OP_ID` for an op id already used.
     pub fn validate_json(&self, bytes: &[u8]) -> Vec<GateOutcome> {
-        // Admission claims the op id on success; validation must not, so it
-        // runs on a copy with a fresh id and reports outcomes only.
-        match PlannedOperation::from_json_slice(bytes) {
-            Ok(mut op) => {
-                op.op_id = Uuid::new_v4();
-                self.pipeline.admit(op).outcomes
-            }
-            Err(_) => self.pipeline.admit_json(bytes).1.outcomes,
-        }
+        // Admission only looks claims up; the claim is made by `execute`
+        // when it records the admission.
+        self.pipeline.admit_json(bytes).1.outcomes
     }
 
     /// Execute untrusted JSON. Always returns an EngineResult, and never
@@ -357,35 +367,16 @@ impl MexRuntime {
         // side effects but claiming the op id), so a crash during admission
         // loses nothing that ran. An operation that cannot be recorded does
         // not run.
+        //
+        // The op id is claimed in that same transaction (or, for an outcome
+        // decided before dispatch, in the one that records it): the gates
+        // only looked it up, and of several requests racing with one op id,
+        // in this process or others, exactly one claim commits. A request
+        // that loses is denied (G-INTEGRITY.REPLAYED_OP_ID), recorded
+        // without claiming, and never dispatched.
         let admission = self.pipeline.admit(op.clone());
-        let mut events = vec![EventDraft::op_received(&op)];
-        for outcome in &admission.outcomes {
-            if outcome.findings.is_empty() {
-                events.push(EventDraft::gate_passed(
-                    op.op_id,
-                    outcome.gate.clone(),
-                    "all rules of the gate",
-                ));
-            }
-            for finding in &outcome.findings {
-                events.push(EventDraft::gate_outcome(op.op_id, finding));
-                if finding.gate.as_str() == "G-CAP"
-                    && let Some(i) = finding
-                        .pointer
-                        .as_deref()
-                        .and_then(|p| p.strip_prefix("/capabilities_requested/"))
-                        .and_then(|i| i.parse::<usize>().ok())
-                    && let Some(cap) = op.capabilities_requested.get(i)
-                {
-                    events.push(EventDraft::capability(
-                        op.op_id,
-                        cap.to_string(),
-                        false,
-                        finding.rule.clone(),
-                    ));
-                }
-            }
-        }
+        let outcomes = admission.outcomes;
+        let mut events = admission_events(&op, &outcomes);
         let proof = match admission.result {
             Ok(proof) => {
                 for cap in proof.capabilities_granted() {
@@ -435,6 +426,10 @@ impl MexRuntime {
                         hit.logs,
                         Some(provenance),
                         true,
+                        Claiming::AdmitCompleted {
+                            op: &op,
+                            outcomes: &outcomes,
+                        },
                     );
                 }
                 cache.forget(&key);
@@ -449,12 +444,12 @@ impl MexRuntime {
             .cloned()
         else {
             draft.error("RUNTIME.ENGINE_NOT_INSTALLED", format!("{} resolves to {}@{}, which this runtime does not have; register the engine with the runtime builder", op.engine_id, imp.id, imp.version));
-            return self.finish_without_outputs(draft, events);
+            return self.finish_admitted(draft, events, &op, &outcomes);
         };
         if let Err(why) = self.certifier.check(&op.engine_id, &imp.id, &imp.version) {
             draft.status = ResultStatus::Denied;
             draft.error("RUNTIME.ENGINE_NOT_CERTIFIED", why);
-            return self.finish_without_outputs(draft, events);
+            return self.finish_admitted(draft, events, &op, &outcomes);
         }
 
         // 5. Shadow workspace.
@@ -471,7 +466,7 @@ impl MexRuntime {
                         self.workspace_root.display()
                     ),
                 );
-                return self.finish_without_outputs(draft, events);
+                return self.finish_admitted(draft, events, &op, &outcomes);
             }
         };
         if let Err(e) = std::fs::create_dir(workspace.path().join("staged")) {
@@ -479,7 +474,7 @@ impl MexRuntime {
                 "RUNTIME.WORKSPACE_UNAVAILABLE",
                 format!("cannot prepare the shadow workspace: {e}"),
             );
-            return self.finish_without_outputs(draft, events);
+            return self.finish_admitted(draft, events, &op, &outcomes);
         }
 
         // 6. Execute on a worker under a watchdog.
@@ -488,14 +483,24 @@ impl MexRuntime {
             op.engine_id.clone(),
             op.operation.clone(),
         ));
-        if let Err(e) = self.recorder.append_batch(std::mem::take(&mut events)) {
-            draft.error(
-                "RUNTIME.RECORDER_UNAVAILABLE",
-                format!(
-                    "receipt, admission and engine start could not be recorded, so nothing ran: {e}"
-                ),
-            );
-            return self.finish_unrecorded(draft);
+        match self
+            .recorder
+            .append_claiming(Claim::Admit(op.op_id), std::mem::take(&mut events))
+        {
+            Ok(ClaimOutcome::Recorded(_)) => {}
+            Ok(ClaimOutcome::AlreadyClaimed(how)) => {
+                drop(workspace);
+                return self.deny_lost_claim(&draft, &op, &outcomes, how);
+            }
+            Err(e) => {
+                draft.error(
+                    "RUNTIME.RECORDER_UNAVAILABLE",
+                    format!(
+                        "receipt, admission and engine start could not be recorded, so nothing ran: {e}"
+                    ),
+                );
+                return self.finish_unrecorded(draft);
+            }
         }
         let budget = *proof.budget();
         let state = Arc::new(RunState {
@@ -651,7 +656,16 @@ impl MexRuntime {
                 },
             );
         }
-        self.record_then_finish(draft, events, outputs, evidence, logs, provenance, false)
+        self.record_then_finish(
+            draft,
+            events,
+            outputs,
+            evidence,
+            logs,
+            provenance,
+            false,
+            Claiming::Complete,
+        )
     }
 
     /// Check the staged outputs against the admission, then ingest them into
@@ -800,6 +814,7 @@ impl MexRuntime {
         logs: Option<ArtifactHandle>,
         provenance: Option<ProvenanceRecord>,
         cached: bool,
+        claiming: Claiming<'_>,
     ) -> EngineResult {
         let mut result = self.finish_draft(
             &draft,
@@ -810,22 +825,109 @@ impl MexRuntime {
             cached,
         );
         events.push(EventDraft::op_completed_from(&result));
-        if let Err(e) = self.recorder.append_batch(events) {
-            // Never report success without a record.
-            draft.status = ResultStatus::Failed;
-            draft.error(
-                "RUNTIME.RECORDER_UNAVAILABLE",
-                format!("the outcome could not be recorded: {e}"),
-            );
-            result = self.finish_draft(&draft, Vec::new(), Vec::new(), None, provenance, false);
+        let recorded = match &claiming {
+            Claiming::None => self
+                .recorder
+                .append_batch(events)
+                .map(ClaimOutcome::Recorded),
+            Claiming::AdmitCompleted { .. } => self
+                .recorder
+                .append_claiming(Claim::AdmitCompleted(draft.op_id), events),
+            Claiming::Complete => self
+                .recorder
+                .append_claiming(Claim::Complete(draft.op_id), events),
+        };
+        match (recorded, claiming) {
+            (Ok(ClaimOutcome::Recorded(_)), _) => {}
+            (Ok(ClaimOutcome::AlreadyClaimed(how)), Claiming::AdmitCompleted { op, outcomes }) => {
+                return self.deny_lost_claim(&draft, op, outcomes, how);
+            }
+            (Ok(ClaimOutcome::AlreadyClaimed(_)), _) => {
+                // Only a new claim can be refused; answer as unrecorded.
+                draft.status = ResultStatus::Failed;
+                draft.error(
+                    "RUNTIME.RECORDER_UNAVAILABLE",
+                    "the recorder refused to record the outcome",
+                );
+                result = self.finish_draft(&draft, Vec::new(), Vec::new(), None, provenance, false);
+            }
+            (Err(e), _) => {
+                // Never report success without a record.
+                draft.status = ResultStatus::Failed;
+                draft.error(
+                    "RUNTIME.RECORDER_UNAVAILABLE",
+                    format!("the outcome could not be recorded: {e}"),
+                );
+                result = self.finish_draft(&draft, Vec::new(), Vec::new(), None, provenance, false);
+            }
         }
         result
     }
 
-    /// Record and answer a run that produced nothing (denied, refused before
-    /// dispatch, or failed without outputs).
+    /// Record and answer a run that produced nothing and was not admitted
+    /// (denied, or not an operation): nothing is claimed.
     fn finish_without_outputs(&self, draft: Draft, events: Vec<EventDraft>) -> EngineResult {
-        self.record_then_finish(draft, events, Vec::new(), Vec::new(), None, None, false)
+        self.record_then_finish(
+            draft,
+            events,
+            Vec::new(),
+            Vec::new(),
+            None,
+            None,
+            false,
+            Claiming::None,
+        )
+    }
+
+    /// Record and answer an admitted operation that ends before dispatch
+    /// (engine not installed or not certified, no workspace): the op id is
+    /// claimed, completed, in the same transaction.
+    fn finish_admitted(
+        &self,
+        draft: Draft,
+        events: Vec<EventDraft>,
+        op: &PlannedOperation,
+        outcomes: &[GateOutcome],
+    ) -> EngineResult {
+        self.record_then_finish(
+            draft,
+            events,
+            Vec::new(),
+            Vec::new(),
+            None,
+            None,
+            false,
+            Claiming::AdmitCompleted { op, outcomes },
+        )
+    }
+
+    /// The op id was claimed by another request between the gates' lookup
+    /// and this request's claim: deny as a replay, and record the denial
+    /// (receipt, gate outcomes with the denial, completion) without claiming.
+    fn deny_lost_claim(
+        &self,
+        draft: &Draft,
+        op: &PlannedOperation,
+        outcomes: &[GateOutcome],
+        how: ClaimState,
+    ) -> EngineResult {
+        let denial = replayed_op_id(op.op_id, claimed(how));
+        let mut outcomes = outcomes.to_vec();
+        match outcomes.iter_mut().find(|o| o.gate == denial.gate) {
+            Some(o) => o.findings.push(denial.clone()),
+            None => outcomes.push(GateOutcome {
+                gate: denial.gate.clone(),
+                findings: vec![denial.clone()],
+            }),
+        }
+        let denied = Draft {
+            op_id: op.op_id,
+            started_at: draft.started_at,
+            status: ResultStatus::Denied,
+            errors: Vec::new(),
+            denials: vec![denial],
+        };
+        self.finish_without_outputs(denied, admission_events(op, &outcomes))
     }
 
     fn finish_unrecorded(&self, mut draft: Draft) -> EngineResult {
@@ -868,6 +970,39 @@ impl MexRuntime {
     pub fn runs_dispatched(&self) -> u64 {
         self.runs.load(Ordering::Relaxed)
     }
+}
+
+/// Receipt and every gate outcome (with the capability refusals G-CAP names).
+fn admission_events(op: &PlannedOperation, outcomes: &[GateOutcome]) -> Vec<EventDraft> {
+    let mut events = vec![EventDraft::op_received(op)];
+    for outcome in outcomes {
+        if outcome.findings.is_empty() {
+            events.push(EventDraft::gate_passed(
+                op.op_id,
+                outcome.gate.clone(),
+                "all rules of the gate",
+            ));
+        }
+        for finding in &outcome.findings {
+            events.push(EventDraft::gate_outcome(op.op_id, finding));
+            if finding.gate.as_str() == "G-CAP"
+                && let Some(i) = finding
+                    .pointer
+                    .as_deref()
+                    .and_then(|p| p.strip_prefix("/capabilities_requested/"))
+                    .and_then(|i| i.parse::<usize>().ok())
+                && let Some(cap) = op.capabilities_requested.get(i)
+            {
+                events.push(EventDraft::capability(
+                    op.op_id,
+                    cap.to_string(),
+                    false,
+                    finding.rule.clone(),
+                ));
+            }
+        }
+    }
+    events
 }
 
 fn internal(message: String) -> GateDenial {

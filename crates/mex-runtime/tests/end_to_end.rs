@@ -382,3 +382,110 @@ fn the_runtime_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<mex_runtime::MexRuntime>();
 }
+
+/// Two runtimes on one home (two recorders, as two processes would have),
+/// three threads each, one op id: exactly one run; every other request is
+/// denied as a replay and its denial recorded, without a claim.
+#[test]
+fn one_op_id_raced_by_two_runtimes_on_one_home_runs_once() {
+    let home = common::home();
+    let second: Arc<dyn mex_recorder::FlightRecorder> =
+        Arc::new(mex_recorder::SqliteRecorder::open(home.dir.path()).unwrap());
+    let runtimes = [
+        Arc::new(common::builder(&home).build().unwrap()),
+        Arc::new(common::builder(&home).recorder(second).build().unwrap()),
+    ];
+    // The run takes a while, so every request is admitted before the winner
+    // completes (a lookup of completed runs alone would let several run).
+    let op = common::op(
+        "calc.echo",
+        json!({"text": "once", "behaviour": "sleep", "sleep_ms": 300}),
+    );
+    let barrier = Arc::new(std::sync::Barrier::new(6));
+    let handles: Vec<_> = (0..6)
+        .map(|i| {
+            let rt = runtimes[i % 2].clone();
+            let (op, barrier) = (op.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                rt.execute(op)
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ran: Vec<_> = results
+        .iter()
+        .filter(|r| r.status != ResultStatus::Denied)
+        .collect();
+    assert_eq!(ran.len(), 1, "{results:?}");
+    assert_eq!(ran[0].status, ResultStatus::Succeeded);
+    for r in results.iter().filter(|r| r.status == ResultStatus::Denied) {
+        assert_eq!(r.denials.len(), 1);
+        assert_eq!(r.denials[0].code.as_str(), "G-INTEGRITY.REPLAYED_OP_ID");
+    }
+    let count = |kind: EventKind| {
+        home.recorder
+            .events(&EventQuery {
+                op_id: Some(op.op_id),
+                kind: Some(kind),
+                ..EventQuery::default()
+            })
+            .unwrap()
+    };
+    assert_eq!(count(EventKind::EngineStarted).len(), 1);
+    let completed = count(EventKind::OpCompleted);
+    assert_eq!(completed.len(), 6, "every request is on record");
+    assert_eq!(
+        completed
+            .iter()
+            .filter(|e| e.status == Some(ResultStatus::Denied))
+            .count(),
+        5
+    );
+    assert_eq!(
+        home.recorder.claim_state(op.op_id).unwrap(),
+        Some(mex_recorder::ClaimState::Completed)
+    );
+    assert!(home.recorder.verify().unwrap().is_ok());
+}
+
+#[test]
+fn a_denied_operation_does_not_use_its_op_id_and_validation_reports_replays() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let mut op = common::op("calc.echo", json!({"text": "x"}));
+    op.capabilities_requested.push("net.http".parse().unwrap());
+    assert_eq!(rt.execute(op.clone()).status, ResultStatus::Denied);
+    assert_eq!(home.recorder.claim_state(op.op_id).unwrap(), None);
+    // Fixed and resent under the same id, it runs.
+    op.capabilities_requested.pop();
+    assert_eq!(rt.execute(op.clone()).status, ResultStatus::Succeeded);
+    let bytes = serde_json::to_vec(&op).unwrap();
+    let replay = rt
+        .validate_json(&bytes)
+        .into_iter()
+        .flat_map(|o| o.findings)
+        .any(|f| f.code.as_str() == "G-INTEGRITY.REPLAYED_OP_ID");
+    assert!(replay, "validation reports the op id as used");
+}
+
+#[test]
+fn another_spelling_of_a_used_op_id_never_runs() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let op = common::op("calc.echo", json!({"text": "once"}));
+    assert_eq!(rt.execute(op.clone()).status, ResultStatus::Succeeded);
+    let mut doc = serde_json::to_value(&op).unwrap();
+    doc["op_id"] = json!(op.op_id.to_string().to_uppercase());
+    let again = rt.execute_json(&serde_json::to_vec(&doc).unwrap());
+    assert_eq!(again.status, ResultStatus::Denied, "{again:?}");
+    let started = home
+        .recorder
+        .events(&EventQuery {
+            op_id: Some(op.op_id),
+            kind: Some(EventKind::EngineStarted),
+            ..EventQuery::default()
+        })
+        .unwrap();
+    assert_eq!(started.len(), 1, "the op ran once");
+}

@@ -2,12 +2,20 @@
 //! the 32 KiB inline rule, replayed op ids.
 //!
 //! Replay decision: a replayed `op_id` is **refused** (`G-INTEGRITY.REPLAYED_OP_ID`),
-//! never answered from a record. An op id is claimed only when the whole
-//! pipeline admits the operation, atomically ([`OpLedger::claim`]), so a
-//! denied operation can be fixed and resent under the same id, and two
-//! concurrent admissions of one id cannot both pass. Refusing is simpler to
-//! audit than idempotent answers, and idempotency is better served by the D3
-//! result cache, which keys on content rather than on an id a planner chose.
+//! never answered from a record. Refusing is simpler to audit than idempotent
+//! answers, and idempotency is better served by the D3 result cache, which
+//! keys on content rather than on an id a planner chose.
+//!
+//! Who claims: the gate only *looks up* the op id in a trusted claim store
+//! ([`OpClaims`], one indexed lookup whatever the size of the log); it makes
+//! no claim. The claim is made by whoever commits the admission: the runtime
+//! claims the op id in the same transaction that records receipt and
+//! admission, and that claim is atomic across threads and processes (exactly
+//! one wins). A request that passes this lookup but loses that race is
+//! denied with the same code ([`replayed_op_id`]). Only admitted operations
+//! claim, so a denied operation can be fixed and resent under the same id;
+//! an op id whose run was interrupted (its process died) stays claimed and
+//! never runs again.
 
 use std::collections::BTreeSet;
 
@@ -28,34 +36,87 @@ pub trait InputVerifier: Send + Sync {
     fn verify_input(&self, handle: &ArtifactHandle) -> Result<(), Finding>;
 }
 
-/// Remembers admitted op ids.
-pub trait OpLedger: Send + Sync {
-    /// Whether `op_id` was already admitted.
-    fn seen(&self, op_id: Uuid) -> bool;
-    /// Atomically record `op_id` as admitted; `false` when it already was.
-    fn claim(&self, op_id: Uuid) -> bool;
+/// How an op id was already used, as the claim store says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Claimed {
+    /// Admitted; its run has not completed (in progress, or its process died
+    /// and it is about to be recorded as interrupted).
+    Running,
+    /// Admitted and completed.
+    Completed,
+    /// Admitted, then its process ended before it completed; recorded as
+    /// failed (`RUNTIME.INTERRUPTED`).
+    Interrupted,
 }
 
-/// An in-memory ledger (per process). The runtime backs it with the recorder
-/// so that replays are refused across restarts.
+/// The trusted record of admitted op ids (a fact source, like [`Catalog`]
+/// and [`InputVerifier`]). The runtime implements it over the Flight
+/// Recorder's claim table. Looking up makes no claim.
+///
+/// [`Catalog`]: crate::Catalog
+pub trait OpClaims: Send + Sync {
+    /// `Ok(None)` when `op_id` was never admitted, `Ok(Some(how))` when it
+    /// was, `Err(why)` when the record could not be read (the gate then
+    /// treats the id as used: fail closed).
+    fn claimed(&self, op_id: Uuid) -> Result<Option<Claimed>, String>;
+}
+
+/// An in-memory claim store, for tests and embedders that admit without a
+/// runtime: [`MemoryClaims::claim`] is the claim a runtime would make when
+/// recording the admission.
 #[derive(Debug, Default)]
-pub struct MemoryLedger {
-    ids: std::sync::Mutex<std::collections::HashSet<Uuid>>,
+pub struct MemoryClaims {
+    ids: std::sync::Mutex<std::collections::HashMap<Uuid, Claimed>>,
 }
 
-impl OpLedger for MemoryLedger {
-    fn seen(&self, op_id: Uuid) -> bool {
-        match self.ids.lock() {
-            Ok(ids) => ids.contains(&op_id),
-            Err(poisoned) => poisoned.into_inner().contains(&op_id),
+impl MemoryClaims {
+    /// Claim `op_id` as `how`; `false` (and nothing changes) when it already
+    /// was claimed.
+    pub fn claim(&self, op_id: Uuid, how: Claimed) -> bool {
+        let mut ids = self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match ids.entry(op_id) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(how);
+                true
+            }
         }
     }
-    fn claim(&self, op_id: Uuid) -> bool {
-        match self.ids.lock() {
-            Ok(mut ids) => ids.insert(op_id),
-            Err(poisoned) => poisoned.into_inner().insert(op_id),
-        }
+}
+
+impl OpClaims for MemoryClaims {
+    fn claimed(&self, op_id: Uuid) -> Result<Option<Claimed>, String> {
+        Ok(self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&op_id)
+            .copied())
     }
+}
+
+/// The `G-INTEGRITY.REPLAYED_OP_ID` denial for an op id already used as
+/// `how`. Also what the runtime answers when its atomic claim loses a race
+/// that this gate's lookup could not see.
+pub fn replayed_op_id(op_id: Uuid, how: Claimed) -> Finding {
+    let state = match how {
+        Claimed::Running => "its run is in progress",
+        Claimed::Completed => "it has completed",
+        Claimed::Interrupted => {
+            "its run was interrupted (recorded as failed, RUNTIME.INTERRUPTED) and an op id never runs twice"
+        }
+    };
+    deny(
+        "G-INTEGRITY.REPLAYED_OP_ID",
+        "integrity.op_id_unique",
+        format!(
+            "op_id {op_id} was already admitted ({state}); every operation needs a fresh op_id: send it again under a new one"
+        ),
+        Some("/op_id".into()),
+    )
 }
 
 /// Check the inline rule, references, paths, inputs and replay.
@@ -64,7 +125,7 @@ pub fn check_integrity(
     artifact_ref_params: &[String],
     entity_ref_params: &[String],
     store: &dyn InputVerifier,
-    ledger: &dyn OpLedger,
+    claims: &dyn OpClaims,
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
     match op.params_canonical_len() {
@@ -111,16 +172,18 @@ pub fn check_integrity(
         check_paths(key, value, &pointer, &handles, &mut findings);
     }
 
-    if ledger.seen(op.op_id) {
-        findings.push(deny(
+    match claims.claimed(op.op_id) {
+        Ok(None) => {}
+        Ok(Some(how)) => findings.push(replayed_op_id(op.op_id, how)),
+        Err(why) => findings.push(deny(
             "G-INTEGRITY.REPLAYED_OP_ID",
             "integrity.op_id_unique",
             format!(
-                "op_id {} was already admitted; every operation needs a fresh op_id",
+                "the record of admitted op ids could not be read ({why}), so op_id {} is treated as used (fail closed); check the Flight Recorder and retry",
                 op.op_id
             ),
             Some("/op_id".into()),
-        ));
+        )),
     }
     findings
 }
@@ -279,5 +342,76 @@ fn walk_strings(value: &Value, at: &str, f: &mut dyn FnMut(&str, &str)) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    struct AllInputsOk;
+    impl InputVerifier for AllInputsOk {
+        fn verify_input(&self, _: &ArtifactHandle) -> Result<(), Finding> {
+            Ok(())
+        }
+    }
+
+    struct Unreadable;
+    impl OpClaims for Unreadable {
+        fn claimed(&self, _: Uuid) -> Result<Option<Claimed>, String> {
+            Err("disk on fire".into())
+        }
+    }
+
+    fn op() -> PlannedOperation {
+        PlannedOperation::from_json_slice(
+            br#"{"schema_version": "poe-1.0", "op_id": "11111111-1111-4111-8111-000000000001",
+                "engine_id": "engine.physics", "engine_version_req": "*",
+                "operation": "physics.check_units", "inputs": [], "params": {},
+                "capabilities_requested": [], "budget": {"wall_time_ms": 1000},
+                "determinism": "D3"}"#,
+        )
+        .unwrap()
+    }
+
+    fn replay_findings(claims: &dyn OpClaims) -> Vec<Finding> {
+        check_integrity(&op(), &[], &[], &AllInputsOk, claims)
+            .into_iter()
+            .filter(|f| f.code.as_str() == "G-INTEGRITY.REPLAYED_OP_ID")
+            .collect()
+    }
+
+    #[test]
+    fn a_fresh_op_id_passes_and_looking_up_claims_nothing() {
+        let claims = MemoryClaims::default();
+        assert!(replay_findings(&claims).is_empty());
+        assert!(replay_findings(&claims).is_empty());
+        assert_eq!(claims.claimed(op().op_id), Ok(None));
+    }
+
+    #[test]
+    fn every_claimed_state_is_refused_with_its_reason() {
+        for (how, says) in [
+            (Claimed::Running, "in progress"),
+            (Claimed::Completed, "completed"),
+            (Claimed::Interrupted, "RUNTIME.INTERRUPTED"),
+        ] {
+            let claims = MemoryClaims::default();
+            assert!(claims.claim(op().op_id, how));
+            assert!(!claims.claim(op().op_id, Claimed::Completed));
+            let found = replay_findings(&claims);
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].pointer.as_deref(), Some("/op_id"));
+            assert!(found[0].message.contains(says), "{}", found[0].message);
+        }
+    }
+
+    #[test]
+    fn an_unreadable_claim_store_fails_closed() {
+        let found = replay_findings(&Unreadable);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].message.contains("disk on fire"));
     }
 }

@@ -10,7 +10,7 @@ use mex_artifacts::{ArtifactStore, PutOptions};
 use mex_envelope::{
     ArtifactHandle, ArtifactKind, Classification, GateDenial, GateId, MediaType, PlannedOperation,
 };
-use mex_gates::{CapabilityPolicy, Gate, GateContext, MemoryLedger, Pipeline, RegistryCatalog};
+use mex_gates::{CapabilityPolicy, Gate, GateContext, MemoryClaims, Pipeline, RegistryCatalog};
 use mex_registry::Registry;
 
 pub fn fixtures() -> PathBuf {
@@ -36,6 +36,8 @@ pub struct Env {
     pub store: Arc<ArtifactStore>,
     pub handles: BTreeMap<String, ArtifactHandle>,
     pub bytes: BTreeMap<String, Vec<u8>>,
+    /// The op ids the pipelines of this env see as claimed.
+    pub claims: Arc<MemoryClaims>,
 }
 
 pub fn env(classification_of_expr: Classification) -> Env {
@@ -81,6 +83,7 @@ pub fn env(classification_of_expr: Classification) -> Env {
         store,
         handles,
         bytes,
+        claims: Arc::new(MemoryClaims::default()),
     }
 }
 
@@ -121,7 +124,7 @@ pub fn pipeline(
         Arc::new(policy),
         profile.map(str::to_owned),
         env.store.clone(),
-        Arc::new(MemoryLedger::default()),
+        env.claims.clone(),
     );
     let mut pipeline = Pipeline::new(ctx);
     if let Some(deny) = engine_gate {
