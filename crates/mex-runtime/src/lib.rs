@@ -47,6 +47,7 @@ mod cache;
 mod engine;
 mod error;
 mod ledger;
+pub mod reclaim;
 mod runtime;
 pub mod schemas;
 
