@@ -126,6 +126,6 @@ pub use bundle::{
 };
 pub use error::{ArtifactError, Result};
 pub use gc::{GcDeletion, GcOptions, GcReport};
-pub use path::{ArtifactUri, PathRef, RelPath, UriTarget, validate_reference};
+pub use path::{ArtifactUri, PathRef, RelPath, UriTarget, look_alike_key, validate_reference};
 pub use store::{ArtifactStore, Expected, PutOptions, StoreConfig, VerifiedFile, VerifyingReader};
 pub use verify::{Problem, ProblemKind, VerifyReport};
