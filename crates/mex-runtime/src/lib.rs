@@ -52,5 +52,7 @@ mod runtime;
 pub mod schemas;
 
 pub use engine::{Completion, Engine, EngineFailure, ExecutionContext, ReadError, WriteError};
+/// The store's path rules, for engines that name bundle entries.
+pub use mex_artifacts::{BundleBuilder, RelPath};
 pub use error::RuntimeError;
 pub use runtime::{Certifier, MexRuntime, MexRuntimeBuilder};
