@@ -11,6 +11,7 @@
 mod cli;
 mod commands;
 mod demo;
+mod gc;
 mod home;
 mod out;
 mod render;
