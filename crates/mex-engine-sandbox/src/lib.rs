@@ -23,7 +23,10 @@
 //!    by artifact id) and `work/` (the child's only writable tree, its cwd
 //!    and `HOME`). The jail is deleted after the run. (The runtime's shadow
 //!    workspace is private to the runtime's uid, so the unprivileged child
-//!    gets this sibling jail instead.)
+//!    gets this sibling jail instead.) A jail is locked while its run lives
+//!    (`mex_runtime::reclaim::LiveDir`); jails of runs whose process was
+//!    killed are removed when an engine starts ([`reclaim_jails`], also run
+//!    by `mex gc`), never those of live runs.
 //! 4. Run the interpreter through [`mex_sandbox::run`], killed before the
 //!    run's deadline; network only when `net.http` was granted.
 //! 5. Map the outcome (table below). On success, collect the bundle:
@@ -34,8 +37,13 @@
 //! ## Output spec (`output_spec_ref`, JSON)
 //!
 //! `{"stdout": "path", "stderr": "path", "files": ["path", ...]}`, all
-//! optional (defaults `stdout.txt`, `stderr.txt`, no files); paths are
-//! relative, `/`-separated, without `.`/`..`; at most 64 files.
+//! optional (defaults `stdout.txt`, `stderr.txt`, no files); at most 64
+//! files. Paths follow the artifact store's rules (mex-artifacts' `path`
+//! module, through `mex_runtime::BundleBuilder`): relative, `/`-separated,
+//! no `.`/`..`, no control, bidirectional or invisible characters; stored
+//! under their NFC form; two paths that are the same name after
+//! normalization, case folding or compatibility folding are refused. They
+//! are checked before the script runs and again when the index is built.
 //!
 //! ## Outputs: a canonical bundle
 //!

@@ -20,9 +20,10 @@
 //! confinement runs in a separate **launcher** binary, `mex-sandbox-exec`
 //! (this crate's `[[bin]]`, code in [`launcher`]): the parent spawns it with
 //! the cleared environment, the new process group and (when the parent is
-//! root) an unprivileged uid/gid; the launcher sets the rlimits, applies the
-//! Landlock ruleset (which sets `no_new_privs`), writes one header line to
-//! stderr (stripped by the parent) and `exec`s the target. Where Landlock is
+//! root) an unprivileged uid/gid. The launcher stays as a small supervisor
+//! and starts a confined copy of itself, which sets a parent-death signal,
+//! the rlimits, the Landlock ruleset (which sets `no_new_privs`), writes one
+//! header line to stderr (stripped by the parent) and `exec`s the target. Where Landlock is
 //! missing or older than ABI 4, the launcher refuses (fail closed) unless
 //! [`Confinement::allow_degraded`] is set, and the outcome says degraded.
 //!
@@ -32,6 +33,19 @@
 //! also give an explicit path in [`SandboxConfig::launcher`].
 //!
 //! ## Supervision
+//!
+//! Nothing sandboxed outlives this process or its deadline, however this
+//! process ends (SIGKILL included): the launcher's stdin is a *lifeline*
+//! pipe whose only writer is this process; when it closes (a stop asked
+//! here, or this process died) the launcher kills the program and sweeps
+//! every process below it, as their subreaper, including any that left the
+//! process group with `setsid`. The launcher also enforces the deadline
+//! itself ([`launcher::DEADLINE_GRACE`] after it), and the confined program
+//! has a parent-death signal tied to the launcher. A stop (deadline, output
+//! cap) closes the lifeline first and kills the group from here only if the
+//! launcher has not finished after a grace period. The launcher's last
+//! stderr line (a trailer, stripped) says how the program ended and whether
+//! processes were left behind. See [`launcher`] for the details.
 //!
 //! The parent waits for the launcher's exit with `waitid(WNOWAIT)` on a
 //! waiter thread (no polling), so the leader stays a zombie, and its pid,
