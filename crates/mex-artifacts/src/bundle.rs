@@ -13,7 +13,7 @@ use mex_envelope::{
 };
 
 use crate::error::{ArtifactError, Result};
-use crate::path::{RelPath, normalize_segment};
+use crate::path::{RelPath, look_alike_key, normalize_segment};
 use crate::store::{ArtifactStore, PutOptions};
 
 /// Media type recorded for bundle payloads (their canonical index).
@@ -32,11 +32,16 @@ pub struct BundleOptions {
     pub normalize_line_endings: bool,
 }
 
-/// Builds a canonical [`BundleIndex`] from entries given in any order.
+/// Builds a canonical [`BundleIndex`] from entries given in any order. The
+/// one way a set of names becomes a bundle: every path goes through the
+/// store's path rules ([`RelPath::parse`]) and twins (names equal after
+/// normalization, or look-alikes: see [`crate::path::look_alike_key`]) are
+/// refused.
 #[derive(Debug, Clone, Default)]
 pub struct BundleBuilder {
     normalize_line_endings: bool,
     entries: BTreeMap<String, BundleEntry>,
+    keys: BTreeMap<String, String>,
 }
 
 impl BundleBuilder {
@@ -45,6 +50,7 @@ impl BundleBuilder {
         Self {
             normalize_line_endings,
             entries: BTreeMap::new(),
+            keys: BTreeMap::new(),
         }
     }
 
@@ -74,6 +80,16 @@ impl BundleBuilder {
                 reason: "two entries normalize to the same path (they differ only in Unicode normalization, '.' or empty segments)".into(),
             });
         }
+        let look = look_alike_key(rel);
+        if let Some(twin) = self.keys.get(&look) {
+            return Err(ArtifactError::UnsafePath {
+                path: key,
+                reason: format!(
+                    "it looks like the entry {twin:?} (they differ only in letter case or compatibility forms such as fullwidth letters); rename one of them"
+                ),
+            });
+        }
+        self.keys.insert(look, key.clone());
         self.entries.insert(
             key.clone(),
             BundleEntry {
@@ -107,11 +123,21 @@ impl BundleBuilder {
 }
 
 /// Check that an index (e.g. parsed from an untrusted payload) is canonical:
-/// paths canonical, sorted by bytes, unique.
+/// paths canonical, sorted by bytes, unique, and no two alike.
 pub fn validate_bundle_index(index: &BundleIndex) -> Result<()> {
     let mut previous: Option<&str> = None;
+    let mut keys: BTreeMap<String, &str> = BTreeMap::new();
     for entry in &index.entries {
-        RelPath::parse_canonical(&entry.path)?;
+        let rel = RelPath::parse_canonical(&entry.path)?;
+        if let Some(twin) = keys.insert(look_alike_key(&rel), &entry.path) {
+            return Err(ArtifactError::UnsafePath {
+                path: entry.path.clone(),
+                reason: format!(
+                    "bundle index entries {twin:?} and {:?} look alike (letter case or compatibility forms)",
+                    entry.path
+                ),
+            });
+        }
         if let Some(p) = previous
             && p.as_bytes() >= entry.path.as_bytes()
         {

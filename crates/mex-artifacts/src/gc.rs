@@ -69,6 +69,8 @@ pub struct GcReport {
     pub bytes_freed: u64,
     /// Leftovers of interrupted puts removed from `tmp/`.
     pub temp_entries_removed: usize,
+    /// Their names (in `tmp/`), sorted.
+    pub temp_entries: Vec<String>,
     /// Payload bytes still referenced after gc.
     pub total_bytes_after: u64,
     /// Whether a quota was asked for and could not be met (only pinned or
@@ -110,7 +112,8 @@ impl ArtifactStore {
     pub fn gc_with(&self, options: &GcOptions) -> Result<GcReport> {
         let _lock = self.lock(true)?;
         let mut notes = Vec::new();
-        let temp_entries_removed = self.clean_tmp()?;
+        let temp_entries = self.clean_tmp()?;
+        let temp_entries_removed = temp_entries.len();
 
         // Load every record.
         let mut manifests: Vec<ArtifactManifest> = Vec::new();
@@ -261,6 +264,7 @@ impl ArtifactStore {
             })).collect::<Vec<_>>(),
             "bytes_freed": bytes_freed,
             "temp_entries_removed": temp_entries_removed,
+            "temp_entries": temp_entries,
             "total_bytes_after": total,
             "quota_unmet": quota_unmet,
             "notes": notes,
@@ -276,6 +280,7 @@ impl ArtifactStore {
             blobs_deleted,
             bytes_freed,
             temp_entries_removed,
+            temp_entries,
             total_bytes_after: total,
             quota_unmet,
             notes,
@@ -303,10 +308,10 @@ impl ArtifactStore {
     }
 
     /// Remove everything in `tmp/` (only called under the exclusive lock,
-    /// when no put is in flight).
-    fn clean_tmp(&self) -> Result<usize> {
+    /// when no put is in flight); returns the names removed, sorted.
+    pub(crate) fn clean_tmp(&self) -> Result<Vec<String>> {
         let path = self.root_path.join(TMP);
-        let mut n = 0;
+        let mut removed_names = Vec::new();
         for entry in self
             .tmp
             .entries()
@@ -321,9 +326,10 @@ impl ArtifactStore {
                 self.tmp.remove_file(&name)
             };
             removed.map_err(|e| store_io("delete", path.join(&name), 0, e))?;
-            n += 1;
+            removed_names.push(name.to_string_lossy().into_owned());
         }
-        Ok(n)
+        removed_names.sort();
+        Ok(removed_names)
     }
 
     fn remove_unreferenced_blobs(

@@ -22,6 +22,7 @@
 //!                               shared by every record with the same bytes
 //!   records/<artifact_id>/artifact.json   one directory per artifact: its sidecar manifest
 //!   tmp/                        staging for puts; never visible as artifacts; emptied by gc
+//!                               and on open when no put is in flight
 //! ```
 //!
 //! An *artifact* exists exactly when `records/<id>/artifact.json` exists. A
@@ -51,7 +52,9 @@
 //!
 //! A process killed at any point leaves at most junk in `tmp/` and possibly
 //! a complete, unreferenced blob; neither is an artifact, and `gc` removes
-//! both. No shared file is ever rewritten in place: the only read-modify-write
+//! both. Opening the store also empties `tmp/` ([`ArtifactStore::reclaim_temp`],
+//! [`ArtifactStore::reclaimed_at_open`]) when it can take the exclusive lock
+//! without waiting, i.e. when no put is in flight in any process. No shared file is ever rewritten in place: the only read-modify-write
 //! ([`ArtifactStore::set_pinned`]) replaces the manifest by rename under the
 //! exclusive lock. `gc` takes the exclusive lock so that it never deletes a
 //! blob between a put's blob step and its record step, nor a temp file in
@@ -94,8 +97,9 @@
 //! strings (grammar in [`path`]). [`ArtifactStore::put_dir`] walks a source
 //! directory through `cap_std::fs::Dir` (ambient authority is used only to
 //! open that root), so symlinks are resolved beneath the root and cannot
-//! escape it; names must be UTF-8 without control characters, are converted
-//! to NFC and refused if two collide; FIFOs, sockets and devices are refused;
+//! escape it; names must be UTF-8 without control, bidirectional or
+//! invisible characters, are converted to NFC and refused if two are twins
+//! (equal after NFC, case folding or NFKC, see [`look_alike_key`]); FIFOs, sockets and devices are refused;
 //! symlinks to files inside the root are stored as those files. Line endings
 //! are normalized (CRLF and CR to LF) only when asked, and only in text
 //! entries (valid UTF-8, no NUL).
@@ -126,6 +130,6 @@ pub use bundle::{
 };
 pub use error::{ArtifactError, Result};
 pub use gc::{GcDeletion, GcOptions, GcReport};
-pub use path::{ArtifactUri, PathRef, RelPath, UriTarget, validate_reference};
+pub use path::{ArtifactUri, PathRef, RelPath, UriTarget, look_alike_key, validate_reference};
 pub use store::{ArtifactStore, Expected, PutOptions, StoreConfig, VerifiedFile, VerifyingReader};
 pub use verify::{Problem, ProblemKind, VerifyReport};

@@ -5,10 +5,29 @@
 //! ```text
 //! rel-path = segment *( "/" segment )          ; at most 4096 bytes, at most 64 segments
 //! segment  = 1*255 bytes of UTF-8 in NFC, not "." or "..",
-//!            without "/", "\", NUL, any control character (Unicode Cc)
-//!            or bidirectional override/isolate (U+202A..U+202E, U+2066..U+2069),
-//!            and not a drive prefix like "C:" in first position
+//!            without "/", "\", NUL, any control character (Unicode Cc),
+//!            bidirectional control (U+061C, U+200E, U+200F, U+202A..U+202E,
+//!            U+2066..U+2069), invisible character (the default-ignorable
+//!            code points: soft hyphen, zero-width space and joiners, word
+//!            joiner, variation selectors, BOM, tags, fillers ...) or
+//!            noncharacter, and not a drive prefix like "C:" in first position
 //! ```
+//!
+//! These are the *one* set of rules for names that reach the store: bundle
+//! entries built by [`crate::BundleBuilder`] (directory ingests and engines
+//! that assemble a bundle, e.g. engine.sandbox through mex-runtime's
+//! re-export), bundle indexes read back ([`crate::validate_bundle_index`]),
+//! and `mex://` URIs all go through [`RelPath`].
+//!
+//! ## Twins: two spellings of one name
+//!
+//! Within one bundle, two entries are *twins*, and refused, when their
+//! [`look_alike_key`]s are equal: the same name after NFKC (compatibility
+//! forms such as fullwidth letters, ligatures, no-break spaces) and case
+//! folding. Canonical equivalence (NFC vs NFD) is already one name after
+//! normalization. What this does not catch: letters of different scripts
+//! that merely look alike (Latin `a` and Cyrillic `а`); those are distinct
+//! names, each shown as what it is.
 //!
 //! [`RelPath::parse`] is the *lenient* front door: it accepts harmless
 //! spellings and normalizes them: empty segments (`a//b`, a trailing `/`) and
@@ -67,8 +86,71 @@ fn unsafe_path(path: &str, reason: impl Into<String>) -> ArtifactError {
     }
 }
 
+/// Bidirectional controls: they reorder how a name is displayed.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// Default-ignorable code points (invisible: they make one name look like
+/// another) and noncharacters.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200D}'
+            | '\u{2060}'..='\u{2065}'
+            | '\u{206A}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+            | '\u{FDD0}'..='\u{FDEF}'
+    ) || (u32::from(c) & 0xFFFE) == 0xFFFE
+}
+
+/// Characters displayed like the separators `/` and `\\`.
+fn is_separator_look_alike(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2044}'
+            | '\u{2215}'
+            | '\u{2216}'
+            | '\u{29F5}'
+            | '\u{29F8}'
+            | '\u{29F9}'
+            | '\u{FF0F}'
+            | '\u{FF3C}'
+            | '\u{FE68}'
+    )
+}
+
 fn is_forbidden_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\\' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || c == '\\'
+        || is_bidi_control(c)
+        || is_invisible(c)
+        || is_separator_look_alike(c)
+}
+
+/// The key under which two names count as the same name to a reader: NFKC,
+/// then case folding (lowercase), then NFKC again. Two entries of one
+/// bundle with equal keys are refused as twins.
+pub fn look_alike_key(path: &RelPath) -> String {
+    let folded: String = path.as_str().nfkc().collect::<String>().to_lowercase();
+    folded.nfkc().collect()
 }
 
 /// Check one raw segment (before NFC) and return its NFC form.
@@ -81,13 +163,23 @@ pub(crate) fn normalize_segment(segment: &str, whole: &str) -> Result<String> {
         ));
     }
     if let Some(c) = segment.chars().find(|c| is_forbidden_char(*c)) {
+        let code = u32::from(c);
         let reason = if c == '\\' {
             "'\\' is not a separator here and is refused to avoid ambiguity".to_owned()
-        } else {
+        } else if is_bidi_control(c) {
             format!(
-                "it contains the control or bidirectional character U+{:04X}",
-                u32::from(c)
+                "it contains the bidirectional control character U+{code:04X}, which changes how the name is displayed; rename the file without it"
             )
+        } else if is_separator_look_alike(c) {
+            format!(
+                "it contains U+{code:04X}, which is displayed like a path separator; rename the file without it"
+            )
+        } else if is_invisible(c) {
+            format!(
+                "it contains the invisible character U+{code:04X}, which makes the name look like another; rename the file without it"
+            )
+        } else {
+            format!("it contains the control character U+{code:04X}; rename the file without it")
         };
         return Err(unsafe_path(whole, reason));
     }
@@ -100,6 +192,13 @@ pub(crate) fn normalize_segment(segment: &str, whole: &str) -> Result<String> {
     }
     if nfc == "." || nfc == ".." {
         return Err(unsafe_path(whole, "a segment normalizes to '.' or '..'"));
+    }
+    let compat: String = nfc.nfkc().collect();
+    if compat == "." || compat == ".." || compat.contains(['/', '\\']) {
+        return Err(unsafe_path(
+            whole,
+            "a segment is displayed like '.', '..' or a path separator (compatibility forms such as fullwidth dots); rename the file",
+        ));
     }
     Ok(nfc)
 }
@@ -381,6 +480,43 @@ mod tests {
         }
         let long = "a/".repeat(65) + "a";
         assert!(RelPath::parse(&long).is_err());
+    }
+
+    #[test]
+    fn bidi_invisible_and_separator_look_alikes_are_refused() {
+        for (bad, why) in [
+            ("invoice\u{202E}fdp.exe", "bidirectional"), // RLO
+            ("a\u{202D}b", "bidirectional"),             // LRO
+            ("a\u{2067}b", "bidirectional"),             // RLI
+            ("a\u{200F}b", "bidirectional"),             // RLM
+            ("a\u{200E}b", "bidirectional"),             // LRM
+            ("a\u{061C}b", "bidirectional"),             // ALM
+            ("a\u{200B}.txt", "invisible"),              // zero-width space
+            ("a\u{200D}.txt", "invisible"),              // zero-width joiner
+            ("\u{FEFF}a.txt", "invisible"),              // BOM
+            ("a\u{00AD}b", "invisible"),                 // soft hyphen
+            ("a\u{FE0F}b", "invisible"),                 // variation selector
+            ("a\u{E0041}b", "invisible"),                // tag
+            ("a\u{FFFE}b", "invisible"),                 // noncharacter
+            ("a\u{2215}b", "separator"),                 // division slash
+            ("a\u{FF0F}b", "separator"),                 // fullwidth solidus
+            ("\u{FF0E}\u{FF0E}", "displayed like"),      // fullwidth ".."
+        ] {
+            let err = RelPath::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn look_alike_keys() {
+        let key = |p: &str| look_alike_key(&RelPath::parse(p).unwrap());
+        assert_eq!(key("e\u{301}.txt"), key("\u{e9}.txt")); // NFD / NFC
+        assert_eq!(key("README"), key("readme"));
+        assert_eq!(key("\u{FF41}.txt"), key("a.txt")); // fullwidth a
+        assert_eq!(key("\u{FB01}le"), key("file")); // ligature fi
+        assert_eq!(key("a\u{00A0}b"), key("a b")); // no-break space
+        // Different scripts stay different names (documented limit).
+        assert_ne!(key("\u{0430}.txt"), key("a.txt"));
     }
 
     #[test]

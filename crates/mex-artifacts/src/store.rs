@@ -151,6 +151,7 @@ pub struct ArtifactStore {
     pub(crate) tmp: Dir,
     config: StoreConfig,
     cache: Mutex<HashMap<Sha256Digest, FileStamp>>,
+    reclaimed_at_open: Vec<String>,
     /// Test hook: the temp writer fails with ENOSPC after this many bytes.
     #[cfg(test)]
     pub(crate) fault_enospc_after: Option<u64>,
@@ -293,7 +294,7 @@ impl ArtifactStore {
         let blobs = sub(BLOBS)?;
         let records = sub(RECORDS)?;
         let tmp = sub(TMP)?;
-        Ok(Self {
+        let mut store = Self {
             root_path,
             root,
             blobs,
@@ -301,9 +302,16 @@ impl ArtifactStore {
             tmp,
             config,
             cache: Mutex::new(HashMap::new()),
+            reclaimed_at_open: Vec::new(),
             #[cfg(test)]
             fault_enospc_after: None,
-        })
+        };
+        // Crash leftovers of puts that were killed; skipped (not an error)
+        // when the store is busy or cannot be cleaned now.
+        if let Ok(Some(names)) = store.reclaim_temp() {
+            store.reclaimed_at_open = names;
+        }
+        Ok(store)
     }
 
     /// The store root as given to [`ArtifactStore::at`].
@@ -325,6 +333,20 @@ impl ArtifactStore {
 
     /// Take the store lock: shared for puts, exclusive for gc and pinning.
     pub(crate) fn lock(&self, exclusive: bool) -> Result<StoreLock> {
+        self.lock_with(exclusive, false)?
+            .ok_or_else(|| ArtifactError::Lock {
+                path: self.root_path.join(LOCK),
+                source: io::Error::other("flock returned without the lock"),
+            })
+    }
+
+    /// Take the store lock exclusively if nobody holds it (no put, verify,
+    /// gc or pinning in flight); `None` when it is busy.
+    pub(crate) fn try_lock_exclusive(&self) -> Result<Option<StoreLock>> {
+        self.lock_with(true, true)
+    }
+
+    fn lock_with(&self, exclusive: bool, nonblocking: bool) -> Result<Option<StoreLock>> {
         let path = self.root_path.join(LOCK);
         let file = self
             .root
@@ -334,16 +356,39 @@ impl ArtifactStore {
                 source,
             })?
             .into_std();
-        let op = if exclusive {
-            FlockOperation::LockExclusive
-        } else {
-            FlockOperation::LockShared
+        let op = match (exclusive, nonblocking) {
+            (true, false) => FlockOperation::LockExclusive,
+            (true, true) => FlockOperation::NonBlockingLockExclusive,
+            (false, false) => FlockOperation::LockShared,
+            (false, true) => FlockOperation::NonBlockingLockShared,
         };
-        rustix::fs::flock(&file, op).map_err(|e| ArtifactError::Lock {
-            path,
-            source: e.into(),
-        })?;
-        Ok(StoreLock { _file: file })
+        match rustix::fs::flock(&file, op) {
+            Ok(()) => Ok(Some(StoreLock { _file: file })),
+            Err(rustix::io::Errno::WOULDBLOCK) if nonblocking => Ok(None),
+            Err(e) => Err(ArtifactError::Lock {
+                path,
+                source: e.into(),
+            }),
+        }
+    }
+
+    /// Remove what killed puts left in `tmp/` (temp files, half-written
+    /// records), if no put is in flight in any process: returns the names
+    /// removed, or `None` when the store was busy (nothing is touched then;
+    /// the next open or [`ArtifactStore::gc`] tries again). [`ArtifactStore::at`]
+    /// runs it on every open; [`ArtifactStore::reclaimed_at_open`] says what
+    /// that removed.
+    pub fn reclaim_temp(&self) -> Result<Option<Vec<String>>> {
+        let Some(_lock) = self.try_lock_exclusive()? else {
+            return Ok(None);
+        };
+        self.clean_tmp().map(Some)
+    }
+
+    /// What opening this store removed from `tmp/` (leftovers of puts
+    /// killed in another process); empty when the store was busy.
+    pub fn reclaimed_at_open(&self) -> &[String] {
+        &self.reclaimed_at_open
     }
 
     pub(crate) fn temp_file(&self, prefix: &str) -> Result<TempFile<'_>> {

@@ -73,10 +73,22 @@ fn many_threads_same_and_different_content() {
     );
 }
 
-/// Child: put a mix and print every handle as a JSON line.
+/// Child: put a mix and print every handle as a JSON line, when run by the
+/// test below (the env var names the store and the worker). Run by the
+/// harness itself, it checks the same mix in a fresh store: every handle
+/// reads back and the store verifies.
 #[test]
 fn concurrency_child() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::at(dir.path()).unwrap();
+        let handles = put_mix(&store, 0, 8);
+        assert_eq!(handles.len(), 8);
+        for h in &handles {
+            store.read(h).unwrap();
+        }
+        assert_eq!(store.list().unwrap().len(), 8);
+        assert!(store.verify().unwrap().is_ok());
         return;
     };
     let (root, worker) = spec.split_once('|').unwrap();

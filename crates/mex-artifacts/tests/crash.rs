@@ -14,17 +14,31 @@ use support::{PatternReader, spawn_self, wait_for};
 
 const CHILD_ENV: &str = "MEX_ARTIFACTS_CRASH_CHILD";
 
-/// The child: puts 6 MiB artifacts forever. A no-op unless run by the parent.
+/// The child: puts 6 MiB artifacts forever when run by the parent below
+/// (the env var names the store). Run by the harness itself, it checks the
+/// same workload for a few rounds in a fresh store: every put is readable
+/// and verifies, and nothing is left in `tmp/`.
 #[test]
 fn crash_child() {
     let Ok(root) = std::env::var(CHILD_ENV) else {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::at(dir.path()).unwrap();
+        put_forever(&store, Some(2));
+        assert_eq!(store.list().unwrap().len(), 4);
+        assert!(store.verify().unwrap().is_ok());
+        assert_eq!(tmp_entries(dir.path()), 0);
         return;
     };
     let store = ArtifactStore::at(&root).unwrap();
     println!("ready");
     std::io::stdout().flush().unwrap();
+    put_forever(&store, None);
+}
+
+/// Put a 6 MiB and a small artifact per round, `rounds` times (or forever).
+fn put_forever(store: &ArtifactStore, rounds: Option<u64>) {
     let pid = u64::from(std::process::id());
-    for i in 0u64.. {
+    for i in 0u64..rounds.unwrap_or(u64::MAX) {
         let mut reader = PatternReader::new(pid << 20 | i, 6 << 20);
         store
             .put_reader(&mut reader, &PutOptions::default())
@@ -36,6 +50,7 @@ fn crash_child() {
                 &PutOptions::default(),
             )
             .unwrap();
+        println!("stored");
     }
 }
 
@@ -54,14 +69,21 @@ fn sigkill_during_large_puts_leaves_store_consistent() {
         let (mut child, mut out) =
             spawn_self("crash_child", &[(CHILD_ENV, root.display().to_string())]);
         wait_for(&mut out, "ready");
-        std::thread::sleep(Duration::from_millis(150 + (round * 137) % 600));
+        // At least one put completes in every round however slow the
+        // machine is; then the kill lands while the next put streams.
+        wait_for(&mut out, "stored");
+        std::thread::sleep(Duration::from_millis((round * 137) % 300));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        if tmp_entries(&root) > junk_before {
+        let junk = tmp_entries(&root);
+        if junk > junk_before {
             killed_mid_put += 1;
         }
 
+        // The next open reclaims what the killed put left, and says so.
         let store = ArtifactStore::at(&root).unwrap();
+        assert_eq!(store.reclaimed_at_open().len(), junk, "round {round}");
+        assert_eq!(tmp_entries(&root), 0, "round {round}");
         let report = store.verify().unwrap();
         assert!(report.is_ok(), "round {round}: {report:#?}");
         let ids = store.list().unwrap();
@@ -88,6 +110,7 @@ fn sigkill_during_large_puts_leaves_store_consistent() {
     store.read(&h).unwrap();
     let gc = store.gc(UtcTimestamp::now()).unwrap();
     assert_eq!(tmp_entries(&root), 0);
+    assert!(gc.temp_entries.is_empty(), "{:?}", gc.temp_entries);
     assert!(gc.deleted.is_empty());
     assert!(store.verify().unwrap().is_ok());
     assert_eq!(store.list().unwrap().len(), records_seen + 2); // + the new put + the gc report

@@ -88,6 +88,14 @@ pub enum Command {
     /// of example operations through the real runtime: successes, one denial
     /// per gate, a budget overrun. Prints a summary and where to look next.
     Demo,
+    /// Reclaim what crashed runs left behind (shadow workspaces, sandbox
+    /// jails, store temp files; never those of live runs), then run the
+    /// artifact store's gc. Prints everything removed.
+    Gc {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The home's signing key (Ed25519): init, show.
     #[command(subcommand)]
     Keys(KeysCommand),

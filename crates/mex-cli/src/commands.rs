@@ -43,6 +43,7 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
         Command::Attest { op_id, op, out } => {
             crate::trust::attest(&home, op_id, op.as_deref(), out.as_deref())
         }
+        Command::Gc { json } => crate::gc::run(&home, *json),
         Command::Schema { .. } => Ok(exit::OK),
     }
 }

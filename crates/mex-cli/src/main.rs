@@ -13,6 +13,7 @@
 mod cli;
 mod commands;
 mod demo;
+mod gc;
 mod home;
 mod out;
 mod render;

@@ -23,7 +23,10 @@
 //!    by artifact id) and `work/` (the child's only writable tree, its cwd
 //!    and `HOME`). The jail is deleted after the run. (The runtime's shadow
 //!    workspace is private to the runtime's uid, so the unprivileged child
-//!    gets this sibling jail instead.)
+//!    gets this sibling jail instead.) A jail is locked while its run lives
+//!    (`mex_runtime::reclaim::LiveDir`); jails of runs whose process was
+//!    killed are removed when an engine starts ([`reclaim_jails`], also run
+//!    by `mex gc`), never those of live runs.
 //! 4. Run the interpreter through [`mex_sandbox::run`], killed before the
 //!    run's deadline; network only when `net.http` was granted.
 //! 5. Map the outcome (table below). On success, collect the bundle:
@@ -34,8 +37,13 @@
 //! ## Output spec (`output_spec_ref`, JSON)
 //!
 //! `{"stdout": "path", "stderr": "path", "files": ["path", ...]}`, all
-//! optional (defaults `stdout.txt`, `stderr.txt`, no files); paths are
-//! relative, `/`-separated, without `.`/`..`; at most 64 files.
+//! optional (defaults `stdout.txt`, `stderr.txt`, no files); at most 64
+//! files. Paths follow the artifact store's rules (mex-artifacts' `path`
+//! module, through `mex_runtime::BundleBuilder`): relative, `/`-separated,
+//! no `.`/`..`, no control, bidirectional or invisible characters; stored
+//! under their NFC form; two paths that are the same name after
+//! normalization, case folding or compatibility folding are refused. They
+//! are checked before the script runs and again when the index is built.
 //!
 //! ## Outputs: a canonical bundle
 //!
@@ -84,9 +92,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mex_envelope::{
-    ArtifactKind, BundleEntry, BundleIndex, CapabilityKind, EngineId, Sha256Digest,
-};
+use mex_envelope::{ArtifactKind, BundleIndex, CapabilityKind, EngineId, Sha256Digest};
 use mex_runtime::{Completion, Engine, EngineFailure, ExecutionContext};
 use mex_sandbox::{Confinement, Denial, Limits, Outcome, Request, SandboxConfig, Termination};
 use serde_json::Value;
@@ -200,6 +206,7 @@ impl SandboxEngineConfig {
 pub struct SandboxEngine {
     id: EngineId,
     config: SandboxEngineConfig,
+    reclaimed: mex_runtime::reclaim::Reclaimed,
 }
 
 impl SandboxEngine {
@@ -212,12 +219,27 @@ impl SandboxEngine {
         std::fs::create_dir_all(&config.jail_root).map_err(jail_err)?;
         std::fs::set_permissions(&config.jail_root, std::fs::Permissions::from_mode(0o711))
             .map_err(jail_err)?;
+        let reclaimed = reclaim_jails(&config.jail_root).map_err(jail_err)?;
         let id = "engine.sandbox"
             .parse()
             .map_err(|e: mex_envelope::EnvelopeError| {
                 SandboxEngineError::Internal(e.to_string())
             })?;
-        Ok(Self { id, config })
+        Ok(Self {
+            id,
+            config,
+            reclaimed,
+        })
+    }
+
+    /// Jails of dead runs that building this engine removed.
+    pub fn reclaimed_at_open(&self) -> &mex_runtime::reclaim::Reclaimed {
+        &self.reclaimed
+    }
+
+    /// Where the per-run jails are made.
+    pub fn jail_root(&self) -> &Path {
+        &self.config.jail_root
     }
 
     /// The gate to install with this engine (same launcher, uid and
@@ -257,30 +279,27 @@ struct CommandAllowlist {
     commands: Vec<String>,
 }
 
-fn check_rel_path(p: &str) -> Result<(), EngineFailure> {
-    let ok = !p.is_empty()
-        && p.len() <= 255
-        && !p.starts_with('/')
-        && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
-        && !p.chars().any(|c| c.is_control() || c == '\\');
-    if ok {
-        Ok(())
-    } else {
-        Err(policy(format!(
-            "output spec path {p:?} is not a plain relative path (no leading /, no . or .., no empty segments); fix the output spec"
-        )))
+/// Check the output spec's paths with the store's path rules before the
+/// run (bundle entry names: NFC, no bidi controls or invisible characters,
+/// no twins); the index is built with the same rules afterwards.
+fn check_bundle_paths(paths: &[String]) -> Result<(), EngineFailure> {
+    let mut builder = mex_runtime::BundleBuilder::new(false);
+    for p in paths {
+        builder
+            .add(p, Sha256Digest::of(b""), 0)
+            .map_err(|e| policy(format!("output spec path {p:?}: {e}; fix the output spec")))?;
     }
+    Ok(())
 }
 
-/// Removes the jail when the run ends, whatever happens.
-struct Jail {
-    root: PathBuf,
-}
+/// Prefix of per-run jail directories under the jail root.
+pub const JAIL_PREFIX: &str = "run-";
 
-impl Drop for Jail {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
+/// Remove the jails of runs that are over but were not cleaned up (their
+/// process was killed): every `run-*` directory under `jail_root` that no
+/// live run holds (see `mex_runtime::reclaim`).
+pub fn reclaim_jails(jail_root: &Path) -> std::io::Result<mex_runtime::reclaim::Reclaimed> {
+    mex_runtime::reclaim::reclaim(jail_root, |name| name.starts_with(JAIL_PREFIX))
 }
 
 fn media_for(path: &str) -> &'static str {
@@ -363,15 +382,7 @@ impl Engine for SandboxEngine {
         }
         let mut all_paths = vec![stdout_path.clone(), stderr_path.clone()];
         all_paths.extend(spec.files.iter().cloned());
-        for p in &all_paths {
-            check_rel_path(p)?;
-        }
-        let mut unique = all_paths.clone();
-        unique.sort();
-        unique.dedup();
-        if unique.len() != all_paths.len() {
-            return Err(policy("output spec names one bundle path twice"));
-        }
+        check_bundle_paths(&all_paths)?;
         let mut executables = vec![program.clone()];
         if operation == "sandbox.run_shell" {
             let list: CommandAllowlist = serde_json::from_slice(&read("command_allowlist_ref")?)
@@ -394,13 +405,14 @@ impl Engine for SandboxEngine {
         }
         executables.extend(mex_sandbox::dynamic_loaders());
 
-        // The jail.
-        let root = self.config.jail_root.join(uuid_like());
-        let jail = Jail { root: root.clone() };
+        // The jail: live (locked) while this run lasts, removed when it
+        // ends, reclaimed by the next engine start if this process dies.
         let io = |what: &str, e: std::io::Error| {
             runtime_error(format!("cannot prepare the sandbox jail ({what}): {e}"))
         };
-        std::fs::create_dir(&root).map_err(|e| io("run dir", e))?;
+        let jail = mex_runtime::reclaim::LiveDir::create(&self.config.jail_root, JAIL_PREFIX)
+            .map_err(|e| io("run dir", e))?;
+        let root = jail.path().to_path_buf();
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711))
             .map_err(|e| io("run dir", e))?;
         let in_dir = root.join("in");
@@ -530,18 +542,19 @@ impl Engine for SandboxEngine {
             ));
         }
         drop(jail);
-        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let index = BundleIndex {
-            normalize_line_endings: false,
-            entries: entries
-                .iter()
-                .map(|(path, _, _, bytes)| BundleEntry {
-                    path: path.clone(),
-                    content_hash: Sha256Digest::of(bytes),
-                    size_bytes: bytes.len() as u64,
-                })
-                .collect(),
-        };
+        // The index through the store's path rules: entries named in NFC,
+        // twins refused, sorted by bytes; outputs follow in that order.
+        let mut builder = mex_runtime::BundleBuilder::new(false);
+        let mut named = Vec::with_capacity(entries.len());
+        for (path, kind, media, bytes) in entries {
+            let rel = builder
+                .add(&path, Sha256Digest::of(&bytes), bytes.len() as u64)
+                .map_err(|e| policy(format!("output path {path:?}: {e}")))?;
+            named.push((rel.as_str().to_owned(), kind, media, bytes));
+        }
+        named.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let entries = named;
+        let index: BundleIndex = builder.finish();
         let index_bytes = mex_envelope::canonical::to_vec(&index)
             .map_err(|e| runtime_error(format!("cannot serialize the bundle index: {e}")))?;
         let write_err =
@@ -558,19 +571,6 @@ impl Engine for SandboxEngine {
         }
         Ok(ctx.complete())
     }
-}
-
-fn uuid_like() -> String {
-    // Unique per run without another dependency: pid, thread, time.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "run-{}-{:?}-{nanos}",
-        std::process::id(),
-        std::thread::current().id()
-    )
-    .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "")
 }
 
 fn write_ro(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

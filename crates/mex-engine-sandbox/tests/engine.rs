@@ -7,7 +7,6 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use mex_artifacts::{ArtifactStore, PutOptions};
 use mex_engine_sandbox::{SandboxEngine, SandboxEngineConfig};
@@ -535,14 +534,13 @@ fn the_ops_own_memory_budget_is_applied_below_the_hosts_limit() {
 #[test]
 fn escape_cpu_spin_past_budget() {
     let h = home();
-    let t = Instant::now();
     let r = h.expect(
         shell(&h, "while :; do :; done\n", &[]),
         ResultStatus::BudgetExceeded,
         "SBOX_TIMEOUT",
     );
+    // The CPU limit stopped it, not the wall time: the message says which.
     assert!(r.errors[0].message.starts_with("CPU time:"), "{r:#?}");
-    assert!(t.elapsed() < Duration::from_secs(4));
 }
 
 #[test]
@@ -563,7 +561,6 @@ fn escape_print_without_end() {
 #[test]
 fn escape_sleep_past_wall_time() {
     let h = home();
-    let t = Instant::now();
     let r = h.expect(
         h.op(
             "sandbox.run_shell",
@@ -575,7 +572,6 @@ fn escape_sleep_past_wall_time() {
         "SBOX_TIMEOUT",
     );
     assert!(r.errors[0].message.starts_with("wall time:"), "{r:#?}");
-    assert!(t.elapsed() < Duration::from_secs(2));
 }
 
 #[test]
@@ -612,4 +608,69 @@ fn without_landlock_engine_sandbox_is_refused_unless_the_policy_allows_degraded(
         env.get("sandbox.landlock_abi").map(String::as_str),
         Some("0")
     );
+}
+
+#[test]
+fn output_paths_follow_the_stores_path_rules() {
+    let h = home();
+    for files in [
+        vec!["caf\u{e9}.txt", "cafe\u{301}.txt"], // NFC and NFD twins
+        vec!["report\u{202E}txt.sh"],             // right-to-left override
+        vec!["a\u{2067}b.txt"],                   // right-to-left isolate
+        vec!["a\u{200F}b.txt"],                   // right-to-left mark
+        vec!["a\u{200B}.txt", "a.txt"],           // zero-width space
+        vec!["\u{FF41}.txt", "a.txt"],            // fullwidth look-alike
+        vec!["A.txt", "a.txt"],                   // case twins
+        vec!["stdout.txt"],                       // twin of the stdout entry
+    ] {
+        let op = h.op("sandbox.run_shell", "echo hi\n", &files, json!({}));
+        let r = h.expect(op, ResultStatus::Failed, "SBOX_POLICY_DENIED");
+        assert!(
+            r.errors[0].message.contains("output spec path"),
+            "{files:?}: {r:#?}"
+        );
+    }
+}
+
+#[test]
+fn an_nfd_file_name_is_stored_under_its_nfc_name() {
+    let h = home();
+    let op = h.op(
+        "sandbox.run_shell",
+        "printf x > $'cafe\\xcc\\x81.txt'\n",
+        &["cafe\u{301}.txt"],
+        json!({}),
+    );
+    let r = h.rt.execute(op);
+    assert_eq!(r.status, ResultStatus::Succeeded, "{r:#?}");
+    let index: BundleIndex = serde_json::from_slice(&h.store.read(&r.outputs[0]).unwrap()).unwrap();
+    let paths: Vec<&str> = index.entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["caf\u{e9}.txt", "stderr.txt", "stdout.txt"]);
+    assert!(mex_artifacts::validate_bundle_index(&index).is_ok());
+}
+
+#[test]
+fn jails_of_dead_runs_are_reclaimed_when_the_engine_starts() {
+    let root = tempfile::Builder::new()
+        .prefix("mex-sbx-jail")
+        .tempdir()
+        .unwrap();
+    let jails = root.path().join("jails");
+    std::fs::create_dir_all(&jails).unwrap();
+    // A live run's jail (locked, as a running engine holds it), a dead
+    // run's jail (what a killed process leaves) and a stranger.
+    let live = mex_runtime::reclaim::LiveDir::create(&jails, "run-").unwrap();
+    std::fs::create_dir_all(jails.join("run-dead/work/sub")).unwrap();
+    std::fs::write(jails.join("run-dead/work/sub/f"), b"x").unwrap();
+    std::fs::create_dir(jails.join("bin")).unwrap();
+    let engine = SandboxEngine::new(SandboxEngineConfig {
+        jail_root: jails.clone(),
+        ..SandboxEngineConfig::default()
+    })
+    .unwrap();
+    let report = engine.reclaimed_at_open();
+    assert_eq!(report.removed, vec![jails.join("run-dead")]);
+    assert_eq!(report.live, 1);
+    assert!(live.path().exists() && jails.join("bin").exists());
+    assert!(!jails.join("run-dead").exists());
 }

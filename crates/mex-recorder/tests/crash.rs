@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mex_recorder::{EventDraft, EventKind, EventQuery, FlightRecorder, SqliteRecorder};
 use serde_json::json;
@@ -18,34 +18,64 @@ const ROUNDS: usize = 12;
 const CHILD_THREADS: usize = 4;
 
 /// In the child (env var set): append forever from several threads,
-/// printing `ACK <seq> <hash>` after each append returns. Without the env
-/// var this test does nothing.
+/// printing `ACK <seq> <hash>` after each append returns. Run by the harness
+/// itself, it runs the same workload for a few appends per thread into a
+/// fresh log, which must then verify and hold every acknowledged event.
 #[test]
 fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Arc::new(SqliteRecorder::open(dir.path()).unwrap());
+        let acks = append_from_threads(&rec, Some(5), false);
+        assert_eq!(acks.len(), CHILD_THREADS * 5);
+        assert!(rec.verify().unwrap().is_ok());
+        let events = rec.events(&EventQuery::all()).unwrap();
+        assert_eq!(events.len(), acks.len());
+        for (seq, hash) in acks {
+            assert_eq!(
+                events[usize::try_from(seq - 1).unwrap()].hash.to_hex(),
+                hash
+            );
+        }
         return;
     };
     let rec = Arc::new(SqliteRecorder::open(&dir).unwrap());
+    append_from_threads(&rec, None, true);
+}
+
+/// Append from several threads, `per_thread` times each (or forever),
+/// printing each acknowledgement when `print`; returns them.
+fn append_from_threads(
+    rec: &Arc<SqliteRecorder>,
+    per_thread: Option<u64>,
+    print: bool,
+) -> Vec<(u64, String)> {
     let threads: Vec<_> = (0..CHILD_THREADS)
         .map(|t| {
-            let rec = Arc::clone(&rec);
+            let rec = Arc::clone(rec);
             std::thread::spawn(move || {
                 let op = Uuid::new_v4();
-                for i in 0u64.. {
+                let mut acks = Vec::new();
+                for i in 0u64..per_thread.unwrap_or(u64::MAX) {
                     let draft = EventDraft::new(EventKind::OpReceived)
                         .with_op_id(op)
                         .with_payload(json!({"thread": t, "i": i, "pad": "p".repeat(200)}));
                     let e = rec.append(draft).unwrap();
-                    let mut out = std::io::stdout().lock();
-                    writeln!(out, "ACK {} {}", e.seq, e.hash).unwrap();
-                    out.flush().unwrap();
+                    if print {
+                        let mut out = std::io::stdout().lock();
+                        writeln!(out, "ACK {} {}", e.seq, e.hash).unwrap();
+                        out.flush().unwrap();
+                    }
+                    acks.push((e.seq, e.hash.to_hex()));
                 }
+                acks
             })
         })
         .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+    threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect()
 }
 
 /// A cheap pseudo-random delay without a rand dependency.
@@ -61,7 +91,6 @@ fn acknowledged_events_survive_sigkill() {
     }
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let started = Instant::now();
     let mut acked: Vec<(u64, String)> = Vec::new();
     let mut acked_this_run = Vec::new();
     for round in 0..ROUNDS {
@@ -72,10 +101,26 @@ fn acknowledged_events_survive_sigkill() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Wait for a first acknowledgement however slow the machine is, so
+        // every round has something durable to check; then kill at a
+        // random moment.
+        let mut first = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("ACK ") {
+                let (seq, hash) = rest.split_once(' ').unwrap();
+                first.push((seq.parse::<u64>().unwrap(), hash.to_owned()));
+                break;
+            }
+        }
+        assert!(
+            !first.is_empty(),
+            "round {round}: the child acknowledged nothing"
+        );
         let reader = std::thread::spawn(move || {
-            let mut acks = Vec::new();
-            for line in BufReader::new(stdout).lines() {
+            let mut acks = first;
+            for line in lines {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.strip_prefix("ACK ") {
                     let (seq, hash) = rest.split_once(' ').unwrap();
@@ -84,7 +129,7 @@ fn acknowledged_events_survive_sigkill() {
             }
             acks
         });
-        std::thread::sleep(Duration::from_millis(random_delay_ms(60, 400)));
+        std::thread::sleep(Duration::from_millis(random_delay_ms(0, 300)));
         child.kill().unwrap(); // SIGKILL on Unix
         child.wait().unwrap();
         let acks = reader.join().unwrap();
@@ -115,12 +160,7 @@ fn acknowledged_events_survive_sigkill() {
     }
     writeln!(std::io::stderr(), "acks per round: {acked_this_run:?}").unwrap();
     assert!(
-        acked.len() > ROUNDS,
+        acked.len() >= ROUNDS,
         "the child acknowledged too little to mean anything: {acked_this_run:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "crash test too slow: {:?}",
-        started.elapsed()
     );
 }

@@ -31,7 +31,9 @@
 //! 4. Resolve the implementation; refuse one not installed
 //!    (`RUNTIME.ENGINE_NOT_INSTALLED`) or not certified
 //!    (`RUNTIME.ENGINE_NOT_CERTIFIED`, status denied).
-//! 5. Create the run's shadow workspace; outputs are staged there.
+//! 5. Create the run's shadow workspace; outputs are staged there. It is
+//!    locked while the run lives; workspaces of runs whose process died are
+//!    removed when a runtime is built ([`reclaim`], also `mex gc`).
 //! 6. Execute on a worker thread under a watchdog: wall time
 //!    (`RUNTIME.WALL_TIME_EXCEEDED`), output bytes
 //!    (`RUNTIME.OUTPUT_BUDGET_EXCEEDED`), panics (`RUNTIME.ENGINE_PANICKED`).
@@ -59,9 +61,12 @@ mod cache;
 mod engine;
 mod error;
 mod ledger;
+pub mod reclaim;
 mod runtime;
 pub mod schemas;
 
 pub use engine::{Completion, Engine, EngineFailure, ExecutionContext, ReadError, WriteError};
 pub use error::RuntimeError;
+/// The store's path rules, for engines that name bundle entries.
+pub use mex_artifacts::{BundleBuilder, RelPath};
 pub use runtime::{Certifier, MexRuntime, MexRuntimeBuilder};

@@ -175,6 +175,14 @@ impl MexRuntimeBuilder {
             path: workspace_root.display().to_string(),
             source,
         })?;
+        // Shadow workspaces of runs killed in any process before they
+        // cleaned up (see `reclaim`).
+        let reclaimed = crate::reclaim::reclaim_workspaces(&workspace_root).unwrap_or_else(|e| {
+            crate::reclaim::Reclaimed {
+                failed: vec![(workspace_root.clone(), e.to_string())],
+                ..Default::default()
+            }
+        });
         let ctx = GateContext::new(
             Arc::new(RegistryCatalog::new(registry.clone())),
             Arc::new(policy),
@@ -203,6 +211,7 @@ impl MexRuntimeBuilder {
             cache: self.cache.then(ResultCache::default),
             salt: self.salt,
             workspace_root,
+            reclaimed,
             runs: AtomicU64::new(0),
         })
     }
@@ -230,6 +239,7 @@ pub struct MexRuntime {
     cache: Option<ResultCache>,
     salt: String,
     workspace_root: PathBuf,
+    reclaimed: crate::reclaim::Reclaimed,
     runs: AtomicU64,
 }
 
@@ -453,10 +463,7 @@ impl MexRuntime {
         }
 
         // 5. Shadow workspace.
-        let workspace = match tempfile::Builder::new()
-            .prefix(&format!("{}-", op.op_id))
-            .tempdir_in(&self.workspace_root)
-        {
+        let workspace = match crate::reclaim::create_workspace(&self.workspace_root, &op.op_id) {
             Ok(dir) => dir,
             Err(e) => {
                 draft.error(
@@ -964,6 +971,16 @@ impl MexRuntime {
             logs_ref: logs,
             served_from_cache: cached,
         }
+    }
+
+    /// Shadow workspaces of dead runs that building this runtime removed.
+    pub fn reclaimed_at_open(&self) -> &crate::reclaim::Reclaimed {
+        &self.reclaimed
+    }
+
+    /// Where shadow workspaces are made.
+    pub fn workspace_root(&self) -> &std::path::Path {
+        &self.workspace_root
     }
 
     /// How many engine runs this runtime dispatched (cache hits excluded).

@@ -20,9 +20,10 @@
 //! confinement runs in a separate **launcher** binary, `mex-sandbox-exec`
 //! (this crate's `[[bin]]`, code in [`launcher`]): the parent spawns it with
 //! the cleared environment, the new process group and (when the parent is
-//! root) an unprivileged uid/gid; the launcher sets the rlimits, applies the
-//! Landlock ruleset (which sets `no_new_privs`), writes one header line to
-//! stderr (stripped by the parent) and `exec`s the target. Where Landlock is
+//! root) an unprivileged uid/gid. The launcher stays as a small supervisor
+//! and starts a confined copy of itself, which sets a parent-death signal,
+//! the rlimits, the Landlock ruleset (which sets `no_new_privs`), writes one
+//! header line to stderr (stripped by the parent) and `exec`s the target. Where Landlock is
 //! missing or older than ABI 4, the launcher refuses (fail closed) unless
 //! [`Confinement::allow_degraded`] is set, and the outcome says degraded.
 //!
@@ -32,6 +33,19 @@
 //! also give an explicit path in [`SandboxConfig::launcher`].
 //!
 //! ## Supervision
+//!
+//! Nothing sandboxed outlives this process or its deadline, however this
+//! process ends (SIGKILL included): the launcher's stdin is a *lifeline*
+//! pipe whose only writer is this process; when it closes (a stop asked
+//! here, or this process died) the launcher kills the program and sweeps
+//! every process below it, as their subreaper, including any that left the
+//! process group with `setsid`. The launcher also enforces the deadline
+//! itself ([`launcher::DEADLINE_GRACE`] after it), and the confined program
+//! has a parent-death signal tied to the launcher. A stop (deadline, output
+//! cap) closes the lifeline first and kills the group from here only if the
+//! launcher has not finished after a grace period. The launcher's last
+//! stderr line (a trailer, stripped) says how the program ended and whether
+//! processes were left behind. See [`launcher`] for the details.
 //!
 //! The parent waits for the launcher's exit with `waitid(WNOWAIT)` on a
 //! waiter thread (no polling), so the leader stays a zombie, and its pid,
@@ -588,6 +602,77 @@ fn launcher_path(config: &SandboxConfig) -> Result<PathBuf, SandboxError> {
     }
 }
 
+/// How long the launcher gets to stop the program after the lifeline is
+/// closed, before the process group is killed from here.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Why the launcher stopped waiting (from its trailer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Exited,
+    Lifeline,
+    Deadline,
+}
+
+/// The launcher's trailer line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Trailer {
+    exit: Option<i32>,
+    signal: Option<i32>,
+    stragglers: bool,
+    reason: StopReason,
+}
+
+impl Trailer {
+    /// The launcher exits with the program's status, or 128 + its signal.
+    fn agrees_with(&self, launcher_code: Option<i32>) -> bool {
+        match (self.exit, self.signal, launcher_code) {
+            (Some(e), None, Some(c)) => e == c,
+            (None, Some(s), Some(c)) => c == 128 + s,
+            _ => false,
+        }
+    }
+}
+
+/// Split the launcher's trailer off the end of stderr. Only a trailer that
+/// is the very last line counts: the program can print the marker too, but
+/// the launcher writes after every process below it is gone.
+fn split_trailer(stderr: Vec<u8>) -> (Option<Trailer>, Vec<u8>) {
+    let mark = launcher::TRAILER_MARK.as_bytes();
+    let Some(at) = stderr.windows(mark.len()).rposition(|w| w == mark) else {
+        return (None, stderr);
+    };
+    let line = &stderr[at + mark.len()..];
+    let Some(line) = line.strip_suffix(b"\n") else {
+        return (None, stderr);
+    };
+    if line.contains(&b'\n') {
+        return (None, stderr);
+    }
+    let mut t = Trailer {
+        exit: None,
+        signal: None,
+        stragglers: false,
+        reason: StopReason::Exited,
+    };
+    for field in String::from_utf8_lossy(line).split_whitespace() {
+        match field.split_once('=') {
+            Some(("exit", v)) => t.exit = v.parse().ok(),
+            Some(("signal", v)) => t.signal = v.parse().ok(),
+            Some(("stragglers", v)) => t.stragglers = v == "true",
+            Some(("reason", "lifeline")) => t.reason = StopReason::Lifeline,
+            Some(("reason", "deadline")) => t.reason = StopReason::Deadline,
+            _ => {}
+        }
+    }
+    if t.exit.is_none() == t.signal.is_none() {
+        return (None, stderr);
+    }
+    let mut rest = stderr;
+    rest.truncate(at);
+    (Some(t), rest)
+}
+
 fn split_header(stderr: &[u8]) -> (Option<String>, Vec<u8>) {
     let mark = launcher::HEADER_MARK.as_bytes();
     if stderr.starts_with(mark) {
@@ -789,7 +874,9 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
     cmd.env_clear()
         .envs(request.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&request.workdir)
-        .stdin(Stdio::null())
+        // The lifeline: the launcher stops the child when this pipe closes,
+        // i.e. when we ask for a stop or when this process dies.
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -825,13 +912,21 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
     if config.simulate_missing_landlock {
         cmd.arg("--simulate-no-landlock");
     }
-    cmd.arg("--").arg(&request.program).args(&request.args);
-
     let started = Instant::now();
+    let budget_ms = request
+        .deadline
+        .saturating_duration_since(started)
+        .as_millis();
+    cmd.arg("--lifeline")
+        .arg(format!("--deadline-ms={budget_ms}"))
+        .arg("--")
+        .arg(&request.program)
+        .args(&request.args);
     let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
         launcher: launcher.clone(),
         source,
     })?;
+    let mut lifeline = child.stdin.take();
     let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
     let guard = GroupGuard { pgid };
     let over = Arc::new(AtomicBool::new(false));
@@ -852,8 +947,8 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
                 .stderr
                 .take()
                 .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            // Room for the launcher's header line.
-            limits.stderr_bytes.saturating_add(4096),
+            // Room for the launcher's header and trailer lines.
+            limits.stderr_bytes.saturating_add(8192),
         ),
     ];
     let mut readers = 0;
@@ -885,17 +980,35 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
             })?;
     }
     drop(events_tx);
+    // Stopping (deadline, output cap) closes the lifeline: the launcher
+    // then kills the program and every process below it, escaped ones
+    // included. If it has not exited STOP_GRACE later, the group is killed
+    // from here.
     let mut timed_out = false;
-    let mut deadline = request.deadline;
+    let mut stopping = false;
+    let mut killed = false;
+    let mut wake = request.deadline;
     loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = wake.saturating_duration_since(Instant::now());
         match events_rx.recv_timeout(remaining) {
             Ok(Event::Exited) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Ok(Event::Overflow) => guard.kill(),
-            Err(mpsc::RecvTimeoutError::Timeout) if !timed_out => {
+            Ok(Event::Overflow) => {
+                if !stopping {
+                    stopping = true;
+                    drop(lifeline.take());
+                    wake = Instant::now() + STOP_GRACE;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if !stopping => {
                 timed_out = true;
+                stopping = true;
+                drop(lifeline.take());
+                wake = Instant::now() + STOP_GRACE;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if !killed => {
+                killed = true;
                 guard.kill();
-                deadline = Instant::now() + Duration::from_secs(5);
+                wake = Instant::now() + Duration::from_secs(5);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 return Err(SandboxError::Supervise(std::io::Error::other(
@@ -904,6 +1017,7 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
             }
         }
     }
+    drop(lifeline);
     // The leader is a zombie (or gone): kill whatever is left of the group
     // while its id is still reserved, then reap the leader.
     guard.kill();
@@ -911,7 +1025,7 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
     // Stragglers (background jobs, a fork bomb) were killed above; orphans
     // re-parented here are reaped. Fast path: the group is already empty.
     let group_alive = pgid.is_some_and(|g| rustix::process::test_kill_process_group(g).is_ok());
-    let stragglers_killed = group_alive && pgid.is_some_and(|g| !group_members(g).is_empty());
+    let mut stragglers_killed = group_alive && pgid.is_some_and(|g| !group_members(g).is_empty());
     if group_alive && let Some(g) = pgid {
         reap_group(g, Duration::from_millis(200));
     }
@@ -930,10 +1044,21 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
     let elapsed = started.elapsed();
     drop(guard);
 
-    let (header, mut stderr) = split_header(&stderr_raw);
+    let (header, stderr) = split_header(&stderr_raw);
+    let (trailer, mut stderr) = split_trailer(stderr);
     // No header, or an error header: confinement was not applied and the
     // target never ran.
     let mut enforcement = parse_header(header.as_deref())?;
+    // How the program ended: the launcher's trailer, when it agrees with
+    // the launcher's own exit status (which relays the program's).
+    let (code, signal) = match trailer.filter(|t| t.agrees_with(status.code())) {
+        Some(t) => {
+            timed_out |= t.reason == StopReason::Deadline;
+            stragglers_killed |= t.stragglers;
+            (t.exit, t.signal)
+        }
+        None => (status.code(), status.signal()),
+    };
     enforcement.run_as = run_as;
     enforcement.network_namespace = netns.is_some();
     stderr.truncate(usize::try_from(limits.stderr_bytes).unwrap_or(usize::MAX));
@@ -945,7 +1070,7 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
     } else if over.load(Ordering::SeqCst) {
         Termination::Output
     } else {
-        match (status.code(), status.signal()) {
+        match (code, signal) {
             (_, Some(s)) if s == Signal::XCPU.as_raw() => Termination::CpuTime,
             (_, Some(s)) if s == Signal::XFSZ.as_raw() => Termination::Output,
             (Some(c), _) if c == 128 + Signal::XCPU.as_raw() => Termination::CpuTime,

@@ -403,16 +403,38 @@ fn a_fork_bomb_is_contained() {
         ) || (matches!(o.termination, Termination::Exited(_)) && o.stragglers_killed),
         "{o:?}"
     );
+    // Whoever runs the test: every process of the bomb has the workspace as
+    // its working directory, and none may be left.
+    let left = processes_in(&f.work);
+    assert!(left.is_empty(), "fork-bomb processes survived: {left:?}");
+    // As root the bomb ran under its own uid: none of that uid either.
     if let Some((uid, _)) = config.effective_run_as() {
-        std::thread::sleep(Duration::from_millis(50));
-        let n = uid_process_count(uid);
-        if n != 0 {
-            let _ = std::process::Command::new("ps")
-                .args(["-o", "pid,pgid,sid,stat,cmd", "-u", &uid.to_string()])
-                .status();
-        }
-        assert_eq!(n, 0, "processes of the sandbox uid survived");
+        assert_eq!(
+            uid_process_count(uid),
+            0,
+            "processes of the sandbox uid survived"
+        );
     }
+}
+
+/// Live processes whose working directory is `work`. Readable for the
+/// processes of one's own uid and, as root, for every process: so it holds
+/// for whoever runs the tests.
+fn processes_in(work: &Path) -> Vec<i32> {
+    let work = std::fs::canonicalize(work).unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == work)
+                && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    stat.rfind(')')
+                        .and_then(|i| stat[i + 1..].split_whitespace().next())
+                        .is_some_and(|state| state != "Z")
+                })
+        })
+        .collect()
 }
 
 #[test]
@@ -440,10 +462,10 @@ fn spinning_past_the_cpu_budget_is_stopped() {
     let f = fixture();
     let mut req = bash(&f.work, "while :; do :; done", &[]);
     req.limits.cpu_time_ms = 300; // rounded up to 1 s
-    let t = Instant::now();
+    // The wall-time deadline (10 s) is far away: only the CPU limit can
+    // have stopped it, and the outcome says which limit did.
     let o = run(&req);
     assert_eq!(o.termination, Termination::CpuTime, "{o:?}");
-    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
 }
 
 #[test]
@@ -468,10 +490,8 @@ fn sleeping_past_the_wall_time_is_killed() {
     let f = fixture();
     let mut req = bash(&f.work, "sleep 30 & sleep 30", &["sleep"]);
     req.deadline = Instant::now() + Duration::from_millis(300);
-    let t = Instant::now();
     let o = run(&req);
     assert_eq!(o.termination, Termination::WallTime, "{o:?}");
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
 
 #[test]
@@ -485,11 +505,15 @@ fn stdin_is_null() {
 #[test]
 fn background_processes_left_behind_are_killed_and_reported() {
     let f = fixture();
-    let t = Instant::now();
     let o = run(&bash(&f.work, "sleep 30 & echo started", &["sleep"]));
+    // Exited(0), not WallTime: the run ended when the shell did, and the
+    // left-over sleep was killed rather than waited for.
     assert_eq!(o.termination, Termination::Exited(0), "{o:?}");
     assert!(o.stragglers_killed, "{o:?}");
-    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(
+        processes_in(&f.work).is_empty(),
+        "the background sleep survived"
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
-//! `mex-sandbox-exec`: the sandbox launcher. Owns nothing but confining its
-//! own process (rlimits, Landlock, `no_new_privs`) and then `exec`ing the
-//! target; see `mex_sandbox::launcher`. Does not capture output, enforce wall
-//! time or kill anything: the parent (`mex_sandbox::run`) does that.
+//! `mex-sandbox-exec`: the sandbox launcher. Supervises a confined copy of
+//! itself (rlimits, Landlock, `no_new_privs`, parent-death signal, then
+//! `exec` of the target), stops it and everything below it when its parent
+//! goes away or its deadline passes; see `mex_sandbox::launcher`. Does not
+//! capture output: the parent (`mex_sandbox::run`) does that.
 
 fn main() -> std::process::ExitCode {
     mex_sandbox::launcher::main_from_env()
