@@ -40,6 +40,7 @@
 //! | `RUNTIME.WALL_TIME_EXCEEDED` | budget_exceeded | past the deadline; partial outputs discarded |
 //! | `RUNTIME.OUTPUT_BUDGET_EXCEEDED` | budget_exceeded | a write past the output budget; partial outputs discarded |
 //! | `RUNTIME.ENGINE_PANICKED` | failed | the engine panicked; contained |
+//! | `RUNTIME.CANCELLED` | failed | the caller cancelled (`execute_with_cancel`); the engine was stopped, partial outputs discarded |
 //! | `RUNTIME.FOREIGN_COMPLETION` | failed | the engine returned a completion not issued for this run |
 //! | `G-RESULT.*` | failed | a result check refused the outputs (see mex-gates) |
 
@@ -52,4 +53,4 @@ pub mod schemas;
 
 pub use engine::{Completion, Engine, EngineFailure, ExecutionContext, ReadError, WriteError};
 pub use error::RuntimeError;
-pub use runtime::{Certifier, MexRuntime, MexRuntimeBuilder};
+pub use runtime::{CancelToken, Certifier, MexRuntime, MexRuntimeBuilder};

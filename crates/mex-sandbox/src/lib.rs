@@ -277,6 +277,9 @@ pub enum Termination {
     Output,
     /// Could not fork: the process limit bound (e.g. a fork bomb).
     Processes,
+    /// The caller cancelled the run ([`run_cancellable`]); the group was
+    /// killed.
+    Cancelled,
 }
 
 impl Termination {
@@ -767,9 +770,22 @@ fn reap_group(pgid: Pid, budget: Duration) {
     }
 }
 
+/// How often a running child's supervisor looks at the cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
+
 /// Run one child under the request's confinement and limits, and wait for
 /// it (at most until `request.deadline`).
 pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, SandboxError> {
+    run_cancellable(config, request, &AtomicBool::new(false))
+}
+
+/// [`run`], and kill the process group as soon as `cancel` is set (polled
+/// every few milliseconds); the outcome is then [`Termination::Cancelled`].
+pub fn run_cancellable(
+    config: &SandboxConfig,
+    request: &Request,
+    cancel: &AtomicBool,
+) -> Result<Outcome, SandboxError> {
     let launcher = launcher_path(config)?;
     ensure_subreaper();
     let limits = &request.limits;
@@ -886,13 +902,27 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
     }
     drop(events_tx);
     let mut timed_out = false;
+    let mut cancelled = false;
     let mut deadline = request.deadline;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        match events_rx.recv_timeout(remaining) {
+        let slice = if cancelled {
+            remaining
+        } else {
+            remaining.min(CANCEL_POLL)
+        };
+        match events_rx.recv_timeout(slice) {
             Ok(Event::Exited) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Ok(Event::Overflow) => guard.kill(),
-            Err(mpsc::RecvTimeoutError::Timeout) if !timed_out => {
+            Err(mpsc::RecvTimeoutError::Timeout)
+                if !cancelled && !timed_out && cancel.load(Ordering::SeqCst) =>
+            {
+                cancelled = true;
+                guard.kill();
+                deadline = Instant::now() + Duration::from_secs(5);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+            Err(mpsc::RecvTimeoutError::Timeout) if !timed_out && !cancelled => {
                 timed_out = true;
                 guard.kill();
                 deadline = Instant::now() + Duration::from_secs(5);
@@ -940,7 +970,9 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
 
     let text = String::from_utf8_lossy(&stderr);
     let has = |markers: &[&str]| markers.iter().any(|m| text.contains(m));
-    let termination = if timed_out {
+    let termination = if cancelled {
+        Termination::Cancelled
+    } else if timed_out {
         Termination::WallTime
     } else if over.load(Ordering::SeqCst) {
         Termination::Output
