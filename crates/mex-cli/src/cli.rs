@@ -76,6 +76,8 @@ pub enum Command {
     /// of example operations through the real runtime: successes, one denial
     /// per gate, a budget overrun. Prints a summary and where to look next.
     Demo,
+    /// Serve every callable operation as an MCP tool (Model Context Protocol).
+    Serve(crate::serve::ServeArgs),
     /// Print a JSON Schema (planned-operation, engine-result, artifact-manifest,
     /// mechanical-engines, capability-policy, recorder-event, ...).
     Schema {

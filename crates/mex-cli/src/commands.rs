@@ -32,6 +32,7 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
             conformance(&home, engine.as_deref()).map(|(code, _)| code)
         }
         Command::Demo => crate::demo::run(&home),
+        Command::Serve(args) => crate::serve::run(&home, args),
         Command::Schema { .. } => Ok(exit::OK),
     }
 }

@@ -14,6 +14,7 @@ mod demo;
 mod home;
 mod out;
 mod render;
+mod serve;
 
 use std::process::ExitCode;
 
