@@ -30,6 +30,23 @@ pub fn content_uri(handle: &ArtifactHandle) -> String {
 /// Some artifact whose content has this digest (a scan of the records; the
 /// store is content-addressed, so any record with the digest has the bytes).
 pub fn find_by_digest(store: &ArtifactStore, digest: &Sha256Digest) -> Option<ArtifactHandle> {
+    find_by_digest_preferring(store, digest, &[])
+}
+
+/// [`find_by_digest`], preferring a record whose id is in `preferred` (the
+/// ids an operation's params name), checked first without a scan.
+pub fn find_by_digest_preferring(
+    store: &ArtifactStore,
+    digest: &Sha256Digest,
+    preferred: &[Uuid],
+) -> Option<ArtifactHandle> {
+    if let Some(h) = preferred
+        .iter()
+        .filter_map(|id| store.handle(*id).ok())
+        .find(|h| h.content_hash == *digest)
+    {
+        return Some(h);
+    }
     let ids = store.list().ok()?;
     ids.into_iter()
         .take(SCAN_LIMIT)

@@ -310,7 +310,12 @@ fn arg_error(code: &'static str, pointer: impl Into<String>, message: impl Into<
 
 /// Resolve one `inputs` entry given as a string (artifact id or digest) to
 /// its full handle from the store.
-fn resolve_input(store: &ArtifactStore, text: &str, pointer: &str) -> Result<Value, ArgError> {
+fn resolve_input(
+    store: &ArtifactStore,
+    text: &str,
+    pointer: &str,
+    named: &[Uuid],
+) -> Result<Value, ArgError> {
     if let Some(hex) = text.strip_prefix("sha256:") {
         let digest: Sha256Digest = hex.parse().map_err(|_| {
             arg_error(
@@ -319,7 +324,7 @@ fn resolve_input(store: &ArtifactStore, text: &str, pointer: &str) -> Result<Val
                 format!("{:?} is not sha256:<64 lowercase hex digits>", crate::clip(text)),
             )
         })?;
-        let handle = crate::resources::find_by_digest(store, &digest).ok_or_else(|| {
+        let handle = crate::resources::find_by_digest_preferring(store, &digest, named).ok_or_else(|| {
             arg_error(
                 "MCP.INPUT_UNRESOLVED",
                 pointer,
@@ -378,6 +383,19 @@ pub fn planned_operation(
         .operation(&tool.operation)
         .map_err(|e| arg_error("MCP.INTERNAL", "", e.to_string()))?;
     let params = args.get("params").cloned().unwrap_or_else(|| json!({}));
+    // Artifact ids the params name (`*_ref` strings and arrays of them): a
+    // digest resolves to one of these records when it can.
+    let named: Vec<Uuid> = params
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .flat_map(|v| match v {
+            Value::Array(items) => items.iter().take(256).collect::<Vec<_>>(),
+            other => vec![other],
+        })
+        .filter_map(|v| v.as_str().and_then(|s| Uuid::try_parse(s).ok()))
+        .take(512)
+        .collect();
     let mut inputs = Vec::new();
     match args.get("inputs") {
         None | Some(Value::Null) => {}
@@ -392,7 +410,7 @@ pub fn planned_operation(
             for (i, item) in items.iter().enumerate() {
                 let pointer = format!("/inputs/{i}");
                 inputs.push(match item {
-                    Value::String(text) => resolve_input(store, text, &pointer)?,
+                    Value::String(text) => resolve_input(store, text, &pointer, &named)?,
                     other => other.clone(),
                 });
             }
