@@ -267,16 +267,22 @@ impl Inner {
             format!(
                 "denied by G-SCHEMA [{}] at {}: {}{}",
                 e.code,
-                if e.pointer.is_empty() { "/" } else { &e.pointer },
+                if e.pointer.is_empty() {
+                    "/"
+                } else {
+                    &e.pointer
+                },
                 e.message,
-                if recorded { "" } else { " (the refusal could not be recorded)" }
+                if recorded {
+                    ""
+                } else {
+                    " (the refusal could not be recorded)"
+                }
             ),
             None,
             true,
         );
-        r.meta = Some(
-            Map::from_iter([("mex/denials".to_owned(), json!([denial]))]).into(),
-        );
+        r.meta = Some(Map::from_iter([("mex/denials".to_owned(), json!([denial]))]).into());
         r
     }
 
@@ -421,7 +427,9 @@ impl Inner {
                 if b64.len() > MAX_PUT_BYTES.saturating_mul(4) / 3 + 4 {
                     return fail(
                         "/content_base64",
-                        format!("over {MAX_PUT_BYTES} bytes; put larger inputs with `mex artifacts put`"),
+                        format!(
+                            "over {MAX_PUT_BYTES} bytes; put larger inputs with `mex artifacts put`"
+                        ),
                     );
                 }
                 match base64::engine::general_purpose::STANDARD.decode(b64) {
@@ -432,7 +440,8 @@ impl Inner {
             _ => {
                 return fail(
                     "/",
-                    "give exactly one of `content` (a string) or `content_base64` (a string)".into(),
+                    "give exactly one of `content` (a string) or `content_base64` (a string)"
+                        .into(),
                 );
             }
         };
@@ -445,7 +454,11 @@ impl Inner {
                 ),
             );
         }
-        let media_type: MediaType = match args.get("media_type").and_then(Value::as_str).map(str::parse) {
+        let media_type: MediaType = match args
+            .get("media_type")
+            .and_then(Value::as_str)
+            .map(str::parse)
+        {
             Some(Ok(m)) => m,
             _ => {
                 return fail(
@@ -462,8 +475,11 @@ impl Inner {
                 let value = serde_json::to_value(&handle).unwrap_or(Value::Null);
                 let mut r = text_result(value.to_string(), Some(value), false);
                 r.content.push(ContentBlock::resource_link(
-                    Resource::new(resources::content_uri(&handle), handle.artifact_id.to_string())
-                        .with_size(handle.size_bytes),
+                    Resource::new(
+                        resources::content_uri(&handle),
+                        handle.artifact_id.to_string(),
+                    )
+                    .with_size(handle.size_bytes),
                 ));
                 r
             }
@@ -494,7 +510,10 @@ impl Inner {
             Ok(v) => v,
             Err(e) => {
                 return text_result(
-                    format!("denied by G-SCHEMA [{}] at {}: {}", e.code, e.pointer, e.message),
+                    format!(
+                        "denied by G-SCHEMA [{}] at {}: {}",
+                        e.code, e.pointer, e.message
+                    ),
                     None,
                     true,
                 );
@@ -513,7 +532,11 @@ impl Inner {
                 })
             })
             .collect();
-        let mut lines = vec![if denied { "denied".to_owned() } else { "admitted (nothing ran)".to_owned() }];
+        let mut lines = vec![if denied {
+            "denied".to_owned()
+        } else {
+            "admitted (nothing ran)".to_owned()
+        }];
         for o in &outcomes {
             for f in &o.findings {
                 lines.push(format!(

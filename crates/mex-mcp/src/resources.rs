@@ -94,7 +94,9 @@ pub fn read(
                     handle.size_bytes,
                     handle.artifact_id
                 ),
-                Some(serde_json::json!({"uri": crate::clip(uri), "size_bytes": handle.size_bytes, "limit": max_bytes})),
+                Some(
+                    serde_json::json!({"uri": crate::clip(uri), "size_bytes": handle.size_bytes, "limit": max_bytes}),
+                ),
             ));
         }
         let bytes = store
@@ -112,8 +114,9 @@ pub fn read(
                 uri,
             ),
         };
-        return Ok(contents
-            .with_mime_type(media.unwrap_or_else(|| "application/octet-stream".to_owned())));
+        return Ok(
+            contents.with_mime_type(media.unwrap_or_else(|| "application/octet-stream".to_owned()))
+        );
     }
     if let Some(id) = uri.strip_prefix(MANIFEST_PREFIX) {
         let id = Uuid::try_parse(id).map_err(|_| not_found(uri, "not an artifact id (UUID)"))?;

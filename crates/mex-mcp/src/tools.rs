@@ -169,9 +169,8 @@ fn annotations(op: &Operation) -> ToolAnnotations {
             .chain(&op.optional_capabilities)
             .map(ToString::to_string)
     };
-    let open_world = caps().any(|c| {
-        c.starts_with("net.") || c.starts_with("device.") || c.starts_with("secrets.")
-    });
+    let open_world = caps()
+        .any(|c| c.starts_with("net.") || c.starts_with("device.") || c.starts_with("secrets."));
     let destructive = op
         .required_capabilities
         .iter()
@@ -209,7 +208,10 @@ impl Catalog {
             for op in engine.operations.values() {
                 let name = tool_name(&op.name);
                 if catalog.operations.contains_key(&name) {
-                    tracing::warn!("two operations map to the tool name {name}; the second ({}) is not offered", op.name);
+                    tracing::warn!(
+                        "two operations map to the tool name {name}; the second ({}) is not offered",
+                        op.name
+                    );
                     continue;
                 }
                 let mut t = tool(
@@ -300,7 +302,11 @@ pub struct ArgError {
     pub message: String,
 }
 
-fn arg_error(code: &'static str, pointer: impl Into<String>, message: impl Into<String>) -> ArgError {
+fn arg_error(
+    code: &'static str,
+    pointer: impl Into<String>,
+    message: impl Into<String>,
+) -> ArgError {
     ArgError {
         code,
         pointer: pointer.into(),
@@ -321,7 +327,10 @@ fn resolve_input(
             arg_error(
                 "MCP.INPUT_UNRESOLVED",
                 pointer,
-                format!("{:?} is not sha256:<64 lowercase hex digits>", crate::clip(text)),
+                format!(
+                    "{:?} is not sha256:<64 lowercase hex digits>",
+                    crate::clip(text)
+                ),
             )
         })?;
         let handle = crate::resources::find_by_digest_preferring(store, &digest, named).ok_or_else(|| {
