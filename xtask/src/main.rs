@@ -13,6 +13,12 @@
 //!   `--home`, else `$MEX_HOME`, else `target/mex-home`. Exits non-zero when
 //!   any case fails.
 //!
+//! * `test [nextest args]`: the README's test command. Prepares
+//!   `target/py-venv` on first use (`python3 -m venv`, then the pinned
+//!   official Python MCP SDK, [`MCP_PIN`], which the `mex serve` end-to-end
+//!   tests drive), exports its interpreter as `MEX_TEST_PYTHON`, and runs
+//!   `cargo nextest run --workspace --locked --no-fail-fast`.
+//!
 //! The drift and hygiene checks also run under plain `cargo test` (see the
 //! `tests` package); xtask adds the write modes.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -28,9 +34,10 @@ fn main() -> ExitCode {
         Some("schemas") => schemas(args.iter().any(|a| a == "--check")),
         Some("deny") => deny(),
         Some("conformance") => conformance(&args[1..]),
+        Some("test") => test(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <schemas [--check] | deny | conformance [--engine ID] [--home DIR] [--certificates DIR]>"
+                "usage: cargo xtask <schemas [--check] | deny | conformance [--engine ID] [--home DIR] [--certificates DIR] | test [nextest args]>"
             );
             return ExitCode::from(2);
         }
@@ -49,6 +56,70 @@ fn workspace_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()
+}
+
+/// The Python MCP SDK the end-to-end tests use (pinned).
+const MCP_PIN: &str = "mcp==2.3.0";
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// `target/py-venv` with the pinned SDK, created or repaired on first use.
+fn python_venv() -> Result<PathBuf> {
+    let venv = workspace_root().join("target").join("py-venv");
+    let python = venv.join("bin").join("python");
+    let version = MCP_PIN.trim_start_matches("mcp==");
+    let ready = python.is_file()
+        && Command::new(&python)
+            .args([
+                "-c",
+                &format!(
+                    "import importlib.metadata as m, sys; sys.exit(0 if m.version('mcp') == '{version}' else 1)"
+                ),
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+    if ready {
+        return Ok(python);
+    }
+    if !python.is_file() {
+        eprintln!("xtask: creating {} (python3 -m venv)", venv.display());
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+            .context("python3 with the venv module is needed for the MCP end-to-end tests")?;
+    }
+    eprintln!("xtask: installing {MCP_PIN} into {}", venv.display());
+    run(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        MCP_PIN,
+    ]))?;
+    Ok(python)
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    let python = python_venv()?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Command::new(cargo)
+        .current_dir(workspace_root())
+        .env("MEX_TEST_PYTHON", &python)
+        .args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--locked",
+            "--no-fail-fast",
+        ])
+        .args(extra))
 }
 
 fn schemas(check: bool) -> Result<()> {
