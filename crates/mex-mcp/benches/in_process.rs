@@ -3,7 +3,12 @@
 //! (durable recorder, D3 cache on, as `mex serve` runs it). The MCP side is
 //! `crates/mex-mcp/tests/py/bench.py`; the README note has both figures.
 //! Run: `cargo bench -p mex-mcp --bench in_process`.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout
+)]
 
 use std::path::Path;
 use std::sync::Arc;
