@@ -69,6 +69,13 @@ fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
         n if n.starts_with("mex-engine-") => {
             &["mex-envelope", "mex-runtime", "mex-sandbox", "mex-gates"]
         }
+        "mex-mcp" => &[
+            "mex-envelope",
+            "mex-registry",
+            "mex-artifacts",
+            "mex-recorder",
+            "mex-runtime",
+        ],
         "mex-cli" => return None,
         _ => return None,
     })
@@ -169,6 +176,25 @@ fn envelope_depends_on_no_other_mex_crate() {
             assert!(
                 !table.keys().any(|d| d.starts_with("mex-")),
                 "mex-envelope must not depend on another mex crate ([{t}])"
+            );
+        }
+    }
+}
+
+#[test]
+fn only_mex_mcp_has_an_async_runtime() {
+    for dir in members() {
+        let m = manifest(&dir);
+        let name = name_of(&m);
+        let deps = m
+            .get("dependencies")
+            .and_then(|v| v.as_table())
+            .cloned()
+            .unwrap_or_default();
+        for dep in ["tokio", "hyper", "hyper-util", "rmcp"] {
+            assert!(
+                name == "mex-mcp" || !deps.contains_key(dep),
+                "{name} depends on {dep}; only mex-mcp may have an async runtime (see ARCHITECTURE.md)"
             );
         }
     }

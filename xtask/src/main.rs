@@ -13,6 +13,14 @@
 //!   `--home`, else `$MEX_HOME`, else `target/mex-home`. Exits non-zero when
 //!   any case fails.
 //!
+//! * `test [nextest args]`: the README's test command. Prepares
+//!   `target/py-venv` on first use (`python3 -m venv`, then the pinned
+//!   packages of `xtask/py-requirements.txt`: the official Python MCP SDK,
+//!   which the `mex serve` end-to-end tests drive, and securesystemslib and
+//!   in-toto-attestation, which verify attestations independently), exports
+//!   its interpreter as `MEX_TEST_PYTHON`, and runs
+//!   `cargo nextest run --workspace --locked --no-fail-fast`.
+//!
 //! The drift and hygiene checks also run under plain `cargo test` (see the
 //! `tests` package); xtask adds the write modes.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -28,9 +36,10 @@ fn main() -> ExitCode {
         Some("schemas") => schemas(args.iter().any(|a| a == "--check")),
         Some("deny") => deny(),
         Some("conformance") => conformance(&args[1..]),
+        Some("test") => test(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <schemas [--check] | deny | conformance [--engine ID] [--home DIR] [--certificates DIR]>"
+                "usage: cargo xtask <schemas [--check] | deny | conformance [--engine ID] [--home DIR] [--certificates DIR] | test [nextest args]>"
             );
             return ExitCode::from(2);
         }
@@ -49,6 +58,72 @@ fn workspace_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()
+}
+
+/// The Python packages the end-to-end tests use, pinned, one per line: the
+/// MCP SDK (a real MCP client) and the in-toto/DSSE verifiers.
+const PY_REQUIREMENTS: &str = "xtask/py-requirements.txt";
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// `target/py-venv` with the pinned packages of [`PY_REQUIREMENTS`], created
+/// or brought up to date on first use. A stamp file holds the requirements
+/// it was built from, so an edited list reinstalls.
+fn python_venv() -> Result<PathBuf> {
+    let venv = workspace_root().join("target").join("py-venv");
+    let python = venv.join("bin").join("python");
+    let requirements = workspace_root().join(PY_REQUIREMENTS);
+    let wanted = std::fs::read_to_string(&requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    let stamp = venv.join("mex-requirements.txt");
+    if python.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&wanted) {
+        return Ok(python);
+    }
+    if !python.is_file() {
+        eprintln!("xtask: creating {} (python3 -m venv)", venv.display());
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+            .context("python3 with the venv module is needed for the end-to-end tests")?;
+    }
+    eprintln!(
+        "xtask: installing {PY_REQUIREMENTS} into {}",
+        venv.display()
+    );
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&requirements))?;
+    std::fs::write(&stamp, wanted).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(python)
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    let python = python_venv()?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Command::new(cargo)
+        .current_dir(workspace_root())
+        .env("MEX_TEST_PYTHON", &python)
+        .args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--locked",
+            "--no-fail-fast",
+        ])
+        .args(extra))
 }
 
 fn schemas(check: bool) -> Result<()> {

@@ -111,6 +111,8 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Serve every callable operation as an MCP tool (Model Context Protocol).
+    Serve(crate::serve::ServeArgs),
     /// Print a JSON Schema (planned-operation, engine-result, artifact-manifest,
     /// mechanical-engines, capability-policy, recorder-event, ...).
     Schema {

@@ -17,6 +17,7 @@ mod gc;
 mod home;
 mod out;
 mod render;
+mod serve;
 mod trust;
 
 use std::process::ExitCode;

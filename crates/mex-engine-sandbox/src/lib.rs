@@ -504,7 +504,11 @@ impl Engine for SandboxEngine {
             },
             deadline: now + remaining.saturating_sub(margin),
         };
-        let outcome = match mex_sandbox::run(&self.config.sandbox, &request) {
+        let outcome = match mex_sandbox::run_cancellable(
+            &self.config.sandbox,
+            &request,
+            &ctx.cancellation(),
+        ) {
             Ok(o) => o,
             Err(mex_sandbox::SandboxError::ConfinementUnavailable { reason }) => {
                 return Err(policy(format!(
@@ -679,6 +683,11 @@ fn check_outcome(o: &Outcome) -> Result<(), EngineFailure> {
             return Err(EngineFailure::over_budget(
                 "SBOX_RUNTIME_ERROR",
                 "output budget: the script printed or wrote past its output limit and was killed",
+            ));
+        }
+        Termination::Cancelled => {
+            return Err(runtime_error(
+                "the run was cancelled; the script's process group was killed",
             ));
         }
         Termination::Processes => {

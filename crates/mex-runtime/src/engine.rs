@@ -161,7 +161,7 @@ pub(crate) struct RunState {
     pub budget: mex_envelope::BudgetSpec,
     pub deadline: Instant,
     pub capabilities: Vec<Capability>,
-    pub cancelled: AtomicBool,
+    pub cancelled: Arc<AtomicBool>,
     pub overflowed: AtomicBool,
     pub bytes_written: AtomicU64,
     pub staged: Mutex<Vec<Staged>>,
@@ -235,6 +235,13 @@ impl<'run> ExecutionContext<'run> {
     /// Whether the run was cancelled; long loops should poll this and stop.
     pub fn is_cancelled(&self) -> bool {
         self.state.cancelled.load(Ordering::SeqCst) || Instant::now() >= self.state.deadline
+    }
+
+    /// A flag the runtime sets when the run is cancelled (by the caller, see
+    /// [`crate::MexRuntime::execute_with_cancel`], or at the deadline). Hand
+    /// it to whatever supervises a child process, so the child is killed.
+    pub fn cancellation(&self) -> Arc<AtomicBool> {
+        self.state.cancelled.clone()
     }
 
     /// The run's shadow workspace, a private directory deleted after the run.

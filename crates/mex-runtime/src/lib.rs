@@ -53,6 +53,7 @@
 //! | `RUNTIME.WALL_TIME_EXCEEDED` | budget_exceeded | past the deadline; partial outputs discarded |
 //! | `RUNTIME.OUTPUT_BUDGET_EXCEEDED` | budget_exceeded | a write past the output budget; partial outputs discarded |
 //! | `RUNTIME.ENGINE_PANICKED` | failed | the engine panicked; contained |
+//! | `RUNTIME.CANCELLED` | failed | the caller cancelled (`execute_with_cancel`); the engine was stopped, partial outputs discarded |
 //! | `RUNTIME.FOREIGN_COMPLETION` | failed | the engine returned a completion not issued for this run |
 //! | `RUNTIME.INTERRUPTED` | failed | recorded (by the recorder, on open) for an admitted run whose process died before it completed |
 //! | `G-RESULT.*` | failed | a result check refused the outputs (see mex-gates) |
@@ -69,4 +70,4 @@ pub use engine::{Completion, Engine, EngineFailure, ExecutionContext, ReadError,
 pub use error::RuntimeError;
 /// The store's path rules, for engines that name bundle entries.
 pub use mex_artifacts::{BundleBuilder, RelPath};
-pub use runtime::{Certifier, MexRuntime, MexRuntimeBuilder};
+pub use runtime::{CancelToken, Certifier, MexRuntime, MexRuntimeBuilder};

@@ -55,6 +55,33 @@ impl Certifier for TrustList {
     }
 }
 
+/// Lets a caller cancel an operation in flight
+/// ([`MexRuntime::execute_with_cancel`]). Cloning shares the flag.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token that is not cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Cancel the operation: before dispatch nothing runs; while it runs the
+    /// engine is told to stop (a sandboxed process group is killed) and the
+    /// result is `failed` with `RUNTIME.CANCELLED`.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    /// Whether [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How often the watchdog looks at a caller's [`CancelToken`].
+const CANCEL_POLL: Duration = Duration::from_millis(20);
+/// How long a cancelled engine gets to stop before its result is given up.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
 /// Builds a [`MexRuntime`].
 #[derive(Default)]
 pub struct MexRuntimeBuilder {
@@ -250,6 +277,7 @@ enum RunEnd {
     Panicked(String),
     TimedOut,
     Foreign,
+    Cancelled,
 }
 
 /// What recording an outcome does to the op id's claim (see
@@ -325,7 +353,7 @@ impl MexRuntime {
     pub fn execute_json(&self, bytes: &[u8]) -> EngineResult {
         let started_at = UtcTimestamp::now();
         match PlannedOperation::from_json_slice(bytes) {
-            Ok(op) => self.execute_at(op, started_at),
+            Ok(op) => self.execute_at(op, started_at, None),
             Err(_) => {
                 // Not an operation: record the refusal under the op id it
                 // claims, when there is one, else the nil id. The claim is
@@ -361,10 +389,22 @@ impl MexRuntime {
 
     /// Execute a typed operation.
     pub fn execute(&self, op: PlannedOperation) -> EngineResult {
-        self.execute_at(op, UtcTimestamp::now())
+        self.execute_at(op, UtcTimestamp::now(), None)
     }
 
-    fn execute_at(&self, op: PlannedOperation, started_at: UtcTimestamp) -> EngineResult {
+    /// [`MexRuntime::execute`], cancellable through `cancel` from another
+    /// thread. A cancelled operation is recorded and answered as `failed`
+    /// with `RUNTIME.CANCELLED`.
+    pub fn execute_with_cancel(&self, op: PlannedOperation, cancel: &CancelToken) -> EngineResult {
+        self.execute_at(op, UtcTimestamp::now(), Some(cancel))
+    }
+
+    fn execute_at(
+        &self,
+        op: PlannedOperation,
+        started_at: UtcTimestamp,
+        cancel: Option<&CancelToken>,
+    ) -> EngineResult {
         let mut draft = Draft {
             op_id: op.op_id,
             started_at,
@@ -485,6 +525,13 @@ impl MexRuntime {
         }
 
         // 6. Execute on a worker under a watchdog.
+        if cancel.is_some_and(CancelToken::is_cancelled) {
+            draft.error(
+                "RUNTIME.CANCELLED",
+                "the caller cancelled the operation before the engine started; nothing ran",
+            );
+            return self.finish_without_outputs(draft, events);
+        }
         events.push(EventDraft::engine_started(
             op.op_id,
             op.engine_id.clone(),
@@ -524,7 +571,7 @@ impl MexRuntime {
             budget: budget.to_spec(),
             deadline: Instant::now() + Duration::from_millis(budget.wall_time_ms),
             capabilities: proof.capabilities_granted().to_vec(),
-            cancelled: AtomicBool::new(false),
+            cancelled: Arc::new(AtomicBool::new(false)),
             overflowed: AtomicBool::new(false),
             bytes_written: AtomicU64::new(0),
             staged: Mutex::new(Vec::new()),
@@ -535,6 +582,7 @@ impl MexRuntime {
             engine,
             state.clone(),
             Duration::from_millis(budget.wall_time_ms),
+            cancel,
         );
         let mut events = Vec::new();
         match end {
@@ -585,6 +633,10 @@ impl MexRuntime {
             RunEnd::TimedOut => {
                 draft.status = ResultStatus::BudgetExceeded;
                 draft.error("RUNTIME.WALL_TIME_EXCEEDED", format!("the engine ran past its wall-time budget of {} ms; it was cancelled and partial outputs were discarded", budget.wall_time_ms));
+            }
+            RunEnd::Cancelled => {
+                draft.status = ResultStatus::Failed;
+                draft.error("RUNTIME.CANCELLED", "the caller cancelled the operation while it ran; the engine was stopped (a sandboxed process group is killed) and partial outputs were discarded");
             }
             RunEnd::Foreign => {
                 draft.status = ResultStatus::Failed;
@@ -1104,7 +1156,14 @@ fn provenance(
 /// on the worker. On timeout the run is cancelled; the worker cannot be
 /// killed (threads cannot be), so it is left to notice `is_cancelled` and
 /// everything it writes afterwards is refused and discarded.
-fn run_on_worker(engine: Arc<dyn Engine>, state: Arc<RunState>, wall: Duration) -> RunEnd {
+/// A caller's `cancel` is polled every [`CANCEL_POLL`]; on cancellation the
+/// run's flag is set and the engine gets [`CANCEL_GRACE`] to stop.
+fn run_on_worker(
+    engine: Arc<dyn Engine>,
+    state: Arc<RunState>,
+    wall: Duration,
+    cancel: Option<&CancelToken>,
+) -> RunEnd {
     let (tx, rx) = mpsc::channel();
     let worker_state = state.clone();
     let spawned = std::thread::Builder::new()
@@ -1135,11 +1194,27 @@ fn run_on_worker(engine: Arc<dyn Engine>, state: Arc<RunState>, wall: Duration) 
             format!("cannot start a worker thread: {e}"),
         ));
     }
-    match rx.recv_timeout(wall) {
-        Ok(end) => end,
-        Err(_) => {
-            state.cancelled.store(true, Ordering::SeqCst);
-            RunEnd::TimedOut
+    let deadline = Instant::now() + wall;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let slice = match cancel {
+            Some(_) => remaining.min(CANCEL_POLL),
+            None => remaining,
+        };
+        match rx.recv_timeout(slice) {
+            Ok(end) => return end,
+            Err(mpsc::RecvTimeoutError::Timeout)
+                if cancel.is_some_and(CancelToken::is_cancelled) =>
+            {
+                state.cancelled.store(true, Ordering::SeqCst);
+                let _ = rx.recv_timeout(CANCEL_GRACE);
+                return RunEnd::Cancelled;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+            Err(_) => {
+                state.cancelled.store(true, Ordering::SeqCst);
+                return RunEnd::TimedOut;
+            }
         }
     }
 }

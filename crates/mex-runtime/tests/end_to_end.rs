@@ -487,3 +487,45 @@ fn another_spelling_of_a_used_op_id_never_runs() {
         .unwrap();
     assert_eq!(started.len(), 1, "the op ran once");
 }
+
+#[test]
+fn a_caller_cancellation_stops_the_run_and_is_recorded() {
+    let home = common::home();
+    let rt = std::sync::Arc::new(common::runtime(&home));
+    let mut op = common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "sleep", "sleep_ms": 20000}),
+    );
+    op.budget.wall_time_ms = Some(60000);
+    let id = op.op_id;
+    let token = mex_runtime::CancelToken::new();
+    let worker = {
+        let (rt, token) = (rt.clone(), token.clone());
+        std::thread::spawn(move || rt.execute_with_cancel(op, &token))
+    };
+    // Cancel once the engine is running (on record), not before.
+    while !kinds(&home, id).contains(&EventKind::EngineStarted) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    token.cancel();
+    let result = worker.join().unwrap();
+    assert_eq!(result.status, ResultStatus::Failed);
+    assert_eq!(codes(&result), ["RUNTIME.CANCELLED"]);
+    assert!(result.outputs.is_empty());
+    assert!(kinds(&home, id).contains(&EventKind::OpCompleted));
+}
+
+#[test]
+fn a_cancellation_before_dispatch_runs_nothing() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let op = common::op("calc.echo", json!({"text": "x"}));
+    let id = op.op_id;
+    let token = mex_runtime::CancelToken::new();
+    token.cancel();
+    let result = rt.execute_with_cancel(op, &token);
+    assert_eq!(codes(&result), ["RUNTIME.CANCELLED"]);
+    assert_eq!(rt.runs_dispatched(), 0);
+    assert!(!kinds(&home, id).contains(&EventKind::EngineStarted));
+    assert!(kinds(&home, id).contains(&EventKind::OpCompleted));
+}

@@ -291,6 +291,9 @@ pub enum Termination {
     Output,
     /// Could not fork: the process limit bound (e.g. a fork bomb).
     Processes,
+    /// The caller cancelled the run ([`run_cancellable`]); the group was
+    /// killed.
+    Cancelled,
 }
 
 impl Termination {
@@ -852,9 +855,22 @@ fn reap_group(pgid: Pid, budget: Duration) {
     }
 }
 
+/// How often a running child's supervisor looks at the cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
+
 /// Run one child under the request's confinement and limits, and wait for
 /// it (at most until `request.deadline`).
 pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, SandboxError> {
+    run_cancellable(config, request, &AtomicBool::new(false))
+}
+
+/// [`run`], and kill the process group as soon as `cancel` is set (polled
+/// every few milliseconds); the outcome is then [`Termination::Cancelled`].
+pub fn run_cancellable(
+    config: &SandboxConfig,
+    request: &Request,
+    cancel: &AtomicBool,
+) -> Result<Outcome, SandboxError> {
     let launcher = launcher_path(config)?;
     ensure_subreaper();
     let limits = &request.limits;
@@ -987,10 +1003,18 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
     let mut timed_out = false;
     let mut stopping = false;
     let mut killed = false;
+    let mut cancelled = false;
     let mut wake = request.deadline;
     loop {
         let remaining = wake.saturating_duration_since(Instant::now());
-        match events_rx.recv_timeout(remaining) {
+        // Until the run is being stopped, wake up regularly to notice a
+        // caller's cancellation.
+        let slice = if stopping {
+            remaining
+        } else {
+            remaining.min(CANCEL_POLL)
+        };
+        match events_rx.recv_timeout(slice) {
             Ok(Event::Exited) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Ok(Event::Overflow) => {
                 if !stopping {
@@ -999,6 +1023,13 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
                     wake = Instant::now() + STOP_GRACE;
                 }
             }
+            Err(mpsc::RecvTimeoutError::Timeout) if !stopping && cancel.load(Ordering::SeqCst) => {
+                cancelled = true;
+                stopping = true;
+                drop(lifeline.take());
+                wake = Instant::now() + STOP_GRACE;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < wake => {}
             Err(mpsc::RecvTimeoutError::Timeout) if !stopping => {
                 timed_out = true;
                 stopping = true;
@@ -1065,7 +1096,9 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
 
     let text = String::from_utf8_lossy(&stderr);
     let has = |markers: &[&str]| markers.iter().any(|m| text.contains(m));
-    let termination = if timed_out {
+    let termination = if cancelled {
+        Termination::Cancelled
+    } else if timed_out {
         Termination::WallTime
     } else if over.load(Ordering::SeqCst) {
         Termination::Output

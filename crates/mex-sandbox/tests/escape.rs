@@ -548,3 +548,38 @@ fn without_landlock_the_sandbox_fails_closed_unless_degraded_is_allowed() {
     assert!(marker.exists());
     assert!(mex_sandbox::probe(&config, true).unwrap().degraded);
 }
+
+#[test]
+fn a_cancelled_run_is_killed_with_its_group() {
+    let f = fixture();
+    // A marker file appears once the script (and its background child) run.
+    let mut req = bash(
+        &f.work,
+        "sleep 613.4217 & touch started; wait",
+        &["sleep", "touch"],
+    );
+    req.deadline = Instant::now() + Duration::from_secs(120);
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = cancel.clone();
+    let marker = f.work.join("started");
+    let watcher = std::thread::spawn(move || {
+        while !marker.exists() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let o = mex_sandbox::run_cancellable(&config(), &req, &cancel).unwrap();
+    watcher.join().unwrap();
+    assert_eq!(o.termination, Termination::Cancelled, "{o:?}");
+    assert!(!o.termination.is_budget_overrun());
+    // Nothing of the group survives: no process runs the marked sleep.
+    let survivors = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c.windows(8).any(|w| w == b"613.4217"))
+        })
+        .count();
+    assert_eq!(survivors, 0);
+}

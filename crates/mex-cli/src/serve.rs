@@ -1,0 +1,115 @@
+//! `mex serve`: the MCP server (mex-mcp) over the home's runtime.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use mex_envelope::EngineId;
+use mex_mcp::{HttpAuth, MexServer, Options};
+
+use crate::CliError;
+use crate::exit;
+use crate::home::{Home, engines};
+
+/// File in the home holding the HTTP bearer token (used when no
+/// `--token-file` is given).
+pub const TOKEN_FILE: &str = "mcp-token";
+
+/// `mex serve`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("transport").required(true).args(["stdio", "http"])))]
+pub struct ServeArgs {
+    /// Speak MCP over stdin/stdout (what desktop clients spawn).
+    #[arg(long)]
+    pub stdio: bool,
+    /// Serve streamable HTTP at http://ADDR/mcp (e.g. 127.0.0.1:8765).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// The bearer token file for --http (default: <home>/mcp-token).
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub token_file: Option<PathBuf>,
+    /// Serve --http without a token; only on a loopback address.
+    #[arg(long, requires = "http", conflicts_with = "token_file")]
+    pub insecure_no_auth: bool,
+}
+
+/// Engines with an installed implementation and a valid certificate.
+fn callable(home: &Home) -> Result<BTreeSet<EngineId>, CliError> {
+    let registry = home.registry()?;
+    let certifier = home.certifier();
+    let shipped: Vec<_> = engines()
+        .iter()
+        .map(|e| {
+            (
+                e.engine_id(),
+                e.implementation_id().to_owned(),
+                e.implementation_version(),
+            )
+        })
+        .collect();
+    Ok(registry
+        .engines()
+        .filter(|engine| {
+            engine.implementations.iter().any(|i| {
+                shipped
+                    .iter()
+                    .any(|(e, imp, v)| *e == engine.id && *imp == i.id && *v == i.version)
+                    && mex_runtime::Certifier::check(&certifier, &engine.id, &i.id, &i.version)
+                        .is_ok()
+            })
+        })
+        .map(|e| e.id.clone())
+        .collect())
+}
+
+fn token(home: &Home, args: &ServeArgs) -> Result<HttpAuth, CliError> {
+    if args.insecure_no_auth {
+        return Ok(HttpAuth::InsecureNoAuth);
+    }
+    let path = args
+        .token_file
+        .clone()
+        .unwrap_or_else(|| home.root.join(TOKEN_FILE));
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        CliError::usage(format!(
+            "no bearer token for --http: cannot read {}: {e}; write a token of at least {} characters there (or pass --token-file FILE), or use --insecure-no-auth on a loopback address",
+            path.display(),
+            mex_mcp::MIN_TOKEN_LEN
+        ))
+    })?;
+    Ok(HttpAuth::Bearer(text.trim().to_owned()))
+}
+
+/// Run the server until the client disconnects (stdio) or the process is
+/// stopped (HTTP).
+pub fn run(home: &Home, args: &ServeArgs) -> Result<u8, CliError> {
+    let auth = match args.http {
+        Some(_) => Some(token(home, args)?),
+        None => None,
+    };
+    let runtime = Arc::new(home.runtime()?);
+    let callable = callable(home)?;
+    if callable.is_empty() {
+        tracing::warn!(
+            "no engine is callable (installed and certified); run `mex conformance` first"
+        );
+    }
+    let server = MexServer::new(
+        runtime,
+        Options::new(callable, home.policy_path.display().to_string()),
+    );
+    let result = match (args.http, auth) {
+        (Some(addr), Some(auth)) => mex_mcp::serve_http(server, addr, auth, |local| {
+            eprintln!("mex: serving MCP at http://{local}/mcp");
+        }),
+        _ => mex_mcp::serve_stdio(server),
+    };
+    result.map_err(|e| match e {
+        mex_mcp::McpServerError::Auth(m) => CliError::usage(m),
+        mex_mcp::McpServerError::Bind { .. } => CliError::usage(e.to_string()),
+        other => CliError::internal(other.to_string()),
+    })?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,671 @@
+//! # mex-mcp: mex as a Model Context Protocol server
+//!
+//! Every callable operation (an engine with an installed, certified
+//! implementation) becomes one MCP tool, named by the operation with `_` for
+//! `.` (`physics.evaluate_formula` is `physics_evaluate_formula`). A call's
+//! arguments are `{"params": {…}, "inputs": [handle | artifact id |
+//! "sha256:<hex>", …], "capabilities"?: […], "budget"?: {…},
+//! "determinism"?: "D0".."D3", "evidence_policy"?: {…}, "op_id"?: uuid}`;
+//! the server resolves inputs from the store, fills in the rest (a fresh op
+//! id, the operation's required capabilities, the engine's default budget)
+//! and runs the PlannedOperation through [`MexRuntime::execute_with_cancel`]
+//! on a blocking thread: the same gates, recorder, Problems and replay rules
+//! as `mex run`. The envelope is parsed by its own front door, so the 1 MiB
+//! document cap, bounded integers and strict fields apply, and a refusal is
+//! recorded like the CLI's.
+//!
+//! - `inputSchema` is the operation's params schema plus the handle schema;
+//!   `outputSchema` is the EngineResult schema and `structuredContent` the
+//!   EngineResult. Annotations come from the registry: D3 is idempotent; no
+//!   network, device or secret capability is not open-world; writing only
+//!   artifacts is not destructive.
+//! - `mex_put_artifact` stores content (at most [`MAX_PUT_BYTES`]) and
+//!   returns its handle; `mex_validate` runs admission only.
+//! - Outputs come back as `resource_link`s to `mex://artifacts/sha256/<digest>`
+//!   (small JSON outputs are also inlined); `resources/read` serves them
+//!   verified and size-capped, `resources/list` pages through the store.
+//!   Sidecar manifests (`mex://artifacts/manifest/<id>`) and an operation's
+//!   recorder events (`mex://ops/<op id>/events`) are resources too.
+//! - A denial or failure is a tool result with `isError: true` whose text
+//!   names the gate or code, the JSON pointer and what to do; the denials and
+//!   errors are in `_meta` (`mex/denials`, `mex/errors`). Only a malformed
+//!   request or an unknown tool is a protocol error.
+//! - While a call runs, a client that sent a progress token gets a progress
+//!   notification every [`Options::progress_every`]; a client's
+//!   cancellation cancels the run ([`mex_runtime::CancelToken`]): a
+//!   sandboxed process group is killed and the record says
+//!   `RUNTIME.CANCELLED`.
+//! - Consent: this server does not use elicitation. An operation that needs
+//!   a consent capability (network, secrets, devices) is denied by G-CAP,
+//!   and the denial says how to add a consent record to the trusted policy.
+//!
+//! Transports: [`serve_stdio`] (what desktop clients spawn) and
+//! [`serve_http`] (streamable HTTP behind a bearer token). This is the only
+//! crate of the workspace with an async runtime (tokio); the runtime itself
+//! stays synchronous.
+
+mod http;
+mod resources;
+mod tools;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use mex_artifacts::PutOptions;
+use mex_envelope::{
+    ArtifactHandle, ArtifactKind, Classification, DenialSeverity, EngineId, EngineResult,
+    ErrorCode, GateDenial, GateId, MediaType, PlannedOperation, ResultStatus, Sha256Digest,
+};
+use mex_recorder::EventDraft;
+use mex_runtime::{CancelToken, MexRuntime};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+pub use http::{HttpAuth, MIN_TOKEN_LEN, PATH as HTTP_PATH, serve_http};
+pub use tools::{PUT_ARTIFACT, VALIDATE, tool_name};
+
+/// Largest artifact `mex_put_artifact` accepts (decoded bytes).
+pub const MAX_PUT_BYTES: usize = 768 * 1024;
+/// Largest JSON-RPC message accepted (stdio line, HTTP body). Larger than
+/// the envelope's 1 MiB cap, so an oversized operation reaches the envelope
+/// parser and gets its recorded refusal; anything beyond is dropped by the
+/// transport.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Outputs up to this size with a JSON media type are also inlined as text.
+const INLINE_JSON_BYTES: u64 = 16 * 1024;
+
+/// What went wrong starting or running a server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum McpServerError {
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The transport failed.
+    #[error("the MCP transport failed: {0}")]
+    Transport(String),
+    /// The listening address could not be bound.
+    #[error("cannot listen on {addr}: {source}; pick a free port or another address")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// HTTP without a token outside loopback, or a malformed token.
+    #[error("{0}")]
+    Auth(String),
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Engines whose operations are offered (installed and certified).
+    pub callable: BTreeSet<EngineId>,
+    /// Largest resource `resources/read` serves.
+    pub max_read_bytes: u64,
+    /// Resources per `resources/list` page.
+    pub page_size: usize,
+    /// Interval of progress notifications while a call runs.
+    pub progress_every: Duration,
+    /// Where the trusted policy is (named in consent denials).
+    pub policy_path: String,
+}
+
+impl Options {
+    /// Defaults: 4 MiB reads, pages of 100, progress every second.
+    pub fn new(callable: BTreeSet<EngineId>, policy_path: impl Into<String>) -> Self {
+        Self {
+            callable,
+            max_read_bytes: 4 * 1024 * 1024,
+            page_size: 100,
+            progress_every: Duration::from_secs(1),
+            policy_path: policy_path.into(),
+        }
+    }
+}
+
+struct Inner {
+    runtime: Arc<MexRuntime>,
+    catalog: tools::Catalog,
+    options: Options,
+    /// Digests this server produced or stored, for fast resource reads.
+    known: Mutex<HashMap<Sha256Digest, ArtifactHandle>>,
+}
+
+/// The MCP server over one shared runtime. Cheap to clone (one per HTTP
+/// session); every clone shares the runtime, the catalog and the known
+/// digests.
+#[derive(Clone)]
+pub struct MexServer {
+    inner: Arc<Inner>,
+}
+
+/// Clip untrusted text for messages.
+pub(crate) fn clip(text: &str) -> String {
+    let mut out: String = text.chars().take(120).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+fn text_result(text: String, structured: Option<Value>, error: bool) -> CallToolResult {
+    let mut r = CallToolResult::default();
+    r.content = vec![ContentBlock::text(text)];
+    r.structured_content = structured;
+    r.is_error = Some(error);
+    r
+}
+
+impl MexServer {
+    /// A server offering the callable engines' operations of `runtime`.
+    pub fn new(runtime: Arc<MexRuntime>, options: Options) -> Self {
+        let catalog = tools::Catalog::build(runtime.registry(), &options.callable);
+        Self {
+            inner: Arc::new(Inner {
+                runtime,
+                catalog,
+                options,
+                known: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Names of the tools offered, in order.
+    pub fn tool_names(&self) -> Vec<String> {
+        self.inner
+            .catalog
+            .tools
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect()
+    }
+
+    async fn run_operation(
+        &self,
+        tool: tools::OperationTool,
+        args: Map<String, Value>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let inner = self.inner.clone();
+        let cancel = CancelToken::new();
+        let worker_cancel = cancel.clone();
+        let mut job =
+            tokio::task::spawn_blocking(move || inner.execute(&tool, &args, &worker_cancel));
+        let progress = context.meta.get_progress_token();
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(self.inner.options.progress_every);
+        tick.tick().await;
+        let mut cancelled = false;
+        let outcome = loop {
+            tokio::select! {
+                done = &mut job => break done,
+                () = context.ct.cancelled(), if !cancelled => {
+                    // Keep waiting: the run is recorded as cancelled.
+                    cancel.cancel();
+                    cancelled = true;
+                }
+                _ = tick.tick() => {
+                    if let Some(token) = &progress {
+                        let secs = started.elapsed().as_secs_f64();
+                        let note = ProgressNotificationParam::new(token.clone(), secs)
+                            .with_message(format!("running for {secs:.0} s"));
+                        let _ = context.peer.notify_progress(note).await;
+                    }
+                }
+            }
+        };
+        outcome.map_err(|e| McpError::internal_error(format!("the run's thread failed: {e}"), None))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> T + Send + 'static,
+    ) -> Result<T, McpError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| McpError::internal_error(format!("a worker thread failed: {e}"), None))
+    }
+}
+
+impl Inner {
+    /// Record a refusal of a call's arguments (no envelope could be built)
+    /// and answer it.
+    fn refuse_arguments(&self, args: &Map<String, Value>, e: tools::ArgError) -> CallToolResult {
+        let op_id = args
+            .get("op_id")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::try_parse(s).ok())
+            .unwrap_or(Uuid::nil());
+        let denial = GateDenial {
+            gate: GateId::from_static("G-SCHEMA"),
+            code: ErrorCode::from_static(e.code),
+            rule: "mcp.arguments".into(),
+            message: e.message.clone(),
+            pointer: Some(e.pointer.clone()),
+            details: None,
+            severity: DenialSeverity::Deny,
+        };
+        let recorded = self
+            .runtime
+            .recorder()
+            .append(EventDraft::gate_outcome(op_id, &denial))
+            .is_ok();
+        let mut r = text_result(
+            format!(
+                "denied by G-SCHEMA [{}] at {}: {}{}",
+                e.code,
+                if e.pointer.is_empty() {
+                    "/"
+                } else {
+                    &e.pointer
+                },
+                e.message,
+                if recorded {
+                    ""
+                } else {
+                    " (the refusal could not be recorded)"
+                }
+            ),
+            None,
+            true,
+        );
+        r.meta = Some(Map::from_iter([("mex/denials".to_owned(), json!([denial]))]).into());
+        r
+    }
+
+    fn execute(
+        &self,
+        tool: &tools::OperationTool,
+        args: &Map<String, Value>,
+        cancel: &CancelToken,
+    ) -> CallToolResult {
+        let envelope = match tools::planned_operation(
+            self.runtime.registry(),
+            self.runtime.store(),
+            tool,
+            args,
+        ) {
+            Ok(v) => v,
+            Err(e) => return self.refuse_arguments(args, e),
+        };
+        let bytes = serde_json::to_vec(&envelope).unwrap_or_default();
+        let result = match PlannedOperation::from_json_slice(&bytes) {
+            Ok(op) => self.runtime.execute_with_cancel(op, cancel),
+            // Not an operation: the runtime records the refusal.
+            Err(_) => self.runtime.execute_json(&bytes),
+        };
+        self.answer(&result)
+    }
+
+    fn remember(&self, handles: &[ArtifactHandle]) {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.len() > 100_000 {
+            known.clear();
+        }
+        for h in handles {
+            known.insert(h.content_hash, h.clone());
+        }
+    }
+
+    fn answer(&self, result: &EngineResult) -> CallToolResult {
+        let structured = serde_json::to_value(result).ok();
+        let events_uri = format!("{}{}/events", resources::OPS_PREFIX, result.op_id);
+        if result.status == ResultStatus::Succeeded {
+            self.remember(&result.outputs);
+            self.remember(&result.evidence);
+            let mut content = vec![ContentBlock::text(format!(
+                "succeeded: {} output(s){}; op {} (events: {events_uri})",
+                result.outputs.len(),
+                if result.served_from_cache {
+                    ", served from the D3 cache"
+                } else {
+                    ""
+                },
+                result.op_id
+            ))];
+            for h in result.outputs.iter().chain(&result.evidence) {
+                let mut link = Resource::new(resources::content_uri(h), h.artifact_id.to_string())
+                    .with_size(h.size_bytes)
+                    .with_description(format!(
+                        "{:?} artifact {}; manifest: {}{}",
+                        h.kind,
+                        h.artifact_id,
+                        resources::MANIFEST_PREFIX,
+                        h.artifact_id
+                    ));
+                if let Some(m) = &h.media_type {
+                    link = link.with_mime_type(m.as_str());
+                }
+                content.push(ContentBlock::resource_link(link));
+            }
+            for h in &result.outputs {
+                let json_type = h
+                    .media_type
+                    .as_ref()
+                    .is_some_and(|m| m.as_str() == "application/json");
+                if json_type
+                    && h.size_bytes <= INLINE_JSON_BYTES
+                    && let Ok(bytes) = self.runtime.store().read(h)
+                    && let Ok(text) = String::from_utf8(bytes)
+                {
+                    content.push(ContentBlock::text(text));
+                }
+            }
+            let mut r = CallToolResult::default();
+            r.content = content;
+            r.structured_content = structured;
+            r.is_error = Some(false);
+            return r;
+        }
+        let mut lines = vec![format!(
+            "{}: op {} (events: {events_uri})",
+            result.status.as_str(),
+            result.op_id
+        )];
+        for d in &result.denials {
+            lines.push(format!(
+                "denied by {} [{}] at {}: {}",
+                d.gate,
+                d.code,
+                d.pointer.as_deref().unwrap_or("/"),
+                d.message
+            ));
+            if d.code.as_str().starts_with("G-CAP.CONSENT") {
+                lines.push(format!(
+                    "to grant consent: add a consent record for this capability (id, capability, granted_at, expires_at) under `consents` in the trusted policy {}, then restart the server; this server does not ask through elicitation",
+                    self.options.policy_path
+                ));
+            }
+        }
+        for e in &result.errors {
+            lines.push(format!("[{}] {}", e.code, e.message));
+        }
+        let mut r = text_result(lines.join("\n"), structured, true);
+        r.meta = Some(
+            Map::from_iter([
+                ("mex/status".to_owned(), json!(result.status)),
+                ("mex/denials".to_owned(), json!(result.denials)),
+                ("mex/errors".to_owned(), json!(result.errors)),
+            ])
+            .into(),
+        );
+        r
+    }
+
+    fn put(&self, args: &Map<String, Value>) -> CallToolResult {
+        let fail = |pointer: &str, message: String| {
+            text_result(
+                format!("refused [MCP.PUT_INVALID] at {pointer}: {message}"),
+                None,
+                true,
+            )
+        };
+        for key in args.keys() {
+            if !["content", "content_base64", "media_type", "name"].contains(&key.as_str()) {
+                return fail(
+                    &format!("/{}", clip(key)),
+                    "unknown argument; give content or content_base64, media_type and optionally name".into(),
+                );
+            }
+        }
+        let bytes = match (args.get("content"), args.get("content_base64")) {
+            (Some(Value::String(text)), None) => text.clone().into_bytes(),
+            (None, Some(Value::String(b64))) => {
+                if b64.len() > MAX_PUT_BYTES.saturating_mul(4) / 3 + 4 {
+                    return fail(
+                        "/content_base64",
+                        format!(
+                            "over {MAX_PUT_BYTES} bytes; put larger inputs with `mex artifacts put`"
+                        ),
+                    );
+                }
+                match base64::engine::general_purpose::STANDARD.decode(b64) {
+                    Ok(b) => b,
+                    Err(e) => return fail("/content_base64", format!("not standard base64: {e}")),
+                }
+            }
+            _ => {
+                return fail(
+                    "/",
+                    "give exactly one of `content` (a string) or `content_base64` (a string)"
+                        .into(),
+                );
+            }
+        };
+        if bytes.len() > MAX_PUT_BYTES {
+            return fail(
+                "/content",
+                format!(
+                    "{} bytes is over this server's limit of {MAX_PUT_BYTES}; put larger inputs with `mex artifacts put`",
+                    bytes.len()
+                ),
+            );
+        }
+        let media_type: MediaType = match args
+            .get("media_type")
+            .and_then(Value::as_str)
+            .map(str::parse)
+        {
+            Some(Ok(m)) => m,
+            _ => {
+                return fail(
+                    "/media_type",
+                    "a media type such as text/plain or application/json is required".into(),
+                );
+            }
+        };
+        let mut options = PutOptions::new(ArtifactKind::File, Classification::Low);
+        options.media_type = Some(media_type);
+        match self.runtime.store().put_bytes(&bytes, &options) {
+            Ok(handle) => {
+                self.remember(std::slice::from_ref(&handle));
+                let value = serde_json::to_value(&handle).unwrap_or(Value::Null);
+                let mut r = text_result(value.to_string(), Some(value), false);
+                r.content.push(ContentBlock::resource_link(
+                    Resource::new(
+                        resources::content_uri(&handle),
+                        handle.artifact_id.to_string(),
+                    )
+                    .with_size(handle.size_bytes),
+                ));
+                r
+            }
+            Err(e) => fail("/", format!("the store refused the content: {e}")),
+        }
+    }
+
+    fn validate(&self, args: &Map<String, Value>) -> CallToolResult {
+        let Some(tool) = args
+            .get("tool")
+            .and_then(Value::as_str)
+            .and_then(|t| self.catalog.operations.get(t))
+        else {
+            return text_result(
+                "refused [MCP.UNKNOWN_TOOL] at /tool: name an operation tool from tools/list, e.g. physics_evaluate_formula".into(),
+                None,
+                true,
+            );
+        };
+        let mut rest = args.clone();
+        rest.remove("tool");
+        let envelope = match tools::planned_operation(
+            self.runtime.registry(),
+            self.runtime.store(),
+            tool,
+            &rest,
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                return text_result(
+                    format!(
+                        "denied by G-SCHEMA [{}] at {}: {}",
+                        e.code, e.pointer, e.message
+                    ),
+                    None,
+                    true,
+                );
+            }
+        };
+        let bytes = serde_json::to_vec(&envelope).unwrap_or_default();
+        let outcomes = self.runtime.validate_json(&bytes);
+        let denied = outcomes.iter().any(|o| o.denied());
+        let value: Vec<Value> = outcomes
+            .iter()
+            .map(|o| {
+                json!({
+                    "gate": o.gate,
+                    "verdict": if o.findings.is_empty() { "passed" } else if o.denied() { "denied" } else { "degraded" },
+                    "findings": o.findings,
+                })
+            })
+            .collect();
+        let mut lines = vec![if denied {
+            "denied".to_owned()
+        } else {
+            "admitted (nothing ran)".to_owned()
+        }];
+        for o in &outcomes {
+            for f in &o.findings {
+                lines.push(format!(
+                    "{} [{}] at {}: {}",
+                    f.gate,
+                    f.code,
+                    f.pointer.as_deref().unwrap_or("/"),
+                    f.message
+                ));
+            }
+        }
+        text_result(
+            lines.join("\n"),
+            Some(json!({"admitted": !denied, "outcomes": value})),
+            denied,
+        )
+    }
+}
+
+impl ServerHandler for MexServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new("mex", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "mex runs mechanical operations (units, formulas, sandboxed code) under gates, budgets and a hash-chained record. Put inputs with mex_put_artifact, call an operation tool with its params and inputs, read outputs from the mex://artifacts/sha256/<digest> resource links.",
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(
+            self.inner.catalog.tools.clone(),
+        ))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let args = request.arguments.unwrap_or_default();
+        let result = match request.name.as_ref() {
+            tools::PUT_ARTIFACT => self.blocking(move |inner| inner.put(&args)).await?,
+            tools::VALIDATE => self.blocking(move |inner| inner.validate(&args)).await?,
+            name => {
+                let Some(tool) = self.inner.catalog.operations.get(name).cloned() else {
+                    return Err(McpError::invalid_params(
+                        format!(
+                            "unknown tool {:?}; tools/list names every tool this server offers",
+                            clip(name)
+                        ),
+                        None,
+                    ));
+                };
+                self.run_operation(tool, args, context).await?
+            }
+        };
+        Ok(result.into())
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let cursor = request.and_then(|r| r.cursor);
+        let page = self.inner.options.page_size;
+        self.blocking(move |inner| resources::list(inner.runtime.store(), cursor.as_deref(), page))
+            .await?
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let uri = request.uri;
+        let contents = self
+            .blocking(move |inner| {
+                resources::read(
+                    inner.runtime.store(),
+                    inner.runtime.recorder().as_ref(),
+                    &uri,
+                    inner.options.max_read_bytes,
+                    |d| {
+                        inner
+                            .known
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get(d)
+                            .cloned()
+                    },
+                )
+            })
+            .await??;
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+}
+
+/// Serve over stdin/stdout until the client closes the stream. Blocks; the
+/// async runtime lives only inside this call.
+pub fn serve_stdio(server: MexServer) -> Result<(), McpServerError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(McpServerError::Runtime)?;
+    rt.block_on(async move {
+        use rmcp::ServiceExt as _;
+        let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+        )
+        .with_max_line_length(MAX_MESSAGE_BYTES);
+        let running = server
+            .serve(transport)
+            .await
+            .map_err(|e| McpServerError::Transport(e.to_string()))?;
+        running
+            .waiting()
+            .await
+            .map_err(|e| McpServerError::Transport(e.to_string()))?;
+        Ok(())
+    })
+}
