@@ -13,6 +13,9 @@
 //!   `--home`, else `$MEX_HOME`, else `target/mex-home`. Exits non-zero when
 //!   any case fails.
 //!
+//! * `fuzz [--seconds N] [--target NAME] [--keep]`: run the cargo-fuzz targets
+//!   under `fuzz/` (see `fuzz.rs`).
+//!
 //! The drift and hygiene checks also run under plain `cargo test` (see the
 //! `tests` package); xtask adds the write modes.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -22,15 +25,18 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod fuzz;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("schemas") => schemas(args.iter().any(|a| a == "--check")),
         Some("deny") => deny(),
         Some("conformance") => conformance(&args[1..]),
+        Some("fuzz") => fuzz::run(&workspace_root(), &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <schemas [--check] | deny | conformance [--engine ID] [--home DIR] [--certificates DIR]>"
+                "usage: cargo xtask <schemas [--check] | deny | conformance [--engine ID] [--home DIR] [--certificates DIR] | fuzz [--seconds N] [--target NAME] [--keep]>"
             );
             return ExitCode::from(2);
         }
