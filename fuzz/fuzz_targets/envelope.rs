@@ -19,6 +19,14 @@ fuzz_target!(|data: &[u8]| {
             String::from_utf8_lossy(&canonical)
         )
     });
-    assert_eq!(again.canonical_bytes().ok(), Some(canonical), "canonical form is not stable");
-    assert_eq!(again.config_hash().ok(), op.config_hash().ok(), "config hash changed");
+    assert_eq!(
+        again.canonical_bytes().ok(),
+        Some(canonical),
+        "canonical form is not stable"
+    );
+    assert_eq!(
+        again.config_hash().ok(),
+        op.config_hash().ok(),
+        "config hash changed"
+    );
 });
