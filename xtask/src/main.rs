@@ -20,6 +20,8 @@
 //!   in-toto-attestation, which verify attestations independently), exports
 //!   its interpreter as `MEX_TEST_PYTHON`, and runs
 //!   `cargo nextest run --workspace --locked --no-fail-fast`.
+//! * `fuzz [--seconds N] [--target NAME] [--keep]`: run the cargo-fuzz targets
+//!   under `fuzz/` (see `fuzz.rs`).
 //!
 //! The drift and hygiene checks also run under plain `cargo test` (see the
 //! `tests` package); xtask adds the write modes.
@@ -30,6 +32,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod fuzz;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -37,9 +41,10 @@ fn main() -> ExitCode {
         Some("deny") => deny(),
         Some("conformance") => conformance(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("fuzz") => fuzz::run(&workspace_root(), &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <schemas [--check] | deny | conformance [--engine ID] [--home DIR] [--certificates DIR] | test [nextest args]>"
+                "usage: cargo xtask <schemas [--check] | deny | conformance [--engine ID] [--home DIR] [--certificates DIR] | test [nextest args] | fuzz [--seconds N] [--target NAME] [--keep]>"
             );
             return ExitCode::from(2);
         }
