@@ -33,17 +33,20 @@ fn validator() -> &'static jsonschema::Validator {
 /// * the document cap (a byte count, not a shape);
 /// * duplicate member names (a schema sees only the parsed value);
 /// * the operation's prefix must equal the engine's name (a cross-field rule);
-/// * the safe-integer bound inside free-form `params`;
+/// * the parser's memory budget for a document within the byte cap
+///   (`ENVELOPE.TOO_COMPLEX`);
 /// * evidence-capture tokens that are well-formed but contradictory.
 fn beyond_schema(e: &EnvelopeError) -> bool {
     match e {
         EnvelopeError::TooLarge { .. } => true,
         EnvelopeError::Invalid { pointer, message } => {
             (pointer == "/operation" && message.contains("does not belong"))
-                || pointer.starts_with("/params")
                 || pointer.starts_with("/evidence_policy/capture/")
         }
-        other => other.code() == "ENVELOPE.DUPLICATE_KEY",
+        other => matches!(
+            other.code(),
+            "ENVELOPE.DUPLICATE_KEY" | "ENVELOPE.TOO_COMPLEX"
+        ),
     }
 }
 
