@@ -41,6 +41,7 @@ mod error;
 mod ids;
 mod operation;
 mod pointer;
+pub mod protocol;
 mod result;
 pub mod schema;
 mod timestamp;

@@ -2,7 +2,7 @@
 //!
 //! Owns the reusable way an engine runs a child process: an environment
 //! cleared down to an allowlist, the working directory the caller gives (the
-//! run's workspace), stdin null, stdout and stderr captured with caps,
+//! run's workspace), stdin null (or given bytes, [`run_with_stdin`]), stdout and stderr captured with caps,
 //! rlimits (address space, CPU time, file size, open files, processes), a new
 //! process group killed on wall-time expiry, on output overrun and on drop,
 //! `no_new_privs`, and Landlock (read-only paths, one read-write tree,
@@ -770,6 +770,25 @@ fn reap_group(pgid: Pid, budget: Duration) {
 /// Run one child under the request's confinement and limits, and wait for
 /// it (at most until `request.deadline`).
 pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, SandboxError> {
+    run_inner(config, request, None)
+}
+
+/// [`run`], with `stdin` written to the child's standard input (then closed)
+/// instead of a null stdin. A child that does not read it just sees a closed
+/// pipe; the writer never blocks the supervision.
+pub fn run_with_stdin(
+    config: &SandboxConfig,
+    request: &Request,
+    stdin: Vec<u8>,
+) -> Result<Outcome, SandboxError> {
+    run_inner(config, request, Some(stdin))
+}
+
+fn run_inner(
+    config: &SandboxConfig,
+    request: &Request,
+    stdin: Option<Vec<u8>>,
+) -> Result<Outcome, SandboxError> {
     let launcher = launcher_path(config)?;
     ensure_subreaper();
     let limits = &request.limits;
@@ -789,7 +808,11 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
     cmd.env_clear()
         .envs(request.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&request.workdir)
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -832,6 +855,16 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
         launcher: launcher.clone(),
         source,
     })?;
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        std::thread::Builder::new()
+            .name("mex-sandbox-stdin".into())
+            .spawn(move || {
+                use std::io::Write;
+                // A child that exits or closes stdin early ends the write
+                // with EPIPE; that is the child's business, not an error.
+                let _ = pipe.write_all(&bytes);
+            })?;
+    }
     let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
     let guard = GroupGuard { pgid };
     let over = Arc::new(AtomicBool::new(false));
