@@ -24,9 +24,11 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
         Command::Artifacts(cmd) => artifacts(&home, cmd),
         Command::Recorder(cmd) => recorder(&home, cmd),
         Command::Problems { json } => problems(&home, *json),
-        Command::Registry(RegistryCommand::Check { file }) => {
-            registry_check(file.as_deref().unwrap_or(&home.registry_path))
-        }
+        Command::Registry(RegistryCommand::Check { file }) => registry_check(
+            file.as_deref().unwrap_or(&home.registry_path),
+            &home.registry_dirs,
+        ),
+        Command::Registry(cmd) => crate::vector::registry(&home, cmd),
         Command::Engines => list_engines(&home),
         Command::Conformance { engine } => {
             conformance(&home, engine.as_deref()).map(|(code, _)| code)
@@ -351,8 +353,8 @@ fn problems(home: &Home, json: bool) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-fn registry_check(path: &Path) -> Result<u8, CliError> {
-    match mex_registry::Registry::load(path) {
+fn registry_check(path: &Path, dirs: &[std::path::PathBuf]) -> Result<u8, CliError> {
+    match mex_registry::Registry::load_with_overlays(path, dirs) {
         Ok(registry) => {
             let engines = registry.engines().len();
             let ops: usize = registry.engines().map(|e| e.operations.len()).sum();
@@ -413,9 +415,11 @@ fn list_engines(home: &Home) -> Result<u8, CliError> {
 /// Run the suite for the shipped engines (or one); returns the exit code and
 /// the engines that were certified.
 pub fn conformance(home: &Home, only: Option<&str>) -> Result<(u8, Vec<String>), CliError> {
-    let (mut subjects, gates) = mex_cli::shipped_engines_with_gates(&home.policy()?);
-    let harness = mex_conformance::Harness::load(&home.registry_path)
-        .map_err(|e| CliError::usage(e.to_string()))?
+    let registry = home.registry()?;
+    let (mut subjects, gates) =
+        mex_cli::process_engines::engines_with_gates(&home.policy()?, &registry);
+    let harness = mex_conformance::Harness::with_registry(registry, &home.registry_path)
+        .with_registry_dirs(home.registry_dirs.clone())
         .with_engine_gates(gates)
         .with_certificate_key(crate::trust::home_key(home)?);
     let recorder = home.recorder()?;
@@ -423,7 +427,7 @@ pub fn conformance(home: &Home, only: Option<&str>) -> Result<(u8, Vec<String>),
         subjects.retain(|e| e.engine_id().as_str() == id);
         if subjects.is_empty() {
             return Err(CliError::usage(format!(
-                "this binary ships no implementation of {id}; see `mex engines`"
+                "no implementation of {id} can run here: it is neither shipped with this binary nor declared as a process implementation in the registry or its overlays; see `mex engines`"
             )));
         }
     }

@@ -15,6 +15,7 @@ mod home;
 mod out;
 mod render;
 mod trust;
+mod vector;
 
 use std::process::ExitCode;
 

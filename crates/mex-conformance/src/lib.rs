@@ -98,7 +98,8 @@ use std::sync::Arc;
 
 pub use certificate::{
     CERTIFICATE_PAYLOAD_TYPE, CERTIFICATE_VERSION, Certificate, CertificateCertifier,
-    certificate_path, read_certificate, registry_entry_digest, signature_path, write_certificate,
+    certificate_path, read_certificate, registry_entry_digest, registry_entry_digest_with,
+    signature_path, write_certificate,
 };
 pub use error::ConformanceError;
 pub use harness::{Harness, MAX_ERROR_MESSAGE_BYTES, output_digest};

@@ -46,7 +46,7 @@
 //! | wall time | budget_exceeded | `PROC_WALL_TIME_EXCEEDED` |
 //! | CPU time | budget_exceeded | `PROC_CPU_TIME_EXCEEDED` |
 //! | memory | budget_exceeded | `PROC_MEMORY_EXCEEDED` |
-//! | stderr or a file past its cap, outputs past the output budget | budget_exceeded | `PROC_OUTPUT_EXCEEDED` |
+//! | stderr or a file past its cap, the output directory or the outputs past the output budget | budget_exceeded | `RUNTIME.OUTPUT_BUDGET_EXCEEDED` (the runtime's code for every output overrun) |
 //! | stdout larger than a completion may be (a flood) | failed | `PROC_COMPLETION_TOO_LARGE` |
 //! | exit without a completion on stdout | failed | `PROC_NO_COMPLETION` |
 //! | a completion that does not parse or breaks a rule (reserved keys, ...) | failed | `PROC_MALFORMED_COMPLETION` |
@@ -95,7 +95,7 @@ pub const FAILURE_CODES: &[(&str, &str)] = &[
         "an allocation failed at the memory budget",
     ),
     (
-        "PROC_OUTPUT_EXCEEDED",
+        "RUNTIME.OUTPUT_BUDGET_EXCEEDED",
         "stderr, a file or the outputs past their cap",
     ),
     (
@@ -605,6 +605,19 @@ impl Engine for ProcessEngine {
 
         // 4. Termination, then the completion.
         check_termination(&outcome)?;
+        // A file cut at the file-size limit, or a directory past the output
+        // budget, is an overrun whatever the engine printed (an interpreter
+        // that ignores SIGXFSZ sees EFBIG and may just crash).
+        let (largest, total) = dir_usage(&out_dir);
+        let out_budget = ctx.budget().output_bytes.unwrap_or(u64::MAX);
+        if largest >= limits.file_size_bytes || total > out_budget {
+            return Err(over(
+                "RUNTIME.OUTPUT_BUDGET_EXCEEDED",
+                format!(
+                    "output: the engine wrote {total} bytes in its output directory (largest file {largest} bytes), past its output budget of {out_budget} bytes"
+                ),
+            ));
+        }
         let completion = parse_completion(&outcome)?;
         if let Termination::Exited(c) = outcome.termination
             && c != 0
@@ -649,7 +662,7 @@ impl Engine for ProcessEngine {
         }
         let write_err = |e: mex_runtime::WriteError| match e {
             mex_runtime::WriteError::BudgetExceeded { .. } => {
-                over("PROC_OUTPUT_EXCEEDED", e.to_string())
+                over("RUNTIME.OUTPUT_BUDGET_EXCEEDED", e.to_string())
             }
             other => fail("PROC_SANDBOX_ERROR", other.to_string()),
         };
@@ -785,11 +798,39 @@ fn read_output(dir: &cap_std::fs::Dir, file: &str, max: u64) -> Result<Vec<u8>, 
         .map_err(|e| fail("PROC_SANDBOX_ERROR", format!("output {file:?}: {e}")))?;
     if bytes.len() as u64 > max {
         return Err(over(
-            "PROC_OUTPUT_EXCEEDED",
+            "RUNTIME.OUTPUT_BUDGET_EXCEEDED",
             format!("output {file:?} takes the run past its output budget"),
         ));
     }
     Ok(bytes)
+}
+
+/// The largest file and the total size under `dir` (symlinks not
+/// followed; at most 10,000 entries looked at).
+fn dir_usage(dir: &Path) -> (u64, u64) {
+    let (mut largest, mut total, mut seen) = (0u64, 0u64, 0usize);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > 10_000 {
+                return (largest, total);
+            }
+            let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                largest = largest.max(m.len());
+                total = total.saturating_add(m.len());
+            }
+        }
+    }
+    (largest, total)
 }
 
 fn with_tail(o: &Outcome, msg: String) -> String {
@@ -837,7 +878,7 @@ fn check_termination(o: &Outcome) -> Result<(), EngineFailure> {
         }
         Termination::Output => {
             return Err(over(
-                "PROC_OUTPUT_EXCEEDED",
+                "RUNTIME.OUTPUT_BUDGET_EXCEEDED",
                 "output: the engine wrote past its stderr or file-size cap and was killed",
             ));
         }
