@@ -94,7 +94,12 @@ fn pin(args: &PinArgs) -> Result<u8, CliError> {
                 continue;
             }
             let mut pins = vec![imp.clone()];
-            pins.extend(imp.get("files").and_then(Value::as_array).cloned().unwrap_or_default());
+            pins.extend(
+                imp.get("files")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            );
             for p in pins {
                 let (Some(rel), Some(old)) = (
                     p.get("path").and_then(Value::as_str),
@@ -203,13 +208,13 @@ fn vector_new(home: &Home, args: &VectorNewArgs) -> Result<u8, CliError> {
         let rel = match canon.strip_prefix(&base_canon) {
             Ok(rel) => rel.to_path_buf(),
             Err(_) => {
-                let name = input
-                    .file_name()
-                    .map_or_else(|| format!("input-{n}"), |n| n.to_string_lossy().into_owned());
+                let name = input.file_name().map_or_else(
+                    || format!("input-{n}"),
+                    |n| n.to_string_lossy().into_owned(),
+                );
                 let rel = PathBuf::from("vectors").join(format!("{id}.{name}"));
-                std::fs::write(base.join(&rel), &bytes).map_err(|e| {
-                    CliError::usage(format!("cannot write {}: {e}", rel.display()))
-                })?;
+                std::fs::write(base.join(&rel), &bytes)
+                    .map_err(|e| CliError::usage(format!("cannot write {}: {e}", rel.display())))?;
                 rel
             }
         };
@@ -232,7 +237,10 @@ fn vector_new(home: &Home, args: &VectorNewArgs) -> Result<u8, CliError> {
     let id_of = |n: usize| handles.get(n).map(|h| h["artifact_id"].clone());
     let mut used = vec![false; handles.len()];
     for v in params.values_mut() {
-        if let Some(n) = v.as_str().and_then(|s| s.strip_prefix('$')).and_then(|s| s.parse::<usize>().ok())
+        if let Some(n) = v
+            .as_str()
+            .and_then(|s| s.strip_prefix('$'))
+            .and_then(|s| s.parse::<usize>().ok())
             && n >= 1
             && let Some(idv) = id_of(n - 1)
         {
@@ -285,7 +293,8 @@ fn vector_new(home: &Home, args: &VectorNewArgs) -> Result<u8, CliError> {
 
     // One run, in a scratch home, to record the output digest.
     let digest = run_once(home, registry.clone(), &planned, &args.inputs)?;
-    let mut expect = json!({"outcome": "succeeded", "stability": operation.determinism.to_string()});
+    let mut expect =
+        json!({"outcome": "succeeded", "stability": operation.determinism.to_string()});
     if let Some(d) = &digest {
         expect["output_digest"] = json!(d.to_string());
     }
@@ -316,8 +325,8 @@ fn run_once(
     planned: &PlannedOperation,
     inputs: &[PathBuf],
 ) -> Result<Option<Sha256Digest>, CliError> {
-    let scratch = tempfile::tempdir()
-        .map_err(|e| CliError::internal(format!("scratch directory: {e}")))?;
+    let scratch =
+        tempfile::tempdir().map_err(|e| CliError::internal(format!("scratch directory: {e}")))?;
     let store = Arc::new(
         mex_artifacts::ArtifactStore::at(scratch.path().join("artifacts"))
             .map_err(|e| CliError::internal(e.to_string()))?,
@@ -328,7 +337,8 @@ fn run_once(
         if let Input::Artifact(h) = input {
             let bytes = std::fs::read(path)
                 .map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
-            let mut options = mex_artifacts::PutOptions::new(ArtifactKind::File, Classification::Low);
+            let mut options =
+                mex_artifacts::PutOptions::new(ArtifactKind::File, Classification::Low);
             options.media_type = h.media_type.clone();
             let stored = store
                 .put_bytes(&bytes, &options)

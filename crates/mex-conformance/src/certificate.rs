@@ -377,7 +377,7 @@ impl CertificateCertifier {
         }
         let current =
             registry_entry_digest_with(&self.registry_file, &self.registry_dirs, engine.as_str())
-            .map_err(|e| format!("{e}; {rerun}"))?;
+                .map_err(|e| format!("{e}; {rerun}"))?;
         if cert.registry_entry_digest != current {
             return Err(format!(
                 "the registry entry of {engine} changed since certification (certified {}, now {current}); {rerun}",
