@@ -29,9 +29,8 @@ fn the_engine_authors_guide_runs_as_written() {
     for dir in ["examples", "sdk", "registry"] {
         std::os::unix::fs::symlink(root.join(dir), scratch.path().join(dir)).unwrap();
     }
-    let full = format!(
-        "set -euo pipefail\nmex() {{ \"$MEX_BIN\" \"$@\"; }}\n{script}\necho GUIDE-DONE\n"
-    );
+    let full =
+        format!("set -euo pipefail\nmex() {{ \"$MEX_BIN\" \"$@\"; }}\n{script}\necho GUIDE-DONE\n");
     let out = Command::new("bash")
         .arg("-c")
         .arg(&full)
