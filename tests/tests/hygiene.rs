@@ -64,6 +64,16 @@ fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
             "mex-recorder",
             "mex-attest",
         ],
+        // The process-engine adapter is built from registry declarations.
+        "mex-engine-process" => &[
+            "mex-envelope",
+            "mex-registry",
+            "mex-runtime",
+            "mex-sandbox",
+            "mex-gates",
+        ],
+        // The SDK speaks the wire protocol only.
+        "mex-engine-sdk" => &["mex-envelope"],
         // Engines use the engine-author API; an engine-specific gate implements
         // mex-gates' public `Gate` trait.
         n if n.starts_with("mex-engine-") => {

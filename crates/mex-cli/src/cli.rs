@@ -20,6 +20,16 @@ pub struct Cli {
     /// Registry file (default: the shipped mechanical_engines.json).
     #[arg(long, global = true, env = "MEX_REGISTRY")]
     pub registry: Option<PathBuf>,
+    /// A directory of registry overlays (`*.json`, each declaring engines
+    /// of its own), merged after `registry.d/` beside the registry file.
+    /// Repeatable; MEX_REGISTRY_DIR takes a `:`-separated list.
+    #[arg(
+        long = "registry-dir",
+        global = true,
+        env = "MEX_REGISTRY_DIR",
+        value_delimiter = ':'
+    )]
+    pub registry_dirs: Vec<PathBuf>,
     /// Policy file (default: <home>/policy.json).
     #[arg(long, global = true, env = "MEX_POLICY")]
     pub policy: Option<PathBuf>,
@@ -75,7 +85,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the conformance suite and certify the engines this binary ships.
+    /// Run the conformance suite and certify every engine this binary can
+    /// run: the shipped ones and the process engines the registry (and its
+    /// overlays) declare.
     Conformance {
         /// Only this engine.
         #[arg(long)]
@@ -233,6 +245,13 @@ pub enum RegistryCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the SHA-256 of engine files, as a process implementation pins
+    /// them; with --overlay, rewrite the pins of that overlay file's process
+    /// implementations to the files' current digests.
+    Pin(crate::vector::PinArgs),
+    /// Conformance vectors: `new` writes a golden vector.
+    #[command(subcommand)]
+    Vector(crate::vector::VectorCommand),
 }
 
 impl Command {

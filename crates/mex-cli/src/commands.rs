@@ -10,7 +10,7 @@ use mex_recorder::{BreakKind, EventKind, EventQuery, FlightRecorder, ProblemFilt
 use serde::Serialize;
 
 use crate::cli::{ArtifactsCommand, Cli, Command, PutArgs, RecorderCommand, RegistryCommand};
-use crate::home::{Home, engines};
+use crate::home::Home;
 use crate::out::{out, outln};
 use crate::{CliError, exit, render};
 
@@ -31,9 +31,12 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
         Command::Artifacts(cmd) => artifacts(&home, cmd),
         Command::Recorder(cmd) => recorder(&home, cmd),
         Command::Problems { json } => problems(&home, *json),
-        Command::Registry(RegistryCommand::Check { file, json }) => {
-            registry_check(file.as_deref().unwrap_or(&home.registry_path), *json)
-        }
+        Command::Registry(RegistryCommand::Check { file, json }) => registry_check(
+            file.as_deref().unwrap_or(&home.registry_path),
+            &home.registry_dirs,
+            *json,
+        ),
+        Command::Registry(cmd) => crate::vector::registry(&home, cmd),
         Command::Engines { json } => list_engines(&home, *json),
         Command::Conformance { engine, json } => {
             conformance_command(&home, engine.as_deref(), *json)
@@ -416,7 +419,7 @@ fn json_word<T: Serialize>(value: &T) -> String {
     }
 }
 
-fn registry_check(path: &Path, json: bool) -> Result<u8, CliError> {
+fn registry_check(path: &Path, dirs: &[std::path::PathBuf], json: bool) -> Result<u8, CliError> {
     let mut report = report::RegistryCheckReport {
         file: path.display().to_string(),
         ok: false,
@@ -425,7 +428,7 @@ fn registry_check(path: &Path, json: bool) -> Result<u8, CliError> {
         problems: Vec::new(),
     };
     let mut text;
-    match mex_registry::Registry::load(path) {
+    match mex_registry::Registry::load_with_overlays(path, dirs) {
         Ok(registry) => {
             let engines = registry.engines().len();
             let ops: usize = registry.engines().map(|e| e.operations.len()).sum();
@@ -476,7 +479,10 @@ fn registry_check(path: &Path, json: bool) -> Result<u8, CliError> {
 
 fn list_engines(home: &Home, json: bool) -> Result<u8, CliError> {
     let registry = home.registry()?;
-    let shipped: Vec<(String, String)> = engines()
+    // Installed: shipped with this binary, or a process implementation the
+    // registry (and its overlays) declares, which this binary runs.
+    let (runnable, _) = mex_cli::process_engines::engines_with_gates(&home.policy()?, &registry);
+    let shipped: Vec<(String, String)> = runnable
         .iter()
         .map(|e| (e.engine_id().to_string(), e.implementation_id().to_owned()))
         .collect();
@@ -555,7 +561,7 @@ fn conformance_command(home: &Home, only: Option<&str>, json: bool) -> Result<u8
     Ok(code)
 }
 
-/// Run the suite for the shipped engines (or one); returns the exit code and
+/// Run the suite for every engine this binary can run (or one); returns the exit code and
 /// the engines that were certified.
 pub fn conformance(home: &Home, only: Option<&str>) -> Result<(u8, Vec<String>), CliError> {
     conformance_with(home, only, false, &mut |_| {})
@@ -569,9 +575,11 @@ fn conformance_with(
     quiet: bool,
     each: &mut dyn FnMut(report::ConformanceOutcome),
 ) -> Result<(u8, Vec<String>), CliError> {
-    let (mut subjects, gates) = mex_cli::shipped_engines_with_gates(&home.policy()?);
-    let harness = mex_conformance::Harness::load(&home.registry_path)
-        .map_err(|e| CliError::usage(e.to_string()))?
+    let registry = home.registry()?;
+    let (mut subjects, gates) =
+        mex_cli::process_engines::engines_with_gates(&home.policy()?, &registry);
+    let harness = mex_conformance::Harness::with_registry(registry, &home.registry_path)
+        .with_registry_dirs(home.registry_dirs.clone())
         .with_engine_gates(gates)
         .with_certificate_key(crate::trust::home_key(home)?);
     let recorder = home.recorder()?;
@@ -579,7 +587,7 @@ fn conformance_with(
         subjects.retain(|e| e.engine_id().as_str() == id);
         if subjects.is_empty() {
             return Err(CliError::usage(format!(
-                "this binary ships no implementation of {id}; see `mex engines`"
+                "no implementation of {id} can run here: it is neither shipped with this binary nor declared as a process implementation in the registry or its overlays; see `mex engines`"
             )));
         }
     }

@@ -16,6 +16,8 @@ use crate::cli::Cli;
 pub struct Home {
     pub root: PathBuf,
     pub registry_path: PathBuf,
+    /// Overlay directories (`--registry-dir`), after `registry.d/`.
+    pub registry_dirs: Vec<PathBuf>,
     pub policy_path: PathBuf,
 }
 
@@ -44,6 +46,7 @@ impl Home {
         Self {
             root,
             registry_path,
+            registry_dirs: cli.registry_dirs.clone(),
             policy_path,
         }
     }
@@ -109,12 +112,13 @@ impl Home {
         Ok(Self {
             root,
             registry_path,
+            registry_dirs: cli.registry_dirs.clone(),
             policy_path,
         })
     }
 
     pub fn registry(&self) -> Result<Arc<Registry>, CliError> {
-        Registry::load(&self.registry_path)
+        Registry::load_with_overlays(&self.registry_path, &self.registry_dirs)
             .map(Arc::new)
             .map_err(|e| {
                 CliError::usage(format!(
@@ -154,9 +158,10 @@ impl Home {
     /// The runtime with every engine this binary ships.
     pub fn runtime(&self) -> Result<MexRuntime, CliError> {
         let policy = self.policy()?;
-        let (engines, gates) = mex_cli::shipped_engines_with_gates(&policy);
+        let registry = self.registry()?;
+        let (engines, gates) = mex_cli::process_engines::engines_with_gates(&policy, &registry);
         let mut builder = MexRuntime::builder()
-            .registry(self.registry()?)
+            .registry(registry)
             .policy(policy)
             .store(self.store()?)
             .recorder(self.recorder()?)
@@ -183,6 +188,7 @@ impl Home {
     /// Certificates in the home, checked against the registry in use.
     pub fn certifier(&self) -> mex_conformance::CertificateCertifier {
         mex_conformance::CertificateCertifier::new(&self.registry_path, self.certificates())
+            .with_registry_dirs(self.registry_dirs.clone())
             .with_trusted_key(crate::trust::trusted_certificate_key(self))
     }
 }

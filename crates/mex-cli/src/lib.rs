@@ -6,6 +6,8 @@
 
 pub mod report;
 
+pub mod process_engines;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,7 +51,7 @@ pub fn shipped_engines() -> Vec<Arc<dyn Engine>> {
 /// there is one; otherwise a link named `mex-sandbox-exec` to this very binary
 /// (which then acts as the launcher, see `main.rs`), kept in a directory every
 /// uid can traverse so that the unprivileged child can start it.
-fn launcher() -> Option<PathBuf> {
+pub(crate) fn launcher() -> Option<PathBuf> {
     if let Ok(found) = mex_sandbox::find_launcher() {
         return Some(found);
     }

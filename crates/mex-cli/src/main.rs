@@ -19,6 +19,7 @@ mod out;
 mod render;
 mod serve;
 mod trust;
+mod vector;
 
 use std::process::ExitCode;
 

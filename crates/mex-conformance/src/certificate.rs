@@ -81,10 +81,40 @@ pub fn certificate_path(
 /// <sha256 of its bytes>}}`, where `files` covers every file the entry
 /// references (params schemas, vector operation files, payloads). Editing the
 /// entry or any file it references therefore invalidates a certificate.
+///
+/// The entry is read from the file that declares the engine in effect: an
+/// overlay (`registry.d/*.json` beside `registry_file`) when one declares
+/// it, else `registry_file`; file paths resolve against that file's
+/// directory.
 pub fn registry_entry_digest(
     registry_file: &Path,
     engine: &str,
 ) -> Result<Sha256Digest, ConformanceError> {
+    registry_entry_digest_with(registry_file, &[], engine)
+}
+
+/// [`registry_entry_digest`], with overlays also read from `extra_dirs`
+/// (as `Registry::load_with_overlays` does).
+pub fn registry_entry_digest_with(
+    registry_file: &Path,
+    extra_dirs: &[PathBuf],
+    engine: &str,
+) -> Result<Sha256Digest, ConformanceError> {
+    let overlays = mex_registry::overlay_files(registry_file, extra_dirs).map_err(|e| {
+        ConformanceError::Registry {
+            path: registry_file.to_path_buf(),
+            message: e.to_string(),
+        }
+    })?;
+    for overlay in overlays {
+        if let Ok(digest) = entry_digest_in(&overlay, engine) {
+            return Ok(digest);
+        }
+    }
+    entry_digest_in(registry_file, engine)
+}
+
+fn entry_digest_in(registry_file: &Path, engine: &str) -> Result<Sha256Digest, ConformanceError> {
     let text = std::fs::read_to_string(registry_file)
         .map_err(|e| ConformanceError::io("read registry", registry_file, e))?;
     let doc: Value =
@@ -268,6 +298,7 @@ pub fn read_certificate(path: &Path) -> Result<Certificate, ConformanceError> {
 #[derive(Debug, Clone)]
 pub struct CertificateCertifier {
     registry_file: PathBuf,
+    registry_dirs: Vec<PathBuf>,
     dir: PathBuf,
     trusted_key: Option<mex_attest::PublicKey>,
 }
@@ -278,9 +309,17 @@ impl CertificateCertifier {
     pub fn new(registry_file: impl Into<PathBuf>, dir: impl Into<PathBuf>) -> Self {
         Self {
             registry_file: registry_file.into(),
+            registry_dirs: Vec::new(),
             dir: dir.into(),
             trusted_key: None,
         }
+    }
+
+    /// Also read overlays from these directories (`mex --registry-dir`), as
+    /// the runtime's registry was loaded.
+    pub fn with_registry_dirs(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.registry_dirs = dirs;
+        self
     }
 
     /// Accept only certificates signed by `key` (the home's public key);
@@ -302,7 +341,9 @@ impl CertificateCertifier {
         version: &semver::Version,
     ) -> Result<(), String> {
         let path = certificate_path(&self.dir, engine.as_str(), implementation_id, version);
-        let rerun = format!("run `cargo xtask conformance --engine {engine}` to certify it");
+        let rerun = format!(
+            "run `mex conformance --engine {engine}` (with the same --registry and --registry-dir) to certify it"
+        );
         if !path.exists() {
             return Err(format!(
                 "{engine} ({implementation_id} {version}) has no conformance certificate at {}; {rerun}",
@@ -339,8 +380,9 @@ impl CertificateCertifier {
                 cert.suite_version
             ));
         }
-        let current = registry_entry_digest(&self.registry_file, engine.as_str())
-            .map_err(|e| format!("{e}; {rerun}"))?;
+        let current =
+            registry_entry_digest_with(&self.registry_file, &self.registry_dirs, engine.as_str())
+                .map_err(|e| format!("{e}; {rerun}"))?;
         if cert.registry_entry_digest != current {
             return Err(format!(
                 "the registry entry of {engine} changed since certification (certified {}, now {current}); {rerun}",

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::report::{CaseReport, Category, ConformanceReport, Summary, Verdict};
-use crate::{ConformanceError, REPORT_VERSION, SUITE_VERSION, registry_entry_digest};
+use crate::{ConformanceError, REPORT_VERSION, SUITE_VERSION, registry_entry_digest_with};
 
 /// Longest error message accepted before the harness calls it inline output.
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
@@ -27,6 +27,7 @@ pub const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
 pub struct Harness {
     registry: Arc<Registry>,
     registry_file: PathBuf,
+    registry_dirs: Vec<PathBuf>,
     engine_gates: Vec<Arc<dyn mex_gates::Gate>>,
     certificate_key: Option<Arc<mex_attest::HomeKey>>,
 }
@@ -68,6 +69,7 @@ impl Harness {
         Ok(Self {
             registry: Arc::new(registry),
             registry_file,
+            registry_dirs: Vec::new(),
             engine_gates: Vec::new(),
             certificate_key: None,
         })
@@ -79,9 +81,18 @@ impl Harness {
         Self {
             registry,
             registry_file: registry_file.into(),
+            registry_dirs: Vec::new(),
             engine_gates: Vec::new(),
             certificate_key: None,
         }
+    }
+
+    /// The overlay directories the registry was loaded with
+    /// (`Registry::load_with_overlays`), so that certificates digest the
+    /// entry in effect.
+    pub fn with_registry_dirs(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.registry_dirs = dirs;
+        self
     }
 
     /// Install engine-specific gates (e.g. `G-SAFETY.SANDBOX`) in the
@@ -137,7 +148,8 @@ impl Harness {
                 engine: id.to_string(),
                 message: e.to_string(),
             })?;
-        let entry_digest = registry_entry_digest(&self.registry_file, id.as_str())?;
+        let entry_digest =
+            registry_entry_digest_with(&self.registry_file, &self.registry_dirs, id.as_str())?;
         let env = self.env(&engine, entry)?;
         let mut cases = Vec::new();
         let mut push = |c: CaseReport, cases: &mut Vec<CaseReport>| {

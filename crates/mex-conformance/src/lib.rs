@@ -77,8 +77,10 @@
 //!    (never into a log or an error message), evidence with
 //!    `ctx.write_evidence` for D0/D1, fail with your registry's codes.
 //! 3. Register it in `xtask` (`conformance_subjects`) and run
-//!    `cargo xtask conformance --engine engine.<name>`. Read the table: every
-//!    failed case names what is wrong and what to do.
+//!    `cargo xtask conformance --engine engine.<name>` (a process engine
+//!    needs no Rust: declare it in an overlay and run
+//!    `mex conformance --engine engine.<name>`, see `docs/engine-authors.md`).
+//!    Read the table: every failed case names what is wrong and what to do.
 //! 4. When it passes, the certificate is written; copy the printed
 //!    `output_digest` of each golden vector into the registry (this changes
 //!    the entry digest, so run the suite once more to re-certify).
@@ -98,7 +100,8 @@ use std::sync::Arc;
 
 pub use certificate::{
     CERTIFICATE_PAYLOAD_TYPE, CERTIFICATE_VERSION, Certificate, CertificateCertifier,
-    certificate_path, read_certificate, registry_entry_digest, signature_path, write_certificate,
+    certificate_path, read_certificate, registry_entry_digest, registry_entry_digest_with,
+    signature_path, write_certificate,
 };
 pub use error::ConformanceError;
 pub use harness::{Harness, MAX_ERROR_MESSAGE_BYTES, output_digest};

@@ -100,7 +100,7 @@ fn certificate_gates_dispatch() {
     assert!(
         r.errors[0]
             .message
-            .contains("cargo xtask conformance --engine engine.physics")
+            .contains("mex conformance --engine engine.physics")
     );
 
     // 2. Certify: the certificate names what it certifies; the run is recorded.

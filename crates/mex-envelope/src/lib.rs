@@ -49,6 +49,7 @@ mod ids;
 pub mod json;
 mod operation;
 mod pointer;
+pub mod protocol;
 mod result;
 pub mod schema;
 mod timestamp;

@@ -30,6 +30,14 @@ pub fn all() -> Vec<NamedSchema> {
             name: "artifact-manifest",
             schema: schemars::schema_for!(ArtifactManifest),
         },
+        NamedSchema {
+            name: "engine-request",
+            schema: schemars::schema_for!(crate::protocol::EngineRequest),
+        },
+        NamedSchema {
+            name: "engine-completion",
+            schema: schemars::schema_for!(crate::protocol::EngineCompletion),
+        },
     ]
 }
 

@@ -166,7 +166,10 @@ impl Catalog for RegistryCatalog {
             version: implementation.version.clone(),
             kind: match implementation.kind {
                 mex_registry::ImplementationKind::InProcess => ImplementationKind::InProcess,
-                mex_registry::ImplementationKind::Subprocess => ImplementationKind::Subprocess,
+                // A process engine runs in a sandboxed child: the OS enforces
+                // CPU and memory budgets, as for a builtin subprocess engine.
+                mex_registry::ImplementationKind::Subprocess
+                | mex_registry::ImplementationKind::Process => ImplementationKind::Subprocess,
             },
         })
     }

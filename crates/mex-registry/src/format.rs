@@ -120,22 +120,67 @@ pub struct ImplementationDecl {
     /// Semver version; `engine_version_req` in an operation matches it.
     #[schemars(with = "String")]
     pub version: String,
-    /// In the runtime's process, or in a sandboxed child process.
+    /// Builtin (`in_process`, `subprocess`: compiled into the host binary)
+    /// or `process` (an executable or script mex runs through the engine
+    /// protocol).
     pub kind: ImplementationKind,
     /// Subprocess only: program names it may execute, resolved by the sandbox
     /// on a trusted path (`[A-Za-z0-9][A-Za-z0-9._+-]*`, no `/`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub executables: Vec<String>,
+    /// Process only: the engine's executable or script, relative to the
+    /// directory of the registry file that declares it (forward slashes, no
+    /// `..`, no absolute paths, no symlinks out of that directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Process only: SHA-256 of the file at `path` (64 lowercase hex); mex
+    /// checks it before every run and refuses a mismatch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Sha256Digest>")]
+    pub sha256: Option<String>,
+    /// Process only: the interpreter that runs a script at `path` (a bare
+    /// program name, e.g. `python3`; it must be on the host's sandbox
+    /// allowlist, checked by `G-SAFETY.PROCESS`). Absent: `path` is executed
+    /// itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
+    /// Process only: further files the engine needs (modules, data), each
+    /// pinned like `path` and copied beside it, read-only, for every run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<PinnedFileDecl>,
+}
+
+/// A file pinned by its SHA-256.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedFileDecl {
+    /// Relative to the declaring registry file's directory.
+    pub path: String,
+    /// SHA-256 of its bytes (64 lowercase hex).
+    #[schemars(with = "Sha256Digest")]
+    pub sha256: String,
 }
 
 /// Where an implementation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ImplementationKind {
-    /// A Rust engine inside the runtime process (trusted code only).
+    /// Builtin: a Rust engine inside the runtime process (trusted code only).
     InProcess,
-    /// A child process under mex-sandbox limits.
+    /// Builtin: a Rust engine compiled into the host that runs its work in
+    /// a sandboxed child process.
     Subprocess,
+    /// An executable or script the host was not built with, run under
+    /// mex-sandbox with the operation's budgets and spoken to through the
+    /// engine protocol (`mex-engine-1`); pinned by SHA-256.
+    Process,
+}
+
+impl ImplementationKind {
+    /// Whether the implementation is compiled into the host binary.
+    pub fn is_builtin(self) -> bool {
+        !matches!(self, Self::Process)
+    }
 }
 
 /// One failure code of an engine's catalogue.

@@ -19,7 +19,11 @@ pub const GLOBAL_GATES: [&str; 6] = [
 /// describes in words (the "policy/consent gate", "connector policy gate",
 /// "secrets policy gate", "remote policy gate") or as a stricter mode of a
 /// global gate (`<GLOBAL>.<MODE>`).
-pub const ENGINE_GATES: [(&str, &str); 13] = [
+pub const ENGINE_GATES: [(&str, &str); 14] = [
+    (
+        "G-SAFETY.PROCESS",
+        "process engines: the pinned file(s) match their SHA-256, the interpreter is on the host's sandbox allowlist, and the sandbox can confine the child (added to every engine with a process implementation)",
+    ),
     (
         "G-SAFETY.GEOM",
         "geometry safety: rejects non-manifold or out-of-tolerance models where required",

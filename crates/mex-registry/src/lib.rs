@@ -133,14 +133,15 @@ mod model;
 mod pointer;
 mod span;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use error::{ParamsError, Problem, ProblemKind, RegistryError};
 pub use format::{GateRequirement, ImplementationKind, OutputDecl, OutputType, VectorKind};
 pub use gates::{ENGINE_GATES, GLOBAL_GATES, is_engine_gate, is_global_gate, is_known_gate};
+pub use loader::PROCESS_GATE;
 pub use model::{
     ArtifactParam, BudgetLimits, ConformanceVector, Engine, EngineGate, EngineStatus, Expectation,
-    FailureCode, Implementation, Operation, Registry, SchemaSource,
+    FailureCode, Implementation, Operation, PinnedFile, ProcessSpec, Registry, SchemaSource,
 };
 pub use span::Position;
 
@@ -156,20 +157,200 @@ pub const MAX_PARAMS_ERRORS: usize = 64;
 /// The conventional file name of the registry.
 pub const REGISTRY_FILE_NAME: &str = "mechanical_engines.json";
 
+/// The directory of overlays beside a registry file.
+pub const OVERLAY_DIR_NAME: &str = "registry.d";
+
+/// At most this many overlay files are read.
+pub const MAX_OVERLAY_FILES: usize = 256;
+
+/// The overlay files that apply to the registry at `registry_file`, in the
+/// order they are merged: `registry.d/*.json` beside it, then each of
+/// `extra_dirs`' `*.json`, each directory sorted by file name. A missing
+/// directory contributes nothing.
+pub fn overlay_files(
+    registry_file: &Path,
+    extra_dirs: &[PathBuf],
+) -> Result<Vec<PathBuf>, RegistryError> {
+    let beside = match registry_file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.join(OVERLAY_DIR_NAME),
+        _ => PathBuf::from(OVERLAY_DIR_NAME),
+    };
+    let mut out: Vec<PathBuf> = Vec::new();
+    for dir in std::iter::once(&beside).chain(extra_dirs) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && *dir == beside => continue,
+            Err(source) => {
+                return Err(RegistryError::Io {
+                    path: dir.clone(),
+                    source,
+                });
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
+            .collect();
+        files.sort();
+        for f in files {
+            let canon = f.canonicalize().unwrap_or_else(|_| f.clone());
+            if !out
+                .iter()
+                .any(|o| o.canonicalize().unwrap_or_else(|_| o.clone()) == canon)
+            {
+                out.push(f);
+            }
+        }
+    }
+    if out.len() > MAX_OVERLAY_FILES {
+        return Err(RegistryError::Invalid {
+            source_name: beside.display().to_string(),
+            problems: vec![Problem {
+                file: beside.display().to_string(),
+                line: 1,
+                column: 1,
+                pointer: String::new(),
+                kind: ProblemKind::TooLarge,
+                message: format!(
+                    "{} overlay files, more than the {MAX_OVERLAY_FILES} read; merge some",
+                    out.len()
+                ),
+            }],
+        });
+    }
+    Ok(out)
+}
+
 impl Registry {
-    /// Load and validate a registry file; referenced files resolve against
-    /// the file's directory.
+    /// Load and validate a registry file and the overlays beside it
+    /// (`registry.d/*.json`); referenced files resolve against the directory
+    /// of the file that references them.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, RegistryError> {
+        Self::load_with_overlays(path, &[])
+    }
+
+    /// [`Registry::load`] plus the `*.json` overlays in `extra_dirs`
+    /// (e.g. `mex --registry-dir`).
+    ///
+    /// An overlay is a registry document of its own (same format, same
+    /// rules, errors reported against the overlay file). Its engines are
+    /// merged into the main registry: a new engine id is added; an engine the
+    /// main registry declares *without implementations* (declared only) is
+    /// replaced by the overlay's declaration; an engine that already has
+    /// implementations, or that another overlay declares, is a
+    /// `REGISTRY.DUPLICATE_ENGINE` problem at the overlay's position.
+    pub fn load_with_overlays(
+        path: impl AsRef<Path>,
+        extra_dirs: &[PathBuf],
+    ) -> Result<Self, RegistryError> {
         let path = path.as_ref();
+        let mut main = Self::load_file(path, None);
+        let overlays = overlay_files(path, extra_dirs)?;
+        if overlays.is_empty() {
+            return main;
+        }
+        let mut problems = match &mut main {
+            Ok(_) => Vec::new(),
+            Err(RegistryError::Invalid { problems, .. }) => std::mem::take(problems),
+            Err(_) => return main,
+        };
+        let mut from_overlay: std::collections::BTreeMap<mex_envelope::EngineId, String> =
+            std::collections::BTreeMap::new();
+        let mut merged = Vec::new();
+        for file in &overlays {
+            let label = file.display().to_string();
+            match Self::load_file(file, Some(label.clone())) {
+                Ok(overlay) => merged.push((label, file.clone(), overlay)),
+                Err(RegistryError::Invalid { problems: p, .. }) => problems.extend(p),
+                Err(e) => return Err(e),
+            }
+        }
+        for (label, file, overlay) in merged {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let positions = span::scan(&text);
+            let ids: Vec<Option<String>> = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("engines").and_then(|e| e.as_array()).cloned())
+                .unwrap_or_default()
+                .iter()
+                .map(|e| {
+                    e.get("engine_id")
+                        .and_then(|i| i.as_str())
+                        .map(str::to_owned)
+                })
+                .collect();
+            for (id, engine) in overlay.engines {
+                let index = ids
+                    .iter()
+                    .position(|i| i.as_deref() == Some(id.as_str()))
+                    .unwrap_or(0);
+                let at = format!("/engines/{index}/engine_id");
+                let pos = positions.locate(&at);
+                let clash = if let Some(other) = from_overlay.get(&id) {
+                    Some(format!(
+                        "engine {id} is already declared by the overlay {other}; declare each engine in one overlay"
+                    ))
+                } else if let Ok(m) = &main
+                    && m.engines
+                        .get(&id)
+                        .is_some_and(|e| !e.implementations.is_empty())
+                {
+                    Some(format!(
+                        "engine {id} is already declared with implementations by {}; an overlay may add a new engine or replace one that is declared only",
+                        m.source_name
+                    ))
+                } else {
+                    None
+                };
+                if let Some(message) = clash {
+                    problems.push(Problem {
+                        file: label.clone(),
+                        line: pos.line,
+                        column: pos.column,
+                        pointer: at,
+                        kind: ProblemKind::DuplicateEngine,
+                        message,
+                    });
+                    continue;
+                }
+                from_overlay.insert(id.clone(), label.clone());
+                if let Ok(m) = &mut main {
+                    m.engines.insert(id, engine);
+                }
+            }
+        }
+        match main {
+            Ok(m) if problems.is_empty() => Ok(m),
+            Ok(m) => Err(RegistryError::Invalid {
+                source_name: m.source_name,
+                problems,
+            }),
+            Err(RegistryError::Invalid { source_name, .. }) => {
+                problems.sort();
+                problems.dedup();
+                Err(RegistryError::Invalid {
+                    source_name,
+                    problems,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Load one registry document (no overlays); `label` names it in problems.
+    fn load_file(path: &Path, label: Option<String>) -> Result<Self, RegistryError> {
         let io = |source| RegistryError::Io {
             path: path.to_path_buf(),
             source,
         };
         let meta = std::fs::metadata(path).map_err(io)?;
-        let name = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let name = label.unwrap_or_else(|| {
+            path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        });
         if meta.len() > MAX_REGISTRY_BYTES as u64 {
             return Err(RegistryError::Invalid {
                 source_name: name.clone(),

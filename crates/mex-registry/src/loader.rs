@@ -23,11 +23,15 @@ use crate::format::{
 use crate::gates;
 use crate::model::{
     ArtifactParam, BudgetLimits, ConformanceVector, Engine, EngineGate, Expectation, FailureCode,
-    Implementation, Operation, Registry, SchemaSource,
+    Implementation, Operation, PinnedFile, ProcessSpec, Registry, SchemaSource,
 };
 use crate::span::{self, Positions};
 use crate::{MAX_REFERENCED_FILE_BYTES, MAX_REGISTRY_BYTES, pointer};
 use mex_envelope::json::JsonError;
+
+/// The engine gate the loader adds to every engine with a process
+/// implementation (required).
+pub const PROCESS_GATE: &str = "G-SAFETY.PROCESS";
 
 /// The draft every params schema is compiled as.
 const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
@@ -403,6 +407,20 @@ impl Loader {
             }
         }
         let implementations = self.implementations(at, &d.implementations);
+        let mut gates = gates;
+        if implementations
+            .iter()
+            .any(|i| i.kind == ImplementationKind::Process)
+            && !gates.iter().any(|g| g.gate.as_str() == PROCESS_GATE)
+        {
+            gates.push(EngineGate {
+                gate: GateId::from_static(PROCESS_GATE),
+                requirement: crate::format::GateRequirement::Required,
+                operations: Vec::new(),
+                when_capabilities: Vec::new(),
+                reason: "added by the loader: every engine with a process implementation is checked by G-SAFETY.PROCESS (pinned digest, interpreter allowlist, confinement)".into(),
+            });
+        }
 
         let mut operations = BTreeMap::new();
         for (j, (op, name)) in d.operations.iter().zip(names).enumerate() {
@@ -563,8 +581,14 @@ impl Loader {
                     ProblemKind::Implementation,
                     "an in_process implementation cannot execute programs; remove executables or make it a subprocess",
                 ),
+                ImplementationKind::Process if !imp.executables.is_empty() => self.report(
+                    &format!("{here}/executables"),
+                    ProblemKind::Implementation,
+                    "a process implementation runs only its pinned file (and its interpreter); remove executables",
+                ),
                 _ => {}
             }
+            let process = self.process_spec(&here, imp);
             for (m, exe) in imp.executables.iter().enumerate() {
                 let mut c = exe.chars();
                 let ok = exe.len() <= 64
@@ -597,11 +621,124 @@ impl Loader {
                     version,
                     kind: imp.kind,
                     executables: imp.executables.clone(),
+                    process,
                 });
             }
         }
         out.sort_by(|a, b| b.version.cmp(&a.version).then_with(|| a.id.cmp(&b.id)));
         out
+    }
+
+    /// The process fields of an implementation: required for `process`,
+    /// refused for builtin kinds.
+    fn process_spec(&mut self, here: &str, imp: &ImplementationDecl) -> Option<ProcessSpec> {
+        if imp.kind != ImplementationKind::Process {
+            for (field, set) in [
+                ("path", imp.path.is_some()),
+                ("sha256", imp.sha256.is_some()),
+                ("interpreter", imp.interpreter.is_some()),
+                ("files", !imp.files.is_empty()),
+            ] {
+                if set {
+                    self.report(
+                        &format!("{here}/{field}"),
+                        ProblemKind::Implementation,
+                        format!(
+                            "{field} is only for kind \"process\"; a builtin implementation is compiled into the host"
+                        ),
+                    );
+                }
+            }
+            return None;
+        }
+        let before = self.problems.len();
+        let pinned = |this: &mut Self, at: &str, path: Option<&str>, sha: Option<&str>| {
+            let Some(rel) = path else {
+                this.report(
+                    &format!("{at}/path"),
+                    ProblemKind::Implementation,
+                    "a process implementation needs \"path\": its executable or script, relative to this registry file",
+                );
+                return None;
+            };
+            let digest = match sha {
+                None => {
+                    this.report(
+                        &format!("{at}/sha256"),
+                        ProblemKind::Implementation,
+                        format!(
+                            "{rel:?} needs \"sha256\": the SHA-256 of its bytes (`mex registry pin` or `sha256sum` prints it)"
+                        ),
+                    );
+                    None
+                }
+                Some(text) => this.parse::<Sha256Digest>(
+                    &format!("{at}/sha256"),
+                    text,
+                    ProblemKind::InvalidValue,
+                ),
+            };
+            let resolved = match this.resolve(rel) {
+                Ok(p) => Some(p),
+                Err((kind, message)) => {
+                    this.report(&format!("{at}/path"), kind, message);
+                    None
+                }
+            };
+            Some(PinnedFile {
+                rel: rel.to_owned(),
+                path: resolved?,
+                sha256: digest?,
+            })
+        };
+        let program = pinned(self, here, imp.path.as_deref(), imp.sha256.as_deref());
+        let mut files = Vec::new();
+        for (k, f) in imp.files.iter().enumerate() {
+            let at = format!("{here}/files/{k}");
+            if let Some(p) = pinned(self, &at, Some(&f.path), Some(&f.sha256)) {
+                if files
+                    .iter()
+                    .any(|o: &PinnedFile| o.file_name() == p.file_name())
+                    || program
+                        .as_ref()
+                        .is_some_and(|m| m.file_name() == p.file_name())
+                {
+                    self.report(
+                        &format!("{at}/path"),
+                        ProblemKind::Duplicate,
+                        format!(
+                            "{:?}: another pinned file has the same file name; they are copied side by side into the jail, so names must differ",
+                            f.path
+                        ),
+                    );
+                }
+                files.push(p);
+            }
+        }
+        if let Some(interpreter) = &imp.interpreter {
+            let mut c = interpreter.chars();
+            let ok = interpreter.len() <= 64
+                && matches!(c.next(), Some(c) if c.is_ascii_alphanumeric())
+                && c.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'));
+            if !ok {
+                self.report(
+                    &format!("{here}/interpreter"),
+                    ProblemKind::Implementation,
+                    format!(
+                        "{interpreter:?} is not an interpreter name: expected a bare program name such as \"python3\" (the sandbox resolves it on a trusted path)"
+                    ),
+                );
+            }
+        }
+        if self.problems.len() != before {
+            return None;
+        }
+        Some(ProcessSpec {
+            program: program?,
+            interpreter: imp.interpreter.clone(),
+            files,
+            declared_in: self.base_dir.clone(),
+        })
     }
 
     fn operation(

@@ -158,6 +158,54 @@ pub struct Implementation {
     pub kind: ImplementationKind,
     /// Executable allowlist (subprocess only).
     pub executables: Vec<String>,
+    /// What to run, for kind `process` (None for builtin kinds).
+    pub process: Option<ProcessSpec>,
+}
+
+/// A process implementation: pinned files and how to start them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessSpec {
+    /// The executable or script (`path` + `sha256`).
+    pub program: PinnedFile,
+    /// The interpreter that runs a script, if any (bare name, e.g. `python3`).
+    pub interpreter: Option<String>,
+    /// Further pinned files, copied beside the program for each run.
+    pub files: Vec<PinnedFile>,
+    /// The directory of the registry file that declared it.
+    pub declared_in: PathBuf,
+}
+
+impl ProcessSpec {
+    /// The program and every further file, in declaration order.
+    pub fn all_files(&self) -> impl Iterator<Item = &PinnedFile> {
+        std::iter::once(&self.program).chain(&self.files)
+    }
+}
+
+/// A file pinned by its SHA-256 digest. The loader checks the path (inside
+/// the declaring file's directory, a regular file) but not the digest: the
+/// runtime checks it before every run, so that a changed file is refused on
+/// record rather than making the whole registry unloadable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PinnedFile {
+    /// As written in the registry.
+    pub rel: String,
+    /// Resolved (canonical) path.
+    pub path: PathBuf,
+    /// The pinned digest.
+    pub sha256: Sha256Digest,
+}
+
+impl PinnedFile {
+    /// The file's name (how it is called in the jail).
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
 }
 
 /// One failure code of an engine's catalogue.

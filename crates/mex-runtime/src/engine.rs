@@ -200,6 +200,16 @@ impl<'run> ExecutionContext<'run> {
         }
     }
 
+    /// The id of the operation being run.
+    pub fn op_id(&self) -> Uuid {
+        self.state.op.op_id
+    }
+
+    /// The determinism level the operation requested (admitted by G-DET).
+    pub fn determinism(&self) -> mex_envelope::DeterminismLevel {
+        self.state.op.determinism
+    }
+
     /// The operation being run.
     pub fn operation(&self) -> &OperationName {
         &self.state.op.operation

@@ -49,7 +49,7 @@ impl Certifier for TrustList {
             Ok(())
         } else {
             Err(format!(
-                "{engine} has no conformance certificate; run `cargo xtask conformance --engine {engine}`, or trust it explicitly for tests"
+                "{engine} has no conformance certificate; run `mex conformance --engine {engine}` (with the same --registry and --registry-dir), or trust it explicitly for tests"
             ))
         }
     }

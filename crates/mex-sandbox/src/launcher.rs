@@ -77,6 +77,8 @@ pub const MIN_LANDLOCK_ABI: ABI = ABI::V4;
 /// itself. The parent stops it at the deadline; this is the backstop for a
 /// parent that died or hangs.
 pub const DEADLINE_GRACE: Duration = Duration::from_secs(1);
+/// The most input (`--stdin-bytes`) the launcher accepts for the program.
+pub const MAX_STDIN_BYTES: u64 = 64 * 1024 * 1024;
 /// The longest the supervisor spends sweeping left-over processes.
 const SWEEP_BUDGET: Duration = Duration::from_secs(5);
 
@@ -86,6 +88,7 @@ struct Args {
     confined: bool,
     parent_pid: Option<i32>,
     lifeline: bool,
+    stdin_bytes: Option<u64>,
     deadline_ms: Option<u64>,
     read_only: Vec<PathBuf>,
     read_write: Vec<PathBuf>,
@@ -128,6 +131,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
                 );
             }
             "--deadline-ms" => out.deadline_ms = Some(number(value)?),
+            "--stdin-bytes" => out.stdin_bytes = Some(number(value)?),
             "--net" => out.net = true,
             "--degraded-ok" => out.degraded_ok = true,
             "--simulate-no-landlock" => out.simulate_no_landlock = true,
@@ -376,6 +380,23 @@ fn supervise(args: &Args, raw: &[OsString]) -> ExitCode {
     let deadline = args
         .deadline_ms
         .map(|ms| started + Duration::from_millis(ms) + DEADLINE_GRACE);
+    // The program's standard input, when announced, comes first on the
+    // lifeline (bounded; the caller is mex, not the program).
+    let input = match args.stdin_bytes {
+        None => None,
+        Some(n) if n > MAX_STDIN_BYTES => {
+            return fail(&format!(
+                "--stdin-bytes={n} is over the launcher's limit of {MAX_STDIN_BYTES}"
+            ));
+        }
+        Some(n) => {
+            let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0)];
+            if let Err(e) = std::io::Read::read_exact(&mut std::io::stdin().lock(), &mut buf) {
+                return fail(&format!("cannot read the program's {n}-byte input: {e}"));
+            }
+            Some(buf)
+        }
+    };
     let mut cmd = Command::new("/proc/self/exe");
     // Under the `mex` binary the launcher is chosen by argv[0].
     if let Some(argv0) = std::env::args_os().next() {
@@ -384,11 +405,28 @@ fn supervise(args: &Args, raw: &[OsString]) -> ExitCode {
     cmd.arg("--confined")
         .arg(format!("--parent-pid={}", me.as_raw_nonzero()))
         .args(raw)
-        .stdin(Stdio::null());
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return fail(&format!("cannot start the confined process: {e}")),
     };
+    if let (Some(bytes), Some(mut pipe)) = (input, child.stdin.take()) {
+        // A program that does not read its input sees a closed pipe; the
+        // write then ends with EPIPE, which is the program's business.
+        let spawned = std::thread::Builder::new()
+            .name("mex-sandbox-input".into())
+            .spawn(move || {
+                use std::io::Write;
+                let _ = pipe.write_all(&bytes);
+            });
+        if let Err(e) = spawned {
+            return fail(&format!("cannot start the input writer: {e}"));
+        }
+    }
     let child_pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
     // A pidfd makes the child's exit pollable; without one (old kernels),
     // poll wakes up every 20 ms to look.

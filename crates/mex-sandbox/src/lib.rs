@@ -2,7 +2,7 @@
 //!
 //! Owns the reusable way an engine runs a child process: an environment
 //! cleared down to an allowlist, the working directory the caller gives (the
-//! run's workspace), stdin null, stdout and stderr captured with caps,
+//! run's workspace), stdin null (or given bytes, [`run_with_stdin`]), stdout and stderr captured with caps,
 //! rlimits (address space, CPU time, file size, open files, processes), a new
 //! process group killed on wall-time expiry, on output overrun and on drop,
 //! `no_new_privs`, and Landlock (read-only paths, one read-write tree,
@@ -861,7 +861,7 @@ const CANCEL_POLL: Duration = Duration::from_millis(20);
 /// Run one child under the request's confinement and limits, and wait for
 /// it (at most until `request.deadline`).
 pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, SandboxError> {
-    run_cancellable(config, request, &AtomicBool::new(false))
+    run_with(config, request, None, &AtomicBool::new(false))
 }
 
 /// [`run`], and kill the process group as soon as `cancel` is set (polled
@@ -869,6 +869,30 @@ pub fn run(config: &SandboxConfig, request: &Request) -> Result<Outcome, Sandbox
 pub fn run_cancellable(
     config: &SandboxConfig,
     request: &Request,
+    cancel: &AtomicBool,
+) -> Result<Outcome, SandboxError> {
+    run_with(config, request, None, cancel)
+}
+
+/// [`run`], with `stdin` written to the child's standard input (then closed)
+/// instead of a null stdin. A child that does not read it just sees a closed
+/// pipe; the writer never blocks the supervision.
+pub fn run_with_stdin(
+    config: &SandboxConfig,
+    request: &Request,
+    stdin: Vec<u8>,
+) -> Result<Outcome, SandboxError> {
+    run_with(config, request, Some(stdin), &AtomicBool::new(false))
+}
+
+/// The general form: optional bytes for the child's standard input, and a
+/// cancel flag. The bytes travel to the launcher first, over its lifeline
+/// pipe (announced by `--stdin-bytes=N`); the launcher hands them to the
+/// program on a pipe of its own, so the lifeline stays open for the run.
+pub fn run_with(
+    config: &SandboxConfig,
+    request: &Request,
+    stdin: Option<Vec<u8>>,
     cancel: &AtomicBool,
 ) -> Result<Outcome, SandboxError> {
     let launcher = launcher_path(config)?;
@@ -933,6 +957,9 @@ pub fn run_cancellable(
         .deadline
         .saturating_duration_since(started)
         .as_millis();
+    if let Some(bytes) = &stdin {
+        cmd.arg(format!("--stdin-bytes={}", bytes.len()));
+    }
     cmd.arg("--lifeline")
         .arg(format!("--deadline-ms={budget_ms}"))
         .arg("--")
@@ -943,6 +970,19 @@ pub fn run_cancellable(
         source,
     })?;
     let mut lifeline = child.stdin.take();
+    if let (Some(bytes), Some(pipe)) = (stdin, lifeline.as_ref()) {
+        // A second handle on the lifeline for the writer; the launcher reads
+        // the announced bytes before anything else, and if it dies first the
+        // write fails with EPIPE and the thread ends.
+        let writer = std::fs::File::from(std::os::fd::AsFd::as_fd(pipe).try_clone_to_owned()?);
+        std::thread::Builder::new()
+            .name("mex-sandbox-stdin".into())
+            .spawn(move || {
+                use std::io::Write;
+                let mut writer = writer;
+                let _ = writer.write_all(&bytes);
+            })?;
+    }
     let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
     let guard = GroupGuard { pgid };
     let over = Arc::new(AtomicBool::new(false));

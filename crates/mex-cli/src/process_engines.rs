@@ -1,0 +1,29 @@
+//! Every engine a registry makes runnable by the `mex` binary: the shipped
+//! builtin engines, plus one process-engine adapter (mex-engine-process) per
+//! implementation of kind `process` in the loaded registry and its overlays,
+//! with the `G-SAFETY.PROCESS` gate. A new process engine therefore needs
+//! no new binary: declare it (an overlay), certify it, run it.
+
+use std::sync::Arc;
+
+use mex_gates::{CapabilityPolicy, Gate};
+use mex_registry::Registry;
+
+use crate::EnginesAndGates;
+
+/// The shipped engines and gates, and the process engines `registry`
+/// declares (skipped with a warning when their jail root cannot be made).
+pub fn engines_with_gates(policy: &CapabilityPolicy, registry: &Registry) -> EnginesAndGates {
+    let (mut engines, mut gates) = crate::shipped_engines_with_gates(policy);
+    let mut config = mex_engine_process::ProcessEngineConfig::default().with_policy(policy);
+    config.sandbox.launcher = crate::launcher();
+    let (process, gate, errors) = mex_engine_process::process_engines(registry, config);
+    for e in errors {
+        tracing::warn!("process engine unavailable: {e}");
+    }
+    if !process.is_empty() {
+        gates.push(gate as Arc<dyn Gate>);
+    }
+    engines.extend(process);
+    (engines, gates)
+}

@@ -1,0 +1,975 @@
+//! # mex-engine-process: engines mex was not built with
+//!
+//! Owns the adapter that runs a registry implementation of kind `process`
+//! (an executable, or a script run by an allowlisted interpreter, pinned by
+//! SHA-256) as an [`Engine`], the `G-SAFETY.PROCESS` gate ([`ProcessGate`]),
+//! and the `PROC_*` codes. The protocol's wire types live in
+//! `mex_envelope::protocol`; `docs/engine-protocol.md` is the author's view.
+//!
+//! Does not own: OS confinement (mex-sandbox), admission (mex-gates),
+//! storage, recording or EngineResult assembly (mex-runtime).
+//!
+//! ## One run
+//!
+//! 1. Read every pinned file once, hash the bytes read, and refuse a
+//!    mismatch (`PROC_DIGEST_MISMATCH`, before anything runs). The gate has
+//!    already refused a mismatch at admission; this catches a file changed
+//!    between admission and run. The bytes that were hashed are the bytes
+//!    copied into the jail and run, so there is no window in between.
+//! 2. Make a per-run jail under [`ProcessEngineConfig::jail_root`]:
+//!    `engine/` (the pinned files, read-only), `in/` (the verified inputs,
+//!    read-only, named by artifact id) and `out/` (the only writable tree:
+//!    the output directory, also cwd, `HOME` and `TMPDIR`).
+//! 3. Run it through [`mex_sandbox::run_with`] with the operation's
+//!    resolved budget (capped by the trusted [`ProcessEngineConfig::limits`]),
+//!    network only when `net.http` was granted, exec limited to the program
+//!    (or its interpreter) and the dynamic loader; the request
+//!    ([`mex_envelope::protocol::EngineRequest`]) on stdin.
+//! 4. Map the termination (table below), then parse stdout as one
+//!    [`mex_envelope::protocol::EngineCompletion`] (at most
+//!    [`MAX_COMPLETION_BYTES`]).
+//! 5. Check each claimed output (a relative path inside `out/`, a regular
+//!    file and not a symlink, a kind and media type the operation declares,
+//!    within the output budget) and only then write them through the
+//!    context. Stderr becomes the run's log. Environment identifiers pass
+//!    the protocol's rules (no reserved keys) and are recorded under
+//!    `engine.`.
+//!
+//! A failure at any step discards everything: nothing reaches the store.
+//!
+//! ## Codes
+//!
+//! | outcome | status | code |
+//! |---|---|---|
+//! | a pinned file does not hash to its pin | failed | `PROC_DIGEST_MISMATCH` |
+//! | interpreter off the allowlist, confinement unavailable, a file, network or exec refusal, processes left behind | failed | `PROC_POLICY_DENIED` |
+//! | wall time | budget_exceeded | `PROC_WALL_TIME_EXCEEDED` |
+//! | CPU time | budget_exceeded | `PROC_CPU_TIME_EXCEEDED` |
+//! | memory | budget_exceeded | `PROC_MEMORY_EXCEEDED` |
+//! | stderr or a file past its cap, the output directory or the outputs past the output budget | budget_exceeded | `RUNTIME.OUTPUT_BUDGET_EXCEEDED` (the runtime's code for every output overrun) |
+//! | stdout larger than a completion may be (a flood) | failed | `PROC_COMPLETION_TOO_LARGE` |
+//! | exit without a completion on stdout | failed | `PROC_NO_COMPLETION` |
+//! | a completion that does not parse or breaks a rule (reserved keys, ...) | failed | `PROC_MALFORMED_COMPLETION` |
+//! | non-zero exit or a signal, even with a completion | failed | `PROC_EXIT_FAILURE` |
+//! | an output path outside `out/`, a symlink, not a regular file | failed | `PROC_OUTPUT_ESCAPE` |
+//! | an output file missing, or a required output not claimed | failed | `PROC_OUTPUT_MISSING` |
+//! | an output kind or media type the operation does not declare | failed | `PROC_UNDECLARED_OUTPUT` |
+//! | `status: failed` with a code from the engine's catalogue | failed | that code |
+//! | `status: failed` with any other code | failed | `PROC_UNDECLARED_FAILURE_CODE` (the message quotes the engine's) |
+//! | the jail could not be prepared, the launcher could not start | failed | `PROC_SANDBOX_ERROR` |
+//! | the caller cancelled the run (the process group is killed) | failed | `PROC_CANCELLED` (the runtime reports `RUNTIME.CANCELLED`) |
+
+mod gate;
+
+pub use gate::{GATE_CODES, ProcessGate};
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mex_envelope::protocol::{
+    CompletionStatus, EngineCompletion, EngineRequest, MAX_COMPLETION_BYTES, ProtocolVersion,
+    RequestInput,
+};
+use mex_envelope::{ArtifactKind, CapabilityKind, EngineId, ErrorCode, MediaType, Sha256Digest};
+use mex_registry::{Implementation, OutputDecl, OutputType, ProcessSpec, Registry};
+use mex_runtime::{Completion, Engine, EngineFailure, ExecutionContext};
+use mex_sandbox::{Limits, Outcome, Request, SandboxConfig, Termination};
+
+/// Every code the adapter reports, with when.
+pub const FAILURE_CODES: &[(&str, &str)] = &[
+    (
+        "PROC_DIGEST_MISMATCH",
+        "a pinned file does not hash to its pin",
+    ),
+    (
+        "PROC_POLICY_DENIED",
+        "interpreter not allowed, no confinement, or a confinement refusal",
+    ),
+    ("PROC_WALL_TIME_EXCEEDED", "killed at the wall-time budget"),
+    (
+        "PROC_CANCELLED",
+        "the caller cancelled the run; the process group was killed",
+    ),
+    ("PROC_CPU_TIME_EXCEEDED", "killed at the CPU-time budget"),
+    (
+        "PROC_MEMORY_EXCEEDED",
+        "an allocation failed at the memory budget",
+    ),
+    (
+        "RUNTIME.OUTPUT_BUDGET_EXCEEDED",
+        "stderr, a file or the outputs past their cap",
+    ),
+    (
+        "PROC_COMPLETION_TOO_LARGE",
+        "stdout larger than a completion may be",
+    ),
+    (
+        "PROC_NO_COMPLETION",
+        "exited without a completion on stdout",
+    ),
+    (
+        "PROC_MALFORMED_COMPLETION",
+        "the completion is not mex-engine-1",
+    ),
+    ("PROC_EXIT_FAILURE", "non-zero exit status or a signal"),
+    (
+        "PROC_OUTPUT_ESCAPE",
+        "an output outside the output directory",
+    ),
+    (
+        "PROC_OUTPUT_MISSING",
+        "a claimed output file is missing, or a required output was not claimed",
+    ),
+    (
+        "PROC_UNDECLARED_OUTPUT",
+        "an output kind or media type the operation does not declare",
+    ),
+    (
+        "PROC_UNDECLARED_FAILURE_CODE",
+        "a failure code outside the engine's catalogue",
+    ),
+    ("PROC_SANDBOX_ERROR", "the jail or the launcher failed"),
+];
+
+/// The largest pinned file read (256 MiB).
+pub const MAX_PINNED_FILE_BYTES: u64 = 256 << 20;
+
+/// Interpreters a process engine may name by default (the sandbox allowlist
+/// of `engine.sandbox`).
+pub const DEFAULT_INTERPRETERS: &[&str] = &["python3", "bash", "node"];
+
+/// Trusted configuration (the host operator's, never the engine's).
+#[derive(Debug, Clone)]
+pub struct ProcessEngineConfig {
+    /// Launcher and uid.
+    pub sandbox: SandboxConfig,
+    /// Where per-run jails are made (mode 0711).
+    pub jail_root: PathBuf,
+    /// Ceiling of every child; the op's budget tightens it.
+    pub limits: Limits,
+    /// Interpreters a registry entry may name.
+    pub interpreters: Vec<String>,
+    /// Trusted policy's `degraded.sandbox_without_landlock`.
+    pub allow_degraded: bool,
+}
+
+impl Default for ProcessEngineConfig {
+    fn default() -> Self {
+        Self {
+            sandbox: SandboxConfig::default(),
+            jail_root: std::env::temp_dir().join("mex-process"),
+            limits: Limits {
+                memory_bytes: 1 << 30,
+                cpu_time_ms: 60_000,
+                stdout_bytes: MAX_COMPLETION_BYTES as u64 + 1,
+                ..Limits::default()
+            },
+            interpreters: DEFAULT_INTERPRETERS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            allow_degraded: false,
+        }
+    }
+}
+
+impl ProcessEngineConfig {
+    /// Take the degraded switch from the trusted policy.
+    pub fn with_policy(mut self, policy: &mex_gates::CapabilityPolicy) -> Self {
+        self.allow_degraded = policy.degraded.sandbox_without_landlock;
+        self
+    }
+}
+
+/// Errors building an adapter.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessEngineError {
+    /// The implementation is not of kind `process`.
+    #[error(
+        "{engine} {implementation} is not a process implementation; only kind \"process\" runs through this adapter"
+    )]
+    NotProcess {
+        /// Engine id.
+        engine: String,
+        /// Implementation id.
+        implementation: String,
+    },
+    /// The jail root could not be prepared.
+    #[error(
+        "cannot prepare the process-engine jail root {path}: {source}; choose a directory on a local filesystem whose ancestors the sandbox uid can traverse (e.g. under /tmp)"
+    )]
+    JailRoot {
+        /// The jail root.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// What the adapter knows of one operation (from the registry).
+#[derive(Debug, Clone)]
+struct OpInfo {
+    outputs: Vec<OutputDecl>,
+}
+
+/// One process implementation as an [`Engine`].
+pub struct ProcessEngine {
+    engine_id: EngineId,
+    implementation: Implementation,
+    spec: ProcessSpec,
+    catalogue: BTreeSet<String>,
+    operations: std::collections::BTreeMap<String, OpInfo>,
+    config: Arc<ProcessEngineConfig>,
+}
+
+impl std::fmt::Debug for ProcessEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessEngine")
+            .field("engine_id", &self.engine_id)
+            .field("implementation", &self.implementation.id)
+            .field("version", &self.implementation.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProcessEngine {
+    /// The adapter for one process implementation of `engine`.
+    pub fn new(
+        engine: &mex_registry::Engine,
+        implementation: &Implementation,
+        config: Arc<ProcessEngineConfig>,
+    ) -> Result<Self, ProcessEngineError> {
+        let spec =
+            implementation
+                .process
+                .clone()
+                .ok_or_else(|| ProcessEngineError::NotProcess {
+                    engine: engine.id.to_string(),
+                    implementation: implementation.id.clone(),
+                })?;
+        let jail_err = |source| ProcessEngineError::JailRoot {
+            path: config.jail_root.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&config.jail_root).map_err(jail_err)?;
+        std::fs::set_permissions(&config.jail_root, std::fs::Permissions::from_mode(0o711))
+            .map_err(jail_err)?;
+        Ok(Self {
+            engine_id: engine.id.clone(),
+            implementation: implementation.clone(),
+            spec,
+            catalogue: engine
+                .failure_codes
+                .iter()
+                .map(|f| f.code.to_string())
+                .collect(),
+            operations: engine
+                .operations
+                .iter()
+                .map(|(name, op)| {
+                    (
+                        name.to_string(),
+                        OpInfo {
+                            outputs: op.outputs.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            config,
+        })
+    }
+}
+
+/// One adapter per process implementation in the registry, and the gate
+/// they need. Implementations that cannot be built are skipped with their
+/// error (the caller logs them; the runtime then answers
+/// `RUNTIME.ENGINE_NOT_INSTALLED`).
+pub fn process_engines(
+    registry: &Registry,
+    config: ProcessEngineConfig,
+) -> (
+    Vec<Arc<dyn Engine>>,
+    Arc<ProcessGate>,
+    Vec<ProcessEngineError>,
+) {
+    let config = Arc::new(config);
+    let mut engines: Vec<Arc<dyn Engine>> = Vec::new();
+    let mut errors = Vec::new();
+    for engine in registry.engines() {
+        for imp in &engine.implementations {
+            if imp.process.is_none() {
+                continue;
+            }
+            match ProcessEngine::new(engine, imp, config.clone()) {
+                Ok(e) => engines.push(Arc::new(e)),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    let gate = Arc::new(ProcessGate::new(registry, &config));
+    (engines, gate, errors)
+}
+
+fn fail(code: &'static str, msg: impl Into<String>) -> EngineFailure {
+    EngineFailure::new(code, msg)
+}
+
+fn over(code: &'static str, msg: impl Into<String>) -> EngineFailure {
+    EngineFailure::over_budget(code, msg)
+}
+
+/// Read a pinned file (bounded) and check it against its pin.
+pub fn read_pinned(file: &mex_registry::PinnedFile) -> Result<Vec<u8>, EngineFailure> {
+    let f = std::fs::File::open(&file.path).map_err(|e| {
+        fail(
+            "PROC_DIGEST_MISMATCH",
+            format!(
+                "pinned file {} cannot be read ({e}); restore it or update the registry's pin",
+                file.path.display()
+            ),
+        )
+    })?;
+    let mut bytes = Vec::new();
+    f.take(MAX_PINNED_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            fail(
+                "PROC_DIGEST_MISMATCH",
+                format!("pinned file {}: {e}", file.path.display()),
+            )
+        })?;
+    let digest = Sha256Digest::of(&bytes);
+    if bytes.len() as u64 > MAX_PINNED_FILE_BYTES || digest != file.sha256 {
+        return Err(fail(
+            "PROC_DIGEST_MISMATCH",
+            format!(
+                "{} hashes to {digest}, but the registry pins {}; it was not run. If the change is yours, re-pin it (`mex registry pin FILE`) and re-certify",
+                file.path.display(),
+                file.sha256
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Removes the jail when the run ends, whatever happens.
+struct Jail(PathBuf);
+
+impl Drop for Jail {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn unique_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "run-{}-{:?}-{nanos}",
+        std::process::id(),
+        std::thread::current().id()
+    )
+    .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "")
+}
+
+fn write_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    std::fs::write(path, bytes)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// The artifact kind an output type is stored as.
+fn artifact_kind(t: OutputType) -> ArtifactKind {
+    match t {
+        OutputType::Logs => ArtifactKind::Transcript,
+        OutputType::Dataset | OutputType::Bundle | OutputType::Snapshot => ArtifactKind::Report,
+        _ => ArtifactKind::File,
+    }
+}
+
+fn check_rel_path(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 255
+        && !p.starts_with('/')
+        && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+        && !p.chars().any(|c| c.is_control() || c == '\\')
+}
+
+impl Engine for ProcessEngine {
+    fn engine_id(&self) -> EngineId {
+        self.engine_id.clone()
+    }
+
+    fn implementation_id(&self) -> &str {
+        &self.implementation.id
+    }
+
+    fn implementation_version(&self) -> semver::Version {
+        self.implementation.version.clone()
+    }
+
+    fn execute<'run>(
+        &self,
+        ctx: &ExecutionContext<'run>,
+    ) -> Result<Completion<'run>, EngineFailure> {
+        // 1. Pinned files, read once and checked.
+        let mut files = Vec::new();
+        for f in self.spec.all_files() {
+            files.push((f.file_name(), read_pinned(f)?));
+        }
+        let program_name = self.spec.program.file_name();
+        let interpreter = match &self.spec.interpreter {
+            Some(name) => {
+                if !self.config.interpreters.iter().any(|i| i == name) {
+                    return Err(fail(
+                        "PROC_POLICY_DENIED",
+                        format!(
+                            "interpreter {name:?} is not on this host's allowlist ({})",
+                            self.config.interpreters.join(", ")
+                        ),
+                    ));
+                }
+                Some(
+                    mex_sandbox::resolve_executable(name)
+                        .map_err(|e| fail("PROC_POLICY_DENIED", e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        let op_name = ctx.operation().as_str().to_owned();
+        let info = self.operations.get(&op_name).ok_or_else(|| {
+            fail(
+                "PROC_POLICY_DENIED",
+                format!("{op_name} is not an operation of {}", self.engine_id),
+            )
+        })?;
+
+        // 2. The jail.
+        let root = self.config.jail_root.join(unique_name());
+        let io = |what: &str, e: std::io::Error| {
+            fail(
+                "PROC_SANDBOX_ERROR",
+                format!("cannot prepare the jail ({what}): {e}"),
+            )
+        };
+        std::fs::create_dir(&root).map_err(|e| io("run dir", e))?;
+        let _jail = Jail(root.clone());
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| io("run dir", e))?;
+        let (engine_dir, in_dir, out_dir) =
+            (root.join("engine"), root.join("in"), root.join("out"));
+        for d in [&engine_dir, &in_dir] {
+            std::fs::create_dir(d).map_err(|e| io("dir", e))?;
+        }
+        for (name, bytes) in &files {
+            let mode = if interpreter.is_none() && *name == program_name {
+                0o555
+            } else {
+                0o444
+            };
+            write_mode(&engine_dir.join(name), bytes, mode).map_err(|e| io("engine file", e))?;
+        }
+        let mut inputs = Vec::new();
+        for handle in ctx.inputs() {
+            let bytes = ctx.read_input(handle).map_err(|e| {
+                fail(
+                    "PROC_SANDBOX_ERROR",
+                    format!("input {}: {e}", handle.artifact_id),
+                )
+            })?;
+            let path = in_dir.join(handle.artifact_id.to_string());
+            write_mode(&path, &bytes, 0o444).map_err(|e| io("input", e))?;
+            inputs.push(RequestInput {
+                artifact_id: handle.artifact_id,
+                path: path.display().to_string(),
+                kind: handle.kind,
+                media_type: handle.media_type.as_ref().map(|m| m.to_string()),
+                content_hash: handle.content_hash,
+                size_bytes: handle.size_bytes,
+            });
+        }
+        for d in [&engine_dir, &in_dir] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o555))
+                .map_err(|e| io("dir", e))?;
+        }
+        mex_sandbox::prepare_workdir(&self.config.sandbox, &out_dir)
+            .map_err(|e| fail("PROC_SANDBOX_ERROR", format!("output directory: {e}")))?;
+
+        // 3. Request and run.
+        let request = EngineRequest {
+            protocol: ProtocolVersion::V1,
+            op_id: ctx.op_id(),
+            engine_id: self.engine_id.clone(),
+            implementation_id: self.implementation.id.clone(),
+            implementation_version: self.implementation.version.to_string(),
+            operation: ctx.operation().clone(),
+            params: ctx.params().clone(),
+            inputs,
+            budget: ctx.budget().clone(),
+            determinism: ctx.determinism(),
+            output_dir: out_dir.display().to_string(),
+        };
+        let stdin = serde_json::to_vec(&request)
+            .map_err(|e| fail("PROC_SANDBOX_ERROR", format!("request: {e}")))?;
+        let mut limits = self.config.limits;
+        limits.stdout_bytes = limits.stdout_bytes.min(MAX_COMPLETION_BYTES as u64 + 1);
+        if let Some(m) = ctx.budget().memory_bytes {
+            limits.memory_bytes = limits.memory_bytes.min(m);
+        }
+        if let Some(c) = ctx.budget().cpu_time_ms {
+            limits.cpu_time_ms = limits.cpu_time_ms.min(c);
+        }
+        if let Some(o) = ctx.budget().output_bytes {
+            limits.file_size_bytes = limits.file_size_bytes.min(o);
+        }
+        let program_in_jail = engine_dir.join(&program_name);
+        let (program, args): (PathBuf, Vec<std::ffi::OsString>) =
+            match (&interpreter, self.spec.interpreter.as_deref()) {
+                (Some(interp), Some("python3")) => (
+                    interp.clone(),
+                    vec![
+                        "-E".into(),
+                        "-s".into(),
+                        "-B".into(),
+                        program_in_jail.clone().into(),
+                    ],
+                ),
+                (Some(interp), Some("bash")) => (
+                    interp.clone(),
+                    vec![
+                        "--noprofile".into(),
+                        "--norc".into(),
+                        program_in_jail.clone().into(),
+                    ],
+                ),
+                (Some(interp), _) => (interp.clone(), vec![program_in_jail.clone().into()]),
+                (None, _) => (program_in_jail.clone(), Vec::new()),
+            };
+        let network = ctx
+            .capabilities()
+            .iter()
+            .any(|c| c.kind() == CapabilityKind::NetHttp);
+        let mut executables = vec![program.clone()];
+        executables.extend(mex_sandbox::dynamic_loaders());
+        let mut read_only = mex_sandbox::system_read_only_paths();
+        read_only.push(engine_dir.clone());
+        read_only.push(in_dir.clone());
+        let mut read_write = vec![out_dir.clone()];
+        read_write.extend(mex_sandbox::system_read_write_paths());
+        let out_s = out_dir.display().to_string();
+        let now = Instant::now();
+        let remaining = ctx.deadline().saturating_duration_since(now);
+        let margin = (remaining / 10).min(Duration::from_millis(100));
+        let sandbox_request = Request {
+            program: program.clone(),
+            args,
+            workdir: out_dir.clone(),
+            env: vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("HOME".into(), out_s.clone()),
+                ("TMPDIR".into(), out_s),
+                ("LANG".into(), "C.UTF-8".into()),
+                ("LC_ALL".into(), "C.UTF-8".into()),
+                ("TZ".into(), "UTC".into()),
+                ("PYTHONHASHSEED".into(), "0".into()),
+                ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+                ("MEX_PROTOCOL".into(), "mex-engine-1".into()),
+            ],
+            limits,
+            confinement: mex_sandbox::Confinement {
+                read_only,
+                read_write,
+                executables,
+                network,
+                allow_degraded: self.config.allow_degraded,
+            },
+            deadline: now + remaining.saturating_sub(margin),
+        };
+        let outcome = match mex_sandbox::run_with(
+            &self.config.sandbox,
+            &sandbox_request,
+            Some(stdin),
+            &ctx.cancellation(),
+        ) {
+            Ok(o) => o,
+            Err(mex_sandbox::SandboxError::ConfinementUnavailable { reason }) => {
+                return Err(fail(
+                    "PROC_POLICY_DENIED",
+                    format!(
+                        "the sandbox could not confine the engine and refused to run it (fail closed): {reason}"
+                    ),
+                ));
+            }
+            Err(e) => return Err(fail("PROC_SANDBOX_ERROR", e.to_string())),
+        };
+        record(ctx, &outcome, &limits, &program, network, &self.spec);
+
+        // 4. Termination, then the completion.
+        check_termination(&outcome)?;
+        // A file cut at the file-size limit, or a directory past the output
+        // budget, is an overrun whatever the engine printed (an interpreter
+        // that ignores SIGXFSZ sees EFBIG and may just crash).
+        let (largest, total) = dir_usage(&out_dir);
+        let out_budget = ctx.budget().output_bytes.unwrap_or(u64::MAX);
+        if largest >= limits.file_size_bytes || total > out_budget {
+            return Err(over(
+                "RUNTIME.OUTPUT_BUDGET_EXCEEDED",
+                format!(
+                    "output: the engine wrote {total} bytes in its output directory (largest file {largest} bytes), past its output budget of {out_budget} bytes"
+                ),
+            ));
+        }
+        let completion = parse_completion(&outcome)?;
+        if let Termination::Exited(c) = outcome.termination
+            && c != 0
+        {
+            return Err(fail(
+                "PROC_EXIT_FAILURE",
+                with_tail(&outcome, format!("the engine exited with status {c}")),
+            ));
+        }
+        if completion.status == CompletionStatus::Failed {
+            return Err(self.engine_failure(&completion));
+        }
+
+        // 5. Outputs, checked before anything is written.
+        let dir = cap_std::fs::Dir::open_ambient_dir(&out_dir, cap_std::ambient_authority())
+            .map_err(|e| fail("PROC_SANDBOX_ERROR", format!("output directory: {e}")))?;
+        let budget = ctx.budget().output_bytes.unwrap_or(u64::MAX);
+        let mut total: u64 = outcome.stderr.len() as u64;
+        let mut staged: Vec<(ArtifactKind, MediaType, Vec<u8>)> = Vec::new();
+        let mut claimed_types = BTreeSet::new();
+        for (i, out) in completion.outputs.iter().enumerate() {
+            let (output_type, media) = check_declared(info, &out.kind, &out.media_type)
+                .map_err(|m| fail("PROC_UNDECLARED_OUTPUT", format!("outputs[{i}]: {m}")))?;
+            claimed_types.insert(output_type);
+            let bytes = read_output(&dir, &out.file, budget.saturating_sub(total))?;
+            total = total.saturating_add(bytes.len() as u64);
+            staged.push((artifact_kind(output_type), media, bytes));
+        }
+        for decl in &info.outputs {
+            if !decl.optional && !claimed_types.contains(&decl.output_type) {
+                return Err(fail(
+                    "PROC_OUTPUT_MISSING",
+                    format!(
+                        "{op_name} declares a required {} output, and the completion claims none",
+                        type_name(decl.output_type)
+                    ),
+                ));
+            }
+        }
+        for (k, v) in &completion.environment {
+            ctx.record_environment(&format!("engine.{k}"), v);
+        }
+        let write_err = |e: mex_runtime::WriteError| match e {
+            mex_runtime::WriteError::BudgetExceeded { .. } => {
+                over("RUNTIME.OUTPUT_BUDGET_EXCEEDED", e.to_string())
+            }
+            other => fail("PROC_SANDBOX_ERROR", other.to_string()),
+        };
+        if !outcome.stderr.is_empty() {
+            ctx.write_log(&String::from_utf8_lossy(&outcome.stderr))
+                .map_err(write_err)?;
+        }
+        for (kind, media, bytes) in staged {
+            ctx.write_output(kind, Some(media), &bytes)
+                .map_err(write_err)?;
+        }
+        Ok(ctx.complete())
+    }
+}
+
+impl ProcessEngine {
+    fn engine_failure(&self, completion: &EngineCompletion) -> EngineFailure {
+        let Some(err) = &completion.error else {
+            return fail(
+                "PROC_MALFORMED_COMPLETION",
+                "status failed without an error",
+            );
+        };
+        let message: String = err.message.chars().take(2000).collect();
+        match err.code.parse::<ErrorCode>() {
+            Ok(code) if self.catalogue.contains(code.as_str()) => EngineFailure {
+                code,
+                message,
+                budget_exceeded: false,
+            },
+            _ => fail(
+                "PROC_UNDECLARED_FAILURE_CODE",
+                format!(
+                    "the engine failed with code {:?}, which is not in {}'s failure codes; its message: {message}",
+                    err.code.chars().take(128).collect::<String>(),
+                    self.engine_id
+                ),
+            ),
+        }
+    }
+}
+
+fn type_name(t: OutputType) -> String {
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn check_declared(
+    info: &OpInfo,
+    kind: &str,
+    media: &str,
+) -> Result<(OutputType, MediaType), String> {
+    let declared: Vec<String> = info
+        .outputs
+        .iter()
+        .map(|o| type_name(o.output_type))
+        .collect();
+    let output_type: OutputType =
+        serde_json::from_value(serde_json::Value::String(kind.to_owned())).map_err(|_| {
+            format!(
+                "kind {kind:?} is not an output type (declared: {})",
+                declared.join(", ")
+            )
+        })?;
+    let Some(decl) = info.outputs.iter().find(|o| o.output_type == output_type) else {
+        return Err(format!(
+            "kind {kind:?} is not declared by this operation (declared: {})",
+            declared.join(", ")
+        ));
+    };
+    let media_type: MediaType = media
+        .parse()
+        .map_err(|_| format!("media type {media:?} is not a media type"))?;
+    if !decl.media_types.is_empty() && !decl.media_types.iter().any(|m| m == media_type.as_str()) {
+        return Err(format!(
+            "media type {media:?} is not one the {kind} output allows ({})",
+            decl.media_types.join(", ")
+        ));
+    }
+    Ok((output_type, media_type))
+}
+
+fn read_output(dir: &cap_std::fs::Dir, file: &str, max: u64) -> Result<Vec<u8>, EngineFailure> {
+    if !check_rel_path(file) {
+        return Err(fail(
+            "PROC_OUTPUT_ESCAPE",
+            format!("output {file:?} is not a plain relative path inside the output directory"),
+        ));
+    }
+    match dir.symlink_metadata(file) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(fail(
+                "PROC_OUTPUT_ESCAPE",
+                format!(
+                    "output {file:?} is a symlink; outputs must be regular files in the output directory"
+                ),
+            ));
+        }
+        Ok(m) if !m.is_file() => {
+            return Err(fail(
+                "PROC_OUTPUT_ESCAPE",
+                format!("output {file:?} is not a regular file"),
+            ));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail(
+                "PROC_OUTPUT_MISSING",
+                format!("output {file:?} was claimed but is not in the output directory"),
+            ));
+        }
+        Err(e) => {
+            return Err(fail(
+                "PROC_OUTPUT_ESCAPE",
+                format!(
+                    "output {file:?} resolves outside the output directory and was not read: {e}"
+                ),
+            ));
+        }
+    }
+    let f = dir.open(file).map_err(|e| {
+        fail(
+            "PROC_OUTPUT_ESCAPE",
+            format!("output {file:?} resolves outside the output directory and was not read: {e}"),
+        )
+    })?;
+    let mut bytes = Vec::new();
+    f.into_std()
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail("PROC_SANDBOX_ERROR", format!("output {file:?}: {e}")))?;
+    if bytes.len() as u64 > max {
+        return Err(over(
+            "RUNTIME.OUTPUT_BUDGET_EXCEEDED",
+            format!("output {file:?} takes the run past its output budget"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The largest file and the total size under `dir` (symlinks not
+/// followed; at most 10,000 entries looked at).
+fn dir_usage(dir: &Path) -> (u64, u64) {
+    let (mut largest, mut total, mut seen) = (0u64, 0u64, 0usize);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > 10_000 {
+                return (largest, total);
+            }
+            let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                largest = largest.max(m.len());
+                total = total.saturating_add(m.len());
+            }
+        }
+    }
+    (largest, total)
+}
+
+fn with_tail(o: &Outcome, msg: String) -> String {
+    let tail = o.stderr_tail(600);
+    if tail.is_empty() {
+        msg
+    } else {
+        format!("{msg}; stderr ends: {tail}")
+    }
+}
+
+fn check_termination(o: &Outcome) -> Result<(), EngineFailure> {
+    match o.termination {
+        Termination::WallTime => {
+            return Err(over(
+                "PROC_WALL_TIME_EXCEEDED",
+                format!(
+                    "wall time: the engine ran past its wall-time budget and was killed after {} ms",
+                    o.elapsed.as_millis()
+                ),
+            ));
+        }
+        Termination::CpuTime => {
+            return Err(over(
+                "PROC_CPU_TIME_EXCEEDED",
+                "CPU time: the engine used up its CPU-time budget and was killed",
+            ));
+        }
+        Termination::Memory => {
+            return Err(over(
+                "PROC_MEMORY_EXCEEDED",
+                with_tail(
+                    o,
+                    "memory: the engine allocated past its memory budget".into(),
+                ),
+            ));
+        }
+        Termination::Output if o.stdout.len() > MAX_COMPLETION_BYTES => {
+            return Err(fail(
+                "PROC_COMPLETION_TOO_LARGE",
+                format!(
+                    "the engine printed more than {MAX_COMPLETION_BYTES} bytes on stdout and was killed; stdout carries one completion document only (write outputs as files, logs on stderr)"
+                ),
+            ));
+        }
+        Termination::Output => {
+            return Err(over(
+                "RUNTIME.OUTPUT_BUDGET_EXCEEDED",
+                "output: the engine wrote past its stderr or file-size cap and was killed",
+            ));
+        }
+        Termination::Cancelled => {
+            return Err(fail(
+                "PROC_CANCELLED",
+                "the run was cancelled; the engine's process group was killed",
+            ));
+        }
+        Termination::Processes => {
+            return Err(fail(
+                "PROC_POLICY_DENIED",
+                with_tail(o, "the engine hit the process limit and was stopped".into()),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(d) = o.denial() {
+        return Err(fail(
+            "PROC_POLICY_DENIED",
+            with_tail(
+                o,
+                format!("the engine ran into the sandbox ({d:?} refused)"),
+            ),
+        ));
+    }
+    if o.stragglers_killed {
+        return Err(fail(
+            "PROC_POLICY_DENIED",
+            "the engine left processes running when it ended; they were killed",
+        ));
+    }
+    if let Termination::Signaled(s) = o.termination {
+        return Err(fail(
+            "PROC_EXIT_FAILURE",
+            with_tail(o, format!("the engine was killed by signal {s}")),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_completion(o: &Outcome) -> Result<EngineCompletion, EngineFailure> {
+    if o.stdout.len() > MAX_COMPLETION_BYTES {
+        return Err(fail(
+            "PROC_COMPLETION_TOO_LARGE",
+            format!(
+                "the engine printed {} bytes on stdout; a completion is at most {MAX_COMPLETION_BYTES}",
+                o.stdout.len()
+            ),
+        ));
+    }
+    if o.stdout.iter().all(u8::is_ascii_whitespace) {
+        let status = match o.termination {
+            Termination::Exited(c) => format!("exit status {c}"),
+            other => format!("{other:?}"),
+        };
+        return Err(fail(
+            "PROC_NO_COMPLETION",
+            with_tail(
+                o,
+                format!("the engine ended ({status}) without printing a completion on stdout"),
+            ),
+        ));
+    }
+    EngineCompletion::from_slice(&o.stdout)
+        .map_err(|e| fail("PROC_MALFORMED_COMPLETION", with_tail(o, e.to_string())))
+}
+
+fn record(
+    ctx: &ExecutionContext<'_>,
+    outcome: &Outcome,
+    limits: &Limits,
+    program: &Path,
+    network: bool,
+    spec: &ProcessSpec,
+) {
+    let e = &outcome.enforcement;
+    ctx.record_environment("process.protocol", "mex-engine-1");
+    ctx.record_environment("process.sha256", &spec.program.sha256.to_string());
+    ctx.record_environment("sandbox.kernel", &mex_sandbox::kernel_release());
+    ctx.record_environment("sandbox.landlock_abi", &e.landlock_abi.to_string());
+    ctx.record_environment("sandbox.degraded", &e.degraded.to_string());
+    ctx.record_environment("sandbox.network", &network.to_string());
+    ctx.record_environment("sandbox.program", &program.display().to_string());
+    for (k, v) in limits.identifiers() {
+        ctx.record_environment(k, &v);
+    }
+}
