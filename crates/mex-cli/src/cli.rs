@@ -262,7 +262,7 @@ impl Command {
             self,
             Self::Schema { .. }
                 | Self::Engines { .. }
-                | Self::Registry(_)
+                | Self::Registry(RegistryCommand::Check { .. } | RegistryCommand::Pin(_))
                 | Self::Recorder(_)
                 | Self::Problems { .. }
                 | Self::Artifacts(ArtifactsCommand::Verify { .. } | ArtifactsCommand::Get { .. })

@@ -534,11 +534,15 @@ fn the_ops_own_memory_budget_is_applied_below_the_hosts_limit() {
 #[test]
 fn escape_cpu_spin_past_budget() {
     let h = home();
-    let r = h.expect(
-        shell(&h, "while :; do :; done\n", &[]),
-        ResultStatus::BudgetExceeded,
-        "SBOX_TIMEOUT",
+    // A wall-time budget far beyond the CPU limit (even on a heavily loaded
+    // machine the spinner reaches its CPU limit first).
+    let op = h.op(
+        "sandbox.run_shell",
+        "while :; do :; done\n",
+        &[],
+        json!({"commands": [], "wall_ms": 300000}),
     );
+    let r = h.expect(op, ResultStatus::BudgetExceeded, "SBOX_TIMEOUT");
     // The CPU limit stopped it, not the wall time: the message says which.
     assert!(r.errors[0].message.starts_with("CPU time:"), "{r:#?}");
 }

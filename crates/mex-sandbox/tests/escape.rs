@@ -462,8 +462,10 @@ fn spinning_past_the_cpu_budget_is_stopped() {
     let f = fixture();
     let mut req = bash(&f.work, "while :; do :; done", &[]);
     req.limits.cpu_time_ms = 300; // rounded up to 1 s
-    // The wall-time deadline (10 s) is far away: only the CPU limit can
-    // have stopped it, and the outcome says which limit did.
+    // The wall-time deadline is far away (120 s: even a machine so loaded
+    // that the spinner gets 1% of a core reaches 1 s of CPU first), so only
+    // the CPU limit can have stopped it, and the outcome says which did.
+    req.deadline = Instant::now() + Duration::from_secs(120);
     let o = run(&req);
     assert_eq!(o.termination, Termination::CpuTime, "{o:?}");
 }
