@@ -10,7 +10,6 @@
 //! makes it explicit and says what it removed.
 
 use mex_runtime::reclaim::Reclaimed;
-use serde_json::json;
 
 use crate::home::Home;
 use crate::out::outln;
@@ -35,8 +34,9 @@ pub fn run(home: &Home, json: bool) -> Result<u8, CliError> {
     // Opening the store reclaims its temp files; gc then does the rest.
     let store = home.store()?;
     let mut temp: Vec<String> = store.reclaimed_at_open().to_vec();
+    let now = mex_envelope::UtcTimestamp::now();
     let report = store
-        .gc(mex_envelope::UtcTimestamp::now())
+        .gc(now)
         .map_err(|e| CliError::internal(format!("the artifact store's gc failed: {e}")))?;
     temp.extend(report.temp_entries.iter().cloned());
     let failed: Vec<String> = workspaces
@@ -49,20 +49,17 @@ pub fn run(home: &Home, json: bool) -> Result<u8, CliError> {
         r.removed.iter().map(|p| p.display().to_string()).collect()
     };
     if json {
-        let doc = json!({
-            "workspaces_removed": paths(&workspaces),
-            "jails_removed": paths(&jails),
-            "store_temp_entries_removed": temp,
-            "live_left_alone": workspaces.live + jails.live,
-            "artifacts_deleted": report.deleted.iter().map(|d| json!({
-                "artifact_id": d.artifact_id.to_string(),
-                "reason": d.reason,
-            })).collect::<Vec<_>>(),
-            "payload_bytes_freed": report.bytes_freed,
-            "report_artifact_id": report.report.artifact_id.to_string(),
-            "failed": failed,
-        });
-        outln!("{doc}");
+        let doc = mex_cli::report::GcRunReport {
+            workspaces_removed: paths(&workspaces),
+            jails_removed: paths(&jails),
+            store_temp_entries_removed: temp.clone(),
+            live_left_alone: u64::try_from(workspaces.live + jails.live).unwrap_or(u64::MAX),
+            failed: failed.clone(),
+            store: crate::render::gc_report(&report, now),
+        };
+        let text = serde_json::to_string_pretty(&doc)
+            .map_err(|e| CliError::internal(format!("cannot render JSON: {e}")))?;
+        outln!("{text}");
     } else {
         for p in paths(&workspaces) {
             outln!("removed shadow workspace of a dead run: {p}");

@@ -237,6 +237,26 @@ pub struct ConformanceOutcome {
     pub report: mex_conformance::ConformanceReport,
 }
 
+/// `mex gc --json`: what dead runs left behind and was removed (never a
+/// live run's), then the artifact store's gc.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GcRunReport {
+    /// Shadow workspaces of dead runs removed (paths).
+    pub workspaces_removed: Vec<String>,
+    /// Sandbox jails of dead runs removed (paths).
+    pub jails_removed: Vec<String>,
+    /// Temp entries of interrupted store puts removed (names under the
+    /// store's `tmp/`).
+    pub store_temp_entries_removed: Vec<String>,
+    /// Run directories left alone because a live process holds them.
+    pub live_left_alone: u64,
+    /// Directories that could not be reclaimed, with why.
+    pub failed: Vec<String>,
+    /// The artifact store's gc.
+    pub store: ArtifactsGcReport,
+}
+
 /// `(schema name, schema)` for every type above that is printed.
 pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
     vec![
@@ -248,6 +268,7 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
             "artifacts-gc-report",
             schemars::schema_for!(ArtifactsGcReport),
         ),
+        ("gc-report", schemars::schema_for!(GcRunReport)),
         ("artifact-handle", schemars::schema_for!(ArtifactHandle)),
         ("engines-listing", schemars::schema_for!(EnginesListing)),
         ("validate-listing", schemars::schema_for!(ValidateListing)),

@@ -630,6 +630,9 @@ fn every_json_output_validates_against_its_published_schema() {
     let gc = mex(&home, &["artifacts", "gc", "--json"]);
     assert!(gc.status.success(), "{}", stderr(&gc));
     check_json(&home, "artifacts-gc-report", &gc, false);
+    let gc = mex(&home, &["gc", "--json"]);
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    check_json(&home, "gc-report", &gc, false);
 }
 
 fn blob_path(home: &Path, hash: &str) -> PathBuf {
