@@ -76,6 +76,9 @@ pub struct Scan {
     pub id_seen: bool,
     /// `method`, when a short string and given once.
     pub method: Option<String>,
+    /// `params._meta`, when it is a small object the strict reader accepts
+    /// (kept in a rewritten call: clients put their protocol version there).
+    pub meta: Option<Value>,
     /// `params.name`.
     pub name: Option<String>,
     /// `params.arguments.op_id`, when a UUID.
@@ -121,6 +124,8 @@ pub fn scan(bytes: &[u8]) -> Scan {
     let mut deeper = 0usize;
     let (mut id, mut method, mut name, mut op_id) =
         (Slot::None, Slot::None, Slot::None, Slot::None);
+    // The span of `params._meta` (start, end once closed).
+    let mut meta: Option<(usize, Option<usize>)> = None;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -144,6 +149,11 @@ pub fn scan(bytes: &[u8]) -> Scan {
                 if deeper > 0 {
                     deeper -= 1;
                 } else {
+                    if frames.len() == 3
+                        && let Some((start, None)) = meta
+                    {
+                        meta = Some((start, Some(i + 1)));
+                    }
                     frames.pop();
                 }
                 i += 1;
@@ -192,6 +202,9 @@ pub fn scan(bytes: &[u8]) -> Scan {
             Some([b"\"method\""]) => method.see(scalar),
             Some([b"\"params\"", b"\"name\""]) => name.see(scalar),
             Some([b"\"params\"", b"\"arguments\"", b"\"op_id\""]) => op_id.see(scalar),
+            Some([b"\"params\"", b"\"_meta\""]) if b == b'{' && meta.is_none() => {
+                meta = Some((i - 1, None));
+            }
             _ => {}
         }
         if matches!(b, b'{' | b'[') {
@@ -218,6 +231,10 @@ pub fn scan(bytes: &[u8]) -> Scan {
                 .filter(|v: &Value| v.is_string() || v.is_i64() || v.is_u64())
         }),
         id_seen: !matches!(id, Slot::None),
+        meta: meta
+            .and_then(|(start, end)| bytes.get(start..end?))
+            .filter(|m| m.len() <= 64 * 1024)
+            .and_then(|m| json::from_slice_within(m, 1 << 20).ok()),
         method: text(&method),
         name: text(&name),
         op_id: text(&op_id).and_then(|s| Uuid::try_parse(&s).ok()),
@@ -226,7 +243,10 @@ pub fn scan(bytes: &[u8]) -> Scan {
 
 /// The JSON-RPC error code, the pointer and the message of a refusal.
 fn describe(e: &JsonError) -> (i64, String, String) {
-    let rpc = if matches!(e, JsonError::Syntax { .. } | JsonError::ByteOrderMark { .. }) {
+    let rpc = if matches!(
+        e,
+        JsonError::Syntax { .. } | JsonError::ByteOrderMark { .. }
+    ) {
         -32700
     } else {
         -32600
@@ -252,7 +272,11 @@ fn denial(pointer: String, message: String) -> GateDenial {
 
 /// The text of a refusal, as tool results and JSON-RPC errors say it.
 pub fn refusal_text(d: &GateDenial, recorded: bool) -> String {
-    let pointer = d.pointer.as_deref().filter(|p| !p.is_empty()).unwrap_or("/");
+    let pointer = d
+        .pointer
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/");
     format!(
         "denied by {} [{}] at {pointer}: {}{}",
         d.gate,
@@ -293,11 +317,11 @@ impl Inner {
     fn refuse(&self, bytes: &[u8], rpc: i64, pointer: String, message: String) -> Verdict {
         let found = scan(bytes);
         let op_id = found.op_id.unwrap_or(Uuid::nil());
-        let known_tool = found
-            .name
-            .as_deref()
-            .is_some_and(|n| self.catalog.operations.contains_key(n) || crate::tools::is_builtin(n));
-        if let (Some(id), Some("tools/call"), true) = (&found.id, found.method.as_deref(), known_tool)
+        let known_tool = found.name.as_deref().is_some_and(|n| {
+            self.catalog.operations.contains_key(n) || crate::tools::is_builtin(n)
+        });
+        if let (Some(id), Some("tools/call"), true) =
+            (&found.id, found.method.as_deref(), known_tool)
         {
             // Relative to the arguments, like every other argument refusal.
             let pointer = pointer
@@ -318,11 +342,16 @@ impl Inner {
                     },
                 );
             }
+            let mut params =
+                json!({"name": found.name, "arguments": {REFUSAL_KEY: token.to_string()}});
+            if let (Some(meta), Some(p)) = (&found.meta, params.as_object_mut()) {
+                p.insert("_meta".into(), meta.clone());
+            }
             let rewritten = json!({
                 "jsonrpc": "2.0",
                 "id": id,
                 "method": "tools/call",
-                "params": {"name": found.name, "arguments": {REFUSAL_KEY: token.to_string()}},
+                "params": params,
             });
             return Verdict::Rewrite(serde_json::to_vec(&rewritten).unwrap_or_default());
         }
@@ -387,8 +416,18 @@ mod tests {
     #[test]
     fn scan_refuses_ambiguous_ids_and_survives_garbage() {
         assert_eq!(scan(br#"{"id":1,"id":2,"method":"ping"}"#).id, None);
-        assert_eq!(scan(br#"{"id":"a\"b","method":"ping"}"#).id, Some(json!("a\"b")));
-        let deep = format!("{{\"id\":3,\"params\":{}{}", "[".repeat(100_000), "]".repeat(10));
+        let m = scan(br#"{"params":{"_meta":{"a":{"b":[1,{"c":2}]}},"name":"x"},"id":1}"#);
+        assert_eq!(m.meta, Some(json!({"a":{"b":[1,{"c":2}]}})));
+        assert_eq!(m.name.as_deref(), Some("x"));
+        assert_eq!(
+            scan(br#"{"id":"a\"b","method":"ping"}"#).id,
+            Some(json!("a\"b"))
+        );
+        let deep = format!(
+            "{{\"id\":3,\"params\":{}{}",
+            "[".repeat(100_000),
+            "]".repeat(10)
+        );
         assert_eq!(scan(deep.as_bytes()).id, Some(json!(3)));
         for junk in [&b"\"\\"[..], b"{{{{{{", b"]]]]}}", b"{\"id\"", b":::,,,"] {
             let _ = scan(junk);

@@ -51,8 +51,8 @@
 
 mod guard;
 mod http;
-mod stdio;
 mod resources;
+mod stdio;
 mod tools;
 
 use std::collections::{BTreeSet, HashMap};
@@ -686,5 +686,9 @@ pub fn serve_stdio(server: MexServer) -> Result<(), McpServerError> {
         .enable_all()
         .build()
         .map_err(McpServerError::Runtime)?;
-    rt.block_on(stdio::serve(server, tokio::io::stdin(), tokio::io::stdout()))
+    rt.block_on(stdio::serve(
+        server,
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+    ))
 }
