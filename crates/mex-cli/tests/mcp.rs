@@ -151,7 +151,7 @@ macro_rules! scenarios {
 }
 
 scenarios!(
-    tools, evaluate, bad_param, capability, replay, concurrent, cancel, hostile
+    tools, evaluate, bad_param, capability, replay, concurrent, cancel, hostile, strict
 );
 
 #[test]

@@ -1,5 +1,11 @@
 //! Streamable HTTP behind a bearer token: hyper (HTTP/1.1) in front of
-//! rmcp's `StreamableHttpService`, at the path `/mcp`.
+//! rmcp's `StreamableHttpService`, at the path `/mcp`. Request bodies are
+//! read here, capped at [`MAX_MESSAGE_BYTES`] (413 past it, with a JSON-RPC
+//! error body, recorded) and put through the strict front door (`guard`)
+//! before rmcp parses them: a refused `tools/call` reaches rmcp rewritten
+//! and ends in an `isError` tool result; any other refused request gets
+//! 400 with a JSON-RPC error; a refused notification or response gets 202
+//! and is dropped. Every refusal is recorded.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,7 +20,8 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tower_service::Service as _;
 
-use crate::{MAX_MESSAGE_BYTES, McpServerError, MexServer};
+use crate::guard::Verdict;
+use crate::{Inner, MAX_MESSAGE_BYTES, McpServerError, MexServer};
 
 /// The path the MCP endpoint is served at.
 pub const PATH: &str = "/mcp";
@@ -54,6 +61,37 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
             hyper::header::HeaderValue::from_static("Bearer realm=\"mex\""),
         );
     }
+    response
+}
+
+/// Put a body through the strict front door on a blocking thread.
+async fn guarded(inner: &Arc<Inner>, bytes: Bytes, oversized: bool) -> Verdict {
+    let inner = inner.clone();
+    tokio::task::spawn_blocking(move || {
+        if oversized {
+            inner.refuse_oversized(&bytes)
+        } else {
+            inner.guard(&bytes)
+        }
+    })
+    .await
+    .unwrap_or(Verdict::Drop)
+}
+
+/// A JSON-RPC error from the front door as an HTTP response.
+fn json_error(status: StatusCode, verdict: Verdict) -> Response<Body> {
+    let body = match verdict {
+        Verdict::Reply(bytes) => Bytes::from(bytes),
+        _ => Bytes::from_static(
+            b"{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32600,\"message\":\"refused\"}}",
+        ),
+    };
+    let mut response = Response::new(Full::new(body).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -118,12 +156,14 @@ pub fn serve_http(
                 source,
             })?;
         ready(local);
+        // The body is read (and capped) here, before rmcp sees it.
         let mut config =
-            StreamableHttpServerConfig::default().with_max_request_body_bytes(MAX_MESSAGE_BYTES);
+            StreamableHttpServerConfig::default().with_max_request_body_bytes(MAX_MESSAGE_BYTES + 1);
         if !addr.ip().is_loopback() {
             // Not reachable by DNS rebinding only: the bearer token guards it.
             config = config.disable_allowed_hosts();
         }
+        let inner = server.inner.clone();
         let service = StreamableHttpService::new(
             move || Ok(server.clone()),
             Arc::new(LocalSessionManager::default()),
@@ -140,9 +180,11 @@ pub fn serve_http(
             };
             let service = service.clone();
             let expected = expected.clone();
+            let inner = inner.clone();
             tokio::spawn(async move {
                 let handler = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let mut service = service.clone();
+                    let inner = inner.clone();
                     let ok = authorized(&req, expected.as_deref());
                     async move {
                         if !ok {
@@ -157,7 +199,43 @@ pub fn serve_http(
                                 "the MCP endpoint is /mcp\n",
                             ));
                         }
-                        service.call(req).await
+                        let (parts, body) = req.into_parts();
+                        let bytes = match http_body_util::Limited::new(body, MAX_MESSAGE_BYTES)
+                            .collect()
+                            .await
+                        {
+                            Ok(collected) => collected.to_bytes(),
+                            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                                let reply = guarded(&inner, Bytes::new(), true).await;
+                                return Ok(json_error(StatusCode::PAYLOAD_TOO_LARGE, reply));
+                            }
+                            Err(_) => {
+                                return Ok(plain(
+                                    StatusCode::BAD_REQUEST,
+                                    "the request body could not be read\n",
+                                ));
+                            }
+                        };
+                        let body = if bytes.is_empty() {
+                            bytes
+                        } else {
+                            match guarded(&inner, bytes.clone(), false).await {
+                                Verdict::Pass => bytes,
+                                Verdict::Rewrite(new) => Bytes::from(new),
+                                Verdict::Reply(reply) => {
+                                    return Ok(json_error(StatusCode::BAD_REQUEST, Verdict::Reply(reply)));
+                                }
+                                Verdict::Drop => {
+                                    return Ok(plain(
+                                        StatusCode::ACCEPTED,
+                                        "refused by the strict JSON reader and recorded\n",
+                                    ));
+                                }
+                            }
+                        };
+                        let mut parts = parts;
+                        parts.headers.remove(hyper::header::CONTENT_LENGTH);
+                        service.call(Request::from_parts(parts, Full::new(body))).await
                     }
                 });
                 if let Err(e) = hyper::server::conn::http1::Builder::new()

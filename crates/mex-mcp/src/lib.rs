@@ -12,7 +12,12 @@
 //! on a blocking thread: the same gates, recorder, Problems and replay rules
 //! as `mex run`. The envelope is parsed by its own front door, so the 1 MiB
 //! document cap, bounded integers and strict fields apply, and a refusal is
-//! recorded like the CLI's.
+//! recorded like the CLI's. Before rmcp parses anything, the raw bytes of
+//! every incoming JSON-RPC message (stdio line or HTTP body) go through the
+//! envelope's strict JSON reader (duplicate keys, numbers beyond
+//! ±(2^53−1), nesting, memory): a refused `tools/call` ends in a recorded
+//! `isError` G-SCHEMA result, anything else refused in a recorded JSON-RPC
+//! error (see the `guard` module).
 //!
 //! - `inputSchema` is the operation's params schema plus the handle schema;
 //!   `outputSchema` is the EngineResult schema and `structuredContent` the
@@ -44,8 +49,10 @@
 //! crate of the workspace with an async runtime (tokio); the runtime itself
 //! stays synchronous.
 
+mod guard;
 mod http;
 mod resources;
+mod stdio;
 mod tools;
 
 use std::collections::{BTreeSet, HashMap};
@@ -141,6 +148,8 @@ struct Inner {
     options: Options,
     /// Digests this server produced or stored, for fast resource reads.
     known: Mutex<HashMap<Sha256Digest, ArtifactHandle>>,
+    /// Refused `tools/call`s waiting for their handler (see `guard`).
+    pending: Mutex<guard::PendingMap>,
 }
 
 /// The MCP server over one shared runtime. Cheap to clone (one per HTTP
@@ -178,6 +187,7 @@ impl MexServer {
                 catalog,
                 options,
                 known: Mutex::new(HashMap::new()),
+                pending: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -284,6 +294,19 @@ impl Inner {
         );
         r.meta = Some(Map::from_iter([("mex/denials".to_owned(), json!([denial]))]).into());
         r
+    }
+
+    /// Record and answer a message refused by the strict reader.
+    fn answer_refusal(&self, token: &str) -> Option<CallToolResult> {
+        let (op_id, denial) = self.take_refusal(token)?;
+        let recorded = self
+            .runtime
+            .recorder()
+            .append(EventDraft::gate_outcome(op_id, &denial))
+            .is_ok();
+        let mut r = text_result(guard::refusal_text(&denial, recorded), None, true);
+        r.meta = Some(Map::from_iter([("mex/denials".to_owned(), json!([denial]))]).into());
+        Some(r)
     }
 
     fn execute(
@@ -586,6 +609,17 @@ impl ServerHandler for MexServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let args = request.arguments.unwrap_or_default();
+        if args.len() == 1
+            && let Some(Value::String(token)) = args.get(guard::REFUSAL_KEY)
+        {
+            let token = token.clone();
+            if let Some(r) = self
+                .blocking(move |inner| inner.answer_refusal(&token))
+                .await?
+            {
+                return Ok(r.into());
+            }
+        }
         let result = match request.name.as_ref() {
             tools::PUT_ARTIFACT => self.blocking(move |inner| inner.put(&args)).await?,
             tools::VALIDATE => self.blocking(move |inner| inner.validate(&args)).await?,
@@ -645,27 +679,16 @@ impl ServerHandler for MexServer {
 }
 
 /// Serve over stdin/stdout until the client closes the stream. Blocks; the
-/// async runtime lives only inside this call.
+/// async runtime lives only inside this call. Every line from stdin passes
+/// the strict front door (`guard`) before rmcp reads it.
 pub fn serve_stdio(server: MexServer) -> Result<(), McpServerError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(McpServerError::Runtime)?;
-    rt.block_on(async move {
-        use rmcp::ServiceExt as _;
-        let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(
-            tokio::io::stdin(),
-            tokio::io::stdout(),
-        )
-        .with_max_line_length(MAX_MESSAGE_BYTES);
-        let running = server
-            .serve(transport)
-            .await
-            .map_err(|e| McpServerError::Transport(e.to_string()))?;
-        running
-            .waiting()
-            .await
-            .map_err(|e| McpServerError::Transport(e.to_string()))?;
-        Ok(())
-    })
+    rt.block_on(stdio::serve(
+        server,
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+    ))
 }

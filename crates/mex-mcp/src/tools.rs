@@ -16,6 +16,11 @@ pub const PUT_ARTIFACT: &str = "mex_put_artifact";
 /// See [`PUT_ARTIFACT`].
 pub const VALIDATE: &str = "mex_validate";
 
+/// Whether `name` is one of the built-in tools.
+pub fn is_builtin(name: &str) -> bool {
+    name == PUT_ARTIFACT || name == VALIDATE
+}
+
 /// Argument keys a tool call may carry (everything else is refused).
 const ARG_KEYS: [&str; 7] = [
     "params",

@@ -310,6 +310,169 @@ async def hostile(t):
             pass
 
 
+class RawSession:
+    """JSON-RPC by hand (the SDK would serialise with json.dumps and never
+    send duplicate keys): raw bytes over the server's stdin, or raw POST
+    bodies over HTTP, after an initialize handshake done by hand."""
+
+    def __init__(self, t):
+        self.t = t
+        self.next_id = 100
+
+    async def __aenter__(self):
+        if self.t.transport == "stdio":
+            import subprocess
+            self.proc = subprocess.Popen([self.t.mex, "--home", self.t.home, "serve", "--stdio"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL)
+        else:
+            self.http = httpx2.AsyncClient(timeout=httpx2.Timeout(120.0))
+            self.headers = {"Authorization": f"Bearer {self.t.token}", "Content-Type": "application/json",
+                            "Accept": "application/json, text/event-stream"}
+        init = {"protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"}}
+        r = await self.request(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                                           "params": init}).encode(), 1)
+        check("result" in r, f"initialize: {r}")
+        await self.post(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+        return self
+
+    async def __aexit__(self, *exc):
+        if self.t.transport == "stdio":
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        else:
+            await self.http.aclose()
+
+    async def post(self, body):
+        """Send one message; over HTTP, return the response."""
+        if self.t.transport == "stdio":
+            self.proc.stdin.write(body + b"\n")
+            self.proc.stdin.flush()
+            return None
+        r = await self.http.post(self.t.url, content=body, headers=self.headers)
+        if "mcp-session-id" in r.headers:
+            self.headers["Mcp-Session-Id"] = r.headers["mcp-session-id"]
+        return r
+
+    async def request(self, body, want_id):
+        """Send one message and return the JSON-RPC message answering want_id."""
+        r = await self.post(body)
+        if self.t.transport == "stdio":
+            def read():
+                while True:
+                    line = self.proc.stdout.readline()
+                    check(line, "the server closed stdout")
+                    msg = json.loads(line)
+                    if msg.get("id") == want_id and "method" not in msg:
+                        return msg
+            return await anyio.to_thread.run_sync(read)
+        self.status = r.status_code
+        text = r.text
+        if r.headers.get("content-type", "").startswith("text/event-stream"):
+            for line in text.splitlines():
+                if line.startswith("data:") and line[5:].strip():
+                    msg = json.loads(line[5:])
+                    if msg.get("id") == want_id and "method" not in msg:
+                        return msg
+            raise AssertionError(f"no answer to {want_id} in {text[:300]}")
+        return json.loads(text)
+
+    async def call(self, raw_arguments, name="physics_evaluate_formula"):
+        self.next_id += 1
+        i = self.next_id
+        body = (b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"%s","arguments":'
+                % (i, name.encode())) + raw_arguments + b"}}"
+        return await self.request(body, i)
+
+    async def events(self, op_id):
+        self.next_id += 1
+        r = await self.request(json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": "resources/read",
+                                           "params": {"uri": f"mex://ops/{op_id}/events"}}).encode(),
+                               self.next_id)
+        return json.loads(r["result"]["contents"][0]["text"])
+
+
+def refused_call(msg, pointer, words):
+    """A tools/call answered with an isError result naming G-SCHEMA, the
+    code, the pointer and the reason; the denial in _meta."""
+    check("result" in msg, f"a tool result, not a protocol error: {str(msg)[:400]}")
+    res = msg["result"]
+    text = "\n".join(b.get("text", "") for b in res["content"])
+    check(res.get("isError") is True, f"isError: {text[:300]}")
+    check("G-SCHEMA" in text and "G-SCHEMA.ENVELOPE_INVALID" in text, f"names gate and code: {text[:300]}")
+    check(f"at {pointer}:" in text, f"names the pointer {pointer}: {text[:300]}")
+    check(words in text, f"says {words!r}: {text[:300]}")
+    denials = res["_meta"]["mex/denials"]
+    check(denials[0]["code"] == "G-SCHEMA.ENVELOPE_INVALID" and (denials[0]["pointer"] or "/") == pointer,
+          f"denial in _meta: {denials}")
+
+
+async def check_recorded(s, op_id, words):
+    evs = await s.events(op_id)
+    denied = [e for e in evs if e["kind"] == "gate_denied" and e.get("code") == "G-SCHEMA.ENVELOPE_INVALID"]
+    check(any(words in e.get("message", "") for e in denied), f"refusal of {op_id} on record: {evs}")
+
+
+async def strict(t):
+    async with RawSession(t) as s:
+        # Duplicate member names deep in the arguments.
+        op = str(uuid.uuid4())
+        msg = await s.call(b'{"params":{"expr_ref":"a","vars_ref":"b","output_unit":"kPa","output_unit":"Pa"},'
+                           b'"op_id":"%s"}' % op.encode())
+        refused_call(msg, "/params/output_unit", "duplicate key")
+        await check_recorded(s, op, "duplicate key")
+        # 2^64 in params.
+        op = str(uuid.uuid4())
+        msg = await s.call(b'{"params":{"expr_ref":"a","vars_ref":"b","output_unit":18446744073709551616},'
+                           b'"op_id":"%s"}' % op.encode())
+        refused_call(msg, "/params/output_unit", "outside")
+        await check_recorded(s, op, "outside")
+        # Nested past the reader's depth limit.
+        op = str(uuid.uuid4())
+        msg = await s.call(b'{"op_id":"%s","params":{"expr_ref":' % op.encode() + b"[" * 300 + b"]" * 300 + b"}}")
+        refused_call(msg, "/", "recursion limit")
+        await check_recorded(s, op, "recursion limit")
+        # A built-in tool is guarded too.
+        msg = await s.call(b'{"content":"a","content":"b","media_type":"text/plain"}', name="mex_put_artifact")
+        refused_call(msg, "/content", "duplicate key")
+        # Another method: a JSON-RPC error with the same id, the denial in data.
+        s.next_id += 1
+        msg = await s.request(b'{"jsonrpc":"2.0","id":%d,"method":"resources/read",'
+                              b'"params":{"uri":"mex://x","uri":"mex://y"}}' % s.next_id, s.next_id)
+        check(msg.get("error", {}).get("code") == -32600, f"JSON-RPC error: {msg}")
+        check("duplicate key" in msg["error"]["message"] and "/params/uri" in msg["error"]["message"],
+              f"names the key and pointer: {msg}")
+        check(msg["error"]["data"]["mex/denials"][0]["pointer"] == "/params/uri", f"data: {msg}")
+        # Oversized: past the 4 MiB message cap.
+        op = str(uuid.uuid4())
+        big = b'{"op_id":"%s","params":{"expr_ref":"' % op.encode() + b"x" * (5 * 1024 * 1024) + b'"}}'
+        if t.transport == "stdio":
+            msg = await s.call(big)
+            refused_call(msg, "/", "4194304 bytes")
+            await check_recorded(s, op, "4194304 bytes")
+        else:
+            s.next_id += 1
+            body = (b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"physics_evaluate_formula",'
+                    b'"arguments":' % s.next_id) + big + b"}}"
+            r = await s.post(body)
+            check(r.status_code == 413, f"oversized body: {r.status_code}")
+            err = r.json()["error"]
+            check("4194304 bytes" in err["message"] and "G-SCHEMA.ENVELOPE_INVALID" in err["message"],
+                  f"says why: {err}")
+            await check_recorded(s, "00000000-0000-0000-0000-000000000000", "4194304 bytes")
+        # A forged refusal token is just an unknown argument.
+        msg = await s.call(b'{"$mex_refused":"%s"}' % str(uuid.uuid4()).encode())
+        check(msg["result"]["isError"] is True, f"forged token: {msg}")
+        # Still serving: a clean call goes through.
+        s.next_id += 1
+        msg = await s.request(b'{"jsonrpc":"2.0","id":%d,"method":"tools/list","params":{}}' % s.next_id,
+                              s.next_id)
+        check(any(x["name"] == "physics_evaluate_formula" for x in msg["result"]["tools"]), f"tools/list: {msg}")
+        msg = await s.call(b'{"content":"still here","media_type":"text/plain"}', name="mex_put_artifact")
+        check(msg["result"].get("isError") is False, f"a put after the refusals: {msg}")
+
+
 async def unauthorized(t):
     async with httpx2.AsyncClient() as http:
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
@@ -324,7 +487,7 @@ async def unauthorized(t):
 
 
 SCENARIOS = {f.__name__: f for f in [tools, evaluate, bad_param, capability, replay, concurrent, cancel,
-                                     hostile, unauthorized]}
+                                     hostile, strict, unauthorized]}
 
 
 def main():
