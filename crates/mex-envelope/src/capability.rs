@@ -88,8 +88,8 @@ impl CapabilityKind {
         )
     }
 
-    /// Whether `docs/contract.md §6` requires an explicit consent record for this kind
-    /// (`device.*`, `net.http`, `secrets.use:*`).
+    /// Whether `docs/contract.md §6` requires an explicit consent record for
+    /// this kind (`device.*`, `net.http`, `secrets.use:*`).
     pub fn is_sensitive(&self) -> bool {
         matches!(
             self,

@@ -41,8 +41,8 @@ pub fn read_envelope_bytes<R: Read>(reader: R) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The inline rule (`docs/contract.md §3.1`): canonical params above this many bytes must be
-/// passed as an input artifact.
+/// The inline rule (`docs/contract.md §3.1`): canonical params above this
+/// many bytes must be passed as an input artifact.
 pub const MAX_INLINE_PARAMS_BYTES: usize = 32 * 1024;
 
 /// One engine invocation, planned by an untrusted author.

@@ -46,7 +46,8 @@ pub struct EngineDecl {
     /// `engine.<name>`; operation names of this engine start with `<name>.`.
     #[schemars(with = "EngineId")]
     pub engine_id: String,
-    /// Semver version of the engine interface (MEX v1.2 declares 1.0.0 for all 22, docs/contract.md §8.1).
+    /// Semver version of the engine interface (MEX v1.2 declares 1.0.0 for
+    /// all 22, docs/contract.md §8.1).
     #[schemars(with = "String")]
     pub interface_version: String,
     /// Product domain, e.g. "Engineering & Manufacturing".
