@@ -1,7 +1,7 @@
 //! # mex-registry: the engine registry
 //!
 //! This crate owns `mechanical_engines.json`, the single declaration of what
-//! may run: its format ([`format`], with a generated JSON Schema, see
+//! may run: its format ([`format`](mod@format), with a generated JSON Schema, see
 //! [`schema`]), its loader and every validation rule, and the params
 //! validators compiled from it. An engine that is not declared here cannot be
 //! called, and what the registry says (capabilities, budgets, ceilings, gates)
