@@ -1,6 +1,6 @@
 //! # mex-artifacts: the content-addressed artifact store
 //!
-//! This crate owns the bytes of every MEX artifact (contract §5): storing
+//! This crate owns the bytes of every MEX artifact (docs/contract.md §5): storing
 //! payloads under their SHA-256, the sidecar manifest (`artifact.json`,
 //! typed as [`mex_envelope::ArtifactManifest`]) of every artifact record,
 //! atomic and crash-safe writes, streaming hashing in constant memory,

@@ -1,6 +1,6 @@
 //! # mex-conformance: the conformance harness and certification
 //!
-//! Owns the standard conformance suite (contract §9), the runner of the
+//! Owns the standard conformance suite (docs/contract.md §9), the runner of the
 //! registry's per-engine golden and reject vectors, the report (JSON with a
 //! generated schema, plus a readable table), certificates, and
 //! [`CertificateCertifier`], the [`mex_runtime::Certifier`] that makes the

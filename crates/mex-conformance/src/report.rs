@@ -11,7 +11,7 @@ use mex_envelope::Sha256Digest;
 
 use crate::ConformanceError;
 
-/// What a case checks (the §9 categories, plus the registry's vectors).
+/// What a case checks (the categories of docs/contract.md §9, plus the registry's vectors).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]

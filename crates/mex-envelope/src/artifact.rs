@@ -1,5 +1,5 @@
 //! Artifact handles, entity references, the input union, bundle indexes and
-//! the sidecar manifest (contract §5).
+//! the sidecar manifest (docs/contract.md §5).
 
 use std::borrow::Cow;
 use std::fmt;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifact::{ArtifactKind, MediaType};
 
-/// Resource budget (contract §3). Absent fields take the registry's defaults.
+/// Resource budget (docs/contract.md §3). Absent fields take the registry's defaults.
 #[derive(
     Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
 )]
@@ -46,7 +46,7 @@ pub struct BudgetSpec {
     pub output_bytes: Option<u64>,
 }
 
-/// What evidence a D0/D1 operation must capture (contract §2).
+/// What evidence a D0/D1 operation must capture (docs/contract.md §2).
 #[derive(
     Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
 )]

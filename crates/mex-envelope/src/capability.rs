@@ -1,4 +1,4 @@
-//! Capability strings (contract §6): `kind` or `kind:scope`.
+//! Capability strings (docs/contract.md §6): `kind` or `kind:scope`.
 //!
 //! Grammar (ASCII only, so look-alike Unicode never parses):
 //!
@@ -88,8 +88,8 @@ impl CapabilityKind {
         )
     }
 
-    /// Whether the contract requires an explicit consent record for this kind
-    /// (`device.*`, `net.http`, `secrets.use:*`).
+    /// Whether `docs/contract.md §6` requires an explicit consent record for
+    /// this kind (`device.*`, `net.http`, `secrets.use:*`).
     pub fn is_sensitive(&self) -> bool {
         matches!(
             self,

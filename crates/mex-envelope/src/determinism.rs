@@ -1,4 +1,4 @@
-//! Determinism levels (contract §2).
+//! Determinism levels (docs/contract.md §2).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! The PlannedOperation envelope (`poe-1.0`, contract §3) and its strict
+//! The PlannedOperation envelope (`poe-1.0`, docs/contract.md §3) and its strict
 //! front-door parser.
 
 use std::io::Read;
@@ -41,8 +41,8 @@ pub fn read_envelope_bytes<R: Read>(reader: R) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The contract's inline rule: canonical params above this many bytes must be
-/// passed as an input artifact.
+/// The inline rule (`docs/contract.md §3.1`): canonical params above this
+/// many bytes must be passed as an input artifact.
 pub const MAX_INLINE_PARAMS_BYTES: usize = 32 * 1024;
 
 /// One engine invocation, planned by an untrusted author.

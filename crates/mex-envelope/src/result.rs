@@ -1,5 +1,5 @@
 //! The EngineResult envelope and what it carries: status, typed errors, gate
-//! denials and the provenance record (contract §4).
+//! denials and the provenance record (docs/contract.md §4).
 
 use std::collections::BTreeMap;
 

@@ -37,7 +37,7 @@
 //! code is the code without its last part. Post-execution checks report
 //! under `G-RESULT`.
 
-// The work order fixes `fn check(&self, op) -> Result<(), GateDenial>`; a
+// docs/contract.md §7.1 fixes `fn check(&self, op) -> Result<(), GateDenial>`; a
 // denial is a rich record by design, so large `Err` variants are expected here.
 #![allow(clippy::result_large_err)]
 

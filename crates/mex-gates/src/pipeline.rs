@@ -44,8 +44,8 @@ pub trait Gate: Send + Sync {
     /// Every finding (denials and degradations). Empty means admitted.
     fn check_all(&self, op: &PlannedOperation) -> Vec<GateDenial>;
 
-    /// The work order's interface: `Ok` when admitted cleanly, otherwise the
-    /// first denial (or, when there is none, the first degradation).
+    /// The interface of `docs/contract.md §7.1`: `Ok` when admitted cleanly,
+    /// otherwise the first denial (or, when there is none, the first degradation).
     fn check(&self, op: &PlannedOperation) -> Result<(), GateDenial> {
         let mut findings = self.check_all(op);
         match findings

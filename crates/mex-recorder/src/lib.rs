@@ -1,7 +1,7 @@
 //! # mex-recorder: the Flight Recorder and Problems
 //!
 //! This crate owns the durable, append-only, hash-chained audit log of
-//! everything the mex runtime decided and did (contract §10), the Problems
+//! everything the mex runtime decided and did (docs/contract.md §10), the Problems
 //! list derived from it, the queries over both, and verification of the
 //! chain. It defines the [`FlightRecorder`] trait and two implementations:
 //! [`SqliteRecorder`] (the durable default, `<mex home>/recorder.sqlite3`)

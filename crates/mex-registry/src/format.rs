@@ -46,7 +46,8 @@ pub struct EngineDecl {
     /// `engine.<name>`; operation names of this engine start with `<name>.`.
     #[schemars(with = "EngineId")]
     pub engine_id: String,
-    /// Semver version of the engine interface (the spec declares 1.0.0 for all 22).
+    /// Semver version of the engine interface (MEX v1.2 declares 1.0.0 for
+    /// all 22, docs/contract.md §8.1).
     #[schemars(with = "String")]
     pub interface_version: String,
     /// Product domain, e.g. "Engineering & Manufacturing".
@@ -330,7 +331,7 @@ pub struct VectorDecl {
     #[schemars(with = "OperationName")]
     pub operation: String,
     /// A poe-1.0 PlannedOperation file relative to the registry directory.
-    /// Absent: the vector is *pending* (declared by the spec, not yet written)
+    /// Absent: the vector is *pending* (declared, not yet written; docs/contract.md §8.4)
     /// and the conformance harness reports it as not runnable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_file: Option<String>,

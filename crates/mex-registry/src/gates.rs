@@ -14,8 +14,9 @@ pub const GLOBAL_GATES: [&str; 6] = [
 
 /// Engine-specific gates an engine may list, with what each checks.
 ///
-/// The spec names `G-SAFETY.GCODE`, `G-SAFETY.FOOD`, `G-SAFETY.SANDBOX` and
-/// `G-LICENSE`; the other names are this project's choice for gates the spec
+/// MEX v1.2 names `G-SAFETY.GEOM`, `G-SAFETY.GCODE`, `G-SAFETY.FOOD`,
+/// `G-SAFETY.SANDBOX` and `G-LICENSE`; the other names are this project's
+/// choice (`docs/contract.md §8.2`) for gates it
 /// describes in words (the "policy/consent gate", "connector policy gate",
 /// "secrets policy gate", "remote policy gate") or as a stricter mode of a
 /// global gate (`<GLOBAL>.<MODE>`).

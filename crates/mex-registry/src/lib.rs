@@ -101,8 +101,8 @@
 //!   of them with `"many": true`); with `"entity_ref": true` it may instead
 //!   name an EntityRef input by `entity_id`. `seed_required_at: "D2"` means a
 //!   `seed` param is required when the operation asks for D2 or above.
-//! * **Outputs**: the spec's output types (`artifact.dataset`, ...), with
-//!   optional media types.
+//! * **Outputs**: the typed outputs of `docs/contract.md §8.1`
+//!   (`artifact.dataset`, ...), with optional media types.
 //! * **Gates**: the six global gates ([`GLOBAL_GATES`]) always run and are
 //!   never listed. `gates` lists engine-specific ones ([`ENGINE_GATES`]) with
 //!   a requirement (`required`, `recommended`: on in the default policy,
@@ -112,14 +112,16 @@
 //!   "stability": "D2|D3", "output_digest"?}`; `reject` expects
 //!   `{"outcome": "denied", "gate", "code": "<gate>.<REASON>"}` or
 //!   `{"outcome": "failed", "code"}` with a code from the catalogue. A vector
-//!   without `operation_file` is *pending* (declared by the spec, not yet
-//!   written) and the conformance harness reports it as not runnable.
+//!   without `operation_file` is *pending* (`docs/contract.md §8.4`:
+//!   declared, not yet written) and the conformance harness reports it as not
+//!   runnable.
 //!
 //! ## Gate names
 //!
 //! Known engine-specific gates: `G-SAFETY.GEOM`, `G-SAFETY.GCODE`,
-//! `G-SAFETY.FOOD`, `G-SAFETY.SANDBOX`, `G-LICENSE` (named by the spec);
-//! `G-POLICY.DEVICE` (the spec's per-device/port consent gate),
+//! `G-SAFETY.FOOD`, `G-SAFETY.SANDBOX`, `G-LICENSE` (named by MEX v1.2,
+//! `docs/contract.md §8.2`); `G-POLICY.DEVICE` (the spec's per-device/port
+//! consent gate),
 //! `G-POLICY.CONNECTOR` (connector policy gate), `G-POLICY.SECRETS` (policy
 //! gate for secrets and remote profiles), `G-POLICY.REMOTE` (remote VCS
 //! operations); and stricter modes of global gates: `G-BUDGET.STRICT`,

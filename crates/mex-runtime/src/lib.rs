@@ -12,10 +12,12 @@
 //!
 //! ## Flow of one operation
 //!
-//! 1. Record receipt (`op_received`); an operation that cannot be recorded
-//!    does not run.
-//! 2. Admission: every gate; every outcome and capability decision recorded.
-//!    A denial returns `status: denied` with every denial. G-INTEGRITY only
+//! 1. Admission: every gate runs (it has no side effects); nothing is
+//!    recorded yet.
+//! 2. Record receipt (`op_received`) and admission (every gate outcome and
+//!    capability decision) together, in one transaction that commits before
+//!    anything is dispatched; an operation that cannot be recorded does not
+//!    run. A denial returns `status: denied` with every denial. G-INTEGRITY only
 //!    looks the op id up in the recorder's claim table; the runtime claims it
 //!    in the transaction that records receipt and admission (with
 //!    `engine_started`, or with the completion when the operation ends before

@@ -1,6 +1,9 @@
-//! Every JSON Schema the mex crates publish, in one list, for tools (the CLI's
-//! `mex schema`, `cargo xtask schemas` and the drift test). The runtime is the
-//! one crate that sees all of them; it owns the list, not the schemas.
+//! The JSON Schemas published by the crates the runtime is built on
+//! (mex-envelope, mex-registry, mex-gates' policy, mex-recorder), in one
+//! list. It is not every published schema: the conformance report and
+//! certificate (mex-conformance) and the CLI's own reports are added by
+//! `mex_cli::published_schemas`, the complete list that `mex schema`,
+//! `cargo xtask schemas` and the drift test read.
 
 /// `(name, rendered schema)` pairs; the name is the file stem under `schemas/`.
 pub fn published_schemas() -> Vec<(String, String)> {

@@ -1,4 +1,5 @@
-//! Every escape attempt of the issue, against the real kernel: each must be
+//! Every escape attempt we guard against (filesystem, network, exec,
+//! process and resource limits), against the real kernel: each must be
 //! blocked and come back with the right typed outcome. If Landlock is
 //! missing these tests FAIL (they never pass vacuously).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
