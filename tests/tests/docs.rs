@@ -284,9 +284,9 @@ fn looks_like_repo_path(code: &str) -> bool {
 /// Names in the docs that look like paths but are not files of the
 /// repository: things made at run time (build output, the test venv, a
 /// home's key, a sidecar manifest's name, directories inside the store and
-/// a run's jail, the walkthrough's own files), each crate's `benches/`, and
-/// a Go package.
-const NOT_REPO_PATHS: [&str; 13] = [
+/// a run's jail, the walkthrough's own files), each crate's `benches/`, a
+/// Go package, and MCP method names.
+const NOT_REPO_PATHS: [&str; 15] = [
     "target/release/mex",
     "target/py-venv",
     "artifact.json",
@@ -300,6 +300,8 @@ const NOT_REPO_PATHS: [&str; 13] = [
     "engine/",
     "benches/",
     "sumdb/note",
+    "tools/call",
+    "resources/read",
 ];
 
 /// Where a relative name in a section about `dir` may live.
