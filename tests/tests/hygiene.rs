@@ -209,3 +209,47 @@ fn only_mex_mcp_has_an_async_runtime() {
         }
     }
 }
+
+/// The in-process engine crates name ambient authority as disallowed, so an
+/// engine that reaches for `std::fs`, `std::net`, `std::process` or the
+/// environment has to say why (see ARCHITECTURE.md, Conventions).
+#[test]
+fn in_process_engines_disallow_ambient_authority() {
+    for krate in ["mex-engine-physics", "mex-engine-sandbox"] {
+        let path = root().join("crates").join(krate).join("clippy.toml");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let table: toml::Table = text.parse().unwrap();
+        let listed: Vec<String> = table["disallowed-methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                assert!(
+                    m.get("reason").is_some(),
+                    "{krate}: every disallowed method has a reason: {m}"
+                );
+                m["path"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        for needed in [
+            "std::fs::read",
+            "std::fs::write",
+            "std::fs::File::open",
+            "std::process::Command::new",
+            "std::net::TcpStream::connect",
+            "std::env::var",
+        ] {
+            assert!(
+                listed.iter().any(|l| l == needed),
+                "{krate}/clippy.toml does not disallow {needed}"
+            );
+        }
+        // The workspace's test allowances are repeated (clippy reads only the
+        // nearest clippy.toml).
+        assert_eq!(
+            table.get("allow-unwrap-in-tests"),
+            Some(&toml::Value::Boolean(true))
+        );
+    }
+}
