@@ -62,12 +62,16 @@ mod cache;
 mod engine;
 mod error;
 mod ledger;
+mod proof;
 pub mod reclaim;
 mod runtime;
 pub mod schemas;
+mod settle;
+mod stages;
 
 pub use engine::{Completion, Engine, EngineFailure, ExecutionContext, ReadError, WriteError};
 pub use error::RuntimeError;
 /// The store's path rules, for engines that name bundle entries.
 pub use mex_artifacts::{BundleBuilder, RelPath};
+pub use proof::AdmissionProof;
 pub use runtime::{CancelToken, Certifier, MexRuntime, MexRuntimeBuilder};
