@@ -12,9 +12,14 @@
 //!
 //! ## Flow of one operation
 //!
-//! 1. Record receipt (`op_received`); an operation that cannot be recorded
-//!    does not run.
-//! 2. Admission: every gate; every outcome and capability decision recorded.
+//! The flow is a sequence of typed stages (see `stages.rs`): received →
+//! admitted (the [`AdmissionProof`], minted only here) → ready → claimed →
+//! dispatched → settled → recorded.
+//!
+//! 1. Admission: every gate runs once and returns one value with every
+//!    decision; the runtime mints its [`AdmissionProof`] from it. Receipt
+//!    (`op_received`), every outcome and each capability ruling are recorded
+//!    before anything runs; an operation that cannot be recorded does not run.
 //!    A denial returns `status: denied` with every denial. G-INTEGRITY only
 //!    looks the op id up in the recorder's claim table; the runtime claims it
 //!    in the transaction that records receipt and admission (with

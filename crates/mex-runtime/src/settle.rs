@@ -19,7 +19,7 @@ use mex_recorder::EventDraft;
 use uuid::Uuid;
 
 use crate::cache::CachedResult;
-use crate::engine::{Role, RunState, Staged};
+use crate::engine::{EngineFailure, Role, RunState, Staged};
 use crate::proof::AdmissionProof;
 use crate::runtime::{MexRuntime, RunEnd};
 use crate::stages::{Claiming, Ran, Settled};
@@ -202,28 +202,23 @@ impl MexRuntime {
     }
 }
 
+/// A status with the error that explains it.
+type Verdict = (ResultStatus, Option<EngineError>);
+
+fn verdict_of(status: ResultStatus, code: &'static str, message: String) -> Verdict {
+    (
+        status,
+        Some(error_of(ErrorCode::from_static(code), message)),
+    )
+}
+
 /// The status and the error (if any) of a run that ended as `end`.
-fn verdict(
-    end: RunEnd,
-    state: &RunState,
-    proof: &AdmissionProof,
-) -> (ResultStatus, Option<EngineError>) {
+fn verdict(end: RunEnd, state: &RunState, proof: &AdmissionProof) -> Verdict {
     let budget = proof.budget();
-    let overflowed = state.overflowed.load(Ordering::SeqCst);
-    let over = |code: &'static str, message: String| {
-        (
-            ResultStatus::BudgetExceeded,
-            Some(error_of(ErrorCode::from_static(code), message)),
-        )
-    };
-    let failed = |code: &'static str, message: &str| {
-        (
-            ResultStatus::Failed,
-            Some(error_of(ErrorCode::from_static(code), message.to_owned())),
-        )
-    };
+    let over = |code, message| verdict_of(ResultStatus::BudgetExceeded, code, message);
+    let failed = |code, message: &str| verdict_of(ResultStatus::Failed, code, message.to_owned());
     match end {
-        RunEnd::Completed if overflowed => over(
+        RunEnd::Completed if state.overflowed.load(Ordering::SeqCst) => over(
             "RUNTIME.OUTPUT_BUDGET_EXCEEDED",
             format!(
                 "the engine wrote past its output budget of {} bytes; partial outputs were discarded",
@@ -231,37 +226,12 @@ fn verdict(
             ),
         ),
         RunEnd::Completed => (ResultStatus::Succeeded, None),
-        RunEnd::Failed(_)
-            if state.cancelled.load(Ordering::SeqCst) || Instant::now() >= state.deadline =>
-        {
-            over(
-                "RUNTIME.WALL_TIME_EXCEEDED",
-                format!(
-                    "the engine ran into its wall-time budget of {} ms and gave up; partial outputs were discarded",
-                    budget.wall_time_ms
-                ),
-            )
-        }
-        RunEnd::Failed(f) if f.budget_exceeded => (
-            ResultStatus::BudgetExceeded,
-            Some(error_of(f.code, f.message)),
-        ),
-        RunEnd::Failed(f) if overflowed => over(
-            "RUNTIME.OUTPUT_BUDGET_EXCEEDED",
-            format!(
-                "output budget of {} bytes exceeded; the engine then failed: [{}] {}",
-                budget.output_bytes, f.code, f.message
+        RunEnd::Failed(f) => failure_verdict(f, state, proof),
+        RunEnd::Panicked(msg) => failed(
+            "RUNTIME.ENGINE_PANICKED",
+            &format!(
+                "the engine panicked: {msg}; the panic was contained and partial outputs were discarded"
             ),
-        ),
-        RunEnd::Failed(f) => (ResultStatus::Failed, Some(error_of(f.code, f.message))),
-        RunEnd::Panicked(msg) => (
-            ResultStatus::Failed,
-            Some(error_of(
-                ErrorCode::from_static("RUNTIME.ENGINE_PANICKED"),
-                format!(
-                    "the engine panicked: {msg}; the panic was contained and partial outputs were discarded"
-                ),
-            )),
         ),
         RunEnd::TimedOut => over(
             "RUNTIME.WALL_TIME_EXCEEDED",
@@ -279,6 +249,39 @@ fn verdict(
             "the engine returned a completion that was not issued for this run; the result is rejected",
         ),
     }
+}
+
+/// The verdict on an engine that failed: past its deadline (or stopped),
+/// over a budget it reports, over its output budget, or its own failure.
+fn failure_verdict(f: EngineFailure, state: &RunState, proof: &AdmissionProof) -> Verdict {
+    let budget = proof.budget();
+    if state.cancelled.load(Ordering::SeqCst) || Instant::now() >= state.deadline {
+        return verdict_of(
+            ResultStatus::BudgetExceeded,
+            "RUNTIME.WALL_TIME_EXCEEDED",
+            format!(
+                "the engine ran into its wall-time budget of {} ms and gave up; partial outputs were discarded",
+                budget.wall_time_ms
+            ),
+        );
+    }
+    if f.budget_exceeded {
+        return (
+            ResultStatus::BudgetExceeded,
+            Some(error_of(f.code, f.message)),
+        );
+    }
+    if state.overflowed.load(Ordering::SeqCst) {
+        return verdict_of(
+            ResultStatus::BudgetExceeded,
+            "RUNTIME.OUTPUT_BUDGET_EXCEEDED",
+            format!(
+                "output budget of {} bytes exceeded; the engine then failed: [{}] {}",
+                budget.output_bytes, f.code, f.message
+            ),
+        );
+    }
+    (ResultStatus::Failed, Some(error_of(f.code, f.message)))
 }
 
 fn error_of(code: ErrorCode, message: String) -> EngineError {
