@@ -618,7 +618,7 @@ fn standard_cases(
         Category::Schema,
         "an envelope with an unknown field is refused",
         &run,
-        "G-SCHEMA",
+        mex_registry::GATE_SCHEMA,
         "G-SCHEMA.ENVELOPE_INVALID",
     ));
     let mut op = base.clone();
@@ -629,7 +629,7 @@ fn standard_cases(
         Category::Schema,
         "params outside the operation's schema are refused",
         &execute(env, &env.rt, &op),
-        "G-SCHEMA",
+        mex_registry::GATE_SCHEMA,
         "G-SCHEMA.PARAMS_INVALID",
     ));
 
@@ -643,7 +643,7 @@ fn standard_cases(
                 Category::Integrity,
                 "an input whose hash does not match the stored bytes is refused",
                 &execute(env, &env.rt, &op),
-                "G-INTEGRITY",
+                mex_registry::GATE_INTEGRITY,
                 "G-INTEGRITY.HASH_MISMATCH",
             ));
             let mut op = base.clone();
@@ -655,7 +655,7 @@ fn standard_cases(
                 Category::Integrity,
                 "an input whose size does not match is refused",
                 &execute(env, &env.rt, &op),
-                "G-INTEGRITY",
+                mex_registry::GATE_INTEGRITY,
                 "G-INTEGRITY.SIZE_MISMATCH",
             ));
         }
@@ -683,7 +683,7 @@ fn standard_cases(
                 Category::Capability,
                 "an operation that does not request a capability its operation requires is refused",
                 &execute(env, &env.rt, &op),
-                "G-CAP",
+                mex_registry::GATE_CAP,
                 "G-CAP.REQUIRED_MISSING",
             ));
         }
@@ -699,7 +699,7 @@ fn standard_cases(
         Category::Capability,
         "a capability the caller's profile does not grant is refused",
         &execute(env, &env.rt_none, base),
-        "G-CAP",
+        mex_registry::GATE_CAP,
         "G-CAP.NOT_GRANTED",
     ));
     let sensitive = op_decl.and_then(|o| {
@@ -739,7 +739,7 @@ fn standard_cases(
         Category::Capability,
         "a consent-requiring capability without a consent record is refused",
         &execute(env, &env.rt, &op),
-        "G-CAP",
+        mex_registry::GATE_CAP,
         code,
     );
     if c.verdict == Verdict::Pass {
@@ -787,7 +787,7 @@ fn standard_cases(
         Category::ArtifactFirst,
         "more than 32 KiB of inline params is refused",
         &execute(env, &env.rt, &op),
-        "G-INTEGRITY",
+        mex_registry::GATE_INTEGRITY,
         "G-INTEGRITY.PARAMS_TOO_LARGE",
         &["G-SCHEMA.PARAMS_INVALID"],
     ));

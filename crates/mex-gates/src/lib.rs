@@ -1,9 +1,16 @@
 //! # mex-gates: admission control
 //!
-//! Owns the [`Gate`] trait, the capability policy (profiles, consent records,
-//! scope matching: [`policy`]), the six global gates ([`gates`]), the
-//! [`Pipeline`] that runs them and issues the [`AdmissionProof`], and the
-//! result checks the runtime applies after execution ([`results`]).
+//! Owns the [`Gate`] trait (engine-specific gates; open), the sealed
+//! [`GlobalGate`] trait (the six global gates; no other crate can add one),
+//! the capability policy (profiles, consent records, scope matching:
+//! [`policy`]), the six global gates' rules ([`gates`]), the [`Pipeline`]
+//! that runs them and returns one [`Admission`] value with every decision,
+//! and the result checks the runtime applies after execution ([`results`]).
+//!
+//! An [`Admitted`] decision is not a permission to run: mex-runtime mints
+//! its `AdmissionProof` only from the decision of the pipeline it built
+//! itself, so a pipeline built elsewhere (with an approve-everything
+//! [`InputVerifier`], say) yields nothing that can dispatch an engine.
 //!
 //! Does not own parsing (mex-envelope), the registry format (mex-registry),
 //! artifact storage (mex-artifacts), recording (mex-recorder) or execution
@@ -54,9 +61,14 @@ mod store;
 pub use codes::CODES;
 pub use error::GatesError;
 pub use facts::{Catalog, GateNeed, ImplementationFacts, ImplementationKind, OperationFacts};
+pub use gates::cap::{CapabilityRuling, GRANTED_BY};
 pub use gates::integrity::{Claimed, InputVerifier, MemoryClaims, OpClaims, replayed_op_id};
+/// The global gate ids; their one home is `mex_registry`.
+pub use mex_registry::{
+    GATE_BUDGET, GATE_CAP, GATE_DET, GATE_INTEGRITY, GATE_PROVENANCE, GATE_SCHEMA, GLOBAL_GATES,
+};
 pub use pipeline::{
-    Admission, AdmissionProof, Gate, GateContext, GateOutcome, Pipeline, PipelineError,
+    Admission, Admitted, Gate, GateContext, GateOutcome, GlobalGate, Pipeline, PipelineError,
 };
 pub use policy::{CapabilityPolicy, ConsentRecord, GrantPattern, Profile};
 pub use registry::RegistryCatalog;

@@ -1,5 +1,5 @@
-//! The [`Gate`] trait, the six global gates as values holding their context,
-//! and the [`Pipeline`] that runs them and issues the [`AdmissionProof`].
+//! The [`Gate`] trait (engine gates), the six global gates as values holding their context,
+//! the sealed [`GlobalGate`] trait, and the [`Pipeline`] that runs them and returns one [`Admission`].
 //!
 //! Invariants:
 //! * The global gates are fixed: built by [`Pipeline::new`] in the order
@@ -13,11 +13,21 @@
 //!   installed denies (`G-GATE.NOT_IMPLEMENTED`, under the missing gate's id):
 //!   fail closed. A *recommended* one that is missing degrades
 //!   (`G-GATE.NOT_INSTALLED`); an *optional* one that is missing is skipped.
-//! * [`AdmissionProof`] has private fields and no public constructor: only
-//!   [`Pipeline::admit`] makes one, after every gate admitted. Admission
-//!   claims nothing: the proof says the op id was unused when looked up; the
-//!   runtime claims it atomically when it records the admission, and does
-//!   not dispatch when that claim is lost.
+//! * Admission is computed once and returned as one value, [`Admission`]:
+//!   every gate's outcome, the ruling on each requested capability (granted
+//!   with its rule and consent, or denied with its finding), and either
+//!   [`Admitted`] (implementation, resolved budget, grants, degradations) or
+//!   every denial. Nothing downstream re-derives a decision from findings.
+//! * [`Admitted`] is a decision, not a permission: anyone may build a
+//!   [`Pipeline`] and admit. The permission to dispatch is mex-runtime's
+//!   `AdmissionProof`, which only the runtime mints, from the decision of the
+//!   pipeline it built itself. Admission claims nothing: the decision says
+//!   the op id was unused when looked up; the runtime claims it atomically
+//!   when it records the admission, and does not dispatch when that claim
+//!   is lost.
+//! * The global gates implement [`GlobalGate`], which is sealed: no other
+//!   crate can implement it, so no other type can stand among the six.
+//!   Engine-specific gates implement the open [`Gate`] trait.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,11 +35,14 @@ use std::sync::Arc;
 use mex_envelope::{
     Capability, DenialSeverity, GateDenial, GateId, PlannedOperation, UtcTimestamp,
 };
+use mex_registry::{
+    GATE_BUDGET, GATE_CAP, GATE_DET, GATE_INTEGRITY, GATE_PROVENANCE, GATE_SCHEMA, GLOBAL_GATES,
+};
 
 use crate::codes::{degraded, deny};
-use crate::facts::{Catalog, GateNeed, ImplementationFacts};
+use crate::facts::{Catalog, GateNeed, ImplementationFacts, ImplementationKind, OperationFacts};
 use crate::gates::budget::{BudgetFacts, ResolvedBudget, check_budget};
-use crate::gates::cap::check_capabilities;
+use crate::gates::cap::{CapabilityRuling, CapabilityRulings, rule_capabilities};
 use crate::gates::det::check_determinism;
 use crate::gates::integrity::{InputVerifier, OpClaims, check_integrity};
 use crate::gates::provenance::check_provenance;
@@ -99,25 +112,73 @@ impl GateContext {
     pub fn policy(&self) -> &CapabilityPolicy {
         &self.policy
     }
+}
 
-    fn budget_facts(&self, op: &PlannedOperation) -> Option<BudgetFacts> {
-        let facts = self.catalog.operation_facts(op).ok()?;
+/// The seal: only this crate can implement [`GlobalGate`], and only it can
+/// build the facts and rulings a global gate works on.
+mod sealed {
+    use super::{CapabilityRulings, ImplementationFacts, OperationFacts, ResolvedBudget};
+    use crate::codes::Finding;
+
+    /// Implemented by the six global gates and nothing else.
+    pub trait Sealed {}
+
+    /// The trusted facts of one operation, looked up once per admission.
+    pub struct Facts {
+        pub(crate) operation: Option<OperationFacts>,
+        pub(crate) implementation: Result<ImplementationFacts, Finding>,
+    }
+
+    /// What the global gates decided beyond their findings.
+    #[derive(Default)]
+    pub struct Rulings {
+        pub(crate) capabilities: Option<CapabilityRulings>,
+        pub(crate) budget: Option<ResolvedBudget>,
+    }
+}
+
+use sealed::{Facts, Rulings};
+
+/// One of the six global gates (G-SCHEMA, G-CAP, G-INTEGRITY, G-BUDGET,
+/// G-PROVENANCE, G-DET). Sealed: only this crate implements it, so the set of
+/// global gates is exactly what [`Pipeline::new`] builds. Engine-specific
+/// gates implement [`Gate`] instead.
+pub trait GlobalGate: sealed::Sealed + Send + Sync {
+    /// The gate's id, one of [`GLOBAL_GATES`].
+    fn id(&self) -> &GateId;
+
+    /// Every finding for `op` over the admission's facts; records what the
+    /// gate decided (capability rulings, the resolved budget) in `rulings`.
+    #[doc(hidden)]
+    fn judge(&self, op: &PlannedOperation, facts: &Facts, rulings: &mut Rulings)
+    -> Vec<GateDenial>;
+}
+
+impl Facts {
+    fn gather(catalog: &dyn Catalog, op: &PlannedOperation) -> Self {
+        Self {
+            operation: catalog.operation_facts(op).ok(),
+            implementation: catalog.resolve_implementation(op),
+        }
+    }
+
+    fn budget(&self, policy: &CapabilityPolicy) -> Option<BudgetFacts> {
+        let facts = self.operation.as_ref()?;
         let enforces = self
-            .catalog
-            .resolve_implementation(op)
-            .map(|i| i.kind == crate::facts::ImplementationKind::Subprocess)
-            .unwrap_or(false);
+            .implementation
+            .as_ref()
+            .is_ok_and(|i| i.kind == ImplementationKind::Subprocess);
         Some(BudgetFacts {
-            default: facts.default_budget,
-            maximum: facts.max_budget,
+            default: facts.default_budget.clone(),
+            maximum: facts.max_budget.clone(),
             enforces_cpu_and_memory: enforces,
-            allow_degraded: self.policy.degraded.unenforceable_budgets,
+            allow_degraded: policy.degraded.unenforceable_budgets,
         })
     }
 }
 
 macro_rules! global_gate {
-    ($name:ident, $id:literal, $doc:literal, |$ctx:ident, $op:ident| $body:expr) => {
+    ($name:ident, $id:expr, $doc:literal, |$ctx:ident, $op:ident, $facts:ident, $rulings:ident| $body:expr) => {
         #[doc = $doc]
         pub struct $name {
             id: GateId,
@@ -131,11 +192,17 @@ macro_rules! global_gate {
                 }
             }
         }
-        impl Gate for $name {
+        impl sealed::Sealed for $name {}
+        impl GlobalGate for $name {
             fn id(&self) -> &GateId {
                 &self.id
             }
-            fn check_all(&self, $op: &PlannedOperation) -> Vec<GateDenial> {
+            fn judge(
+                &self,
+                $op: &PlannedOperation,
+                $facts: &Facts,
+                $rulings: &mut Rulings,
+            ) -> Vec<GateDenial> {
                 let $ctx = &*self.ctx;
                 $body
             }
@@ -145,54 +212,61 @@ macro_rules! global_gate {
 
 global_gate!(
     SchemaGate,
-    "G-SCHEMA",
+    GATE_SCHEMA,
     "G-SCHEMA: see [`crate::gates::schema`].",
-    |ctx, op| check_schema(op, &*ctx.catalog)
+    |ctx, op, _facts, _rulings| check_schema(op, &*ctx.catalog)
 );
 global_gate!(
     CapGate,
-    "G-CAP",
+    GATE_CAP,
     "G-CAP: see [`crate::gates::cap`]. Silent for an undeclared operation, which G-SCHEMA denies.",
-    |ctx, op| match ctx.catalog.operation_facts(op) {
-        Ok(facts) => check_capabilities(
-            &op.capabilities_requested,
-            &facts.capabilities,
-            &ctx.policy,
-            ctx.profile.as_deref(),
-            (ctx.clock)()
-        )
-        .err()
-        .unwrap_or_default(),
-        Err(_) => Vec::new(),
+    |ctx, op, facts, rulings| match &facts.operation {
+        Some(facts) => {
+            let all = rule_capabilities(
+                &op.capabilities_requested,
+                &facts.capabilities,
+                &ctx.policy,
+                ctx.profile.as_deref(),
+                (ctx.clock)(),
+            );
+            let findings = all.findings.clone();
+            rulings.capabilities = Some(all);
+            findings
+        }
+        None => Vec::new(),
     }
 );
 global_gate!(
     IntegrityGate,
-    "G-INTEGRITY",
+    GATE_INTEGRITY,
     "G-INTEGRITY: see [`crate::gates::integrity`].",
-    |ctx, op| {
-        let (refs, entity_refs) = ctx
-            .catalog
-            .operation_facts(op)
-            .map(|f| (f.artifact_ref_params, f.entity_ref_params))
+    |ctx, op, facts, _rulings| {
+        let (refs, entity_refs) = facts
+            .operation
+            .as_ref()
+            .map(|f| (f.artifact_ref_params.clone(), f.entity_ref_params.clone()))
             .unwrap_or_default();
         check_integrity(op, &refs, &entity_refs, &*ctx.store, &*ctx.claims)
     }
 );
 global_gate!(
     BudgetGate,
-    "G-BUDGET",
+    GATE_BUDGET,
     "G-BUDGET: see [`crate::gates::budget`]. Silent for an undeclared operation, which G-SCHEMA denies.",
-    |ctx, op| match ctx.budget_facts(op) {
-        Some(facts) => check_budget(op, &facts).1,
+    |ctx, op, facts, rulings| match facts.budget(&ctx.policy) {
+        Some(budget) => {
+            let (resolved, findings) = check_budget(op, &budget);
+            rulings.budget = resolved;
+            findings
+        }
         None => Vec::new(),
     }
 );
 global_gate!(
     ProvenanceGate,
-    "G-PROVENANCE",
+    GATE_PROVENANCE,
     "G-PROVENANCE: see [`crate::gates::provenance`]. Silent for an undeclared operation, which G-SCHEMA denies.",
-    |ctx, op| if ctx.catalog.operation_facts(op).is_ok() {
+    |ctx, op, facts, _rulings| if facts.operation.is_some() {
         check_provenance(op, &*ctx.catalog)
     } else {
         Vec::new()
@@ -200,11 +274,11 @@ global_gate!(
 );
 global_gate!(
     DetGate,
-    "G-DET",
+    GATE_DET,
     "G-DET: see [`crate::gates::det`]. Silent for an undeclared operation, which G-SCHEMA denies.",
-    |ctx, op| match ctx.catalog.operation_facts(op) {
-        Ok(facts) => check_determinism(op, &facts.determinism),
-        Err(_) => Vec::new(),
+    |_ctx, op, facts, _rulings| match &facts.operation {
+        Some(facts) => check_determinism(op, &facts.determinism),
+        None => Vec::new(),
     }
 );
 
@@ -226,10 +300,12 @@ impl GateOutcome {
     }
 }
 
-/// Proof that the pipeline admitted one operation. Only [`Pipeline::admit`]
-/// can build it; the runtime requires it to dispatch.
+/// What the pipeline decided for an operation every gate admitted: the
+/// resolved implementation, budget, grants and degradations. A decision, not
+/// a permission to run: the runtime turns the decision of its own pipeline
+/// into its `AdmissionProof`. Built only by [`Pipeline::admit`].
 #[derive(Debug)]
-pub struct AdmissionProof {
+pub struct Admitted {
     op: PlannedOperation,
     engine_version: semver::Version,
     implementation: ImplementationFacts,
@@ -239,7 +315,7 @@ pub struct AdmissionProof {
     degraded: Vec<GateDenial>,
 }
 
-impl AdmissionProof {
+impl Admitted {
     /// The admitted operation.
     pub fn operation(&self) -> &PlannedOperation {
         &self.op
@@ -270,13 +346,19 @@ impl AdmissionProof {
     }
 }
 
-/// The outcome of admission: every gate's outcome, and the proof or the denials.
+/// The outcome of admission, computed once: every gate's outcome, the ruling
+/// on each requested capability, and the decision or every denial.
 #[derive(Debug)]
 pub struct Admission {
     /// Per gate, in the order run.
     pub outcomes: Vec<GateOutcome>,
-    /// The proof when admitted, else every denial.
-    pub result: Result<AdmissionProof, Vec<GateDenial>>,
+    /// One ruling per requested capability, in request order (granted with
+    /// the rule that granted it, or denied with its finding). Empty when G-CAP
+    /// did not rule (the document did not parse, the operation is not
+    /// declared, or the caller's profile is unknown).
+    pub capabilities: Vec<CapabilityRuling>,
+    /// The decision when admitted, else every denial.
+    pub result: Result<Admitted, Vec<GateDenial>>,
 }
 
 /// Errors building a pipeline.
@@ -293,25 +375,15 @@ pub enum PipelineError {
 /// The six global gates plus installed engine-specific gates.
 pub struct Pipeline {
     ctx: Arc<GateContext>,
-    global: [Box<dyn Gate>; 6],
+    global: [Box<dyn GlobalGate>; 6],
     engine_gates: BTreeMap<GateId, Arc<dyn Gate>>,
 }
-
-/// The ids of the global gates, in the order they run.
-pub const GLOBAL_GATES: [&str; 6] = [
-    "G-SCHEMA",
-    "G-CAP",
-    "G-INTEGRITY",
-    "G-BUDGET",
-    "G-PROVENANCE",
-    "G-DET",
-];
 
 impl Pipeline {
     /// A pipeline over `ctx` with the six global gates.
     pub fn new(ctx: GateContext) -> Self {
         let ctx = Arc::new(ctx);
-        let global: [Box<dyn Gate>; 6] = [
+        let global: [Box<dyn GlobalGate>; 6] = [
             Box::new(SchemaGate::new(ctx.clone())),
             Box::new(CapGate::new(ctx.clone())),
             Box::new(IntegrityGate::new(ctx.clone())),
@@ -354,139 +426,157 @@ impl Pipeline {
                     gate: finding.gate.clone(),
                     findings: vec![finding.clone()],
                 };
-                (
-                    None,
-                    Admission {
-                        outcomes: vec![outcome],
-                        result: Err(vec![finding]),
-                    },
-                )
+                let admission = Admission {
+                    outcomes: vec![outcome],
+                    capabilities: Vec::new(),
+                    result: Err(vec![finding]),
+                };
+                (None, admission)
             }
         }
     }
 
-    /// Admit a typed operation: run every gate, collect every finding, and on
-    /// success issue the proof. Nothing is claimed (see the module docs).
+    /// Admit a typed operation: look its facts up once, run every gate,
+    /// collect every finding, and decide. Nothing is claimed (see the module
+    /// docs).
     pub fn admit(&self, op: PlannedOperation) -> Admission {
+        let facts = Facts::gather(&*self.ctx.catalog, &op);
+        let mut rulings = Rulings::default();
         let mut outcomes: Vec<GateOutcome> = self
             .global
             .iter()
             .map(|g| GateOutcome {
                 gate: g.id().clone(),
-                findings: g.check_all(&op),
+                findings: g.judge(&op, &facts, &mut rulings),
             })
             .collect();
-        if let Ok(facts) = self.ctx.catalog.operation_facts(&op) {
-            for (named, need) in &facts.engine_gates {
-                let findings = match (self.engine_gates.get(named), need) {
-                    (Some(gate), _) => gate.check_all(&op),
-                    (None, GateNeed::Required) => {
-                        let mut f = deny(
-                            "G-GATE.NOT_IMPLEMENTED",
-                            "registry.engine_gates.required",
-                            format!(
-                                "the registry requires gate {named} for {}, but no implementation is installed; the operation cannot be admitted (fail closed)",
-                                op.operation
-                            ),
-                            None,
-                        );
-                        f.gate = named.clone();
-                        vec![f]
-                    }
-                    (None, GateNeed::Recommended) => {
-                        let mut f = degraded(
-                            "G-GATE.NOT_INSTALLED",
-                            "registry.engine_gates.recommended",
-                            format!(
-                                "the registry recommends gate {named} for {}, but it is not installed; running without it",
-                                op.operation
-                            ),
-                            None,
-                        );
-                        f.gate = named.clone();
-                        vec![f]
-                    }
-                    (None, GateNeed::Optional) => continue,
-                };
-                outcomes.push(GateOutcome {
-                    gate: named.clone(),
-                    findings,
-                });
-            }
-        }
-        let denials: Vec<GateDenial> = outcomes
-            .iter()
-            .flat_map(|o| o.findings.iter())
-            .filter(|f| f.severity == DenialSeverity::Deny)
-            .cloned()
-            .collect();
-        if !denials.is_empty() {
-            return Admission {
-                outcomes,
-                result: Err(denials),
-            };
-        }
-        let result = self.issue_proof(op, &outcomes);
-        if let Err(denials) = &result {
+        outcomes.extend(self.engine_outcomes(&op, facts.operation.as_ref()));
+        let capabilities = rulings
+            .capabilities
+            .as_ref()
+            .map(|c| c.rulings.clone())
+            .unwrap_or_default();
+        let result = decide(op, facts, rulings, &outcomes);
+        if let Err(denials) = &result
+            && !outcomes.iter().any(GateOutcome::denied)
+        {
+            // The facts were inconsistent with the gates' findings: report
+            // the denial under its gate, as every other denial is.
             outcomes.extend(denials.iter().map(|d| GateOutcome {
                 gate: d.gate.clone(),
                 findings: vec![d.clone()],
             }));
         }
-        Admission { outcomes, result }
+        Admission {
+            outcomes,
+            capabilities,
+            result,
+        }
     }
 
-    fn issue_proof(
+    /// The outcomes of the engine-specific gates the registry names for `op`.
+    fn engine_outcomes(
         &self,
-        op: PlannedOperation,
-        outcomes: &[GateOutcome],
-    ) -> Result<AdmissionProof, Vec<GateDenial>> {
-        let internal = |what: &str| {
-            vec![deny(
-                "G-PROVENANCE.NO_IMPLEMENTATION",
-                "pipeline.consistency",
-                format!("admission facts changed while admitting ({what}); retry"),
-                None,
-            )]
+        op: &PlannedOperation,
+        facts: Option<&OperationFacts>,
+    ) -> Vec<GateOutcome> {
+        let Some(facts) = facts else {
+            return Vec::new();
         };
-        let facts = self
-            .ctx
-            .catalog
-            .operation_facts(&op)
-            .map_err(|_| internal("operation"))?;
-        let implementation = self
-            .ctx
-            .catalog
-            .resolve_implementation(&op)
-            .map_err(|f| vec![f])?;
-        let budget_facts = self
-            .ctx
-            .budget_facts(&op)
-            .ok_or_else(|| internal("budget"))?;
-        let budget = check_budget(&op, &budget_facts)
-            .0
-            .ok_or_else(|| internal("budget"))?;
-        let decision = check_capabilities(
-            &op.capabilities_requested,
-            &facts.capabilities,
-            &self.ctx.policy,
-            self.ctx.profile.as_deref(),
-            (self.ctx.clock)(),
-        )?;
-        let degraded = outcomes
+        facts
+            .engine_gates
             .iter()
-            .flat_map(|o| o.findings.iter())
+            .filter_map(|(named, need)| {
+                let findings = match self.engine_gates.get(named) {
+                    Some(gate) => gate.check_all(op),
+                    None => vec![missing_gate(named, *need, op)?],
+                };
+                Some(GateOutcome {
+                    gate: named.clone(),
+                    findings,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The finding for an engine gate the registry names but that is not
+/// installed: required denies (fail closed), recommended degrades, optional
+/// is skipped.
+fn missing_gate(named: &GateId, need: GateNeed, op: &PlannedOperation) -> Option<GateDenial> {
+    let mut f = match need {
+        GateNeed::Required => deny(
+            "G-GATE.NOT_IMPLEMENTED",
+            "registry.engine_gates.required",
+            format!(
+                "the registry requires gate {named} for {}, but no implementation is installed; the operation cannot be admitted (fail closed)",
+                op.operation
+            ),
+            None,
+        ),
+        GateNeed::Recommended => degraded(
+            "G-GATE.NOT_INSTALLED",
+            "registry.engine_gates.recommended",
+            format!(
+                "the registry recommends gate {named} for {}, but it is not installed; running without it",
+                op.operation
+            ),
+            None,
+        ),
+        GateNeed::Optional => return None,
+    };
+    f.gate = named.clone();
+    Some(f)
+}
+
+/// Every denial, or the [`Admitted`] decision built from the facts and
+/// rulings the gates already produced (nothing is computed twice).
+fn decide(
+    op: PlannedOperation,
+    facts: Facts,
+    rulings: Rulings,
+    outcomes: &[GateOutcome],
+) -> Result<Admitted, Vec<GateDenial>> {
+    let findings = || outcomes.iter().flat_map(|o| o.findings.iter());
+    let denials: Vec<GateDenial> = findings()
+        .filter(|f| f.severity == DenialSeverity::Deny)
+        .cloned()
+        .collect();
+    if !denials.is_empty() {
+        return Err(denials);
+    }
+    let internal = |what: &str| {
+        vec![deny(
+            "G-PROVENANCE.NO_IMPLEMENTATION",
+            "pipeline.consistency",
+            format!("admission facts changed while admitting ({what}); retry"),
+            None,
+        )]
+    };
+    let operation = facts.operation.ok_or_else(|| internal("operation"))?;
+    let implementation = facts.implementation.map_err(|f| vec![f])?;
+    let budget = rulings.budget.ok_or_else(|| internal("budget"))?;
+    let capabilities = rulings
+        .capabilities
+        .ok_or_else(|| internal("capabilities"))?;
+    let consent_refs = capabilities
+        .rulings
+        .into_iter()
+        .filter_map(|r| match r {
+            CapabilityRuling::Granted { consent, .. } => consent,
+            CapabilityRuling::Denied { .. } => None,
+        })
+        .collect();
+    Ok(Admitted {
+        capabilities_granted: op.capabilities_requested.clone(),
+        engine_version: operation.engine_version,
+        implementation,
+        budget,
+        consent_refs,
+        degraded: findings()
             .filter(|f| f.severity == DenialSeverity::Degraded)
             .cloned()
-            .collect();
-        Ok(AdmissionProof {
-            capabilities_granted: op.capabilities_requested.clone(),
-            engine_version: facts.engine_version,
-            implementation,
-            budget,
-            consent_refs: decision.consent_refs,
-            degraded,
-            op,
-        })
-    }
+            .collect(),
+        op,
+    })
 }

@@ -21,7 +21,7 @@ use mex_envelope::{ArtifactHandle, GateDenial, ProvenanceRecord};
 
 use crate::codes::deny;
 use crate::gates::integrity::InputVerifier;
-use crate::pipeline::AdmissionProof;
+use crate::pipeline::Admitted;
 
 /// What a run produced, as the runtime saw it.
 #[derive(Debug, Clone, Copy)]
@@ -39,11 +39,11 @@ pub struct Produced<'a> {
 /// Check a finished run against its admission. Empty means the result may be
 /// reported as succeeded.
 pub fn check_result(
-    proof: &AdmissionProof,
+    admitted: &Admitted,
     produced: &Produced<'_>,
     store: &dyn InputVerifier,
 ) -> Vec<GateDenial> {
-    let op = proof.operation();
+    let op = admitted.operation();
     let mut findings = Vec::new();
     let all = produced
         .outputs
@@ -64,13 +64,13 @@ pub fn check_result(
         }
     }
     let total: u64 = all.map(|h| h.size_bytes).fold(0u64, u64::saturating_add);
-    if total > proof.budget().output_bytes {
+    if total > admitted.budget().output_bytes {
         findings.push(deny(
             "G-RESULT.OUTPUT_BUDGET_EXCEEDED",
             "budget.output_bytes",
             format!(
                 "outputs, evidence and logs total {total} bytes, over the output budget of {}",
-                proof.budget().output_bytes
+                admitted.budget().output_bytes
             ),
             None,
         ));
@@ -142,12 +142,12 @@ pub fn check_result(
             None,
         ));
     }
-    findings.extend(check_provenance(proof, produced));
+    findings.extend(check_provenance(admitted, produced));
     findings
 }
 
-fn check_provenance(proof: &AdmissionProof, produced: &Produced<'_>) -> Vec<GateDenial> {
-    let op = proof.operation();
+fn check_provenance(admitted: &Admitted, produced: &Produced<'_>) -> Vec<GateDenial> {
+    let op = admitted.operation();
     let p = produced.provenance;
     let mut missing = Vec::new();
     if p.engine_id != op.engine_id {
@@ -156,11 +156,11 @@ fn check_provenance(proof: &AdmissionProof, produced: &Produced<'_>) -> Vec<Gate
     if p.operation != op.operation {
         missing.push("operation");
     }
-    if p.engine_version != *proof.engine_version() {
+    if p.engine_version != *admitted.engine_version() {
         missing.push("engine_version");
     }
-    if p.implementation_id != proof.implementation().id
-        || p.implementation_version != proof.implementation().version
+    if p.implementation_id != admitted.implementation().id
+        || p.implementation_version != admitted.implementation().version
     {
         missing.push("implementation");
     }

@@ -260,7 +260,7 @@ impl Inner {
             .and_then(|s| Uuid::try_parse(s).ok())
             .unwrap_or(Uuid::nil());
         let denial = GateDenial {
-            gate: GateId::from_static("G-SCHEMA"),
+            gate: GateId::from_static(mex_registry::GATE_SCHEMA),
             code: ErrorCode::from_static(e.code),
             rule: "mcp.arguments".into(),
             message: e.message.clone(),

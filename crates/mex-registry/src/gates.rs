@@ -1,15 +1,32 @@
 //! The gate names this runtime knows. The registry may list only these; an
 //! unknown name is a load error, so a typo can never silently disable a gate.
+//!
+//! This file is the one home of the global gate ids: every other crate names
+//! them through these constants (`tests/tests/gate_ids_one_home.rs` fails
+//! when a global gate id is spelled as a string literal anywhere else).
 
-/// The six global gates; they run for every operation and are never listed
-/// in the registry.
+/// G-SCHEMA: the envelope and params against their schemas.
+pub const GATE_SCHEMA: &str = "G-SCHEMA";
+/// G-CAP: capabilities and consent, default deny.
+pub const GATE_CAP: &str = "G-CAP";
+/// G-INTEGRITY: inputs, references, the inline rule, replayed op ids.
+pub const GATE_INTEGRITY: &str = "G-INTEGRITY";
+/// G-BUDGET: the budget against registry defaults and maximums.
+pub const GATE_BUDGET: &str = "G-BUDGET";
+/// G-PROVENANCE: one implementation resolved, evidence policy.
+pub const GATE_PROVENANCE: &str = "G-PROVENANCE";
+/// G-DET: the determinism ceiling and the seed rule.
+pub const GATE_DET: &str = "G-DET";
+
+/// The six global gates, in the order they run; they run for every
+/// operation and are never listed in the registry.
 pub const GLOBAL_GATES: [&str; 6] = [
-    "G-SCHEMA",
-    "G-CAP",
-    "G-INTEGRITY",
-    "G-BUDGET",
-    "G-PROVENANCE",
-    "G-DET",
+    GATE_SCHEMA,
+    GATE_CAP,
+    GATE_INTEGRITY,
+    GATE_BUDGET,
+    GATE_PROVENANCE,
+    GATE_DET,
 ];
 
 /// Engine-specific gates an engine may list, with what each checks.

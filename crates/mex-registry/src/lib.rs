@@ -139,7 +139,10 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ParamsError, Problem, ProblemKind, RegistryError};
 pub use format::{GateRequirement, ImplementationKind, OutputDecl, OutputType, VectorKind};
-pub use gates::{ENGINE_GATES, GLOBAL_GATES, is_engine_gate, is_global_gate, is_known_gate};
+pub use gates::{
+    ENGINE_GATES, GATE_BUDGET, GATE_CAP, GATE_DET, GATE_INTEGRITY, GATE_PROVENANCE, GATE_SCHEMA,
+    GLOBAL_GATES, is_engine_gate, is_global_gate, is_known_gate,
+};
 pub use loader::PROCESS_GATE;
 pub use model::{
     ArtifactParam, BudgetLimits, ConformanceVector, Engine, EngineGate, EngineStatus, Expectation,

@@ -1395,8 +1395,7 @@ impl Loader {
                 ),
             );
         }
-        let schema_reject =
-            matches!(expect, Some(Expectation::Denied { gate, .. }) if gate.as_str() == "G-SCHEMA");
+        let schema_reject = matches!(expect, Some(Expectation::Denied { gate, .. }) if gate.as_str() == crate::GATE_SCHEMA);
         if let Some(op) = op
             && !schema_reject
         {

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
+use crate::proof::AdmissionProof;
 use mex_envelope::{ArtifactHandle, ProvenanceRecord, Sha256Digest, canonical};
-use mex_gates::AdmissionProof;
 use serde_json::json;
 
 /// What a cache hit returns.

@@ -12,12 +12,15 @@
 //!
 //! ## Flow of one operation
 //!
-//! 1. Admission: every gate runs (it has no side effects); nothing is
-//!    recorded yet.
-//! 2. Record receipt (`op_received`) and admission (every gate outcome and
-//!    capability decision) together, in one transaction that commits before
-//!    anything is dispatched; an operation that cannot be recorded does not
-//!    run. A denial returns `status: denied` with every denial. G-INTEGRITY only
+//! The flow is a sequence of typed stages (see `stages.rs`): received →
+//! admitted (the [`AdmissionProof`], minted only here) → ready → claimed →
+//! dispatched → settled → recorded.
+//!
+//! 1. Admission: every gate runs once and returns one value with every
+//!    decision; the runtime mints its [`AdmissionProof`] from it. Receipt
+//!    (`op_received`), every outcome and each capability ruling are recorded
+//!    before anything runs; an operation that cannot be recorded does not run.
+//!    A denial returns `status: denied` with every denial. G-INTEGRITY only
 //!    looks the op id up in the recorder's claim table; the runtime claims it
 //!    in the transaction that records receipt and admission (with
 //!    `engine_started`, or with the completion when the operation ends before
@@ -64,12 +67,16 @@ mod cache;
 mod engine;
 mod error;
 mod ledger;
+mod proof;
 pub mod reclaim;
 mod runtime;
 pub mod schemas;
+mod settle;
+mod stages;
 
 pub use engine::{Completion, Engine, EngineFailure, ExecutionContext, ReadError, WriteError};
 pub use error::RuntimeError;
 /// The store's path rules, for engines that name bundle entries.
 pub use mex_artifacts::{BundleBuilder, RelPath};
+pub use proof::AdmissionProof;
 pub use runtime::{CancelToken, Certifier, MexRuntime, MexRuntimeBuilder};

@@ -1,30 +1,28 @@
 //! [`MexRuntime`]: builder, `execute`, and the flow of one operation.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use mex_artifacts::{ArtifactStore, PutOptions};
+use mex_artifacts::ArtifactStore;
 use mex_envelope::{
-    ArtifactHandle, ArtifactKind, ArtifactProducer, Classification, DenialSeverity, EngineError,
-    EngineId, EngineResult, ErrorCode, GateDenial, PlannedOperation, ProvenanceRecord,
-    ResultStatus, UtcTimestamp,
+    DenialSeverity, EngineId, EngineResult, PlannedOperation, ResultStatus, UtcTimestamp,
 };
-use mex_gates::results::{Produced, check_result};
 use mex_gates::{
-    AdmissionProof, CapabilityPolicy, Gate, GateContext, GateOutcome, InputVerifier, Pipeline,
-    RegistryCatalog, replayed_op_id,
+    CapabilityPolicy, Gate, GateContext, GateOutcome, Pipeline, RegistryCatalog, replayed_op_id,
 };
 use mex_recorder::{Claim, ClaimOutcome, ClaimState, EventDraft, FlightRecorder};
 use mex_registry::Registry;
 use uuid::Uuid;
 
-use crate::cache::{self, CachedResult, ResultCache};
-use crate::engine::{Engine, EngineFailure, ExecutionContext, Role, RunState, Staged};
+use crate::cache::ResultCache;
+use crate::engine::{Engine, EngineFailure, ExecutionContext, RunState};
 use crate::error::RuntimeError;
 use crate::ledger::{RecorderClaims, claimed};
+use crate::settle::Outputs;
+use crate::stages::{Claiming, Draft, Received, Settled, admission_events};
 
 /// Decides whether an engine implementation may be dispatched. The
 /// conformance harness supplies certificate-backed ones; the default refuses
@@ -257,61 +255,27 @@ impl Certifier for Either {
 /// The runtime. `Send + Sync`: share it (e.g. in an `Arc`) and call
 /// [`MexRuntime::execute`] from many threads.
 pub struct MexRuntime {
-    registry: Arc<Registry>,
-    store: Arc<ArtifactStore>,
-    recorder: Arc<dyn FlightRecorder>,
-    pipeline: Pipeline,
-    engines: HashMap<(String, semver::Version), Arc<dyn Engine>>,
-    certifier: Arc<dyn Certifier>,
-    cache: Option<ResultCache>,
-    salt: String,
-    workspace_root: PathBuf,
-    reclaimed: crate::reclaim::Reclaimed,
-    runs: AtomicU64,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) store: Arc<ArtifactStore>,
+    pub(crate) recorder: Arc<dyn FlightRecorder>,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) engines: HashMap<(String, semver::Version), Arc<dyn Engine>>,
+    pub(crate) certifier: Arc<dyn Certifier>,
+    pub(crate) cache: Option<ResultCache>,
+    pub(crate) salt: String,
+    pub(crate) workspace_root: PathBuf,
+    pub(crate) reclaimed: crate::reclaim::Reclaimed,
+    pub(crate) runs: AtomicU64,
 }
 
 /// How the engine's part of a run ended.
-enum RunEnd {
+pub(crate) enum RunEnd {
     Completed,
     Failed(EngineFailure),
     Panicked(String),
     TimedOut,
     Foreign,
     Cancelled,
-}
-
-/// What recording an outcome does to the op id's claim (see
-/// `mex_recorder::claim`).
-enum Claiming<'a> {
-    /// Nothing: the operation was not admitted.
-    None,
-    /// Admitted, and completing in the same batch (cache hit, refusal before
-    /// dispatch): claim it as completed; a lost race ends denied.
-    AdmitCompleted {
-        op: &'a PlannedOperation,
-        outcomes: &'a [GateOutcome],
-    },
-    /// The run this process claimed has ended: mark the claim completed.
-    Complete,
-}
-
-/// An in-progress result: the pieces the runtime assembles at the end.
-struct Draft {
-    op_id: Uuid,
-    started_at: UtcTimestamp,
-    status: ResultStatus,
-    errors: Vec<EngineError>,
-    denials: Vec<GateDenial>,
-}
-
-impl Draft {
-    fn error(&mut self, code: &'static str, message: impl Into<String>) {
-        self.errors.push(EngineError {
-            code: ErrorCode::from_static(code),
-            message: message.into(),
-            details_ref: None,
-        });
-    }
 }
 
 impl MexRuntime {
@@ -362,27 +326,14 @@ impl MexRuntime {
                 // `admit_json` re-reads it only within the envelope cap.
                 let op_id = PlannedOperation::claimed_op_id(bytes).unwrap_or(Uuid::nil());
                 let (_, admission) = self.pipeline.admit_json(bytes);
-                let denials = admission.result.err().unwrap_or_default();
-                let mut draft = Draft {
-                    op_id,
-                    started_at,
-                    status: ResultStatus::Denied,
-                    errors: Vec::new(),
-                    denials,
-                };
+                let mut draft = Draft::new(op_id, started_at, ResultStatus::Denied);
+                draft.denials = admission.result.err().unwrap_or_default();
                 let events: Vec<EventDraft> = draft
                     .denials
                     .iter()
                     .map(|d| EventDraft::gate_outcome(op_id, d))
                     .collect();
-                if let Err(e) = self.recorder.append_batch(events) {
-                    draft.status = ResultStatus::Failed;
-                    draft.error(
-                        "RUNTIME.RECORDER_UNAVAILABLE",
-                        format!("the refusal could not be recorded: {e}"),
-                    );
-                }
-                self.finish_without_outputs(draft, Vec::new())
+                self.record(Settled::bare(draft, events, Claiming::None))
             }
         }
     }
@@ -399,490 +350,28 @@ impl MexRuntime {
         self.execute_at(op, UtcTimestamp::now(), Some(cancel))
     }
 
+    /// One operation, stage by stage (see [`crate::stages`]).
     fn execute_at(
         &self,
         op: PlannedOperation,
         started_at: UtcTimestamp,
         cancel: Option<&CancelToken>,
     ) -> EngineResult {
-        let mut draft = Draft {
-            op_id: op.op_id,
-            started_at,
-            status: ResultStatus::Failed,
-            errors: Vec::new(),
-            denials: Vec::new(),
-        };
-        // 1-2. Receipt and admission. Both are recorded in one transaction
-        // that commits before anything is dispatched (admission itself has no
-        // side effects but claiming the op id), so a crash during admission
-        // loses nothing that ran. An operation that cannot be recorded does
-        // not run.
-        //
-        // The op id is claimed in that same transaction (or, for an outcome
-        // decided before dispatch, in the one that records it): the gates
-        // only looked it up, and of several requests racing with one op id,
-        // in this process or others, exactly one claim commits. A request
-        // that loses is denied (G-INTEGRITY.REPLAYED_OP_ID), recorded
-        // without claiming, and never dispatched.
-        let admission = self.pipeline.admit(op.clone());
-        let outcomes = admission.outcomes;
-        let mut events = admission_events(&op, &outcomes);
-        let proof = match admission.result {
-            Ok(proof) => {
-                for cap in proof.capabilities_granted() {
-                    events.push(EventDraft::capability(
-                        op.op_id,
-                        cap.to_string(),
-                        true,
-                        "policy.profile.grants",
-                    ));
-                }
-                proof
-            }
-            Err(denials) => {
-                draft.status = ResultStatus::Denied;
-                draft.denials = denials;
-                return self.finish_without_outputs(draft, events);
-            }
-        };
-        draft.denials.extend(proof.degraded().iter().cloned());
+        self.run_stages(Received { op, started_at }, cancel)
+    }
 
-        // 3. D3 result cache.
-        let cache_key = match (&self.cache, op.determinism) {
-            (Some(_), mex_envelope::DeterminismLevel::D3) => cache::key(&proof, &self.salt),
-            _ => None,
-        };
-        if let (Some(cache), Some(key)) = (&self.cache, cache_key)
-            && let Some(hit) = cache.get(&key)
-        {
-            {
-                let all_verify = hit
-                    .outputs
-                    .iter()
-                    .chain(&hit.evidence)
-                    .chain(&hit.logs)
-                    .all(|h| self.store.verify_input(h).is_ok());
-                if all_verify {
-                    draft.status = ResultStatus::Succeeded;
-                    let mut provenance = hit.provenance.clone();
-                    provenance
-                        .environment
-                        .insert("served_from_cache".into(), "true".into());
-                    return self.record_then_finish(
-                        draft,
-                        events,
-                        hit.outputs,
-                        hit.evidence,
-                        hit.logs,
-                        Some(provenance),
-                        true,
-                        Claiming::AdmitCompleted {
-                            op: &op,
-                            outcomes: &outcomes,
-                        },
-                    );
-                }
-                cache.forget(&key);
-            }
-        }
-
-        // 4. Implementation and certification.
-        let imp = proof.implementation().clone();
-        let Some(engine) = self
-            .engines
-            .get(&(imp.id.clone(), imp.version.clone()))
-            .cloned()
-        else {
-            draft.error("RUNTIME.ENGINE_NOT_INSTALLED", format!("{} resolves to {}@{}, which this runtime does not have; register the engine with the runtime builder", op.engine_id, imp.id, imp.version));
-            return self.finish_admitted(draft, events, &op, &outcomes);
-        };
-        if let Err(why) = self.certifier.check(&op.engine_id, &imp.id, &imp.version) {
-            draft.status = ResultStatus::Denied;
-            draft.error("RUNTIME.ENGINE_NOT_CERTIFIED", why);
-            return self.finish_admitted(draft, events, &op, &outcomes);
-        }
-
-        // 5. Shadow workspace.
-        let workspace = match crate::reclaim::create_workspace(&self.workspace_root, &op.op_id) {
-            Ok(dir) => dir,
-            Err(e) => {
-                draft.error(
-                    "RUNTIME.WORKSPACE_UNAVAILABLE",
-                    format!(
-                        "cannot create a shadow workspace under {}: {e}",
-                        self.workspace_root.display()
-                    ),
-                );
-                return self.finish_admitted(draft, events, &op, &outcomes);
-            }
-        };
-        if let Err(e) = std::fs::create_dir(workspace.path().join("staged")) {
-            draft.error(
-                "RUNTIME.WORKSPACE_UNAVAILABLE",
-                format!("cannot prepare the shadow workspace: {e}"),
-            );
-            return self.finish_admitted(draft, events, &op, &outcomes);
-        }
-
-        // 6. Execute on a worker under a watchdog.
-        if cancel.is_some_and(CancelToken::is_cancelled) {
-            draft.error(
-                "RUNTIME.CANCELLED",
-                "the caller cancelled the operation before the engine started; nothing ran",
-            );
-            return self.finish_without_outputs(draft, events);
-        }
-        events.push(EventDraft::engine_started(
-            op.op_id,
-            op.engine_id.clone(),
-            op.operation.clone(),
-        ));
-        match self
-            .recorder
-            .append_claiming(Claim::Admit(op.op_id), std::mem::take(&mut events))
-        {
-            Ok(ClaimOutcome::Recorded(_)) => {}
-            Ok(ClaimOutcome::AlreadyClaimed(how)) => {
-                drop(workspace);
-                return self.deny_lost_claim(&draft, &op, &outcomes, how);
-            }
-            Err(e) => {
-                draft.error(
-                    "RUNTIME.RECORDER_UNAVAILABLE",
-                    format!(
-                        "receipt, admission and engine start could not be recorded, so nothing ran: {e}"
-                    ),
-                );
-                return self.finish_unrecorded(draft);
-            }
-        }
-        let budget = *proof.budget();
-        let state = Arc::new(RunState {
-            run_token: Uuid::new_v4(),
-            op: Arc::new(op.clone()),
-            inputs: op
-                .inputs
-                .iter()
-                .filter_map(|i| i.as_artifact().cloned())
-                .collect(),
-            store: self.store.clone(),
-            workspace: workspace.path().to_path_buf(),
-            output_budget: budget.output_bytes,
-            budget: budget.to_spec(),
-            deadline: Instant::now() + Duration::from_millis(budget.wall_time_ms),
-            capabilities: proof.capabilities_granted().to_vec(),
-            cancelled: Arc::new(AtomicBool::new(false)),
-            overflowed: AtomicBool::new(false),
-            bytes_written: AtomicU64::new(0),
-            staged: Mutex::new(Vec::new()),
-            environment: Mutex::new(BTreeMap::new()),
-        });
-        self.runs.fetch_add(1, Ordering::Relaxed);
-        let end = run_on_worker(
-            engine,
-            state.clone(),
-            Duration::from_millis(budget.wall_time_ms),
-            cancel,
-        );
-        let mut events = Vec::new();
-        match end {
-            RunEnd::Completed if state.overflowed.load(Ordering::SeqCst) => {
-                draft.status = ResultStatus::BudgetExceeded;
-                draft.error("RUNTIME.OUTPUT_BUDGET_EXCEEDED", format!("the engine wrote past its output budget of {} bytes; partial outputs were discarded", budget.output_bytes));
-            }
-            RunEnd::Completed => draft.status = ResultStatus::Succeeded,
-            RunEnd::Failed(_)
-                if state.cancelled.load(Ordering::SeqCst) || Instant::now() >= state.deadline =>
-            {
-                draft.status = ResultStatus::BudgetExceeded;
-                draft.error(
-                    "RUNTIME.WALL_TIME_EXCEEDED",
-                    format!("the engine ran into its wall-time budget of {} ms and gave up; partial outputs were discarded", budget.wall_time_ms),
-                );
-            }
-            RunEnd::Failed(f) if f.budget_exceeded => {
-                draft.status = ResultStatus::BudgetExceeded;
-                draft.errors.push(EngineError {
-                    code: f.code,
-                    message: f.message,
-                    details_ref: None,
-                });
-            }
-            RunEnd::Failed(f) if state.overflowed.load(Ordering::SeqCst) => {
-                draft.status = ResultStatus::BudgetExceeded;
-                draft.error(
-                    "RUNTIME.OUTPUT_BUDGET_EXCEEDED",
-                    format!(
-                        "output budget of {} bytes exceeded; the engine then failed: [{}] {}",
-                        budget.output_bytes, f.code, f.message
-                    ),
-                );
-            }
-            RunEnd::Failed(f) => {
-                draft.status = ResultStatus::Failed;
-                draft.errors.push(EngineError {
-                    code: f.code,
-                    message: f.message,
-                    details_ref: None,
-                });
-            }
-            RunEnd::Panicked(msg) => {
-                draft.status = ResultStatus::Failed;
-                draft.error("RUNTIME.ENGINE_PANICKED", format!("the engine panicked: {msg}; the panic was contained and partial outputs were discarded"));
-            }
-            RunEnd::TimedOut => {
-                draft.status = ResultStatus::BudgetExceeded;
-                draft.error("RUNTIME.WALL_TIME_EXCEEDED", format!("the engine ran past its wall-time budget of {} ms; it was cancelled and partial outputs were discarded", budget.wall_time_ms));
-            }
-            RunEnd::Cancelled => {
-                draft.status = ResultStatus::Failed;
-                draft.error("RUNTIME.CANCELLED", "the caller cancelled the operation while it ran; the engine was stopped (a sandboxed process group is killed) and partial outputs were discarded");
-            }
-            RunEnd::Foreign => {
-                draft.status = ResultStatus::Failed;
-                draft.error("RUNTIME.FOREIGN_COMPLETION", "the engine returned a completion that was not issued for this run; the result is rejected");
-            }
-        }
-        if draft.status == ResultStatus::BudgetExceeded
-            && let Some(e) = draft.errors.last()
-        {
-            {
-                events.push(EventDraft::budget_exceeded(
-                    op.op_id,
-                    e.code.clone(),
-                    e.message.clone(),
-                ));
-            }
-        }
-        events.push(EventDraft::engine_finished(
-            op.op_id,
-            op.engine_id.clone(),
-            op.operation.clone(),
-            draft.status,
-        ));
-
-        // 7. Result checks, then ingest with sidecar manifests.
-        let (mut outputs, mut evidence, mut logs, mut provenance) =
-            (Vec::new(), Vec::new(), None, None);
-        if draft.status == ResultStatus::Succeeded {
-            let engine_env = state
-                .environment
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            match self.check_and_ingest(&proof, &state.staged(), workspace.path(), engine_env) {
-                Ok((o, e, l, p)) => {
-                    for h in o.iter().chain(&e).chain(&l) {
-                        events.push(EventDraft::artifact_written(
-                            op.op_id,
-                            h.content_hash,
-                            h.size_bytes,
-                            h.media_type
-                                .as_ref()
-                                .map_or("application/octet-stream", |m| m.as_str()),
-                        ));
-                    }
-                    (outputs, evidence, logs, provenance) = (o, e, l, Some(p));
-                }
-                Err(findings) => {
-                    draft.status = ResultStatus::Failed;
-                    for f in findings {
-                        events.push(EventDraft::result_rejected(
-                            op.op_id,
-                            f.code.clone(),
-                            f.message.clone(),
-                        ));
-                        draft.errors.push(EngineError {
-                            code: f.code,
-                            message: f.message,
-                            details_ref: None,
-                        });
-                    }
-                }
-            }
-        }
-        drop(workspace);
-        if draft.status == ResultStatus::Succeeded
-            && let (Some(cache), Some(key), Some(p)) = (&self.cache, cache_key, &provenance)
-        {
-            cache.put(
-                key,
-                CachedResult {
-                    outputs: outputs.clone(),
-                    evidence: evidence.clone(),
-                    logs: logs.clone(),
-                    provenance: p.clone(),
-                },
-            );
-        }
-        self.record_then_finish(
-            draft,
-            events,
+    /// Stage 6: record the outcome (claiming as `settled.claiming` says),
+    /// then answer. Never reports success without a record; an admitted
+    /// operation whose claim is lost here is answered denied.
+    pub(crate) fn record(&self, settled: Settled) -> EngineResult {
+        let Settled {
+            mut draft,
+            mut events,
             outputs,
-            evidence,
-            logs,
-            provenance,
-            false,
-            Claiming::Complete,
-        )
-    }
-
-    /// Check the staged outputs against the admission, then ingest them into
-    /// the store with their sidecar manifests.
-    #[allow(clippy::type_complexity)]
-    fn check_and_ingest(
-        &self,
-        proof: &AdmissionProof,
-        staged: &[Staged],
-        workspace: &std::path::Path,
-        engine_env: BTreeMap<String, String>,
-    ) -> Result<
-        (
-            Vec<ArtifactHandle>,
-            Vec<ArtifactHandle>,
-            Option<ArtifactHandle>,
-            ProvenanceRecord,
-        ),
-        Vec<GateDenial>,
-    > {
-        let op = proof.operation();
-        // Logs: all parts become one artifact.
-        let mut parts: Vec<Staged> = staged
-            .iter()
-            .filter(|s| s.role != Role::Log)
-            .cloned()
-            .collect();
-        let log_parts: Vec<&Staged> = staged.iter().filter(|s| s.role == Role::Log).collect();
-        if !log_parts.is_empty() {
-            let mut text = Vec::new();
-            for part in &log_parts {
-                text.extend(
-                    std::fs::read(&part.path)
-                        .map_err(|e| vec![internal(format!("log part unreadable: {e}"))])?,
-                );
-            }
-            let path = workspace.join("log.txt");
-            std::fs::write(&path, &text)
-                .map_err(|e| vec![internal(format!("cannot stage the log: {e}"))])?;
-            parts.push(Staged {
-                role: Role::Log,
-                path,
-                kind: ArtifactKind::Transcript,
-                media_type: "text/plain".parse().ok(),
-                digest: mex_envelope::Sha256Digest::of(&text),
-                size: text.len() as u64,
-            });
-        }
-        let provisional: Vec<(Staged, ArtifactHandle)> = parts
-            .into_iter()
-            .map(|s| {
-                let handle = ArtifactHandle {
-                    artifact_id: Uuid::new_v4(),
-                    kind: s.kind,
-                    content_hash: s.digest,
-                    size_bytes: s.size,
-                    classification: Classification::Low,
-                    exportable: true,
-                    retention_ttl_days: None,
-                    media_type: s.media_type.clone(),
-                };
-                (s, handle)
-            })
-            .collect();
-        let pick = |role: Role| -> Vec<ArtifactHandle> {
-            provisional
-                .iter()
-                .filter(|(s, _)| s.role == role)
-                .map(|(_, h)| h.clone())
-                .collect()
-        };
-        let (outs, evid) = (pick(Role::Output), pick(Role::Evidence));
-        let log = pick(Role::Log).into_iter().next();
-        let mut environment = engine_env;
-        environment.extend(environment_base());
-        let mut prov = provenance(proof, &outs, environment.clone());
-        let verifier = StagedVerifier(&provisional);
-        let findings = check_result(
-            proof,
-            &Produced {
-                outputs: &outs,
-                evidence: &evid,
-                logs: log.as_ref(),
-                provenance: &prov,
-            },
-            &verifier,
-        );
-        if !findings.is_empty() {
-            return Err(findings);
-        }
-        // Inputs' highest classification carries over to outputs.
-        let classification = op
-            .inputs
-            .iter()
-            .filter_map(|i| i.as_artifact())
-            .map(|h| h.classification)
-            .max()
-            .unwrap_or(Classification::Low);
-        let producer = ArtifactProducer {
-            op_id: op.op_id,
-            engine_id: op.engine_id.clone(),
-            engine_version: proof.engine_version().clone(),
-            implementation_id: proof.implementation().id.clone(),
-            implementation_version: proof.implementation().version.clone(),
-            operation: op.operation.clone(),
-            config_hash: prov.config_hash,
-            input_hashes: prov.inputs.iter().map(|h| h.content_hash).collect(),
-            determinism: op.determinism,
-        };
-        let mut final_handles = Vec::new();
-        for (staged, handle) in &provisional {
-            let mut options = PutOptions::new(handle.kind, classification);
-            options.media_type = handle.media_type.clone();
-            options.exportable = classification != Classification::High;
-            options.producer = Some(producer.clone());
-            options.expected = Some(mex_artifacts::Expected {
-                hash: handle.content_hash,
-                size: handle.size_bytes,
-            });
-            let stored = self
-                .store
-                .put_path(&staged.path, &options)
-                .map_err(|e| vec![internal(format!("cannot store output: {e}"))])?;
-            final_handles.push((staged.role, stored));
-        }
-        let pick_final = |role: Role| -> Vec<ArtifactHandle> {
-            final_handles
-                .iter()
-                .filter(|(r, _)| *r == role)
-                .map(|(_, h)| h.clone())
-                .collect()
-        };
-        let (outs, evid) = (pick_final(Role::Output), pick_final(Role::Evidence));
-        let log = pick_final(Role::Log).into_iter().next();
-        prov.outputs = outs.clone();
-        Ok((outs, evid, log, prov))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record_then_finish(
-        &self,
-        mut draft: Draft,
-        mut events: Vec<EventDraft>,
-        outputs: Vec<ArtifactHandle>,
-        evidence: Vec<ArtifactHandle>,
-        logs: Option<ArtifactHandle>,
-        provenance: Option<ProvenanceRecord>,
-        cached: bool,
-        claiming: Claiming<'_>,
-    ) -> EngineResult {
-        let mut result = self.finish_draft(
-            &draft,
-            outputs.clone(),
-            evidence.clone(),
-            logs.clone(),
-            provenance.clone(),
             cached,
-        );
+            claiming,
+        } = settled;
+        let result = self.finish_draft(&draft, outputs.clone(), cached);
         events.push(EventDraft::op_completed_from(&result));
         let recorded = match &claiming {
             Claiming::None => self
@@ -896,74 +385,30 @@ impl MexRuntime {
                 .recorder
                 .append_claiming(Claim::Complete(draft.op_id), events),
         };
-        match (recorded, claiming) {
-            (Ok(ClaimOutcome::Recorded(_)), _) => {}
+        let why = match (recorded, claiming) {
+            (Ok(ClaimOutcome::Recorded(_)), _) => return result,
             (Ok(ClaimOutcome::AlreadyClaimed(how)), Claiming::AdmitCompleted { op, outcomes }) => {
-                return self.deny_lost_claim(&draft, op, outcomes, how);
+                return self.deny_lost_claim(&draft, &op, &outcomes, how);
             }
+            // Only a new claim can be refused; answer as unrecorded.
             (Ok(ClaimOutcome::AlreadyClaimed(_)), _) => {
-                // Only a new claim can be refused; answer as unrecorded.
-                draft.status = ResultStatus::Failed;
-                draft.error(
-                    "RUNTIME.RECORDER_UNAVAILABLE",
-                    "the recorder refused to record the outcome",
-                );
-                result = self.finish_draft(&draft, Vec::new(), Vec::new(), None, provenance, false);
+                "the recorder refused to record the outcome".to_owned()
             }
-            (Err(e), _) => {
-                // Never report success without a record.
-                draft.status = ResultStatus::Failed;
-                draft.error(
-                    "RUNTIME.RECORDER_UNAVAILABLE",
-                    format!("the outcome could not be recorded: {e}"),
-                );
-                result = self.finish_draft(&draft, Vec::new(), Vec::new(), None, provenance, false);
-            }
-        }
-        result
-    }
-
-    /// Record and answer a run that produced nothing and was not admitted
-    /// (denied, or not an operation): nothing is claimed.
-    fn finish_without_outputs(&self, draft: Draft, events: Vec<EventDraft>) -> EngineResult {
-        self.record_then_finish(
-            draft,
-            events,
-            Vec::new(),
-            Vec::new(),
-            None,
-            None,
-            false,
-            Claiming::None,
-        )
-    }
-
-    /// Record and answer an admitted operation that ends before dispatch
-    /// (engine not installed or not certified, no workspace): the op id is
-    /// claimed, completed, in the same transaction.
-    fn finish_admitted(
-        &self,
-        draft: Draft,
-        events: Vec<EventDraft>,
-        op: &PlannedOperation,
-        outcomes: &[GateOutcome],
-    ) -> EngineResult {
-        self.record_then_finish(
-            draft,
-            events,
-            Vec::new(),
-            Vec::new(),
-            None,
-            None,
-            false,
-            Claiming::AdmitCompleted { op, outcomes },
-        )
+            (Err(e), _) => format!("the outcome could not be recorded: {e}"),
+        };
+        draft.status = ResultStatus::Failed;
+        draft.error("RUNTIME.RECORDER_UNAVAILABLE", why);
+        let kept = Outputs {
+            provenance: outputs.provenance,
+            ..Outputs::default()
+        };
+        self.finish_draft(&draft, kept, false)
     }
 
     /// The op id was claimed by another request between the gates' lookup
     /// and this request's claim: deny as a replay, and record the denial
     /// (receipt, gate outcomes with the denial, completion) without claiming.
-    fn deny_lost_claim(
+    pub(crate) fn deny_lost_claim(
         &self,
         draft: &Draft,
         op: &PlannedOperation,
@@ -979,38 +424,28 @@ impl MexRuntime {
                 findings: vec![denial.clone()],
             }),
         }
-        let denied = Draft {
-            op_id: op.op_id,
-            started_at: draft.started_at,
-            status: ResultStatus::Denied,
-            errors: Vec::new(),
-            denials: vec![denial],
-        };
-        self.finish_without_outputs(denied, admission_events(op, &outcomes))
+        let mut denied = Draft::new(op.op_id, draft.started_at, ResultStatus::Denied);
+        denied.denials = vec![denial];
+        // Every capability was granted (the operation was admitted), so no
+        // ruling adds a refusal event.
+        let events = admission_events(op, &outcomes, &[]);
+        self.record(Settled::bare(denied, events, Claiming::None))
     }
 
-    fn finish_unrecorded(&self, mut draft: Draft) -> EngineResult {
+    pub(crate) fn finish_unrecorded(&self, mut draft: Draft) -> EngineResult {
         draft.status = ResultStatus::Failed;
-        self.finish_draft(&draft, Vec::new(), Vec::new(), None, None, false)
+        self.finish_draft(&draft, Outputs::default(), false)
     }
 
-    fn finish_draft(
-        &self,
-        draft: &Draft,
-        outputs: Vec<ArtifactHandle>,
-        evidence: Vec<ArtifactHandle>,
-        logs: Option<ArtifactHandle>,
-        provenance: Option<ProvenanceRecord>,
-        cached: bool,
-    ) -> EngineResult {
+    fn finish_draft(&self, draft: &Draft, outputs: Outputs, cached: bool) -> EngineResult {
         EngineResult {
             op_id: draft.op_id,
             status: draft.status,
             started_at: draft.started_at,
             ended_at: UtcTimestamp::now(),
-            outputs,
-            evidence,
-            provenance,
+            outputs: outputs.outputs,
+            evidence: outputs.evidence,
+            provenance: outputs.provenance,
             errors: draft.errors.clone(),
             denials: draft
                 .denials
@@ -1020,7 +455,7 @@ impl MexRuntime {
                 })
                 .cloned()
                 .collect(),
-            logs_ref: logs,
+            logs_ref: outputs.logs,
             served_from_cache: cached,
         }
     }
@@ -1041,124 +476,13 @@ impl MexRuntime {
     }
 }
 
-/// Receipt and every gate outcome (with the capability refusals G-CAP names).
-fn admission_events(op: &PlannedOperation, outcomes: &[GateOutcome]) -> Vec<EventDraft> {
-    let mut events = vec![EventDraft::op_received(op)];
-    for outcome in outcomes {
-        if outcome.findings.is_empty() {
-            events.push(EventDraft::gate_passed(
-                op.op_id,
-                outcome.gate.clone(),
-                "all rules of the gate",
-            ));
-        }
-        for finding in &outcome.findings {
-            events.push(EventDraft::gate_outcome(op.op_id, finding));
-            if finding.gate.as_str() == "G-CAP"
-                && let Some(i) = finding
-                    .pointer
-                    .as_deref()
-                    .and_then(|p| p.strip_prefix("/capabilities_requested/"))
-                    .and_then(|i| i.parse::<usize>().ok())
-                && let Some(cap) = op.capabilities_requested.get(i)
-            {
-                events.push(EventDraft::capability(
-                    op.op_id,
-                    cap.to_string(),
-                    false,
-                    finding.rule.clone(),
-                ));
-            }
-        }
-    }
-    events
-}
-
-fn internal(message: String) -> GateDenial {
-    GateDenial {
-        gate: mex_envelope::GateId::from_static("G-RESULT"),
-        code: ErrorCode::from_static("G-RESULT.OUTPUT_UNVERIFIED"),
-        rule: "runtime.ingest".into(),
-        message,
-        pointer: None,
-        details: None,
-        severity: DenialSeverity::Deny,
-    }
-}
-
-/// Verifies provisional handles against the staged files they describe.
-struct StagedVerifier<'a>(&'a [(Staged, ArtifactHandle)]);
-
-impl InputVerifier for StagedVerifier<'_> {
-    fn verify_input(&self, handle: &ArtifactHandle) -> Result<(), GateDenial> {
-        let ok = self
-            .0
-            .iter()
-            .find(|(_, h)| h == handle)
-            .is_some_and(|(s, _)| {
-                std::fs::read(&s.path).is_ok_and(|bytes| {
-                    bytes.len() as u64 == handle.size_bytes
-                        && mex_envelope::Sha256Digest::of(&bytes) == handle.content_hash
-                })
-            });
-        if ok {
-            Ok(())
-        } else {
-            Err(internal(format!(
-                "staged artifact {} changed or vanished before ingest",
-                handle.artifact_id
-            )))
-        }
-    }
-}
-
-fn environment_base() -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (
-            "runtime".to_owned(),
-            format!("mex-runtime {}", env!("CARGO_PKG_VERSION")),
-        ),
-        ("os".to_owned(), std::env::consts::OS.to_owned()),
-        ("arch".to_owned(), std::env::consts::ARCH.to_owned()),
-        ("execution".to_owned(), "in_process".to_owned()),
-    ])
-}
-
-fn provenance(
-    proof: &AdmissionProof,
-    outputs: &[ArtifactHandle],
-    environment: BTreeMap<String, String>,
-) -> ProvenanceRecord {
-    let op = proof.operation();
-    ProvenanceRecord {
-        engine_id: op.engine_id.clone(),
-        engine_version: proof.engine_version().clone(),
-        implementation_id: proof.implementation().id.clone(),
-        implementation_version: proof.implementation().version.clone(),
-        operation: op.operation.clone(),
-        determinism: op.determinism,
-        config_hash: op
-            .config_hash()
-            .unwrap_or(mex_envelope::Sha256Digest::of(b"")),
-        inputs: op
-            .inputs
-            .iter()
-            .filter_map(|i| i.as_artifact().cloned())
-            .collect(),
-        outputs: outputs.to_vec(),
-        capabilities_granted: proof.capabilities_granted().to_vec(),
-        consent_refs: proof.consent_refs().to_vec(),
-        environment,
-    }
-}
-
 /// Run the engine on its own thread; wait at most `wall`. A panic is caught
 /// on the worker. On timeout the run is cancelled; the worker cannot be
 /// killed (threads cannot be), so it is left to notice `is_cancelled` and
 /// everything it writes afterwards is refused and discarded.
 /// A caller's `cancel` is polled every [`CANCEL_POLL`]; on cancellation the
 /// run's flag is set and the engine gets [`CANCEL_GRACE`] to stop.
-fn run_on_worker(
+pub(crate) fn run_on_worker(
     engine: Arc<dyn Engine>,
     state: Arc<RunState>,
     wall: Duration,

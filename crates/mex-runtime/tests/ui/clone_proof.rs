@@ -1,5 +1,5 @@
 // A proof cannot be duplicated to dispatch a second run.
-fn duplicate(proof: &mex_gates::AdmissionProof) -> mex_gates::AdmissionProof {
+fn duplicate(proof: &mex_runtime::AdmissionProof) -> mex_runtime::AdmissionProof {
     proof.clone()
 }
 

@@ -1,0 +1,498 @@
+//! The flow of one operation as typed stages. Each stage is one small
+//! function whose value is the next one's input:
+//!
+//! ```text
+//! Received --admit--> Cleared --serve_from_cache--> (Settled)
+//!          \-> Settled (denied)
+//! Cleared --ready--> Ready --claim--> Claimed --dispatch--> Ran --settle--> Settled
+//!         \-> Settled (refused before dispatch)
+//! Settled --record--> EngineResult
+//! ```
+//!
+//! Admission runs once ([`MexRuntime::admit`]); every later stage reads the
+//! [`AdmissionProof`] and the capability rulings it produced, never the
+//! findings' pointers.
+
+// A stage's value moves once per operation, from one stage to the next;
+// boxing the large ones would add allocations and buy nothing.
+#![allow(
+    clippy::result_large_err,
+    reason = "stage values move once per operation"
+)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mex_envelope::{
+    DeterminismLevel, EngineError, ErrorCode, GateDenial, PlannedOperation, ResultStatus,
+    Sha256Digest, UtcTimestamp,
+};
+use mex_gates::{CapabilityRuling, GateOutcome, InputVerifier as _};
+use mex_recorder::{Claim, ClaimOutcome, EventDraft};
+use uuid::Uuid;
+
+use crate::cache::{self, CachedResult};
+use crate::engine::{Engine, RunState};
+use crate::proof::AdmissionProof;
+use crate::reclaim::LiveDir;
+use crate::runtime::{CancelToken, MexRuntime, RunEnd, run_on_worker};
+use crate::settle::Outputs;
+
+/// An in-progress result: the pieces the runtime assembles at the end.
+pub(crate) struct Draft {
+    pub op_id: Uuid,
+    pub started_at: UtcTimestamp,
+    pub status: ResultStatus,
+    pub errors: Vec<EngineError>,
+    pub denials: Vec<GateDenial>,
+}
+
+impl Draft {
+    pub(crate) fn new(op_id: Uuid, started_at: UtcTimestamp, status: ResultStatus) -> Self {
+        Self {
+            op_id,
+            started_at,
+            status,
+            errors: Vec::new(),
+            denials: Vec::new(),
+        }
+    }
+
+    pub(crate) fn error(&mut self, code: &'static str, message: impl Into<String>) {
+        self.errors.push(EngineError {
+            code: ErrorCode::from_static(code),
+            message: message.into(),
+            details_ref: None,
+        });
+    }
+}
+
+/// What recording an outcome does to the op id's claim (see
+/// `mex_recorder::claim`).
+pub(crate) enum Claiming {
+    /// Nothing: the operation was not admitted, or never reached its claim.
+    None,
+    /// Admitted, and completing in the same batch (cache hit, refusal before
+    /// dispatch): claim it as completed; a lost race ends denied.
+    AdmitCompleted {
+        op: Box<PlannedOperation>,
+        outcomes: Vec<GateOutcome>,
+    },
+    /// The run this process claimed has ended: mark the claim completed.
+    Complete,
+}
+
+/// Stage 0: a parsed operation, not yet judged.
+pub(crate) struct Received {
+    pub op: PlannedOperation,
+    pub started_at: UtcTimestamp,
+}
+
+/// Stage 1: every gate admitted. The receipt and admission events wait to
+/// be recorded with the op id's claim.
+pub(crate) struct Cleared {
+    proof: AdmissionProof,
+    outcomes: Vec<GateOutcome>,
+    events: Vec<EventDraft>,
+    draft: Draft,
+    cache_key: Option<Sha256Digest>,
+}
+
+/// Stage 2: the engine is installed and certified, its workspace exists.
+pub(crate) struct Ready {
+    cleared: Cleared,
+    engine: Arc<dyn Engine>,
+    workspace: LiveDir,
+}
+
+/// Stage 3: the op id's claim committed with receipt, admission and
+/// `engine_started`; nothing else may run it.
+pub(crate) struct Claimed {
+    proof: AdmissionProof,
+    draft: Draft,
+    engine: Arc<dyn Engine>,
+    workspace: LiveDir,
+    cache_key: Option<Sha256Digest>,
+}
+
+/// Stage 4: the engine's part has ended.
+pub(crate) struct Ran {
+    pub proof: AdmissionProof,
+    pub draft: Draft,
+    pub workspace: LiveDir,
+    pub cache_key: Option<Sha256Digest>,
+    pub state: Arc<RunState>,
+    pub end: RunEnd,
+}
+
+/// Stage 5: the outcome, ready to be recorded and answered.
+pub(crate) struct Settled {
+    pub draft: Draft,
+    pub events: Vec<EventDraft>,
+    pub outputs: Outputs,
+    pub cached: bool,
+    pub claiming: Claiming,
+}
+
+impl Settled {
+    /// An outcome without outputs.
+    pub(crate) fn bare(draft: Draft, events: Vec<EventDraft>, claiming: Claiming) -> Self {
+        Self {
+            draft,
+            events,
+            outputs: Outputs::default(),
+            cached: false,
+            claiming,
+        }
+    }
+}
+
+impl MexRuntime {
+    /// The whole flow, stage by stage.
+    pub(crate) fn run_stages(
+        &self,
+        received: Received,
+        cancel: Option<&CancelToken>,
+    ) -> mex_envelope::EngineResult {
+        let cleared = match self.admit(received) {
+            Ok(cleared) => cleared,
+            Err(denied) => return self.record(denied),
+        };
+        let cleared = match self.serve_from_cache(cleared) {
+            Ok(hit) => return self.record(hit),
+            Err(miss) => miss,
+        };
+        let ready = match self.ready(cleared, cancel) {
+            Ok(ready) => ready,
+            Err(refused) => return self.record(refused),
+        };
+        let claimed = match self.claim(ready) {
+            Ok(claimed) => claimed,
+            Err(answer) => return answer,
+        };
+        let ran = self.dispatch(claimed, cancel);
+        self.record(self.settle(ran))
+    }
+
+    /// Receipt and admission: run the pipeline once; mint the proof from its
+    /// decision, or settle as denied. Nothing is recorded yet: receipt and
+    /// admission are recorded with the claim (or with the outcome).
+    fn admit(&self, received: Received) -> Result<Cleared, Settled> {
+        let Received { op, started_at } = received;
+        let admission = self.pipeline.admit(op.clone());
+        let mut events = admission_events(&op, &admission.outcomes, &admission.capabilities);
+        let mut draft = Draft::new(op.op_id, started_at, ResultStatus::Failed);
+        let admitted = match admission.result {
+            Ok(admitted) => admitted,
+            Err(denials) => {
+                draft.status = ResultStatus::Denied;
+                draft.denials = denials;
+                return Err(Settled::bare(draft, events, Claiming::None));
+            }
+        };
+        events.extend(admission.capabilities.iter().filter_map(|r| match r {
+            CapabilityRuling::Granted {
+                capability, rule, ..
+            } => Some(EventDraft::capability(
+                op.op_id,
+                capability.to_string(),
+                true,
+                *rule,
+            )),
+            CapabilityRuling::Denied { .. } => None,
+        }));
+        let proof = AdmissionProof::mint(admitted);
+        draft.denials.extend(proof.degraded().iter().cloned());
+        let cache_key = match (&self.cache, op.determinism) {
+            (Some(_), DeterminismLevel::D3) => cache::key(&proof, &self.salt),
+            _ => None,
+        };
+        Ok(Cleared {
+            proof,
+            outcomes: admission.outcomes,
+            events,
+            draft,
+            cache_key,
+        })
+    }
+
+    /// The D3 result cache: a hit whose artifacts all still verify settles
+    /// as succeeded (claimed and completed in one transaction); a stale hit
+    /// is forgotten.
+    fn serve_from_cache(&self, cleared: Cleared) -> Result<Settled, Cleared> {
+        let (Some(cache), Some(key)) = (&self.cache, cleared.cache_key) else {
+            return Err(cleared);
+        };
+        let Some(hit) = cache.get(&key) else {
+            return Err(cleared);
+        };
+        let all_verify = hit
+            .outputs
+            .iter()
+            .chain(&hit.evidence)
+            .chain(&hit.logs)
+            .all(|h| self.store.verify_input(h).is_ok());
+        if !all_verify {
+            cache.forget(&key);
+            return Err(cleared);
+        }
+        let CachedResult {
+            outputs,
+            evidence,
+            logs,
+            mut provenance,
+        } = hit;
+        provenance
+            .environment
+            .insert("served_from_cache".into(), "true".into());
+        let Cleared {
+            proof,
+            outcomes,
+            events,
+            mut draft,
+            ..
+        } = cleared;
+        draft.status = ResultStatus::Succeeded;
+        Ok(Settled {
+            draft,
+            events,
+            outputs: Outputs {
+                outputs,
+                evidence,
+                logs,
+                provenance: Some(provenance),
+            },
+            cached: true,
+            claiming: admit_completed(&proof, outcomes),
+        })
+    }
+
+    /// Implementation, certification, shadow workspace and a last look at
+    /// the caller's cancel token: what must hold before the claim.
+    fn ready(&self, cleared: Cleared, cancel: Option<&CancelToken>) -> Result<Ready, Settled> {
+        let imp = cleared.proof.implementation().clone();
+        let engine_id = &cleared.proof.operation().engine_id;
+        let Some(engine) = self
+            .engines
+            .get(&(imp.id.clone(), imp.version.clone()))
+            .cloned()
+        else {
+            let why = format!(
+                "{engine_id} resolves to {}@{}, which this runtime does not have; register the engine with the runtime builder",
+                imp.id, imp.version
+            );
+            return Err(refuse(cleared, None, "RUNTIME.ENGINE_NOT_INSTALLED", why));
+        };
+        if let Err(why) = self.certifier.check(engine_id, &imp.id, &imp.version) {
+            let denied = Some(ResultStatus::Denied);
+            return Err(refuse(cleared, denied, "RUNTIME.ENGINE_NOT_CERTIFIED", why));
+        }
+        let workspace = match self.workspace(&cleared.proof.operation().op_id) {
+            Ok(workspace) => workspace,
+            Err(why) => return Err(refuse(cleared, None, "RUNTIME.WORKSPACE_UNAVAILABLE", why)),
+        };
+        if cancel.is_some_and(CancelToken::is_cancelled) {
+            let Cleared {
+                events, mut draft, ..
+            } = cleared;
+            draft.error(
+                "RUNTIME.CANCELLED",
+                "the caller cancelled the operation before the engine started; nothing ran",
+            );
+            return Err(Settled::bare(draft, events, Claiming::None));
+        }
+        Ok(Ready {
+            cleared,
+            engine,
+            workspace,
+        })
+    }
+
+    /// The run's shadow workspace, with its `staged/` directory.
+    fn workspace(&self, op_id: &Uuid) -> Result<LiveDir, String> {
+        let workspace =
+            crate::reclaim::create_workspace(&self.workspace_root, op_id).map_err(|e| {
+                format!(
+                    "cannot create a shadow workspace under {}: {e}",
+                    self.workspace_root.display()
+                )
+            })?;
+        std::fs::create_dir(workspace.path().join("staged"))
+            .map_err(|e| format!("cannot prepare the shadow workspace: {e}"))?;
+        Ok(workspace)
+    }
+
+    /// Record receipt, admission and `engine_started` in the transaction that
+    /// claims the op id. A lost claim is answered denied; an unrecordable
+    /// start is answered failed; in both cases nothing runs.
+    fn claim(&self, ready: Ready) -> Result<Claimed, mex_envelope::EngineResult> {
+        let Ready {
+            cleared,
+            engine,
+            workspace,
+        } = ready;
+        let Cleared {
+            proof,
+            outcomes,
+            mut events,
+            mut draft,
+            cache_key,
+        } = cleared;
+        let op = proof.operation();
+        events.push(EventDraft::engine_started(
+            op.op_id,
+            op.engine_id.clone(),
+            op.operation.clone(),
+        ));
+        match self
+            .recorder
+            .append_claiming(Claim::Admit(op.op_id), events)
+        {
+            Ok(ClaimOutcome::Recorded(_)) => Ok(Claimed {
+                proof,
+                draft,
+                engine,
+                workspace,
+                cache_key,
+            }),
+            Ok(ClaimOutcome::AlreadyClaimed(how)) => {
+                drop(workspace);
+                Err(self.deny_lost_claim(&draft, op, &outcomes, how))
+            }
+            Err(e) => {
+                draft.error(
+                    "RUNTIME.RECORDER_UNAVAILABLE",
+                    format!(
+                        "receipt, admission and engine start could not be recorded, so nothing ran: {e}"
+                    ),
+                );
+                Err(self.finish_unrecorded(draft))
+            }
+        }
+    }
+
+    /// Run the engine on a worker under the watchdog, with the context the
+    /// proof allows (its budget and granted capabilities).
+    fn dispatch(&self, claimed: Claimed, cancel: Option<&CancelToken>) -> Ran {
+        let Claimed {
+            proof,
+            draft,
+            engine,
+            workspace,
+            cache_key,
+        } = claimed;
+        let state = Arc::new(run_state(&proof, &workspace, self.store.clone()));
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        let wall = Duration::from_millis(proof.budget().wall_time_ms);
+        let end = run_on_worker(engine, state.clone(), wall, cancel);
+        Ran {
+            proof,
+            draft,
+            workspace,
+            cache_key,
+            state,
+            end,
+        }
+    }
+}
+
+/// The state one run's [`crate::ExecutionContext`] reads and writes.
+fn run_state(
+    proof: &AdmissionProof,
+    workspace: &LiveDir,
+    store: Arc<mex_artifacts::ArtifactStore>,
+) -> RunState {
+    let op = proof.operation();
+    let budget = *proof.budget();
+    RunState {
+        run_token: Uuid::new_v4(),
+        op: Arc::new(op.clone()),
+        inputs: op
+            .inputs
+            .iter()
+            .filter_map(|i| i.as_artifact().cloned())
+            .collect(),
+        store,
+        workspace: workspace.path().to_path_buf(),
+        output_budget: budget.output_bytes,
+        budget: budget.to_spec(),
+        deadline: Instant::now() + Duration::from_millis(budget.wall_time_ms),
+        capabilities: proof.capabilities_granted().to_vec(),
+        cancelled: Arc::new(AtomicBool::new(false)),
+        overflowed: AtomicBool::new(false),
+        bytes_written: AtomicU64::new(0),
+        staged: Mutex::new(Vec::new()),
+        environment: Mutex::new(BTreeMap::new()),
+    }
+}
+
+/// The claim of an admitted operation that ends in the batch that records it.
+fn admit_completed(proof: &AdmissionProof, outcomes: Vec<GateOutcome>) -> Claiming {
+    Claiming::AdmitCompleted {
+        op: Box::new(proof.operation().clone()),
+        outcomes,
+    }
+}
+
+/// Settle an admitted operation refused before dispatch (`code`, `why`):
+/// failed unless `status` says otherwise; the op id is claimed, completed.
+fn refuse(
+    cleared: Cleared,
+    status: Option<ResultStatus>,
+    code: &'static str,
+    why: String,
+) -> Settled {
+    let Cleared {
+        proof,
+        outcomes,
+        events,
+        mut draft,
+        ..
+    } = cleared;
+    if let Some(status) = status {
+        draft.status = status;
+    }
+    draft.error(code, why);
+    Settled::bare(draft, events, admit_completed(&proof, outcomes))
+}
+
+/// Receipt and every gate outcome; after each G-CAP finding that refuses a
+/// requested capability, that capability's refusal (from the typed
+/// rulings, in the order G-CAP reported them).
+pub(crate) fn admission_events(
+    op: &PlannedOperation,
+    outcomes: &[GateOutcome],
+    rulings: &[CapabilityRuling],
+) -> Vec<EventDraft> {
+    let mut refused = rulings
+        .iter()
+        .filter_map(|r| match r {
+            CapabilityRuling::Denied { capability, denial } => Some((capability, denial)),
+            CapabilityRuling::Granted { .. } => None,
+        })
+        .peekable();
+    let mut events = vec![EventDraft::op_received(op)];
+    for outcome in outcomes {
+        if outcome.findings.is_empty() {
+            events.push(EventDraft::gate_passed(
+                op.op_id,
+                outcome.gate.clone(),
+                "all rules of the gate",
+            ));
+        }
+        for finding in &outcome.findings {
+            events.push(EventDraft::gate_outcome(op.op_id, finding));
+            if let Some((capability, denial)) = refused.next_if(|(_, d)| *d == finding) {
+                events.push(EventDraft::capability(
+                    op.op_id,
+                    capability.to_string(),
+                    false,
+                    denial.rule.clone(),
+                ));
+            }
+        }
+    }
+    events
+}
