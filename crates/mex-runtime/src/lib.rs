@@ -64,7 +64,6 @@ mod error;
 mod ledger;
 pub mod reclaim;
 mod runtime;
-pub mod schemas;
 
 pub use engine::{Completion, Engine, EngineFailure, ExecutionContext, ReadError, WriteError};
 pub use error::RuntimeError;
