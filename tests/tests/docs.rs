@@ -486,7 +486,7 @@ fn every_xtask_task_named_exists_and_every_task_is_documented() {
 
 #[test]
 fn committed_schemas_are_exactly_the_published_list() {
-    let published: BTreeSet<String> = xtask::published_schemas()
+    let published: BTreeSet<String> = mex_cli::published_schemas()
         .into_iter()
         .map(|(name, _)| format!("{name}.schema.json"))
         .collect();

@@ -43,7 +43,8 @@ const DEP_TABLES: [&str; 3] = ["dependencies", "dev-dependencies", "build-depend
 fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
     Some(match name {
         "mex-envelope" => &[],
-        "mex-registry" | "mex-artifacts" | "mex-recorder" => &["mex-envelope"],
+        "mex-artifacts" | "mex-recorder" => &["mex-envelope"],
+        "mex-registry" => &["mex-envelope", "mex-artifacts"],
         "mex-gates" => &["mex-envelope", "mex-registry", "mex-artifacts"],
         "mex-sandbox" => &["mex-envelope"],
         "mex-attest" => &["mex-envelope", "mex-recorder"],

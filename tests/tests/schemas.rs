@@ -10,7 +10,7 @@ fn committed_schemas_match_the_code() {
         .parent()
         .unwrap()
         .join("schemas");
-    for (name, generated) in xtask::published_schemas() {
+    for (name, generated) in mex_cli::published_schemas() {
         let path = dir.join(format!("{name}.schema.json"));
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(

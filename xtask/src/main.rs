@@ -4,14 +4,12 @@
 //!   `schemas/`, or with `--check` fail when they drift from the code.
 //! * `deny`: run `cargo deny check` against `deny.toml` (installs cargo-deny
 //!   from the registry on first use).
-//! * `conformance [--engine ID] [--home DIR] [--certificates DIR]`: run the
-//!   conformance suite (mex-conformance) against every implemented engine, or
-//!   one, with progress; print the table; write each report to
-//!   `<home>/conformance/`; on a pass write the certificate to
-//!   `<certificates>` (default `<home>/certificates`); record a
-//!   `conformance_run` event in `<home>`'s Flight Recorder. `<home>` is
-//!   `--home`, else `$MEX_HOME`, else `target/mex-home`. Exits non-zero when
-//!   any case fails.
+//! * `conformance [--engine ID] [--home DIR]`: `mex conformance` built from
+//!   this checkout (one front end, the CLI's): runs the suite against every
+//!   engine the binary can run, or one; on a pass writes the certificate to
+//!   `<home>/certificates` and records a `conformance_run` event in
+//!   `<home>`'s Flight Recorder. `<home>` is `--home`, else `$MEX_HOME`,
+//!   else `target/mex-home`. Exits non-zero when any case fails.
 //!
 //! * `test [nextest args]`: the README's test command. Prepares
 //!   `target/py-venv` on first use (`python3 -m venv`, then the pinned
@@ -44,7 +42,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::run(&workspace_root(), &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <schemas [--check] | deny | conformance [--engine ID] [--home DIR] [--certificates DIR] | test [nextest args] | fuzz [--seconds N] [--target NAME] [--keep]>"
+                "usage: cargo xtask <schemas [--check] | deny | conformance [--engine ID] [--home DIR] | test [nextest args] | fuzz [--seconds N] [--target NAME] [--keep]>"
             );
             return ExitCode::from(2);
         }
@@ -135,7 +133,7 @@ fn schemas(check: bool) -> Result<()> {
     let dir = workspace_root().join("schemas");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut drifted = Vec::new();
-    let all = xtask::published_schemas();
+    let all = mex_cli::published_schemas();
     for (name, fresh) in all {
         let path = dir.join(format!("{name}.schema.json"));
         let current = std::fs::read_to_string(&path).unwrap_or_default();
@@ -201,116 +199,37 @@ fn flag(args: &[String], name: &str) -> Result<Option<String>> {
     }
 }
 
+/// `cargo xtask conformance`: the CLI's `mex conformance`, built and run
+/// from this checkout, so there is one conformance front end. Only the
+/// default home differs: `target/mex-home` when neither `--home` nor
+/// `$MEX_HOME` is given.
 fn conformance(args: &[String]) -> Result<()> {
-    let known = ["--engine", "--home", "--certificates"];
+    let known = ["--engine", "--home"];
     for (i, a) in args.iter().enumerate() {
         let is_value = i > 0 && known.contains(&args[i - 1].as_str());
         if !is_value && !known.contains(&a.as_str()) {
             bail!(
-                "unknown argument {a}; usage: cargo xtask conformance [--engine ID] [--home DIR] [--certificates DIR]"
+                "unknown argument {a}; usage: cargo xtask conformance [--engine ID] [--home DIR]"
             );
         }
     }
     let root = workspace_root();
     let home = match flag(args, "--home")? {
-        Some(h) => PathBuf::from(h),
-        None => std::env::var_os("MEX_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target/mex-home")),
+        Some(h) => Some(PathBuf::from(h)),
+        None if std::env::var_os("MEX_HOME").is_some() => None,
+        None => Some(root.join("target/mex-home")),
     };
-    let certs = flag(args, "--certificates")?
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join("certificates"));
-    let registry_file = root.join("mechanical_engines.json");
-    // engine.sandbox needs its launcher binary; building it puts it next to
-    // this xtask binary, where mex-sandbox looks for it.
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "mex-sandbox",
-            "--bin",
-            "mex-sandbox-exec",
-        ])
-        .current_dir(&root)
-        .status()?;
-    if !status.success() {
-        bail!("building the sandbox launcher (mex-sandbox-exec) failed");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root).args([
+        "run", "--quiet", "--locked", "-p", "mex-cli", "--bin", "mex", "--",
+    ]);
+    if let Some(home) = home {
+        cmd.arg("--home").arg(home);
     }
-    let (mut subjects, gates) = xtask::conformance_subjects();
-    let harness = mex_conformance::Harness::load(&registry_file)?.with_engine_gates(gates);
+    cmd.arg("conformance");
     if let Some(id) = flag(args, "--engine")? {
-        let available: Vec<String> = subjects.iter().map(|e| e.engine_id().to_string()).collect();
-        subjects.retain(|e| e.engine_id().as_str() == id);
-        if subjects.is_empty() {
-            bail!(
-                "no implementation of {id} is registered for conformance (available: {}); add it to xtask::conformance_subjects",
-                available.join(", ")
-            );
-        }
+        cmd.args(["--engine", &id]);
     }
-    std::fs::create_dir_all(home.join("conformance"))
-        .with_context(|| format!("creating {}", home.join("conformance").display()))?;
-    let recorder = mex_recorder::SqliteRecorder::open(&home)
-        .with_context(|| format!("opening the Flight Recorder in {}", home.display()))?;
-    let mut failed = Vec::new();
-    for engine in subjects {
-        let id = engine.engine_id();
-        println!(
-            "conformance: {id} ({} {}) against {}",
-            engine.implementation_id(),
-            engine.implementation_version(),
-            registry_file.display()
-        );
-        let mut n = 0;
-        let started = std::time::Instant::now();
-        let outcome = mex_conformance::certify(
-            &harness,
-            engine.clone(),
-            &certs,
-            Some(&recorder),
-            &mut |case| {
-                n += 1;
-                let verdict = match case.verdict {
-                    mex_conformance::Verdict::Pass => "pass",
-                    mex_conformance::Verdict::Fail => "FAIL",
-                    mex_conformance::Verdict::NotApplicable => "n/a ",
-                };
-                println!("  [{n:>2}] {verdict}  {}", case.id);
-            },
-        )?;
-        let report = &outcome.report;
-        println!("\n{}", report.table());
-        let report_path = home.join("conformance").join(format!(
-            "{id}-{}-{}.report.json",
-            report.implementation_id, report.implementation_version
-        ));
-        std::fs::write(&report_path, report_json(report)?)
-            .with_context(|| format!("writing {}", report_path.display()))?;
-        println!(
-            "report:      {} (digest {})",
-            report_path.display(),
-            report.digest()?
-        );
-        match &outcome.certificate {
-            Some((_, path)) => println!("certificate: {}", path.display()),
-            None => {
-                println!("certificate: none (the suite failed)");
-                failed.push(id.to_string());
-            }
-        }
-        println!("took {:.2?}\n", started.elapsed());
-    }
-    if !failed.is_empty() {
-        bail!("conformance failed for {}", failed.join(", "));
-    }
-    Ok(())
-}
-
-fn report_json(report: &mex_conformance::ConformanceReport) -> Result<String> {
-    let mut text = mex_envelope::canonical::to_string(report)
-        .map_err(|e| anyhow::anyhow!("serializing the report: {e}"))?;
-    text.push('\n');
-    Ok(text)
+    run(&mut cmd).context("conformance failed (the table above says which cases and why)")
 }

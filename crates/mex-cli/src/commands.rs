@@ -667,7 +667,7 @@ fn conformance_with(
 }
 
 fn schema(name: &str) -> Result<u8, CliError> {
-    let all = all_schemas();
+    let all = mex_cli::published_schemas();
     match all.iter().find(|(n, _)| n == name) {
         Some((_, text)) => {
             out!("{text}");
@@ -681,8 +681,4 @@ fn schema(name: &str) -> Result<u8, CliError> {
                 .join(", ")
         ))),
     }
-}
-
-fn all_schemas() -> Vec<(String, String)> {
-    mex_cli::published_schemas()
 }

@@ -1,7 +1,8 @@
 //! The parts of the `mex` product other tools share: which engines ship
 //! (and therefore get certified), and every JSON Schema the product
-//! publishes. The `mex` binary (src/main.rs), `cargo xtask conformance` and
-//! `cargo xtask schemas` all read these lists, so there is one of each. The
+//! publishes. The `mex` binary (src/main.rs) and `cargo xtask schemas` read
+//! these lists, so there is one of each; `cargo xtask conformance` runs
+//! `mex conformance` itself. The
 //! types `mex ... --json` prints are in [`report`].
 
 pub mod report;
@@ -76,10 +77,26 @@ fn short_digest(path: &Path) -> String {
     mex_envelope::Sha256Digest::of(path.as_os_str().as_encoded_bytes()).to_hex()[..12].to_owned()
 }
 
-/// Every published JSON Schema as `(file stem under schemas/, rendered text)`.
+/// Every published JSON Schema as `(file stem under schemas/, rendered text)`:
+/// the one list of them. `mex schema`, `cargo xtask schemas` and the drift
+/// test read it; the CLI is the one crate that sees every publisher.
 pub fn published_schemas() -> Vec<(String, String)> {
     let render = mex_envelope::schema::render;
-    let mut all = mex_runtime::schemas::published_schemas();
+    let mut all: Vec<(String, String)> = mex_envelope::schema::all()
+        .into_iter()
+        .map(|n| (n.name.to_owned(), render(&n.schema)))
+        .collect();
+    all.push((
+        "mechanical-engines".into(),
+        mex_registry::render_schema(&mex_registry::schema()),
+    ));
+    all.push((
+        "capability-policy".into(),
+        render(&mex_gates::policy::schema()),
+    ));
+    for (name, schema) in mex_recorder::schemas() {
+        all.push((name.to_owned(), render(&schema)));
+    }
     all.push((
         "conformance-report".into(),
         render(&mex_conformance::report_schema()),

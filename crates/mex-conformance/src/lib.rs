@@ -76,8 +76,9 @@
 //!    `ctx.read_param_input`, write every result with `ctx.write_output`
 //!    (never into a log or an error message), evidence with
 //!    `ctx.write_evidence` for D0/D1, fail with your registry's codes.
-//! 3. Register it in `xtask` (`conformance_subjects`) and run
-//!    `cargo xtask conformance --engine engine.<name>` (a process engine
+//! 3. Register it in mex-cli (`shipped_engines_with_gates`) and run
+//!    `cargo xtask conformance --engine engine.<name>`, which runs
+//!    `mex conformance` from the checkout (a process engine
 //!    needs no Rust: declare it in an overlay and run
 //!    `mex conformance --engine engine.<name>`, see `docs/engine-authors.md`).
 //!    Read the table: every failed case names what is wrong and what to do.

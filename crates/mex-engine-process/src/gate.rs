@@ -7,13 +7,8 @@
 //! interpreter allowlist, and what the kernel enforces (a launcher probe
 //! made once, when the gate is built).
 //!
-//! | code | severity | rule |
-//! |---|---|---|
-//! | `G-SAFETY.PROCESS.DIGEST_MISMATCH` | deny | a pinned file is missing or does not hash to its pin (checked on every admission) |
-//! | `G-SAFETY.PROCESS.INTERPRETER_DENIED` | deny | the implementation's interpreter is not on the host's allowlist |
-//! | `G-SAFETY.PROCESS.INTERPRETER_UNAVAILABLE` | deny | allowlisted, but not installed on this host |
-//! | `G-SAFETY.PROCESS.UNAVAILABLE` | deny | the sandbox cannot confine a child here and degraded sandboxing is not allowed (fail closed) |
-//! | `G-SAFETY.PROCESS.DEGRADED` | degraded | running without Landlock because the trusted policy allows it |
+//! Every code it emits, with its severity and rule, is in [`GATE_CODES`]:
+//! that table is the one list of them.
 
 use std::collections::BTreeMap;
 
@@ -25,27 +20,28 @@ use mex_sandbox::Enforcement;
 
 use crate::{MAX_PINNED_FILE_BYTES, ProcessEngineConfig};
 
-/// Every code this gate emits, with its meaning.
+/// Every code this gate emits, with its rule (`degraded` ones admit the
+/// operation; every other one denies it).
 pub const GATE_CODES: &[(&str, &str)] = &[
     (
         "G-SAFETY.PROCESS.DIGEST_MISMATCH",
-        "a pinned engine file is missing or changed",
+        "a pinned file is missing or does not hash to its pin (checked on every admission)",
     ),
     (
         "G-SAFETY.PROCESS.INTERPRETER_DENIED",
-        "interpreter not on the host's allowlist",
+        "the implementation's interpreter is not on the host's allowlist",
     ),
     (
         "G-SAFETY.PROCESS.INTERPRETER_UNAVAILABLE",
-        "allowlisted interpreter not installed on this host",
+        "allowlisted, but not installed on this host",
     ),
     (
         "G-SAFETY.PROCESS.UNAVAILABLE",
-        "no confinement and degraded sandboxing not allowed",
+        "the sandbox cannot confine a child here and degraded sandboxing is not allowed (fail closed)",
     ),
     (
         "G-SAFETY.PROCESS.DEGRADED",
-        "running without Landlock because the trusted policy allows it",
+        "degraded (admitted): running without Landlock because the trusted policy allows it",
     ),
 ];
 

@@ -392,14 +392,6 @@ fn artifact_kind(t: OutputType) -> ArtifactKind {
     }
 }
 
-fn check_rel_path(p: &str) -> bool {
-    !p.is_empty()
-        && p.len() <= 255
-        && !p.starts_with('/')
-        && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
-        && !p.chars().any(|c| c.is_control() || c == '\\')
-}
-
 impl Engine for ProcessEngine {
     fn engine_id(&self) -> EngineId {
         self.engine_id.clone()
@@ -754,10 +746,14 @@ fn check_declared(
 }
 
 fn read_output(dir: &cap_std::fs::Dir, file: &str, max: u64) -> Result<Vec<u8>, EngineFailure> {
-    if !check_rel_path(file) {
+    // The store's one set of relative-path rules, in their strict form:
+    // the name must already be canonical.
+    if let Err(e) = mex_runtime::RelPath::parse_canonical(file) {
         return Err(fail(
             "PROC_OUTPUT_ESCAPE",
-            format!("output {file:?} is not a plain relative path inside the output directory"),
+            format!(
+                "output {file:?} is not a plain relative path inside the output directory: {e}"
+            ),
         ));
     }
     match dir.symlink_metadata(file) {

@@ -6,14 +6,8 @@
 //! (the registry implementation's `executables`), which interpreters are
 //! installed, and what the kernel enforces (a launcher probe).
 //!
-//! | code | severity | rule |
-//! |---|---|---|
-//! | `G-SAFETY.SANDBOX.UNKNOWN_OPERATION` | deny | the operation is not one of `sandbox.run_shell`, `sandbox.run_python`, `sandbox.run_js` |
-//! | `G-SAFETY.SANDBOX.EXEC_DENIED` | deny | the interpreter (`params.shell`, e.g. `pwsh`) or a requested `proc.exec:<x>` is not on the allowlist |
-//! | `G-SAFETY.SANDBOX.EXEC_NOT_REQUESTED` | deny | `sandbox.run_shell` without `proc.exec:<shell>` among the requested capabilities (the shell must be granted like any executable) |
-//! | `G-SAFETY.SANDBOX.INTERPRETER_UNAVAILABLE` | deny | the interpreter is allowlisted but not installed on this host (e.g. `node` for `sandbox.run_js`) |
-//! | `G-SAFETY.SANDBOX.UNAVAILABLE` | deny | Landlock is missing or older than ABI 4 (or the launcher cannot run) and the policy does not allow degraded sandboxing (fail closed) |
-//! | `G-SAFETY.SANDBOX.DEGRADED` | degraded | as above, admitted because the trusted policy sets `degraded.sandbox_without_landlock` |
+//! Every code it emits, with its severity and rule, is in [`GATE_CODES`]:
+//! that table is the one list of them.
 
 use mex_envelope::{CapabilityKind, GateDenial, GateId, PlannedOperation};
 use mex_gates::Gate;
@@ -21,31 +15,32 @@ use mex_gates::codes::{degraded, deny};
 use mex_sandbox::{Enforcement, SandboxConfig};
 use serde_json::Value;
 
-/// Every code this gate emits, with its meaning.
+/// Every code this gate emits, with its rule (`degraded` ones admit the
+/// operation; every other one denies it).
 pub const GATE_CODES: &[(&str, &str)] = &[
     (
         "G-SAFETY.SANDBOX.UNKNOWN_OPERATION",
-        "not a sandbox.* operation this engine runs",
+        "the operation is not one of `sandbox.run_shell`, `sandbox.run_python`, `sandbox.run_js`",
     ),
     (
         "G-SAFETY.SANDBOX.EXEC_DENIED",
-        "interpreter or proc.exec scope not on the allowlist",
+        "the interpreter (`params.shell`, e.g. `pwsh`) or a requested `proc.exec:<x>` is not on the allowlist",
     ),
     (
         "G-SAFETY.SANDBOX.EXEC_NOT_REQUESTED",
-        "run_shell's shell is not requested as proc.exec:<shell>",
+        "`sandbox.run_shell` without `proc.exec:<shell>` among the requested capabilities (the shell must be granted like any executable)",
     ),
     (
         "G-SAFETY.SANDBOX.INTERPRETER_UNAVAILABLE",
-        "allowlisted interpreter not installed on this host",
+        "the interpreter is allowlisted but not installed on this host (e.g. `node` for `sandbox.run_js`)",
     ),
     (
         "G-SAFETY.SANDBOX.UNAVAILABLE",
-        "no Landlock (ABI >= 4) and degraded sandboxing not allowed",
+        "Landlock is missing or older than ABI 4 (or the launcher cannot run) and the policy does not allow degraded sandboxing (fail closed)",
     ),
     (
         "G-SAFETY.SANDBOX.DEGRADED",
-        "running without Landlock because the trusted policy allows it",
+        "degraded (admitted): no Landlock (ABI >= 4) or no working launcher, admitted because the trusted policy sets `degraded.sandbox_without_landlock`",
     ),
 ];
 

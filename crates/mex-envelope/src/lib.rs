@@ -48,7 +48,7 @@ mod error;
 mod ids;
 pub mod json;
 mod operation;
-mod pointer;
+pub mod pointer;
 pub mod protocol;
 mod result;
 pub mod schema;

@@ -1,15 +1,30 @@
-//! JSON pointers (RFC 6901) built from serde paths, and the private marker that
-//! lets a nested `Deserialize` impl report the pointer of its own failure.
+//! JSON pointers (RFC 6901): the one place mex escapes a reference token
+//! and turns a serde path into a pointer (every crate that reports a
+//! pointer builds it here; `tests/tests/one_home.rs` keeps it that way),
+//! and the private marker that lets a nested `Deserialize` impl report the
+//! pointer of its own failure.
+//!
+//! ```
+//! use mex_envelope::pointer;
+//! assert_eq!(pointer::escape_token("a/b~c"), "a~1b~0c");
+//! assert_eq!(pointer::join("/params", "a/b"), "/params/a~1b");
+//! ```
 
 use std::fmt::Write as _;
 
-/// Escape one reference token per RFC 6901.
-pub(crate) fn escape_token(token: &str) -> String {
+/// Escape one reference token per RFC 6901 (`~` to `~0`, `/` to `~1`).
+pub fn escape_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-/// Convert a `serde_path_to_error` path into a JSON pointer.
-pub(crate) fn from_serde_path(path: &serde_path_to_error::Path) -> String {
+/// Append one reference token (escaped) to a pointer.
+pub fn join(base: &str, token: impl std::fmt::Display) -> String {
+    format!("{base}/{}", escape_token(&token.to_string()))
+}
+
+/// Convert a `serde_path_to_error` path into a JSON pointer (enum and
+/// unknown segments add nothing).
+pub fn from_serde_path(path: &serde_path_to_error::Path) -> String {
     let mut out = String::new();
     for segment in path.iter() {
         match segment {

@@ -260,7 +260,7 @@ fn describe(e: &JsonError) -> (i64, String, String) {
 
 fn denial(pointer: String, message: String) -> GateDenial {
     GateDenial {
-        gate: GateId::from_static("G-SCHEMA"),
+        gate: GateId::from_static(mex_registry::GATE_SCHEMA),
         code: ErrorCode::from_static(CODE),
         rule: "mcp.message.strict_json".into(),
         message,

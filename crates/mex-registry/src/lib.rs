@@ -132,7 +132,6 @@ pub mod format;
 mod gates;
 mod loader;
 mod model;
-mod pointer;
 mod span;
 
 use std::path::{Path, PathBuf};

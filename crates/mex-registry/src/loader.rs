@@ -5,7 +5,7 @@
 //! problem it can see, each with a JSON pointer and a line and column.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use mex_envelope::{
     BudgetSpec, Capability, CapabilityKind, DeterminismLevel, EngineId, ErrorCode, GateId,
@@ -26,8 +26,9 @@ use crate::model::{
     Implementation, Operation, PinnedFile, ProcessSpec, Registry, SchemaSource,
 };
 use crate::span::{self, Positions};
-use crate::{MAX_REFERENCED_FILE_BYTES, MAX_REGISTRY_BYTES, pointer};
+use crate::{MAX_REFERENCED_FILE_BYTES, MAX_REGISTRY_BYTES};
 use mex_envelope::json::JsonError;
+use mex_envelope::pointer;
 
 /// The engine gate the loader adds to every engine with a process
 /// implementation (required).
@@ -893,32 +894,21 @@ impl Loader {
     }
 
     /// Resolve a path relative to the registry directory, refusing escapes.
+    /// The spelling is checked by the store's one set of relative-path rules
+    /// (`mex_artifacts::RelPath`); the filesystem check below adds symlinks.
     fn resolve(&self, rel: &str) -> Result<PathBuf, (ProblemKind, String)> {
-        let path = Path::new(rel);
         if rel.is_empty() {
             return Err((ProblemKind::FileMissing, "empty path".to_owned()));
         }
-        if rel.starts_with('/') || rel.contains('\\') || path.is_absolute() {
-            return Err((
+        let checked = mex_artifacts::RelPath::parse(rel).map_err(|e| {
+            (
                 ProblemKind::PathEscape,
                 format!(
-                    "{rel:?} is absolute; write a path relative to the registry's directory, with '/'"
+                    "{e}; referenced files are named relative to the registry's directory and must stay inside it"
                 ),
-            ));
-        }
-        if path.components().any(|c| {
-            matches!(
-                c,
-                Component::ParentDir | Component::RootDir | Component::Prefix(_)
             )
-        }) {
-            return Err((
-                ProblemKind::PathEscape,
-                format!(
-                    "{rel:?} uses \"..\"; referenced files must stay inside the registry's directory"
-                ),
-            ));
-        }
+        })?;
+        let path = Path::new(checked.as_str());
         let full = self.base_dir.join(path);
         let (Ok(canon), Some(base)) = (full.canonicalize(), &self.base_canon) else {
             return Err((

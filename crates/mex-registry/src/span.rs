@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::pointer;
+use mex_envelope::pointer;
 
 /// A 1-based line and column. Columns count Unicode scalar values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -154,7 +154,7 @@ impl Scanner<'_> {
             self.ws();
             let len = at.len();
             at.push('/');
-            at.push_str(&pointer::escape(&key));
+            at.push_str(&pointer::escape_token(&key));
             if !seen.insert(key.clone()) {
                 self.out.duplicate_keys.push((at.clone(), key_pos, key));
             }

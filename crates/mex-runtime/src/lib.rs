@@ -70,7 +70,6 @@ mod ledger;
 mod proof;
 pub mod reclaim;
 mod runtime;
-pub mod schemas;
 mod settle;
 mod stages;
 

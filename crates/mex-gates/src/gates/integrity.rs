@@ -164,7 +164,7 @@ pub fn check_integrity(
         let is_ref = key.ends_with("_ref")
             || key.ends_with("_refs")
             || artifact_ref_params.iter().any(|p| p == key);
-        let pointer = format!("/params/{}", key.replace('~', "~0").replace('/', "~1"));
+        let pointer = mex_envelope::pointer::join("/params", key);
         let entity_ok = entity_ref_params.iter().any(|p| p == key);
         if is_ref && !(entity_ok && value.as_str().is_some_and(|v| entities.contains(v))) {
             check_reference(value, &pointer, &declared, &mut findings);
@@ -334,11 +334,7 @@ fn walk_strings(value: &Value, at: &str, f: &mut dyn FnMut(&str, &str)) {
         }
         Value::Object(map) => {
             for (k, item) in map {
-                walk_strings(
-                    item,
-                    &format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")),
-                    f,
-                );
+                walk_strings(item, &mex_envelope::pointer::join(at, k), f);
             }
         }
         _ => {}
