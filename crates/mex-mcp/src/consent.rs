@@ -7,7 +7,7 @@
 //! the client (`elicitation/create`: a server → client request on protocols
 //! up to 2025-11-25, an `InputRequiredResult` on 2026-07-28). The question
 //! names the operation, each capability and the expiry of the consent it
-//! would write ([`Options::consent_ttl`](crate::ConsentOptions), one hour by
+//! would write ([`ConsentOptions::ttl`](crate::ConsentOptions), one hour by
 //! default).
 //!
 //! Guards, checked against the trusted policy file as it is on disk when the

@@ -40,9 +40,12 @@
 //!   cancellation cancels the run ([`mex_runtime::CancelToken`]): a
 //!   sandboxed process group is killed and the record says
 //!   `RUNTIME.CANCELLED`.
-//! - Consent: this server does not use elicitation. An operation that needs
-//!   a consent capability (network, secrets, devices) is denied by G-CAP,
-//!   and the denial says how to add a consent record to the trusted policy.
+//! - Consent: with [`Options::consent`] set and a client that declared the
+//!   elicitation capability, an operation denied only for a missing or
+//!   expired consent the policy allows asks the human, writes an expiring
+//!   consent record into the trusted policy, records it, rebuilds the
+//!   runtime and runs again (see the `consent` module). Otherwise the G-CAP
+//!   denial says how to add a consent record to the trusted policy.
 //!
 //! Transports: [`serve_stdio`] (what desktop clients spawn) and
 //! [`serve_http`] (streamable HTTP behind a bearer token). This is the only
