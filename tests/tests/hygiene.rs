@@ -82,6 +82,7 @@ fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
         }
         "mex-mcp" => &[
             "mex-envelope",
+            "mex-gates",
             "mex-registry",
             "mex-artifacts",
             "mex-recorder",

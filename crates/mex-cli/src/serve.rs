@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use mex_envelope::EngineId;
-use mex_mcp::{HttpAuth, MexServer, Options};
+use mex_mcp::{ConsentOptions, HttpAuth, MexServer, Options};
 
 use crate::CliError;
 use crate::exit;
@@ -96,10 +96,19 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<u8, CliError> {
             "no engine is callable (installed and certified); run `mex conformance` first"
         );
     }
-    let server = MexServer::new(
-        runtime,
-        Options::new(callable, home.policy_path.display().to_string()),
-    );
+    let mut options = Options::new(callable, home.policy_path.display().to_string());
+    // Consent through elicitation writes the policy file, then rebuilds the
+    // runtime from the home so the new consent is in force.
+    let rebuild_home = Home {
+        root: home.root.clone(),
+        registry_path: home.registry_path.clone(),
+        registry_dirs: home.registry_dirs.clone(),
+        policy_path: home.policy_path.clone(),
+    };
+    options.consent = Some(ConsentOptions::new(Arc::new(move || {
+        rebuild_home.runtime().map_err(|e| e.message)
+    })));
+    let server = MexServer::new(runtime, options);
     let result = match (args.http, auth) {
         (Some(addr), Some(auth)) => mex_mcp::serve_http(server, addr, auth, |local| {
             eprintln!("mex: serving MCP at http://{local}/mcp");

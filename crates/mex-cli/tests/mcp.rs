@@ -154,6 +154,66 @@ scenarios!(
     tools, evaluate, bad_param, capability, replay, concurrent, cancel, hostile, strict
 );
 
+/// A home whose default profile grants `net.http` subject to consent (no
+/// consent record yet).
+fn consent_home() -> (tempfile::TempDir, PathBuf) {
+    let (dir, home) = home();
+    let path = home.join("policy.json");
+    let mut policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let profile = policy["default_profile"].as_str().unwrap().to_owned();
+    policy["profiles"][&profile]["grants"]
+        .as_array_mut()
+        .unwrap()
+        .push("net.http".into());
+    std::fs::write(&path, serde_json::to_string_pretty(&policy).unwrap()).unwrap();
+    (dir, home)
+}
+
+fn consent(scenario: &str, grants_network: bool) {
+    let (_dir, home) = if grants_network {
+        consent_home()
+    } else {
+        home()
+    };
+    run_scenario(&[scenario, "stdio", MEX, home.to_str().unwrap()]);
+}
+
+#[test]
+fn consent_accepted_through_elicitation_is_written_recorded_and_in_force() {
+    consent("consent_accept", true);
+}
+
+#[test]
+fn consent_declined_through_elicitation_leaves_the_policy_and_the_denial() {
+    consent("consent_decline", true);
+}
+
+#[test]
+fn consent_accepted_through_a_legacy_elicitation_request() {
+    consent("consent_accept_legacy", true);
+}
+
+#[test]
+fn consent_declined_through_a_legacy_elicitation_request() {
+    consent("consent_decline_legacy", true);
+}
+
+#[test]
+fn a_capability_the_policy_does_not_grant_is_never_asked_about() {
+    consent("consent_not_granted", false);
+}
+
+#[test]
+fn an_operation_denied_for_another_reason_too_is_never_asked_about() {
+    consent("consent_mixed", true);
+}
+
+#[test]
+fn without_elicitation_the_denial_says_how_to_grant_consent() {
+    consent("consent_without_elicitation", true);
+}
+
 #[test]
 fn http_without_the_token_is_401_and_oversized_bodies_413() {
     http("unauthorized");

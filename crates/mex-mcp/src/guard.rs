@@ -357,7 +357,7 @@ impl Inner {
         }
         let d = denial(pointer, message);
         let recorded = self
-            .runtime
+            .runtime()
             .recorder()
             .append(EventDraft::gate_outcome(op_id, &d))
             .is_ok();

@@ -40,15 +40,19 @@
 //!   cancellation cancels the run ([`mex_runtime::CancelToken`]): a
 //!   sandboxed process group is killed and the record says
 //!   `RUNTIME.CANCELLED`.
-//! - Consent: this server does not use elicitation. An operation that needs
-//!   a consent capability (network, secrets, devices) is denied by G-CAP,
-//!   and the denial says how to add a consent record to the trusted policy.
+//! - Consent: with [`Options::consent`] set and a client that declared the
+//!   elicitation capability, an operation denied only for a missing or
+//!   expired consent the policy allows asks the human, writes an expiring
+//!   consent record into the trusted policy, records it, rebuilds the
+//!   runtime and runs again (see the `consent` module). Otherwise the G-CAP
+//!   denial says how to add a consent record to the trusted policy.
 //!
 //! Transports: [`serve_stdio`] (what desktop clients spawn) and
 //! [`serve_http`] (streamable HTTP behind a bearer token). This is the only
 //! crate of the workspace with an async runtime (tokio); the runtime itself
 //! stays synchronous.
 
+mod consent;
 mod guard;
 mod http;
 mod resources;
@@ -56,28 +60,32 @@ mod stdio;
 mod tools;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use mex_artifacts::PutOptions;
 use mex_envelope::{
-    ArtifactHandle, ArtifactKind, Classification, DenialSeverity, EngineId, EngineResult,
-    ErrorCode, GateDenial, GateId, MediaType, PlannedOperation, ResultStatus, Sha256Digest,
+    ArtifactHandle, ArtifactKind, Capability, Classification, DenialSeverity, EngineId,
+    EngineResult, ErrorCode, GateDenial, GateId, MediaType, PlannedOperation, ResultStatus,
+    Sha256Digest,
 };
 use mex_recorder::EventDraft;
 use mex_runtime::{CancelToken, MexRuntime};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
-    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-    ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ElicitRequest,
+    ElicitResult, ElicitationAction, Implementation, InputRequest, InputRequiredResult,
+    InputResponses, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Resource, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+pub use consent::{ConsentOptions, Rebuild};
 pub use http::{HttpAuth, MIN_TOKEN_LEN, PATH as HTTP_PATH, serve_http};
 pub use tools::{PUT_ARTIFACT, VALIDATE, tool_name};
 
@@ -125,8 +133,11 @@ pub struct Options {
     pub page_size: usize,
     /// Interval of progress notifications while a call runs.
     pub progress_every: Duration,
-    /// Where the trusted policy is (named in consent denials).
+    /// Where the trusted policy is (named in consent denials, written by
+    /// consent through elicitation).
     pub policy_path: String,
+    /// Consent through elicitation; `None`: never ask, deny with a hint.
+    pub consent: Option<ConsentOptions>,
 }
 
 impl Options {
@@ -138,18 +149,46 @@ impl Options {
             page_size: 100,
             progress_every: Duration::from_secs(1),
             policy_path: policy_path.into(),
+            consent: None,
         }
     }
 }
 
 struct Inner {
-    runtime: Arc<MexRuntime>,
+    /// The runtime in force; replaced when a consent changes the policy.
+    runtime: RwLock<Arc<MexRuntime>>,
     catalog: tools::Catalog,
     options: Options,
     /// Digests this server produced or stored, for fast resource reads.
     known: Mutex<HashMap<Sha256Digest, ArtifactHandle>>,
     /// Refused `tools/call`s waiting for their handler (see `guard`).
     pending: Mutex<guard::PendingMap>,
+    /// Consent questions sent as `InputRequiredResult`, by request state.
+    asked: Mutex<HashMap<String, consent::Ask>>,
+}
+
+/// One run of an operation tool.
+enum Executed {
+    /// The arguments were refused (recorded); no envelope was built.
+    Refused(CallToolResult),
+    /// The runtime answered.
+    Ran {
+        result: Box<EngineResult>,
+        requested: Vec<Capability>,
+    },
+}
+
+/// How a consent question can reach the human.
+enum Route {
+    /// A server → client `elicitation/create` request.
+    Request,
+    /// An `InputRequiredResult` (protocol 2026-07-28 and later).
+    InputRequired,
+}
+
+fn with_note(mut r: CallToolResult, note: String) -> CallToolResult {
+    r.content.push(ContentBlock::text(note));
+    r
 }
 
 /// The MCP server over one shared runtime. Cheap to clone (one per HTTP
@@ -183,11 +222,12 @@ impl MexServer {
         let catalog = tools::Catalog::build(runtime.registry(), &options.callable);
         Self {
             inner: Arc::new(Inner {
-                runtime,
+                runtime: RwLock::new(runtime),
                 catalog,
                 options,
                 known: Mutex::new(HashMap::new()),
                 pending: Mutex::new(HashMap::new()),
+                asked: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -206,8 +246,8 @@ impl MexServer {
         &self,
         tool: tools::OperationTool,
         args: Map<String, Value>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, McpError> {
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Executed, McpError> {
         let inner = self.inner.clone();
         let cancel = CancelToken::new();
         let worker_cancel = cancel.clone();
@@ -237,6 +277,193 @@ impl MexServer {
             }
         };
         outcome.map_err(|e| McpError::internal_error(format!("the run's thread failed: {e}"), None))
+    }
+
+    /// Run an operation tool; when it is denied only for missing consent
+    /// and the client can be asked, ask (see the `consent` module).
+    async fn call_operation(
+        &self,
+        name: String,
+        tool: tools::OperationTool,
+        args: Map<String, Value>,
+        answer: Option<(String, Option<InputResponses>)>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        if let Some((state, responses)) = answer {
+            // The answer to a consent question sent as InputRequiredResult.
+            let ask = self
+                .inner
+                .asked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&state);
+            let Some(ask) = ask.filter(|a| a.tool == name) else {
+                return Ok(text_result(
+                    "refused [MCP.UNKNOWN_REQUEST_STATE] at /requestState: no consent question of this server is waiting under this request state (answered already, or the server restarted); call the tool again without it".into(),
+                    None,
+                    true,
+                )
+                .into());
+            };
+            let answer = responses
+                .as_ref()
+                .and_then(|r| r.get(consent::INPUT_KEY))
+                .cloned()
+                .ok_or_else(|| {
+                    "the client answered without a response to the consent question".to_owned()
+                })
+                .and_then(|v| {
+                    serde_json::from_value::<ElicitResult>(v)
+                        .map(|r| r.action)
+                        .map_err(|e| {
+                            format!("the client's answer is not an elicitation result: {e}")
+                        })
+                });
+            return self.answered(tool, args, ask, answer, &context).await;
+        }
+        let executed = self
+            .run_operation(tool.clone(), args.clone(), &context)
+            .await?;
+        let (result, requested) = match executed {
+            Executed::Refused(r) => return Ok(r.into()),
+            Executed::Ran { result, requested } => (result, requested),
+        };
+        let route = self.route(&context);
+        let ask = match &route {
+            Some(_) if result.status == ResultStatus::Denied => {
+                let path = PathBuf::from(&self.inner.options.policy_path);
+                let operation = tool.operation.to_string();
+                self.blocking(move |_| {
+                    consent::ask_for(&name, operation, &result, &requested, &path).ok_or(result)
+                })
+                .await?
+            }
+            _ => Err(result),
+        };
+        let (ask, route) = match (ask, route) {
+            (Ok(ask), Some(route)) => (ask, route),
+            (Err(result), _) | (Ok(consent::Ask { denied: result, .. }), None) => {
+                return Ok(self.inner.answer(&result).into());
+            }
+        };
+        let ttl = self
+            .inner
+            .options
+            .consent
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |c| c.ttl);
+        let params = consent::request(
+            &ask,
+            std::path::Path::new(&self.inner.options.policy_path),
+            ttl,
+        );
+        match route {
+            Route::InputRequired => {
+                let state = Uuid::new_v4().simple().to_string();
+                {
+                    let mut asked = self
+                        .inner
+                        .asked
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if asked.len() >= 1000 {
+                        asked.clear();
+                    }
+                    asked.insert(state.clone(), ask);
+                }
+                let requests = std::collections::BTreeMap::from([(
+                    consent::INPUT_KEY.to_owned(),
+                    InputRequest::Elicitation(ElicitRequest::new(params)),
+                )]);
+                Ok(InputRequiredResult::new(Some(requests), Some(state)).into())
+            }
+            Route::Request => {
+                let answer = tokio::select! {
+                    r = context.peer.create_elicitation_with_timeout(params, Some(consent::ANSWER_TIMEOUT)) => {
+                        r.map(|r| r.action).map_err(|e| format!("the consent question through the client failed: {e}"))
+                    }
+                    () = context.ct.cancelled() => Err("the client cancelled the call while the consent question was open".to_owned()),
+                };
+                self.answered(tool, args, ask, answer, &context).await
+            }
+        }
+    }
+
+    /// Whether and how this client can be asked.
+    fn route(&self, context: &RequestContext<RoleServer>) -> Option<Route> {
+        self.inner.options.consent.as_ref()?;
+        let modern = context
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        let capable = context
+            .client_capabilities()
+            .and_then(|c| c.elicitation)
+            .is_some_and(|e| e.form.is_some() || e.url.is_none());
+        match (capable, modern) {
+            (false, _) => None,
+            (true, true) => Some(Route::InputRequired),
+            (true, false) => Some(Route::Request),
+        }
+    }
+
+    /// Act on the human's answer to a consent question.
+    async fn answered(
+        &self,
+        tool: tools::OperationTool,
+        mut args: Map<String, Value>,
+        ask: consent::Ask,
+        answer: Result<ElicitationAction, String>,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let client = context
+            .client_info()
+            .map(|i| format!("{} {}", i.name, i.version))
+            .unwrap_or_else(|| "(unnamed)".into());
+        match answer {
+            Ok(ElicitationAction::Accept) => {
+                let granted = {
+                    let ask = ask.clone();
+                    self.blocking(move |inner| inner.grant(&ask, &client))
+                        .await?
+                };
+                let note = match granted {
+                    Ok(note) => note,
+                    Err(e) => {
+                        let r = self.inner.answer(&ask.denied);
+                        return Ok(with_note(r, format!("the human accepted, but {e}")).into());
+                    }
+                };
+                args.insert("op_id".into(), Value::String(ask.op_id.to_string()));
+                let r = match self.run_operation(tool, args, context).await? {
+                    Executed::Refused(r) => r,
+                    Executed::Ran { result, .. } => self.inner.answer(&result),
+                };
+                Ok(with_note(r, note).into())
+            }
+            Ok(action) => {
+                let word = match action {
+                    ElicitationAction::Decline => "decline",
+                    _ => "cancel",
+                };
+                let recorded = {
+                    let ask = ask.clone();
+                    self.blocking(move |inner| {
+                        consent::record_decline(&ask, word, inner.runtime().recorder().as_ref())
+                    })
+                    .await?
+                };
+                let r = self.inner.answer(&ask.denied);
+                Ok(with_note(
+                    r,
+                    format!(
+                        "the human declined the consent question through the client ({word}); the policy is unchanged{}",
+                        if recorded { "" } else { " (the answer could not be recorded)" }
+                    ),
+                )
+                .into())
+            }
+            Err(e) => Ok(with_note(self.inner.answer(&ask.denied), e).into()),
+        }
     }
 
     async fn blocking<T: Send + 'static>(
@@ -269,7 +496,7 @@ impl Inner {
             severity: DenialSeverity::Deny,
         };
         let recorded = self
-            .runtime
+            .runtime()
             .recorder()
             .append(EventDraft::gate_outcome(op_id, &denial))
             .is_ok();
@@ -300,7 +527,7 @@ impl Inner {
     fn answer_refusal(&self, token: &str) -> Option<CallToolResult> {
         let (op_id, denial) = self.take_refusal(token)?;
         let recorded = self
-            .runtime
+            .runtime()
             .recorder()
             .append(EventDraft::gate_outcome(op_id, &denial))
             .is_ok();
@@ -309,28 +536,82 @@ impl Inner {
         Some(r)
     }
 
+    /// The runtime in force.
+    fn runtime(&self) -> Arc<MexRuntime> {
+        self.runtime
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn execute(
         &self,
         tool: &tools::OperationTool,
         args: &Map<String, Value>,
         cancel: &CancelToken,
-    ) -> CallToolResult {
-        let envelope = match tools::planned_operation(
-            self.runtime.registry(),
-            self.runtime.store(),
-            tool,
-            args,
-        ) {
-            Ok(v) => v,
-            Err(e) => return self.refuse_arguments(args, e),
-        };
+    ) -> Executed {
+        let runtime = self.runtime();
+        let envelope =
+            match tools::planned_operation(runtime.registry(), runtime.store(), tool, args) {
+                Ok(v) => v,
+                Err(e) => return Executed::Refused(self.refuse_arguments(args, e)),
+            };
         let bytes = serde_json::to_vec(&envelope).unwrap_or_default();
-        let result = match PlannedOperation::from_json_slice(&bytes) {
-            Ok(op) => self.runtime.execute_with_cancel(op, cancel),
+        match PlannedOperation::from_json_slice(&bytes) {
+            Ok(op) => {
+                let requested = op.capabilities_requested.clone();
+                let result = runtime.execute_with_cancel(op, cancel);
+                Executed::Ran {
+                    result: Box::new(result),
+                    requested,
+                }
+            }
             // Not an operation: the runtime records the refusal.
-            Err(_) => self.runtime.execute_json(&bytes),
+            Err(_) => Executed::Ran {
+                result: Box::new(runtime.execute_json(&bytes)),
+                requested: Vec::new(),
+            },
+        }
+    }
+
+    /// Write the consents of `ask`, rebuild the runtime so they are in
+    /// force, and say what was granted.
+    fn grant(&self, ask: &consent::Ask, client: &str) -> Result<String, String> {
+        let Some(options) = &self.options.consent else {
+            return Err("this server does not grant consent".into());
         };
-        self.answer(&result)
+        let path = PathBuf::from(&self.options.policy_path);
+        let records = consent::grant(
+            ask,
+            &path,
+            options.ttl,
+            &format!("a human through the MCP client {client}"),
+            self.runtime().recorder().as_ref(),
+        )?;
+        let runtime = (options.rebuild)().map_err(|e| {
+            format!("the consent was written but the runtime could not be rebuilt: {e}; restart the server")
+        })?;
+        *self.runtime.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(runtime);
+        let granted = if records.is_empty() {
+            "a consent granted meanwhile covers it".to_owned()
+        } else {
+            records
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} for {} until {}",
+                        r.id,
+                        r.capability.0,
+                        r.expires_at.to_shortest_rfc3339().unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Ok(format!(
+            "consent granted by the human through the client: {granted} (written to {}, on the record)",
+            self.options.policy_path
+        ))
     }
 
     fn remember(&self, handles: &[ArtifactHandle]) {
@@ -381,7 +662,7 @@ impl Inner {
                     .is_some_and(|m| m.as_str() == "application/json");
                 if json_type
                     && h.size_bytes <= INLINE_JSON_BYTES
-                    && let Ok(bytes) = self.runtime.store().read(h)
+                    && let Ok(bytes) = self.runtime().store().read(h)
                     && let Ok(text) = String::from_utf8(bytes)
                 {
                     content.push(ContentBlock::text(text));
@@ -408,7 +689,7 @@ impl Inner {
             ));
             if d.code.as_str().starts_with("G-CAP.CONSENT") {
                 lines.push(format!(
-                    "to grant consent: add a consent record for this capability (id, capability, granted_at, expires_at) under `consents` in the trusted policy {}, then restart the server; this server does not ask through elicitation",
+                    "to grant consent: add a consent record for this capability (id, capability, granted_at, expires_at) under `consents` in the trusted policy {}, then restart the server (a client that declares the elicitation capability is asked instead)",
                     self.options.policy_path
                 ));
             }
@@ -492,7 +773,7 @@ impl Inner {
         };
         let mut options = PutOptions::new(ArtifactKind::File, Classification::Low);
         options.media_type = Some(media_type);
-        match self.runtime.store().put_bytes(&bytes, &options) {
+        match self.runtime().store().put_bytes(&bytes, &options) {
             Ok(handle) => {
                 self.remember(std::slice::from_ref(&handle));
                 let value = serde_json::to_value(&handle).unwrap_or(Value::Null);
@@ -525,8 +806,8 @@ impl Inner {
         let mut rest = args.clone();
         rest.remove("tool");
         let envelope = match tools::planned_operation(
-            self.runtime.registry(),
-            self.runtime.store(),
+            self.runtime().registry(),
+            self.runtime().store(),
             tool,
             &rest,
         ) {
@@ -543,7 +824,7 @@ impl Inner {
             }
         };
         let bytes = serde_json::to_vec(&envelope).unwrap_or_default();
-        let outcomes = self.runtime.validate_json(&bytes);
+        let outcomes = self.runtime().validate_json(&bytes);
         let denied = outcomes.iter().any(|o| o.denied());
         let value: Vec<Value> = outcomes
             .iter()
@@ -608,7 +889,8 @@ impl ServerHandler for MexServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let args = request.arguments.unwrap_or_default();
+        let mut request = request;
+        let args = request.arguments.take().unwrap_or_default();
         if args.len() == 1
             && let Some(Value::String(token)) = args.get(guard::REFUSAL_KEY)
         {
@@ -633,7 +915,12 @@ impl ServerHandler for MexServer {
                         None,
                     ));
                 };
-                self.run_operation(tool, args, context).await?
+                let name = name.to_owned();
+                let answer = request
+                    .request_state
+                    .take()
+                    .map(|state| (state, request.input_responses.take()));
+                return self.call_operation(name, tool, args, answer, context).await;
             }
         };
         Ok(result.into())
@@ -646,8 +933,10 @@ impl ServerHandler for MexServer {
     ) -> Result<ListResourcesResult, McpError> {
         let cursor = request.and_then(|r| r.cursor);
         let page = self.inner.options.page_size;
-        self.blocking(move |inner| resources::list(inner.runtime.store(), cursor.as_deref(), page))
-            .await?
+        self.blocking(move |inner| {
+            resources::list(inner.runtime().store(), cursor.as_deref(), page)
+        })
+        .await?
     }
 
     async fn read_resource(
@@ -659,8 +948,8 @@ impl ServerHandler for MexServer {
         let contents = self
             .blocking(move |inner| {
                 resources::read(
-                    inner.runtime.store(),
-                    inner.runtime.recorder().as_ref(),
+                    inner.runtime().store(),
+                    inner.runtime().recorder().as_ref(),
                     &uri,
                     inner.options.max_read_bytes,
                     |d| {

@@ -17,6 +17,7 @@ import uuid
 
 import anyio
 import httpx2
+import mcp_types
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -40,12 +41,12 @@ class Target:
             with open(token_file) as f:
                 self.token = f.read().strip()
 
-    def client(self):
+    def client(self, **extra):
         if self.transport == "stdio":
             params = StdioServerParameters(
                 command=self.mex, args=["--home", self.home, "serve", "--stdio"]
             )
-            return Client(params, read_timeout_seconds=120)
+            return Client(params, read_timeout_seconds=120, **extra)
         http = httpx2.AsyncClient(
             headers={"Authorization": f"Bearer {self.token}"},
             timeout=httpx2.Timeout(120.0),
@@ -473,6 +474,125 @@ async def strict(t):
         check(msg["result"].get("isError") is False, f"a put after the refusals: {msg}")
 
 
+def policy_of(t):
+    with open(os.path.join(t.home, "policy.json")) as f:
+        return json.load(f)
+
+
+async def echo_with_network(c):
+    """A sandboxed printf that requests net.http (granted by the test policy subject to consent)."""
+    script = await put(c, "printf 'consent-check\\n'\n", "text/x-shellscript")
+    allow = await put(c, json.dumps({"commands": ["printf"]}), "application/json")
+    spec = await put(c, json.dumps({}), "application/json")
+    return {
+        "params": {
+            "script_ref": script["artifact_id"],
+            "shell": "bash",
+            "command_allowlist_ref": allow["artifact_id"],
+            "inputs": [],
+            "output_spec_ref": spec["artifact_id"],
+        },
+        "inputs": [script["artifact_id"], allow["artifact_id"], spec["artifact_id"]],
+        "capabilities": ["proc.exec:bash", "net.http"],
+        "determinism": "D2",
+    }
+
+
+def answering(action, asked):
+    async def callback(context, params):
+        asked.append(params.message)
+        return mcp_types.ElicitResult(action=action, content={} if action == "accept" else None)
+    return callback
+
+
+async def consent_accept(t, mode="auto"):
+    """Accepted: on 2026-07-28 (the SDK's default) the question travels as an
+    InputRequiredResult; with mode="legacy" as an elicitation/create request."""
+    before = policy_of(t)
+    check(not before.get("consents"), f"the test policy starts without consents: {before}")
+    asked = []
+    async with t.client(elicitation_callback=answering("accept", asked), mode=mode) as c:
+        r = await c.call_tool("sandbox_run_shell", await echo_with_network(c))
+        check(len(asked) == 1, f"asked once: {asked}")
+        check("net.http" in asked[0] and "sandbox.run_shell" in asked[0] and "1 hour" in asked[0],
+              f"the question names the capability, the operation and the expiry: {asked[0]}")
+        check(not r.is_error, f"the call succeeds after consent: {text_of(r)}")
+        check("consent granted" in text_of(r), f"the result says consent was granted: {text_of(r)}")
+        after = policy_of(t)
+        consents = after.get("consents", [])
+        check(len(consents) == 1 and consents[0]["capability"] == "net.http", f"one consent record: {after}")
+        check(consents[0]["expires_at"] > consents[0]["granted_at"], f"with an expiry: {consents[0]}")
+        check(after["profiles"] == before["profiles"], "the rest of the policy is kept")
+        op_id = r.structured_content["op_id"]
+        evs = await events(c, op_id)
+        granted = [e for e in evs if e["kind"] == "capability_allowed" and e.get("rule") == "policy.consent.elicited"]
+        check(granted and granted[0].get("capability") == "net.http", f"the consent is on the record: {evs}")
+        check(consents[0]["id"] in json.dumps(granted[0]), f"the event names the record: {granted[0]}")
+        done = [e for e in evs if e["kind"] == "op_completed"]
+        check(done and done[-1]["status"] == "succeeded", f"the re-run is on record: {done}")
+        # In force now: a second call is not asked again.
+        r = await c.call_tool("sandbox_run_shell", await echo_with_network(c))
+        check(not r.is_error and len(asked) == 1, f"the consent is in force: {text_of(r)} {asked}")
+
+
+async def consent_accept_legacy(t):
+    await consent_accept(t, mode="legacy")
+
+
+async def consent_decline(t, mode="auto"):
+    before = policy_of(t)
+    asked = []
+    async with t.client(elicitation_callback=answering("decline", asked), mode=mode) as c:
+        r = await c.call_tool("sandbox_run_shell", await echo_with_network(c))
+        check(len(asked) == 1, f"asked once: {asked}")
+        check(r.is_error, "declined: denied")
+        check("G-CAP.CONSENT_MISSING" in text_of(r) and "declined" in text_of(r), f"says declined: {text_of(r)}")
+        check(policy_of(t) == before, "the policy is unchanged")
+        evs = await events(c, r.structured_content["op_id"])
+        check(any(e["kind"] == "capability_denied" and e.get("rule") == "policy.consent.declined" for e in evs),
+              f"the decline is on the record: {evs}")
+
+
+async def consent_decline_legacy(t):
+    await consent_decline(t, mode="legacy")
+
+
+async def consent_not_granted(t):
+    """Under a policy that does not grant net.http at all, nobody is asked."""
+    before = policy_of(t)
+    asked = []
+    async with t.client(elicitation_callback=answering("accept", asked)) as c:
+        r = await c.call_tool("sandbox_run_shell", await echo_with_network(c))
+        check(r.is_error and "G-CAP.NOT_GRANTED" in text_of(r), f"denied outright: {text_of(r)}")
+        check(not asked, f"not asked: {asked}")
+        check(policy_of(t) == before, "the policy is unchanged")
+
+
+async def consent_mixed(t):
+    """An operation denied for another reason too is answered without asking."""
+    before = policy_of(t)
+    asked = []
+    async with t.client(elicitation_callback=answering("accept", asked)) as c:
+        args = await echo_with_network(c)
+        args["capabilities"].append("fs.write:elsewhere")
+        r = await c.call_tool("sandbox_run_shell", args)
+        check(r.is_error and "G-CAP.CONSENT_MISSING" in text_of(r) and "G-CAP.NOT_" in text_of(r),
+              f"denied for two reasons: {text_of(r)}")
+        check(not asked, f"not asked: {asked}")
+        check(policy_of(t) == before, "the policy is unchanged")
+
+
+async def consent_without_elicitation(t):
+    before = policy_of(t)
+    async with t.client() as c:
+        r = await c.call_tool("sandbox_run_shell", await echo_with_network(c))
+        check(r.is_error, "no elicitation: denied")
+        text = text_of(r)
+        check("G-CAP.CONSENT_MISSING" in text and "to grant consent" in text and "policy.json" in text,
+              f"says how to grant consent: {text}")
+        check(policy_of(t) == before, "the policy is unchanged")
+
+
 async def unauthorized(t):
     async with httpx2.AsyncClient() as http:
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
@@ -487,7 +607,9 @@ async def unauthorized(t):
 
 
 SCENARIOS = {f.__name__: f for f in [tools, evaluate, bad_param, capability, replay, concurrent, cancel,
-                                     hostile, strict, unauthorized]}
+                                     hostile, strict, unauthorized, consent_accept, consent_decline,
+                                     consent_accept_legacy, consent_decline_legacy,
+                                     consent_not_granted, consent_mixed, consent_without_elicitation]}
 
 
 def main():
