@@ -104,7 +104,7 @@ pub enum Command {
     /// jails, store temp files; never those of live runs), then run the
     /// artifact store's gc. Prints everything removed.
     Gc {
-        /// Print the report as JSON.
+        /// Print the report as JSON (schema: gc-report).
         #[arg(long)]
         json: bool,
     },

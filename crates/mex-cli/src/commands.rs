@@ -482,12 +482,7 @@ fn list_engines(home: &Home, json: bool) -> Result<u8, CliError> {
     // Installed: shipped with this binary, or a process implementation the
     // registry (and its overlays) declares, which this binary runs.
     // (A listing needs no home: without a policy file, the default one.)
-    let policy = if home.policy_path.is_file() {
-        home.policy()?
-    } else {
-        mex_gates::CapabilityPolicy::default_non_sensitive()
-    };
-    let (runnable, _) = mex_cli::process_engines::engines_with_gates(&policy, &registry);
+    let (runnable, _) = mex_cli::process_engines::engines_with_gates(&home.policy()?, &registry);
     let shipped: Vec<(String, String)> = runnable
         .iter()
         .map(|e| (e.engine_id().to_string(), e.implementation_id().to_owned()))

@@ -19,7 +19,16 @@ pub struct Home {
     /// Overlay directories (`--registry-dir`), after `registry.d/`.
     pub registry_dirs: Vec<PathBuf>,
     pub policy_path: PathBuf,
+    /// True when the policy was named (`--policy`, `MEX_POLICY`): then it
+    /// must exist. Otherwise a home without `policy.json` (a read-only
+    /// command on a home not created yet) reads as the default policy.
+    pub policy_named: bool,
 }
+
+/// The most bytes read from a policy file: a policy is a few kilobytes, and
+/// a bounded read keeps a wrong path (`/dev/zero`, a huge file) from
+/// exhausting memory.
+pub const MAX_POLICY_BYTES: u64 = 1 << 20;
 
 /// The shipped registry: `./mechanical_engines.json` when run from a
 /// checkout, else the one next to this crate's workspace.
@@ -48,6 +57,7 @@ impl Home {
             registry_path,
             registry_dirs: cli.registry_dirs.clone(),
             policy_path,
+            policy_named: cli.policy.is_some(),
         }
     }
 
@@ -114,6 +124,7 @@ impl Home {
             registry_path,
             registry_dirs: cli.registry_dirs.clone(),
             policy_path,
+            policy_named: cli.policy.is_some(),
         })
     }
 
@@ -129,14 +140,39 @@ impl Home {
     }
 
     pub fn policy(&self) -> Result<CapabilityPolicy, CliError> {
-        let text = std::fs::read_to_string(&self.policy_path).map_err(|e| {
+        use std::io::Read;
+        let path = &self.policy_path;
+        if !self.policy_named && !path.exists() {
+            // A home not created yet (read-only commands never create one):
+            // the policy a new home would get, without writing it.
+            return Ok(CapabilityPolicy::default_non_sensitive());
+        }
+        let unreadable = |e: std::io::Error| {
             CliError::usage(format!(
-                "cannot read the policy {}: {e}",
-                self.policy_path.display()
+                "cannot read the policy {}: {e}; check that it is a readable JSON file (schema: schemas/capability-policy.schema.json), or remove it from the home to get the default policy",
+                path.display()
+            ))
+        };
+        let file = std::fs::File::open(path).map_err(unreadable)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_POLICY_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(unreadable)?;
+        if bytes.len() as u64 > MAX_POLICY_BYTES {
+            return Err(CliError::usage(format!(
+                "the policy {} is larger than {MAX_POLICY_BYTES} bytes, so it is not read; a policy is a small JSON file: check the path",
+                path.display()
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            CliError::usage(format!(
+                "the policy {} is not UTF-8 (invalid byte at offset {}); save it as UTF-8 JSON",
+                path.display(),
+                e.utf8_error().valid_up_to()
             ))
         })?;
         CapabilityPolicy::from_json_str(&text)
-            .map_err(|e| CliError::usage(format!("{}: {e}", self.policy_path.display())))
+            .map_err(|e| CliError::usage(format!("{}: {e}", path.display())))
     }
 
     pub fn store(&self) -> Result<Arc<ArtifactStore>, CliError> {

@@ -104,6 +104,7 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<u8, CliError> {
         registry_path: home.registry_path.clone(),
         registry_dirs: home.registry_dirs.clone(),
         policy_path: home.policy_path.clone(),
+        policy_named: home.policy_named,
     };
     options.consent = Some(ConsentOptions::new(Arc::new(move || {
         rebuild_home.runtime().map_err(|e| e.message)

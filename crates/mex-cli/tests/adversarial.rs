@@ -1,0 +1,108 @@
+//! Adversarial cases through real `mex` processes: read-only commands on a
+//! home that does not exist, trusted files that never end, published
+//! schemas for every `--json` report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn command(home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mex"));
+    c.args([
+        "--home",
+        home.to_str().unwrap(),
+        "--registry",
+        workspace()
+            .join("mechanical_engines.json")
+            .to_str()
+            .unwrap(),
+    ])
+    .args(args)
+    .env("NO_COLOR", "1")
+    .env_remove("MEX_HOME")
+    .env_remove("MEX_POLICY")
+    .env_remove("MEX_REGISTRY_DIR");
+    c
+}
+
+fn mex(home: &Path, args: &[&str]) -> Output {
+    command(home, args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn engines_on_a_home_that_does_not_exist_lists_them_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("never-created");
+    let out = mex(&home, &["engines"]);
+    assert!(
+        out.status.success(),
+        "`mex engines` on a missing home failed:\n{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("engine.physics"));
+    assert!(!home.exists(), "`mex engines` created {}", home.display());
+}
+
+#[test]
+fn a_policy_path_that_never_ends_is_refused_without_reading_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("h");
+    // Bound the address space so that a regression fails the test instead of
+    // exhausting the machine's memory.
+    let c = command(&home, &["--policy", "/dev/zero", "engines"]);
+    let program = c.get_program().to_owned();
+    let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 2000000; exec \"$@\"")
+        .arg("sh")
+        .arg(program)
+        .args(args)
+        .env_remove("MEX_HOME")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("larger than"), "{err}");
+    assert!(!err.contains("out of memory"), "{err}");
+}
+
+#[test]
+fn gc_json_validates_against_its_published_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("h");
+    let help = mex(&home, &["gc", "--help"]);
+    assert!(
+        text(&help.stdout).contains("schema: gc-report"),
+        "`mex gc --help` names no schema"
+    );
+    let schema = mex(&home, &["schema", "gc-report"]);
+    assert!(schema.status.success(), "{}", text(&schema.stderr));
+    let schema: serde_json::Value = serde_json::from_slice(&schema.stdout).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("schemas/gc-report.schema.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(schema, committed, "schemas/gc-report.schema.json is stale");
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    let out = mex(&home, &["gc", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{doc:#}");
+}
