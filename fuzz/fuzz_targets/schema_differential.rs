@@ -35,13 +35,16 @@ fn validator() -> &'static jsonschema::Validator {
 /// * the operation's prefix must equal the engine's name (a cross-field rule);
 /// * the parser's memory budget for a document within the byte cap
 ///   (`ENVELOPE.TOO_COMPLEX`);
-/// * evidence-capture tokens that are well-formed but contradictory.
+/// * evidence-capture tokens that are well-formed but contradictory;
+/// * the fine grammar of a semver requirement (leading zeros, where a
+///   wildcard may stand), which the schema's pattern only bounds from above.
 fn beyond_schema(e: &EnvelopeError) -> bool {
     match e {
         EnvelopeError::TooLarge { .. } => true,
         EnvelopeError::Invalid { pointer, message } => {
             (pointer == "/operation" && message.contains("does not belong"))
                 || pointer.starts_with("/evidence_policy/capture/")
+                || pointer == "/engine_version_req"
         }
         other => matches!(
             other.code(),

@@ -63,8 +63,16 @@ pub struct PlannedOperation {
     pub op_id: Uuid,
     /// The engine to run.
     pub engine_id: EngineId,
-    /// Semver requirement the implementation must satisfy, e.g. `^1.0`.
-    #[schemars(with = "String")]
+    /// Semver requirement the implementation must satisfy, e.g. `^1.0`. The
+    /// pattern admits every requirement the parser accepts; the finer rules
+    /// of the semver grammar (no leading zeros, where a wildcard may stand)
+    /// are the parser's.
+    #[schemars(
+        with = "String",
+        regex(
+            pattern = r"^ *[=<>~^]{0,2} *[0-9xX*][0-9A-Za-z.*+-]*( *, *[=<>~^]{0,2} *[0-9xX*][0-9A-Za-z.*+-]*)* *$"
+        )
+    )]
     pub engine_version_req: semver::VersionReq,
     /// The operation; its prefix must be the engine's name.
     pub operation: OperationName,

@@ -135,7 +135,7 @@ pub fn ask_for(
     }
     let mut capabilities: Vec<Capability> = Vec::new();
     for d in &result.denials {
-        if d.gate.as_str() != "G-CAP" || !CONSENT_CODES.contains(&d.code.as_str()) {
+        if d.gate.as_str() != mex_registry::GATE_CAP || !CONSENT_CODES.contains(&d.code.as_str()) {
             return None;
         }
         let index: usize = d
