@@ -1,6 +1,12 @@
-//! `cargo xtask fuzz [--seconds N] [--target NAME] [--keep]`: build and run
-//! the cargo-fuzz targets under `fuzz/` (libFuzzer, sanitizer off so the
-//! pinned stable toolchain builds them).
+//! `cargo xtask fuzz [--seconds N | --smoke] [--target NAME] [--keep]`: build
+//! and run the cargo-fuzz targets under `fuzz/` (libFuzzer, sanitizer off so
+//! the pinned stable toolchain builds them).
+//!
+//! `--seconds N` explores for N seconds per target (a random walk: run it to
+//! find bugs). `--smoke` is what CI runs: every input of the committed corpus
+//! once, then a fixed number of mutations from a fixed seed, so the same code
+//! always gives the same verdict (CI never fails on a new random find; the
+//! long runs find those, and their crashers join the corpus once fixed).
 //!
 //! Each target starts from its committed corpus `fuzz/corpus/<target>`; new
 //! inputs go to `target/fuzz-corpus/<target>` unless `--keep` is given, in
@@ -21,9 +27,13 @@ pub const TARGETS: &[&str] = &[
     "certificate",
 ];
 
+/// Mutations per target in `--smoke` mode (after the corpus).
+const SMOKE_RUNS: u64 = 20_000;
+
 /// Parse the arguments and run.
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut seconds = 30u64;
+    let mut smoke = false;
     let mut only: Option<String> = None;
     let mut keep = false;
     let mut it = args.iter();
@@ -37,8 +47,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             }
             "--target" => only = Some(it.next().context("--target needs a name")?.clone()),
             "--keep" => keep = true,
+            "--smoke" => smoke = true,
             other => bail!(
-                "unknown argument {other}; usage: cargo xtask fuzz [--seconds N] [--target NAME] [--keep]"
+                "unknown argument {other}; usage: cargo xtask fuzz [--seconds N | --smoke] [--target NAME] [--keep]"
             ),
         }
     }
@@ -53,7 +64,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     ensure_cargo_fuzz()?;
     let fuzz_dir = root.join("fuzz");
     for target in targets {
-        println!("== fuzz {target} for {seconds} s");
+        if smoke {
+            println!("== fuzz {target}: smoke (corpus, then {SMOKE_RUNS} runs from seed 1)");
+        } else {
+            println!("== fuzz {target} for {seconds} s");
+        }
         let seed = fuzz_dir.join("corpus").join(target);
         let scratch = root.join("target/fuzz-corpus").join(target);
         std::fs::create_dir_all(&scratch)
@@ -68,15 +83,19 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         } else {
             cmd.arg(&scratch).arg(&seed);
         }
-        cmd.arg("--")
-            .arg(format!("-max_total_time={seconds}"))
-            .arg(format!(
-                "-dict={}",
-                fuzz_dir.join("dict/json.dict").display()
-            ))
-            .arg("-max_len=65536")
-            .arg("-rss_limit_mb=2048")
-            .arg("-print_final_stats=1");
+        cmd.arg("--");
+        if smoke {
+            cmd.arg("-seed=1").arg(format!("-runs={SMOKE_RUNS}"));
+        } else {
+            cmd.arg(format!("-max_total_time={seconds}"));
+        }
+        cmd.arg(format!(
+            "-dict={}",
+            fuzz_dir.join("dict/json.dict").display()
+        ))
+        .arg("-max_len=65536")
+        .arg("-rss_limit_mb=2048")
+        .arg("-print_final_stats=1");
         let status = cmd
             .status()
             .with_context(|| format!("running cargo fuzz for {target}"))?;
