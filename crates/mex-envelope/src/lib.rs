@@ -66,8 +66,8 @@ pub use digest::{Sha256Digest, Sha256Writer};
 pub use error::EnvelopeError;
 pub use ids::{EngineId, ErrorCode, GateId, OperationName, SchemaVersion};
 pub use operation::{
-    MAX_ENVELOPE_BYTES, MAX_ENVELOPE_VALUE_BYTES, MAX_INLINE_PARAMS_BYTES, PlannedOperation,
-    read_envelope_bytes,
+    MAX_CAPABILITIES, MAX_ENVELOPE_BYTES, MAX_ENVELOPE_VALUE_BYTES, MAX_INLINE_PARAMS_BYTES,
+    MAX_INPUTS, PlannedOperation, read_envelope_bytes,
 };
 pub use result::{
     DenialSeverity, EngineError, EngineResult, GateDenial, ProvenanceRecord, ResultStatus,

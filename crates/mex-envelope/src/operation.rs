@@ -41,6 +41,14 @@ pub fn read_envelope_bytes<R: Read>(reader: R) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The most capabilities one operation may request. The list is small by
+/// nature (one entry per kind and scope); the bound keeps a hostile list from
+/// turning into thousands of gate findings on the record.
+pub const MAX_CAPABILITIES: usize = 64;
+
+/// The most inputs one operation may name.
+pub const MAX_INPUTS: usize = 1024;
+
 /// The inline rule (`docs/contract.md §3.1`): canonical params above this
 /// many bytes must be passed as an input artifact.
 pub const MAX_INLINE_PARAMS_BYTES: usize = 32 * 1024;
@@ -76,13 +84,15 @@ pub struct PlannedOperation {
     pub engine_version_req: semver::VersionReq,
     /// The operation; its prefix must be the engine's name.
     pub operation: OperationName,
-    /// Input artifacts and entity references.
+    /// Input artifacts and entity references (at most [`MAX_INPUTS`]).
+    #[schemars(length(max = 1024))]
     pub inputs: Vec<Input>,
     /// Engine-specific params, validated against the operation's schema.
     /// Every number in them, at any depth, is within ±(2^53-1).
     #[schemars(with = "crate::json::SafeJsonObject")]
     pub params: Map<String, Value>,
-    /// Capabilities the operation asks for.
+    /// Capabilities the operation asks for (at most [`MAX_CAPABILITIES`]).
+    #[schemars(length(max = 64))]
     pub capabilities_requested: Vec<Capability>,
     /// Resource budget.
     pub budget: BudgetSpec,
@@ -186,6 +196,23 @@ impl PlannedOperation {
     /// belongs to the engine, params integers are exact under RFC 8785, and
     /// evidence tokens are well-formed.
     pub fn validate(&self) -> Result<(), EnvelopeError> {
+        for (pointer, len, max) in [
+            ("/inputs", self.inputs.len(), MAX_INPUTS),
+            (
+                "/capabilities_requested",
+                self.capabilities_requested.len(),
+                MAX_CAPABILITIES,
+            ),
+        ] {
+            if len > max {
+                return Err(EnvelopeError::invalid(
+                    pointer,
+                    format!(
+                        "{len} entries, over the limit of {max}: name each input or capability once"
+                    ),
+                ));
+            }
+        }
         if !self.operation.belongs_to(&self.engine_id) {
             return Err(EnvelopeError::invalid(
                 "/operation",

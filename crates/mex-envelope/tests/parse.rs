@@ -477,3 +477,27 @@ fn nesting_far_beyond_the_recursion_limit_is_refused_within_the_cap() {
         assert_eq!(err.code(), "ENVELOPE.SYNTAX", "{err}");
     }
 }
+
+/// A hostile list of repeated capabilities (found by an adversarial review:
+/// 20,000 repeats once became 40,000 events on the record) is refused by the
+/// front door as one finding, and the committed schema refuses it too.
+#[test]
+fn capability_and_input_lists_are_bounded() {
+    let mut doc: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../examples/ops/valid/physics-convert-units.json"
+    ))
+    .unwrap();
+    doc["capabilities_requested"] = serde_json::Value::Array(
+        std::iter::repeat_n(serde_json::json!("fs.read:inputs"), 65).collect(),
+    );
+    let err = PlannedOperation::from_json_value(doc.clone()).unwrap_err();
+    assert!(
+        err.to_string().contains("/capabilities_requested") && err.to_string().contains("limit"),
+        "{err}"
+    );
+    doc["capabilities_requested"] = serde_json::Value::Array(
+        std::iter::repeat_n(serde_json::json!("fs.read:inputs"), 64).collect(),
+    );
+    // 64 is within the bound (duplicates are G-CAP's business, not the parser's).
+    assert!(PlannedOperation::from_json_value(doc).is_ok());
+}
