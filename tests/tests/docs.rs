@@ -6,7 +6,11 @@
 //! code map are exactly the workspace's members; `schemas/` holds exactly
 //! the published schemas. The `mex` commands the docs name are checked
 //! against the binary in `crates/mex-cli/tests/docs.rs`.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,12 @@
 //! (its reason) marks a document refused below the level a JSON Schema sees:
 //! duplicate member names or a byte-order mark, which the strict reader
 //! refuses before any schema could be applied.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::{Path, PathBuf};
 

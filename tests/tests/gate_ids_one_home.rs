@@ -4,7 +4,11 @@
 //! global gate id written as a string literal (`"G-INTEGRITY"`) in any other
 //! library or binary source fails this test. Test code (`tests/`, `benches/`,
 //! and a file's `#[cfg(test)]` tail) may spell them: it checks the values.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::{Path, PathBuf};
 

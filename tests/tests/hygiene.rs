@@ -2,7 +2,11 @@
 //! every member inherits the workspace lints, every crate root starts with a
 //! `//!` doc, every dependency comes from `[workspace.dependencies]`, and the
 //! mex crates depend on each other only in the documented direction.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::{Path, PathBuf};
 

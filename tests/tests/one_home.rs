@@ -11,7 +11,12 @@
 //! | relative-path validation | `crates/mex-artifacts/src/path.rs` (`RelPath`) |
 //! | the published-schema list | `crates/mex-cli/src/lib.rs` (`published_schemas`) |
 //! | the conformance front end | `crates/mex-cli/src/commands.rs` (`mex conformance`; `cargo xtask conformance` runs it) |
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

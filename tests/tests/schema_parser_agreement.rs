@@ -4,7 +4,12 @@
 //! accept exactly the same documents, spelling by spelling: integers and
 //! integral floats in integer fields and in params, numbers beyond
 //! ±(2^53-1), and UUID spellings.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::Path;
 

@@ -23,7 +23,11 @@
 //!
 //! The drift and hygiene checks also run under plain `cargo test` (see the
 //! `tests` package); xtask adds the write modes.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a developer task reports on the terminal"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

@@ -7,7 +7,12 @@
 //! measures the store's own work (read, hash, write, fsync, rename), not the
 //! disk; set `MEX_BENCH_DIR` to measure another filesystem. Set
 //! `MEX_BENCH_MIB` to change the size (default 1024).
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    reason = "benchmarks fail loudly on a broken setup instead of handling it"
+)]
 
 use std::io::Write;
 use std::path::PathBuf;

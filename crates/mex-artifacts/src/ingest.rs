@@ -187,7 +187,10 @@ pub(crate) fn hash_reader<R: Read + ?Sized>(reader: &mut R) -> Result<Ingested, 
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     use super::*;
 
     #[test]

@@ -443,7 +443,10 @@ pub fn validate_reference(s: &str) -> Result<PathRef> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     use super::*;
 
     #[test]

@@ -1,5 +1,9 @@
 //! Unit tests that need private hooks (fault injection).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use crate::store::TMP;
 use crate::{ArtifactError, ArtifactStore, PutOptions};

@@ -1,6 +1,11 @@
 //! Concurrency: many threads and two processes putting the same and
 //! different content (with gc running meanwhile) never corrupt the store.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 mod support;
 

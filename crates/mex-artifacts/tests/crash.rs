@@ -1,7 +1,12 @@
 //! Crash safety: a child process is SIGKILLed in the middle of large puts,
 //! repeatedly; afterwards no partial artifact is visible, every visible
 //! artifact verifies, and the store accepts new puts.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 mod support;
 

@@ -1,7 +1,11 @@
 //! Property tests: bundle hashes do not depend on enumeration order, and
 //! paths that differ only in normalization hash alike (or are refused,
 //! consistently).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use mex_artifacts::{ArtifactUri, BundleBuilder, RelPath, normalize_line_endings};
 use mex_envelope::Sha256Digest;

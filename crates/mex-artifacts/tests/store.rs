@@ -4,7 +4,8 @@
     clippy::expect_used,
     clippy::panic,
     clippy::field_reassign_with_default,
-    clippy::type_complexity
+    clippy::type_complexity,
+    reason = "test code: a failed expectation panics, which is the test failing"
 )]
 
 use std::fs;

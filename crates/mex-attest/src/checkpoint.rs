@@ -160,7 +160,10 @@ impl signed_note::Verifier for NoteVerifier {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     use super::*;
 
     fn cp(key: &HomeKey) -> Checkpoint {

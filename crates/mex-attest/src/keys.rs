@@ -368,7 +368,10 @@ fn create_private_file(path: &Path) -> Result<std::fs::File, AttestError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     use super::*;
 
     #[test]

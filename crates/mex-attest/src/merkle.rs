@@ -223,7 +223,10 @@ pub fn verify_consistency(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     use super::*;
     use proptest::prelude::*;
 

@@ -8,7 +8,11 @@
 //!
 //! Exit codes: 0 succeeded, 1 internal error, 2 usage or input error,
 //! 3 denied, 4 failed, 5 budget exceeded.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "printing is the CLI's job; it goes through out.rs, which survives a closed pipe"
+)]
 #![allow(
     rustdoc::invalid_html_tags,
     reason = "doc comments here are clap help text, where <home> and <op_id> are placeholders for the user, not HTML"

@@ -1,7 +1,12 @@
 //! Adversarial cases through real `mex` processes: read-only commands on a
 //! home that does not exist, trusted files that never end, published
 //! schemas for every `--json` report.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,7 +1,12 @@
 //! Op ids across real `mex` processes: several `mex run` with one op id run
 //! it once; a run killed with SIGKILL is recorded as interrupted on the next
 //! open, shows in Problems, and its op id never runs again.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

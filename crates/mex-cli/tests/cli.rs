@@ -1,6 +1,11 @@
 //! The built `mex` binary, run as a user would: every subcommand, and its
 //! error paths.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -165,7 +170,10 @@ fn artifacts_put_get_verify_and_tamper() {
         .join(&handle.content_hash.to_string()[..2])
         .join(&handle.content_hash.to_string()[2..]);
     let mut perms = std::fs::metadata(&blob).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
+    #[allow(
+        clippy::permissions_set_readonly_false,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     perms.set_readonly(false);
     std::fs::set_permissions(&blob, perms).unwrap();
     std::fs::write(&blob, "HELLO MEX\n").unwrap();
@@ -643,7 +651,10 @@ fn blob_path(home: &Path, hash: &str) -> PathBuf {
 
 fn overwrite(path: &Path, bytes: &[u8]) {
     let mut perms = std::fs::metadata(path).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
+    #[allow(
+        clippy::permissions_set_readonly_false,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     perms.set_readonly(false);
     std::fs::set_permissions(path, perms).unwrap();
     std::fs::write(path, bytes).unwrap();

@@ -2,7 +2,12 @@
 //! confined shell and its background `sleep` die with it, and the run's
 //! leftovers (shadow workspace, sandbox jail) are removed and reported by
 //! `mex gc`, which leaves a live run's directories alone.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -2,7 +2,11 @@
 //! CHANGELOG.md and `docs/*.md` name exists in the built binary: each is
 //! asked for its `--help`, which clap refuses for an unknown command. (The
 //! other docs checks are in `tests/tests/docs.rs`.)
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

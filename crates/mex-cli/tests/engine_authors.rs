@@ -1,7 +1,12 @@
 //! `docs/engine-authors.md` is run as written: the `sh` block under "From
 //! nothing to a certified engine" executes in bash with `mex` bound to the
 //! built binary, in a scratch directory that sees the repository's files.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::Path;
 use std::process::Command;

@@ -15,7 +15,12 @@
 //! checks the outcome. An example that cannot execute here says why in
 //! `"admission_only"`, and its expected outcome must then be a denial (with
 //! its code): the test checks that nothing ran.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

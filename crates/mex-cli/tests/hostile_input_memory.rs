@@ -10,7 +10,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::print_stderr
+    clippy::print_stderr,
+    reason = "test code: a failed expectation panics, which is the test failing"
 )]
 
 use std::io::{Read, Write};

@@ -3,7 +3,12 @@
 //! `crates/mex-mcp/tests/py/mcp_client.py`; `cargo xtask test` prepares a
 //! virtual environment with the pinned SDK and exports its interpreter as
 //! `MEX_TEST_PYTHON`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

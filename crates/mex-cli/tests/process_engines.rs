@@ -3,7 +3,12 @@
 //! (`--registry-dir`), certified by `mex conformance --engine`, and run by
 //! `mex run`; a changed engine file is refused before it runs and shows in
 //! Problems.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

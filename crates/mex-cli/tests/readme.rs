@@ -2,7 +2,12 @@
 //! first operation, step by step" executes in bash with `mex` bound to the
 //! built binary, from the repository root, in a scratch directory for the
 //! files it writes. If a command there stops working, this test fails.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::Path;
 use std::process::Command;

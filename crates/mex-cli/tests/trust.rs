@@ -2,7 +2,12 @@
 //! binary, checked by independent implementations (Python: securesystemslib,
 //! in-toto-attestation, and a short script written from the C2SP and RFC 6962
 //! texts), and the tamper cases they must catch.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

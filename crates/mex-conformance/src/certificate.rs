@@ -437,7 +437,10 @@ impl Certifier for CertificateCertifier {
 
 #[cfg(test)]
 mod strict_reading_tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     use super::*;
 
     #[test]

@@ -1,7 +1,12 @@
 //! Certification end to end: a passing run writes a certificate; a runtime
 //! with `CertificateCertifier` dispatches the engine only while the
 //! certificate matches the registry entry and the implementation version.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,6 +1,11 @@
 //! Mutant engines prove the harness has teeth: each one fails the suite with
 //! the finding that names its defect, while the honest engine passes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -5,7 +5,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::print_stdout
+    clippy::print_stdout,
+    reason = "test code: a failed expectation panics, which is the test failing"
 )]
 
 use std::path::PathBuf;

@@ -1,7 +1,12 @@
 //! Signed certificates: with a home key, certification writes a detached DSSE
 //! signature and a certifier holding the public key accepts only what that
 //! key signed, byte for byte. Without a key, nothing changes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

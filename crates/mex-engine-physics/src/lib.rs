@@ -650,7 +650,12 @@ fn convert_units(text: &str, system: System, deadline: &Deadline) -> Result<Valu
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     use super::*;
     use std::time::Duration;
 

@@ -2,7 +2,12 @@
 //! through the sandbox and the protocol) against the same logic as a builtin
 //! engine, both through the full runtime. The ratio is the cost of running
 //! an engine mex was not built with.
-#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmarks fail loudly on a broken setup instead of handling it"
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

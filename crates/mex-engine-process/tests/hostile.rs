@@ -1,7 +1,12 @@
 //! A hostile process engine (tests/fixtures/hostile.py, one misbehaviour per
 //! `params.mode`) run through the real runtime, sandbox and gate: each
 //! misbehaviour ends with its typed outcome and nothing reaches the store.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

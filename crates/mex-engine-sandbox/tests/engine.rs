@@ -1,7 +1,13 @@
 //! engine.sandbox through the full runtime (real registry, durable recorder,
 //! artifact store): every escape attempt of issue 8 is blocked, ends with the
 //! right status and code, and is on record; the golden vector is stable.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 #![allow(
     clippy::disallowed_methods,
     reason = "tests prepare files and listeners on the host, outside the engine, to attack it"

@@ -1,5 +1,11 @@
 //! The G-SAFETY.SANDBOX gate's rules, one by one, on bare operations.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 #![allow(
     clippy::disallowed_methods,
     reason = "tests prepare files and listeners on the host, outside the engine, to attack it"

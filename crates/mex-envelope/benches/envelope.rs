@@ -1,7 +1,12 @@
 //! Parse + canonical hash of a typical envelope and of one carrying 32 KiB of
 //! params, with plain `serde_json::from_slice::<Value>` of the same bytes as the
 //! in-run baseline.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmarks fail loudly on a broken setup instead of handling it"
+)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mex_envelope::PlannedOperation;

@@ -3,7 +3,11 @@
 //! `cargo run -p mex-envelope --example validate -- FILE...` prints, per file,
 //! either the operation's canonical digest and config hash, or the error with
 //! its JSON pointer and stable code. Exit code 0 when all are valid, 1 otherwise.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use mex_envelope::PlannedOperation;
 

@@ -358,7 +358,10 @@ pub struct ArtifactManifest {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     use super::*;
 
     fn entry(path: &str, byte: u8) -> BundleEntry {

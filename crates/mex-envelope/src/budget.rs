@@ -164,7 +164,8 @@ pub(crate) mod safe {
         #[allow(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
-            clippy::cast_precision_loss
+            clippy::cast_precision_loss,
+            reason = "converts only integral, non-negative values up to 2^53 - 1, which are exact in both types"
         )]
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
             if v.is_finite() && v.fract() == 0.0 && v >= 0.0 && v <= MAX_SAFE_INTEGER as f64 {

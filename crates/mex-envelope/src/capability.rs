@@ -243,7 +243,10 @@ impl JsonSchema for Capability {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     use super::*;
     use proptest::prelude::*;
 

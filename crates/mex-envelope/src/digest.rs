@@ -152,7 +152,10 @@ impl io::Write for Sha256Writer {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     use super::*;
 
     const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

@@ -310,7 +310,10 @@ impl<'de> DeserializeSeed<'de> for Node<'_> {
 }
 
 /// Magnitude bound as a double: 2^53 - 1 is exactly representable.
-#[allow(clippy::cast_precision_loss)]
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "2^53 - 1 is exactly representable as a double"
+)]
 const MAX_SAFE_F64: f64 = MAX_SAFE_INTEGER as f64;
 
 impl<'de> Visitor<'de> for Node<'_> {
@@ -352,7 +355,11 @@ impl<'de> Visitor<'de> for Node<'_> {
         Ok(Value::Number(v.into()))
     }
 
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "only reached for integral values within ±(2^53 - 1), which convert exactly"
+    )]
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         if !v.is_finite() || v.abs() > MAX_SAFE_F64 {
             // Integer literals too large for 64 bits arrive here as
@@ -416,7 +423,11 @@ impl<'de> Visitor<'de> for Node<'_> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::panic,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     use super::*;
 
     #[test]

@@ -303,7 +303,10 @@ fn serde_error(e: &serde_path_to_error::Error<serde_json::Error>) -> EnvelopeErr
 fn check_safe_integers(value: &Value, at: &mut String) -> Result<(), EnvelopeError> {
     match value {
         Value::Number(n) => {
-            #[allow(clippy::cast_precision_loss)]
+            #[allow(
+                clippy::cast_precision_loss,
+                reason = "comparing against 2^53 - 1, which is exactly representable as a double"
+            )]
             let too_big = if let Some(u) = n.as_u64() {
                 u > MAX_SAFE_INTEGER
             } else if let Some(i) = n.as_i64() {

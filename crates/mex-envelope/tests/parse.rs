@@ -1,5 +1,10 @@
 //! Front-door parser: round trips, strictness, pointers, and never panicking.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use mex_envelope::{EnvelopeError, MAX_ENVELOPE_BYTES, PlannedOperation};
 use proptest::prelude::*;

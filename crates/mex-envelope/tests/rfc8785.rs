@@ -1,6 +1,9 @@
 //! RFC 8785 (JCS) published vectors: the canonicalizer we depend on must
 //! produce the RFC's exact bytes.
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use mex_envelope::canonical;
 

@@ -1,7 +1,12 @@
 //! Admission of a typical operation without artifact I/O, as a ratio against
 //! parsing the same envelope with serde_json alone, in the same run; and
 //! admission of an operation with a 1 MiB input to verify.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmarks fail loudly on a broken setup instead of handling it"
+)]
 
 use std::hint::black_box;
 use std::path::Path;

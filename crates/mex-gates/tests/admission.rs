@@ -3,7 +3,12 @@
 //! `templates.json` plus edits, or raw bytes) with the exact set of
 //! `GATE CODE` denials and degradations it must produce. An empty `expect`
 //! means the operation must be admitted with a proof.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 mod common;
 
@@ -90,7 +95,10 @@ fn tamper(env: &common::Env, name: &str, how: &str) {
                     other => panic!("unknown tamper {other}"),
                 }
                 let mut perms = std::fs::metadata(&path).unwrap().permissions();
-                #[allow(clippy::permissions_set_readonly_false)]
+                #[allow(
+                    clippy::permissions_set_readonly_false,
+                    reason = "test code: a failed expectation panics, which is the test failing"
+                )]
                 perms.set_readonly(false);
                 std::fs::set_permissions(&path, perms).unwrap();
                 std::fs::write(&path, bytes).unwrap();

@@ -1,6 +1,11 @@
 //! Property tests: random mutations of an admitted operation are admitted only
 //! when they stay valid under the schema and the policy.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 mod common;
 

@@ -1,6 +1,11 @@
 //! Result checks after execution: each rule is exercised on a real admission
 //! proof and a real store.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 mod common;
 

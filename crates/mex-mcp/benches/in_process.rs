@@ -7,7 +7,8 @@
     missing_docs,
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::print_stdout
+    clippy::print_stdout,
+    reason = "benchmarks fail loudly on a broken setup instead of handling it"
 )]
 
 use std::path::Path;

@@ -18,7 +18,12 @@
 //! claiming each op in its own durable transaction would take hours; the
 //! chain is untouched by that and still verifies. Set
 //! `MEX_CLAIMS_BENCH_EVENTS` for a smaller large log.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    reason = "benchmarks fail loudly on a broken setup instead of handling it"
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -11,7 +11,12 @@
 //! The million-event log is built once per run with the bulk path
 //! (`append_batch` of 10,000 drafts per transaction) in a temp dir. Set
 //! `MEX_RECORDER_BENCH_EVENTS` to build a smaller one.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    reason = "benchmarks fail loudly on a broken setup instead of handling it"
+)]
 
 use std::hint::black_box;
 use std::sync::Arc;

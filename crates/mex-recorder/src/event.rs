@@ -885,7 +885,10 @@ pub(crate) fn bound_payload(payload: Value) -> Result<Value, RecorderError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     use super::*;
 
     fn sample() -> Event {

@@ -183,7 +183,10 @@ pub(crate) fn write_jsonl_line(out: &mut dyn Write, event: &Event) -> Result<(),
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
 
     #[test]
     fn event_schema_names_every_kind_and_refuses_unknown_fields() {

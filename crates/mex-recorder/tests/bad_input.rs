@@ -1,6 +1,11 @@
 //! Bad files and places: clear errors naming the file, never a panic, never
 //! a silently empty log. And schema migrations from the previous version.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 mod common;
 

@@ -1,7 +1,12 @@
 //! Op-id claims: atomic across threads and connections, in the same
 //! transaction as their events, durable, and reconciled when their owner
 //! dies. (Claims raced by real `mex run` processes are tested in mex-cli.)
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 mod common;
 

@@ -2,7 +2,12 @@
 //! acknowledged event; the parent kills it with SIGKILL at random moments,
 //! many times. After each kill the log reopens, verifies, and holds every
 //! event the child was told is durable, with the hash it was told.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

@@ -3,7 +3,11 @@
 //! (`...T12:00:00.12Z`, `...T12:00:00Z`). The fixtures were written by that
 //! older code: a database and its JSONL export, with times on a whole second,
 //! on tenths, hundredths and whole milliseconds. They must still verify.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use mex_recorder::{BreakKind, Event, EventQuery, FlightRecorder, SqliteRecorder};
 use rusqlite::{Connection, params};

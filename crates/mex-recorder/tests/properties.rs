@@ -1,6 +1,11 @@
 //! Property tests: any payload is stored in a form whose hash survives the
 //! JSON round trip, and a planted secret never survives redaction.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use mex_recorder::{Event, EventDraft, EventKind, EventQuery, FlightRecorder, MemoryRecorder};
 use proptest::prelude::*;

@@ -1,6 +1,11 @@
 //! Behaviour shared by both recorders, then what only the durable one does:
 //! persistence, concurrency, redaction on disk, JSONL export.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 mod common;
 

@@ -1,6 +1,11 @@
 //! Tamper tests: each kind of edit made with raw SQL behind the recorder's
 //! back is found by `verify`, at the first bad seq.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use mex_envelope::ResultStatus;
 use mex_recorder::{

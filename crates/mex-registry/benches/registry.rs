@@ -1,6 +1,10 @@
 //! Criterion benchmarks: load + compile of the shipped registry, and params
 //! validation of one typical operation.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    missing_docs,
+    reason = "benchmarks fail loudly on a broken setup instead of handling it"
+)]
 
 use std::hint::black_box;
 use std::path::PathBuf;

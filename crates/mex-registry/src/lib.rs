@@ -381,7 +381,10 @@ impl Registry {
     }
 
     /// Load and validate registry text; referenced files resolve against `base_dir`.
-    #[allow(clippy::should_implement_trait)]
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "it takes a base directory too, so it cannot be FromStr"
+    )]
     pub fn from_str(text: &str, base_dir: impl AsRef<Path>) -> Result<Self, RegistryError> {
         loader::load_text(text, base_dir.as_ref(), "<string>".to_owned())
     }

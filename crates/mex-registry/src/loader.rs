@@ -1093,7 +1093,10 @@ impl Loader {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the vector loader threads the loader state, the engine, its operations and positions; a struct for one call would only rename them"
+    )]
     fn vectors(
         &mut self,
         at: &str,

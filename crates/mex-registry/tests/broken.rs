@@ -3,7 +3,12 @@
 //! and with exactly the messages in its insta snapshot. The control fixture
 //! `tests/fixtures/valid-minimal.json` (the base all broken files derive
 //! from) must load, so each refusal is due to what the fixture breaks.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,11 @@
 //! Overlays (`registry.d/*.json`, `--registry-dir`) and implementations of
 //! kind `process`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::Path;
 

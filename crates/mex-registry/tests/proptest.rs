@@ -1,6 +1,10 @@
 //! Property tests: the loader never panics, whatever it is fed, and always
 //! answers with either a registry or located problems.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::path::PathBuf;
 

@@ -1,7 +1,12 @@
 //! Operations per second for a trivial D3 engine with durable recording; the
 //! runtime's overhead against calling the same engine logic directly, in the
 //! same run; and the latency of a D3 cache hit.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmarks fail loudly on a broken setup instead of handling it"
+)]
 
 use std::hint::black_box;
 use std::path::Path;

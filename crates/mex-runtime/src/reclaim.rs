@@ -162,7 +162,10 @@ pub fn reclaim(root: &Path, ours: impl Fn(&str) -> bool) -> io::Result<Reclaimed
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
     use super::*;
 
     #[test]

@@ -1,6 +1,11 @@
 //! End to end through the real runtime, store and durable recorder, with small
 //! test engines: every outcome the runtime promises.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 mod common;
 

@@ -1,6 +1,11 @@
 //! Overhead of starting a sandboxed `true` against a plain
 //! `std::process::Command` running `true`, measured in the same run.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmarks fail loudly on a broken setup instead of handling it"
+)]
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -90,7 +95,10 @@ fn bench(c: &mut Criterion) {
         landlock += t.elapsed();
     }
     let (plain, netns, landlock) = (plain / n, netns / n, landlock / n);
-    #[allow(clippy::print_stdout)]
+    #[allow(
+        clippy::print_stdout,
+        reason = "benchmarks fail loudly on a broken setup instead of handling it"
+    )]
     {
         println!(
             "spawn_true (interleaved, n={n}): plain {plain:?}, sandboxed+netns {netns:?} (ratio {:.1}), sandboxed landlock-only {landlock:?} (ratio {:.1})",

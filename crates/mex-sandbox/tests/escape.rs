@@ -2,7 +2,13 @@
 //! process and resource limits), against the real kernel: each must be
 //! blocked and come back with the right typed outcome. If Landlock is
 //! missing these tests FAIL (they never pass vacuously).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -3,7 +3,13 @@
 //! has a background job and a `setsid`-escaped python running, and every one
 //! of them must be gone; the launcher, left alone without a lifeline, stops
 //! its program at the deadline by itself.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

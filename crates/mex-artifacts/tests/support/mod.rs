@@ -1,6 +1,11 @@
 //! Helpers shared by the multi-process tests: a cheap pattern reader and a
 //! way to run this very test binary as a child process.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::process::{Child, ChildStdout, Command, Stdio};

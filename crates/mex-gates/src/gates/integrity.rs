@@ -343,7 +343,10 @@ fn walk_strings(value: &Value, at: &str, f: &mut dyn FnMut(&str, &str)) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
 
     use super::*;
 

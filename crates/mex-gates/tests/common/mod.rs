@@ -1,6 +1,9 @@
 //! Shared setup for the gates' integration tests: the fixture registry and
 //! policy, a temporary store with known artifacts, and pipelines.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "shared test helpers: not every test binary uses every helper, and a failed expectation panics"
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,10 @@
 //! Shared test helpers.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "shared test helpers: not every test binary uses every helper, and a failed expectation panics"
+)]
 
 use mex_envelope::{DenialSeverity, GateDenial, ResultStatus};
 use mex_recorder::{EventDraft, FlightRecorder};

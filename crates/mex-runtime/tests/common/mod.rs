@@ -1,5 +1,8 @@
 //! Test engines and a runtime wired to a temporary home.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "shared test helpers: not every test binary uses every helper, and a failed expectation panics"
+)]
 
 use std::path::Path;
 use std::sync::Arc;
