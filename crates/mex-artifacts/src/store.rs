@@ -142,6 +142,45 @@ impl FileStamp {
 /// A content-addressed artifact store rooted in one directory. All methods
 /// take `&self`; share it between threads freely. Several processes may open
 /// the same root at once.
+///
+/// # Example
+///
+/// Open a store in a directory, put bytes, and read them back verified:
+///
+/// ```rust
+/// use std::io::Read;
+///
+/// use mex_artifacts::{ArtifactError, ArtifactStore, PutOptions};
+/// use mex_envelope::{ArtifactKind, Classification, Sha256Digest};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let home = tempfile::tempdir()?;
+/// let store = ArtifactStore::at(home.path().join("artifacts"))?;
+///
+/// let mut options = PutOptions::new(ArtifactKind::Report, Classification::Low);
+/// options.media_type = "text/plain".parse().ok();
+/// let handle = store.put_bytes(b"hello, mex", &options)?;
+/// assert_eq!(handle.size_bytes, 10);
+/// assert_eq!(handle.content_hash, Sha256Digest::of(b"hello, mex"));
+///
+/// // `read` returns exactly the bytes it verified.
+/// assert_eq!(store.read(&handle)?, b"hello, mex");
+///
+/// // `open` verifies first, then hands out the file.
+/// let mut text = String::new();
+/// store.open(&handle)?.read_to_string(&mut text)?;
+/// assert_eq!(text, "hello, mex");
+///
+/// // A handle that does not match the stored record is refused.
+/// let mut forged = handle.clone();
+/// forged.size_bytes += 1;
+/// assert!(matches!(
+///     store.read(&forged),
+///     Err(ArtifactError::HandleMismatch { field: "size_bytes", .. })
+/// ));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct ArtifactStore {
     pub(crate) root_path: PathBuf,

@@ -19,6 +19,28 @@ pub fn to_vec<T: Serialize>(value: &T) -> Result<Vec<u8>, EnvelopeError> {
 }
 
 /// The RFC 8785 canonical text of any serializable value.
+///
+/// # Example
+///
+/// Member order and insignificant whitespace do not change the canonical
+/// form, so they do not change the digest either:
+///
+/// ```rust
+/// use mex_envelope::{Sha256Digest, canonical};
+/// use serde_json::json;
+///
+/// let a = json!({"b": 2, "a": [1, "x"], "c": 1.50});
+/// let b: serde_json::Value = serde_json::from_str(r#"{ "c": 1.5, "a": [1, "x"], "b": 2 }"#)?;
+/// let text = canonical::to_string(&a)?;
+/// assert_eq!(text, r#"{"a":[1,"x"],"b":2,"c":1.5}"#);
+/// assert_eq!(canonical::to_string(&b)?, text);
+///
+/// // `digest` is the SHA-256 of exactly those bytes.
+/// assert_eq!(canonical::digest(&a)?, Sha256Digest::of(text.as_bytes()));
+/// assert_eq!(canonical::digest(&a)?, canonical::digest(&b)?);
+/// assert_ne!(canonical::digest(&a)?, canonical::digest(&json!({"b": 3}))?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn to_string<T: Serialize>(value: &T) -> Result<String, EnvelopeError> {
     serde_json_canonicalizer::to_string(value).map_err(|e| EnvelopeError::Canonicalization {
         message: e.to_string(),

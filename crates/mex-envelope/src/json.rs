@@ -182,6 +182,26 @@ pub const DEFAULT_VALUE_BUDGET: usize = 64 << 20;
 
 /// Read one JSON document strictly (see the module docs), within
 /// [`DEFAULT_VALUE_BUDGET`].
+///
+/// # Example
+///
+/// ```rust
+/// use mex_envelope::json::{self, JsonError};
+///
+/// let value = json::from_slice(br#"{"engine": "engine.physics", "limit": 3}"#)?;
+/// assert_eq!(value["limit"], 3);
+///
+/// // A member named twice is refused (readers disagree on which copy wins),
+/// // with the pointer of the repeated member and where it was seen.
+/// let err = json::from_slice(br#"{"grants": {"a": 1, "a": 2}}"#).unwrap_err();
+/// assert!(matches!(&err, JsonError::DuplicateKey { key, .. } if key == "a"));
+/// assert_eq!(err.pointer(), Some("/grants/a"));
+///
+/// // Integers that hashing could not keep exact are refused too.
+/// let err = json::from_slice(b"[9007199254740993]").unwrap_err();
+/// assert!(matches!(err, JsonError::NumberOutOfRange { .. }));
+/// # Ok::<(), JsonError>(())
+/// ```
 pub fn from_slice(bytes: &[u8]) -> Result<Value, JsonError> {
     from_slice_within(bytes, DEFAULT_VALUE_BUDGET)
 }

@@ -109,6 +109,41 @@ pub struct PlannedOperation {
 impl PlannedOperation {
     /// Parse untrusted bytes. Every error names a JSON pointer (or a line and
     /// column) and what was expected.
+    ///
+    /// # Example
+    ///
+    /// ```rust
+    /// use mex_envelope::{DeterminismLevel, PlannedOperation};
+    ///
+    /// let valid = br#"{
+    ///     "schema_version": "poe-1.0",
+    ///     "op_id": "7d3c1f0e-0000-4000-8000-000000000101",
+    ///     "engine_id": "engine.physics",
+    ///     "engine_version_req": "^0.1",
+    ///     "operation": "physics.evaluate_formula",
+    ///     "inputs": [],
+    ///     "params": {"output_unit": "Pa"},
+    ///     "capabilities_requested": ["fs.write:artifacts"],
+    ///     "budget": {"wall_time_ms": 5000, "output_bytes": 1048576},
+    ///     "determinism": "D3"
+    /// }"#;
+    /// let op = PlannedOperation::from_json_slice(valid)?;
+    /// assert_eq!(op.operation.as_str(), "physics.evaluate_formula");
+    /// assert_eq!(op.determinism, DeterminismLevel::D3);
+    ///
+    /// // A refused document says what, where, and a stable code.
+    /// let other_version = br#"{"schema_version": "poe-2.0"}"#;
+    /// let err = PlannedOperation::from_json_slice(other_version).unwrap_err();
+    /// assert_eq!(err.code(), "ENVELOPE.UNSUPPORTED_VERSION");
+    /// assert_eq!(err.pointer(), Some("/schema_version"));
+    ///
+    /// // A member named twice is refused before anything else is looked at.
+    /// let twice = br#"{"schema_version": "poe-1.0", "schema_version": "poe-1.0"}"#;
+    /// let err = PlannedOperation::from_json_slice(twice).unwrap_err();
+    /// assert_eq!(err.code(), "ENVELOPE.DUPLICATE_KEY");
+    /// assert_eq!(err.pointer(), Some("/schema_version"));
+    /// # Ok::<(), mex_envelope::EnvelopeError>(())
+    /// ```
     pub fn from_json_slice(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(EnvelopeError::TooLarge {

@@ -193,6 +193,43 @@ impl Request {
 /// The durable [`FlightRecorder`]: SQLite in WAL mode with
 /// `synchronous=FULL`, one writer thread doing group commit, a small pool of
 /// read connections. See the crate docs for the durability rule.
+///
+/// # Example
+///
+/// Open a recorder in a mex home, append events, verify the hash chain, and
+/// see an edit made behind its back found at the edited event:
+///
+/// ```rust
+/// use mex_recorder::{BreakKind, EventDraft, EventKind, EventQuery, FlightRecorder, SqliteRecorder};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let home = tempfile::tempdir()?;
+/// let recorder = SqliteRecorder::open(home.path())?;
+///
+/// let op_id = uuid::Uuid::new_v4();
+/// let first = recorder.append(
+///     EventDraft::new(EventKind::OpReceived)
+///         .with_op_id(op_id)
+///         .with_payload(serde_json::json!({"note": "first"})),
+/// )?;
+/// let second = recorder.append(EventDraft::gate_passed(op_id, "G-CAP".parse()?, "cap.granted"))?;
+/// assert_eq!((first.seq, second.seq), (1, 2));
+/// // Each event is chained to the one before it.
+/// assert_eq!(second.prev_hash, first.hash);
+/// assert_eq!(recorder.events(&EventQuery::op(op_id))?.len(), 2);
+///
+/// let report = recorder.verify()?;
+/// assert!(report.is_ok());
+/// assert_eq!(report.events_checked, 2);
+///
+/// // Rewrite the first event's payload with raw SQL: `verify` names it.
+/// rusqlite::Connection::open(recorder.path())?
+///     .execute("UPDATE events SET payload = '{\"note\":\"edited\"}' WHERE seq = 1", [])?;
+/// let broken = recorder.verify()?.first_break.ok_or("the edit went unnoticed")?;
+/// assert_eq!((broken.seq, broken.kind), (1, BreakKind::HashMismatch));
+/// # Ok(())
+/// # }
+/// ```
 pub struct SqliteRecorder {
     path: PathBuf,
     redactor: Redactor,

@@ -32,6 +32,71 @@ use uuid::Uuid;
 
 /// An engine implementation. Implementations are registered with the runtime
 /// builder and are only ever called by the runtime.
+///
+/// # Example: writing an engine
+///
+/// An engine reads its inputs and writes its outputs only through the
+/// [`ExecutionContext`], and ends with [`ExecutionContext::complete`] (the one
+/// [`Completion`] it can return) or a typed [`EngineFailure`] whose code is
+/// one of its declared failure codes. It never sets status, timestamps or
+/// provenance: the runtime does. (The [`MexRuntime`](crate::MexRuntime)
+/// example runs an engine like this one end to end.)
+///
+/// ```rust
+/// use std::sync::Arc;
+///
+/// use mex_envelope::{ArtifactKind, EngineId};
+/// use mex_runtime::{Completion, Engine, EngineFailure, ExecutionContext};
+///
+/// /// Counts the lines of every input and reports them as one JSON dataset.
+/// struct LineCounter {
+///     id: EngineId,
+/// }
+///
+/// impl Engine for LineCounter {
+///     fn engine_id(&self) -> EngineId {
+///         self.id.clone()
+///     }
+///     fn implementation_id(&self) -> &str {
+///         "line-counter"
+///     }
+///     fn implementation_version(&self) -> semver::Version {
+///         semver::Version::new(1, 0, 0)
+///     }
+///     fn execute<'run>(
+///         &self,
+///         ctx: &ExecutionContext<'run>,
+///     ) -> Result<Completion<'run>, EngineFailure> {
+///         let mut counts = Vec::new();
+///         for handle in ctx.inputs() {
+///             if ctx.is_cancelled() {
+///                 return Err(EngineFailure::new("COUNT_CANCELLED", "stopped on request"));
+///             }
+///             // Verified bytes of a declared input; anything else is refused.
+///             let bytes = ctx
+///                 .read_input(handle)
+///                 .map_err(|e| EngineFailure::new("COUNT_INPUT_UNREADABLE", e.to_string()))?;
+///             counts.push(serde_json::json!({
+///                 "artifact_id": handle.artifact_id,
+///                 "lines": bytes.split(|b| *b == b'\n').count(),
+///             }));
+///         }
+///         // Counted against the output budget; staged until the run succeeds.
+///         ctx.write_output(
+///             ArtifactKind::DatasetSlice,
+///             "application/json".parse().ok(),
+///             serde_json::Value::from(counts).to_string().as_bytes(),
+///         )
+///         .map_err(|e| EngineFailure::new("COUNT_OUTPUT_REFUSED", e.to_string()))?;
+///         Ok(ctx.complete())
+///     }
+/// }
+///
+/// // Register it with `MexRuntime::builder().engine(...)`.
+/// let engine: Arc<dyn Engine> = Arc::new(LineCounter { id: "engine.lines".parse()? });
+/// assert_eq!(engine.engine_id().as_str(), "engine.lines");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Engine: Send + Sync + 'static {
     /// The engine this implements (must be declared in the registry).
     fn engine_id(&self) -> EngineId;

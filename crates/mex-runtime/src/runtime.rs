@@ -254,6 +254,108 @@ impl Certifier for Either {
 
 /// The runtime. `Send + Sync`: share it (e.g. in an `Arc`) and call
 /// [`MexRuntime::execute`] from many threads.
+///
+/// # Example: embedding mex
+///
+/// Build a runtime on a temporary home (artifact store and Flight Recorder),
+/// the shipped registry, the default non-sensitive policy and one engine,
+/// then execute a planner's JSON:
+///
+/// ```rust
+/// use std::sync::Arc;
+///
+/// use mex_artifacts::{ArtifactStore, PutOptions};
+/// use mex_envelope::{ArtifactKind, Classification, EngineId, ResultStatus};
+/// use mex_gates::CapabilityPolicy;
+/// use mex_recorder::{EventQuery, FlightRecorder, SqliteRecorder};
+/// use mex_registry::Registry;
+/// use mex_runtime::{Completion, Engine, EngineFailure, ExecutionContext, MexRuntime};
+///
+/// /// A stand-in for `engine.physics` that reports the formula it was given.
+/// struct Formula {
+///     id: EngineId,
+/// }
+///
+/// impl Engine for Formula {
+///     fn engine_id(&self) -> EngineId {
+///         self.id.clone()
+///     }
+///     fn implementation_id(&self) -> &str {
+///         "mex-engine-physics" // as declared in the registry
+///     }
+///     fn implementation_version(&self) -> semver::Version {
+///         semver::Version::new(0, 1, 0)
+///     }
+///     fn execute<'run>(
+///         &self,
+///         ctx: &ExecutionContext<'run>,
+///     ) -> Result<Completion<'run>, EngineFailure> {
+///         let expr = ctx
+///             .read_param_input("expr_ref")
+///             .map_err(|e| EngineFailure::new("PHYS_PARSE_ERROR", e.to_string()))?;
+///         let report = serde_json::json!({"expr": String::from_utf8_lossy(&expr)});
+///         ctx.write_output(
+///             ArtifactKind::DatasetSlice,
+///             "application/json".parse().ok(),
+///             report.to_string().as_bytes(),
+///         )
+///         .map_err(|e| EngineFailure::new("PHYS_EVAL_ERROR", e.to_string()))?;
+///         Ok(ctx.complete())
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let home = tempfile::tempdir()?;
+/// let store = Arc::new(ArtifactStore::at(home.path().join("artifacts"))?);
+/// let recorder: Arc<dyn FlightRecorder> = Arc::new(SqliteRecorder::open(home.path())?);
+/// let registry = Registry::load(concat!(
+///     env!("CARGO_MANIFEST_DIR"),
+///     "/../../mechanical_engines.json"
+/// ))?;
+///
+/// let physics: EngineId = "engine.physics".parse()?;
+/// let runtime = MexRuntime::builder()
+///     .registry(Arc::new(registry))
+///     .policy(CapabilityPolicy::default_non_sensitive())
+///     .store(store.clone())
+///     .recorder(recorder.clone())
+///     .engine(Arc::new(Formula { id: physics.clone() }))
+///     // Development only: production runtimes use a certifier.
+///     .trust_uncertified(physics)
+///     .build()?;
+///
+/// // The planner's inputs are artifacts in the store.
+/// let input = |bytes: &[u8], media_type: &str| {
+///     let mut options = PutOptions::new(ArtifactKind::File, Classification::Low);
+///     options.media_type = media_type.parse().ok();
+///     store.put_bytes(bytes, &options)
+/// };
+/// let expr = input(b"F / A", "text/plain")?;
+/// let vars = input(br#"{"F": "10 N", "A": "2 m^2"}"#, "application/json")?;
+///
+/// let request = serde_json::json!({
+///     "schema_version": "poe-1.0",
+///     "op_id": uuid::Uuid::new_v4(),
+///     "engine_id": "engine.physics",
+///     "engine_version_req": "^0.1",
+///     "operation": "physics.evaluate_formula",
+///     "inputs": [expr, vars],
+///     "params": {"expr_ref": expr.artifact_id, "vars_ref": vars.artifact_id, "output_unit": "Pa"},
+///     "capabilities_requested": ["fs.read:inputs", "fs.write:artifacts"],
+///     "budget": {"wall_time_ms": 5000, "output_bytes": 1048576},
+///     "determinism": "D3"
+/// });
+/// let result = runtime.execute_json(request.to_string().as_bytes());
+/// assert_eq!(result.status, ResultStatus::Succeeded, "{:?}", result.errors);
+/// assert_eq!(result.outputs.len(), 1);
+/// assert_eq!(store.read(&result.outputs[0])?, br#"{"expr":"F / A"}"#);
+///
+/// // Everything that happened is on record, hash-chained.
+/// assert!(!recorder.events(&EventQuery::op(result.op_id))?.is_empty());
+/// assert!(recorder.verify()?.is_ok());
+/// # Ok(())
+/// # }
+/// ```
 pub struct MexRuntime {
     pub(crate) registry: Arc<Registry>,
     pub(crate) store: Arc<ArtifactStore>,
@@ -314,6 +416,61 @@ impl MexRuntime {
 
     /// Execute untrusted JSON. Always returns an EngineResult, and never
     /// without a record.
+    ///
+    /// # Example: refusals need no engine
+    ///
+    /// A document that does not parse, and one that asks for a capability
+    /// the policy does not grant, are both answered `denied` (each denial
+    /// names its gate and code) and recorded; nothing runs.
+    ///
+    /// ```rust
+    /// use std::sync::Arc;
+    ///
+    /// use mex_artifacts::ArtifactStore;
+    /// use mex_envelope::ResultStatus;
+    /// use mex_gates::CapabilityPolicy;
+    /// use mex_recorder::{EventQuery, FlightRecorder, MemoryRecorder};
+    /// use mex_registry::Registry;
+    /// use mex_runtime::MexRuntime;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let home = tempfile::tempdir()?;
+    /// let recorder = Arc::new(MemoryRecorder::new());
+    /// let runtime = MexRuntime::builder()
+    ///     .registry(Arc::new(Registry::load(concat!(
+    ///         env!("CARGO_MANIFEST_DIR"),
+    ///         "/../../mechanical_engines.json"
+    ///     ))?))
+    ///     .policy(CapabilityPolicy::default_non_sensitive())
+    ///     .store(Arc::new(ArtifactStore::at(home.path().join("artifacts"))?))
+    ///     .recorder(recorder.clone())
+    ///     .build()?;
+    ///
+    /// let result = runtime.execute_json(br#"{"schema_version": "poe-1.0", "op_id": 7}"#);
+    /// assert_eq!(result.status, ResultStatus::Denied);
+    /// assert!(result.denials.iter().any(|d| d.gate.as_str() == "G-SCHEMA"));
+    ///
+    /// // `net.http` is not in the default non-sensitive policy.
+    /// let fetch = serde_json::json!({
+    ///     "schema_version": "poe-1.0",
+    ///     "op_id": uuid::Uuid::new_v4(),
+    ///     "engine_id": "engine.guide",
+    ///     "engine_version_req": "^0.1",
+    ///     "operation": "guide.geocode",
+    ///     "inputs": [],
+    ///     "params": {"query": "Lyon"},
+    ///     "capabilities_requested": ["fs.write:artifacts", "net.http"],
+    ///     "budget": {"wall_time_ms": 5000, "output_bytes": 1048576},
+    ///     "determinism": "D1",
+    ///     "evidence_policy": {"required": true, "capture": ["http_transcript"]}
+    /// });
+    /// let result = runtime.execute_json(fetch.to_string().as_bytes());
+    /// assert_eq!(result.status, ResultStatus::Denied);
+    /// assert!(result.denials.iter().any(|d| d.gate.as_str() == "G-CAP"));
+    /// assert!(!recorder.events(&EventQuery::op(result.op_id))?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn execute_json(&self, bytes: &[u8]) -> EngineResult {
         let started_at = UtcTimestamp::now();
         match PlannedOperation::from_json_slice(bytes) {
