@@ -33,7 +33,14 @@ fn declared_ids(home: &str) -> Vec<String> {
 /// The global gate ids `source` spells as a whole string literal, before its
 /// `#[cfg(test)]` tail.
 fn literals_in(source: &str, ids: &[String]) -> Vec<String> {
-    let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+    let before_tests = source.split("#[cfg(test)]").next().unwrap_or_default();
+    // Doc comments (and their examples, which assert what a caller sees) may
+    // name a gate; code may not.
+    let code: String = before_tests
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
     ids.iter()
         .filter(|id| code.contains(&format!("\"{id}\"")))
         .cloned()

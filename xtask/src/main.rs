@@ -18,8 +18,14 @@
 //!   in-toto-attestation, which verify attestations independently), exports
 //!   its interpreter as `MEX_TEST_PYTHON`, and runs
 //!   `cargo nextest run --workspace --locked --no-fail-fast`.
-//! * `fuzz [--seconds N] [--target NAME] [--keep]`: run the cargo-fuzz targets
-//!   under `fuzz/` (see `fuzz.rs`).
+//! * `fuzz [--seconds N | --smoke] [--target NAME] [--keep]`: run the
+//!   cargo-fuzz targets under `fuzz/` (see `fuzz.rs`).
+//! * `manifest`: every manifest check in one command: the schema drift check
+//!   (as `schemas --check`), the registry with its overlays and every file it
+//!   references (as `mex registry check`), then the tests that hold the
+//!   members' Cargo manifests, the docs and the one-home rules to the
+//!   workspace's rules (`tests/tests/{hygiene,docs,one_home,gate_ids_one_home,schemas}.rs`).
+//!   The same checks run as tests under the test command.
 //!
 //! The drift and hygiene checks also run under plain `cargo test` (see the
 //! `tests` package); xtask adds the write modes.
@@ -44,9 +50,10 @@ fn main() -> ExitCode {
         Some("conformance") => conformance(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("fuzz") => fuzz::run(&workspace_root(), &args[1..]),
+        Some("manifest") => manifest(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <schemas [--check] | deny | conformance [--engine ID] [--home DIR] | test [nextest args] | fuzz [--seconds N] [--target NAME] [--keep]>"
+                "usage: cargo xtask <schemas [--check] | deny | conformance [--engine ID] [--home DIR] | test [nextest args] | fuzz [--seconds N | --smoke] [--target NAME] [--keep] | manifest>"
             );
             return ExitCode::from(2);
         }
@@ -131,6 +138,36 @@ fn test(extra: &[String]) -> Result<()> {
             "--no-fail-fast",
         ])
         .args(extra))
+}
+
+/// Every manifest check in one command (see the crate docs).
+fn manifest() -> Result<()> {
+    println!("== schemas (drift)");
+    schemas(true)?;
+    println!("== registry (with overlays and referenced files)");
+    let root = workspace_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Command::new(&cargo)
+        .current_dir(&root)
+        .args(["run", "--quiet", "-p", "mex-cli", "--bin", "mex", "--"])
+        .args(["registry", "check"]))?;
+    println!("== member manifests, docs and one-home rules (tests)");
+    run(Command::new(&cargo).current_dir(&root).args([
+        "test",
+        "--quiet",
+        "-p",
+        "mex-workspace-tests",
+        "--test",
+        "hygiene",
+        "--test",
+        "docs",
+        "--test",
+        "one_home",
+        "--test",
+        "gate_ids_one_home",
+        "--test",
+        "schemas",
+    ]))
 }
 
 fn schemas(check: bool) -> Result<()> {
