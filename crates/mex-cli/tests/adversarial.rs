@@ -8,39 +8,9 @@
     reason = "test code: a failed expectation panics, which is the test failing"
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn command(home: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mex"));
-    c.args([
-        "--home",
-        home.to_str().unwrap(),
-        "--registry",
-        workspace()
-            .join("mechanical_engines.json")
-            .to_str()
-            .unwrap(),
-    ])
-    .args(args)
-    .env("NO_COLOR", "1")
-    .env_remove("MEX_HOME")
-    .env_remove("MEX_POLICY")
-    .env_remove("MEX_REGISTRY_DIR");
-    c
-}
-
-fn mex(home: &Path, args: &[&str]) -> Output {
-    command(home, args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{command, mex, text, workspace};
+use std::process::Command;
 
 #[test]
 fn engines_on_a_home_that_does_not_exist_lists_them_and_creates_nothing() {

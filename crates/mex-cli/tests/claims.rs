@@ -9,7 +9,7 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use mex_artifacts::{ArtifactStore, PutOptions};
@@ -20,30 +20,8 @@ use mex_recorder::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn command(home: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mex"));
-    c.args([
-        "--home",
-        home.to_str().unwrap(),
-        "--registry",
-        workspace()
-            .join("mechanical_engines.json")
-            .to_str()
-            .unwrap(),
-    ])
-    .args(args)
-    .env("NO_COLOR", "1")
-    .env_remove("MEX_HOME");
-    c
-}
-
-fn mex(home: &Path, args: &[&str]) -> Output {
-    command(home, args).output().unwrap()
-}
+mod common;
+use common::{command, mex, text};
 
 fn spawn(home: &Path, args: &[&str]) -> Child {
     command(home, args)
@@ -51,10 +29,6 @@ fn spawn(home: &Path, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A fresh home with engine.sandbox certified, and a `sandbox.run_shell`

@@ -15,29 +15,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
 
 const POLICY: &str = r#"{"policy_version":"mex-policy-1","default_profile":"default",
  "profiles":{"default":{"grants":["fs.read:*","fs.write:artifacts","proc.exec:bash"]}}}"#;
 
 fn command(home: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mex"));
-    cmd.args([
-        "--home",
-        home.to_str().unwrap(),
-        "--registry",
-        workspace()
-            .join("mechanical_engines.json")
-            .to_str()
-            .unwrap(),
-        "--policy",
-        home.join("../policy.json").to_str().unwrap(),
-    ])
-    .args(args)
-    .env("NO_COLOR", "1")
-    .env_remove("MEX_HOME");
+    let mut cmd = common::command(home, &["--policy"]);
+    cmd.arg(home.join("../policy.json")).args(args);
     cmd
 }
 

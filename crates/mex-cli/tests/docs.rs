@@ -9,12 +9,10 @@
 )]
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::workspace as root;
 
 fn docs() -> Vec<(String, String)> {
     let mut names = vec![

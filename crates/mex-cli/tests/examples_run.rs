@@ -23,31 +23,12 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn mex(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mex"))
-        .args([
-            "--home",
-            home.to_str().unwrap(),
-            "--registry",
-            workspace()
-                .join("mechanical_engines.json")
-                .to_str()
-                .unwrap(),
-        ])
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("MEX_HOME")
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{mex, workspace};
 
 fn text(o: &Output) -> String {
     format!(

@@ -15,15 +15,13 @@
 )]
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// 64 MiB, in KiB (the unit of `ulimit -d` and of `VmHWM`).
 const LIMIT_KIB: u64 = 64 * 1024;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::workspace;
 
 /// Produces an input document, chunk by chunk, into a writer.
 type Producer = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + Send>;

@@ -12,20 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn mex(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mex"))
-        .args(["--home", home.to_str().unwrap(), "--registry"])
-        .arg(workspace().join("mechanical_engines.json"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("MEX_HOME")
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{mex, workspace};
 
 fn ok(o: Output) -> String {
     assert!(
