@@ -178,10 +178,11 @@ impl EnvelopeError {
                 line,
                 column,
                 message,
+                hint,
             } => Self::Syntax {
                 line,
                 column,
-                message,
+                message: format!("{message}; {hint}"),
             },
         }
     }

@@ -89,11 +89,11 @@ pub enum JsonError {
         "the document starts with a {encoding} byte-order mark (line 1, column 1); JSON must not start with one: save it as UTF-8 without a BOM"
     )]
     ByteOrderMark {
-        /// `UTF-8` or `UTF-16`.
+        /// `UTF-8`, `UTF-16` or `UTF-32`.
         encoding: &'static str,
     },
     /// The bytes are not JSON.
-    #[error("not valid JSON at line {line}, column {column}: {message}")]
+    #[error("not valid JSON at line {line}, column {column}: {message}; {hint}")]
     Syntax {
         /// 1-based line.
         line: usize,
@@ -101,6 +101,8 @@ pub enum JsonError {
         column: usize,
         /// What the JSON parser saw.
         message: String,
+        /// What to do about it, in plain words.
+        hint: &'static str,
     },
     /// An object names the same member twice.
     #[error(
@@ -212,6 +214,11 @@ pub fn from_slice_within(bytes: &[u8], budget: usize) -> Result<Value, JsonError
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err(JsonError::ByteOrderMark { encoding: "UTF-8" });
     }
+    // UTF-32's marks first: little-endian UTF-32's starts like UTF-16's.
+    if bytes.starts_with(&[0x00, 0x00, 0xFE, 0xFF]) || bytes.starts_with(&[0xFF, 0xFE, 0x00, 0x00])
+    {
+        return Err(JsonError::ByteOrderMark { encoding: "UTF-32" });
+    }
     if bytes.starts_with(&[0xFE, 0xFF]) || bytes.starts_with(&[0xFF, 0xFE]) {
         return Err(JsonError::ByteOrderMark { encoding: "UTF-16" });
     }
@@ -246,13 +253,89 @@ pub fn from_slice_within(bytes: &[u8], budget: usize) -> Result<Value, JsonError
                 line,
                 column,
             },
-            None => JsonError::Syntax {
-                line,
-                column,
-                message: pointer::strip_position(&e.to_string()).to_owned(),
-            },
+            None => {
+                let message = pointer::strip_position(&e.to_string()).to_owned();
+                JsonError::Syntax {
+                    line,
+                    column,
+                    hint: syntax_hint(bytes, &message),
+                    message,
+                }
+            }
         }
     })
+}
+
+/// What to do about a syntax error, from serde_json's message (its wording
+/// is stable: it is matched here only to choose advice, never to decide
+/// whether the document is refused).
+fn syntax_hint(bytes: &[u8], message: &str) -> &'static str {
+    if bytes.iter().take(4).any(|&b| b == 0) {
+        return "the document looks UTF-16 or UTF-32 encoded (it has NUL bytes): save it as UTF-8";
+    }
+    const HINTS: &[(&str, &str)] = &[
+        (
+            "surrogate",
+            "a \\uD800-\\uDBFF escape must be followed by a \\uDC00-\\uDFFF escape (a UTF-16 surrogate pair), and JSON text must be valid Unicode: complete the pair or remove the lone surrogate",
+        ),
+        ("hex escape", "a \\u escape takes exactly four hex digits, and a \\uD800-\\uDBFF escape (half of a UTF-16 surrogate pair) must be followed at once by a \\uDC00-\\uDFFF escape: complete the pair or remove the lone surrogate"),
+        (
+            "invalid escape",
+            "the escapes JSON allows are \\\" \\\\ \\/ \\b \\f \\n \\r \\t and \\uXXXX",
+        ),
+        (
+            "control character",
+            "escape control characters inside strings (write \\n for a newline, \\t for a tab)",
+        ),
+        (
+            "invalid unicode",
+            "JSON text must be valid UTF-8 and name valid Unicode code points",
+        ),
+        (
+            "EOF while parsing",
+            "the document ends too early: close every string, array and object",
+        ),
+        (
+            "trailing comma",
+            "remove the comma before the closing bracket or brace",
+        ),
+        (
+            "trailing characters",
+            "send one JSON document: remove what follows its first value",
+        ),
+        (
+            "key must be a string",
+            "object member names are strings in double quotes",
+        ),
+        (
+            "expected `:`",
+            "put a colon between a member's name and its value",
+        ),
+        (
+            "expected `,` or",
+            "separate items with commas and close every array and object",
+        ),
+        (
+            "expected ident",
+            "the literals are true, false and null, in lower case",
+        ),
+        (
+            "expected value",
+            "a value (string, number, object, array, true, false or null) is missing or misspelled here; strings take double quotes",
+        ),
+        (
+            "number",
+            "numbers are decimal, without leading zeros, plus signs, NaN or Infinity",
+        ),
+        (
+            "recursion limit",
+            "the document nests too deeply: flatten it",
+        ),
+    ];
+    HINTS
+        .iter()
+        .find(|(needle, _)| message.contains(needle))
+        .map_or("check the JSON syntax at that position", |(_, hint)| hint)
 }
 
 /// Read one JSON document strictly from text.
@@ -518,6 +601,32 @@ mod tests {
             from_slice(b"\xFF\xFE{\x00}\x00").unwrap_err(),
             JsonError::ByteOrderMark { encoding: "UTF-16" }
         ));
+    }
+
+    #[test]
+    fn utf32_marks_are_named_as_utf32_not_utf16() {
+        for bytes in [&b"\xFF\xFE\x00\x00{"[..], &b"\x00\x00\xFE\xFF{"[..]] {
+            assert_eq!(
+                from_slice(bytes).unwrap_err(),
+                JsonError::ByteOrderMark { encoding: "UTF-32" }
+            );
+        }
+    }
+
+    #[test]
+    fn syntax_errors_say_what_to_do() {
+        let cases: [(&[u8], &str); 5] = [
+            (br#"["\ud800"]"#, "surrogate pair"),
+            (b"{\x00\"\x00", "save it as UTF-8"),
+            (b"[1,]", "remove the comma"),
+            (b"{\"a\" 1}", "colon"),
+            (b"[True]", "misspelled"),
+        ];
+        for (bytes, says) in cases {
+            let err = from_slice(bytes).unwrap_err();
+            assert!(matches!(err, JsonError::Syntax { .. }), "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+        }
     }
 
     #[test]

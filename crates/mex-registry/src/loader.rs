@@ -1431,7 +1431,7 @@ fn json_problem_kind(e: &JsonError) -> ProblemKind {
 fn json_problem(file: String, e: &JsonError, kind: ProblemKind) -> Problem {
     let (line, column) = e.position();
     let message = match e {
-        JsonError::Syntax { message, .. } => format!("not valid JSON: {message}"),
+        JsonError::Syntax { message, hint, .. } => format!("not valid JSON: {message}; {hint}"),
         JsonError::DuplicateKey { key, .. } => duplicate_message(key),
         other => other.to_string(),
     };
