@@ -81,3 +81,27 @@ fn gc_json_validates_against_its_published_schema() {
         .collect();
     assert!(errors.is_empty(), "{errors:?}\n{doc:#}");
 }
+
+#[test]
+fn a_megabyte_long_value_is_not_echoed_back_whole() {
+    let home = tempfile::tempdir().unwrap();
+    let mut op: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(workspace().join("examples/ops/valid/physics-convert-units.json")).unwrap(),
+    )
+    .unwrap();
+    op["engine_id"] = serde_json::Value::String(format!("engine.{}", "A".repeat(1_000_000)));
+    let file = home.path().join("op.json");
+    std::fs::write(&file, serde_json::to_vec(&op).unwrap()).unwrap();
+    for json in [false, true] {
+        let mut args = vec!["validate", file.to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        let out = mex(&home.path().join("home"), &args);
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(said.contains("/engine_id"), "{said}");
+        assert!(said.contains("1000007 bytes in all"), "{said}");
+        assert!(said.len() < 4096, "{} bytes echoed", said.len());
+    }
+}

@@ -81,7 +81,8 @@ impl FromStr for MediaType {
             _ => Err(EnvelopeError::invalid(
                 "",
                 format!(
-                    "{s:?} is not a media type: expected lowercase \"type/subtype\" without parameters, e.g. \"application/json\""
+                    "{} is not a media type: expected lowercase \"type/subtype\" without parameters, e.g. \"application/json\"",
+                    crate::excerpt(s)
                 ),
             )),
         }

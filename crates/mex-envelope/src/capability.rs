@@ -156,7 +156,8 @@ impl FromStr for Capability {
             return Err(EnvelopeError::invalid(
                 "",
                 format!(
-                    "{s:?} contains the non-ASCII character U+{:04X}; capabilities are ASCII only (look-alike characters are refused)",
+                    "{} contains the non-ASCII character U+{:04X}; capabilities are ASCII only (look-alike characters are refused)",
+                    crate::excerpt(s),
                     u32::from(c)
                 ),
             ));
@@ -166,7 +167,9 @@ impl FromStr for Capability {
             return Err(EnvelopeError::invalid(
                 "",
                 format!(
-                    "{s:?} has unknown capability kind {kind_text:?}; known kinds: {}",
+                    "{} has unknown capability kind {}; known kinds: {}",
+                    crate::excerpt(s),
+                    crate::excerpt(kind_text),
                     known.join(", ")
                 ),
             ));
@@ -179,17 +182,25 @@ impl FromStr for Capability {
             (true, Some(scope)) => Err(EnvelopeError::invalid(
                 "",
                 format!(
-                    "{s:?} has an invalid scope {scope:?}: expected 1-128 ASCII characters [A-Za-z0-9_.*/-], starting with a letter, digit or '*', and no \"..\""
+                    "{} has an invalid scope {}: expected 1-128 ASCII characters [A-Za-z0-9_.*/-], starting with a letter, digit or '*', and no \"..\"",
+                    crate::excerpt(s),
+                    crate::excerpt(scope)
                 ),
             )),
             (true, None) => Err(EnvelopeError::invalid(
                 "",
-                format!("{s:?} needs a scope: write \"{kind}:<scope>\", e.g. \"fs.read:inputs\""),
+                format!(
+                    "{} needs a scope: write \"{kind}:<scope>\", e.g. \"fs.read:inputs\"",
+                    crate::excerpt(s)
+                ),
             )),
             (false, None) => Ok(Self { kind, scope: None }),
             (false, Some(_)) => Err(EnvelopeError::invalid(
                 "",
-                format!("{s:?}: capability kind {kind} takes no scope; write \"{kind}\""),
+                format!(
+                    "{}: capability kind {kind} takes no scope; write \"{kind}\"",
+                    crate::excerpt(s)
+                ),
             )),
         }
     }

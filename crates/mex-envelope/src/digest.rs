@@ -63,16 +63,12 @@ impl FromStr for Sha256Digest {
             Err(EnvelopeError::invalid(
                 "",
                 format!(
-                    "{:?} is not a SHA-256 digest: expected exactly 64 lowercase hex characters, no prefix",
-                    truncate(s)
+                    "{} is not a SHA-256 digest: expected exactly 64 lowercase hex characters, no prefix",
+                    crate::excerpt(s)
                 ),
             ))
         }
     }
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(80).collect()
 }
 
 impl Serialize for Sha256Digest {

@@ -194,3 +194,21 @@ impl EnvelopeError {
         }
     }
 }
+
+/// Caller-supplied text quoted for an error message: the first 64
+/// characters in Rust's debug quoting (control characters escaped), and the
+/// whole length when it was cut, so that a megabyte-long value never comes
+/// back whole in a denial.
+///
+/// ```
+/// assert_eq!(mex_envelope::excerpt("engine.x"), r#""engine.x""#);
+/// let long = "a".repeat(1_000_000);
+/// assert!(mex_envelope::excerpt(&long).ends_with("(1000000 bytes in all)"));
+/// ```
+pub fn excerpt(text: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    match text.char_indices().nth(MAX_CHARS) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes in all)", &text[..cut], text.len()),
+    }
+}

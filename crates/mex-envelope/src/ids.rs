@@ -108,7 +108,8 @@ impl FromStr for EngineId {
             _ => Err(EnvelopeError::invalid(
                 "",
                 format!(
-                    "{s:?} is not an engine id: expected \"engine.<name>\" with <name> in [a-z][a-z0-9_]* (at most 64 characters), e.g. \"engine.physics\""
+                    "{} is not an engine id: expected \"engine.<name>\" with <name> in [a-z][a-z0-9_]* (at most 64 characters), e.g. \"engine.physics\"",
+                    crate::excerpt(s)
                 ),
             )),
         }
@@ -152,7 +153,8 @@ impl FromStr for OperationName {
             _ => Err(EnvelopeError::invalid(
                 "",
                 format!(
-                    "{s:?} is not an operation name: expected \"<engine name>.<operation>\" in [a-z][a-z0-9_]*, e.g. \"physics.convert_units\""
+                    "{} is not an operation name: expected \"<engine name>.<operation>\" in [a-z][a-z0-9_]*, e.g. \"physics.convert_units\"",
+                    crate::excerpt(s)
                 ),
             )),
         }
@@ -179,7 +181,8 @@ impl FromStr for ErrorCode {
             Err(EnvelopeError::invalid(
                 "",
                 format!(
-                    "{s:?} is not a stable code: expected upper-case words [A-Z][A-Z0-9_-]* joined by '.', e.g. \"G-CAP.CONSENT_MISSING\""
+                    "{} is not a stable code: expected upper-case words [A-Z][A-Z0-9_-]* joined by '.', e.g. \"G-CAP.CONSENT_MISSING\"",
+                    crate::excerpt(s)
                 ),
             ))
         }
@@ -259,7 +262,8 @@ impl FromStr for GateId {
             Err(EnvelopeError::invalid(
                 "",
                 format!(
-                    "{s:?} is not a gate id: expected \"G-<NAME>\" or \"G-<NAME>.<SUB>\" in [A-Z0-9_], e.g. \"G-SAFETY.SANDBOX\""
+                    "{} is not a gate id: expected \"G-<NAME>\" or \"G-<NAME>.<SUB>\" in [A-Z0-9_], e.g. \"G-SAFETY.SANDBOX\"",
+                    crate::excerpt(s)
                 ),
             ))
         }

@@ -278,7 +278,10 @@ fn syntax_hint(bytes: &[u8], message: &str) -> &'static str {
             "surrogate",
             "a \\uD800-\\uDBFF escape must be followed by a \\uDC00-\\uDFFF escape (a UTF-16 surrogate pair), and JSON text must be valid Unicode: complete the pair or remove the lone surrogate",
         ),
-        ("hex escape", "a \\u escape takes exactly four hex digits, and a \\uD800-\\uDBFF escape (half of a UTF-16 surrogate pair) must be followed at once by a \\uDC00-\\uDFFF escape: complete the pair or remove the lone surrogate"),
+        (
+            "hex escape",
+            "a \\u escape takes exactly four hex digits, and a \\uD800-\\uDBFF escape (half of a UTF-16 surrogate pair) must be followed at once by a \\uDC00-\\uDFFF escape: complete the pair or remove the lone surrogate",
+        ),
         (
             "invalid escape",
             "the escapes JSON allows are \\\" \\\\ \\/ \\b \\f \\n \\r \\t and \\uXXXX",

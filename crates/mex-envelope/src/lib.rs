@@ -63,7 +63,7 @@ pub use budget::{BudgetSpec, EvidencePolicy, OutputSpec};
 pub use capability::{Capability, CapabilityKind};
 pub use determinism::DeterminismLevel;
 pub use digest::{Sha256Digest, Sha256Writer};
-pub use error::EnvelopeError;
+pub use error::{EnvelopeError, excerpt};
 pub use ids::{EngineId, ErrorCode, GateId, OperationName, SchemaVersion};
 pub use operation::{
     MAX_CAPABILITIES, MAX_ENVELOPE_BYTES, MAX_ENVELOPE_VALUE_BYTES, MAX_INLINE_PARAMS_BYTES,

@@ -83,7 +83,8 @@ impl FromStr for UtcTimestamp {
             EnvelopeError::invalid(
                 "",
                 format!(
-                    "{s:?} is not an RFC 3339 UTC timestamp: expected e.g. \"2026-01-31T12:00:00Z\" (UTC, 'Z' suffix)"
+                    "{} is not an RFC 3339 UTC timestamp: expected e.g. \"2026-01-31T12:00:00Z\" (UTC, 'Z' suffix)",
+                    crate::excerpt(s)
                 ),
             )
         };

@@ -206,7 +206,7 @@ fn check_reference(
             Err(_) => findings.push(deny(
                 "G-INTEGRITY.UNDECLARED_REFERENCE",
                 "integrity.params_reference_declared_inputs",
-                format!("{pointer} must be the artifact_id (a UUID) of one of the operation's inputs, found {:?}", truncate(s)),
+                format!("{pointer} must be the artifact_id (a UUID) of one of the operation's inputs, found {}", mex_envelope::excerpt(s)),
                 Some(pointer.to_owned()),
             )),
         },
@@ -223,10 +223,6 @@ fn check_reference(
             Some(pointer.to_owned()),
         )),
     }
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
 }
 
 /// Keys whose string values are treated as store paths or URIs.
@@ -262,8 +258,8 @@ fn check_paths(
                 "G-INTEGRITY.PATH_ESCAPE",
                 "integrity.no_path_escape",
                 format!(
-                    "{at} = {:?}: {why}; refer to data by input artifact, or use a plain relative path",
-                    truncate(s)
+                    "{at} = {}: {why}; refer to data by input artifact, or use a plain relative path",
+                    mex_envelope::excerpt(s)
                 ),
                 Some(at.to_owned()),
             )
