@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mex_artifacts::ArtifactStore;
-use mex_gates::CapabilityPolicy;
+use mex_gates::{CapabilityPolicy, MAX_POLICY_BYTES};
 use mex_recorder::{FlightRecorder, SqliteRecorder};
 use mex_registry::Registry;
 use mex_runtime::{Engine, MexRuntime};
@@ -24,11 +24,6 @@ pub struct Home {
     /// command on a home not created yet) reads as the default policy.
     pub policy_named: bool,
 }
-
-/// The most bytes read from a policy file: a policy is a few kilobytes, and
-/// a bounded read keeps a wrong path (`/dev/zero`, a huge file) from
-/// exhausting memory.
-pub const MAX_POLICY_BYTES: u64 = 1 << 20;
 
 /// The shipped registry: `./mechanical_engines.json` when run from a
 /// checkout, else the one next to this crate's workspace.
@@ -140,7 +135,6 @@ impl Home {
     }
 
     pub fn policy(&self) -> Result<CapabilityPolicy, CliError> {
-        use std::io::Read;
         let path = &self.policy_path;
         if !self.policy_named && !path.exists() {
             // A home not created yet (read-only commands never create one):
@@ -153,17 +147,15 @@ impl Home {
                 path.display()
             ))
         };
-        let file = std::fs::File::open(path).map_err(unreadable)?;
-        let mut bytes = Vec::new();
-        file.take(MAX_POLICY_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(unreadable)?;
-        if bytes.len() as u64 > MAX_POLICY_BYTES {
-            return Err(CliError::usage(format!(
-                "the policy {} is larger than {MAX_POLICY_BYTES} bytes, so it is not read; a policy is a small JSON file: check the path",
-                path.display()
-            )));
-        }
+        let bytes = match mex_envelope::json::read_file_at_most(path, MAX_POLICY_BYTES) {
+            Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+                return Err(CliError::usage(format!(
+                    "the policy {} is larger than {MAX_POLICY_BYTES} bytes, so it is not read; a policy is a small JSON file: check the path",
+                    path.display()
+                )));
+            }
+            other => other.map_err(unreadable)?,
+        };
         let text = String::from_utf8(bytes).map_err(|e| {
             CliError::usage(format!(
                 "the policy {} is not UTF-8 (invalid byte at offset {}); save it as UTF-8 JSON",

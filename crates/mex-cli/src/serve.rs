@@ -72,11 +72,17 @@ fn token(home: &Home, args: &ServeArgs) -> Result<HttpAuth, CliError> {
         .token_file
         .clone()
         .unwrap_or_else(|| home.root.join(TOKEN_FILE));
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let bytes = mex_envelope::json::read_file_at_most(&path, 4096).map_err(|e| {
         CliError::usage(format!(
             "no bearer token for --http: cannot read {}: {e}; write a token of at least {} characters there (or pass --token-file FILE), or use --insecure-no-auth on a loopback address",
             path.display(),
             mex_mcp::MIN_TOKEN_LEN
+        ))
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        CliError::usage(format!(
+            "the bearer token in {} is not UTF-8 text; write the token as plain text",
+            path.display()
         ))
     })?;
     Ok(HttpAuth::Bearer(text.trim().to_owned()))

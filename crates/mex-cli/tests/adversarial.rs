@@ -105,3 +105,18 @@ fn a_megabyte_long_value_is_not_echoed_back_whole() {
         assert!(said.len() < 4096, "{} bytes echoed", said.len());
     }
 }
+
+#[test]
+fn a_registry_that_never_ends_is_refused_without_reading_it_all() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mex"))
+        .args(["--home", home.path().to_str().unwrap()])
+        .args(["--registry", "/dev/zero", "engines"])
+        .env("NO_COLOR", "1")
+        .env_remove("MEX_HOME")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = text(&out.stderr);
+    assert!(said.contains("larger than"), "{said}");
+}

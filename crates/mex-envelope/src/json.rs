@@ -341,6 +341,32 @@ fn syntax_hint(bytes: &[u8], message: &str) -> &'static str {
         .map_or("check the JSON syntax at that position", |(_, hint)| hint)
 }
 
+/// Read a whole file of at most `max` bytes, without trusting its metadata:
+/// a FIFO, a device or a file that grows while it is read stops at `max + 1`
+/// bytes and is refused with [`std::io::ErrorKind::FileTooLarge`]. Every
+/// trusted file mex reads (registry, policy, certificate, token) goes
+/// through here.
+///
+/// ```
+/// use mex_envelope::json::read_file_at_most;
+/// let err = read_file_at_most(std::path::Path::new("/dev/zero"), 1024).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge);
+/// ```
+pub fn read_file_at_most(path: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("it is larger than {max} bytes, so it is not read"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Read one JSON document strictly from text.
 pub fn from_str(text: &str) -> Result<Value, JsonError> {
     from_slice(text.as_bytes())

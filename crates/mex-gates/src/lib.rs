@@ -73,5 +73,5 @@ pub use mex_registry::{
 pub use pipeline::{
     Admission, Admitted, Gate, GateContext, GateOutcome, GlobalGate, Pipeline, PipelineError,
 };
-pub use policy::{CapabilityPolicy, ConsentRecord, GrantPattern, Profile};
+pub use policy::{CapabilityPolicy, ConsentRecord, GrantPattern, MAX_POLICY_BYTES, Profile};
 pub use registry::RegistryCatalog;

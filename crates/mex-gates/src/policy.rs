@@ -35,6 +35,10 @@ use crate::error::GatesError;
 /// The policy format version this crate reads.
 pub const POLICY_VERSION: &str = "mex-policy-1";
 
+/// The largest policy file mex reads (a policy is a small JSON file; a path
+/// that names something larger is a mistake or an attack).
+pub const MAX_POLICY_BYTES: u64 = 1 << 20;
+
 /// A grant pattern: a capability whose scope may be `*` or end in `/*`.
 #[derive(
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,

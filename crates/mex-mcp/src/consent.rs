@@ -104,8 +104,10 @@ pub struct Ask {
 }
 
 fn load(policy_path: &Path) -> Result<(String, CapabilityPolicy), String> {
-    let text = std::fs::read_to_string(policy_path)
+    let bytes = mex_envelope::json::read_file_at_most(policy_path, mex_gates::MAX_POLICY_BYTES)
         .map_err(|e| format!("cannot read the policy {}: {e}", policy_path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("the policy {} is not UTF-8", policy_path.display()))?;
     let policy = CapabilityPolicy::from_json_str(&text)
         .map_err(|e| format!("the policy {} does not load: {e}", policy_path.display()))?;
     Ok((text, policy))

@@ -371,7 +371,10 @@ impl Registry {
                 }],
             });
         }
-        let bytes = std::fs::read(path).map_err(io)?;
+        // The metadata check above gives the plain message for a regular
+        // file; the bounded read holds for a FIFO or a file that grows.
+        let bytes =
+            mex_envelope::json::read_file_at_most(path, MAX_REGISTRY_BYTES as u64).map_err(io)?;
         let text = String::from_utf8_lossy(&bytes);
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,

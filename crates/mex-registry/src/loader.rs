@@ -953,7 +953,7 @@ impl Loader {
             );
             return None;
         }
-        match std::fs::read(&path) {
+        match mex_envelope::json::read_file_at_most(&path, MAX_REFERENCED_FILE_BYTES) {
             Ok(bytes) => Some((path, bytes)),
             Err(e) => {
                 self.report(
