@@ -166,6 +166,15 @@ impl PlannedOperation {
         claimed_op_id(bytes)
     }
 
+    /// The id under which a refused document is recorded and answered: the
+    /// op id it claims ([`PlannedOperation::claimed_op_id`]), else a fresh
+    /// random one, so that every refusal of an unreadable document has a
+    /// record of its own that `mex log --op <id>` finds (they were all
+    /// filed under the nil id once).
+    pub fn refusal_id(claimed: Option<Uuid>) -> Uuid {
+        claimed.unwrap_or_else(Uuid::new_v4)
+    }
+
     /// Parse untrusted text.
     pub fn from_json_str(text: &str) -> Result<Self, EnvelopeError> {
         Self::from_json_slice(text.as_bytes())

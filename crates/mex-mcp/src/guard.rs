@@ -13,7 +13,7 @@
 //! - a `tools/call` naming a known tool is **rewritten**: the same id and
 //!   tool name, with arguments that only carry a one-time token
 //!   ([`REFUSAL_KEY`]); the tool handler trades the token for the refusal,
-//!   records it under the op id the arguments claimed (else the nil id) and
+//!   records it under the op id the arguments claimed (else a fresh id) and
 //!   answers a tool result with `isError: true` naming the gate, the code and
 //!   the pointer (relative to the arguments), the denial in `_meta`. Tokens
 //!   are random and single-use, so a client cannot forge one.
@@ -316,7 +316,7 @@ impl Inner {
 
     fn refuse(&self, bytes: &[u8], rpc: i64, pointer: String, message: String) -> Verdict {
         let found = scan(bytes);
-        let op_id = found.op_id.unwrap_or(Uuid::nil());
+        let op_id = mex_envelope::PlannedOperation::refusal_id(found.op_id);
         let known_tool = found.name.as_deref().is_some_and(|n| {
             self.catalog.operations.contains_key(n) || crate::tools::is_builtin(n)
         });

@@ -481,11 +481,11 @@ impl Inner {
     /// Record a refusal of a call's arguments (no envelope could be built)
     /// and answer it.
     fn refuse_arguments(&self, args: &Map<String, Value>, e: tools::ArgError) -> CallToolResult {
-        let op_id = args
-            .get("op_id")
-            .and_then(Value::as_str)
-            .and_then(|s| Uuid::try_parse(s).ok())
-            .unwrap_or(Uuid::nil());
+        let op_id = mex_envelope::PlannedOperation::refusal_id(
+            args.get("op_id")
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::try_parse(s).ok()),
+        );
         let denial = GateDenial {
             gate: GateId::from_static(mex_registry::GATE_SCHEMA),
             code: ErrorCode::from_static(e.code),

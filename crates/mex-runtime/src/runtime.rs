@@ -15,7 +15,6 @@ use mex_gates::{
 };
 use mex_recorder::{Claim, ClaimOutcome, ClaimState, EventDraft, FlightRecorder};
 use mex_registry::Registry;
-use uuid::Uuid;
 
 use crate::cache::ResultCache;
 use crate::engine::{Engine, EngineFailure, ExecutionContext, RunState};
@@ -477,11 +476,11 @@ impl MexRuntime {
             Ok(op) => self.execute_at(op, started_at, None),
             Err(_) => {
                 // Not an operation: record the refusal under the op id it
-                // claims, when there is one, else the nil id. The claim is
+                // claims, when there is one, else a fresh id. The claim is
                 // found by a scan that allocates nothing, never by parsing
                 // the refused document again (it may be huge or hostile);
                 // `admit_json` re-reads it only within the envelope cap.
-                let op_id = PlannedOperation::claimed_op_id(bytes).unwrap_or(Uuid::nil());
+                let op_id = PlannedOperation::refusal_id(PlannedOperation::claimed_op_id(bytes));
                 let (_, admission) = self.pipeline.admit_json(bytes);
                 let mut draft = Draft::new(op_id, started_at, ResultStatus::Denied);
                 draft.denials = admission.result.err().unwrap_or_default();

@@ -284,6 +284,23 @@ fn raw_json_that_is_not_an_operation_is_denied_and_recorded() {
 }
 
 #[test]
+fn each_refusal_without_a_readable_op_id_has_a_record_of_its_own() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let first = rt.execute_json(b"not json");
+    let second = rt.execute_json(b"[1, 2");
+    assert_eq!(first.status, ResultStatus::Denied);
+    assert_ne!(first.op_id, second.op_id);
+    assert!(!first.op_id.is_nil() && !second.op_id.is_nil());
+    for r in [&first, &second] {
+        let mine = home.recorder.events(&EventQuery::op(r.op_id)).unwrap();
+        let kinds: Vec<_> = mine.iter().map(|e| e.kind).collect();
+        assert!(kinds.contains(&EventKind::GateDenied), "{kinds:?}");
+        assert!(kinds.contains(&EventKind::OpCompleted), "{kinds:?}");
+    }
+}
+
+#[test]
 fn a_replayed_op_id_is_refused() {
     let home = common::home();
     let rt = common::runtime(&home);
