@@ -82,6 +82,7 @@ struct HttpServer {
     child: Child,
     url: String,
     token_file: PathBuf,
+    home: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -94,6 +95,10 @@ impl Drop for HttpServer {
 
 fn http_server() -> HttpServer {
     let (dir, home) = home();
+    http_server_on(dir, home)
+}
+
+fn http_server_on(dir: tempfile::TempDir, home: PathBuf) -> HttpServer {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{}\n", uuid_like())).unwrap();
     let mut child = Command::new(MEX)
@@ -122,6 +127,7 @@ fn http_server() -> HttpServer {
         child,
         url,
         token_file,
+        home,
         _dir: dir,
     }
 }
@@ -202,6 +208,30 @@ fn consent_accepted_through_a_legacy_elicitation_request() {
 #[test]
 fn consent_declined_through_a_legacy_elicitation_request() {
     consent("consent_decline_legacy", true);
+}
+
+/// A consent scenario against `mex serve --http`: the question travels
+/// over the HTTP transport and the answer writes the server's policy.
+fn consent_over_http(scenario: &str) {
+    let (dir, home) = consent_home();
+    let server = http_server_on(dir, home);
+    run_scenario(&[
+        scenario,
+        "http",
+        &server.url,
+        server.token_file.to_str().unwrap(),
+        server.home.to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn consent_accepted_through_elicitation_over_http() {
+    consent_over_http("consent_accept");
+}
+
+#[test]
+fn consent_declined_through_elicitation_over_http() {
+    consent_over_http("consent_decline");
 }
 
 #[test]

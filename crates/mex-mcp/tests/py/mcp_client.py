@@ -38,6 +38,8 @@ class Target:
             self.mex, self.home = argv[1], argv[2]
         else:
             self.url, token_file = argv[1], argv[2]
+            # The server's home, for the scenarios that read its policy.
+            self.home = argv[3] if len(argv) > 3 else None
             with open(token_file) as f:
                 self.token = f.read().strip()
 
@@ -51,7 +53,7 @@ class Target:
             headers={"Authorization": f"Bearer {self.token}"},
             timeout=httpx2.Timeout(120.0),
         )
-        return Client(streamable_http_client(self.url, http_client=http), read_timeout_seconds=120)
+        return Client(streamable_http_client(self.url, http_client=http), read_timeout_seconds=120, **extra)
 
 
 def text_of(result):
