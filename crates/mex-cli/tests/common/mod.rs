@@ -42,3 +42,60 @@ pub fn mex(home: &Path, args: &[&str]) -> Output {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// The first `sh` block under `heading` in the repository file `doc`.
+pub fn sh_block(doc: &str, heading: &str) -> String {
+    let text = std::fs::read_to_string(workspace().join(doc))
+        .unwrap_or_else(|e| panic!("cannot read {doc}: {e}"));
+    let Some(section) = text.split(heading).nth(1) else {
+        panic!("{doc} has no section {heading:?}");
+    };
+    let Some(block) = section.split("```sh\n").nth(1) else {
+        panic!("{doc}: the section {heading:?} has no sh block");
+    };
+    block.split("\n```").next().unwrap_or_default().to_owned()
+}
+
+/// Runs a documented `sh` block as written: in bash with `set -euo
+/// pipefail`, `mex` bound to the built binary, the repository's registry,
+/// from a scratch directory in which each of `links` is a symlink to the
+/// repository's directory of that name. Panics, with both streams, unless
+/// the script ran to its end; returns its stdout and the scratch directory.
+pub fn run_as_written(script: &str, links: &[&str]) -> (String, tempfile::TempDir) {
+    let Ok(root) = workspace().canonicalize() else {
+        panic!("the workspace root does not resolve");
+    };
+    let Ok(scratch) = tempfile::tempdir() else {
+        panic!("no scratch directory");
+    };
+    for dir in links {
+        if let Err(e) = std::os::unix::fs::symlink(root.join(dir), scratch.path().join(dir)) {
+            panic!("cannot link {dir}: {e}");
+        }
+    }
+    let full = format!(
+        "set -euo pipefail\nmex() {{ \"$MEX_BIN\" \"$@\"; }}\n{script}\necho SCRIPT-DONE\n"
+    );
+    let out = match Command::new("bash")
+        .arg("-c")
+        .arg(&full)
+        .current_dir(scratch.path())
+        .env("MEX_BIN", env!("CARGO_BIN_EXE_mex"))
+        .env("NO_COLOR", "1")
+        .env("MEX_REGISTRY", root.join("mechanical_engines.json"))
+        .env_remove("MEX_HOME")
+        .env_remove("MEX_POLICY")
+        .env_remove("MEX_REGISTRY_DIR")
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => panic!("cannot start bash: {e}"),
+    };
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("SCRIPT-DONE"),
+        "the script stopped early\n--- script\n{script}\n--- stdout\n{stdout}\n--- stderr\n{}",
+        text(&out.stderr)
+    );
+    (stdout, scratch)
+}
