@@ -186,7 +186,7 @@ impl Home {
     }
 
     pub fn recorder(&self) -> Result<Arc<dyn FlightRecorder>, CliError> {
-        SqliteRecorder::open(&self.root)
+        SqliteRecorder::open_keyed(&self.root)
             .map(|r| Arc::new(r) as Arc<dyn FlightRecorder>)
             .map_err(|e| CliError::internal(format!("cannot open the Flight Recorder: {e}")))
     }
@@ -201,7 +201,6 @@ impl Home {
             .policy(policy)
             .store(self.store()?)
             .recorder(self.recorder()?)
-            .workspace_root(self.root.join("runs"))
             .certifier(Arc::new(self.certifier()));
         for engine in engines {
             builder = builder.engine(engine);

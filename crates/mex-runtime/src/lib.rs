@@ -73,7 +73,9 @@ mod runtime;
 mod settle;
 mod stages;
 
-pub use engine::{Completion, Engine, EngineFailure, ExecutionContext, ReadError, WriteError};
+pub use engine::{
+    Completion, Engine, EngineFailure, Execution, ExecutionContext, ReadError, WriteError,
+};
 pub use error::RuntimeError;
 /// The store's path rules, for engines that name bundle entries.
 pub use mex_artifacts::{BundleBuilder, RelPath};
