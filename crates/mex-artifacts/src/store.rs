@@ -575,9 +575,7 @@ impl ArtifactStore {
             // corrupt file planted at a digest's path is replaced, never
             // silently served as those bytes.
             Ok(meta) => Some(
-                meta.is_file()
-                    && meta.len() == got.size
-                    && self.blob_intact(&got.digest, got.size),
+                meta.is_file() && meta.len() == got.size && self.blob_intact(&got.digest, got.size),
             ),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(store_io("inspect", blob_path, 0, e)),

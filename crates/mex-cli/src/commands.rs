@@ -148,7 +148,10 @@ fn parse_kind(kind: &str) -> Result<ArtifactKind, CliError> {
 /// Record an imported artifact (`artifact_written` under the nil op id),
 /// so `mex artifacts verify` can tell it from one that appeared behind
 /// mex's back.
-pub(crate) fn record_import(home: &Home, handle: &mex_envelope::ArtifactHandle) -> Result<(), CliError> {
+pub(crate) fn record_import(
+    home: &Home,
+    handle: &mex_envelope::ArtifactHandle,
+) -> Result<(), CliError> {
     home.recorder()?
         .append(mex_recorder::EventDraft::artifact_written(
             uuid::Uuid::nil(),
@@ -160,7 +163,11 @@ pub(crate) fn record_import(home: &Home, handle: &mex_envelope::ArtifactHandle) 
                 .map_or("application/octet-stream", |m| m.as_str()),
         ))
         .map(drop)
-        .map_err(|e| CliError::internal(format!("the artifact was stored but its import could not be recorded: {e}")))
+        .map_err(|e| {
+            CliError::internal(format!(
+                "the artifact was stored but its import could not be recorded: {e}"
+            ))
+        })
 }
 
 /// Records that no `artifact_written` event accounts for: a record naming a

@@ -1204,8 +1204,9 @@ fn foreign_event(tx: &Transaction<'_>, key: &WriterKey) -> rusqlite::Result<Opti
         let seq: i64 = row.get(0)?;
         let hash: Vec<u8> = row.get(1)?;
         let tag: Option<Vec<u8>> = row.get(2)?;
-        let valid = <[u8; 32]>::try_from(hash.as_slice())
-            .is_ok_and(|h| tag.as_deref() == Some(key.tag(&Sha256Digest::from_bytes(h)).as_slice()));
+        let valid = <[u8; 32]>::try_from(hash.as_slice()).is_ok_and(|h| {
+            tag.as_deref() == Some(key.tag(&Sha256Digest::from_bytes(h)).as_slice())
+        });
         if !valid {
             return Ok(Some(ChainBreak {
                 seq: u64::try_from(seq).unwrap_or(0),

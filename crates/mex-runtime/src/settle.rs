@@ -201,29 +201,43 @@ impl MexRuntime {
             ))];
         };
         let decls = &decl.outputs;
-        let any_media = decls.iter().any(|d| d.media_types.is_empty());
-        let media: Vec<&str> = decls
-            .iter()
-            .flat_map(|d| d.media_types.iter().map(|m| m.as_str()))
-            .collect();
-        let bundles = decls.iter().any(|d| d.output_type == OutputType::Bundle);
-        let non_bundles = decls.iter().any(|d| d.output_type != OutputType::Bundle);
         let mut findings = Vec::new();
         for (i, h) in outputs.iter().enumerate() {
             let mt = h.media_type.as_ref().map(|m| m.as_str());
-            if !any_media && !mt.is_some_and(|m| media.contains(&m)) {
+            let is_bundle = h.kind == ArtifactKind::Bundle;
+            let allowed = decls.iter().any(|d| {
+                let bundle_type =
+                    matches!(d.output_type, OutputType::Bundle | OutputType::Snapshot);
+                let media_ok = match mt {
+                    _ if !d.media_types.is_empty() => {
+                        mt.is_some_and(|m| d.media_types.iter().any(|x| x == m))
+                    }
+                    Some(m) => media_fits_type(d.output_type, m),
+                    None => true,
+                };
+                bundle_type == is_bundle && media_ok
+            });
+            if !allowed {
+                let declared: Vec<String> = decls
+                    .iter()
+                    .map(|d| {
+                        let t = serde_json::to_value(d.output_type)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default();
+                        if d.media_types.is_empty() {
+                            t
+                        } else {
+                            format!("{t} ({})", d.media_types.join(", "))
+                        }
+                    })
+                    .collect();
                 findings.push(undeclared(format!(
-                    "outputs[{i}] has media type {}, which the registry does not declare for {} (declared: {}); write only the media types its registry entry lists",
+                    "outputs[{i}] is a {:?} artifact of media type {}, which no output the registry declares for {} allows (declared: {}); write only the outputs its registry entry lists",
+                    h.kind,
                     mt.unwrap_or("(none)"),
                     op.operation,
-                    media.join(", ")
-                )));
-            }
-            let is_bundle = h.kind == ArtifactKind::Bundle;
-            if (is_bundle && !bundles) || (!is_bundle && !non_bundles) {
-                findings.push(undeclared(format!(
-                    "outputs[{i}] has kind {:?}, which no output type the registry declares for {} allows",
-                    h.kind, op.operation
+                    if declared.is_empty() { "none".to_owned() } else { declared.join("; ") }
                 )));
             }
         }
@@ -494,6 +508,28 @@ impl InputVerifier for StagedVerifier<'_> {
                 handle.artifact_id
             )))
         }
+    }
+}
+
+/// Whether a media type fits an output type whose declaration lists no
+/// media types: an image is not a dataset, a dataset is not audio.
+fn media_fits_type(t: OutputType, media: &str) -> bool {
+    let top = media.split('/').next().unwrap_or("");
+    match t {
+        OutputType::Image => top == "image",
+        OutputType::Video => top == "video",
+        OutputType::Audio => top == "audio",
+        OutputType::Model3d => matches!(top, "model" | "application" | "text"),
+        OutputType::Document => {
+            matches!(top, "application" | "text" | "font") || media == "image/svg+xml"
+        }
+        OutputType::Dataset
+        | OutputType::Bundle
+        | OutputType::Snapshot
+        | OutputType::Gcode
+        | OutputType::Logs => matches!(top, "application" | "text"),
+        #[allow(unreachable_patterns, reason = "OutputType may grow")]
+        _ => true,
     }
 }
 
