@@ -152,7 +152,7 @@ pub(crate) fn record_import(
     home: &Home,
     handle: &mex_envelope::ArtifactHandle,
 ) -> Result<(), CliError> {
-    home.recorder()?
+    home.writer_recorder()?
         .append(mex_recorder::EventDraft::artifact_written(
             uuid::Uuid::nil(),
             handle.content_hash,
@@ -178,12 +178,17 @@ fn unaccounted_records(
     store: &mex_artifacts::ArtifactStore,
 ) -> Result<Vec<report::StoreProblem>, CliError> {
     use std::collections::BTreeSet;
-    let recorder = home.recorder()?;
-    let events = recorder
-        .events(&mex_recorder::EventQuery::kind(
-            mex_recorder::EventKind::ArtifactWritten,
-        ))
-        .map_err(|e| CliError::internal(format!("cannot read the Flight Recorder: {e}")))?;
+    // A home without a recorder has no events (and a read-only command
+    // creates none): then every record is unaccounted for.
+    let events = if home.root.join(mex_recorder::DB_FILE_NAME).exists() {
+        home.recorder()?
+            .events(&mex_recorder::EventQuery::kind(
+                mex_recorder::EventKind::ArtifactWritten,
+            ))
+            .map_err(|e| CliError::internal(format!("cannot read the Flight Recorder: {e}")))?
+    } else {
+        Vec::new()
+    };
     let by_op: BTreeSet<(uuid::Uuid, mex_envelope::Sha256Digest)> = events
         .iter()
         .filter_map(|e| Some((e.op_id?, e.artifact?)))

@@ -382,7 +382,7 @@ impl<'run> ExecutionContext<'run> {
     }
 
     /// Add an environment identifier to this run's provenance (e.g. kernel
-    /// version, Landlock ABI, limits applied). A key is 1 to 64 ASCII
+    /// version, Landlock ABI, limits applied). A key is 1 to 128 ASCII
     /// letters, digits, `.`, `_` or `-`. Keys the runtime sets itself
     /// (`runtime`, `os`, `arch`, `execution`, `served_from_cache`, compared
     /// in any letter case) and, unless the engine supervises a sandboxed
@@ -396,7 +396,7 @@ impl<'run> ExecutionContext<'run> {
             return;
         }
         let plain = !key.is_empty()
-            && key.len() <= 64
+            && key.len() <= 128
             && key
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));

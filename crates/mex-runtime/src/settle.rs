@@ -215,7 +215,9 @@ impl MexRuntime {
                     Some(m) => media_fits_type(d.output_type, m),
                     None => true,
                 };
-                bundle_type == is_bundle && media_ok
+                // A bundle artifact needs a bundle output; a bundle output
+                // may be carried by its index (a report).
+                (bundle_type || !is_bundle) && media_ok
             });
             if !allowed {
                 let declared: Vec<String> = decls
