@@ -537,6 +537,7 @@ impl ArtifactStore {
             if let Ok(meta) = self.blobs.symlink_metadata(Path::new(&shard).join(&name))
                 && meta.is_file()
                 && meta.len() == exp.size
+                && self.blob_intact(&exp.hash, exp.size)
             {
                 let got = ingest::ingest(reader, &mut io::sink(), limit)
                     .map_err(|e| map_ingest(e, PathBuf::from("<none>")))?;
@@ -570,7 +571,12 @@ impl ArtifactStore {
         let rel = Path::new(&shard).join(&name);
         let blob_path = self.blob_path(&got.digest);
         let existing = match self.blobs.symlink_metadata(&rel) {
-            Ok(meta) => Some(meta.is_file() && meta.len() == got.size),
+            // A blob of the right size is reused only if it hashes right: a
+            // corrupt file planted at a digest's path is replaced, never
+            // silently served as those bytes.
+            Ok(meta) => Some(
+                meta.is_file() && meta.len() == got.size && self.blob_intact(&got.digest, got.size),
+            ),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(store_io("inspect", blob_path, 0, e)),
         };
@@ -844,6 +850,13 @@ impl ArtifactStore {
     }
 
     // --------------------------------------------------------------- reads
+
+    /// Whether the blob at `digest`'s path holds exactly those bytes
+    /// (hashed, or vouched for by a valid verify-cache entry).
+    fn blob_intact(&self, digest: &Sha256Digest, size: u64) -> bool {
+        self.open_blob_verified("(existing blob)", digest, size)
+            .is_ok()
+    }
 
     fn forget_cached(&self, digest: &Sha256Digest) {
         self.cache

@@ -145,6 +145,91 @@ fn parse_kind(kind: &str) -> Result<ArtifactKind, CliError> {
         .map_err(|_| CliError::usage(format!("unknown artifact kind {kind:?}; use file, tool_output, transcript, dataset_slice, prompt_payload, report or bundle")))
 }
 
+/// Record an imported artifact (`artifact_written` under the nil op id),
+/// so `mex artifacts verify` can tell it from one that appeared behind
+/// mex's back.
+pub(crate) fn record_import(
+    home: &Home,
+    handle: &mex_envelope::ArtifactHandle,
+) -> Result<(), CliError> {
+    home.writer_recorder()?
+        .append(mex_recorder::EventDraft::artifact_written(
+            uuid::Uuid::nil(),
+            handle.content_hash,
+            handle.size_bytes,
+            handle
+                .media_type
+                .as_ref()
+                .map_or("application/octet-stream", |m| m.as_str()),
+        ))
+        .map(drop)
+        .map_err(|e| {
+            CliError::internal(format!(
+                "the artifact was stored but its import could not be recorded: {e}"
+            ))
+        })
+}
+
+/// Records that no `artifact_written` event accounts for: a record naming a
+/// producer needs that operation's event for its hash; a record without one
+/// (an import) needs some event for its hash.
+fn unaccounted_records(
+    home: &Home,
+    store: &mex_artifacts::ArtifactStore,
+) -> Result<Vec<report::StoreProblem>, CliError> {
+    use std::collections::BTreeSet;
+    // A home without a recorder has no events (and a read-only command
+    // creates none): then every record is unaccounted for.
+    let events = if home.root.join(mex_recorder::DB_FILE_NAME).exists() {
+        home.recorder()?
+            .events(&mex_recorder::EventQuery::kind(
+                mex_recorder::EventKind::ArtifactWritten,
+            ))
+            .map_err(|e| CliError::internal(format!("cannot read the Flight Recorder: {e}")))?
+    } else {
+        Vec::new()
+    };
+    let by_op: BTreeSet<(uuid::Uuid, mex_envelope::Sha256Digest)> = events
+        .iter()
+        .filter_map(|e| Some((e.op_id?, e.artifact?)))
+        .collect();
+    let hashes: BTreeSet<mex_envelope::Sha256Digest> =
+        events.iter().filter_map(|e| e.artifact).collect();
+    let ids = store
+        .list()
+        .map_err(|e| CliError::internal(format!("cannot list the artifact store: {e}")))?;
+    let mut problems = Vec::new();
+    for id in ids {
+        // Unreadable manifests are already reported by the store's verify.
+        let Ok(m) = store.manifest(id) else { continue };
+        let hash = m.artifact.content_hash;
+        let (accounted, claim) = match &m.producer {
+            Some(p) => (
+                by_op.contains(&(p.op_id, hash)),
+                format!("names operation {} as its producer", p.op_id),
+            ),
+            None => (hashes.contains(&hash), "claims to be an import".to_owned()),
+        };
+        if !accounted {
+            problems.push(report::StoreProblem {
+                kind: report::StoreProblemKind::Unaccounted,
+                artifact_id: Some(id),
+                path: store
+                    .root()
+                    .join("records")
+                    .join(id.hyphenated().to_string())
+                    .display()
+                    .to_string(),
+                message: format!(
+                    "the record {claim}, but no artifact_written event in the Flight Recorder accounts for sha256 {hash}: it was not written by a mex run or import"
+                ),
+                action: "treat the artifact as untrusted: find out who could write the store, then remove the record (and `mex gc`) or re-import the original with `mex artifacts put`".to_owned(),
+            });
+        }
+    }
+    Ok(problems)
+}
+
 fn artifacts(home: &Home, cmd: &ArtifactsCommand) -> Result<u8, CliError> {
     if let ArtifactsCommand::Verify { .. } | ArtifactsCommand::Get { .. } = cmd {
         let verb = if matches!(cmd, ArtifactsCommand::Get { .. }) {
@@ -173,6 +258,7 @@ fn artifacts(home: &Home, cmd: &ArtifactsCommand) -> Result<u8, CliError> {
                 let handle = store
                     .put_path(file, &options)
                     .map_err(|e| CliError::usage(format!("{}: {e}", file.display())))?;
+                record_import(home, &handle)?;
                 if *json {
                     print_json(&handle, false)?;
                 } else {
@@ -211,7 +297,10 @@ fn artifacts(home: &Home, cmd: &ArtifactsCommand) -> Result<u8, CliError> {
             let found = store
                 .verify()
                 .map_err(|e| CliError::internal(e.to_string()))?;
-            let report = render::store_report(&found, &home.store_path());
+            let mut report = render::store_report(&found, &home.store_path());
+            let unaccounted = unaccounted_records(home, &store)?;
+            report.ok &= unaccounted.is_empty();
+            report.problems.extend(unaccounted);
             if *json {
                 print_json(&report, true)?;
             } else {

@@ -96,9 +96,11 @@ pub fn run(home: &Home) -> Result<u8, CliError> {
         options.exportable = true;
         options.media_type = media.parse().ok();
         let path = dir.join(name);
-        store
+        let handle = store
             .put_path(&path, &options)
-            .map_err(|e| CliError::usage(format!("{}: {e}", path.display())))
+            .map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
+        crate::commands::record_import(home, &handle)?;
+        Ok(handle)
     };
     let expr = put("pressure.expr.txt", "text/plain")?;
     let vars = put("pressure.vars.json", "application/json")?;

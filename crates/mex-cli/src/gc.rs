@@ -17,7 +17,7 @@ use crate::{CliError, exit};
 
 /// Run `mex gc`; `json` prints the report as one JSON object.
 pub fn run(home: &Home, json: bool) -> Result<u8, CliError> {
-    let runs = home.root.join("runs");
+    let runs = mex_runtime::reclaim::default_workspace_root(&home.store_path());
     let workspaces = mex_runtime::reclaim::reclaim_workspaces(&runs).map_err(|e| {
         CliError::internal(format!(
             "cannot examine the shadow workspaces in {}: {e}; check its permissions",

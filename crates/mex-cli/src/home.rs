@@ -177,8 +177,26 @@ impl Home {
         })
     }
 
+    /// The recorder, keyed with the home's writer key when it has one
+    /// (read-only commands never create the key).
     pub fn recorder(&self) -> Result<Arc<dyn FlightRecorder>, CliError> {
-        SqliteRecorder::open(&self.root)
+        let keyed = self.root.join(mex_recorder::tag::KEY_FILE_NAME).exists();
+        self.open_recorder(keyed)
+    }
+
+    /// The recorder as the runtime's writer: the home's writer key is
+    /// created if missing, and every event written is tagged.
+    pub fn writer_recorder(&self) -> Result<Arc<dyn FlightRecorder>, CliError> {
+        self.open_recorder(true)
+    }
+
+    fn open_recorder(&self, keyed: bool) -> Result<Arc<dyn FlightRecorder>, CliError> {
+        let opened = if keyed {
+            SqliteRecorder::open_keyed(&self.root)
+        } else {
+            SqliteRecorder::open(&self.root)
+        };
+        opened
             .map(|r| Arc::new(r) as Arc<dyn FlightRecorder>)
             .map_err(|e| CliError::internal(format!("cannot open the Flight Recorder: {e}")))
     }
@@ -192,8 +210,7 @@ impl Home {
             .registry(registry)
             .policy(policy)
             .store(self.store()?)
-            .recorder(self.recorder()?)
-            .workspace_root(self.root.join("runs"))
+            .recorder(self.writer_recorder()?)
             .certifier(Arc::new(self.certifier()));
         for engine in engines {
             builder = builder.engine(engine);

@@ -166,6 +166,7 @@ fn store_problem_words(kind: report::StoreProblemKind) -> &'static str {
         R::BundleInvalid => "invalid bundle index",
         R::Stray => "stray file",
         R::Unreadable => "unreadable payload",
+        R::Unaccounted => "record not accounted for by the Flight Recorder",
         R::Other => "problem",
     }
 }
@@ -300,6 +301,10 @@ fn break_words(kind: BreakKind) -> (&'static str, &'static str) {
         BreakKind::AnchorMismatch => (
             "an anchored event differs from, or is missing in, the log",
             "the log was rewritten after the anchor was taken",
+        ),
+        BreakKind::ForeignWriter => (
+            "the event carries no valid writer tag of this home's key",
+            "another writer (not a mex runtime holding this home's recorder.key) appended it",
         ),
         _ => ("the chain is broken", "the log was changed"),
     }

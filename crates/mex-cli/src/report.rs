@@ -64,6 +64,9 @@ pub enum StoreProblemKind {
     Stray,
     /// A payload could not be read.
     Unreadable,
+    /// A record no `artifact_written` event in the Flight Recorder accounts
+    /// for: it appeared behind the runtime's back.
+    Unaccounted,
     /// A kind this version of mex does not name yet.
     Other,
 }

@@ -114,7 +114,7 @@ fn three_processes_racing_one_fresh_op_id_run_it_once() {
         1,
         "{statuses:?}\n{}",
         outs.iter()
-            .map(|o| text(&o.stderr))
+            .map(|o| format!("{}{}", text(&o.stdout), text(&o.stderr)))
             .collect::<Vec<_>>()
             .join("\n")
     );

@@ -690,7 +690,7 @@ fn verify_reports_are_plain_words() {
     assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
     let text = stdout(&out);
     for needle in [
-        "CHAIN BROKEN at seq 1 (gate_denied event of operation ",
+        "CHAIN BROKEN at seq 1 (artifact_written event of operation ",
         "the event's content does not match its hash",
         "likely cause: the event was edited",
         "what to do:",

@@ -124,7 +124,10 @@ fn alive(pid: i32) -> bool {
 }
 
 fn workspaces(home: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(home.join("runs"))
+    // Shadow workspaces live off the home, under a root named by a digest
+    // of the store's path.
+    let root = mex_runtime::reclaim::default_workspace_root(&home.join("artifacts"));
+    std::fs::read_dir(root)
         .unwrap()
         .flatten()
         .map(|e| e.path())

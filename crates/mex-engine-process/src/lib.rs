@@ -393,6 +393,11 @@ fn artifact_kind(t: OutputType) -> ArtifactKind {
 }
 
 impl Engine for ProcessEngine {
+    /// Its work runs in a sandboxed child it supervises.
+    fn execution(&self) -> mex_runtime::Execution {
+        mex_runtime::Execution::Supervised
+    }
+
     fn engine_id(&self) -> EngineId {
         self.engine_id.clone()
     }

@@ -316,6 +316,11 @@ fn media_for(path: &str) -> &'static str {
 }
 
 impl Engine for SandboxEngine {
+    /// Its work runs in a sandboxed child it supervises.
+    fn execution(&self) -> mex_runtime::Execution {
+        mex_runtime::Execution::Supervised
+    }
+
     fn engine_id(&self) -> EngineId {
         self.id.clone()
     }

@@ -775,6 +775,23 @@ impl Inner {
         options.media_type = Some(media_type);
         match self.runtime().store().put_bytes(&bytes, &options) {
             Ok(handle) => {
+                // Recorded as an import, so `mex artifacts verify` can tell
+                // it from a record that appeared behind mex's back.
+                let imported = mex_recorder::EventDraft::artifact_written(
+                    uuid::Uuid::nil(),
+                    handle.content_hash,
+                    handle.size_bytes,
+                    handle
+                        .media_type
+                        .as_ref()
+                        .map_or("application/octet-stream", |m| m.as_str()),
+                );
+                if let Err(e) = self.runtime().recorder().append(imported) {
+                    return fail(
+                        "/",
+                        format!("the content was stored but its import could not be recorded: {e}"),
+                    );
+                }
                 self.remember(std::slice::from_ref(&handle));
                 let value = serde_json::to_value(&handle).unwrap_or(Value::Null);
                 let mut r = text_result(value.to_string(), Some(value), false);

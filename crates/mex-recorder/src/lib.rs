@@ -69,6 +69,7 @@ pub mod problem;
 pub mod query;
 pub mod redact;
 mod sqlite;
+pub mod tag;
 pub mod verify;
 
 use std::io::Write;

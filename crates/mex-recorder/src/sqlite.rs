@@ -56,7 +56,8 @@ use crate::memory::resolution_draft;
 use crate::problem::{self, Problem, ProblemFilter, ProblemState};
 use crate::query::EventQuery;
 use crate::redact::Redactor;
-use crate::verify::{ChainHead, ChainVerifier, VerifyReport};
+use crate::tag::WriterKey;
+use crate::verify::{BreakKind, ChainBreak, ChainHead, ChainVerifier, VerifyReport};
 use crate::{FlightRecorder, RecorderError, write_jsonl_line};
 
 /// The database file name inside the mex home directory.
@@ -237,6 +238,7 @@ pub struct SqliteRecorder {
     sender: Option<Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
+    key: Option<WriterKey>,
 }
 
 impl std::fmt::Debug for SqliteRecorder {
@@ -260,6 +262,21 @@ impl SqliteRecorder {
         Self::open_file_with(path, Redactor::new())
     }
 
+    /// Open `<mex_home>/recorder.sqlite3` as the runtime's writer: with the
+    /// home's writer key (`<mex_home>/recorder.key`, created 0600 if
+    /// missing), every event this recorder writes is tagged, and `verify`
+    /// reports events that lack a valid tag ([`crate::BreakKind::ForeignWriter`];
+    /// see [`crate::tag`]).
+    pub fn open_keyed(mex_home: impl AsRef<Path>) -> Result<Self, RecorderError> {
+        let home = mex_home.as_ref();
+        let path = home.join(DB_FILE_NAME);
+        fs::create_dir_all(home).map_err(|e| RecorderError::Open {
+            path: path.clone(),
+            detail: format!("cannot create the directory {}: {e}", home.display()),
+        })?;
+        Self::open_inner(path, Redactor::new(), Some(home))
+    }
+
     /// Open (creating if needed) the database at exactly `path`.
     pub fn open_file(path: impl Into<PathBuf>) -> Result<Self, RecorderError> {
         Self::open_file_with(path, Redactor::new())
@@ -271,7 +288,14 @@ impl SqliteRecorder {
         path: impl Into<PathBuf>,
         redactor: Redactor,
     ) -> Result<Self, RecorderError> {
-        let path = path.into();
+        Self::open_inner(path.into(), redactor, None)
+    }
+
+    fn open_inner(
+        path: PathBuf,
+        redactor: Redactor,
+        key_home: Option<&Path>,
+    ) -> Result<Self, RecorderError> {
         check_header(&path)?;
         let mut conn = Connection::open_with_flags(
             &path,
@@ -283,12 +307,17 @@ impl SqliteRecorder {
         configure_writer(&conn, &path)?;
         migrate(&mut conn, &path)?;
         check_schema(&conn, &path)?;
+        let key = match key_home {
+            Some(home) => Some(open_key(&conn, &path, home)?),
+            None => None,
+        };
         let owner = Owner::acquire(&path)?;
 
         let (sender, receiver) = mpsc::channel();
         let writer_path = path.clone();
         let writer_redactor = redactor.clone();
         let writer_owner = owner.id.to_string();
+        let writer_key = key.clone();
         let writer = std::thread::Builder::new()
             .name("mex-recorder-writer".to_owned())
             .spawn(move || {
@@ -297,6 +326,7 @@ impl SqliteRecorder {
                     &writer_path,
                     &writer_redactor,
                     &writer_owner,
+                    writer_key.as_ref(),
                     &receiver,
                 );
             })
@@ -311,6 +341,7 @@ impl SqliteRecorder {
             sender: Some(sender),
             writer: Some(writer),
             readers: Mutex::new(Vec::new()),
+            key,
         };
         // Runs whose process died since the last open are recorded as
         // interrupted before anything else reads or writes the log.
@@ -455,8 +486,14 @@ impl SqliteRecorder {
                     }
                 }
             }
+            let mut report = verifier.finish(checkpoint);
+            if report.first_break.is_none()
+                && let Some(key) = &self.key
+            {
+                report.first_break = foreign_event(&tx, key).map_err(err)?;
+            }
             tx.finish().map_err(err)?;
-            Ok(verifier.finish(checkpoint))
+            Ok(report)
         })
     }
 }
@@ -863,6 +900,7 @@ fn writer_loop(
     path: &Path,
     redactor: &Redactor,
     owner: &str,
+    key: Option<&WriterKey>,
     receiver: &Receiver<Request>,
 ) {
     while let Ok(first) = receiver.recv() {
@@ -877,7 +915,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, path, redactor, owner, batch);
+        commit_batch(&mut conn, path, redactor, owner, key, batch);
     }
 }
 
@@ -894,9 +932,10 @@ fn commit_batch(
     path: &Path,
     redactor: &Redactor,
     owner: &str,
+    key: Option<&WriterKey>,
     batch: Vec<Request>,
 ) {
-    let result = write_batch(conn, path, redactor, owner, &batch);
+    let result = write_batch(conn, path, redactor, owner, key, &batch);
     let mismatch = || RecorderError::Closed {
         path: path.to_owned(),
     };
@@ -992,6 +1031,7 @@ fn write_batch(
     path: &Path,
     redactor: &Redactor,
     owner: &str,
+    key: Option<&WriterKey>,
     batch: &[Request],
 ) -> Result<Vec<Outcome>, RecorderError> {
     let ctx = "recording events";
@@ -1025,6 +1065,13 @@ fn write_batch(
                 None => draft.seal(seq, ts, prev)?,
             };
             insert_event(tx, &event).map_err(err)?;
+            if let Some(key) = key {
+                tx.prepare_cached("INSERT OR REPLACE INTO event_tags (seq, tag) VALUES (?1, ?2)")
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![to_i64(event.seq), key.tag(&event.hash).as_slice()])
+                    })
+                    .map_err(err)?;
+            }
             // An unreadable problems row is replaced rather than allowed to block
             // the event: the audit event matters more than a derived count.
             if let Some(p) = problem::observe(&event, |fp| load_problem(tx, fp).ok().flatten()) {
@@ -1124,6 +1171,54 @@ fn op_context(tx: &Transaction<'_>, op: Uuid) -> rusqlite::Result<Option<OpConte
             o.and_then(|o| o.parse().ok()),
         )
     }))
+}
+
+/// The home's writer key, and the table its tags go in.
+fn open_key(conn: &Connection, path: &Path, home: &Path) -> Result<WriterKey, RecorderError> {
+    let err = |e: rusqlite::Error| RecorderError::storage(path, "preparing writer tags", &e);
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS event_tags (seq INTEGER PRIMARY KEY, tag BLOB NOT NULL)",
+    )
+    .map_err(err)?;
+    let head: i64 = conn
+        .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+        .map_err(err)?;
+    WriterKey::load_or_create(home, u64::try_from(head).unwrap_or(0).saturating_add(1))
+}
+
+/// The first event from the key's creation on without a valid writer tag.
+fn foreign_event(tx: &Transaction<'_>, key: &WriterKey) -> rusqlite::Result<Option<ChainBreak>> {
+    let tags_exist: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'event_tags')",
+        [],
+        |r| r.get(0),
+    )?;
+    let sql = if tags_exist {
+        "SELECT e.seq, e.hash, t.tag FROM events e LEFT JOIN event_tags t ON t.seq = e.seq WHERE e.seq >= ?1 ORDER BY e.seq"
+    } else {
+        "SELECT seq, hash, NULL FROM events WHERE seq >= ?1 ORDER BY seq"
+    };
+    let mut stmt = tx.prepare(sql)?;
+    let mut rows = stmt.query([to_i64(key.since_seq)])?;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let hash: Vec<u8> = row.get(1)?;
+        let tag: Option<Vec<u8>> = row.get(2)?;
+        let valid = <[u8; 32]>::try_from(hash.as_slice()).is_ok_and(|h| {
+            tag.as_deref() == Some(key.tag(&Sha256Digest::from_bytes(h)).as_slice())
+        });
+        if !valid {
+            return Ok(Some(ChainBreak {
+                seq: u64::try_from(seq).unwrap_or(0),
+                kind: BreakKind::ForeignWriter,
+                detail: format!(
+                    "event {seq} {} no valid writer tag: it was appended by a writer that does not hold this home's key (not a mex runtime on this home); treat it and everything after it as untrusted",
+                    if tag.is_some() { "carries" } else { "has" }
+                ),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 fn to_i64(n: u64) -> i64 {

@@ -66,6 +66,10 @@ pub enum BreakKind {
     CheckpointMismatch,
     /// An anchor given to `verify_anchored` does not match the log.
     AnchorMismatch,
+    /// The event lacks a valid writer tag on a keyed home: another writer
+    /// (not a runtime holding the home's key) appended it (see
+    /// [`crate::tag`]).
+    ForeignWriter,
 }
 
 /// The first place the chain is broken.

@@ -104,6 +104,14 @@ pub trait Engine: Send + Sync + 'static {
     fn implementation_id(&self) -> &str;
     /// Implementation version, as declared in the registry.
     fn implementation_version(&self) -> semver::Version;
+    /// How this engine runs its work: in the runtime's process (the
+    /// default), or in a sandboxed child it supervises. It must match the
+    /// registry implementation's kind, or `MexRuntimeBuilder::build` refuses
+    /// the engine; only engines that supervise a child may record
+    /// `sandbox.*` environment keys.
+    fn execution(&self) -> Execution {
+        Execution::InProcess
+    }
     /// Do the work of one run. Read inputs and write outputs only through
     /// `ctx`; finish with `ctx.complete()`, or fail with an [`EngineFailure`].
     fn execute<'run>(
@@ -111,6 +119,31 @@ pub trait Engine: Send + Sync + 'static {
         ctx: &ExecutionContext<'run>,
     ) -> Result<Completion<'run>, EngineFailure>;
 }
+
+/// How an engine runs its work (see [`Engine::execution`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Execution {
+    /// In the runtime's process: a registry `in_process` implementation.
+    InProcess,
+    /// In a sandboxed child process it supervises: a registry `subprocess`
+    /// or `process` implementation.
+    Supervised,
+}
+
+impl Execution {
+    /// The provenance word for it (`environment.execution`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProcess => "in_process",
+            Self::Supervised => "subprocess",
+        }
+    }
+}
+
+/// Environment keys the runtime sets itself; an engine recording one (in
+/// any letter case) fails its run with `RUNTIME.RESERVED_ENVIRONMENT_KEY`.
+pub(crate) const RESERVED_ENVIRONMENT_KEYS: &[&str] =
+    &["runtime", "os", "arch", "execution", "served_from_cache"];
 
 /// A typed failure an engine reports. Its code should be one of the engine's
 /// declared failure codes; the runtime records it either way.
@@ -175,6 +208,12 @@ pub enum WriteError {
     /// The run was cancelled (deadline passed); nothing more is accepted.
     #[error("the run was cancelled (its wall-time budget expired); stop working")]
     Cancelled,
+    /// The run is closed: the engine already called `complete()` (or its
+    /// `execute` returned). Write every output before completing.
+    #[error(
+        "the run is closed (complete() was called or execute returned); nothing written after completion is kept: write every output before calling complete()"
+    )]
+    Closed,
     /// The shadow workspace could not be written.
     #[error("cannot stage the output in the run's workspace: {0}")]
     Io(String),
@@ -231,9 +270,24 @@ pub(crate) struct RunState {
     pub bytes_written: AtomicU64,
     pub staged: Mutex<Vec<Staged>>,
     pub environment: Mutex<std::collections::BTreeMap<String, String>>,
+    /// Set by `complete()` and when `execute` returns; every write after
+    /// it is refused (checked under the `staged` lock).
+    pub closed: AtomicBool,
+    /// How the registry says this implementation runs (decides whether
+    /// `sandbox.*` keys may be recorded).
+    pub execution: Execution,
+    /// Environment keys the engine was refused (reserved, or not a plain
+    /// ASCII name); any one fails the run.
+    pub refused_keys: Mutex<Vec<String>>,
 }
 
 impl RunState {
+    /// Close the run: no write after this lands.
+    pub(crate) fn close(&self) {
+        let _staged = self.staged.lock().unwrap_or_else(PoisonError::into_inner);
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
     pub(crate) fn staged(&self) -> Vec<Staged> {
         self.staged
             .lock()
@@ -257,8 +311,10 @@ impl<'run> ExecutionContext<'run> {
     }
 
     /// Finish the run successfully. Outputs are what was written through this
-    /// context.
+    /// context before this call: the run is closed from here on, and every
+    /// later write is refused with [`WriteError::Closed`].
     pub fn complete(&self) -> Completion<'run> {
+        self.state.close();
         Completion {
             run_token: self.state.run_token,
             _brand: PhantomData,
@@ -326,17 +382,36 @@ impl<'run> ExecutionContext<'run> {
     }
 
     /// Add an environment identifier to this run's provenance (e.g. kernel
-    /// version, Landlock ABI, limits applied). Keys the runtime sets itself
-    /// (`runtime`, `os`, `arch`, `execution`) cannot be overwritten.
+    /// version, Landlock ABI, limits applied). A key is 1 to 128 ASCII
+    /// letters, digits, `.`, `_` or `-`. Keys the runtime sets itself
+    /// (`runtime`, `os`, `arch`, `execution`, `served_from_cache`, compared
+    /// in any letter case) and, unless the engine supervises a sandboxed
+    /// child ([`Engine::execution`]), `sandbox.*` cannot be set: recording
+    /// one (or a key that is not a plain ASCII name, such as one spelled
+    /// with look-alike Unicode letters) fails the run with
+    /// `RUNTIME.RESERVED_ENVIRONMENT_KEY`. After the run is closed this
+    /// does nothing.
     pub fn record_environment(&self, key: &str, value: &str) {
-        let key: String = key
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
-            .take(64)
-            .collect();
-        if key.is_empty()
-            || ["runtime", "os", "arch", "execution", "served_from_cache"].contains(&key.as_str())
-        {
+        if self.state.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let plain = !key.is_empty()
+            && key.len() <= 128
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        let lower = key.to_ascii_lowercase();
+        let reserved = RESERVED_ENVIRONMENT_KEYS.contains(&lower.as_str())
+            || (lower.starts_with("sandbox.") && self.state.execution != Execution::Supervised);
+        if !plain || reserved {
+            let mut refused = self
+                .state
+                .refused_keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if refused.len() < 8 {
+                refused.push(key.chars().take(64).collect());
+            }
             return;
         }
         let mut env = self
@@ -345,7 +420,7 @@ impl<'run> ExecutionContext<'run> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if env.len() < 64 {
-            env.insert(key, value.chars().take(256).collect());
+            env.insert(key.to_owned(), value.chars().take(256).collect());
         }
     }
 
@@ -420,6 +495,9 @@ impl<'run> ExecutionContext<'run> {
         bytes: &[u8],
     ) -> Result<(), WriteError> {
         let state = self.state;
+        if state.closed.load(Ordering::SeqCst) {
+            return Err(WriteError::Closed);
+        }
         if self.is_cancelled() {
             return Err(WriteError::Cancelled);
         }
@@ -434,6 +512,11 @@ impl<'run> ExecutionContext<'run> {
             });
         }
         let mut staged = state.staged.lock().unwrap_or_else(PoisonError::into_inner);
+        // Checked again under the lock: `close` takes it, so a write that
+        // races with completion either lands before it or is refused.
+        if state.closed.load(Ordering::SeqCst) {
+            return Err(WriteError::Closed);
+        }
         let path = state
             .workspace
             .join("staged")

@@ -22,6 +22,21 @@ pub enum RuntimeError {
         /// Version.
         version: String,
     },
+    /// An engine runs differently from its registry implementation (say an
+    /// in-process engine registered for a process implementation).
+    #[error(
+        "engine {engine} implementation {implementation} is declared {declared} in the registry, but the engine registered for it runs {actual}; register the engine built for that implementation (a process implementation runs through mex-engine-process), or fix the registry entry"
+    )]
+    EngineKindMismatch {
+        /// Engine id.
+        engine: String,
+        /// Implementation id and version.
+        implementation: String,
+        /// The registry's kind.
+        declared: &'static str,
+        /// How the registered engine says it runs.
+        actual: &'static str,
+    },
     /// Two engines registered for the same implementation.
     #[error("engine implementation {0} is registered twice")]
     DuplicateEngine(String),

@@ -36,15 +36,19 @@
 //! 4. Resolve the implementation; refuse one not installed
 //!    (`RUNTIME.ENGINE_NOT_INSTALLED`) or not certified
 //!    (`RUNTIME.ENGINE_NOT_CERTIFIED`, status denied).
-//! 5. Create the run's shadow workspace; outputs are staged there. It is
+//! 5. Create the run's shadow workspace (under a root off the home, see
+//!    [`reclaim::default_workspace_root`]); outputs are staged there. It is
 //!    locked while the run lives; workspaces of runs whose process died are
 //!    removed when a runtime is built ([`reclaim`], also `mex gc`).
 //! 6. Execute on a worker thread under a watchdog: wall time
 //!    (`RUNTIME.WALL_TIME_EXCEEDED`), output bytes
 //!    (`RUNTIME.OUTPUT_BUDGET_EXCEEDED`), panics (`RUNTIME.ENGINE_PANICKED`).
-//! 7. Result checks (mex-gates), then ingest outputs with sidecar manifests,
-//!    assemble the EngineResult, record completion. Nothing staged by a run
-//!    that did not succeed reaches the store.
+//! 7. The run closes when the engine returns (or calls `complete()`): later
+//!    writes are refused. Result checks (mex-gates), the registry's declared
+//!    outputs and the reserved environment keys, then ingest outputs with
+//!    sidecar manifests, read each stored output back (re-hashed), assemble
+//!    the EngineResult, record completion. Nothing staged by a run that did
+//!    not succeed reaches the store.
 //!
 //! ## Runtime codes
 //!
@@ -61,7 +65,9 @@
 //! | `RUNTIME.CANCELLED` | failed | the caller cancelled (`execute_with_cancel`); the engine was stopped, partial outputs discarded |
 //! | `RUNTIME.FOREIGN_COMPLETION` | failed | the engine returned a completion not issued for this run |
 //! | `RUNTIME.INTERRUPTED` | failed | recorded (by the recorder, on open) for an admitted run whose process died before it completed |
-//! | `G-RESULT.*` | failed | a result check refused the outputs (see mex-gates) |
+//! | `RUNTIME.UNDECLARED_OUTPUT` | failed | an output's kind or media type fits no output the registry declares for the operation (checked for every engine) |
+//! | `RUNTIME.RESERVED_ENVIRONMENT_KEY` | failed | the engine recorded a runtime-owned environment key (`execution`, `runtime`, `os`, `arch`, `served_from_cache` in any case; `sandbox.*` outside a sandboxed implementation) or a key that is not a plain ASCII name |
+//! | `G-RESULT.*` | failed | a result check refused the outputs (see mex-gates); `G-RESULT.OUTPUT_UNVERIFIED` also when a stored output does not read back intact |
 
 mod cache;
 mod engine;
@@ -73,7 +79,9 @@ mod runtime;
 mod settle;
 mod stages;
 
-pub use engine::{Completion, Engine, EngineFailure, ExecutionContext, ReadError, WriteError};
+pub use engine::{
+    Completion, Engine, EngineFailure, Execution, ExecutionContext, ReadError, WriteError,
+};
 pub use error::RuntimeError;
 /// The store's path rules, for engines that name bundle entries.
 pub use mex_artifacts::{BundleBuilder, RelPath};

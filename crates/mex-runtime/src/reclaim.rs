@@ -104,6 +104,46 @@ pub fn is_workspace_name(name: &str) -> bool {
         && name.as_bytes().get(36) == Some(&b'-')
 }
 
+/// The default root of a home's shadow workspaces: a directory under the
+/// system temporary directory named by a digest of the store root, so a
+/// workspace path (which an engine sees) does not lead back to the home,
+/// and every process on one home shares one root (for reclaim).
+pub fn default_workspace_root(store_root: &Path) -> PathBuf {
+    let absolute = std::path::absolute(store_root).unwrap_or_else(|_| store_root.to_path_buf());
+    let digest = mex_envelope::Sha256Digest::of(absolute.as_os_str().as_encoded_bytes()).to_hex();
+    std::env::temp_dir().join(format!("mex-runs-{}", digest.get(..24).unwrap_or(&digest)))
+}
+
+/// Create a workspace root (mode 0700) and check it is a real directory
+/// owned by the owner of `owner_of` (the store root), not a symlink or a
+/// directory someone else planted in a shared temporary directory.
+pub fn prepare_root(root: &Path, owner_of: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(root)?;
+    let owner = std::fs::metadata(owner_of)?.uid();
+    if !meta.is_dir() || meta.uid() != owner {
+        return Err(io::Error::other(format!(
+            "{} is not a directory owned by uid {owner} (the owner of {}); remove it or choose another workspace root",
+            root.display(),
+            owner_of.display()
+        )));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        // A root that others can list would show op ids.
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// Make the shadow workspace of operation `op_id` under `root`, live until
 /// dropped.
 pub fn create_workspace(root: &Path, op_id: &uuid::Uuid) -> io::Result<LiveDir> {

@@ -17,7 +17,7 @@ use mex_recorder::{Claim, ClaimOutcome, ClaimState, EventDraft, FlightRecorder};
 use mex_registry::Registry;
 
 use crate::cache::ResultCache;
-use crate::engine::{Engine, EngineFailure, ExecutionContext, RunState};
+use crate::engine::{Engine, EngineFailure, Execution, ExecutionContext, RunState};
 use crate::error::RuntimeError;
 use crate::ledger::{RecorderClaims, claimed};
 use crate::settle::Outputs;
@@ -79,8 +79,9 @@ const CANCEL_POLL: Duration = Duration::from_millis(20);
 /// How long a cancelled engine gets to stop before its result is given up.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
-/// Builds a [`MexRuntime`].
-#[derive(Default)]
+/// Builds a [`MexRuntime`]. `MexRuntimeBuilder::default()` and
+/// [`MexRuntime::builder`] are the same starting point (D3 result cache on,
+/// the runtime's cache salt).
 pub struct MexRuntimeBuilder {
     registry: Option<Arc<Registry>>,
     policy: Option<CapabilityPolicy>,
@@ -94,6 +95,25 @@ pub struct MexRuntimeBuilder {
     cache: bool,
     salt: String,
     workspace_root: Option<PathBuf>,
+}
+
+impl Default for MexRuntimeBuilder {
+    fn default() -> Self {
+        Self {
+            registry: None,
+            policy: None,
+            profile: None,
+            store: None,
+            recorder: None,
+            engines: Vec::new(),
+            engine_gates: Vec::new(),
+            certifier: None,
+            trusted: BTreeSet::new(),
+            cache: true,
+            salt: "mex-runtime-1".into(),
+            workspace_root: None,
+        }
+    }
 }
 
 impl MexRuntimeBuilder {
@@ -153,7 +173,11 @@ impl MexRuntimeBuilder {
         self.salt = salt.into();
         self
     }
-    /// Where shadow workspaces are created (default: `<store root>/../runs`).
+    /// Where shadow workspaces are created (default:
+    /// [`crate::reclaim::default_workspace_root`] of the store root, a
+    /// directory under the system temporary directory whose name does not
+    /// lead back to the home). Choose a root from which the home cannot be
+    /// derived: an engine sees its workspace path.
     pub fn workspace_root(mut self, root: impl Into<PathBuf>) -> Self {
         self.workspace_root = Some(root.into());
         self
@@ -170,16 +194,32 @@ impl MexRuntimeBuilder {
             let id = engine.engine_id();
             let imp = engine.implementation_id().to_owned();
             let version = engine.implementation_version();
-            let declared = registry.engine(&id).ok().is_some_and(|e| {
+            let declared = registry.engine(&id).ok().and_then(|e| {
                 e.implementations
                     .iter()
-                    .any(|i| i.id == imp && i.version == version)
+                    .find(|i| i.id == imp && i.version == version)
             });
-            if !declared {
+            let Some(declared) = declared else {
                 return Err(RuntimeError::UndeclaredEngine {
                     engine: id.to_string(),
                     implementation: imp,
                     version: version.to_string(),
+                });
+            };
+            let wanted = match declared.kind {
+                mex_registry::ImplementationKind::InProcess => Execution::InProcess,
+                _ => Execution::Supervised,
+            };
+            if engine.execution() != wanted {
+                return Err(RuntimeError::EngineKindMismatch {
+                    engine: id.to_string(),
+                    implementation: format!("{imp}@{version}"),
+                    declared: match declared.kind {
+                        mex_registry::ImplementationKind::InProcess => "in_process",
+                        mex_registry::ImplementationKind::Subprocess => "subprocess",
+                        _ => "process",
+                    },
+                    actual: engine.execution().as_str(),
                 });
             }
             if engines
@@ -189,13 +229,18 @@ impl MexRuntimeBuilder {
                 return Err(RuntimeError::DuplicateEngine(format!("{imp}@{version}")));
             }
         }
-        let workspace_root = self.workspace_root.unwrap_or_else(|| {
-            store
-                .root()
-                .parent()
-                .map_or_else(|| store.root().join("runs"), |p| p.join("runs"))
-        });
-        std::fs::create_dir_all(&workspace_root).map_err(|source| RuntimeError::Workspace {
+        let (workspace_root, prepared) = match self.workspace_root {
+            Some(root) => {
+                let made = std::fs::create_dir_all(&root);
+                (root, made)
+            }
+            None => {
+                let root = crate::reclaim::default_workspace_root(store.root());
+                let made = crate::reclaim::prepare_root(&root, store.root());
+                (root, made)
+            }
+        };
+        prepared.map_err(|source| RuntimeError::Workspace {
             path: workspace_root.display().to_string(),
             source,
         })?;
@@ -382,11 +427,7 @@ pub(crate) enum RunEnd {
 impl MexRuntime {
     /// Start building a runtime.
     pub fn builder() -> MexRuntimeBuilder {
-        MexRuntimeBuilder {
-            cache: true,
-            salt: "mex-runtime-1".into(),
-            ..MexRuntimeBuilder::default()
-        }
+        MexRuntimeBuilder::default()
     }
 
     /// The registry this runtime admits against.
@@ -652,6 +693,8 @@ pub(crate) fn run_on_worker(
             let ctx = ExecutionContext::new(&worker_state);
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.execute(&ctx)));
+            // The run closes when `execute` returns, however it returns.
+            worker_state.close();
             let end = match outcome {
                 Ok(Ok(completion)) if completion.run_token == worker_state.run_token => {
                     RunEnd::Completed

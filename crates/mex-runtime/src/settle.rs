@@ -16,6 +16,7 @@ use mex_envelope::{
 use mex_gates::InputVerifier;
 use mex_gates::results::{Produced, check_result};
 use mex_recorder::EventDraft;
+use mex_registry::OutputType;
 use uuid::Uuid;
 
 use crate::cache::CachedResult;
@@ -46,6 +47,8 @@ impl MexRuntime {
             end,
         } = ran;
         let op = proof.operation();
+        // Whatever the engine's thread still does, nothing more lands.
+        state.close();
         let (status, error) = verdict(end, &state, &proof);
         draft.status = status;
         draft.errors.extend(error);
@@ -132,7 +135,7 @@ impl MexRuntime {
         let provisional = provisional(with_merged_log(state.staged(), workspace)?);
         let (outs, evid, log) = by_role(&provisional, |(s, h)| (s.role, h));
         let mut environment = engine_env;
-        environment.extend(environment_base());
+        environment.extend(environment_base(state.execution));
         let mut prov = provenance(proof, &outs, environment);
         let produced = Produced {
             outputs: &outs,
@@ -140,11 +143,22 @@ impl MexRuntime {
             logs: log.as_ref(),
             provenance: &prov,
         };
-        let findings = check_result(proof, &produced, &StagedVerifier(&provisional));
+        let mut findings = check_result(proof, &produced, &StagedVerifier(&provisional));
+        findings.extend(refused_environment(state));
+        findings.extend(self.undeclared_outputs(proof, &outs));
         if !findings.is_empty() {
             return Err(findings);
         }
         let stored = self.ingest(proof, &prov, &provisional)?;
+        // Each stored output is read back and re-hashed once: a succeeded
+        // result never names an artifact the store cannot serve.
+        let unservable: Vec<GateDenial> = stored
+            .iter()
+            .filter_map(|(_, h)| self.reverify(h).err())
+            .collect();
+        if !unservable.is_empty() {
+            return Err(unservable);
+        }
         let (outputs, evidence, logs) = by_role(&stored, |(r, h)| (*r, h));
         prov.outputs = outputs.clone();
         Ok(Outputs {
@@ -153,6 +167,83 @@ impl MexRuntime {
             logs,
             provenance: Some(prov),
         })
+    }
+
+    /// Read a stored artifact back through the store, hashing every byte.
+    fn reverify(&self, handle: &ArtifactHandle) -> Result<(), GateDenial> {
+        let unservable = |why: String| {
+            internal(format!(
+                "output {} was stored but the store cannot serve it back ({why}); run `mex artifacts verify` and re-run the operation",
+                handle.artifact_id
+            ))
+        };
+        let mut reader = self
+            .store
+            .open_streaming(handle)
+            .map_err(|e| unservable(e.to_string()))?;
+        std::io::copy(&mut reader, &mut std::io::sink())
+            .map(drop)
+            .map_err(|e| unservable(e.to_string()))
+    }
+
+    /// Outputs whose kind or media type the registry does not declare for
+    /// the operation (for every engine, whatever its kind).
+    fn undeclared_outputs(
+        &self,
+        proof: &AdmissionProof,
+        outputs: &[ArtifactHandle],
+    ) -> Vec<GateDenial> {
+        let op = proof.operation();
+        let Ok(decl) = self.registry.operation(&op.engine_id, &op.operation) else {
+            return vec![undeclared(format!(
+                "{} of {} is not in the registry any more; nothing it produced is accepted",
+                op.operation, op.engine_id
+            ))];
+        };
+        let decls = &decl.outputs;
+        let mut findings = Vec::new();
+        for (i, h) in outputs.iter().enumerate() {
+            let mt = h.media_type.as_ref().map(|m| m.as_str());
+            let is_bundle = h.kind == ArtifactKind::Bundle;
+            let allowed = decls.iter().any(|d| {
+                let bundle_type =
+                    matches!(d.output_type, OutputType::Bundle | OutputType::Snapshot);
+                let media_ok = match mt {
+                    _ if !d.media_types.is_empty() => {
+                        mt.is_some_and(|m| d.media_types.iter().any(|x| x == m))
+                    }
+                    Some(m) => media_fits_type(d.output_type, m),
+                    None => true,
+                };
+                // A bundle artifact needs a bundle output; a bundle output
+                // may be carried by its index (a report).
+                (bundle_type || !is_bundle) && media_ok
+            });
+            if !allowed {
+                let declared: Vec<String> = decls
+                    .iter()
+                    .map(|d| {
+                        let t = serde_json::to_value(d.output_type)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default();
+                        if d.media_types.is_empty() {
+                            t
+                        } else {
+                            format!("{t} ({})", d.media_types.join(", "))
+                        }
+                    })
+                    .collect();
+                findings.push(undeclared(format!(
+                    "outputs[{i}] is a {:?} artifact of media type {}, which no output the registry declares for {} allows (declared: {}); write only the outputs its registry entry lists",
+                    h.kind,
+                    mt.unwrap_or("(none)"),
+                    op.operation,
+                    if declared.is_empty() { "none".to_owned() } else { declared.join("; ") }
+                )));
+            }
+        }
+        findings
     }
 
     /// Put each checked file into the store, expecting its digest and size.
@@ -422,7 +513,62 @@ impl InputVerifier for StagedVerifier<'_> {
     }
 }
 
-fn environment_base() -> BTreeMap<String, String> {
+/// Whether a media type fits an output type whose declaration lists no
+/// media types: an image is not a dataset, a dataset is not audio.
+fn media_fits_type(t: OutputType, media: &str) -> bool {
+    let top = media.split('/').next().unwrap_or("");
+    match t {
+        OutputType::Image => top == "image",
+        OutputType::Video => top == "video",
+        OutputType::Audio => top == "audio",
+        OutputType::Model3d => matches!(top, "model" | "application" | "text"),
+        OutputType::Document => {
+            matches!(top, "application" | "text" | "font") || media == "image/svg+xml"
+        }
+        OutputType::Dataset
+        | OutputType::Bundle
+        | OutputType::Snapshot
+        | OutputType::Gcode
+        | OutputType::Logs => matches!(top, "application" | "text"),
+        #[allow(unreachable_patterns, reason = "OutputType may grow")]
+        _ => true,
+    }
+}
+
+/// A finding for an output the registry does not declare.
+fn undeclared(message: String) -> GateDenial {
+    GateDenial {
+        gate: mex_envelope::GateId::from_static("G-RESULT"),
+        code: ErrorCode::from_static("RUNTIME.UNDECLARED_OUTPUT"),
+        rule: "registry.operation.outputs".into(),
+        message,
+        pointer: None,
+        details: None,
+        severity: DenialSeverity::Deny,
+    }
+}
+
+/// The environment keys the engine tried to set and was refused.
+fn refused_environment(state: &RunState) -> Option<GateDenial> {
+    let refused = state
+        .refused_keys
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    (!refused.is_empty()).then(|| GateDenial {
+        gate: mex_envelope::GateId::from_static("G-RESULT"),
+        code: ErrorCode::from_static("RUNTIME.RESERVED_ENVIRONMENT_KEY"),
+        rule: "runtime.provenance.environment".into(),
+        message: format!(
+            "the engine tried to record environment key(s) {refused:?}, which only the runtime (or a sandboxed engine's supervisor, for sandbox.*) may set, or which are not plain ASCII names; use your own key names (letters, digits, '.', '_', '-')"
+        ),
+        pointer: None,
+        details: None,
+        severity: DenialSeverity::Deny,
+    })
+}
+
+fn environment_base(execution: crate::engine::Execution) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             "runtime".to_owned(),
@@ -430,7 +576,7 @@ fn environment_base() -> BTreeMap<String, String> {
         ),
         ("os".to_owned(), std::env::consts::OS.to_owned()),
         ("arch".to_owned(), std::env::consts::ARCH.to_owned()),
-        ("execution".to_owned(), "in_process".to_owned()),
+        ("execution".to_owned(), execution.as_str().to_owned()),
     ])
 }
 

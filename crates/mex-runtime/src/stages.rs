@@ -425,6 +425,17 @@ fn run_state(
         bytes_written: AtomicU64::new(0),
         staged: Mutex::new(Vec::new()),
         environment: Mutex::new(BTreeMap::new()),
+        closed: AtomicBool::new(false),
+        execution: execution_of(proof),
+        refused_keys: Mutex::new(Vec::new()),
+    }
+}
+
+/// How the registry says the admitted implementation runs.
+pub(crate) fn execution_of(proof: &AdmissionProof) -> crate::engine::Execution {
+    match proof.implementation().kind {
+        mex_gates::ImplementationKind::InProcess => crate::engine::Execution::InProcess,
+        mex_gates::ImplementationKind::Subprocess => crate::engine::Execution::Supervised,
     }
 }
 

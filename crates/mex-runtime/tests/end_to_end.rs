@@ -395,6 +395,23 @@ fn engines_add_environment_identifiers_but_cannot_overwrite_the_runtimes() {
     let env = &result.provenance.as_ref().unwrap().environment;
     assert_eq!(env["kernel"], "6.1-test");
     assert!(env["runtime"].starts_with("mex-runtime "), "{env:?}");
+    assert_eq!(env["execution"], "in_process", "{env:?}");
+
+    // Trying to overwrite one of the runtime's keys fails the run.
+    let forged = rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "env_forged"}),
+    ));
+    assert_eq!(forged.status, ResultStatus::Failed, "{forged:?}");
+    assert!(
+        forged
+            .errors
+            .iter()
+            .any(|e| e.code.as_str() == "RUNTIME.RESERVED_ENVIRONMENT_KEY"),
+        "{:?}",
+        forged.errors
+    );
+    assert!(forged.outputs.is_empty());
 }
 
 #[test]

@@ -63,6 +63,10 @@ impl Engine for TestEngine {
             }
             "env" => {
                 ctx.record_environment("kernel", "6.1-test");
+                write(text.as_bytes())?;
+            }
+            "env_forged" => {
+                ctx.record_environment("kernel", "6.1-test");
                 ctx.record_environment("runtime", "forged");
                 write(text.as_bytes())?;
             }
