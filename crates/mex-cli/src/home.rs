@@ -191,6 +191,12 @@ impl Home {
             .map_err(|e| CliError::internal(format!("cannot open the Flight Recorder: {e}")))
     }
 
+    /// Where this home's runtime makes shadow workspaces; the conformance
+    /// harness runs engines under the same root.
+    pub fn workspace_root(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
     /// The runtime with every engine this binary ships.
     pub fn runtime(&self) -> Result<MexRuntime, CliError> {
         let policy = self.policy()?;
@@ -201,7 +207,7 @@ impl Home {
             .policy(policy)
             .store(self.store()?)
             .recorder(self.recorder()?)
-            .workspace_root(self.root.join("runs"))
+            .workspace_root(self.workspace_root())
             .certifier(Arc::new(self.certifier()));
         for engine in engines {
             builder = builder.engine(engine);

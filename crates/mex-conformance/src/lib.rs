@@ -102,10 +102,10 @@ use std::sync::Arc;
 pub use certificate::{
     CERTIFICATE_PAYLOAD_TYPE, CERTIFICATE_VERSION, Certificate, CertificateCertifier,
     certificate_path, read_certificate, registry_entry_digest, registry_entry_digest_with,
-    signature_path, write_certificate,
+    report_path, signature_path, write_certificate,
 };
 pub use error::ConformanceError;
-pub use harness::{Harness, MAX_ERROR_MESSAGE_BYTES, output_digest};
+pub use harness::{Harness, MAX_ERROR_MESSAGE_BYTES, SuiteOutcome, output_digest};
 pub use report::{
     CaseReport, Category, ConformanceReport, Summary, Verdict, certificate_schema, report_schema,
 };
@@ -138,16 +138,17 @@ pub fn certify(
     recorder: Option<&dyn FlightRecorder>,
     progress: &mut dyn FnMut(&CaseReport),
 ) -> Result<Certification, ConformanceError> {
-    let report = harness.run_with_progress(engine, progress)?;
-    let certificate = if report.passed {
-        Some(certificate::write_certificate_signed(
+    let outcome = harness.run_sealed(engine, progress)?;
+    let certificate = if outcome.report().passed {
+        Some(certificate::write_certificate(
             cert_dir,
-            &report,
+            &outcome,
             harness.certificate_key(),
         )?)
     } else {
         None
     };
+    let report = outcome.into_report();
     if let Some(recorder) = recorder {
         let engine_id = report
             .engine_id

@@ -60,12 +60,14 @@
 //! | `RUNTIME.ENGINE_PANICKED` | failed | the engine panicked; contained |
 //! | `RUNTIME.CANCELLED` | failed | the caller cancelled (`execute_with_cancel`); the engine was stopped, partial outputs discarded |
 //! | `RUNTIME.FOREIGN_COMPLETION` | failed | the engine returned a completion not issued for this run |
+//! | `RUNTIME.NONDETERMINISTIC` | failed | [`MexRuntime::execute_checked`]: a D3 operation run twice in fresh workspaces wrote different outputs (or failed the second time); nothing ingested, a `result_rejected` event raises a Problem naming the engine |
 //! | `RUNTIME.INTERRUPTED` | failed | recorded (by the recorder, on open) for an admitted run whose process died before it completed |
 //! | `G-RESULT.*` | failed | a result check refused the outputs (see mex-gates) |
 
 mod cache;
 mod engine;
 mod error;
+mod identity;
 mod ledger;
 mod proof;
 pub mod reclaim;
@@ -75,7 +77,8 @@ mod stages;
 
 pub use engine::{Completion, Engine, EngineFailure, ExecutionContext, ReadError, WriteError};
 pub use error::RuntimeError;
+pub use identity::{CodeDigest, CodeIdentity, HOST_CODE_KIND, code_digest, host_identity};
 /// The store's path rules, for engines that name bundle entries.
 pub use mex_artifacts::{BundleBuilder, RelPath};
 pub use proof::AdmissionProof;
-pub use runtime::{CancelToken, Certifier, MexRuntime, MexRuntimeBuilder};
+pub use runtime::{CancelToken, Certifier, CheckRefused, MexRuntime, MexRuntimeBuilder};
