@@ -517,8 +517,23 @@ fn list_engines(home: &Home, json: bool) -> Result<u8, CliError> {
                         .iter()
                         .any(|(e, imp)| *e == engine.id.to_string() && *imp == i.id)
                 });
+                // Certified means: a certificate for the code this binary
+                // would run (the installed engine's code digest).
                 let refusal = engine.implementations.iter().find_map(|i| {
-                    mex_runtime::Certifier::check(&certifier, &engine.id, &i.id, &i.version).err()
+                    let Some(installed) = runnable.iter().find(|e| {
+                        e.engine_id() == engine.id
+                            && e.implementation_id() == i.id
+                            && e.implementation_version() == i.version
+                    }) else {
+                        return Some("not installed".to_owned());
+                    };
+                    mex_runtime::code_digest(&**installed)
+                        .and_then(|code| {
+                            mex_runtime::Certifier::check(
+                                &certifier, &engine.id, &i.id, &i.version, &code,
+                            )
+                        })
+                        .err()
                 });
                 if installed && refusal.is_none() {
                     (

@@ -35,11 +35,14 @@
 //! 3. D3 cache lookup (successful D3 results only; hits re-verify artifacts).
 //! 4. Resolve the implementation; refuse one not installed
 //!    (`RUNTIME.ENGINE_NOT_INSTALLED`) or not certified
-//!    (`RUNTIME.ENGINE_NOT_CERTIFIED`, status denied).
+//!    (`RUNTIME.ENGINE_NOT_CERTIFIED`, status denied): the [`Certifier`] is
+//!    asked with the [`CodeDigest`] of the engine object about to run
+//!    ([`code_digest`]; see [`CodeIdentity`] for what it covers).
 //! 5. Create the run's shadow workspace; outputs are staged there. It is
 //!    locked while the run lives; workspaces of runs whose process died are
 //!    removed when a runtime is built ([`reclaim`], also `mex gc`).
-//! 6. Execute on a worker thread under a watchdog: wall time
+//! 6. Execute on a worker thread under a watchdog (twice, in fresh
+//!    workspaces, for [`MexRuntime::execute_checked`]): wall time
 //!    (`RUNTIME.WALL_TIME_EXCEEDED`), output bytes
 //!    (`RUNTIME.OUTPUT_BUDGET_EXCEEDED`), panics (`RUNTIME.ENGINE_PANICKED`).
 //! 7. Result checks (mex-gates), then ingest outputs with sidecar manifests,
