@@ -55,6 +55,11 @@ pub enum Command {
         /// <home>/attestations/<op_id>.intoto.json (needs `mex keys init`).
         #[arg(long)]
         attest: bool,
+        /// Check determinism: run a D3 operation twice in fresh workspaces
+        /// (never from the cache) and fail with RUNTIME.NONDETERMINISTIC
+        /// when the outputs differ. Refused for an operation below D3.
+        #[arg(long)]
+        check: bool,
     },
     /// Admission only: run every gate, execute nothing, print every denial.
     Validate {

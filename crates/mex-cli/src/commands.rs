@@ -26,7 +26,12 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
         Home::prepare(cli)?
     };
     match &cli.command {
-        Command::Run { op, json, attest } => run_op(&home, op, *json, *attest),
+        Command::Run {
+            op,
+            json,
+            attest,
+            check,
+        } => run_op(&home, op, *json, *attest, *check),
         Command::Validate { op, json } => validate(&home, op, *json),
         Command::Artifacts(cmd) => artifacts(&home, cmd),
         Command::Recorder(cmd) => recorder(&home, cmd),
@@ -82,13 +87,23 @@ fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
         })
 }
 
-fn run_op(home: &Home, op: &Path, json: bool, attest: bool) -> Result<u8, CliError> {
+fn run_op(home: &Home, op: &Path, json: bool, attest: bool, check: bool) -> Result<u8, CliError> {
     let bytes = read_input(op)?;
     let key = attest
         .then(|| crate::trust::require_key(home))
         .transpose()?;
     let runtime = home.runtime()?;
-    let result = runtime.execute_json(&bytes);
+    let parsed = check
+        .then(|| mex_envelope::PlannedOperation::from_json_slice(&bytes).ok())
+        .flatten();
+    let result = match parsed {
+        // `--check` on a document that is not an operation: the normal
+        // path denies it with every finding.
+        None => runtime.execute_json(&bytes),
+        Some(planned) => runtime
+            .execute_checked(planned)
+            .map_err(|e| CliError::usage(format!("{}: --check refused: {e}", op.display())))?,
+    };
     if let Some(key) = &key {
         crate::trust::attest_run(home, key, &bytes, &result);
     }
@@ -591,8 +606,23 @@ fn list_engines(home: &Home, json: bool) -> Result<u8, CliError> {
                         .iter()
                         .any(|(e, imp)| *e == engine.id.to_string() && *imp == i.id)
                 });
+                // Certified means: a certificate for the code this binary
+                // would run (the installed engine's code digest).
                 let refusal = engine.implementations.iter().find_map(|i| {
-                    mex_runtime::Certifier::check(&certifier, &engine.id, &i.id, &i.version).err()
+                    let Some(installed) = runnable.iter().find(|e| {
+                        e.engine_id() == engine.id
+                            && e.implementation_id() == i.id
+                            && e.implementation_version() == i.version
+                    }) else {
+                        return Some("not installed".to_owned());
+                    };
+                    mex_runtime::code_digest(&**installed)
+                        .and_then(|code| {
+                            mex_runtime::Certifier::check(
+                                &certifier, &engine.id, &i.id, &i.version, &code,
+                            )
+                        })
+                        .err()
                 });
                 if installed && refusal.is_none() {
                     (
@@ -668,7 +698,10 @@ fn conformance_with(
     let registry = home.registry()?;
     let (mut subjects, gates) =
         mex_cli::process_engines::engines_with_gates(&home.policy()?, &registry);
+    // The engine runs in the production runtime's workspace root: it sees
+    // the paths it sees in production.
     let harness = mex_conformance::Harness::with_registry(registry, &home.registry_path)
+        .with_workspace_root(home.workspace_root())
         .with_registry_dirs(home.registry_dirs.clone())
         .with_engine_gates(gates)
         .with_certificate_key(crate::trust::home_key(home)?);

@@ -62,13 +62,17 @@ pub fn run(home: &Home) -> Result<u8, CliError> {
     let uncertified: Vec<String> = engines()
         .iter()
         .filter(|e| {
-            mex_runtime::Certifier::check(
-                &certifier,
-                &e.engine_id(),
-                e.implementation_id(),
-                &e.implementation_version(),
-            )
-            .is_err()
+            mex_runtime::code_digest(&***e)
+                .and_then(|code| {
+                    mex_runtime::Certifier::check(
+                        &certifier,
+                        &e.engine_id(),
+                        e.implementation_id(),
+                        &e.implementation_version(),
+                        &code,
+                    )
+                })
+                .is_err()
         })
         .map(|e| e.engine_id().to_string())
         .collect();

@@ -201,6 +201,13 @@ impl Home {
             .map_err(|e| CliError::internal(format!("cannot open the Flight Recorder: {e}")))
     }
 
+    /// Where this home's runtime makes shadow workspaces (a root off the
+    /// home, from which the home cannot be derived); the conformance harness
+    /// runs engines under the same root.
+    pub fn workspace_root(&self) -> PathBuf {
+        mex_runtime::reclaim::default_workspace_root(&self.store_path())
+    }
+
     /// The runtime with every engine this binary ships.
     pub fn runtime(&self) -> Result<MexRuntime, CliError> {
         let policy = self.policy()?;

@@ -41,12 +41,14 @@ fn callable(home: &Home) -> Result<BTreeSet<EngineId>, CliError> {
     let certifier = home.certifier();
     let shipped: Vec<_> = engines()
         .iter()
-        .map(|e| {
-            (
+        .filter_map(|e| {
+            let code = mex_runtime::code_digest(&**e).ok()?;
+            Some((
                 e.engine_id(),
                 e.implementation_id().to_owned(),
                 e.implementation_version(),
-            )
+                code,
+            ))
         })
         .collect();
     Ok(registry
@@ -55,9 +57,13 @@ fn callable(home: &Home) -> Result<BTreeSet<EngineId>, CliError> {
             engine.implementations.iter().any(|i| {
                 shipped
                     .iter()
-                    .any(|(e, imp, v)| *e == engine.id && *imp == i.id && *v == i.version)
-                    && mex_runtime::Certifier::check(&certifier, &engine.id, &i.id, &i.version)
+                    .filter(|(e, imp, v, _)| *e == engine.id && *imp == i.id && *v == i.version)
+                    .any(|(_, _, _, code)| {
+                        mex_runtime::Certifier::check(
+                            &certifier, &engine.id, &i.id, &i.version, code,
+                        )
                         .is_ok()
+                    })
             })
         })
         .map(|e| e.id.clone())

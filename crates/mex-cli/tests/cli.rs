@@ -332,6 +332,32 @@ fn an_uncertified_engine_is_refused_by_the_cli() {
     std::fs::write(&file, op2.to_string()).unwrap();
     let ok = mex(dir.path(), &["run", file.to_str().unwrap()]);
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+
+    // `--check` runs a D3 operation twice (never from the cache) and agrees.
+    let mut op3 = op.clone();
+    op3["op_id"] = uuid::Uuid::new_v4().to_string().into();
+    std::fs::write(&file, op3.to_string()).unwrap();
+    let checked = mex(
+        dir.path(),
+        &["run", "--check", "--json", file.to_str().unwrap()],
+    );
+    assert_eq!(checked.status.code(), Some(0), "{}", stdout(&checked));
+    let result: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
+    assert_eq!(result["status"], "succeeded");
+    assert_eq!(result["served_from_cache"], false);
+
+    // Below D3 it is refused, and says why.
+    let mut op4 = op.clone();
+    op4["op_id"] = uuid::Uuid::new_v4().to_string().into();
+    op4["determinism"] = "D2".into();
+    std::fs::write(&file, op4.to_string()).unwrap();
+    let refused = mex(dir.path(), &["run", "--check", file.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("needs a D3 operation"),
+        "{}",
+        stderr(&refused)
+    );
 }
 
 /// Replace what differs between runs (the home path, timestamps, uuids)

@@ -20,16 +20,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mex_envelope::{EngineId, Sha256Digest, UtcTimestamp};
-use mex_runtime::Certifier;
+use mex_runtime::{Certifier, CodeDigest};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::harness::SuiteOutcome;
 use crate::report::ConformanceReport;
 use crate::{ConformanceError, SUITE_VERSION};
 
 /// The certificate format version.
-pub const CERTIFICATE_VERSION: &str = "mex-certificate-1";
+pub const CERTIFICATE_VERSION: &str = "mex-certificate-2";
 
 /// DSSE payload type of a certificate's detached signature.
 pub const CERTIFICATE_PAYLOAD_TYPE: &str = "application/vnd.mex.certificate+json";
@@ -57,6 +58,10 @@ pub struct Certificate {
     pub implementation_version: String,
     /// Digest of the engine's registry entry at certification.
     pub registry_entry_digest: Sha256Digest,
+    /// The kind of code certified (`builtin`, `process`, ...).
+    pub code_kind: String,
+    /// The code digest of the engine that passed (`mex_runtime::code_digest`).
+    pub code_digest: Sha256Digest,
     /// Suite version that passed.
     pub suite_version: String,
     /// Digest (RFC 8785) of the passing report.
@@ -167,22 +172,20 @@ fn collect_files(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// Write the certificate for a passing report (and the report next to it).
-/// Refuses a failing report.
+/// Write the certificate of a suite run that passed (and its report next to
+/// it); refuses one that failed. Only the harness makes a [`SuiteOutcome`],
+/// so no other report can become a certificate.
+///
+/// With `key` (the home's), the certificate is also signed: a detached DSSE
+/// envelope at [`signature_path`] over the certificate's exact bytes, which
+/// name the report's digest, so the signature covers the report too.
+/// Without a key, a stale signature is removed.
 pub fn write_certificate(
     dir: &Path,
-    report: &ConformanceReport,
-) -> Result<(Certificate, PathBuf), ConformanceError> {
-    write_certificate_signed(dir, report, None)
-}
-
-/// [`write_certificate`], then sign it with `key` (a detached DSSE envelope
-/// at [`signature_path`]); without a key, remove a stale signature.
-pub fn write_certificate_signed(
-    dir: &Path,
-    report: &ConformanceReport,
+    outcome: &SuiteOutcome,
     key: Option<&mex_attest::HomeKey>,
 ) -> Result<(Certificate, PathBuf), ConformanceError> {
+    let report = outcome.report();
     if !report.passed {
         return Err(ConformanceError::Subject {
             engine: report.engine_id.clone(),
@@ -204,6 +207,8 @@ pub fn write_certificate_signed(
         implementation_id: report.implementation_id.clone(),
         implementation_version: report.implementation_version.clone(),
         registry_entry_digest: report.registry_entry_digest,
+        code_kind: outcome.code().kind.clone(),
+        code_digest: outcome.code().digest,
         suite_version: report.suite_version.clone(),
         report_digest: report.digest()?,
         issued_at: UtcTimestamp::now(),
@@ -213,7 +218,7 @@ pub fn write_certificate_signed(
     std::fs::create_dir_all(parent)
         .map_err(|e| ConformanceError::io("create certificate directory", parent, e))?;
     let json = |v: &dyn erased::Json| v.pretty();
-    let report_path = path.with_extension("report.json");
+    let report_path = report_path(&path);
     write_atomic(&report_path, json(report)?.as_bytes())?;
     let cert_text = json(&cert)?;
     write_atomic(&path, cert_text.as_bytes())?;
@@ -236,6 +241,12 @@ pub fn write_certificate_signed(
         },
     }
     Ok((cert, path))
+}
+
+/// The report written next to the certificate at `certificate`:
+/// `<...>.report.json`.
+pub fn report_path(certificate: &Path) -> PathBuf {
+    certificate.with_extension("report.json")
 }
 
 mod erased {
@@ -339,10 +350,11 @@ impl CertificateCertifier {
         engine: &EngineId,
         implementation_id: &str,
         version: &semver::Version,
+        code: &CodeDigest,
     ) -> Result<(), String> {
         let path = certificate_path(&self.dir, engine.as_str(), implementation_id, version);
         let rerun = format!(
-            "run `mex conformance --engine {engine}` (with the same --registry and --registry-dir) to certify it"
+            "re-certify with `mex conformance --engine {engine}` (with the same --registry and --registry-dir)"
         );
         if !path.exists() {
             return Err(format!(
@@ -389,8 +401,67 @@ impl CertificateCertifier {
                 cert.registry_entry_digest
             ));
         }
-        Ok(())
+        if cert.code_kind != code.kind || cert.code_digest != code.digest {
+            return Err(format!(
+                "certificate {} was issued for other code than the engine about to run: it certifies {} code {}, this engine is {} code {} (a rebuilt host, changed pinned files, or another engine reporting the same implementation id and version); {rerun}",
+                path.display(),
+                cert.code_kind,
+                cert.code_digest,
+                code.kind,
+                code.digest
+            ));
+        }
+        check_report(&path, &cert).map_err(|e| format!("{e}; {rerun}"))
     }
+}
+
+/// The report next to the certificate must be the one it certifies (its
+/// RFC 8785 digest is the certificate's `report_digest`), must have passed
+/// with no failed case, and must name what the certificate names.
+fn check_report(path: &Path, cert: &Certificate) -> Result<(), String> {
+    let report_file = report_path(path);
+    let text = std::fs::read_to_string(&report_file).map_err(|e| {
+        format!(
+            "the report of certificate {} is unreadable at {}: {e}",
+            path.display(),
+            report_file.display()
+        )
+    })?;
+    let value = mex_envelope::json::from_str(&text)
+        .map_err(|e| format!("report {}: {e}", report_file.display()))?;
+    let report: ConformanceReport = serde_json::from_value(value)
+        .map_err(|e| format!("report {}: {e}", report_file.display()))?;
+    let digest = report
+        .digest()
+        .map_err(|e| format!("report {}: {e}", report_file.display()))?;
+    if digest != cert.report_digest {
+        return Err(format!(
+            "report {} is not the report certificate {} certifies (its digest is {digest}, the certificate names {}): it was edited after certification",
+            report_file.display(),
+            path.display(),
+            cert.report_digest
+        ));
+    }
+    let failed = report
+        .cases
+        .iter()
+        .filter(|c| c.verdict == crate::Verdict::Fail)
+        .count();
+    let names_same = report.engine_id == cert.engine_id
+        && report.implementation_id == cert.implementation_id
+        && report.implementation_version == cert.implementation_version
+        && report.suite_version == cert.suite_version
+        && report.registry_entry_digest == cert.registry_entry_digest
+        && report.code_kind == cert.code_kind
+        && report.code_digest == cert.code_digest;
+    if !report.passed || report.summary.failed != 0 || failed != 0 || !names_same {
+        return Err(format!(
+            "report {} does not back certificate {}: it must have passed with no failed case and name the same engine, implementation, suite, registry entry and code",
+            report_file.display(),
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The certificate file's detached signature must be by `key` and over its
@@ -430,8 +501,9 @@ impl Certifier for CertificateCertifier {
         engine: &EngineId,
         implementation_id: &str,
         version: &semver::Version,
+        code: &CodeDigest,
     ) -> Result<(), String> {
-        self.verify(engine, implementation_id, version)
+        self.verify(engine, implementation_id, version, code)
     }
 }
 
@@ -450,7 +522,7 @@ mod strict_reading_tests {
         let digest = "0".repeat(64);
         let other = "1".repeat(64);
         let text = format!(
-            "{{\"certificate_version\": \"mex-certificate-1\", \"engine_id\": \"engine.physics\",\n\"implementation_id\": \"x\", \"implementation_version\": \"0.1.0\",\n\"registry_entry_digest\": \"{digest}\",\n\"registry_entry_digest\": \"{other}\",\n\"suite_version\": \"s\", \"report_digest\": \"{digest}\", \"issued_at\": \"2026-01-01T00:00:00Z\"}}"
+            "{{\"certificate_version\": \"mex-certificate-2\", \"engine_id\": \"engine.physics\",\n\"implementation_id\": \"x\", \"implementation_version\": \"0.1.0\",\n\"code_kind\": \"builtin\", \"code_digest\": \"{digest}\",\n\"registry_entry_digest\": \"{digest}\",\n\"registry_entry_digest\": \"{other}\",\n\"suite_version\": \"s\", \"report_digest\": \"{digest}\", \"issued_at\": \"2026-01-01T00:00:00Z\"}}"
         );
         std::fs::write(&path, &text).unwrap();
         let err = read_certificate(&path).unwrap_err().to_string();
@@ -459,7 +531,7 @@ mod strict_reading_tests {
             "{err}"
         );
         assert!(err.contains("/registry_entry_digest"), "{err}");
-        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("line 5"), "{err}");
         // Without the duplicate it reads.
         let once = text.replace(&format!("\"registry_entry_digest\": \"{other}\",\n"), "");
         std::fs::write(&path, once).unwrap();

@@ -30,6 +30,34 @@ pub struct Harness {
     registry_dirs: Vec<PathBuf>,
     engine_gates: Vec<Arc<dyn mex_gates::Gate>>,
     certificate_key: Option<Arc<mex_attest::HomeKey>>,
+    workspace_root: Option<PathBuf>,
+}
+
+/// What one suite run established, sealed: only [`Harness::run_sealed`]
+/// makes one (its fields are private and it has no constructor), and only a
+/// `SuiteOutcome` can become a certificate ([`crate::write_certificate`]).
+/// A report edited by hand, or assembled by other code, therefore cannot.
+#[derive(Debug, Clone)]
+pub struct SuiteOutcome {
+    report: ConformanceReport,
+    code: mex_runtime::CodeDigest,
+}
+
+impl SuiteOutcome {
+    /// The report of the run.
+    pub fn report(&self) -> &ConformanceReport {
+        &self.report
+    }
+
+    /// The code digest of the engine that ran.
+    pub fn code(&self) -> &mex_runtime::CodeDigest {
+        &self.code
+    }
+
+    /// Give up the seal and keep the report.
+    pub fn into_report(self) -> ConformanceReport {
+        self.report
+    }
 }
 
 impl std::fmt::Debug for Harness {
@@ -72,6 +100,7 @@ impl Harness {
             registry_dirs: Vec::new(),
             engine_gates: Vec::new(),
             certificate_key: None,
+            workspace_root: None,
         })
     }
 
@@ -84,6 +113,7 @@ impl Harness {
             registry_dirs: Vec::new(),
             engine_gates: Vec::new(),
             certificate_key: None,
+            workspace_root: None,
         }
     }
 
@@ -108,6 +138,17 @@ impl Harness {
     /// refuses unsigned or foreign certificates.
     pub fn with_certificate_key(mut self, key: Option<Arc<mex_attest::HomeKey>>) -> Self {
         self.certificate_key = key;
+        self
+    }
+
+    /// Run engines in shadow workspaces under `root`: give it the
+    /// workspace root of the production runtime (`MexRuntime::workspace_root`
+    /// of the home's runtime), so that an engine under test sees the very
+    /// paths it sees in production. Without it, the runtime's default
+    /// root for the suite's private temporary home is used (the production
+    /// layout, under another home).
+    pub fn with_workspace_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.workspace_root = Some(root.into());
         self
     }
 
@@ -140,7 +181,23 @@ impl Harness {
         engine: Arc<dyn Engine>,
         progress: &mut dyn FnMut(&CaseReport),
     ) -> Result<ConformanceReport, ConformanceError> {
+        self.run_sealed(engine, progress)
+            .map(SuiteOutcome::into_report)
+    }
+
+    /// [`Harness::run_with_progress`], returning the sealed outcome that
+    /// [`crate::write_certificate`] accepts.
+    pub fn run_sealed(
+        &self,
+        engine: Arc<dyn Engine>,
+        progress: &mut dyn FnMut(&CaseReport),
+    ) -> Result<SuiteOutcome, ConformanceError> {
         let id = engine.engine_id();
+        let code =
+            mex_runtime::code_digest(&*engine).map_err(|message| ConformanceError::Subject {
+                engine: id.to_string(),
+                message,
+            })?;
         let entry = self
             .registry
             .engine(&id)
@@ -201,18 +258,21 @@ impl Harness {
             failed: count(Verdict::Fail),
             not_applicable: count(Verdict::NotApplicable),
         };
-        Ok(ConformanceReport {
+        let report = ConformanceReport {
             report_version: REPORT_VERSION.into(),
             suite_version: SUITE_VERSION.into(),
             engine_id: id.to_string(),
             implementation_id: engine.implementation_id().to_owned(),
             implementation_version: engine.implementation_version().to_string(),
             registry_entry_digest: entry_digest,
+            code_kind: code.kind.clone(),
+            code_digest: code.digest,
             determinism_ceiling: entry.determinism_ceiling.to_string(),
             passed: summary.failed == 0,
             summary,
             cases,
-        })
+        };
+        Ok(SuiteOutcome { report, code })
     }
 
     fn env(
@@ -220,10 +280,11 @@ impl Harness {
         engine: &Arc<dyn Engine>,
         entry: &mex_registry::Engine,
     ) -> Result<Env, ConformanceError> {
-        let home = tempfile::Builder::new()
-            .prefix("mex-conformance-")
-            .tempdir()
+        // No telling name: the engine must not be able to recognise the
+        // suite by a path (see `with_workspace_root`).
+        let home = tempfile::tempdir()
             .map_err(|e| ConformanceError::Setup(format!("temporary mex home: {e}")))?;
+
         let store = Arc::new(
             ArtifactStore::at(home.path().join("artifacts"))
                 .map_err(|e| ConformanceError::Setup(format!("artifact store: {e}")))?,
@@ -258,6 +319,10 @@ impl Harness {
             for gate in &self.engine_gates {
                 builder = builder.engine_gate(gate.clone());
             }
+            // Without a root, the runtime's own default, as in production.
+            if let Some(root) = &self.workspace_root {
+                builder = builder.workspace_root(root.clone());
+            }
             builder
                 .registry(self.registry.clone())
                 .policy(policy.clone())
@@ -267,7 +332,6 @@ impl Harness {
                 .engine(engine.clone())
                 .trust_uncertified(engine.engine_id())
                 .result_cache(false)
-                .workspace_root(home.path().join("runs"))
                 .build()
                 .map_err(|e| ConformanceError::Setup(format!("runtime: {e}")))
         };

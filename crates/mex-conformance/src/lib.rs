@@ -10,7 +10,10 @@
 //! It does not own the gates, the runtime or any engine: it drives them
 //! through their public APIs only (`MexRuntime::execute_json`, the artifact
 //! store's reads, the recorder's queries), in a private temporary mex home,
-//! exactly as a planner and an auditor would. Its runtimes trust the engine
+//! exactly as a planner and an auditor would. There is no test mode: the
+//! home has no telling name, and with [`Harness::with_workspace_root`] (which
+//! `mex conformance` sets to the home's production workspace root) the
+//! engine's shadow workspaces are the very paths production gives it. Its runtimes trust the engine
 //! under test without a certificate (that is what is being decided), turn
 //! the D3 result cache off (so "run twice" really runs twice), and use a
 //! policy that grants what the engine's operations declare, with no consent
@@ -58,10 +61,21 @@
 //!
 //! [`certify`] runs the suite and, when every case passes, writes a
 //! [`Certificate`] (engine id, implementation id and version, registry entry
-//! digest, suite version, report digest) to
+//! digest, code kind and digest, suite version, report digest) to
 //! `<dir>/<engine_id>/<implementation_id>-<version>.json`, with the report
 //! next to it. The conventional `dir` is `<mex home>/certificates`.
-//! [`CertificateCertifier`] checks those files at every dispatch.
+//! [`CertificateCertifier`] checks those files at every dispatch, against the
+//! code digest of the engine about to run (`mex_runtime::code_digest`), and
+//! checks that the report beside the certificate is the one it names.
+//!
+//! Only the harness makes certificates: [`Harness::run_sealed`] returns a
+//! [`SuiteOutcome`] (private fields, no constructor) and [`write_certificate`]
+//! accepts nothing else (compile-fail proofs in `tests/ui`). A signature
+//! slots in there: with a home key ([`Harness::with_certificate_key`]) the
+//! certificate's exact bytes are signed as a detached DSSE envelope
+//! (Ed25519, mex-attest), and a certifier given the public key
+//! ([`CertificateCertifier::with_trusted_key`]) refuses anything the key did
+//! not sign.
 //!
 //! ## From a new crate to a certified engine (for engine authors)
 //!
@@ -102,10 +116,10 @@ use std::sync::Arc;
 pub use certificate::{
     CERTIFICATE_PAYLOAD_TYPE, CERTIFICATE_VERSION, Certificate, CertificateCertifier,
     certificate_path, read_certificate, registry_entry_digest, registry_entry_digest_with,
-    signature_path, write_certificate,
+    report_path, signature_path, write_certificate,
 };
 pub use error::ConformanceError;
-pub use harness::{Harness, MAX_ERROR_MESSAGE_BYTES, output_digest};
+pub use harness::{Harness, MAX_ERROR_MESSAGE_BYTES, SuiteOutcome, output_digest};
 pub use report::{
     CaseReport, Category, ConformanceReport, Summary, Verdict, certificate_schema, report_schema,
 };
@@ -138,16 +152,17 @@ pub fn certify(
     recorder: Option<&dyn FlightRecorder>,
     progress: &mut dyn FnMut(&CaseReport),
 ) -> Result<Certification, ConformanceError> {
-    let report = harness.run_with_progress(engine, progress)?;
-    let certificate = if report.passed {
-        Some(certificate::write_certificate_signed(
+    let outcome = harness.run_sealed(engine, progress)?;
+    let certificate = if outcome.report().passed {
+        Some(certificate::write_certificate(
             cert_dir,
-            &report,
+            &outcome,
             harness.certificate_key(),
         )?)
     } else {
         None
     };
+    let report = outcome.into_report();
     if let Some(recorder) = recorder {
         let engine_id = report
             .engine_id

@@ -85,6 +85,13 @@ pub struct ConformanceReport {
     pub implementation_version: String,
     /// Digest of the engine's registry entry (see [`crate::registry_entry_digest`]).
     pub registry_entry_digest: Sha256Digest,
+    /// The kind of code that ran: `builtin` (compiled into the host) or the
+    /// external kind (`process`, ...); see `mex_runtime::CodeIdentity`.
+    pub code_kind: String,
+    /// The code digest of the engine that ran (`mex_runtime::code_digest`):
+    /// the host build for a builtin, the pinned program, files and
+    /// interpreter for a process engine, always with the engine's Rust type.
+    pub code_digest: Sha256Digest,
     /// The engine's determinism ceiling, which selects the determinism cases.
     pub determinism_ceiling: String,
     /// Every case, in suite order.

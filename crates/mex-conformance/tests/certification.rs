@@ -151,9 +151,15 @@ fn certificate_gates_dispatch() {
 
     // 4. Another implementation version: refused.
     let certifier = CertificateCertifier::new(&registry_file, &certs);
+    let code = mex_runtime::code_digest(&PhysicsEngine::new().unwrap()).unwrap();
     let id = "engine.physics".parse().unwrap();
     let why = certifier
-        .check(&id, "mex-engine-physics", &semver::Version::new(0, 2, 0))
+        .check(
+            &id,
+            "mex-engine-physics",
+            &semver::Version::new(0, 2, 0),
+            &code,
+        )
         .unwrap_err();
     assert!(why.contains("no conformance certificate"), "{why}");
 
@@ -173,7 +179,12 @@ fn certificate_gates_dispatch() {
     std::fs::write(&schema, text).unwrap();
     assert!(
         certifier
-            .check(&id, "mex-engine-physics", &semver::Version::new(0, 1, 0))
+            .check(
+                &id,
+                "mex-engine-physics",
+                &semver::Version::new(0, 1, 0),
+                &code
+            )
             .is_ok()
     );
 
@@ -183,7 +194,12 @@ fn certificate_gates_dispatch() {
         .replace(&cert.registry_entry_digest.to_string(), &"0".repeat(64));
     std::fs::write(&path, tampered).unwrap();
     let why = certifier
-        .check(&id, "mex-engine-physics", &semver::Version::new(0, 1, 0))
+        .check(
+            &id,
+            "mex-engine-physics",
+            &semver::Version::new(0, 1, 0),
+            &code,
+        )
         .unwrap_err();
     assert!(why.contains("changed since certification"), "{why}");
 }

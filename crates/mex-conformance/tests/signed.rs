@@ -36,6 +36,7 @@ fn check(certifier: &CertificateCertifier, engine: &Arc<dyn Engine>) -> Result<(
         &engine.engine_id(),
         engine.implementation_id(),
         &engine.implementation_version(),
+        &mex_runtime::code_digest(&**engine).unwrap(),
     )
 }
 

@@ -410,6 +410,34 @@ impl Engine for ProcessEngine {
         self.implementation.version.clone()
     }
 
+    /// The code it runs: SHA-256 of the RFC 8785 form of the interpreter's
+    /// name (or null) and the name and pinned digest of the program and of
+    /// every further file, in declaration order. The files are checked
+    /// against those pins before every run, so the digest names the bytes
+    /// that run.
+    fn code_identity(&self) -> mex_runtime::CodeIdentity {
+        let files: Vec<_> = self
+            .spec
+            .files
+            .iter()
+            .map(|f| serde_json::json!({"name": f.file_name(), "sha256": f.sha256.to_string()}))
+            .collect();
+        let descriptor = serde_json::json!({
+            "interpreter": self.spec.interpreter,
+            "program": {
+                "name": self.spec.program.file_name(),
+                "sha256": self.spec.program.sha256.to_string(),
+            },
+            "files": files,
+        });
+        let bytes = mex_envelope::canonical::to_vec(&descriptor)
+            .unwrap_or_else(|_| descriptor.to_string().into_bytes());
+        mex_runtime::CodeIdentity::External {
+            kind: "process".into(),
+            digest: Sha256Digest::of(&bytes),
+        }
+    }
+
     fn execute<'run>(
         &self,
         ctx: &ExecutionContext<'run>,

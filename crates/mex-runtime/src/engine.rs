@@ -30,6 +30,8 @@ use mex_envelope::{
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::identity::CodeIdentity;
+
 /// An engine implementation. Implementations are registered with the runtime
 /// builder and are only ever called by the runtime.
 ///
@@ -118,6 +120,30 @@ pub trait Engine: Send + Sync + 'static {
         &self,
         ctx: &ExecutionContext<'run>,
     ) -> Result<Completion<'run>, EngineFailure>;
+    /// What code this engine runs. The default, [`CodeIdentity::Host`],
+    /// is right for every engine compiled into the host; an engine that runs
+    /// code the host was not built with (a pinned program, a WebAssembly
+    /// module) returns [`CodeIdentity::External`] with a digest over that
+    /// code. Certificates name the resulting [`crate::CodeDigest`] and the
+    /// runtime checks it at every dispatch.
+    fn code_identity(&self) -> CodeIdentity {
+        CodeIdentity::Host
+    }
+    /// The engine's Rust type, part of its code digest. Sealed: no engine
+    /// can override it (its parameter type cannot be named outside this
+    /// crate), so an impostor struct cannot borrow another's identity.
+    #[doc(hidden)]
+    fn adapter_type(&self, _: sealed::Token) -> &'static str {
+        std::any::type_name::<Self>()
+    }
+}
+
+/// The token that seals [`Engine::adapter_type`]: public in a private
+/// module, so code outside this crate can neither name nor make one.
+pub(crate) mod sealed {
+    /// See the module docs.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Token;
 }
 
 /// How an engine runs its work (see [`Engine::execution`]).

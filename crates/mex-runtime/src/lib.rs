@@ -35,12 +35,15 @@
 //! 3. D3 cache lookup (successful D3 results only; hits re-verify artifacts).
 //! 4. Resolve the implementation; refuse one not installed
 //!    (`RUNTIME.ENGINE_NOT_INSTALLED`) or not certified
-//!    (`RUNTIME.ENGINE_NOT_CERTIFIED`, status denied).
+//!    (`RUNTIME.ENGINE_NOT_CERTIFIED`, status denied): the [`Certifier`] is
+//!    asked with the [`CodeDigest`] of the engine object about to run
+//!    ([`code_digest`]; see [`CodeIdentity`] for what it covers).
 //! 5. Create the run's shadow workspace (under a root off the home, see
 //!    [`reclaim::default_workspace_root`]); outputs are staged there. It is
 //!    locked while the run lives; workspaces of runs whose process died are
 //!    removed when a runtime is built ([`reclaim`], also `mex gc`).
-//! 6. Execute on a worker thread under a watchdog: wall time
+//! 6. Execute on a worker thread under a watchdog (twice, in fresh
+//!    workspaces, for [`MexRuntime::execute_checked`]): wall time
 //!    (`RUNTIME.WALL_TIME_EXCEEDED`), output bytes
 //!    (`RUNTIME.OUTPUT_BUDGET_EXCEEDED`), panics (`RUNTIME.ENGINE_PANICKED`).
 //! 7. The run closes when the engine returns (or calls `complete()`): later
@@ -64,6 +67,7 @@
 //! | `RUNTIME.ENGINE_PANICKED` | failed | the engine panicked; contained |
 //! | `RUNTIME.CANCELLED` | failed | the caller cancelled (`execute_with_cancel`); the engine was stopped, partial outputs discarded |
 //! | `RUNTIME.FOREIGN_COMPLETION` | failed | the engine returned a completion not issued for this run |
+//! | `RUNTIME.NONDETERMINISTIC` | failed | [`MexRuntime::execute_checked`]: a D3 operation run twice in fresh workspaces wrote different outputs (or failed the second time); nothing ingested, a `result_rejected` event raises a Problem naming the engine |
 //! | `RUNTIME.INTERRUPTED` | failed | recorded (by the recorder, on open) for an admitted run whose process died before it completed |
 //! | `RUNTIME.UNDECLARED_OUTPUT` | failed | an output's kind or media type fits no output the registry declares for the operation (checked for every engine) |
 //! | `RUNTIME.RESERVED_ENVIRONMENT_KEY` | failed | the engine recorded a runtime-owned environment key (`execution`, `runtime`, `os`, `arch`, `served_from_cache` in any case; `sandbox.*` outside a sandboxed implementation) or a key that is not a plain ASCII name |
@@ -72,6 +76,7 @@
 mod cache;
 mod engine;
 mod error;
+mod identity;
 mod ledger;
 mod proof;
 pub mod reclaim;
@@ -83,7 +88,8 @@ pub use engine::{
     Completion, Engine, EngineFailure, Execution, ExecutionContext, ReadError, WriteError,
 };
 pub use error::RuntimeError;
+pub use identity::{CodeDigest, CodeIdentity, HOST_CODE_KIND, code_digest, host_identity};
 /// The store's path rules, for engines that name bundle entries.
 pub use mex_artifacts::{BundleBuilder, RelPath};
 pub use proof::AdmissionProof;
-pub use runtime::{CancelToken, Certifier, MexRuntime, MexRuntimeBuilder};
+pub use runtime::{CancelToken, Certifier, CheckRefused, MexRuntime, MexRuntimeBuilder};

@@ -19,6 +19,7 @@ use mex_registry::Registry;
 use crate::cache::ResultCache;
 use crate::engine::{Engine, EngineFailure, Execution, ExecutionContext, RunState};
 use crate::error::RuntimeError;
+use crate::identity::CodeDigest;
 use crate::ledger::{RecorderClaims, claimed};
 use crate::settle::Outputs;
 use crate::stages::{Claiming, Draft, Received, Settled, admission_events};
@@ -26,13 +27,21 @@ use crate::stages::{Claiming, Draft, Received, Settled, admission_events};
 /// Decides whether an engine implementation may be dispatched. The
 /// conformance harness supplies certificate-backed ones; the default refuses
 /// everything not explicitly trusted.
+///
+/// The runtime calls it at every dispatch with the implementation the
+/// registry resolved and the [`CodeDigest`] of the engine object it is about
+/// to run (see [`crate::code_digest`]); a certificate-backed certifier checks
+/// that its certificate names that code, as well as the suite version and
+/// the registry entry's digest.
 pub trait Certifier: Send + Sync {
-    /// `Ok` when certified; otherwise why not (shown to the user).
+    /// `Ok` when certified; otherwise why not and what to do (shown to the
+    /// user).
     fn check(
         &self,
         engine: &EngineId,
         implementation_id: &str,
         version: &semver::Version,
+        code: &CodeDigest,
     ) -> Result<(), String>;
 }
 
@@ -41,7 +50,13 @@ pub trait Certifier: Send + Sync {
 struct TrustList(BTreeSet<EngineId>);
 
 impl Certifier for TrustList {
-    fn check(&self, engine: &EngineId, _: &str, _: &semver::Version) -> Result<(), String> {
+    fn check(
+        &self,
+        engine: &EngineId,
+        _: &str,
+        _: &semver::Version,
+        _: &CodeDigest,
+    ) -> Result<(), String> {
         if self.0.contains(engine) {
             Ok(())
         } else {
@@ -289,10 +304,16 @@ impl MexRuntimeBuilder {
 struct Either(Arc<dyn Certifier>, TrustList);
 
 impl Certifier for Either {
-    fn check(&self, engine: &EngineId, imp: &str, version: &semver::Version) -> Result<(), String> {
+    fn check(
+        &self,
+        engine: &EngineId,
+        imp: &str,
+        version: &semver::Version,
+        code: &CodeDigest,
+    ) -> Result<(), String> {
         self.1
-            .check(engine, imp, version)
-            .or_else(|_| self.0.check(engine, imp, version))
+            .check(engine, imp, version, code)
+            .or_else(|_| self.0.check(engine, imp, version, code))
     }
 }
 
@@ -422,6 +443,34 @@ pub(crate) enum RunEnd {
     TimedOut,
     Foreign,
     Cancelled,
+    /// A checked D3 run whose second run disagreed with its first (why).
+    Nondeterministic(String),
+}
+
+impl RunEnd {
+    /// How the run ended, in a few words (for messages).
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::Completed => "it completed".into(),
+            Self::Failed(f) => format!("it failed with {}: {}", f.code, f.message),
+            Self::Panicked(msg) => format!("it panicked: {msg}"),
+            Self::TimedOut => "it ran past its wall-time budget".into(),
+            Self::Foreign => "it returned a foreign completion".into(),
+            Self::Cancelled => "it was cancelled".into(),
+            Self::Nondeterministic(why) => why.clone(),
+        }
+    }
+}
+
+/// Why [`MexRuntime::execute_checked`] did not run an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckRefused {
+    /// The operation is not D3: only D3 promises identical bytes.
+    #[error(
+        "the determinism check needs a D3 operation (byte-identical outputs), and /determinism is {0}; run it without the check, or request D3 if the engine's registry entry allows it"
+    )]
+    NotD3(mex_envelope::DeterminismLevel),
 }
 
 impl MexRuntime {
@@ -540,6 +589,28 @@ impl MexRuntime {
         self.execute_at(op, UtcTimestamp::now(), None)
     }
 
+    /// Execute a D3 operation with its determinism *checked*: the cache is
+    /// not consulted, the engine runs twice in fresh shadow workspaces, and
+    /// the two runs' outputs (SHA-256, kind and media type, in order) must
+    /// be identical. A mismatch (or a second run that does not succeed) is a
+    /// `failed` result with `RUNTIME.NONDETERMINISTIC`, a message naming the
+    /// engine and both runs' digests, and a `result_rejected` event (so a
+    /// Problem names the engine); nothing is ingested. The op id is claimed
+    /// once: both runs are one operation on record.
+    ///
+    /// Refuses, without running or recording anything, an operation that is
+    /// not D3 ([`CheckRefused::NotD3`]).
+    pub fn execute_checked(&self, op: PlannedOperation) -> Result<EngineResult, CheckRefused> {
+        if op.determinism != mex_envelope::DeterminismLevel::D3 {
+            return Err(CheckRefused::NotD3(op.determinism));
+        }
+        let received = Received {
+            op,
+            started_at: UtcTimestamp::now(),
+        };
+        Ok(self.run_stages(received, None, true))
+    }
+
     /// [`MexRuntime::execute`], cancellable through `cancel` from another
     /// thread. A cancelled operation is recorded and answered as `failed`
     /// with `RUNTIME.CANCELLED`.
@@ -554,7 +625,7 @@ impl MexRuntime {
         started_at: UtcTimestamp,
         cancel: Option<&CancelToken>,
     ) -> EngineResult {
-        self.run_stages(Received { op, started_at }, cancel)
+        self.run_stages(Received { op, started_at }, cancel, false)
     }
 
     /// Stage 6: record the outcome (claiming as `settled.claiming` says),

@@ -53,6 +53,17 @@ impl MexRuntime {
         draft.status = status;
         draft.errors.extend(error);
         let mut events = Vec::new();
+        if let Some(e) = draft
+            .errors
+            .iter()
+            .find(|e| e.code.as_str() == "RUNTIME.NONDETERMINISTIC")
+        {
+            events.push(EventDraft::result_rejected(
+                op.op_id,
+                e.code.clone(),
+                e.message.clone(),
+            ));
+        }
         if let (ResultStatus::BudgetExceeded, Some(e)) = (draft.status, draft.errors.last()) {
             events.push(EventDraft::budget_exceeded(
                 op.op_id,
@@ -339,6 +350,7 @@ fn verdict(end: RunEnd, state: &RunState, proof: &AdmissionProof) -> Verdict {
             "RUNTIME.FOREIGN_COMPLETION",
             "the engine returned a completion that was not issued for this run; the result is rejected",
         ),
+        RunEnd::Nondeterministic(why) => failed("RUNTIME.NONDETERMINISTIC", &why),
     }
 }
 

@@ -34,7 +34,7 @@ use mex_recorder::{Claim, ClaimOutcome, EventDraft};
 use uuid::Uuid;
 
 use crate::cache::{self, CachedResult};
-use crate::engine::{Engine, RunState};
+use crate::engine::{Engine, EngineFailure, RunState};
 use crate::proof::AdmissionProof;
 use crate::reclaim::LiveDir;
 use crate::runtime::{CancelToken, MexRuntime, RunEnd, run_on_worker};
@@ -151,18 +151,25 @@ impl Settled {
 
 impl MexRuntime {
     /// The whole flow, stage by stage.
+    /// With `check`, the cache is not consulted and the engine runs twice
+    /// (see [`MexRuntime::execute_checked`]).
     pub(crate) fn run_stages(
         &self,
         received: Received,
         cancel: Option<&CancelToken>,
+        check: bool,
     ) -> mex_envelope::EngineResult {
         let cleared = match self.admit(received) {
             Ok(cleared) => cleared,
             Err(denied) => return self.record(denied),
         };
-        let cleared = match self.serve_from_cache(cleared) {
-            Ok(hit) => return self.record(hit),
-            Err(miss) => miss,
+        let cleared = if check {
+            cleared
+        } else {
+            match self.serve_from_cache(cleared) {
+                Ok(hit) => return self.record(hit),
+                Err(miss) => miss,
+            }
         };
         let ready = match self.ready(cleared, cancel) {
             Ok(ready) => ready,
@@ -172,7 +179,7 @@ impl MexRuntime {
             Ok(claimed) => claimed,
             Err(answer) => return answer,
         };
-        let ran = self.dispatch(claimed, cancel);
+        let ran = self.dispatch(claimed, cancel, check);
         self.record(self.settle(ran))
     }
 
@@ -285,7 +292,11 @@ impl MexRuntime {
             );
             return Err(refuse(cleared, None, "RUNTIME.ENGINE_NOT_INSTALLED", why));
         };
-        if let Err(why) = self.certifier.check(engine_id, &imp.id, &imp.version) {
+        let certified = crate::identity::code_digest(&*engine).and_then(|code| {
+            self.certifier
+                .check(engine_id, &imp.id, &imp.version, &code)
+        });
+        if let Err(why) = certified {
             let denied = Some(ResultStatus::Denied);
             return Err(refuse(cleared, denied, "RUNTIME.ENGINE_NOT_CERTIFIED", why));
         }
@@ -374,8 +385,12 @@ impl MexRuntime {
     }
 
     /// Run the engine on a worker under the watchdog, with the context the
-    /// proof allows (its budget and granted capabilities).
-    fn dispatch(&self, claimed: Claimed, cancel: Option<&CancelToken>) -> Ran {
+    /// proof allows (its budget and granted capabilities). With `check`
+    /// (a D3 operation, see [`MexRuntime::execute_checked`]), a run that
+    /// completed is run once more in a fresh workspace, and the two runs'
+    /// outputs (kind, media type, SHA-256, in order) must be identical, else
+    /// the run ends `RUNTIME.NONDETERMINISTIC` and nothing is ingested.
+    fn dispatch(&self, claimed: Claimed, cancel: Option<&CancelToken>, check: bool) -> Ran {
         let Claimed {
             proof,
             draft,
@@ -386,7 +401,10 @@ impl MexRuntime {
         let state = Arc::new(run_state(&proof, &workspace, self.store.clone()));
         self.runs.fetch_add(1, Ordering::Relaxed);
         let wall = Duration::from_millis(proof.budget().wall_time_ms);
-        let end = run_on_worker(engine, state.clone(), wall, cancel);
+        let mut end = run_on_worker(engine.clone(), state.clone(), wall, cancel);
+        if check && matches!(end, RunEnd::Completed) {
+            end = self.run_again(&proof, engine, &state, wall, cancel);
+        }
         Ran {
             proof,
             draft,
@@ -396,6 +414,84 @@ impl MexRuntime {
             end,
         }
     }
+}
+
+impl MexRuntime {
+    /// The second run of a checked D3 operation: in a fresh workspace, with
+    /// a fresh context; `Completed` when its outputs equal the first run's.
+    fn run_again(
+        &self,
+        proof: &AdmissionProof,
+        engine: Arc<dyn Engine>,
+        first: &RunState,
+        wall: Duration,
+        cancel: Option<&CancelToken>,
+    ) -> RunEnd {
+        let op = proof.operation();
+        let who = format!(
+            "{} ({} {})",
+            op.engine_id,
+            engine.implementation_id(),
+            engine.implementation_version()
+        );
+        let workspace = match self.workspace(&op.op_id) {
+            Ok(w) => w,
+            Err(why) => {
+                return RunEnd::Failed(EngineFailure::new(
+                    "RUNTIME.WORKSPACE_UNAVAILABLE",
+                    format!("the determinism check could not run a second time: {why}"),
+                ));
+            }
+        };
+        let state = Arc::new(run_state(proof, &workspace, self.store.clone()));
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        let end = run_on_worker(engine, state.clone(), wall, cancel);
+        let second = match end {
+            RunEnd::Completed if !state.overflowed.load(Ordering::SeqCst) => outputs_of(&state),
+            RunEnd::Completed
+            | RunEnd::Failed(_)
+            | RunEnd::Panicked(_)
+            | RunEnd::TimedOut
+            | RunEnd::Foreign => {
+                return RunEnd::Nondeterministic(format!(
+                    "{who} is not deterministic: operation {} succeeded once, then did not succeed when run again in a fresh workspace ({}); a D3 engine must give the same result every time",
+                    op.operation,
+                    end.describe()
+                ));
+            }
+            RunEnd::Cancelled | RunEnd::Nondeterministic(_) => return end,
+        };
+        let first = outputs_of(first);
+        if first == second {
+            return RunEnd::Completed;
+        }
+        let list = |o: &[(String, String)]| {
+            o.iter()
+                .map(|(d, what)| format!("{what} sha256:{d}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        RunEnd::Nondeterministic(format!(
+            "{who} is not deterministic: operation {} ran twice in fresh workspaces and wrote different outputs (first run: [{}]; second run: [{}]); fix the engine, or declare the operation below D3 in the registry",
+            op.operation,
+            list(&first),
+            list(&second)
+        ))
+    }
+}
+
+/// A run's outputs as compared by the determinism check: (SHA-256, kind and
+/// media type), in the order written.
+fn outputs_of(state: &RunState) -> Vec<(String, String)> {
+    state
+        .staged()
+        .into_iter()
+        .filter(|s| s.role == crate::engine::Role::Output)
+        .map(|s| {
+            let media = s.media_type.map(|m| m.to_string()).unwrap_or_default();
+            (s.digest.to_hex(), format!("{:?} {media}", s.kind))
+        })
+        .collect()
 }
 
 /// The state one run's [`crate::ExecutionContext`] reads and writes.
