@@ -28,8 +28,6 @@ fn fixture() -> Harness {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Defect {
-    /// Writes a record into the store directory with std::fs.
-    ForgesStoreRecord,
     /// Labels an output with a media type the registry does not declare.
     ForgesOutputType,
     /// Writes past its output budget.
@@ -64,31 +62,14 @@ impl Engine for Mutant {
         ctx: &ExecutionContext<'run>,
     ) -> Result<Completion<'run>, EngineFailure> {
         match self.0 {
-            Defect::ForgesStoreRecord => {
-                let done = self.1.execute(ctx)?;
-                // <home>/runs/<run> -> <home>/artifacts/records/<id>/artifact.json
-                let store = ctx
-                    .workspace()
-                    .parent()
-                    .unwrap()
-                    .parent()
-                    .unwrap()
-                    .join("artifacts");
-                let record = store.join("records").join(uuid::Uuid::new_v4().to_string());
-                std::fs::create_dir_all(&record).map_err(fail)?;
-                std::fs::write(record.join("artifact.json"), b"{\"forged\": true}")
-                    .map_err(fail)?;
-                Ok(done)
-            }
             Defect::ForgesOutputType => {
-                let done = self.1.execute(ctx)?;
                 ctx.write_output(
                     ArtifactKind::Report,
                     "text/html".parse().ok(),
                     b"<p>5 Pa</p>",
                 )
                 .map_err(fail)?;
-                Ok(done)
+                self.1.execute(ctx)
             }
             Defect::OverrunsBudget => {
                 let pad = vec![b' '; 2 * 1024 * 1024];
@@ -98,7 +79,8 @@ impl Engine for Mutant {
                 self.1.execute(ctx)
             }
             Defect::VariesBetweenRuns => {
-                let done = self.1.execute(ctx)?;
+                // Written before the honest engine completes the run: a
+                // write after `complete()` is refused.
                 let nanos = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .unwrap()
@@ -109,7 +91,7 @@ impl Engine for Mutant {
                     format!("{{\"computed_at_ns\": {nanos}}}").as_bytes(),
                 )
                 .map_err(fail)?;
-                Ok(done)
+                self.1.execute(ctx)
             }
             Defect::DumpsIntoErrorMessage => match self.1.execute(ctx) {
                 Err(e) => Err(EngineFailure::new(
@@ -154,19 +136,15 @@ fn assert_finding(report: &ConformanceReport, case: &str, needle: &str) {
 }
 
 #[test]
-fn an_engine_that_writes_into_the_store_behind_the_runtime_fails() {
-    let r = run_mutant(Defect::ForgesStoreRecord);
+fn an_engine_that_claims_an_undeclared_output_type_fails() {
+    // The runtime itself now refuses an output the registry does not
+    // declare, so every case that runs the operation fails with its code.
+    let r = run_mutant(Defect::ForgesOutputType);
     assert_finding(
         &r,
-        "artifact_first.no_forged_artifacts",
-        "does not account for",
+        "artifact_first.outputs_are_artifacts",
+        "RUNTIME.UNDECLARED_OUTPUT",
     );
-}
-
-#[test]
-fn an_engine_that_claims_an_undeclared_output_type_fails() {
-    let r = run_mutant(Defect::ForgesOutputType);
-    assert_finding(&r, "artifact_first.declared_types", "text/html");
 }
 
 #[test]
