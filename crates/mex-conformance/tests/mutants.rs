@@ -80,15 +80,16 @@ impl Engine for Mutant {
                     .map_err(fail)?;
                 Ok(done)
             }
+            // Writes before delegating: the run closes when the honest
+            // engine completes.
             Defect::ForgesOutputType => {
-                let done = self.1.execute(ctx)?;
                 ctx.write_output(
                     ArtifactKind::Report,
                     "text/html".parse().ok(),
                     b"<p>5 Pa</p>",
                 )
                 .map_err(fail)?;
-                Ok(done)
+                self.1.execute(ctx)
             }
             Defect::OverrunsBudget => {
                 let pad = vec![b' '; 2 * 1024 * 1024];
@@ -98,7 +99,6 @@ impl Engine for Mutant {
                 self.1.execute(ctx)
             }
             Defect::VariesBetweenRuns => {
-                let done = self.1.execute(ctx)?;
                 let nanos = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .unwrap()
@@ -109,7 +109,7 @@ impl Engine for Mutant {
                     format!("{{\"computed_at_ns\": {nanos}}}").as_bytes(),
                 )
                 .map_err(fail)?;
-                Ok(done)
+                self.1.execute(ctx)
             }
             Defect::DumpsIntoErrorMessage => match self.1.execute(ctx) {
                 Err(e) => Err(EngineFailure::new(
@@ -165,8 +165,14 @@ fn an_engine_that_writes_into_the_store_behind_the_runtime_fails() {
 
 #[test]
 fn an_engine_that_claims_an_undeclared_output_type_fails() {
+    // The runtime refuses the undeclared output at run time, so every run
+    // of the operation fails with the named code.
     let r = run_mutant(Defect::ForgesOutputType);
-    assert_finding(&r, "artifact_first.declared_types", "text/html");
+    assert_finding(
+        &r,
+        "vector.golden-evaluate-formula",
+        "RUNTIME.UNDECLARED_OUTPUT",
+    );
 }
 
 #[test]
