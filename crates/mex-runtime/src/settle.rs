@@ -165,7 +165,7 @@ impl MexRuntime {
         // result never names an artifact the store cannot serve.
         let unservable: Vec<GateDenial> = stored
             .iter()
-            .filter_map(|(_, h)| self.reverify(h).err())
+            .filter_map(|(_, h)| self.reverify(h))
             .collect();
         if !unservable.is_empty() {
             return Err(unservable);
@@ -180,21 +180,22 @@ impl MexRuntime {
         })
     }
 
-    /// Read a stored artifact back through the store, hashing every byte.
-    fn reverify(&self, handle: &ArtifactHandle) -> Result<(), GateDenial> {
+    /// Read a stored artifact back through the store, hashing every byte;
+    /// the finding when it does not read back intact.
+    fn reverify(&self, handle: &ArtifactHandle) -> Option<GateDenial> {
         let unservable = |why: String| {
             internal(format!(
                 "output {} was stored but the store cannot serve it back ({why}); run `mex artifacts verify` and re-run the operation",
                 handle.artifact_id
             ))
         };
-        let mut reader = self
-            .store
-            .open_streaming(handle)
-            .map_err(|e| unservable(e.to_string()))?;
+        let mut reader = match self.store.open_streaming(handle) {
+            Ok(reader) => reader,
+            Err(e) => return Some(unservable(e.to_string())),
+        };
         std::io::copy(&mut reader, &mut std::io::sink())
-            .map(drop)
-            .map_err(|e| unservable(e.to_string()))
+            .err()
+            .map(|e| unservable(e.to_string()))
     }
 
     /// Outputs whose kind or media type the registry does not declare for
