@@ -225,7 +225,8 @@ impl MexRuntime {
         let (Some(cache), Some(key)) = (&self.cache, cleared.cache_key) else {
             return Err(cleared);
         };
-        let Some(hit) = cache.get(&key) else {
+        // An unreadable cache is a miss, never an error of the operation.
+        let Ok(Some(hit)) = cache.get(&key) else {
             return Err(cleared);
         };
         let all_verify = hit
@@ -235,9 +236,11 @@ impl MexRuntime {
             .chain(&hit.logs)
             .all(|h| self.store.verify_input(h).is_ok());
         if !all_verify {
-            cache.forget(&key);
+            cache.forget(&key, "stale");
             return Err(cleared);
         }
+        cache.served();
+        self.maybe_reexecute(&cleared.proof, key, &hit);
         let CachedResult {
             outputs,
             evidence,
