@@ -170,9 +170,9 @@ fn preload(recorder: &dyn FlightRecorder, events: u64) -> Result<(), CliError> {
         let n = usize::try_from(left.min(PRELOAD_BATCH as u64)).unwrap_or(PRELOAD_BATCH);
         let batch: Vec<EventDraft> = (0..n)
             .map(|_| {
-                EventDraft::new(EventKind::GatePassed)
+                EventDraft::new(EventKind::OpReceived)
                     .with_op_id(uuid::Uuid::new_v4())
-                    .with_rule("bench.preload")
+                    .with_payload(json!({"bench": "preload"}))
             })
             .collect();
         recorder

@@ -114,7 +114,8 @@ pub struct CacheStats {
 /// An error of the action cache: what failed, on which file, what to do.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "action cache {path}: {what}: {message}; remove the file to start an empty cache (it holds no records, only reusable results)"
+    "action cache {}: cannot {what}: {message}; remove the file to start an empty cache (it holds no records, only reusable results)",
+    .path.display()
 )]
 pub struct CacheError {
     /// The cache file.

@@ -33,6 +33,11 @@
 //!    (`RUNTIME.INTERRUPTED`) when the recorder is next opened, and its op id
 //!    never runs again (see `mex_recorder::claim`).
 //! 3. D3 cache lookup (successful D3 results only; hits re-verify artifacts).
+//!    The cache is persistent and shared by every process on the home
+//!    ([`ActionCache`], `<home>/action-cache.sqlite3`, bounded, least
+//!    recently used out). A fraction of hits is re-executed off the caller's
+//!    path; a re-execution whose outputs differ drops the entry and records
+//!    `RUNTIME.CACHE_NONDETERMINISTIC` (a Problem naming the engine).
 //! 4. Resolve the implementation; refuse one not installed
 //!    (`RUNTIME.ENGINE_NOT_INSTALLED`) or not certified
 //!    (`RUNTIME.ENGINE_NOT_CERTIFIED`, status denied).
