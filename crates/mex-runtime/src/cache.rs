@@ -134,9 +134,32 @@ pub struct ActionCache {
     conn: Mutex<Connection>,
 }
 
+/// The code identity of an implementation: `<file>=<pinned digest>` for a
+/// process implementation's program and files (empty for builtin ones,
+/// which the id and version identify).
+pub(crate) fn code_identity(registry: &mex_registry::Registry, proof: &AdmissionProof) -> Vec<String> {
+    let imp = proof.implementation();
+    registry
+        .engine(&proof.operation().engine_id)
+        .ok()
+        .and_then(|e| {
+            e.implementations
+                .iter()
+                .find(|i| i.id == imp.id && i.version == imp.version)
+        })
+        .and_then(|i| i.process.as_ref())
+        .map(|p| {
+            std::iter::once(&p.program)
+                .chain(&p.files)
+                .map(|f| format!("{}={}", f.rel, f.sha256))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The cache key of an admitted operation, or `None` when it cannot be
 /// computed (then the run is simply not cached).
-pub(crate) fn key(proof: &AdmissionProof, salt: &str) -> Option<Sha256Digest> {
+pub(crate) fn key(proof: &AdmissionProof, code: &[String], salt: &str) -> Option<Sha256Digest> {
     let op = proof.operation();
     let imp = proof.implementation();
     let inputs: Vec<_> = op
@@ -144,12 +167,6 @@ pub(crate) fn key(proof: &AdmissionProof, salt: &str) -> Option<Sha256Digest> {
         .iter()
         .filter_map(|i| i.as_artifact())
         .map(|h| json!({"content_hash": h.content_hash, "size_bytes": h.size_bytes}))
-        .collect();
-    let code: Vec<String> = imp
-        .process
-        .iter()
-        .flat_map(|p| std::iter::once(&p.program).chain(&p.files))
-        .map(|f| format!("{}={}", f.rel, f.sha256))
         .collect();
     let material = json!({
         "engine_id": op.engine_id,
@@ -425,7 +442,7 @@ mod tests {
                 "engine_id": "engine.calc", "engine_version": "1.0.0",
                 "implementation_id": "calc", "implementation_version": format!("1.0.{n}"),
                 "operation": "calc.echo", "determinism": "D3",
-                "config_hash": format!("sha256:{}", "0".repeat(64)),
+                "config_hash": "0".repeat(64),
                 "inputs": [], "outputs": [], "capabilities_granted": [], "environment": {}
             }))
             .unwrap(),
