@@ -83,8 +83,12 @@ impl Engine for Echo {
             .get("text")
             .and_then(|v| v.as_str())
             .unwrap_or_default();
-        ctx.write_output(ArtifactKind::Report, None, format!("echo: {text}").as_bytes())
-            .map_err(|e| EngineFailure::new("BENCH_FAILED", e.to_string()))?;
+        ctx.write_output(
+            ArtifactKind::Report,
+            None,
+            format!("echo: {text}").as_bytes(),
+        )
+        .map_err(|e| EngineFailure::new("BENCH_FAILED", e.to_string()))?;
         Ok(ctx.complete())
     }
 }
@@ -147,7 +151,8 @@ fn runtime(home: &Path, recorder: Arc<dyn FlightRecorder>) -> Result<MexRuntime,
     let registry_path = home.join("bench-registry.json");
     std::fs::write(&registry_path, REGISTRY).map_err(|e| fail("write its registry", &e))?;
     let registry = Registry::load(&registry_path).map_err(|e| fail("load its registry", &e))?;
-    let policy = CapabilityPolicy::from_json_str(POLICY).map_err(|e| fail("load its policy", &e))?;
+    let policy =
+        CapabilityPolicy::from_json_str(POLICY).map_err(|e| fail("load its policy", &e))?;
     let store = ArtifactStore::at(home.join("artifacts")).map_err(|e| fail("open a store", &e))?;
     let engine: EngineId = "engine.bench"
         .parse()
@@ -244,9 +249,8 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<u8, CliError> {
         workers
             .into_iter()
             .map(|w| {
-                w.join().unwrap_or_else(|_| {
-                    Err(CliError::internal("a benchmark thread panicked"))
-                })
+                w.join()
+                    .unwrap_or_else(|_| Err(CliError::internal("a benchmark thread panicked")))
             })
             .collect()
     });
@@ -274,10 +278,7 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<u8, CliError> {
     fsyncs.extend(fsync_samples(dir, FSYNCS)?);
     fsyncs.sort_unstable();
 
-    #[allow(
-        clippy::cast_precision_loss,
-        reason = "a rate shown with one decimal"
-    )]
+    #[allow(clippy::cast_precision_loss, reason = "a rate shown with one decimal")]
     let ops_per_s = latencies.len() as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
     let report = mex_cli::report::BenchReport {
         ops: args.ops as u64,
@@ -308,7 +309,10 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<u8, CliError> {
         outln!("latency p50     {:>10} us", report.latency_p50_us);
         outln!("latency p99     {:>10} us", report.latency_p99_us);
         outln!("cache hit p50   {:>10} us", report.cache_hit_p50_us);
-        outln!("fsync p50       {:>10} us (200 bytes, same filesystem)", report.fsync_p50_us);
+        outln!(
+            "fsync p50       {:>10} us (200 bytes, same filesystem)",
+            report.fsync_p50_us
+        );
     }
     Ok(exit::OK)
 }

@@ -273,7 +273,7 @@ pub struct CacheStatsReport {
     pub max_bytes: u64,
     /// Hits served.
     pub hits: u64,
-    /// Lookups that found nothing usable.
+    /// Misses whose result was stored.
     pub misses: u64,
     /// Entries removed to stay within the bounds.
     pub evictions: u64,
@@ -331,8 +331,14 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
             schemars::schema_for!(ArtifactsGcReport),
         ),
         ("gc-report", schemars::schema_for!(GcRunReport)),
-        ("cache-stats-report", schemars::schema_for!(CacheStatsReport)),
-        ("cache-clear-report", schemars::schema_for!(CacheClearReport)),
+        (
+            "cache-stats-report",
+            schemars::schema_for!(CacheStatsReport),
+        ),
+        (
+            "cache-clear-report",
+            schemars::schema_for!(CacheClearReport),
+        ),
         ("bench-report", schemars::schema_for!(BenchReport)),
         ("artifact-handle", schemars::schema_for!(ArtifactHandle)),
         ("engines-listing", schemars::schema_for!(EnginesListing)),

@@ -125,14 +125,17 @@ impl HashCheck {
     }
 }
 
+/// A row as read: its seq and the event (or why it cannot be read).
+pub(crate) type Row = (u64, Result<Event, String>);
+
+/// A row with its hash checked.
+pub(crate) type CheckedRow = (u64, Result<(Event, HashCheck), String>);
+
 /// Check the hashes of `rows` on up to `threads` threads (scoped; no pool),
 /// keeping their order. Hashing is the bulk of verifying a chain, and each
 /// event's hash depends only on that event.
-pub(crate) fn check_hashes(
-    rows: Vec<(u64, Result<Event, String>)>,
-    threads: usize,
-) -> Vec<(u64, Result<(Event, HashCheck), String>)> {
-    let check = |(seq, e): (u64, Result<Event, String>)| {
+pub(crate) fn check_hashes(rows: Vec<Row>, threads: usize) -> Vec<CheckedRow> {
+    let check = |(seq, e): Row| -> CheckedRow {
         (
             seq,
             e.map(|e| {
@@ -146,7 +149,7 @@ pub(crate) fn check_hashes(
         return rows.into_iter().map(check).collect();
     }
     let per = rows.len().div_ceil(threads);
-    let mut parts: Vec<Vec<(u64, Result<Event, String>)>> = Vec::with_capacity(threads);
+    let mut parts: Vec<Vec<Row>> = Vec::with_capacity(threads);
     let mut rest = rows;
     while rest.len() > per {
         let tail = rest.split_off(per);
@@ -162,9 +165,8 @@ pub(crate) fn check_hashes(
         handles
             .into_iter()
             .flat_map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    vec![(0, Err("a hashing thread panicked".to_owned()))]
-                })
+                h.join()
+                    .unwrap_or_else(|_| vec![(0, Err("a hashing thread panicked".to_owned()))])
             })
             .collect()
     })

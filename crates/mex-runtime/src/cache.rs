@@ -99,7 +99,8 @@ pub struct CacheStats {
     pub max_bytes: u64,
     /// Hits served.
     pub hits: u64,
-    /// Lookups that found nothing usable.
+    /// Misses whose result was stored (a lookup that finds nothing writes
+    /// nothing; the run it leads to counts here when it is cached).
     pub misses: u64,
     /// Entries removed to stay within the bounds.
     pub evictions: u64,
@@ -137,7 +138,10 @@ pub struct ActionCache {
 /// The code identity of an implementation: `<file>=<pinned digest>` for a
 /// process implementation's program and files (empty for builtin ones,
 /// which the id and version identify).
-pub(crate) fn code_identity(registry: &mex_registry::Registry, proof: &AdmissionProof) -> Vec<String> {
+pub(crate) fn code_identity(
+    registry: &mex_registry::Registry,
+    proof: &AdmissionProof,
+) -> Vec<String> {
     let imp = proof.implementation();
     registry
         .engine(&proof.operation().engine_id)
@@ -265,37 +269,34 @@ impl ActionCache {
         }
     }
 
-    /// The entry under `key`, marked most recently used; `None` on a miss
-    /// (an unreadable entry is dropped and counts as a miss).
+    /// The entry under `key`, marked most recently used; `None` on a miss.
+    /// A miss writes nothing (an unreadable entry is dropped).
     pub(crate) fn get(&self, key: &Sha256Digest) -> Result<Option<CachedResult>, CacheError> {
-        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.err("look up an entry"))?;
-        let found: Option<String> = tx
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let found: Option<String> = conn
             .prepare_cached("SELECT value FROM entries WHERE key = ?1")
             .and_then(|mut s| {
                 s.query_row([key.as_bytes().as_slice()], |r| r.get(0))
                     .optional()
             })
             .map_err(self.err("look up an entry"))?;
-        let value = found.and_then(|v| serde_json::from_str::<CachedResult>(&v).ok());
-        let write = || -> rusqlite::Result<()> {
-            if value.is_some() {
-                tx.prepare_cached(
-                    "UPDATE entries SET last_used = (SELECT COALESCE(max(last_used), 0) + 1 FROM entries), hits = hits + 1 WHERE key = ?1",
-                )?
-                .execute([key.as_bytes().as_slice()])?;
-            } else {
-                tx.prepare_cached("DELETE FROM entries WHERE key = ?1")?
-                    .execute([key.as_bytes().as_slice()])?;
-                bump(&tx, "misses", 1)?;
-            }
-            Ok(())
+        let Some(found) = found else {
+            return Ok(None);
         };
-        write().map_err(self.err("mark an entry used"))?;
-        tx.commit().map_err(self.err("mark an entry used"))?;
-        Ok(value)
+        let Ok(value) = serde_json::from_str::<CachedResult>(&found) else {
+            conn.execute(
+                "DELETE FROM entries WHERE key = ?1",
+                [key.as_bytes().as_slice()],
+            )
+            .map_err(self.err("drop an unreadable entry"))?;
+            return Ok(None);
+        };
+        conn.prepare_cached(
+            "UPDATE entries SET last_used = (SELECT COALESCE(max(last_used), 0) + 1 FROM entries), hits = hits + 1 WHERE key = ?1",
+        )
+        .and_then(|mut s| s.execute([key.as_bytes().as_slice()]))
+        .map_err(self.err("mark an entry used"))?;
+        Ok(Some(value))
     }
 
     /// Count a hit that was served.
@@ -353,6 +354,7 @@ impl ActionCache {
                 total = total.saturating_sub(to_u64(size));
                 evicted += 1;
             }
+            bump(&tx, "misses", 1)?;
             if evicted > 0 {
                 bump(&tx, "evictions", evicted)?;
             }
@@ -472,7 +474,7 @@ mod tests {
         assert!(again.get(&key(1)).unwrap().is_some());
         assert!(again.get(&key(3)).unwrap().is_some());
         let stats = again.stats().unwrap();
-        assert_eq!((stats.entries, stats.evictions, stats.misses), (2, 1, 1));
+        assert_eq!((stats.entries, stats.evictions, stats.misses), (2, 1, 3));
         assert_eq!(again.clear().unwrap(), 2);
         assert_eq!(again.stats().unwrap().entries, 0);
     }

@@ -73,17 +73,17 @@ mod engine;
 mod error;
 mod ledger;
 mod proof;
-mod reexec;
 pub mod reclaim;
+mod reexec;
 mod runtime;
 mod settle;
 mod stages;
 
-pub use engine::{Completion, Engine, EngineFailure, ExecutionContext, ReadError, WriteError};
 pub use cache::{
     ActionCache, CACHE_FILE_NAME, CacheError, CacheLimits, CacheStats, DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ENTRIES,
 };
+pub use engine::{Completion, Engine, EngineFailure, ExecutionContext, ReadError, WriteError};
 pub use error::RuntimeError;
 /// The store's path rules, for engines that name bundle entries.
 pub use mex_artifacts::{BundleBuilder, RelPath};

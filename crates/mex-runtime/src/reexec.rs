@@ -76,7 +76,11 @@ impl MexRuntime {
             .outputs
             .iter()
             .map(|h| (Role::Output, h.content_hash))
-            .chain(hit.evidence.iter().map(|h| (Role::Evidence, h.content_hash)))
+            .chain(
+                hit.evidence
+                    .iter()
+                    .map(|h| (Role::Evidence, h.content_hash)),
+            )
             .collect();
         let store = self.store.clone();
         let recorder = self.recorder.clone();

@@ -206,9 +206,11 @@ impl MexRuntime {
         let proof = AdmissionProof::mint(admitted);
         draft.denials.extend(proof.degraded().iter().cloned());
         let cache_key = match (&self.cache, op.determinism) {
-            (Some(_), DeterminismLevel::D3) => {
-                cache::key(&proof, &cache::code_identity(&self.registry, &proof), &self.salt)
-            }
+            (Some(_), DeterminismLevel::D3) => cache::key(
+                &proof,
+                &cache::code_identity(&self.registry, &proof),
+                &self.salt,
+            ),
             _ => None,
         };
         Ok(Cleared {

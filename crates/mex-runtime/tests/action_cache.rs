@@ -3,6 +3,7 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
+    clippy::panic,
     reason = "tests fail loudly on a broken setup"
 )]
 
@@ -114,7 +115,10 @@ fn reexecuting_a_nondeterministic_engine_drops_the_entry_and_records_a_problem()
         .unwrap_or_else(|| panic!("no nondeterminism problem in {problems:?}"));
     assert_eq!(found.engine_id.as_ref().unwrap().as_str(), "engine.calc");
     let stats = rt.action_cache().unwrap().stats().unwrap();
-    assert_eq!((stats.reexecutions, stats.mismatches, stats.entries), (1, 1, 0));
+    assert_eq!(
+        (stats.reexecutions, stats.mismatches, stats.entries),
+        (1, 1, 0)
+    );
     // The entry is gone: the next request runs the engine.
     let after = rt.execute(common::op("calc.echo", json!({"text": "x"})));
     assert!(!after.served_from_cache);
@@ -135,7 +139,10 @@ fn reexecuting_a_deterministic_engine_keeps_the_entry() {
     );
     rt.wait_for_reexecutions();
     let stats = rt.action_cache().unwrap().stats().unwrap();
-    assert_eq!((stats.reexecutions, stats.mismatches, stats.entries), (1, 0, 1));
+    assert_eq!(
+        (stats.reexecutions, stats.mismatches, stats.entries),
+        (1, 0, 1)
+    );
     let problems = home.recorder.problems(&ProblemFilter::default()).unwrap();
     assert!(problems.is_empty(), "{problems:?}");
 }
@@ -153,5 +160,8 @@ fn a_fraction_of_zero_never_reexecutes() {
     }
     rt.wait_for_reexecutions();
     let stats = rt.action_cache().unwrap().stats().unwrap();
-    assert_eq!((stats.reexecutions, stats.mismatches, stats.hits), (0, 0, 5));
+    assert_eq!(
+        (stats.reexecutions, stats.mismatches, stats.hits),
+        (0, 0, 5)
+    );
 }

@@ -46,7 +46,11 @@ fn runtime_at(dir: &std::path::Path) -> mex_runtime::MexRuntime {
 /// Run operations from [`THREADS`] threads, `per_thread` each (or forever),
 /// printing `DONE <op id> <handle json>` for each succeeded result when
 /// `print`. Returns how many succeeded.
-fn run_from_threads(rt: &Arc<mex_runtime::MexRuntime>, per_thread: Option<u64>, print: bool) -> u64 {
+fn run_from_threads(
+    rt: &Arc<mex_runtime::MexRuntime>,
+    per_thread: Option<u64>,
+    print: bool,
+) -> u64 {
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
             let rt = Arc::clone(rt);
@@ -157,15 +161,15 @@ fn every_returned_result_survives_sigkill_with_8_operations_in_flight() {
             .find(|e| e.kind == EventKind::OpCompleted)
             .unwrap_or_else(|| panic!("{op_id} returned but has no op_completed"));
         assert_eq!(completed.status, Some(ResultStatus::Succeeded));
-        assert!(
-            events
-                .iter()
-                .any(|e| e.kind == EventKind::ArtifactWritten
-                    && e.artifact == Some(handle.content_hash))
-        );
+        assert!(events.iter().any(
+            |e| e.kind == EventKind::ArtifactWritten && e.artifact == Some(handle.content_hash)
+        ));
         let bytes = store.read(handle).unwrap();
         assert!(bytes.starts_with(b"echo: "));
     }
     let report = store.verify().unwrap();
-    assert!(report.is_ok(), "half-written or damaged artifacts: {report:?}");
+    assert!(
+        report.is_ok(),
+        "half-written or damaged artifacts: {report:?}"
+    );
 }
