@@ -52,7 +52,7 @@ const REGISTRY: &str = r#"{
    "name": "bench.echo", "description": "echo the text",
    "params_schema": {"inline": {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
      "additionalProperties": false, "properties": {"text": {"type": "string"}}, "required": ["text"]}},
-   "outputs": [{"type": "artifact.report"}],
+   "outputs": [{"type": "artifact.dataset"}],
    "required_capabilities": ["fs.write:artifacts"],
    "determinism": "D3"
   }]
