@@ -190,6 +190,8 @@ pub struct ArtifactStore {
     pub(crate) tmp: Dir,
     config: StoreConfig,
     cache: Mutex<HashMap<Sha256Digest, FileStamp>>,
+    /// Group fsync of directories for concurrent puts.
+    dir_sync: crate::dirsync::DirSync,
     reclaimed_at_open: Vec<String>,
     /// Test hook: the temp writer fails with ENOSPC after this many bytes.
     #[cfg(test)]
@@ -341,6 +343,7 @@ impl ArtifactStore {
             tmp,
             config,
             cache: Mutex::new(HashMap::new()),
+            dir_sync: crate::dirsync::DirSync::default(),
             reclaimed_at_open: Vec::new(),
             #[cfg(test)]
             fault_enospc_after: None,
@@ -625,7 +628,9 @@ impl ArtifactStore {
                 Err(e) => return Err(store_io("link payload into place at", blob_path, 0, e)),
             }
         }
-        fsync_dir(&shard_dir, &self.root_path.join(BLOBS).join(&shard))?;
+        drop(shard_dir);
+        self.dir_sync
+            .sync(&self.root, &self.root_path, &Path::new(BLOBS).join(&shard))?;
         drop(tmp);
         Ok(())
     }
@@ -717,7 +722,8 @@ impl ArtifactStore {
                         e,
                     )
                 })?;
-                fsync_dir(&self.records, &self.root_path.join(RECORDS))?;
+                self.dir_sync
+                    .sync(&self.root, &self.root_path, Path::new(RECORDS))?;
             }
             Ok(())
         })();

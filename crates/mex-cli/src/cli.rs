@@ -113,6 +113,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The D3 action cache in the home: stats, clear.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Benchmark trivial D3 operations through the real runtime in a
+    /// temporary home: ops/s, latency p50/p99, cache-hit p50, fsync p50.
+    Bench(BenchArgs),
     /// The home's signing key (Ed25519): init, show.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -230,6 +236,43 @@ pub enum RecorderCommand {
     },
 }
 
+/// `mex cache ...`
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Entries, bytes, bounds, hits, misses, evictions, re-executions.
+    Stats {
+        /// Print the report as JSON (schema: cache-stats-report).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every entry (the artifacts stay in the store).
+    Clear {
+        /// Print the report as JSON (schema: cache-clear-report).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `mex bench`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Operations to run (each a cache miss).
+    #[arg(long, default_value_t = 1000)]
+    pub ops: usize,
+    /// Threads calling the runtime at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Events appended to the recorder before the run.
+    #[arg(long, default_value_t = 0)]
+    pub preload_events: u64,
+    /// Where the temporary home is made (default: the home's directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the report as JSON (schema: bench-report).
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `mex keys ...`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -270,6 +313,7 @@ impl Command {
                 | Self::Registry(RegistryCommand::Check { .. } | RegistryCommand::Pin(_))
                 | Self::Recorder(_)
                 | Self::Problems { .. }
+                | Self::Cache(CacheCommand::Stats { .. })
                 | Self::Artifacts(ArtifactsCommand::Verify { .. } | ArtifactsCommand::Get { .. })
         )
     }

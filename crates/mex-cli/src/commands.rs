@@ -52,6 +52,8 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
             crate::trust::attest(&home, op_id, op.as_deref(), out.as_deref())
         }
         Command::Gc { json } => crate::gc::run(&home, *json),
+        Command::Cache(cmd) => crate::cache::run(&home, cmd),
+        Command::Bench(args) => crate::bench::run(&home, args),
         Command::Serve(args) => crate::serve::run(&home, args),
         Command::Schema { .. } => Ok(exit::OK),
     }

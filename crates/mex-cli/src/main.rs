@@ -18,6 +18,8 @@
     reason = "doc comments here are clap help text, where <home> and <op_id> are placeholders for the user, not HTML"
 )]
 
+mod bench;
+mod cache;
 mod cli;
 mod commands;
 mod demo;

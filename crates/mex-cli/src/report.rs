@@ -260,6 +260,68 @@ pub struct GcRunReport {
     pub store: ArtifactsGcReport,
 }
 
+/// `mex cache stats --json`: the home's D3 action cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacheStatsReport {
+    /// The cache file.
+    pub path: String,
+    /// Entries held.
+    pub entries: u64,
+    /// Bytes of entries held (their stored JSON; the artifacts are in the store).
+    pub bytes: u64,
+    /// Bound on entries (least recently used go first).
+    pub max_entries: u64,
+    /// Bound on bytes.
+    pub max_bytes: u64,
+    /// Hits served.
+    pub hits: u64,
+    /// Misses whose result was stored.
+    pub misses: u64,
+    /// Entries removed to stay within the bounds.
+    pub evictions: u64,
+    /// Entries dropped because an artifact no longer verified.
+    pub stale: u64,
+    /// Hits re-executed to check the engine's determinism.
+    pub reexecutions: u64,
+    /// Re-executions whose outputs differed (entry dropped, Problem recorded).
+    pub mismatches: u64,
+}
+
+/// `mex cache clear --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacheClearReport {
+    /// The cache file.
+    pub path: String,
+    /// Entries removed.
+    pub removed: u64,
+}
+
+/// `mex bench --json`: one benchmark run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BenchReport {
+    /// Operations run (each a cache miss).
+    pub ops: u64,
+    /// Threads calling the runtime at once.
+    pub concurrency: u64,
+    /// Events appended to the recorder before the run.
+    pub preloaded_events: u64,
+    /// The directory whose filesystem held the temporary home.
+    pub dir: String,
+    /// Operations per second over the run.
+    pub ops_per_s: f64,
+    /// Median latency of one operation, microseconds.
+    pub latency_p50_us: u64,
+    /// 99th percentile latency, microseconds.
+    pub latency_p99_us: u64,
+    /// Median latency of a D3 cache hit, microseconds.
+    pub cache_hit_p50_us: u64,
+    /// Median fsync of a 200-byte write on the same filesystem, microseconds.
+    pub fsync_p50_us: u64,
+}
+
 /// `(schema name, schema)` for every type above that is printed.
 pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
     vec![
@@ -272,6 +334,15 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
             schemars::schema_for!(ArtifactsGcReport),
         ),
         ("gc-report", schemars::schema_for!(GcRunReport)),
+        (
+            "cache-stats-report",
+            schemars::schema_for!(CacheStatsReport),
+        ),
+        (
+            "cache-clear-report",
+            schemars::schema_for!(CacheClearReport),
+        ),
+        ("bench-report", schemars::schema_for!(BenchReport)),
         ("artifact-handle", schemars::schema_for!(ArtifactHandle)),
         ("engines-listing", schemars::schema_for!(EnginesListing)),
         ("validate-listing", schemars::schema_for!(ValidateListing)),

@@ -57,7 +57,7 @@ use crate::problem::{self, Problem, ProblemFilter, ProblemState};
 use crate::query::EventQuery;
 use crate::redact::Redactor;
 use crate::tag::WriterKey;
-use crate::verify::{BreakKind, ChainBreak, ChainHead, ChainVerifier, VerifyReport};
+use crate::verify::{BreakKind, ChainBreak, ChainHead, ChainVerifier, VerifyReport, check_hashes};
 use crate::{FlightRecorder, RecorderError, write_jsonl_line};
 
 /// The database file name inside the mex home directory.
@@ -154,6 +154,10 @@ const PROBLEM_COLUMNS: &str = "fingerprint, code, gate, engine_id, operation, se
 /// Most drafts committed in one group-commit transaction (a single larger
 /// `append_batch` still commits whole).
 const MAX_GROUP_DRAFTS: usize = 8192;
+
+/// Events read per chunk when verifying (their hashes are checked in
+/// parallel).
+const VERIFY_CHUNK: usize = 16_384;
 
 /// How long a connection waits for another process's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -478,10 +482,26 @@ impl SqliteRecorder {
                     .prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"))
                     .map_err(err)?;
                 let mut rows = stmt.query([]).map_err(err)?;
-                while let Some(row) = rows.next().map_err(err)? {
-                    let seq = row.get::<_, i64>(0).map_err(err)?;
-                    let seq = u64::try_from(seq).unwrap_or(0);
-                    if !verifier.push(seq, row_to_event(row)) {
+                // Rows are read and parsed here, in chunks; each chunk's
+                // hashes are checked on every core, then fed in order.
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let mut chunk = Vec::with_capacity(VERIFY_CHUNK);
+                let mut more = true;
+                while more {
+                    more = false;
+                    while let Some(row) = rows.next().map_err(err)? {
+                        let seq = row.get::<_, i64>(0).map_err(err)?;
+                        chunk.push((u64::try_from(seq).unwrap_or(0), row_to_event(row)));
+                        if chunk.len() == VERIFY_CHUNK {
+                            more = true;
+                            break;
+                        }
+                    }
+                    let checked = check_hashes(std::mem::take(&mut chunk), threads);
+                    if !checked
+                        .into_iter()
+                        .all(|(seq, e)| verifier.push_checked(seq, e))
+                    {
                         break;
                     }
                 }

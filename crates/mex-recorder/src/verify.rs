@@ -105,6 +105,77 @@ impl VerifyReport {
     }
 }
 
+/// Whether an event's stored hash matches its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HashCheck {
+    /// It does (current or legacy spelling of the time).
+    Matches,
+    /// It does not; the content hashes to this.
+    Differs(Sha256Digest),
+    /// The content cannot be hashed.
+    Unreadable(String),
+}
+
+impl HashCheck {
+    pub(crate) fn of(event: &Event) -> Self {
+        match event.compute_hash() {
+            Ok(h) if h == event.hash => Self::Matches,
+            Ok(_) if matches!(event.compute_legacy_hash(), Ok(Some(l)) if l == event.hash) => {
+                Self::Matches
+            }
+            Ok(h) => Self::Differs(h),
+            Err(e) => Self::Unreadable(e.to_string()),
+        }
+    }
+}
+
+/// A row as read: its seq and the event (or why it cannot be read).
+pub(crate) type Row = (u64, Result<Event, String>);
+
+/// A row with its hash checked.
+pub(crate) type CheckedRow = (u64, Result<(Event, HashCheck), String>);
+
+/// Check the hashes of `rows` on up to `threads` threads (scoped; no pool),
+/// keeping their order. Hashing is the bulk of verifying a chain, and each
+/// event's hash depends only on that event.
+pub(crate) fn check_hashes(rows: Vec<Row>, threads: usize) -> Vec<CheckedRow> {
+    let check = |(seq, e): Row| -> CheckedRow {
+        (
+            seq,
+            e.map(|e| {
+                let c = HashCheck::of(&e);
+                (e, c)
+            }),
+        )
+    };
+    let threads = threads.max(1);
+    if threads == 1 || rows.len() < 256 {
+        return rows.into_iter().map(check).collect();
+    }
+    let per = rows.len().div_ceil(threads);
+    let mut parts: Vec<Vec<Row>> = Vec::with_capacity(threads);
+    let mut rest = rows;
+    while rest.len() > per {
+        let tail = rest.split_off(per);
+        parts.push(rest);
+        rest = tail;
+    }
+    parts.push(rest);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| s.spawn(move || part.into_iter().map(check).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![(0, Err("a hashing thread panicked".to_owned()))])
+            })
+            .collect()
+    })
+}
+
 /// Streaming verifier: feed rows in seq order, then finish with the
 /// checkpoint.
 pub(crate) struct ChainVerifier {
@@ -138,6 +209,21 @@ impl ChainVerifier {
 
     /// Feed the row stored at `seq`. Returns `false` once broken (stop).
     pub(crate) fn push(&mut self, seq: u64, event: Result<Event, String>) -> bool {
+        let checked = event.map(|e| {
+            let check = HashCheck::of(&e);
+            (e, check)
+        });
+        self.push_checked(seq, checked)
+    }
+
+    /// [`ChainVerifier::push`] with the event's hash already checked (so
+    /// the hashing of many events can run in parallel, see
+    /// [`check_hashes`]).
+    pub(crate) fn push_checked(
+        &mut self,
+        seq: u64,
+        event: Result<(Event, HashCheck), String>,
+    ) -> bool {
         if self.first_break.is_some() {
             return false;
         }
@@ -150,17 +236,16 @@ impl ChainVerifier {
             self.fail(self.next_seq, BreakKind::Missing, detail);
             return false;
         }
-        let event = match event {
+        let (event, check) = match event {
             Ok(e) => e,
             Err(detail) => {
                 self.fail(seq, BreakKind::Unreadable, detail);
                 return false;
             }
         };
-        match event.compute_hash() {
-            Ok(h) if h == event.hash => {}
-            Ok(_) if matches!(event.compute_legacy_hash(), Ok(Some(l)) if l == event.hash) => {}
-            Ok(h) => {
+        match check {
+            HashCheck::Matches => {}
+            HashCheck::Differs(h) => {
                 let detail = format!(
                     "content hashes to {h} but the stored hash is {}: the event was edited or moved",
                     event.hash
@@ -168,8 +253,8 @@ impl ChainVerifier {
                 self.fail(seq, BreakKind::HashMismatch, detail);
                 return false;
             }
-            Err(e) => {
-                self.fail(seq, BreakKind::Unreadable, e.to_string());
+            HashCheck::Unreadable(e) => {
+                self.fail(seq, BreakKind::Unreadable, e);
                 return false;
             }
         }

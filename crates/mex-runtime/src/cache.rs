@@ -1,20 +1,64 @@
-//! The D3 result cache.
+//! The D3 action cache: persistent, shared, bounded.
 //!
 //! Only successful D3 results are cached. The key is the canonical (RFC 8785)
-//! hash of: engine, implementation id and version, operation, canonical
-//! params, input digests and sizes, the resolved budget, the determinism level
-//! and a runtime salt. A hit is served only if every cached artifact still
-//! verifies in the store.
+//! hash of: engine, implementation id and version, the implementation's code
+//! identity (the pinned digests of a process implementation's program and
+//! files; builtin implementations are identified by id and version), the
+//! operation, canonical params, input digests and sizes, the resolved
+//! budget, the determinism level and a runtime salt.
+//!
+//! Entries live in SQLite (`<home>/action-cache.sqlite3`, WAL), so every
+//! process on the home and `mex serve` share them. The file is bounded by
+//! entries and bytes; the least recently used entries go first. The cache is
+//! an optimisation, never a record: it commits without fsync
+//! (`synchronous=NORMAL`), and a hit is served only if every cached artifact
+//! still verifies in the store (digest and size), so an entry that outlived
+//! its artifacts, or that a crash left behind, is dropped, never served.
+//! Counters (hits, misses, evictions, re-executions, mismatches) live in the
+//! same file, in the transaction that changes them.
 
-use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::proof::AdmissionProof;
-use mex_envelope::{ArtifactHandle, ProvenanceRecord, Sha256Digest, canonical};
+use mex_envelope::{ArtifactHandle, ProvenanceRecord, Sha256Digest, UtcTimestamp, canonical};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// The cache file's name inside a mex home.
+pub const CACHE_FILE_NAME: &str = "action-cache.sqlite3";
+
+/// Default bound on entries.
+pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
+
+/// Default bound on the bytes of stored entries (their JSON values).
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The schema this build writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS entries (
+    key BLOB PRIMARY KEY,
+    engine_id TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    value TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    last_used INTEGER NOT NULL,
+    hits INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_lru ON entries(last_used);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 /// What a cache hit returns.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct CachedResult {
     pub outputs: Vec<ArtifactHandle>,
     pub evidence: Vec<ArtifactHandle>,
@@ -22,15 +66,106 @@ pub(crate) struct CachedResult {
     pub provenance: ProvenanceRecord,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct ResultCache {
-    entries: Mutex<HashMap<Sha256Digest, CachedResult>>,
+/// Bounds of an action cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Most entries kept.
+    pub max_entries: u64,
+    /// Most bytes of entries kept.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        Self {
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// What `mex cache stats` reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CacheStats {
+    /// The cache file.
+    pub path: PathBuf,
+    /// Entries held.
+    pub entries: u64,
+    /// Bytes of entries held (their stored JSON).
+    pub bytes: u64,
+    /// Bound on entries.
+    pub max_entries: u64,
+    /// Bound on bytes.
+    pub max_bytes: u64,
+    /// Hits served.
+    pub hits: u64,
+    /// Misses whose result was stored (a lookup that finds nothing writes
+    /// nothing; the run it leads to counts here when it is cached).
+    pub misses: u64,
+    /// Entries removed to stay within the bounds.
+    pub evictions: u64,
+    /// Entries dropped because an artifact no longer verified.
+    pub stale: u64,
+    /// Hits re-executed off the caller's path to check determinism.
+    pub reexecutions: u64,
+    /// Re-executions whose outputs differed (entry dropped, Problem recorded).
+    pub mismatches: u64,
+}
+
+/// An error of the action cache: what failed, on which file, what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "action cache {}: cannot {what}: {message}; remove the file to start an empty cache (it holds no records, only reusable results)",
+    .path.display()
+)]
+pub struct CacheError {
+    /// The cache file.
+    pub path: PathBuf,
+    /// What was being done.
+    pub what: &'static str,
+    /// SQLite's message.
+    pub message: String,
+}
+
+/// The persistent action cache (one SQLite file, shared by processes).
+#[derive(Debug)]
+pub struct ActionCache {
+    path: PathBuf,
+    limits: CacheLimits,
+    conn: Mutex<Connection>,
+}
+
+/// The code identity of an implementation: `<file>=<pinned digest>` for a
+/// process implementation's program and files (empty for builtin ones,
+/// which the id and version identify).
+pub(crate) fn code_identity(
+    registry: &mex_registry::Registry,
+    proof: &AdmissionProof,
+) -> Vec<String> {
+    let imp = proof.implementation();
+    registry
+        .engine(&proof.operation().engine_id)
+        .ok()
+        .and_then(|e| {
+            e.implementations
+                .iter()
+                .find(|i| i.id == imp.id && i.version == imp.version)
+        })
+        .and_then(|i| i.process.as_ref())
+        .map(|p| {
+            std::iter::once(&p.program)
+                .chain(&p.files)
+                .map(|f| format!("{}={}", f.rel, f.sha256))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The cache key of an admitted operation, or `None` when it cannot be
 /// computed (then the run is simply not cached).
-pub(crate) fn key(proof: &AdmissionProof, salt: &str) -> Option<Sha256Digest> {
+pub(crate) fn key(proof: &AdmissionProof, code: &[String], salt: &str) -> Option<Sha256Digest> {
     let op = proof.operation();
+    let imp = proof.implementation();
     let inputs: Vec<_> = op
         .inputs
         .iter()
@@ -39,8 +174,9 @@ pub(crate) fn key(proof: &AdmissionProof, salt: &str) -> Option<Sha256Digest> {
         .collect();
     let material = json!({
         "engine_id": op.engine_id,
-        "implementation_id": proof.implementation().id,
-        "implementation_version": proof.implementation().version.to_string(),
+        "implementation_id": imp.id,
+        "implementation_version": imp.version.to_string(),
+        "implementation_code": code,
         "operation": op.operation,
         "params": op.params,
         "inputs": inputs,
@@ -51,26 +187,315 @@ pub(crate) fn key(proof: &AdmissionProof, salt: &str) -> Option<Sha256Digest> {
     canonical::digest(&material).ok()
 }
 
-impl ResultCache {
-    pub(crate) fn get(&self, key: &Sha256Digest) -> Option<CachedResult> {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned()
+fn now_ms() -> i64 {
+    UtcTimestamp::now().unix_millis()
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn bump(tx: &Connection, name: &str, by: u64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO counters (name, value) VALUES (?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+    )?
+    .execute(params![name, to_i64(by)])?;
+    Ok(())
+}
+
+impl ActionCache {
+    /// Open (or create) the cache file in `home`.
+    pub fn open_in(home: impl AsRef<Path>, limits: CacheLimits) -> Result<Self, CacheError> {
+        Self::open(home.as_ref().join(CACHE_FILE_NAME), limits)
     }
 
-    pub(crate) fn put(&self, key: Sha256Digest, value: CachedResult) {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, value);
+    /// Open (or create) the cache file at `path`.
+    pub fn open(path: impl Into<PathBuf>, limits: CacheLimits) -> Result<Self, CacheError> {
+        let path = path.into();
+        let fail = |what: &'static str| {
+            let path = path.clone();
+            move |e: rusqlite::Error| CacheError {
+                path,
+                what,
+                message: e.to_string(),
+            }
+        };
+        let conn = Connection::open(&path).map_err(fail("open"))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(fail("set the busy timeout"))?;
+        let _: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(fail("switch to WAL"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(fail("set synchronous"))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(fail("read the schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(CacheError {
+                path,
+                what: "read the schema version",
+                message: format!(
+                    "schema version {version} is newer than this build's {SCHEMA_VERSION}"
+                ),
+            });
+        }
+        conn.execute_batch(SCHEMA)
+            .map_err(fail("create the schema"))?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(fail("write the schema version"))?;
+        Ok(Self {
+            path,
+            limits,
+            conn: Mutex::new(conn),
+        })
     }
 
-    pub(crate) fn forget(&self, key: &Sha256Digest) {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+    /// The cache file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> CacheError + '_ {
+        move |e| CacheError {
+            path: self.path.clone(),
+            what,
+            message: e.to_string(),
+        }
+    }
+
+    /// The entry under `key`, marked most recently used; `None` on a miss.
+    /// A miss writes nothing (an unreadable entry is dropped).
+    pub(crate) fn get(&self, key: &Sha256Digest) -> Result<Option<CachedResult>, CacheError> {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let found: Option<String> = conn
+            .prepare_cached("SELECT value FROM entries WHERE key = ?1")
+            .and_then(|mut s| {
+                s.query_row([key.as_bytes().as_slice()], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(self.err("look up an entry"))?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let Ok(value) = serde_json::from_str::<CachedResult>(&found) else {
+            conn.execute(
+                "DELETE FROM entries WHERE key = ?1",
+                [key.as_bytes().as_slice()],
+            )
+            .map_err(self.err("drop an unreadable entry"))?;
+            return Ok(None);
+        };
+        conn.prepare_cached(
+            "UPDATE entries SET last_used = (SELECT COALESCE(max(last_used), 0) + 1 FROM entries), hits = hits + 1 WHERE key = ?1",
+        )
+        .and_then(|mut s| s.execute([key.as_bytes().as_slice()]))
+        .map_err(self.err("mark an entry used"))?;
+        Ok(Some(value))
+    }
+
+    /// Count a hit that was served.
+    pub(crate) fn served(&self) {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = bump(&conn, "hits", 1);
+    }
+
+    /// Remember `value` under `key`, then evict least recently used entries
+    /// beyond the bounds, in one transaction.
+    pub(crate) fn put(
+        &self,
+        key: &Sha256Digest,
+        engine: &str,
+        operation: &str,
+        value: &CachedResult,
+    ) -> Result<(), CacheError> {
+        let text = serde_json::to_string(value).map_err(|e| CacheError {
+            path: self.path.clone(),
+            what: "serialize an entry",
+            message: e.to_string(),
+        })?;
+        let bytes = u64::try_from(text.len()).unwrap_or(u64::MAX);
+        if bytes > self.limits.max_bytes || self.limits.max_entries == 0 {
+            return Ok(());
+        }
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.err("store an entry"))?;
+        let write = || -> rusqlite::Result<()> {
+            let now = now_ms();
+            tx.prepare_cached(
+                "INSERT INTO entries (key, engine_id, operation, value, bytes, created_ms, last_used)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT COALESCE(max(last_used), 0) + 1 FROM entries))
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value, bytes = excluded.bytes, last_used = excluded.last_used",
+            )?
+            .execute(params![key.as_bytes().as_slice(), engine, operation, text, to_i64(bytes), now])?;
+            let (count, total): (i64, i64) = tx
+                .prepare_cached("SELECT count(*), COALESCE(sum(bytes), 0) FROM entries")?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let (mut count, mut total) = (to_u64(count), to_u64(total));
+            let mut evicted = 0u64;
+            while count > self.limits.max_entries || total > self.limits.max_bytes {
+                let oldest: Option<(Vec<u8>, i64)> = tx
+                    .prepare_cached(
+                        "SELECT key, bytes FROM entries WHERE key != ?1 ORDER BY last_used LIMIT 1",
+                    )?
+                    .query_row([key.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let Some((old, size)) = oldest else { break };
+                tx.prepare_cached("DELETE FROM entries WHERE key = ?1")?
+                    .execute([old.as_slice()])?;
+                count = count.saturating_sub(1);
+                total = total.saturating_sub(to_u64(size));
+                evicted += 1;
+            }
+            bump(&tx, "misses", 1)?;
+            if evicted > 0 {
+                bump(&tx, "evictions", evicted)?;
+            }
+            Ok(())
+        };
+        write().map_err(self.err("store an entry"))?;
+        tx.commit().map_err(self.err("store an entry"))
+    }
+
+    /// Drop the entry under `key`, counting why (`stale` or `mismatches`).
+    pub(crate) fn forget(&self, key: &Sha256Digest, why: &'static str) {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = conn.execute(
+            "DELETE FROM entries WHERE key = ?1",
+            [key.as_bytes().as_slice()],
+        );
+        let _ = bump(&conn, why, 1);
+    }
+
+    /// Count a re-execution started.
+    pub(crate) fn reexecuted(&self) {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = bump(&conn, "reexecutions", 1);
+    }
+
+    /// Entries, bytes, bounds and counters.
+    pub fn stats(&self) -> Result<CacheStats, CacheError> {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let read = || -> rusqlite::Result<CacheStats> {
+            let (entries, bytes): (i64, i64) = conn.query_row(
+                "SELECT count(*), COALESCE(sum(bytes), 0) FROM entries",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let counter = |name: &str| -> rusqlite::Result<u64> {
+                let v: Option<i64> = conn
+                    .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                Ok(to_u64(v.unwrap_or(0)))
+            };
+            Ok(CacheStats {
+                path: self.path.clone(),
+                entries: to_u64(entries),
+                bytes: to_u64(bytes),
+                max_entries: self.limits.max_entries,
+                max_bytes: self.limits.max_bytes,
+                hits: counter("hits")?,
+                misses: counter("misses")?,
+                evictions: counter("evictions")?,
+                stale: counter("stale")?,
+                reexecutions: counter("reexecutions")?,
+                mismatches: counter("mismatches")?,
+            })
+        };
+        read().map_err(self.err("read the statistics"))
+    }
+
+    /// Remove every entry and reset the counters; returns how many entries
+    /// were removed.
+    pub fn clear(&self) -> Result<u64, CacheError> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.err("clear"))?;
+        let removed = tx
+            .execute("DELETE FROM entries", [])
+            .and_then(|n| tx.execute("DELETE FROM counters", []).map(|_| n))
+            .map_err(self.err("clear"))?;
+        tx.commit().map_err(self.err("clear"))?;
+        Ok(u64::try_from(removed).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    fn value(n: u8) -> CachedResult {
+        CachedResult {
+            outputs: Vec::new(),
+            evidence: Vec::new(),
+            logs: None,
+            provenance: serde_json::from_value(json!({
+                "engine_id": "engine.calc", "engine_version": "1.0.0",
+                "implementation_id": "calc", "implementation_version": format!("1.0.{n}"),
+                "operation": "calc.echo", "determinism": "D3",
+                "config_hash": "0".repeat(64),
+                "inputs": [], "outputs": [], "capabilities_granted": [], "environment": {}
+            }))
+            .unwrap(),
+        }
+    }
+
+    fn key(n: u8) -> Sha256Digest {
+        Sha256Digest::of(&[n])
+    }
+
+    #[test]
+    fn entries_persist_across_opens_and_lru_goes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = CacheLimits {
+            max_entries: 2,
+            max_bytes: u64::MAX,
+        };
+        let cache = ActionCache::open_in(dir.path(), limits).unwrap();
+        cache.put(&key(1), "e", "o", &value(1)).unwrap();
+        cache.put(&key(2), "e", "o", &value(2)).unwrap();
+        // Using 1 makes 2 the least recently used.
+        assert!(cache.get(&key(1)).unwrap().is_some());
+        cache.put(&key(3), "e", "o", &value(3)).unwrap();
+        drop(cache);
+        let again = ActionCache::open_in(dir.path(), limits).unwrap();
+        assert!(again.get(&key(2)).unwrap().is_none(), "LRU entry evicted");
+        assert!(again.get(&key(1)).unwrap().is_some());
+        assert!(again.get(&key(3)).unwrap().is_some());
+        let stats = again.stats().unwrap();
+        assert_eq!((stats.entries, stats.evictions, stats.misses), (2, 1, 3));
+        assert_eq!(again.clear().unwrap(), 2);
+        assert_eq!(again.stats().unwrap().entries, 0);
+    }
+
+    #[test]
+    fn byte_bound_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = serde_json::to_string(&value(1)).unwrap().len() as u64;
+        let cache = ActionCache::open_in(
+            dir.path(),
+            CacheLimits {
+                max_entries: 100,
+                max_bytes: one * 2 + 1,
+            },
+        )
+        .unwrap();
+        for n in 0..5 {
+            cache.put(&key(n), "e", "o", &value(n)).unwrap();
+        }
+        let stats = cache.stats().unwrap();
+        assert!(stats.bytes <= stats.max_bytes);
+        assert_eq!(stats.entries, 2);
     }
 }

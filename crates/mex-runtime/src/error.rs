@@ -51,4 +51,7 @@ pub enum RuntimeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The action cache cannot be opened.
+    #[error("cannot open the action cache: {0}")]
+    Cache(#[from] crate::cache::CacheError),
 }

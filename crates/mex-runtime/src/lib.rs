@@ -33,6 +33,11 @@
 //!    (`RUNTIME.INTERRUPTED`) when the recorder is next opened, and its op id
 //!    never runs again (see `mex_recorder::claim`).
 //! 3. D3 cache lookup (successful D3 results only; hits re-verify artifacts).
+//!    The cache is persistent and shared by every process on the home
+//!    ([`ActionCache`], `<home>/action-cache.sqlite3`, bounded, least
+//!    recently used out). A fraction of hits is re-executed off the caller's
+//!    path; a re-execution whose outputs differ drops the entry and records
+//!    `RUNTIME.CACHE_NONDETERMINISTIC` (a Problem naming the engine).
 //! 4. Resolve the implementation; refuse one not installed
 //!    (`RUNTIME.ENGINE_NOT_INSTALLED`) or not certified
 //!    (`RUNTIME.ENGINE_NOT_CERTIFIED`, status denied): the [`Certifier`] is
@@ -80,10 +85,15 @@ mod identity;
 mod ledger;
 mod proof;
 pub mod reclaim;
+mod reexec;
 mod runtime;
 mod settle;
 mod stages;
 
+pub use cache::{
+    ActionCache, CACHE_FILE_NAME, CacheError, CacheLimits, CacheStats, DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ENTRIES,
+};
 pub use engine::{
     Completion, Engine, EngineFailure, Execution, ExecutionContext, ReadError, WriteError,
 };
@@ -92,4 +102,7 @@ pub use identity::{CodeDigest, CodeIdentity, HOST_CODE_KIND, code_digest, host_i
 /// The store's path rules, for engines that name bundle entries.
 pub use mex_artifacts::{BundleBuilder, RelPath};
 pub use proof::AdmissionProof;
-pub use runtime::{CancelToken, Certifier, CheckRefused, MexRuntime, MexRuntimeBuilder};
+pub use runtime::{
+    CancelToken, Certifier, CheckRefused, DEFAULT_REEXECUTE_FRACTION, MexRuntime,
+    MexRuntimeBuilder,
+};

@@ -1,9 +1,9 @@
 //! [`MexRuntime`]: builder, `execute`, and the flow of one operation.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use mex_artifacts::ArtifactStore;
@@ -16,7 +16,7 @@ use mex_gates::{
 use mex_recorder::{Claim, ClaimOutcome, ClaimState, EventDraft, FlightRecorder};
 use mex_registry::Registry;
 
-use crate::cache::ResultCache;
+use crate::cache::{ActionCache, CacheLimits};
 use crate::engine::{Engine, EngineFailure, Execution, ExecutionContext, RunState};
 use crate::error::RuntimeError;
 use crate::identity::CodeDigest;
@@ -89,6 +89,10 @@ impl CancelToken {
     }
 }
 
+/// The fraction of D3 cache hits re-executed by default to check that the
+/// engine is deterministic (see [`MexRuntimeBuilder::cache_reexecute_fraction`]).
+pub const DEFAULT_REEXECUTE_FRACTION: f64 = 0.01;
+
 /// How often the watchdog looks at a caller's [`CancelToken`].
 const CANCEL_POLL: Duration = Duration::from_millis(20);
 /// How long a cancelled engine gets to stop before its result is given up.
@@ -108,6 +112,9 @@ pub struct MexRuntimeBuilder {
     certifier: Option<Arc<dyn Certifier>>,
     trusted: BTreeSet<EngineId>,
     cache: bool,
+    action_cache: Option<Arc<ActionCache>>,
+    cache_limits: CacheLimits,
+    reexecute_fraction: Option<f64>,
     salt: String,
     workspace_root: Option<PathBuf>,
 }
@@ -125,6 +132,9 @@ impl Default for MexRuntimeBuilder {
             certifier: None,
             trusted: BTreeSet::new(),
             cache: true,
+            action_cache: None,
+            cache_limits: CacheLimits::default(),
+            reexecute_fraction: None,
             salt: "mex-runtime-1".into(),
             workspace_root: None,
         }
@@ -181,6 +191,27 @@ impl MexRuntimeBuilder {
     /// Turn the D3 result cache on or off (default: on).
     pub fn result_cache(mut self, enabled: bool) -> Self {
         self.cache = enabled;
+        self
+    }
+    /// Use this action cache (default: `<home>/action-cache.sqlite3`, the
+    /// home being the store root's parent, opened with
+    /// [`MexRuntimeBuilder::cache_limits`]).
+    pub fn action_cache(mut self, cache: Arc<ActionCache>) -> Self {
+        self.action_cache = Some(cache);
+        self
+    }
+    /// Bounds of the default action cache (entries, bytes).
+    pub fn cache_limits(mut self, limits: CacheLimits) -> Self {
+        self.cache_limits = limits;
+        self
+    }
+    /// The fraction of D3 cache hits re-executed off the caller's path to
+    /// check that the engine is deterministic (default
+    /// [`DEFAULT_REEXECUTE_FRACTION`]; 0 disables; clamped to 0..=1). A
+    /// re-execution whose outputs differ drops the entry and records a
+    /// Problem naming the engine (`RUNTIME.CACHE_NONDETERMINISTIC`).
+    pub fn cache_reexecute_fraction(mut self, fraction: f64) -> Self {
+        self.reexecute_fraction = Some(fraction);
         self
     }
     /// Salt mixed into every cache key (change it to invalidate the cache).
@@ -244,6 +275,25 @@ impl MexRuntimeBuilder {
                 return Err(RuntimeError::DuplicateEngine(format!("{imp}@{version}")));
             }
         }
+        let home = store
+            .root()
+            .parent()
+            .map_or_else(|| store.root().to_path_buf(), Path::to_path_buf);
+        let cache = match (self.cache, self.action_cache) {
+            (false, _) => None,
+            (true, Some(cache)) => Some(cache),
+            (true, None) => Some(Arc::new(
+                ActionCache::open_in(&home, self.cache_limits).map_err(RuntimeError::Cache)?,
+            )),
+        };
+        let fraction = self
+            .reexecute_fraction
+            .unwrap_or(DEFAULT_REEXECUTE_FRACTION);
+        let reexecute_fraction = if fraction.is_nan() {
+            0.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
         let (workspace_root, prepared) = match self.workspace_root {
             Some(root) => {
                 let made = std::fs::create_dir_all(&root);
@@ -292,7 +342,9 @@ impl MexRuntimeBuilder {
             pipeline,
             engines,
             certifier,
-            cache: self.cache.then(ResultCache::default),
+            cache,
+            reexecute_fraction,
+            reexecutions: Mutex::new(Vec::new()),
             salt: self.salt,
             workspace_root,
             reclaimed,
@@ -428,7 +480,9 @@ pub struct MexRuntime {
     pub(crate) pipeline: Pipeline,
     pub(crate) engines: HashMap<(String, semver::Version), Arc<dyn Engine>>,
     pub(crate) certifier: Arc<dyn Certifier>,
-    pub(crate) cache: Option<ResultCache>,
+    pub(crate) cache: Option<Arc<ActionCache>>,
+    pub(crate) reexecute_fraction: f64,
+    pub(crate) reexecutions: Mutex<Vec<std::thread::JoinHandle<()>>>,
     pub(crate) salt: String,
     pub(crate) workspace_root: PathBuf,
     pub(crate) reclaimed: crate::reclaim::Reclaimed,
@@ -736,6 +790,26 @@ impl MexRuntime {
     /// Where shadow workspaces are made.
     pub fn workspace_root(&self) -> &std::path::Path {
         &self.workspace_root
+    }
+
+    /// The action cache, when the result cache is on.
+    pub fn action_cache(&self) -> Option<&Arc<ActionCache>> {
+        self.cache.as_ref()
+    }
+
+    /// Wait until every cache-hit re-execution started so far has finished
+    /// (they run off the callers' paths; see
+    /// [`MexRuntimeBuilder::cache_reexecute_fraction`]).
+    pub fn wait_for_reexecutions(&self) {
+        let pending = std::mem::take(
+            &mut *self
+                .reexecutions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for handle in pending {
+            let _ = handle.join();
+        }
     }
 
     /// How many engine runs this runtime dispatched (cache hits excluded).

@@ -118,9 +118,12 @@ impl MexRuntime {
         if draft.status == ResultStatus::Succeeded
             && let (Some(cache), Some(key), Some(p)) = (&self.cache, key, &outputs.provenance)
         {
-            cache.put(
-                key,
-                CachedResult {
+            // A result that cannot be cached is still a result.
+            let _ = cache.put(
+                &key,
+                p.engine_id.as_str(),
+                p.operation.as_str(),
+                &CachedResult {
                     outputs: outputs.outputs.clone(),
                     evidence: outputs.evidence.clone(),
                     logs: outputs.logs.clone(),

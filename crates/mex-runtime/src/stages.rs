@@ -213,7 +213,11 @@ impl MexRuntime {
         let proof = AdmissionProof::mint(admitted);
         draft.denials.extend(proof.degraded().iter().cloned());
         let cache_key = match (&self.cache, op.determinism) {
-            (Some(_), DeterminismLevel::D3) => cache::key(&proof, &self.salt),
+            (Some(_), DeterminismLevel::D3) => self.code_of(&proof).and_then(|code| {
+                let mut identity = cache::code_identity(&self.registry, &proof);
+                identity.push(format!("{}={}", code.kind, code.digest));
+                cache::key(&proof, &identity, &self.salt)
+            }),
             _ => None,
         };
         Ok(Cleared {
@@ -232,7 +236,8 @@ impl MexRuntime {
         let (Some(cache), Some(key)) = (&self.cache, cleared.cache_key) else {
             return Err(cleared);
         };
-        let Some(hit) = cache.get(&key) else {
+        // An unreadable cache is a miss, never an error of the operation.
+        let Ok(Some(hit)) = cache.get(&key) else {
             return Err(cleared);
         };
         let all_verify = hit
@@ -242,9 +247,11 @@ impl MexRuntime {
             .chain(&hit.logs)
             .all(|h| self.store.verify_input(h).is_ok());
         if !all_verify {
-            cache.forget(&key);
+            cache.forget(&key, "stale");
             return Err(cleared);
         }
+        cache.served();
+        self.maybe_reexecute(&cleared.proof, key, &hit);
         let CachedResult {
             outputs,
             evidence,
@@ -274,6 +281,25 @@ impl MexRuntime {
             cached: true,
             claiming: admit_completed(&proof, outcomes),
         })
+    }
+
+    /// The code digest of the engine an admitted operation resolves to;
+    /// `None` (then nothing is cached or served from the cache) when this
+    /// runtime has no such engine, its code cannot be identified or it is not
+    /// certified. A
+    /// persistent cache entry is thereby bound to the code that made it: a
+    /// rebuilt host or a changed engine never sees an older build's hits.
+    fn code_of(&self, proof: &AdmissionProof) -> Option<crate::identity::CodeDigest> {
+        let imp = proof.implementation();
+        let engine = self.engines.get(&(imp.id.clone(), imp.version.clone()))?;
+        let code = crate::identity::code_digest(&**engine).ok()?;
+        // Not certified (any more): no hit either; the run is then refused
+        // by `ready` with its reason.
+        let engine_id = &proof.operation().engine_id;
+        self.certifier
+            .check(engine_id, &imp.id, &imp.version, &code)
+            .ok()?;
+        Some(code)
     }
 
     /// Implementation, certification, shadow workspace and a last look at
