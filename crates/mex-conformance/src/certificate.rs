@@ -358,7 +358,7 @@ impl CertificateCertifier {
         );
         if !path.exists() {
             return Err(format!(
-                "{engine} ({implementation_id} {version}) has no conformance certificate at {}; {rerun}",
+                "{engine} ({implementation_id} {version}) has no conformance certificate at {}; run `mex conformance --engine {engine}` (with the same --registry and --registry-dir) to certify it",
                 path.display()
             ));
         }
