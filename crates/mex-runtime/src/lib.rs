@@ -103,6 +103,5 @@ pub use identity::{CodeDigest, CodeIdentity, HOST_CODE_KIND, code_digest, host_i
 pub use mex_artifacts::{BundleBuilder, RelPath};
 pub use proof::AdmissionProof;
 pub use runtime::{
-    CancelToken, Certifier, CheckRefused, DEFAULT_REEXECUTE_FRACTION, MexRuntime,
-    MexRuntimeBuilder,
+    CancelToken, Certifier, CheckRefused, DEFAULT_REEXECUTE_FRACTION, MexRuntime, MexRuntimeBuilder,
 };
