@@ -130,3 +130,83 @@ fn a_host_engine_is_listed_and_runs_in_the_jail() {
         "{reject}"
     );
 }
+
+fn put(home: &Path, file: &Path, media: &str) -> Value {
+    let o = mex(
+        home,
+        &[
+            "artifacts",
+            "put",
+            file.to_str().unwrap(),
+            "--media-type",
+            media,
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap();
+    serde_json::from_str(line).unwrap()
+}
+
+fn run_op(home: &Path, op: &Value) -> Value {
+    let file = home.join(format!("op-{}.json", op["op_id"].as_str().unwrap()));
+    std::fs::write(&file, op.to_string()).unwrap();
+    let o = mex(home, &["run", file.to_str().unwrap(), "--json"]);
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not an EngineResult ({e}): {}", text(&o)))
+}
+
+fn query_op(sql: &Value, budget: Value) -> Value {
+    json!({
+        "schema_version": "poe-1.0",
+        "op_id": uuid::Uuid::new_v4(),
+        "engine_id": "engine.dba",
+        "engine_version_req": "^0.1",
+        "operation": "dba.query_sql",
+        "inputs": [sql],
+        "params": {"sql_ref": sql["artifact_id"], "output": "csv"},
+        "capabilities_requested": ["fs.read:inputs", "fs.write:artifacts"],
+        "budget": budget,
+        "determinism": "D3"
+    })
+}
+
+/// Certified from a fresh home, then through `mex run`: a query succeeds in
+/// the jail, and a query that never ends ends in a typed failure within its budget.
+#[test]
+fn dba_query_sql_runs_under_the_sandbox_through_mex_run() {
+    let home = tempfile::tempdir().unwrap();
+    let o = mex(home.path(), &["conformance", "--engine", "engine.dba"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let ok = home.path().join("ok.sql");
+    std::fs::write(&ok, "SELECT 2 AS x UNION ALL SELECT 1 ORDER BY x").unwrap();
+    let ok = put(home.path(), &ok, "application/sql");
+    let result = run_op(home.path(), &query_op(&ok, json!({"wall_time_ms": 10000})));
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(result["outputs"].as_array().unwrap().len(), 1, "{result}");
+
+    let forever = home.path().join("forever.sql");
+    std::fs::write(
+        &forever,
+        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT count(*) FROM c",
+    )
+    .unwrap();
+    let forever = put(home.path(), &forever, "application/sql");
+    let result = run_op(
+        home.path(),
+        &query_op(&forever, json!({"wall_time_ms": 3000, "cpu_time_ms": 2000})),
+    );
+    let code = result["errors"][0]["code"].as_str().unwrap_or_default();
+    assert!(
+        matches!(
+            code,
+            "DBA_LIMIT_EXCEEDED" | "PROC_CPU_TIME_EXCEEDED" | "PROC_WALL_TIME_EXCEEDED"
+        ),
+        "{result}"
+    );
+}
