@@ -11,7 +11,7 @@ use mex_artifacts::PutOptions;
 use mex_envelope::{ArtifactHandle, ArtifactKind, Classification, EngineResult, ResultStatus};
 use serde_json::{Value, json};
 
-use crate::home::{Home, engines};
+use crate::home::Home;
 use crate::out::outln;
 use crate::{CliError, exit};
 
@@ -59,7 +59,11 @@ pub fn run(home: &Home) -> Result<u8, CliError> {
     );
     // 1. Certify what is not certified yet.
     let certifier = home.certifier();
-    let uncertified: Vec<String> = engines()
+    // Every engine this binary runs: the shipped builtins and the host
+    // engines (kind host_process) the registry declares.
+    let (runnable, _) =
+        mex_cli::process_engines::engines_with_gates(&home.policy()?, &*home.registry()?);
+    let uncertified: Vec<String> = runnable
         .iter()
         .filter(|e| {
             mex_runtime::code_digest(&***e)
@@ -241,6 +245,42 @@ pub fn run(home: &Home) -> Result<u8, CliError> {
         "G-SAFETY.SANDBOX: exec curl",
         ("denied", "G-SAFETY.SANDBOX.EXEC_DENIED"),
         v,
+    ));
+
+    // engine.dba (a host engine): load a CSV; an ATTACH is refused.
+    let people = put("people.csv", "text/csv")?;
+    let attach = put("attach.sql", "application/sql")?;
+    let dba = |operation: &str, input: &ArtifactHandle, params: Value| -> Value {
+        json!({
+            "schema_version": "poe-1.0",
+            "op_id": uuid::Uuid::new_v4().to_string(),
+            "engine_id": "engine.dba",
+            "engine_version_req": "^0.1",
+            "operation": operation,
+            "inputs": [input],
+            "params": params,
+            "capabilities_requested": ["fs.read:inputs", "fs.write:artifacts"],
+            "budget": {"wall_time_ms": 10000, "output_bytes": 1048576},
+            "determinism": "D3"
+        })
+    };
+    cases.push((
+        "dba: load people.csv into SQLite",
+        ("succeeded", "-"),
+        dba(
+            "dba.load_dataset",
+            &people,
+            json!({"dataset_ref": people.artifact_id.to_string(), "table": "people", "mode": "replace", "output": "sqlite"}),
+        ),
+    ));
+    cases.push((
+        "dba: SQL that ATTACHes a file",
+        ("failed", "DBA_SQL_ERROR"),
+        dba(
+            "dba.query_sql",
+            &attach,
+            json!({"sql_ref": attach.artifact_id.to_string(), "output": "csv"}),
+        ),
     ));
 
     // 3. Run them through the real runtime.
