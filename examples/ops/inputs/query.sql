@@ -1,1 +1,1 @@
-SELECT name, value FROM settings ORDER BY name;
+SELECT 6 * 7 AS answer;
