@@ -11,6 +11,8 @@ pub struct Jail {
     pub dir: tempfile::TempDir,
     inputs: Vec<Value>,
     n: u32,
+    /// The run's output budget.
+    pub output_bytes: u64,
 }
 
 impl Jail {
@@ -21,6 +23,7 @@ impl Jail {
             dir,
             inputs: Vec::new(),
             n: 0,
+            output_bytes: 268_435_456,
         }
     }
 
@@ -68,7 +71,7 @@ impl Jail {
             "operation": operation,
             "params": params,
             "inputs": self.inputs,
-            "budget": {"cpu_time_ms": 60000, "wall_time_ms": 120000, "memory_bytes": 1073741824u64, "output_bytes": 268435456u64},
+            "budget": {"cpu_time_ms": 60000, "wall_time_ms": 120000, "memory_bytes": 1073741824u64, "output_bytes": self.output_bytes},
             "determinism": "D2",
             "output_dir": out.to_str().unwrap(),
         });
