@@ -57,7 +57,7 @@ pub fn write_fail(e: &io::Error, cap: u64) -> Fail {
         Fail::new(
             WR_LIMIT_EXCEEDED,
             format!(
-                "the output would be larger than {cap} bytes (the run's output budget or the engine's bound); raise budget.output_bytes or split the input"
+                "the output would be larger than {cap} bytes, the engine's output bound; split the input"
             ),
         )
     } else {

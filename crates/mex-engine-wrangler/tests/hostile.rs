@@ -232,15 +232,19 @@ fn pathological_regexes_run_in_linear_time_or_are_refused() {
 }
 
 #[test]
-fn output_over_the_budget_is_typed() {
+fn the_output_budget_is_left_to_the_runtime() {
+    // The engine does not pre-empt the run's output budget with a code of
+    // its own: it writes the output, and the runtime's file-size limit and
+    // output check end the run as RUNTIME.OUTPUT_BUDGET_EXCEEDED.
     let mut j = Jail::new();
     j.output_bytes = 1000;
     let csv = "a,b\n".to_owned() + &"1,2\n".repeat(1000);
     let id = j.input(csv.as_bytes(), "text/csv");
-    let f = j.fail(
-        "wrangler.convert_table",
-        json!({"input_ref": id, "target": "json", "output": "dataset"}),
-    );
-    assert_eq!(f.code, "WR_LIMIT_EXCEEDED");
-    assert!(f.message.contains("1000 bytes"), "{}", f.message);
+    let outs = j
+        .run(
+            "wrangler.convert_table",
+            json!({"input_ref": id, "target": "json", "output": "dataset"}),
+        )
+        .unwrap();
+    assert!(outs[0].2.len() > 1000);
 }
