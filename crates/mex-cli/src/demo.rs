@@ -237,33 +237,6 @@ pub fn run(home: &Home) -> Result<u8, CliError> {
         v,
     ));
 
-    // engine.wrangler (host_process): a profile, and a malformed CSV.
-    let wrangler = |file: &str| -> Result<Value, CliError> {
-        let data = put(file, "text/csv")?;
-        Ok(json!({
-            "schema_version": "poe-1.0",
-            "op_id": uuid::Uuid::new_v4().to_string(),
-            "engine_id": "engine.wrangler",
-            "engine_version_req": "^0.1",
-            "operation": "wrangler.profile_dataset",
-            "inputs": [&data],
-            "params": {"dataset_ref": data.artifact_id.to_string(), "metrics": ["count", "nulls", "distinct", "min", "max"], "output": "json"},
-            "capabilities_requested": ["fs.read:inputs", "fs.write:artifacts", "proc.exec:data"],
-            "budget": {"wall_time_ms": 30000, "output_bytes": 1048576},
-            "determinism": "D2"
-        }))
-    };
-    cases.push((
-        "wrangler: profile a CSV",
-        ("succeeded", "-"),
-        wrangler("people.csv")?,
-    ));
-    cases.push((
-        "wrangler: CSV quote never closed",
-        ("failed", "WR_DATA_PARSE_ERROR"),
-        wrangler("unbalanced.csv")?,
-    ));
-
     // 3. Run them through the real runtime.
     let runtime = home.runtime()?;
     let mut rows = Vec::new();
