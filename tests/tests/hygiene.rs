@@ -79,6 +79,9 @@ fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
         ],
         // The SDK speaks the wire protocol only.
         "mex-engine-sdk" => &["mex-envelope"],
+        // Handler libraries hosted out of process (`host_process`) speak the
+        // protocol through the SDK only.
+        "mex-engine-wrangler" => &["mex-engine-sdk"],
         // Engines use the engine-author API; an engine-specific gate implements
         // mex-gates' public `Gate` trait.
         n if n.starts_with("mex-engine-") => {

@@ -20,7 +20,10 @@ use mex_engine_sdk::{Fail, Request};
 pub type Handler = fn(&mut Request) -> Result<(), Fail>;
 
 /// Engine id -> handler, for every `host_process` engine this binary hosts.
-pub const HOST_ENGINES: &[(&str, Handler)] = &[(mex_engine_dba::ENGINE_ID, mex_engine_dba::handle)];
+pub const HOST_ENGINES: &[(&str, Handler)] = &[
+    (mex_engine_dba::ENGINE_ID, mex_engine_dba::handle),
+    (mex_engine_wrangler::ENGINE_ID, mex_engine_wrangler::handle),
+];
 
 /// The handler of `engine_id`, if this binary hosts it.
 pub fn handler(engine_id: &str) -> Option<Handler> {

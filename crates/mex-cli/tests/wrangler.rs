@@ -1,0 +1,76 @@
+//! engine.wrangler through the real binary, from a fresh home: certified by
+//! `mex conformance`'s vectors, hostile rejects included, inside the jail.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn mex(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mex"))
+        .arg("--home")
+        .arg(home)
+        .arg("--registry")
+        .arg(root().join("mechanical_engines.json"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("MEX_HOME")
+        .env_remove("MEX_REGISTRY_DIR")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Every registry vector of engine.wrangler passes inside the jail, from a
+/// fresh home: the goldens with their recorded digests, and the hostile
+/// rejects (a CSV quote never closed, bytes that are not UTF-8) with the
+/// engine's own codes, which only the handler in the jailed child produces.
+#[test]
+fn vectors_and_hostile_rejects_pass_in_the_jail() {
+    let home_dir = tempfile::tempdir().unwrap();
+    let home = home_dir.path().join("mex");
+    let o = mex(
+        &home,
+        &["conformance", "--engine", "engine.wrangler", "--json"],
+    );
+    let report: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&o)));
+    let cases = report["engines"][0]["report"]["cases"].as_array().unwrap();
+    let vectors: Vec<&Value> = cases
+        .iter()
+        .filter(|c| c["id"].as_str().unwrap().starts_with("vector."))
+        .collect();
+    assert_eq!(vectors.len(), 8, "{cases:?}");
+    for c in &vectors {
+        assert_eq!(c["verdict"], "pass", "{c}");
+    }
+    let observed = |id: &str| {
+        vectors.iter().find(|c| c["id"] == id).unwrap()["observed"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(observed("vector.reject-unbalanced-quote").contains("WR_DATA_PARSE_ERROR"));
+    assert!(observed("vector.reject-invalid-utf8").contains("WR_DATA_PARSE_ERROR"));
+}

@@ -1,0 +1,250 @@
+//! Hostile inputs: each ends in a typed failure (or, for a regex built to
+//! backtrack, a typed report), with memory bounded by the engine's bounds.
+#![allow(clippy::unwrap_used, clippy::panic, missing_docs, reason = "tests")]
+
+mod common;
+
+use std::io::Write;
+
+use common::Jail;
+use serde_json::json;
+
+fn profile(j: &Jail, id: &str) -> mex_engine_sdk::Fail {
+    j.fail(
+        "wrangler.profile_dataset",
+        json!({"dataset_ref": id, "output": "json", "metrics": ["count", "distinct"]}),
+    )
+}
+
+#[test]
+fn unbalanced_quote_is_a_parse_error_with_its_line() {
+    let mut j = Jail::new();
+    // The quote opened on line 3 swallows the rest of the file.
+    let id = j.input(b"a,b\n1,2\n3,\"x\n4,5\n", "text/csv");
+    let f = profile(&j, &id);
+    assert_eq!(f.code, "WR_DATA_PARSE_ERROR");
+    assert!(f.message.contains("unbalanced quote"), "{}", f.message);
+    assert!(f.message.starts_with("line 3"), "{}", f.message);
+    // Every operation refuses it, not only profile.
+    let f = j.fail(
+        "wrangler.convert_table",
+        json!({"input_ref": id, "target": "jsonl", "output": "dataset"}),
+    );
+    assert_eq!(f.code, "WR_DATA_PARSE_ERROR");
+}
+
+#[test]
+fn a_100_mb_field_crosses_the_record_bound() {
+    let mut j = Jail::new();
+    let path = j.path("huge.csv");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        f.write_all(b"a,b\n1,").unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..100 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.write_all(b"\n").unwrap();
+    }
+    j.input_path("00000000-0000-4000-8000-000000000100", &path, "text/csv");
+    let f = profile(&j, "00000000-0000-4000-8000-000000000100");
+    assert_eq!(f.code, "WR_LIMIT_EXCEEDED");
+    assert!(f.message.contains("row 1"), "{}", f.message);
+    assert!(
+        f.message
+            .contains(&mex_engine_wrangler::MAX_RECORD_BYTES.to_string())
+    );
+}
+
+#[test]
+fn a_100_mb_json_line_crosses_the_record_bound() {
+    let mut j = Jail::new();
+    let path = j.path("huge.jsonl");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        f.write_all(b"{\"a\":\"").unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..100 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.write_all(b"\"}\n").unwrap();
+    }
+    j.input_path(
+        "00000000-0000-4000-8000-000000000101",
+        &path,
+        "application/x-ndjson",
+    );
+    let f = j.fail(
+        "wrangler.find_duplicates",
+        json!({"bundle_ref": "00000000-0000-4000-8000-000000000101", "strategy": "hash", "output": "json"}),
+    );
+    assert_eq!(f.code, "WR_LIMIT_EXCEEDED");
+}
+
+#[test]
+fn a_line_with_a_million_columns_crosses_the_column_bound() {
+    let mut j = Jail::new();
+    let mut line = "c,".repeat(1_000_000);
+    line.pop();
+    line.push('\n');
+    let id = j.input(line.as_bytes(), "text/csv");
+    let f = profile(&j, &id);
+    assert_eq!(f.code, "WR_LIMIT_EXCEEDED");
+    assert!(f.message.contains("1000000 columns"), "{}", f.message);
+    assert!(f.message.starts_with("line 1"), "{}", f.message);
+
+    // Same as a data row under a short header.
+    let mut data = b"a\n".to_vec();
+    data.extend_from_slice(line.as_bytes());
+    let id = j.input(&data, "text/csv");
+    let f = profile(&j, &id);
+    assert_eq!(f.code, "WR_LIMIT_EXCEEDED");
+    assert!(f.message.contains("row 1 (line 2)"), "{}", f.message);
+}
+
+#[test]
+fn invalid_utf8_names_its_byte_offset() {
+    let mut j = Jail::new();
+    let id = j.input(b"a\nok\nbad\xff\xfe\n", "text/csv");
+    let f = profile(&j, &id);
+    assert_eq!(f.code, "WR_DATA_PARSE_ERROR");
+    assert!(f.message.contains("offset 8"), "{}", f.message);
+    assert!(f.message.contains("params.encoding"), "{}", f.message);
+    // Truncated UTF-16 (odd byte count) is malformed too.
+    let id = j.input(b"\xff\xfea\x00\n\x00x", "text/csv");
+    assert_eq!(profile(&j, &id).code, "WR_DATA_PARSE_ERROR");
+}
+
+#[test]
+fn json_nesting_bombs_are_parse_errors() {
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let mut j = Jail::new();
+    let id = j.input(deep.as_bytes(), "application/json");
+    let f = profile(&j, &id);
+    assert_eq!(f.code, "WR_DATA_PARSE_ERROR");
+    assert!(f.message.contains("recursion limit"), "{}", f.message);
+
+    let line = format!(
+        "{{\"a\":{}1{}}}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let id = j.input(line.as_bytes(), "application/x-ndjson");
+    let f = profile(&j, &id);
+    assert_eq!(f.code, "WR_DATA_PARSE_ERROR");
+    assert!(f.message.starts_with("line 1"), "{}", f.message);
+
+    // In the expectations document too.
+    let data = j.input(b"a\n1\n", "text/csv");
+    let exp = j.input(
+        format!("{{\"json_schema\":{}}}", deep).as_bytes(),
+        "application/json",
+    );
+    let f = j.fail(
+        "wrangler.validate_dataset",
+        json!({"dataset_ref": data, "expectations_ref": exp, "output": "json"}),
+    );
+    assert_eq!(f.code, "WR_DATA_PARSE_ERROR");
+}
+
+#[test]
+fn a_json_document_over_its_bound_is_refused() {
+    let mut j = Jail::new();
+    let path = j.path("big.json");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        f.write_all(b"[").unwrap();
+        let row = b"{\"a\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"},";
+        let n = mex_engine_wrangler::MAX_JSON_DOCUMENT_BYTES as usize / row.len() + 10;
+        for _ in 0..n {
+            f.write_all(row).unwrap();
+        }
+        f.write_all(b"{}]").unwrap();
+    }
+    j.input_path(
+        "00000000-0000-4000-8000-000000000102",
+        &path,
+        "application/json",
+    );
+    let f = profile(&j, "00000000-0000-4000-8000-000000000102");
+    assert_eq!(f.code, "WR_LIMIT_EXCEEDED");
+    assert!(f.message.contains("JSON Lines"), "{}", f.message);
+}
+
+#[test]
+fn pathological_regexes_run_in_linear_time_or_are_refused() {
+    let mut j = Jail::new();
+    // A classic catastrophic-backtracking pattern: on the linear engine it
+    // just does not match, and the row is reported.
+    let long = format!("v\n{}!\n", "a".repeat(100_000));
+    let data = j.input(long.as_bytes(), "text/csv");
+    let exp = j.input(
+        br#"{"json_schema":{"properties":{"v":{"type":"string","pattern":"^(a+)+$"}}},"columns":[{"name":"v","pattern":"^(a|aa)+$"}]}"#,
+        "application/json",
+    );
+    let r = j.run_json(
+        "wrangler.validate_dataset",
+        json!({"dataset_ref": data, "expectations_ref": exp, "output": "json"}),
+    );
+    assert_eq!(r["violation_count"], 2);
+    let rules: Vec<&str> = r["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["json_schema", "pattern"]);
+
+    // A pattern whose compiled form explodes: refused before any row.
+    let exp = j.input(
+        br#"{"columns":[{"name":"v","pattern":"(\\w{1000}){1000}"}]}"#,
+        "application/json",
+    );
+    let f = j.fail(
+        "wrangler.validate_dataset",
+        json!({"dataset_ref": data, "expectations_ref": exp, "output": "json"}),
+    );
+    assert_eq!(f.code, "WR_LIMIT_EXCEEDED");
+    assert!(f.message.contains("/columns/0/pattern"), "{}", f.message);
+
+    let exp = j.input(
+        br#"{"json_schema":{"properties":{"v":{"pattern":"(\\w{1000}){1000}"}}}}"#,
+        "application/json",
+    );
+    let f = j.fail(
+        "wrangler.validate_dataset",
+        json!({"dataset_ref": data, "expectations_ref": exp, "output": "json"}),
+    );
+    assert_eq!(f.code, "WR_DATA_PARSE_ERROR");
+    assert!(f.message.contains("/json_schema"), "{}", f.message);
+
+    // Look-around needs backtracking: refused, with the reason.
+    let exp = j.input(
+        br#"{"columns":[{"name":"v","pattern":"(?=a)a"}]}"#,
+        "application/json",
+    );
+    let f = j.fail(
+        "wrangler.validate_dataset",
+        json!({"dataset_ref": data, "expectations_ref": exp, "output": "json"}),
+    );
+    assert_eq!(f.code, "WR_DATA_PARSE_ERROR");
+    assert!(f.message.contains("look-around"), "{}", f.message);
+}
+
+#[test]
+fn the_output_budget_is_left_to_the_runtime() {
+    // The engine does not pre-empt the run's output budget with a code of
+    // its own: it writes the output, and the runtime's file-size limit and
+    // output check end the run as RUNTIME.OUTPUT_BUDGET_EXCEEDED.
+    let mut j = Jail::new();
+    j.output_bytes = 1000;
+    let csv = "a,b\n".to_owned() + &"1,2\n".repeat(1000);
+    let id = j.input(csv.as_bytes(), "text/csv");
+    let outs = j
+        .run(
+            "wrangler.convert_table",
+            json!({"input_ref": id, "target": "json", "output": "dataset"}),
+        )
+        .unwrap();
+    assert!(outs[0].2.len() > 1000);
+}
