@@ -1,0 +1,2 @@
+//! Benchmark: context.search over 10^4 files.
+fn main() {}
