@@ -468,14 +468,20 @@ impl Engine for ProcessEngine {
         }
         let mut inputs = Vec::new();
         for handle in ctx.inputs() {
-            let bytes = ctx.read_input(handle).map_err(|e| {
+            let path = in_dir.join(handle.artifact_id.to_string());
+            let input_fail = |e: mex_runtime::ReadError| {
                 fail(
                     "PROC_SANDBOX_ERROR",
                     format!("input {}: {e}", handle.artifact_id),
                 )
-            })?;
-            let path = in_dir.join(handle.artifact_id.to_string());
-            write_mode(&path, &bytes, 0o444).map_err(|e| io("input", e))?;
+            };
+            if handle.kind == ArtifactKind::Bundle {
+                // A bundle arrives as its tree: `in/<id>/<entry path>`.
+                ctx.export_bundle_input(handle, &path).map_err(input_fail)?;
+            } else {
+                let bytes = ctx.read_input(handle).map_err(input_fail)?;
+                write_mode(&path, &bytes, 0o444).map_err(|e| io("input", e))?;
+            }
             inputs.push(RequestInput {
                 artifact_id: handle.artifact_id,
                 path: path.display().to_string(),
