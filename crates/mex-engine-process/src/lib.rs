@@ -33,7 +33,9 @@
 //!    copied into the jail and run, so there is no window in between.
 //! 2. Make a per-run jail under [`ProcessEngineConfig::jail_root`]:
 //!    `engine/` (the pinned files, read-only), `in/` (the verified inputs,
-//!    read-only, named by artifact id) and `out/` (the only writable tree:
+//!    read-only, named by artifact id; a bundle input is the directory
+//!    `in/<id>/` of its entries, through
+//!    `ExecutionContext::export_bundle_input`) and `out/` (the only writable tree:
 //!    the output directory, also cwd, `HOME` and `TMPDIR`).
 //! 3. Run it through [`mex_sandbox::run_with`] with the operation's
 //!    resolved budget (capped by the trusted [`ProcessEngineConfig::limits`]),
