@@ -494,6 +494,59 @@ impl ArtifactStore {
         parse_index(&bytes, handle.artifact_id)
     }
 
+    /// Write every entry of a bundle, each verified against the index, as a
+    /// read-only file (mode 0444) under `dest`, which must not exist yet;
+    /// directories are made as needed and left read-only (0555). Entry paths
+    /// are the index's canonical store paths, so nothing is written outside
+    /// `dest`. Returns the number of entries written. This is how a bundle
+    /// input reaches an engine that reads a tree (a process engine's jail).
+    pub fn export_bundle(&self, handle: &ArtifactHandle, dest: &Path) -> Result<usize> {
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt};
+        let index = self.bundle_index(handle)?;
+        let io = |action: &'static str, path: &Path, e: io::Error| {
+            crate::error::store_io(action, path.to_path_buf(), 0, e)
+        };
+        std::fs::create_dir(dest).map_err(|e| io("create directory", dest, e))?;
+        let mut dirs = vec![dest.to_path_buf()];
+        for entry in &index.entries {
+            let rel = RelPath::parse_canonical(&entry.path)?;
+            let bytes = self.read_blob(
+                &format!("{} entry {}", handle.artifact_id, entry.path),
+                &entry.content_hash,
+                entry.size_bytes,
+            )?;
+            let mut path = dest.to_path_buf();
+            let segments: Vec<&str> = rel.segments().collect();
+            let (name, parents) = segments.split_last().ok_or_else(|| ArtifactError::Bundle {
+                artifact_id: handle.artifact_id,
+                message: "it has an entry with an empty path".into(),
+            })?;
+            for segment in parents {
+                path.push(segment);
+                match std::fs::create_dir(&path) {
+                    Ok(()) => dirs.push(path.clone()),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => {}
+                    Err(e) => return Err(io("create directory", &path, e)),
+                }
+            }
+            path.push(name);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o444)
+                .open(&path)
+                .map_err(|e| io("create file", &path, e))?;
+            file.write_all(&bytes)
+                .map_err(|e| io("write file", &path, e))?;
+        }
+        for dir in dirs.iter().rev() {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555))
+                .map_err(|e| io("make read-only", dir, e))?;
+        }
+        Ok(index.entries.len())
+    }
+
     /// Read one entry of a bundle, verified against the bundle's index.
     pub fn read_bundle_entry(&self, handle: &ArtifactHandle, path: &RelPath) -> Result<Vec<u8>> {
         let index = self.bundle_index(handle)?;

@@ -822,3 +822,44 @@ fn gc_keeps_payloads_when_a_manifest_is_unreadable() {
     );
     assert!(blob_path(&store, &damaged).exists());
 }
+
+#[test]
+fn export_bundle_writes_the_tree_read_only_and_refuses_tampered_entries() {
+    let (d, store) = store();
+    let src = d.path().join("src");
+    write(&src, "b.txt", b"bee");
+    write(&src, "a/y/x.txt", b"deep");
+    write(&src, "a/z.bin", &[0, 1, 2]);
+    let h = store.put_dir(&src, &BundleOptions::default()).unwrap();
+    let dest = d.path().join("out");
+    assert_eq!(store.export_bundle(&h, &dest).unwrap(), 3);
+    assert_eq!(fs::read(dest.join("a/y/x.txt")).unwrap(), b"deep");
+    assert_eq!(fs::read(dest.join("a/z.bin")).unwrap(), [0, 1, 2]);
+    assert_eq!(fs::read(dest.join("b.txt")).unwrap(), b"bee");
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dest.join("b.txt")), 0o444);
+    assert_eq!(mode(&dest.join("a/y")), 0o555);
+    assert_eq!(mode(&dest), 0o555);
+    // The destination must be new.
+    assert!(matches!(
+        store.export_bundle(&h, &dest),
+        Err(ArtifactError::Io { .. })
+    ));
+    // An entry whose payload changed is refused, not exported.
+    let index = store.bundle_index(&h).unwrap();
+    let hex = index.entries[0].content_hash.to_hex();
+    tamper(
+        &store
+            .root()
+            .join("blobs/sha256")
+            .join(&hex[..2])
+            .join(&hex[2..]),
+        "flip",
+    );
+    let err = store.export_bundle(&h, &d.path().join("out2")).unwrap_err();
+    assert!(matches!(err, ArtifactError::Integrity { .. }), "{err:?}");
+    // Let the temporary directory be removed.
+    for dir in [&dest, &dest.join("a"), &dest.join("a/y")] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}

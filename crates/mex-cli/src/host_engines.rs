@@ -23,6 +23,7 @@ pub type Handler = fn(&mut Request) -> Result<(), Fail>;
 pub const HOST_ENGINES: &[(&str, Handler)] = &[
     (mex_engine_dba::ENGINE_ID, mex_engine_dba::handle),
     (mex_engine_wrangler::ENGINE_ID, mex_engine_wrangler::handle),
+    (mex_engine_context::ENGINE_ID, mex_engine_context::handle),
 ];
 
 /// The handler of `engine_id`, if this binary hosts it.

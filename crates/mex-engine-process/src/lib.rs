@@ -33,7 +33,9 @@
 //!    copied into the jail and run, so there is no window in between.
 //! 2. Make a per-run jail under [`ProcessEngineConfig::jail_root`]:
 //!    `engine/` (the pinned files, read-only), `in/` (the verified inputs,
-//!    read-only, named by artifact id) and `out/` (the only writable tree:
+//!    read-only, named by artifact id; a bundle input is the directory
+//!    `in/<id>/` of its entries, through
+//!    `ExecutionContext::export_bundle_input`) and `out/` (the only writable tree:
 //!    the output directory, also cwd, `HOME` and `TMPDIR`).
 //! 3. Run it through [`mex_sandbox::run_with`] with the operation's
 //!    resolved budget (capped by the trusted [`ProcessEngineConfig::limits`]),
@@ -658,14 +660,20 @@ impl Engine for ProcessEngine {
         }
         let mut inputs = Vec::new();
         for handle in ctx.inputs() {
-            let bytes = ctx.read_input(handle).map_err(|e| {
+            let path = in_dir.join(handle.artifact_id.to_string());
+            let input_fail = |e: mex_runtime::ReadError| {
                 fail(
                     "PROC_SANDBOX_ERROR",
                     format!("input {}: {e}", handle.artifact_id),
                 )
-            })?;
-            let path = in_dir.join(handle.artifact_id.to_string());
-            write_mode(&path, &bytes, 0o444).map_err(|e| io("input", e))?;
+            };
+            if handle.kind == ArtifactKind::Bundle {
+                // A bundle arrives as its tree: `in/<id>/<entry path>`.
+                ctx.export_bundle_input(handle, &path).map_err(input_fail)?;
+            } else {
+                let bytes = ctx.read_input(handle).map_err(input_fail)?;
+                write_mode(&path, &bytes, 0o444).map_err(|e| io("input", e))?;
+            }
             inputs.push(RequestInput {
                 artifact_id: handle.artifact_id,
                 path: path.display().to_string(),

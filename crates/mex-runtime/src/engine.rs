@@ -461,6 +461,24 @@ impl<'run> ExecutionContext<'run> {
             .map_err(|e| ReadError::Store(e.to_string()))
     }
 
+    /// Write a bundle input's entries, each verified, as a read-only tree
+    /// under `dest` (which must not exist yet): how a bundle reaches an
+    /// engine that reads files, e.g. in a process engine's jail. Returns the
+    /// number of entries.
+    pub fn export_bundle_input(
+        &self,
+        handle: &ArtifactHandle,
+        dest: &Path,
+    ) -> Result<usize, ReadError> {
+        if !self.state.inputs.iter().any(|h| h == handle) {
+            return Err(ReadError::NotAnInput(handle.artifact_id));
+        }
+        self.state
+            .store
+            .export_bundle(handle, dest)
+            .map_err(|e| ReadError::Store(e.to_string()))
+    }
+
     /// The input named by a `*_ref` param (an artifact id string).
     pub fn input_for_param(&self, param: &str) -> Result<&ArtifactHandle, ReadError> {
         let id = self
