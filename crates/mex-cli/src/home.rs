@@ -186,7 +186,18 @@ impl Home {
     }
 
     pub fn recorder(&self) -> Result<Arc<dyn FlightRecorder>, CliError> {
-        SqliteRecorder::open(&self.root)
+        // Every held key, in every form, is removed before anything is recorded.
+        let mut redactor = mex_recorder::Redactor::new();
+        for value in crate::secrets::redaction_values(&self.root) {
+            redactor = redactor.with_secret_value(value.as_str());
+        }
+        std::fs::create_dir_all(&self.root).map_err(|e| {
+            CliError::internal(format!(
+                "cannot create the home {}: {e}",
+                self.root.display()
+            ))
+        })?;
+        SqliteRecorder::open_file_with(self.root.join(mex_recorder::DB_FILE_NAME), redactor)
             .map(|r| Arc::new(r) as Arc<dyn FlightRecorder>)
             .map_err(|e| CliError::internal(format!("cannot open the Flight Recorder: {e}")))
     }
@@ -195,7 +206,11 @@ impl Home {
     pub fn runtime(&self) -> Result<MexRuntime, CliError> {
         let policy = self.policy()?;
         let registry = self.registry()?;
-        let (engines, gates) = mex_cli::process_engines::engines_with_gates(&policy, &registry);
+        let (engines, gates) = mex_cli::process_engines::engines_with_secrets(
+            &policy,
+            &registry,
+            Some(crate::secrets::dir(&self.root)),
+        );
         let mut builder = MexRuntime::builder()
             .registry(registry)
             .policy(policy)

@@ -9,6 +9,8 @@ pub mod report;
 
 pub mod process_engines;
 
+pub mod secrets_gate;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -40,6 +42,7 @@ pub fn shipped_engines_with_gates(policy: &CapabilityPolicy) -> EnginesAndGates 
         }
         Err(e) => tracing::warn!("engine.sandbox unavailable: {e}"),
     }
+    gates.push(Arc::new(secrets_gate::SecretsGate::new()));
     (engines, gates)
 }
 
