@@ -79,6 +79,8 @@ fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
         ],
         // The SDK speaks the wire protocol only.
         "mex-engine-sdk" => &["mex-envelope"],
+        // A host_process handler library: the SDK only (it runs out of process).
+        "mex-engine-sovereign" => &["mex-engine-sdk"],
         // Engines use the engine-author API; an engine-specific gate implements
         // mex-gates' public `Gate` trait.
         n if n.starts_with("mex-engine-") => {

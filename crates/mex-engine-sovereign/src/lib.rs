@@ -429,11 +429,40 @@ fn encrypt(req: &mut Request) -> Result<(), Fail> {
     Ok(())
 }
 
+/// The largest age header accepted. A header of one X25519 stanza is ~200
+/// bytes; the age parser re-reads a growing header, so a header of
+/// thousands of stanzas costs quadratic time: refused before parsing.
+pub const MAX_AGE_HEADER_BYTES: usize = 16 << 10;
+
+/// Refuse a file whose age header does not end (`\n--- ` MAC line) within
+/// [`MAX_AGE_HEADER_BYTES`]; rewinds the file.
+fn check_age_header(file: &mut std::fs::File) -> Result<(), String> {
+    use std::io::Seek as _;
+    let mut head = Vec::with_capacity(MAX_AGE_HEADER_BYTES);
+    (&mut *file)
+        .take(MAX_AGE_HEADER_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| format!("params.encrypted_ref cannot be read: {e}"))?;
+    file.rewind()
+        .map_err(|e| format!("params.encrypted_ref cannot be read: {e}"))?;
+    if !head.starts_with(b"age-encryption.org/v1\n") {
+        return Err("params.encrypted_ref is not an age file (no age-encryption.org/v1 header); pass the output of sovereign.encrypt".to_owned());
+    }
+    if !head.windows(5).any(|w| w == b"\n--- ") {
+        return Err(format!(
+            "params.encrypted_ref's age header does not end within {MAX_AGE_HEADER_BYTES} bytes (truncated, or too many recipient stanzas)"
+        ));
+    }
+    Ok(())
+}
+
 fn decrypt(req: &mut Request) -> Result<(), Fail> {
     let (key_id, key) = held_key(req)?;
     let identity = age_identity(&key_id, &key)?;
-    let input = std::io::BufReader::new(open_input(req, "encrypted_ref")?);
     let enc = |m: String| Fail::new(SOV_ENCRYPT_ERROR, m);
+    let mut file = open_input(req, "encrypted_ref")?;
+    check_age_header(&mut file).map_err(enc)?;
+    let input = std::io::BufReader::new(file);
     let decryptor = age::Decryptor::new(input).map_err(|e| {
         enc(format!(
             "params.encrypted_ref is not an age file: {e}; pass the output of sovereign.encrypt"
