@@ -108,3 +108,54 @@ impl Gate for SecretsGate {
         findings
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+
+    fn codes(caps: &[&str], params: serde_json::Value) -> Vec<String> {
+        let doc = serde_json::json!({
+            "schema_version": "poe-1.0",
+            "op_id": "5c0c4ef0-0000-4000-8000-000000000001",
+            "engine_id": "engine.sovereign",
+            "engine_version_req": "^0.1",
+            "operation": "sovereign.sign",
+            "inputs": [],
+            "params": params,
+            "capabilities_requested": caps,
+            "budget": {"wall_time_ms": 1000},
+            "determinism": "D2"
+        });
+        let op = PlannedOperation::from_json_slice(doc.to_string().as_bytes()).unwrap();
+        SecretsGate::new()
+            .check_all(&op)
+            .into_iter()
+            .map(|d| d.code.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_key_named_is_the_key_requested() {
+        let k = serde_json::json!({"key_id": "k1"});
+        assert!(codes(&["fs.write:artifacts", "secrets.use:k1"], k.clone()).is_empty());
+        assert_eq!(
+            codes(&["fs.write:artifacts"], k.clone()),
+            ["G-POLICY.SECRETS.KEY_NOT_REQUESTED"]
+        );
+        assert_eq!(
+            codes(&["secrets.use:k1", "secrets.use:k2"], k.clone()),
+            ["G-POLICY.SECRETS.UNUSED_KEY"]
+        );
+        assert_eq!(
+            codes(&["secrets.use:*"], k),
+            [
+                "G-POLICY.SECRETS.WILDCARD",
+                "G-POLICY.SECRETS.KEY_NOT_REQUESTED"
+            ]
+        );
+        // No key_id param (sync_push): keys may be requested, by exact id.
+        assert!(codes(&["secrets.use:k9"], serde_json::json!({})).is_empty());
+    }
+}

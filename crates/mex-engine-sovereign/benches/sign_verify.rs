@@ -1,6 +1,11 @@
 //! sign and verify of a 1 MiB input through the handler (a request laid out
 //! like the jail in a temporary directory; file I/O included).
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    reason = "benchmark code: a failed setup panics"
+)]
 
 use std::path::Path;
 

@@ -1,6 +1,11 @@
 //! The handler against requests laid out like the jail: every operation's
 //! success, and hostile inputs ending in typed failures.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
