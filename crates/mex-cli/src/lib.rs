@@ -11,6 +11,8 @@ pub mod process_engines;
 
 pub mod secrets_gate;
 
+pub mod host_engines;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -64,13 +66,19 @@ pub(crate) fn launcher() -> Option<PathBuf> {
     if exe.file_stem().is_none_or(|stem| stem != "mex") {
         return None;
     }
+    link_to_exe(&exe, LAUNCHER_NAME)
+}
+
+/// A link `<name>-<digest of exe's path>` to `exe` in a directory every uid
+/// can traverse (the binary acts on the name it was started under).
+pub(crate) fn link_to_exe(exe: &Path, name: &str) -> Option<PathBuf> {
     let dir = std::env::temp_dir().join("mex-sandbox").join("bin");
     std::fs::create_dir_all(&dir).ok()?;
-    let link = dir.join(format!("{LAUNCHER_NAME}-{}", short_digest(&exe)));
-    if std::fs::read_link(&link).ok().as_deref() != Some(exe.as_path()) {
-        let staging = dir.join(format!(".{LAUNCHER_NAME}-{}", std::process::id()));
+    let link = dir.join(format!("{name}-{}", short_digest(exe)));
+    if std::fs::read_link(&link).ok().as_deref() != Some(exe) {
+        let staging = dir.join(format!(".{name}-{}", std::process::id()));
         let _ = std::fs::remove_file(&staging);
-        std::os::unix::fs::symlink(&exe, &staging).ok()?;
+        std::os::unix::fs::symlink(exe, &staging).ok()?;
         std::fs::rename(&staging, &link).ok()?;
     }
     Some(link)

@@ -76,6 +76,12 @@ fn main() -> ExitCode {
     {
         return mex_sandbox::launcher::main_from_env();
     }
+    // Started as `mex-engine-exec <engine id>` by mex-engine-process (inside
+    // the process-engine jail): host that one compiled-in engine, nothing
+    // else.
+    if mex_cli::host_engines::is_engine_host(std::path::Path::new(&argv0)) {
+        return mex_cli::host_engines::main();
+    }
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
         Err(e) => {

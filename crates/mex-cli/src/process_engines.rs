@@ -1,7 +1,8 @@
 //! Every engine a registry makes runnable by the `mex` binary: the shipped
 //! builtin engines, plus one process-engine adapter (mex-engine-process) per
-//! implementation of kind `process` in the loaded registry and its overlays,
-//! with the `G-SAFETY.PROCESS` gate. A new process engine therefore needs
+//! implementation of kind `process` in the loaded registry and its overlays
+//! and per `host_process` implementation this binary hosts (see
+//! `host_engines`), with the `G-SAFETY.PROCESS` gate. A new process engine therefore needs
 //! no new binary: declare it (an overlay), certify it, run it.
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub fn engines_with_secrets(
     let mut config = mex_engine_process::ProcessEngineConfig::default().with_policy(policy);
     config.sandbox.launcher = crate::launcher();
     config.secrets_dir = secrets_dir;
+    config.host_program = crate::host_engines::host_program();
     let (process, gate, errors) = mex_engine_process::process_engines(registry, config);
     for e in errors {
         tracing::warn!("process engine unavailable: {e}");

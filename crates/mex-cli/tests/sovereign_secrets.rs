@@ -6,9 +6,8 @@
 //! base64 forms. Also: a key id the policy does not consent to is refused at
 //! admission, and sync_push without net.http is refused.
 //!
-//! The engine runs as a `process` implementation declared by overlay (the
-//! handler crate's `sovereign-engine` binary, built here), which replaces
-//! the declared-only registry entry.
+//! The engine runs as shipped: `host_process`, the `mex` binary itself
+//! started as the engine host in the process-engine jail.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -34,7 +33,6 @@ fn root() -> PathBuf {
 
 struct Env {
     home: PathBuf,
-    overlay: PathBuf,
     tmp: PathBuf,
     transcript: Vec<u8>,
 }
@@ -47,8 +45,6 @@ impl Env {
             .arg(&self.home)
             .arg("--registry")
             .arg(root().join("mechanical_engines.json"))
-            .arg("--registry-dir")
-            .arg(&self.overlay)
             .args(args)
             .env("NO_COLOR", "1")
             .env("TMPDIR", &self.tmp)
@@ -121,61 +117,6 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn copy(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    std::fs::copy(from, to).unwrap();
-}
-
-/// An overlay declaring engine.sovereign as a process engine (the handler's
-/// binary), with its params schemas and vectors beside it.
-fn overlay(dir: &Path) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let build = Command::new(cargo)
-        .args([
-            "build",
-            "-p",
-            "mex-engine-sovereign",
-            "--bin",
-            "sovereign-engine",
-        ])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(build.status.success(), "{}", text(&build));
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
-    copy(
-        &target.join("debug/sovereign-engine"),
-        &dir.join("bin/sovereign-engine"),
-    );
-    let registry: Value =
-        serde_json::from_slice(&std::fs::read(root().join("mechanical_engines.json")).unwrap())
-            .unwrap();
-    let mut entry = registry["engines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["engine_id"] == "engine.sovereign")
-        .unwrap()
-        .clone();
-    entry["implementations"] = json!([{
-        "id": "mex-engine-sovereign", "version": "0.1.0", "kind": "process",
-        "path": "bin/sovereign-engine",
-        "sha256": "0000000000000000000000000000000000000000000000000000000000000000"
-    }]);
-    for sub in [
-        "registry/params/engine.sovereign",
-        "registry/vectors/engine.sovereign",
-    ] {
-        for f in std::fs::read_dir(root().join(sub)).unwrap() {
-            let f = f.unwrap();
-            copy(&f.path(), &dir.join(sub).join(f.file_name()));
-        }
-    }
-    let doc = json!({"registry_version": "1.0", "engines": [entry]});
-    std::fs::write(dir.join("sovereign.json"), doc.to_string()).unwrap();
-}
-
 fn op(operation: &str, inputs: &[&Value], params: Value, caps: &[&str]) -> Value {
     let mut caps: Vec<&str> = caps.to_vec();
     caps.splice(0..0, ["fs.read:inputs", "fs.write:artifacts"]);
@@ -221,22 +162,10 @@ fn held_keys_never_leave_the_secret_store() {
     let scratch = tempfile::tempdir().unwrap();
     let mut env = Env {
         home: scratch.path().join("home"),
-        overlay: scratch.path().join("overlay"),
         tmp: scratch.path().join("tmp"),
         transcript: Vec::new(),
     };
     std::fs::create_dir_all(&env.tmp).unwrap();
-    overlay(&env.overlay);
-    let overlay_file = env.overlay.join("sovereign.json");
-    env.ok(
-        &[
-            "registry",
-            "pin",
-            "--overlay",
-            overlay_file.to_str().unwrap(),
-        ],
-        None,
-    );
     env.ok(&["conformance", "--engine", "engine.sovereign"], None);
     std::fs::write(
         env.home.join("policy.json"),

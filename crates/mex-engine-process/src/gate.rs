@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use mex_envelope::{EngineId, GateDenial, GateId, PlannedOperation, Sha256Digest};
 use mex_gates::Gate;
 use mex_gates::codes::{degraded, deny};
-use mex_registry::{ProcessSpec, Registry};
+use mex_registry::{ImplementationKind, ProcessSpec, Registry};
 use mex_sandbox::Enforcement;
 
 use crate::{MAX_PINNED_FILE_BYTES, ProcessEngineConfig};
@@ -45,12 +45,19 @@ pub const GATE_CODES: &[(&str, &str)] = &[
     ),
 ];
 
+/// How a protocol implementation runs: pinned files, or the host executable.
+#[derive(Debug, Clone)]
+enum Confined {
+    Pinned(ProcessSpec),
+    Host,
+}
+
 /// The `G-SAFETY.PROCESS` gate.
 pub struct ProcessGate {
     id: GateId,
-    /// Per engine, its implementations highest version first, with the
-    /// process spec of process ones.
-    implementations: BTreeMap<EngineId, Vec<(semver::Version, Option<ProcessSpec>)>>,
+    /// Per engine, its implementations highest version first, with how
+    /// each runs (None: not through the protocol, not this gate's).
+    implementations: BTreeMap<EngineId, Vec<(semver::Version, Option<Confined>)>>,
     interpreters: Vec<String>,
     enforcement: Result<Enforcement, String>,
     allow_degraded: bool,
@@ -62,13 +69,24 @@ impl ProcessGate {
     pub fn new(registry: &Registry, config: &ProcessEngineConfig) -> Self {
         let implementations = registry
             .engines()
-            .filter(|e| e.implementations.iter().any(|i| i.process.is_some()))
+            .filter(|e| {
+                e.implementations
+                    .iter()
+                    .any(|i| i.kind.is_protocol_process())
+            })
             .map(|e| {
                 (
                     e.id.clone(),
                     e.implementations
                         .iter()
-                        .map(|i| (i.version.clone(), i.process.clone()))
+                        .map(|i| {
+                            let how = match (&i.process, i.kind) {
+                                (Some(spec), _) => Some(Confined::Pinned(spec.clone())),
+                                (None, ImplementationKind::HostProcess) => Some(Confined::Host),
+                                (None, _) => None,
+                            };
+                            (i.version.clone(), how)
+                        })
                         .collect(),
                 )
             })
@@ -111,14 +129,21 @@ impl Gate for ProcessGate {
             return findings;
         };
         // The implementation admission resolves to (highest match).
-        let Some(spec) = imps
+        let Some(how) = imps
             .iter()
             .find(|(v, _)| op.engine_version_req.matches(v))
             .and_then(|(_, s)| s.as_ref())
         else {
             return findings;
         };
-        for f in spec.all_files() {
+        // A host_process implementation is the host executable itself: no
+        // pins, no interpreter; confinement is checked as for any process.
+        let no_files: &[mex_registry::PinnedFile] = &[];
+        let (files, interpreter): (Vec<&mex_registry::PinnedFile>, Option<&String>) = match how {
+            Confined::Pinned(spec) => (spec.all_files().collect(), spec.interpreter.as_ref()),
+            Confined::Host => (no_files.iter().collect(), None),
+        };
+        for f in files {
             if let Err(why) = matches_pin(&f.path, &f.sha256) {
                 findings.push(deny(
                     "G-SAFETY.PROCESS.DIGEST_MISMATCH",
@@ -132,7 +157,7 @@ impl Gate for ProcessGate {
                 ));
             }
         }
-        if let Some(name) = &spec.interpreter {
+        if let Some(name) = interpreter {
             if !self.interpreters.iter().any(|i| i == name) {
                 findings.push(deny(
                     "G-SAFETY.PROCESS.INTERPRETER_DENIED",

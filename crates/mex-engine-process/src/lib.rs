@@ -1,13 +1,28 @@
-//! # mex-engine-process: engines mex was not built with
+//! # mex-engine-process: engines run as separate, sandboxed processes
 //!
 //! Owns the adapter that runs a registry implementation of kind `process`
 //! (an executable, or a script run by an allowlisted interpreter, pinned by
-//! SHA-256) as an [`Engine`], the `G-SAFETY.PROCESS` gate ([`ProcessGate`]),
-//! and the `PROC_*` codes. The protocol's wire types live in
+//! SHA-256) or of kind `host_process` (an engine compiled into the host
+//! executable, which the adapter starts as [`HOST_ENGINE_NAME`] with the
+//! engine id as its one argument: see [`HostProgram`]) as an [`Engine`], the
+//! `G-SAFETY.PROCESS` gate ([`ProcessGate`]), and the `PROC_*` codes. The protocol's wire types live in
 //! `mex_envelope::protocol`; `docs/engine-protocol.md` is the author's view.
 //!
 //! Does not own: OS confinement (mex-sandbox), admission (mex-gates),
 //! storage, recording or EngineResult assembly (mex-runtime).
+//!
+//! ## Host engines (`host_process`)
+//!
+//! The program is the host executable itself, exec'ed in place through
+//! [`HostProgram::path`] (a link whose file name tells the binary to act as
+//! the engine host; it is not copied into the jail): same jail, budgets,
+//! confinement (exec allowed for that one file and the dynamic loader) and
+//! protocol as a `process` implementation, no pinned files and no
+//! interpreter. Its code identity is the host executable's SHA-256
+//! ([`HostProgram::code_digest`], [`ProcessEngine::code_digest`]), computed
+//! once per process and recorded as `process.sha256`. Without a
+//! [`ProcessEngineConfig::host_program`] a host implementation is not built
+//! ([`ProcessEngineError::NoHostProgram`]).
 //!
 //! ## One run
 //!
@@ -67,7 +82,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use mex_envelope::protocol::{
@@ -75,7 +90,9 @@ use mex_envelope::protocol::{
     RequestInput,
 };
 use mex_envelope::{ArtifactKind, CapabilityKind, EngineId, ErrorCode, MediaType, Sha256Digest};
-use mex_registry::{Implementation, OutputDecl, OutputType, ProcessSpec, Registry};
+use mex_registry::{
+    Implementation, ImplementationKind, OutputDecl, OutputType, ProcessSpec, Registry,
+};
 use mex_runtime::{Completion, Engine, EngineFailure, ExecutionContext};
 use mex_sandbox::{Limits, Outcome, Request, SandboxConfig, Termination};
 
@@ -142,6 +159,68 @@ pub const MAX_PINNED_FILE_BYTES: u64 = 256 << 20;
 /// of `engine.sandbox`).
 pub const DEFAULT_INTERPRETERS: &[&str] = &["python3", "bash", "node"];
 
+/// The file name (prefix) under which the host executable acts as the host of
+/// its compiled-in engines: started as `mex-engine-exec... <engine id>`, it
+/// reads one `mex-engine-1` request on stdin and answers on stdout.
+pub const HOST_ENGINE_NAME: &str = "mex-engine-exec";
+
+/// The host executable as the program of `host_process` implementations.
+#[derive(Debug)]
+pub struct HostProgram {
+    path: PathBuf,
+    exe: PathBuf,
+    engines: Vec<String>,
+    digest: OnceLock<Result<Sha256Digest, String>>,
+}
+
+impl HostProgram {
+    /// `path` is what is exec'ed: an absolute path whose file name starts
+    /// with [`HOST_ENGINE_NAME`] (a link to the host executable, so that the
+    /// binary knows to act as the engine host), traversable and executable
+    /// by the sandbox uid. `exe` is the host executable it leads to (the code
+    /// identity). `engines` are the engine ids it hosts.
+    pub fn new(path: PathBuf, exe: PathBuf, engines: &[&str]) -> Self {
+        Self {
+            path,
+            exe,
+            engines: engines.iter().map(|e| (*e).to_owned()).collect(),
+            digest: OnceLock::new(),
+        }
+    }
+
+    /// Whether the host executable hosts `engine_id`.
+    pub fn hosts(&self, engine_id: &str) -> bool {
+        self.engines.iter().any(|e| e == engine_id)
+    }
+
+    /// What is exec'ed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The host executable.
+    pub fn exe(&self) -> &Path {
+        &self.exe
+    }
+
+    /// The SHA-256 of the host executable: the code identity of every
+    /// `host_process` engine. Computed once per process (streamed, the file
+    /// is large), then remembered.
+    pub fn code_digest(&self) -> Result<Sha256Digest, String> {
+        self.digest
+            .get_or_init(|| {
+                use sha2::Digest as _;
+                let mut file = std::fs::File::open(&self.exe)
+                    .map_err(|e| format!("{}: {e}", self.exe.display()))?;
+                let mut hasher = sha2::Sha256::new();
+                std::io::copy(&mut file, &mut hasher)
+                    .map_err(|e| format!("{}: {e}", self.exe.display()))?;
+                Ok(Sha256Digest::from_bytes(hasher.finalize().into()))
+            })
+            .clone()
+    }
+}
+
 /// Trusted configuration (the host operator's, never the engine's).
 #[derive(Debug, Clone)]
 pub struct ProcessEngineConfig {
@@ -159,6 +238,9 @@ pub struct ProcessEngineConfig {
     /// `secrets.use:<key_id>`, the file `<key_id>` there is delivered in the
     /// request (stdin only; never copied into the jail). `None`: no secrets.
     pub secrets_dir: Option<PathBuf>,
+    /// The program of `host_process` implementations (None: they are not
+    /// built).
+    pub host_program: Option<Arc<HostProgram>>,
 }
 
 /// The largest held key read from the secret store.
@@ -224,6 +306,7 @@ impl Default for ProcessEngineConfig {
                 .collect(),
             allow_degraded: false,
             secrets_dir: None,
+            host_program: None,
         }
     }
 }
@@ -240,11 +323,31 @@ impl ProcessEngineConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProcessEngineError {
-    /// The implementation is not of kind `process`.
+    /// The implementation is not of kind `process` or `host_process`.
     #[error(
-        "{engine} {implementation} is not a process implementation; only kind \"process\" runs through this adapter"
+        "{engine} {implementation} is not a process implementation; only kinds \"process\" and \"host_process\" run through this adapter"
     )]
     NotProcess {
+        /// Engine id.
+        engine: String,
+        /// Implementation id.
+        implementation: String,
+    },
+    /// A `host_process` implementation, but no host program configured.
+    #[error(
+        "{engine} {implementation} is a host_process implementation, but this host has no engine host program (only the `mex` executable can host its compiled-in engines); run it through `mex`"
+    )]
+    NoHostProgram {
+        /// Engine id.
+        engine: String,
+        /// Implementation id.
+        implementation: String,
+    },
+    /// A `host_process` implementation the host executable does not host.
+    #[error(
+        "{engine} {implementation} is declared host_process, but this mex binary does not host {engine}; use a mex built with it, or declare another implementation"
+    )]
+    NotHosted {
         /// Engine id.
         engine: String,
         /// Implementation id.
@@ -268,11 +371,20 @@ struct OpInfo {
     outputs: Vec<OutputDecl>,
 }
 
+/// What a process implementation runs.
+#[derive(Debug, Clone)]
+enum Program {
+    /// Kind `process`: pinned files.
+    Pinned(ProcessSpec),
+    /// Kind `host_process`: the host executable.
+    Host(Arc<HostProgram>),
+}
+
 /// One process implementation as an [`Engine`].
 pub struct ProcessEngine {
     engine_id: EngineId,
     implementation: Implementation,
-    spec: ProcessSpec,
+    program: Program,
     catalogue: BTreeSet<String>,
     operations: std::collections::BTreeMap<String, OpInfo>,
     config: Arc<ProcessEngineConfig>,
@@ -289,20 +401,38 @@ impl std::fmt::Debug for ProcessEngine {
 }
 
 impl ProcessEngine {
-    /// The adapter for one process implementation of `engine`.
+    /// The adapter for one process implementation of `engine`: kind
+    /// `process` (its pinned files) or kind `host_process` (the host program
+    /// of `config`, [`ProcessEngineConfig::host_program`]).
     pub fn new(
         engine: &mex_registry::Engine,
         implementation: &Implementation,
         config: Arc<ProcessEngineConfig>,
     ) -> Result<Self, ProcessEngineError> {
-        let spec =
-            implementation
-                .process
-                .clone()
-                .ok_or_else(|| ProcessEngineError::NotProcess {
+        let program = match (&implementation.process, implementation.kind) {
+            (Some(spec), _) => Program::Pinned(spec.clone()),
+            (None, ImplementationKind::HostProcess) => {
+                let host = config.host_program.clone().ok_or_else(|| {
+                    ProcessEngineError::NoHostProgram {
+                        engine: engine.id.to_string(),
+                        implementation: implementation.id.clone(),
+                    }
+                })?;
+                if !host.hosts(engine.id.as_str()) {
+                    return Err(ProcessEngineError::NotHosted {
+                        engine: engine.id.to_string(),
+                        implementation: implementation.id.clone(),
+                    });
+                }
+                Program::Host(host)
+            }
+            (None, _) => {
+                return Err(ProcessEngineError::NotProcess {
                     engine: engine.id.to_string(),
                     implementation: implementation.id.clone(),
-                })?;
+                });
+            }
+        };
         let jail_err = |source| ProcessEngineError::JailRoot {
             path: config.jail_root.clone(),
             source,
@@ -313,7 +443,7 @@ impl ProcessEngine {
         Ok(Self {
             engine_id: engine.id.clone(),
             implementation: implementation.clone(),
-            spec,
+            program,
             catalogue: engine
                 .failure_codes
                 .iter()
@@ -334,6 +464,16 @@ impl ProcessEngine {
             config,
         })
     }
+
+    /// The code identity of what runs: the pinned program's SHA-256 (kind
+    /// `process`), or the host executable's (kind `host_process`, computed
+    /// once per process).
+    pub fn code_digest(&self) -> Result<Sha256Digest, String> {
+        match &self.program {
+            Program::Pinned(spec) => Ok(spec.program.sha256),
+            Program::Host(host) => host.code_digest(),
+        }
+    }
 }
 
 /// One adapter per process implementation in the registry, and the gate
@@ -353,7 +493,7 @@ pub fn process_engines(
     let mut errors = Vec::new();
     for engine in registry.engines() {
         for imp in &engine.implementations {
-            if imp.process.is_none() {
+            if !imp.kind.is_protocol_process() {
                 continue;
             }
             match ProcessEngine::new(engine, imp, config.clone()) {
@@ -460,13 +600,24 @@ impl Engine for ProcessEngine {
         &self,
         ctx: &ExecutionContext<'run>,
     ) -> Result<Completion<'run>, EngineFailure> {
-        // 1. Pinned files, read once and checked.
+        // 1. Pinned files, read once and checked (none for a host engine).
+        let (spec, host) = match &self.program {
+            Program::Pinned(spec) => (Some(spec), None),
+            Program::Host(host) => (None, Some(host)),
+        };
         let mut files = Vec::new();
-        for f in self.spec.all_files() {
+        for f in spec.into_iter().flat_map(ProcessSpec::all_files) {
             files.push((f.file_name(), read_pinned(f)?));
         }
-        let program_name = self.spec.program.file_name();
-        let interpreter = match &self.spec.interpreter {
+        let code_digest = self.code_digest().map_err(|e| {
+            fail(
+                "PROC_SANDBOX_ERROR",
+                format!("the host executable cannot be read to identify its code: {e}"),
+            )
+        })?;
+        let program_name = spec.map(|s| s.program.file_name()).unwrap_or_default();
+        let spec_interpreter = spec.and_then(|s| s.interpreter.as_deref());
+        let interpreter = match spec_interpreter {
             Some(name) => {
                 if !self.config.interpreters.iter().any(|i| i == name) {
                     return Err(fail(
@@ -579,7 +730,14 @@ impl Engine for ProcessEngine {
         }
         let program_in_jail = engine_dir.join(&program_name);
         let (program, args): (PathBuf, Vec<std::ffi::OsString>) =
-            match (&interpreter, self.spec.interpreter.as_deref()) {
+            match (&interpreter, spec_interpreter) {
+                // The host executable, exec'ed in place (not copied): its
+                // link's name makes it the engine host; the engine id picks
+                // the compiled-in handler.
+                _ if host.is_some() => (
+                    host.map(|h| h.path().to_path_buf()).unwrap_or_default(),
+                    vec![self.engine_id.as_str().into()],
+                ),
                 (Some(interp), Some("python3")) => (
                     interp.clone(),
                     vec![
@@ -658,7 +816,7 @@ impl Engine for ProcessEngine {
             }
             Err(e) => return Err(fail("PROC_SANDBOX_ERROR", e.to_string())),
         };
-        record(ctx, &outcome, &limits, &program, network, &self.spec);
+        record(ctx, &outcome, &limits, &program, network, &code_digest);
 
         // 4. Termination, then the completion.
         check_termination(&outcome)?;
@@ -1014,11 +1172,11 @@ fn record(
     limits: &Limits,
     program: &Path,
     network: bool,
-    spec: &ProcessSpec,
+    code_digest: &Sha256Digest,
 ) {
     let e = &outcome.enforcement;
     ctx.record_environment("process.protocol", "mex-engine-1");
-    ctx.record_environment("process.sha256", &spec.program.sha256.to_string());
+    ctx.record_environment("process.sha256", &code_digest.to_string());
     ctx.record_environment("sandbox.kernel", &mex_sandbox::kernel_release());
     ctx.record_environment("sandbox.landlock_abi", &e.landlock_abi.to_string());
     ctx.record_environment("sandbox.degraded", &e.degraded.to_string());

@@ -169,7 +169,8 @@ impl Catalog for RegistryCatalog {
                 // A process engine runs in a sandboxed child: the OS enforces
                 // CPU and memory budgets, as for a builtin subprocess engine.
                 mex_registry::ImplementationKind::Subprocess
-                | mex_registry::ImplementationKind::Process => ImplementationKind::Subprocess,
+                | mex_registry::ImplementationKind::Process
+                | mex_registry::ImplementationKind::HostProcess => ImplementationKind::Subprocess,
             },
         })
     }

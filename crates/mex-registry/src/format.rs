@@ -121,9 +121,10 @@ pub struct ImplementationDecl {
     /// Semver version; `engine_version_req` in an operation matches it.
     #[schemars(with = "String")]
     pub version: String,
-    /// Builtin (`in_process`, `subprocess`: compiled into the host binary)
-    /// or `process` (an executable or script mex runs through the engine
-    /// protocol).
+    /// Builtin (`in_process`, `subprocess`: compiled into the host binary),
+    /// `host_process` (compiled into the host binary, run as a separate
+    /// sandboxed process through the engine protocol) or `process` (an
+    /// executable or script mex runs through the engine protocol).
     pub kind: ImplementationKind,
     /// Subprocess only: program names it may execute, resolved by the sandbox
     /// on a trusted path (`[A-Za-z0-9][A-Za-z0-9._+-]*`, no `/`).
@@ -175,12 +176,25 @@ pub enum ImplementationKind {
     /// mex-sandbox with the operation's budgets and spoken to through the
     /// engine protocol (`mex-engine-1`); pinned by SHA-256.
     Process,
+    /// A Rust engine compiled into the host binary that runs as a separate
+    /// process: the host executable itself, started as `mex-engine-exec
+    /// <engine id>` in the same jail, with the same budgets and protocol as a
+    /// `process` implementation (for engines that parse untrusted data). Its
+    /// code identity is the host executable.
+    HostProcess,
 }
 
 impl ImplementationKind {
     /// Whether the implementation is compiled into the host binary.
     pub fn is_builtin(self) -> bool {
         !matches!(self, Self::Process)
+    }
+
+    /// Whether the implementation runs as a separate process through the
+    /// engine protocol (`process` or `host_process`), checked by
+    /// `G-SAFETY.PROCESS`.
+    pub fn is_protocol_process(self) -> bool {
+        matches!(self, Self::Process | Self::HostProcess)
     }
 }
 

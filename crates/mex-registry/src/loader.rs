@@ -409,9 +409,7 @@ impl Loader {
         }
         let implementations = self.implementations(at, &d.implementations);
         let mut gates = gates;
-        if implementations
-            .iter()
-            .any(|i| i.kind == ImplementationKind::Process)
+        if implementations.iter().any(|i| i.kind.is_protocol_process())
             && !gates.iter().any(|g| g.gate.as_str() == PROCESS_GATE)
         {
             gates.push(EngineGate {
@@ -419,7 +417,7 @@ impl Loader {
                 requirement: crate::format::GateRequirement::Required,
                 operations: Vec::new(),
                 when_capabilities: Vec::new(),
-                reason: "added by the loader: every engine with a process implementation is checked by G-SAFETY.PROCESS (pinned digest, interpreter allowlist, confinement)".into(),
+                reason: "added by the loader: every engine with a process or host_process implementation is checked by G-SAFETY.PROCESS (pinned digest, interpreter allowlist, confinement)".into(),
             });
         }
 
@@ -581,6 +579,11 @@ impl Loader {
                     &format!("{here}/executables"),
                     ProblemKind::Implementation,
                     "an in_process implementation cannot execute programs; remove executables or make it a subprocess",
+                ),
+                ImplementationKind::HostProcess if !imp.executables.is_empty() => self.report(
+                    &format!("{here}/executables"),
+                    ProblemKind::Implementation,
+                    "a host_process implementation runs only the host executable; remove executables",
                 ),
                 ImplementationKind::Process if !imp.executables.is_empty() => self.report(
                     &format!("{here}/executables"),
