@@ -259,7 +259,10 @@ fn held_keys_never_leave_the_secret_store() {
         &["proc.exec:crypto", "secrets.use:other"],
     ));
     assert_eq!(r["status"], "denied", "{r}");
-    assert!(r.to_string().contains("G-CAP.CONSENT_MISSING"), "{r}");
+    assert!(
+        r.to_string().contains("G-CAP.CONSENT_SCOPE_MISMATCH"),
+        "{r}"
+    );
     // A key requested that params.key_id does not name: G-POLICY.SECRETS.
     let r = env.run(&op(
         "sovereign.sign",
