@@ -173,7 +173,7 @@ fn held_keys_never_leave_the_secret_store() {
             "policy_version": "mex-policy-1",
             "default_profile": "default",
             "profiles": {"default": {"description": "keys", "grants": [
-                "fs.read:*", "fs.write:artifacts", "proc.exec:crypto", "secrets.use:*"]}},
+                "fs.read:*", "fs.write:artifacts", "secrets.use:*"]}},
             "consents": [
                 {"id": "c-sig", "capability": "secrets.use:sig-key", "granted_by": "ops@example",
                  "granted_at": "2026-01-01T00:00:00Z", "expires_at": "2099-01-01T00:00:00Z"},
@@ -202,7 +202,7 @@ fn held_keys_never_leave_the_secret_store() {
         "sovereign.sign",
         &[&msg],
         json!({"input_ref": msg["artifact_id"], "key_id": "sig-key", "sig_format": "minisign"}),
-        &["proc.exec:crypto", "secrets.use:sig-key"],
+        &["secrets.use:sig-key"],
     ));
     assert_eq!(r["status"], "succeeded", "{r}");
     let sig_bytes = env.get(&r);
@@ -218,7 +218,7 @@ fn held_keys_never_leave_the_secret_store() {
         &[&msg, &sig, &pk],
         json!({"input_ref": msg["artifact_id"], "sig_ref": sig["artifact_id"],
                "pubkey_ref": pk["artifact_id"], "output": "json"}),
-        &["proc.exec:crypto"],
+        &[],
     ));
     assert_eq!(r["status"], "succeeded", "{r}");
 
@@ -227,7 +227,7 @@ fn held_keys_never_leave_the_secret_store() {
         "sovereign.encrypt",
         &[&msg],
         json!({"input_ref": msg["artifact_id"], "key_id": "box-key", "mode": "age", "output": "blob"}),
-        &["proc.exec:crypto", "secrets.use:box-key"],
+        &["secrets.use:box-key"],
     ));
     assert_eq!(r["status"], "succeeded", "{r}");
     let cipher = env.get(&r);
@@ -236,7 +236,7 @@ fn held_keys_never_leave_the_secret_store() {
         "sovereign.decrypt",
         &[&enc],
         json!({"encrypted_ref": enc["artifact_id"], "key_id": "box-key", "output_kind": "file"}),
-        &["proc.exec:crypto", "secrets.use:box-key"],
+        &["secrets.use:box-key"],
     ));
     assert_eq!(r["status"], "succeeded", "{r}");
     assert_eq!(env.get(&r), message);
@@ -246,7 +246,7 @@ fn held_keys_never_leave_the_secret_store() {
         "sovereign.decrypt",
         &[&enc],
         json!({"encrypted_ref": enc["artifact_id"], "key_id": "sig-key", "output_kind": "file"}),
-        &["proc.exec:crypto", "secrets.use:sig-key"],
+        &["secrets.use:sig-key"],
     ));
     assert_eq!(r["status"], "failed", "{r}");
     assert_eq!(r["errors"][0]["code"], "SOV_KEY_DENIED", "{r}");
@@ -256,7 +256,7 @@ fn held_keys_never_leave_the_secret_store() {
         "sovereign.sign",
         &[&msg],
         json!({"input_ref": msg["artifact_id"], "key_id": "other", "sig_format": "minisign"}),
-        &["proc.exec:crypto", "secrets.use:other"],
+        &["secrets.use:other"],
     ));
     assert_eq!(r["status"], "denied", "{r}");
     assert!(
@@ -268,11 +268,7 @@ fn held_keys_never_leave_the_secret_store() {
         "sovereign.sign",
         &[&msg],
         json!({"input_ref": msg["artifact_id"], "key_id": "sig-key", "sig_format": "minisign"}),
-        &[
-            "proc.exec:crypto",
-            "secrets.use:sig-key",
-            "secrets.use:box-key",
-        ],
+        &["secrets.use:sig-key", "secrets.use:box-key"],
     ));
     assert_eq!(r["status"], "denied", "{r}");
     assert!(r.to_string().contains("G-POLICY.SECRETS.UNUSED_KEY"), "{r}");
