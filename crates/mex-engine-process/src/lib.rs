@@ -289,6 +289,36 @@ fn granted_secrets(
     out
 }
 
+#[cfg(test)]
+mod granted_secrets_tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+
+    #[test]
+    fn only_granted_regular_files_are_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k1"), "secret-one\n").unwrap();
+        std::fs::write(dir.path().join("k2"), "secret-two").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("k1"), dir.path().join("link")).unwrap();
+        std::fs::write(dir.path().join("big"), vec![b'x'; 5000]).unwrap();
+        let caps: Vec<mex_envelope::Capability> = [
+            "secrets.use:k1",
+            "secrets.use:link",
+            "secrets.use:big",
+            "secrets.use:none",
+            "net.http",
+        ]
+        .iter()
+        .map(|c| c.parse().unwrap())
+        .collect();
+        let got = granted_secrets(Some(dir.path()), &caps);
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["k1"]);
+        assert_eq!(got["k1"].expose(), "secret-one");
+        assert!(granted_secrets(None, &caps).is_empty());
+    }
+}
+
 impl Default for ProcessEngineConfig {
     fn default() -> Self {
         Self {
