@@ -82,6 +82,8 @@ fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
         // Handler libraries hosted out of process (`host_process`) speak the
         // protocol through the SDK only.
         "mex-engine-wrangler" => &["mex-engine-sdk"],
+        // A host_process handler library: the SDK only (it runs out of process).
+        "mex-engine-sovereign" => &["mex-engine-sdk"],
         // Engines use the engine-author API; an engine-specific gate implements
         // mex-gates' public `Gate` trait.
         n if n.starts_with("mex-engine-") => {

@@ -122,6 +122,10 @@ pub enum Command {
     /// The home's signing key (Ed25519): init, show.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The host secret store (`<home>/secrets`): keys that operations use
+    /// through `secrets.use:<key_id>`; never prints a secret.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Print a signed in-toto/SLSA provenance envelope (DSSE) for an operation.
     Attest {
         /// The op id.
@@ -280,6 +284,41 @@ pub enum KeysCommand {
     Init,
     /// Print the public key (PEM, signed-note verifier key, key id).
     Show,
+}
+
+/// `mex secrets ...`
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Create a key and print its public half (minisign public key or age
+    /// recipient).
+    Generate {
+        /// The key id (what `secrets.use:<key_id>` and params.key_id name).
+        key_id: String,
+        /// ed25519 (sign) or age (encrypt, decrypt, sync_push).
+        #[arg(long, default_value = "ed25519")]
+        kind: String,
+    },
+    /// Store an existing key (MEX-ED25519-SECRET-KEY-… or AGE-SECRET-KEY-1…)
+    /// read from --file or stdin.
+    Add {
+        /// The key id.
+        key_id: String,
+        /// Read the key from this file instead of stdin.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// List key ids and kinds.
+    List,
+    /// Print a key's public half.
+    Public {
+        /// The key id.
+        key_id: String,
+    },
+    /// Delete a key.
+    Remove {
+        /// The key id.
+        key_id: String,
+    },
 }
 
 /// `mex registry ...`

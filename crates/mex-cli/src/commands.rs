@@ -48,6 +48,7 @@ pub fn run(cli: &Cli) -> Result<u8, CliError> {
         }
         Command::Demo => crate::demo::run(&home),
         Command::Keys(cmd) => crate::trust::keys(&home, cmd),
+        Command::Secrets(cmd) => crate::secrets::run(&home, cmd),
         Command::Attest { op_id, op, out } => {
             crate::trust::attest(&home, op_id, op.as_deref(), out.as_deref())
         }

@@ -283,6 +283,49 @@ pub fn run(home: &Home) -> Result<u8, CliError> {
         ),
     ));
 
+    // engine.sovereign (host_process): verify the committed sign/verify
+    // vector (no key needed), then the same signature over altered bytes.
+    let vectors =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../registry/vectors/engine.sovereign");
+    let sov_put = |name: &str, bytes: Option<&[u8]>| -> Result<ArtifactHandle, CliError> {
+        let mut options = PutOptions::new(ArtifactKind::File, Classification::Low);
+        options.media_type = "text/plain".parse().ok();
+        let path = vectors.join(name);
+        let stored = match bytes {
+            Some(b) => store.put_bytes(b, &options),
+            None => store.put_path(&path, &options),
+        };
+        stored.map_err(|e| CliError::usage(format!("{}: {e}", path.display())))
+    };
+    let sov_msg = sov_put("golden-verify.message.txt", None)?;
+    let sov_sig = sov_put("golden-verify.signature.minisig", None)?;
+    let sov_pk = sov_put("golden-verify.pubkey.pub", None)?;
+    let sov_altered = sov_put("altered", Some(b"Sovereign data, altered after signing.\n"))?;
+    let verify = |message: &ArtifactHandle| -> Value {
+        json!({
+            "schema_version": "poe-1.0",
+            "op_id": uuid::Uuid::new_v4().to_string(),
+            "engine_id": "engine.sovereign",
+            "engine_version_req": "^0.1",
+            "operation": "sovereign.verify",
+            "inputs": [message, &sov_sig, &sov_pk],
+            "params": {"input_ref": message.artifact_id.to_string(), "sig_ref": sov_sig.artifact_id.to_string(), "pubkey_ref": sov_pk.artifact_id.to_string(), "output": "json"},
+            "capabilities_requested": ["fs.read:inputs", "fs.write:artifacts"],
+            "budget": {"wall_time_ms": 30000},
+            "determinism": "D2"
+        })
+    };
+    cases.push((
+        "sovereign: verify a signature",
+        ("succeeded", "-"),
+        verify(&sov_msg),
+    ));
+    cases.push((
+        "sovereign: signature over other bytes",
+        ("failed", "SOV_VERIFY_FAILED"),
+        verify(&sov_altered),
+    ));
+
     // 3. Run them through the real runtime.
     let runtime = home.runtime()?;
     let mut rows = Vec::new();

@@ -191,10 +191,21 @@ impl Home {
     }
 
     fn open_recorder(&self, keyed: bool) -> Result<Arc<dyn FlightRecorder>, CliError> {
+        // Every held key, in every form, is removed before anything is recorded.
+        let mut redactor = mex_recorder::Redactor::new();
+        for value in crate::secrets::redaction_values(&self.root) {
+            redactor = redactor.with_secret_value(value.as_str());
+        }
+        std::fs::create_dir_all(&self.root).map_err(|e| {
+            CliError::internal(format!(
+                "cannot create the home {}: {e}",
+                self.root.display()
+            ))
+        })?;
         let opened = if keyed {
-            SqliteRecorder::open_keyed(&self.root)
+            SqliteRecorder::open_keyed_with(&self.root, redactor)
         } else {
-            SqliteRecorder::open(&self.root)
+            SqliteRecorder::open_file_with(self.root.join(mex_recorder::DB_FILE_NAME), redactor)
         };
         opened
             .map(|r| Arc::new(r) as Arc<dyn FlightRecorder>)
@@ -212,7 +223,11 @@ impl Home {
     pub fn runtime(&self) -> Result<MexRuntime, CliError> {
         let policy = self.policy()?;
         let registry = self.registry()?;
-        let (engines, gates) = mex_cli::process_engines::engines_with_gates(&policy, &registry);
+        let (engines, gates) = mex_cli::process_engines::engines_with_secrets(
+            &policy,
+            &registry,
+            Some(crate::secrets::dir(&self.root)),
+        );
         let mut builder = MexRuntime::builder()
             .registry(registry)
             .policy(policy)

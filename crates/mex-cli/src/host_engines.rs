@@ -24,6 +24,10 @@ pub const HOST_ENGINES: &[(&str, Handler)] = &[
     (mex_engine_dba::ENGINE_ID, mex_engine_dba::handle),
     (mex_engine_wrangler::ENGINE_ID, mex_engine_wrangler::handle),
     (mex_engine_context::ENGINE_ID, mex_engine_context::handle),
+    (
+        mex_engine_sovereign::ENGINE_ID,
+        mex_engine_sovereign::handle,
+    ),
 ];
 
 /// The handler of `engine_id`, if this binary hosts it.

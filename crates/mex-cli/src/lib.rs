@@ -9,6 +9,8 @@ pub mod report;
 
 pub mod process_engines;
 
+pub mod secrets_gate;
+
 pub mod host_engines;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +44,7 @@ pub fn shipped_engines_with_gates(policy: &CapabilityPolicy) -> EnginesAndGates 
         }
         Err(e) => tracing::warn!("engine.sandbox unavailable: {e}"),
     }
+    gates.push(Arc::new(secrets_gate::SecretsGate::new()));
     (engines, gates)
 }
 

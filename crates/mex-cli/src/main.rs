@@ -27,6 +27,7 @@ mod gc;
 mod home;
 mod out;
 mod render;
+mod secrets;
 mod serve;
 mod trust;
 mod vector;

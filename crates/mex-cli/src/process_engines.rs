@@ -15,9 +15,20 @@ use crate::EnginesAndGates;
 /// The shipped engines and gates, and the process engines `registry`
 /// declares (skipped with a warning when their jail root cannot be made).
 pub fn engines_with_gates(policy: &CapabilityPolicy, registry: &Registry) -> EnginesAndGates {
+    engines_with_secrets(policy, registry, None)
+}
+
+/// [`engines_with_gates`], delivering held keys from the host secret store
+/// `secrets_dir` (`<home>/secrets`) to runs granted `secrets.use:<key_id>`.
+pub fn engines_with_secrets(
+    policy: &CapabilityPolicy,
+    registry: &Registry,
+    secrets_dir: Option<std::path::PathBuf>,
+) -> EnginesAndGates {
     let (mut engines, mut gates) = crate::shipped_engines_with_gates(policy);
     let mut config = mex_engine_process::ProcessEngineConfig::default().with_policy(policy);
     config.sandbox.launcher = crate::launcher();
+    config.secrets_dir = secrets_dir;
     config.host_program = crate::host_engines::host_program();
     let (process, gate, errors) = mex_engine_process::process_engines(registry, config);
     for e in errors {

@@ -236,9 +236,89 @@ pub struct ProcessEngineConfig {
     pub interpreters: Vec<String>,
     /// Trusted policy's `degraded.sandbox_without_landlock`.
     pub allow_degraded: bool,
+    /// The host secret store (`<home>/secrets`): for each granted
+    /// `secrets.use:<key_id>`, the file `<key_id>` there is delivered in the
+    /// request (stdin only; never copied into the jail). `None`: no secrets.
+    pub secrets_dir: Option<PathBuf>,
     /// The program of `host_process` implementations (None: they are not
     /// built).
     pub host_program: Option<Arc<HostProgram>>,
+}
+
+/// The largest held key read from the secret store.
+pub const MAX_SECRET_BYTES: u64 = 4096;
+
+/// The key material of every granted `secrets.use:<key_id>` that the store
+/// holds. A key that is missing or unreadable is left out (the engine then
+/// fails with its own "key not delivered" code); the file is opened without
+/// following a symlink and must be a regular file of at most
+/// [`MAX_SECRET_BYTES`].
+fn granted_secrets(
+    dir: Option<&Path>,
+    granted: &[mex_envelope::Capability],
+) -> std::collections::BTreeMap<String, mex_envelope::protocol::SecretValue> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(dir) = dir else { return out };
+    for cap in granted {
+        let (CapabilityKind::SecretsUse, Some(id)) = (cap.kind(), cap.scope()) else {
+            continue;
+        };
+        // Key ids are single path components (the store refuses others).
+        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+            continue;
+        }
+        let path = dir.join(id);
+        // Not a symlink, a regular file (the store directory is 0700).
+        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
+            continue;
+        }
+        let Ok(f) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let mut bytes = zeroize::Zeroizing::new(Vec::new());
+        if f.take(MAX_SECRET_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .is_err()
+            || bytes.len() as u64 > MAX_SECRET_BYTES
+        {
+            continue;
+        }
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            let value = mex_envelope::protocol::SecretValue::new(text.trim().to_owned());
+            out.insert(id.to_owned(), value);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod granted_secrets_tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+
+    #[test]
+    fn only_granted_regular_files_are_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k1"), "secret-one\n").unwrap();
+        std::fs::write(dir.path().join("k2"), "secret-two").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("k1"), dir.path().join("link")).unwrap();
+        std::fs::write(dir.path().join("big"), vec![b'x'; 5000]).unwrap();
+        let caps: Vec<mex_envelope::Capability> = [
+            "secrets.use:k1",
+            "secrets.use:link",
+            "secrets.use:big",
+            "secrets.use:none",
+            "net.http",
+        ]
+        .iter()
+        .map(|c| c.parse().unwrap())
+        .collect();
+        let got = granted_secrets(Some(dir.path()), &caps);
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["k1"]);
+        assert_eq!(got["k1"].expose(), "secret-one");
+        assert!(granted_secrets(None, &caps).is_empty());
+    }
 }
 
 impl Default for ProcessEngineConfig {
@@ -257,6 +337,7 @@ impl Default for ProcessEngineConfig {
                 .map(|s| (*s).to_owned())
                 .collect(),
             allow_degraded: false,
+            secrets_dir: None,
             host_program: None,
         }
     }
@@ -703,9 +784,16 @@ impl Engine for ProcessEngine {
             budget: ctx.budget().clone(),
             determinism: ctx.determinism(),
             output_dir: out_dir.display().to_string(),
+            capabilities: ctx.capabilities().to_vec(),
+            secrets: granted_secrets(self.config.secrets_dir.as_deref(), ctx.capabilities()),
         };
-        let stdin = serde_json::to_vec(&request)
-            .map_err(|e| fail("PROC_SANDBOX_ERROR", format!("request: {e}")))?;
+        // The request may carry key material: it lives only in this buffer,
+        // written to the child's stdin pipe, and is zeroed when dropped.
+        let mut stdin = zeroize::Zeroizing::new(
+            serde_json::to_vec(&request)
+                .map_err(|e| fail("PROC_SANDBOX_ERROR", format!("request: {e}")))?,
+        );
+        drop(request);
         let mut limits = self.config.limits;
         limits.stdout_bytes = limits.stdout_bytes.min(MAX_COMPLETION_BYTES as u64 + 1);
         if let Some(m) = ctx.budget().memory_bytes {
@@ -790,7 +878,8 @@ impl Engine for ProcessEngine {
         let outcome = match mex_sandbox::run_with(
             &self.config.sandbox,
             &sandbox_request,
-            Some(stdin),
+            // Moved out: mex-sandbox zeroes it once it is on the pipe.
+            Some(std::mem::take(&mut *stdin)),
             &ctx.cancellation(),
         ) {
             Ok(o) => o,

@@ -149,6 +149,47 @@ impl Request {
         Ok(())
     }
 
+    /// The key material of a granted `secrets.use:<key_id>` capability, as
+    /// mex delivered it in the request (never from a file). `None` when the
+    /// key was not granted to this run. Do not copy it into outputs, logs or
+    /// failure messages; it is zeroed when the request is dropped.
+    pub fn secret(&self, key_id: &str) -> Option<&str> {
+        self.doc.secrets.get(key_id).map(|s| s.expose())
+    }
+
+    /// Whether the run was granted `capability` (e.g. `net.http`), exactly
+    /// as written.
+    pub fn has_capability(&self, capability: &str) -> bool {
+        self.doc
+            .capabilities
+            .iter()
+            .any(|c| c.to_string() == capability)
+    }
+
+    /// Create the output file `file` (relative to the output directory) for
+    /// streaming writes; claim it with [`Request::claim_output`] once it is
+    /// complete.
+    pub fn create_output(&self, file: &str) -> Result<(std::fs::File, PathBuf), Fail> {
+        let path = PathBuf::from(&self.doc.output_dir).join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Fail::new("PROC_OUTPUT_ERROR", format!("{}: {e}", parent.display()))
+            })?;
+        }
+        let f = std::fs::File::create(&path)
+            .map_err(|e| Fail::new("PROC_OUTPUT_ERROR", format!("{}: {e}", path.display())))?;
+        Ok((f, path))
+    }
+
+    /// Claim a file written through [`Request::create_output`].
+    pub fn claim_output(&mut self, file: &str, kind: &str, media_type: &str) {
+        self.outputs.push(CompletionOutput {
+            file: file.to_owned(),
+            kind: kind.to_owned(),
+            media_type: media_type.to_owned(),
+        });
+    }
+
     /// Write a JSON output (`application/json`) in a stable form.
     pub fn write_json(&mut self, file: &str, kind: &str, value: &Value) -> Result<(), Fail> {
         let bytes =
@@ -195,12 +236,15 @@ pub fn run(engine: impl FnOnce(&mut Request) -> Result<(), Fail>) -> ExitCode {
     let read = std::io::stdin()
         .take(MAX_REQUEST_BYTES)
         .read_to_end(&mut bytes);
-    let completion = match read {
+    let parsed = read.map(|_| Request::from_slice(&bytes));
+    // The request may carry key material: zero the raw copy at once.
+    zeroize::Zeroize::zeroize(&mut bytes);
+    let completion = match parsed {
         Err(e) => failed(Fail::new(
             "PROC_BAD_REQUEST",
             format!("cannot read stdin: {e}"),
         )),
-        Ok(_) => match Request::from_slice(&bytes) {
+        Ok(parsed) => match parsed {
             Err(f) => failed(f),
             Ok(mut req) => match engine(&mut req) {
                 Ok(()) => req.completion(),

@@ -86,6 +86,45 @@ pub struct EngineRequest {
     pub determinism: DeterminismLevel,
     /// The one directory the engine may write its outputs to (absolute).
     pub output_dir: String,
+    /// The capabilities granted to this run (by G-CAP, from the policy), so
+    /// an engine can check a requirement again before acting on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<crate::Capability>,
+    /// Key material of the `secrets.use:<key_id>` capabilities granted to
+    /// this run, by key id, and nothing else. Delivered only here, on the
+    /// engine's stdin; never written to a file, recorded or logged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SecretValue>,
+}
+
+/// One secret as it crosses the engine's stdin: its `Debug` form never shows
+/// the value, and the bytes are zeroed when it is dropped.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    /// Wrap key material (taken by value so no other copy is left behind).
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The key material.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue([REDACTED])")
+    }
+}
+
+impl Drop for SecretValue {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// One input artifact as the engine sees it.

@@ -272,13 +272,22 @@ impl SqliteRecorder {
     /// reports events that lack a valid tag ([`crate::BreakKind::ForeignWriter`];
     /// see [`crate::tag`]).
     pub fn open_keyed(mex_home: impl AsRef<Path>) -> Result<Self, RecorderError> {
+        Self::open_keyed_with(mex_home, Redactor::new())
+    }
+
+    /// [`SqliteRecorder::open_keyed`] with a redaction policy (e.g. one
+    /// holding every secret the home keeps).
+    pub fn open_keyed_with(
+        mex_home: impl AsRef<Path>,
+        redactor: Redactor,
+    ) -> Result<Self, RecorderError> {
         let home = mex_home.as_ref();
         let path = home.join(DB_FILE_NAME);
         fs::create_dir_all(home).map_err(|e| RecorderError::Open {
             path: path.clone(),
             detail: format!("cannot create the directory {}: {e}", home.display()),
         })?;
-        Self::open_inner(path, Redactor::new(), Some(home))
+        Self::open_inner(path, redactor, Some(home))
     }
 
     /// Open (creating if needed) the database at exactly `path`.

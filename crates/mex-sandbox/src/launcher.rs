@@ -421,7 +421,10 @@ fn supervise(args: &Args, raw: &[OsString]) -> ExitCode {
             .name("mex-sandbox-input".into())
             .spawn(move || {
                 use std::io::Write;
+                let mut bytes = bytes;
                 let _ = pipe.write_all(&bytes);
+                // The input may carry key material: zero it once delivered.
+                zeroize::Zeroize::zeroize(&mut bytes);
             });
         if let Err(e) = spawned {
             return fail(&format!("cannot start the input writer: {e}"));

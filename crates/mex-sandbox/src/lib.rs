@@ -979,8 +979,10 @@ pub fn run_with(
             .name("mex-sandbox-stdin".into())
             .spawn(move || {
                 use std::io::Write;
-                let mut writer = writer;
+                let (mut writer, mut bytes) = (writer, bytes);
                 let _ = writer.write_all(&bytes);
+                // The input may carry key material: zero it once delivered.
+                zeroize::Zeroize::zeroize(&mut bytes);
             })?;
     }
     let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
