@@ -200,7 +200,10 @@ pub enum Stopped {
     /// The caller cancelled.
     #[error("the run was cancelled")]
     Cancelled,
-    /// The output directory grew past the output budget.
+    /// Stdout filled past one completion.
+    #[error("stdout filled past one completion")]
+    StdoutFlood,
+    /// The output directory (or stderr) grew past its cap.
     #[error("the output directory is {total} bytes, past the output budget of {budget}")]
     Output {
         /// Bytes in the output directory.
@@ -572,12 +575,25 @@ impl WasmEngine {
         store.set_fuel(fuel).map_err(|e| host_err("fuel", e))?;
         let out_budget = budget.output_bytes.unwrap_or(u64::MAX);
         let watched = out_dir.to_path_buf();
+        let (stdout_seen, stderr_seen) = (stdout.clone(), stderr.clone());
+        let stderr_cap = config.stderr_bytes;
         store.epoch_deadline_callback(move |_| {
             if cancel.load(Ordering::Relaxed) {
                 return Err(wasmtime::Error::new(Stopped::Cancelled));
             }
             if Instant::now() >= deadline {
                 return Err(wasmtime::Error::new(Stopped::WallTime));
+            }
+            // A full stdout or stderr refuses further writes; a guest that
+            // ignores that would spin until its deadline.
+            if stdout_seen.contents().len() > MAX_COMPLETION_BYTES {
+                return Err(wasmtime::Error::new(Stopped::StdoutFlood));
+            }
+            if stderr_seen.contents().len() >= stderr_cap {
+                return Err(wasmtime::Error::new(Stopped::Output {
+                    total: stderr_cap as u64,
+                    budget: stderr_cap as u64,
+                }));
             }
             let (_, total) = dir_usage(&watched);
             if total > out_budget {
@@ -700,6 +716,12 @@ fn classify(e: &wasmtime::Error) -> EngineFailure {
                 "wall time: the module ran past its wall-time budget and was stopped",
             ),
             Stopped::Cancelled => fail("WASM_CANCELLED", "the run was cancelled and stopped"),
+            Stopped::StdoutFlood => fail(
+                "PROC_COMPLETION_TOO_LARGE",
+                format!(
+                    "the module printed more than {MAX_COMPLETION_BYTES} bytes on stdout and was stopped; stdout carries one completion document only (write outputs as files under /out, logs on stderr)"
+                ),
+            ),
             Stopped::Output { .. } => over(
                 "RUNTIME.OUTPUT_BUDGET_EXCEEDED",
                 format!("output: {s}; the module was stopped"),
@@ -806,6 +828,12 @@ impl Engine for WasmEngine {
         };
         let stdin = serde_json::to_vec(&request)
             .map_err(|e| fail("WASM_HOST_ERROR", format!("request: {e}")))?;
+        // Stop a little before the runtime's own deadline, so the overrun
+        // is this adapter's typed outcome rather than a cancellation.
+        let now = Instant::now();
+        let remaining = ctx.deadline().saturating_duration_since(now);
+        let deadline =
+            now + remaining.saturating_sub((remaining / 10).min(Duration::from_millis(100)));
         let (ended, stdout, stderr, fuel_used) = self.run_module(
             &module,
             stdin,
@@ -813,7 +841,7 @@ impl Engine for WasmEngine {
             &out_dir,
             ctx.determinism(),
             ctx.budget(),
-            ctx.deadline(),
+            deadline,
             ctx.cancellation(),
         )?;
         ctx.record_environment("wasm.protocol", "mex-engine-1");
