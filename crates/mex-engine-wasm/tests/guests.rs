@@ -410,7 +410,7 @@ fn a_module_importing_anything_but_wasi_is_refused() {
 fn a_module_changed_after_pinning_is_refused_before_it_runs() {
     let s = setup(&ok_guest());
     let e = engine(&s, &host());
-    std::fs::write(&s.module, wat::parse_str(&escape_guest("x")).unwrap()).unwrap();
+    std::fs::write(&s.module, wat::parse_str(escape_guest("x")).unwrap()).unwrap();
     let r = run_on(&s, e, default_budget());
     assert_outcome(&r, ResultStatus::Failed, "WASM_DIGEST_MISMATCH");
 }
