@@ -77,6 +77,14 @@ fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
             "mex-sandbox",
             "mex-gates",
         ],
+        // The wasm-engine adapter is built from registry declarations and
+        // shares the process adapter's completion and output checks.
+        "mex-engine-wasm" => &[
+            "mex-envelope",
+            "mex-registry",
+            "mex-runtime",
+            "mex-engine-process",
+        ],
         // The SDK speaks the wire protocol only.
         "mex-engine-sdk" => &["mex-envelope"],
         // Handler libraries hosted out of process (`host_process`) speak the

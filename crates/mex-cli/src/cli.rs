@@ -332,9 +332,10 @@ pub enum RegistryCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print the SHA-256 of engine files, as a process implementation pins
-    /// them; with --overlay, rewrite the pins of that overlay file's process
-    /// implementations to the files' current digests.
+    /// Print the SHA-256 of engine files, as a process or wasm
+    /// implementation pins them; with --overlay, rewrite the pins of that
+    /// overlay file's process and wasm implementations to the files'
+    /// current digests.
     Pin(crate::vector::PinArgs),
     /// Conformance vectors: `new` writes a golden vector.
     #[command(subcommand)]

@@ -2,8 +2,10 @@
 //! builtin engines, plus one process-engine adapter (mex-engine-process) per
 //! implementation of kind `process` in the loaded registry and its overlays
 //! and per `host_process` implementation this binary hosts (see
-//! `host_engines`), with the `G-SAFETY.PROCESS` gate. A new process engine therefore needs
-//! no new binary: declare it (an overlay), certify it, run it.
+//! `host_engines`), with the `G-SAFETY.PROCESS` gate, and (with the
+//! default-on cargo feature `wasm`) one mex-engine-wasm adapter per
+//! implementation of kind `wasm`. A new process or wasm engine therefore
+//! needs no new binary: declare it (an overlay), certify it, run it.
 
 use std::sync::Arc;
 
@@ -38,5 +40,14 @@ pub fn engines_with_secrets(
         gates.push(gate as Arc<dyn Gate>);
     }
     engines.extend(process);
+    #[cfg(feature = "wasm")]
+    {
+        let (wasm, errors) =
+            mex_engine_wasm::wasm_engines(registry, mex_engine_wasm::WasmEngineConfig::default());
+        for e in errors {
+            tracing::warn!("wasm engine unavailable: {e}");
+        }
+        engines.extend(wasm);
+    }
     (engines, gates)
 }

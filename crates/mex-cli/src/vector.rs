@@ -90,7 +90,10 @@ fn pin(args: &PinArgs) -> Result<u8, CliError> {
     for engine in engines.unwrap_or_default() {
         let imps = engine.get("implementations").and_then(Value::as_array);
         for imp in imps.into_iter().flatten() {
-            if imp.get("kind").and_then(Value::as_str) != Some("process") {
+            if !matches!(
+                imp.get("kind").and_then(Value::as_str),
+                Some("process" | "wasm")
+            ) {
                 continue;
             }
             let mut pins = vec![imp.clone()];

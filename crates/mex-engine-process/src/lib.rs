@@ -919,81 +919,121 @@ impl Engine for ProcessEngine {
                 with_tail(&outcome, format!("the engine exited with status {c}")),
             ));
         }
-        if completion.status == CompletionStatus::Failed {
-            return Err(self.engine_failure(&completion));
-        }
-
-        // 5. Outputs, checked before anything is written.
-        let dir = cap_std::fs::Dir::open_ambient_dir(&out_dir, cap_std::ambient_authority())
-            .map_err(|e| fail("PROC_SANDBOX_ERROR", format!("output directory: {e}")))?;
-        let budget = ctx.budget().output_bytes.unwrap_or(u64::MAX);
-        let mut total: u64 = outcome.stderr.len() as u64;
-        let mut staged: Vec<(ArtifactKind, MediaType, Vec<u8>)> = Vec::new();
-        let mut claimed_types = BTreeSet::new();
-        for (i, out) in completion.outputs.iter().enumerate() {
-            let (output_type, media) = check_declared(info, &out.kind, &out.media_type)
-                .map_err(|m| fail("PROC_UNDECLARED_OUTPUT", format!("outputs[{i}]: {m}")))?;
-            claimed_types.insert(output_type);
-            let bytes = read_output(&dir, &out.file, budget.saturating_sub(total))?;
-            total = total.saturating_add(bytes.len() as u64);
-            staged.push((artifact_kind(output_type), media, bytes));
-        }
-        for decl in &info.outputs {
-            if !decl.optional && !claimed_types.contains(&decl.output_type) {
-                return Err(fail(
-                    "PROC_OUTPUT_MISSING",
-                    format!(
-                        "{op_name} declares a required {} output, and the completion claims none",
-                        type_name(decl.output_type)
-                    ),
-                ));
-            }
-        }
-        for (k, v) in &completion.environment {
-            ctx.record_environment(&format!("engine.{k}"), v);
-        }
-        let write_err = |e: mex_runtime::WriteError| match e {
-            mex_runtime::WriteError::BudgetExceeded { .. } => {
-                over("RUNTIME.OUTPUT_BUDGET_EXCEEDED", e.to_string())
-            }
-            other => fail("PROC_SANDBOX_ERROR", other.to_string()),
-        };
-        if !outcome.stderr.is_empty() {
-            ctx.write_log(&String::from_utf8_lossy(&outcome.stderr))
-                .map_err(write_err)?;
-        }
-        for (kind, media, bytes) in staged {
-            ctx.write_output(kind, Some(media), &bytes)
-                .map_err(write_err)?;
-        }
-        Ok(ctx.complete())
+        ingest_completion(
+            ctx,
+            &CompletionRules {
+                engine_id: &self.engine_id,
+                catalogue: &self.catalogue,
+                outputs: &info.outputs,
+            },
+            &completion,
+            &out_dir,
+            &outcome.stderr,
+        )
     }
 }
 
-impl ProcessEngine {
-    fn engine_failure(&self, completion: &EngineCompletion) -> EngineFailure {
-        let Some(err) = &completion.error else {
-            return fail(
-                "PROC_MALFORMED_COMPLETION",
-                "status failed without an error",
-            );
-        };
-        let message: String = err.message.chars().take(2000).collect();
-        match err.code.parse::<ErrorCode>() {
-            Ok(code) if self.catalogue.contains(code.as_str()) => EngineFailure {
-                code,
-                message,
-                budget_exceeded: false,
-            },
-            _ => fail(
-                "PROC_UNDECLARED_FAILURE_CODE",
+/// What the shared completion checks know of the engine that answered: its
+/// id, its failure-code catalogue and the outputs the operation declares.
+/// Every engine speaking `mex-engine-1` (process and wasm) goes through
+/// [`parse_completion_bytes`] and [`ingest_completion`], so one SDK serves
+/// both.
+#[derive(Debug, Clone, Copy)]
+pub struct CompletionRules<'a> {
+    /// The engine that answered.
+    pub engine_id: &'a EngineId,
+    /// Its failure codes (text form).
+    pub catalogue: &'a BTreeSet<String>,
+    /// The outputs the operation declares.
+    pub outputs: &'a [OutputDecl],
+}
+
+/// After a clean end with a parsed completion: a `failed` status becomes the
+/// engine's failure (its catalogue code, or `PROC_UNDECLARED_FAILURE_CODE`);
+/// otherwise every claimed output is checked (a plain relative path inside
+/// `out_dir`, a regular file, a declared kind and media type, within the
+/// output budget together with `stderr`) and required outputs must be
+/// claimed. Only then are the environment identifiers recorded (under
+/// `engine.`), `stderr` written as the log and the outputs stored. A failure
+/// at any step stores nothing.
+pub fn ingest_completion<'run>(
+    ctx: &ExecutionContext<'run>,
+    rules: &CompletionRules<'_>,
+    completion: &EngineCompletion,
+    out_dir: &Path,
+    stderr: &[u8],
+) -> Result<Completion<'run>, EngineFailure> {
+    if completion.status == CompletionStatus::Failed {
+        return Err(engine_failure(rules, completion));
+    }
+    let op_name = ctx.operation().as_str();
+    let dir = cap_std::fs::Dir::open_ambient_dir(out_dir, cap_std::ambient_authority())
+        .map_err(|e| fail("PROC_SANDBOX_ERROR", format!("output directory: {e}")))?;
+    let budget = ctx.budget().output_bytes.unwrap_or(u64::MAX);
+    let mut total: u64 = stderr.len() as u64;
+    let mut staged: Vec<(ArtifactKind, MediaType, Vec<u8>)> = Vec::new();
+    let mut claimed_types = BTreeSet::new();
+    for (i, out) in completion.outputs.iter().enumerate() {
+        let (output_type, media) = check_declared(rules.outputs, &out.kind, &out.media_type)
+            .map_err(|m| fail("PROC_UNDECLARED_OUTPUT", format!("outputs[{i}]: {m}")))?;
+        claimed_types.insert(output_type);
+        let bytes = read_output(&dir, &out.file, budget.saturating_sub(total))?;
+        total = total.saturating_add(bytes.len() as u64);
+        staged.push((artifact_kind(output_type), media, bytes));
+    }
+    for decl in rules.outputs {
+        if !decl.optional && !claimed_types.contains(&decl.output_type) {
+            return Err(fail(
+                "PROC_OUTPUT_MISSING",
                 format!(
-                    "the engine failed with code {:?}, which is not in {}'s failure codes; its message: {message}",
-                    err.code.chars().take(128).collect::<String>(),
-                    self.engine_id
+                    "{op_name} declares a required {} output, and the completion claims none",
+                    type_name(decl.output_type)
                 ),
-            ),
+            ));
         }
+    }
+    for (k, v) in &completion.environment {
+        ctx.record_environment(&format!("engine.{k}"), v);
+    }
+    let write_err = |e: mex_runtime::WriteError| match e {
+        mex_runtime::WriteError::BudgetExceeded { .. } => {
+            over("RUNTIME.OUTPUT_BUDGET_EXCEEDED", e.to_string())
+        }
+        other => fail("PROC_SANDBOX_ERROR", other.to_string()),
+    };
+    if !stderr.is_empty() {
+        ctx.write_log(&String::from_utf8_lossy(stderr))
+            .map_err(write_err)?;
+    }
+    for (kind, media, bytes) in staged {
+        ctx.write_output(kind, Some(media), &bytes)
+            .map_err(write_err)?;
+    }
+    Ok(ctx.complete())
+}
+
+fn engine_failure(rules: &CompletionRules<'_>, completion: &EngineCompletion) -> EngineFailure {
+    let Some(err) = &completion.error else {
+        return fail(
+            "PROC_MALFORMED_COMPLETION",
+            "status failed without an error",
+        );
+    };
+    let message: String = err.message.chars().take(2000).collect();
+    match err.code.parse::<ErrorCode>() {
+        Ok(code) if rules.catalogue.contains(code.as_str()) => EngineFailure {
+            code,
+            message,
+            budget_exceeded: false,
+        },
+        _ => fail(
+            "PROC_UNDECLARED_FAILURE_CODE",
+            format!(
+                "the engine failed with code {:?}, which is not in {}'s failure codes; its message: {message}",
+                err.code.chars().take(128).collect::<String>(),
+                rules.engine_id
+            ),
+        ),
     }
 }
 
@@ -1005,15 +1045,11 @@ fn type_name(t: OutputType) -> String {
 }
 
 fn check_declared(
-    info: &OpInfo,
+    outputs: &[OutputDecl],
     kind: &str,
     media: &str,
 ) -> Result<(OutputType, MediaType), String> {
-    let declared: Vec<String> = info
-        .outputs
-        .iter()
-        .map(|o| type_name(o.output_type))
-        .collect();
+    let declared: Vec<String> = outputs.iter().map(|o| type_name(o.output_type)).collect();
     let output_type: OutputType =
         serde_json::from_value(serde_json::Value::String(kind.to_owned())).map_err(|_| {
             format!(
@@ -1021,7 +1057,7 @@ fn check_declared(
                 declared.join(", ")
             )
         })?;
-    let Some(decl) = info.outputs.iter().find(|o| o.output_type == output_type) else {
+    let Some(decl) = outputs.iter().find(|o| o.output_type == output_type) else {
         return Err(format!(
             "kind {kind:?} is not declared by this operation (declared: {})",
             declared.join(", ")
@@ -1103,7 +1139,7 @@ fn read_output(dir: &cap_std::fs::Dir, file: &str, max: u64) -> Result<Vec<u8>, 
 
 /// The largest file and the total size under `dir` (symlinks not
 /// followed; at most 10,000 entries looked at).
-fn dir_usage(dir: &Path) -> (u64, u64) {
+pub fn dir_usage(dir: &Path) -> (u64, u64) {
     let (mut largest, mut total, mut seen) = (0u64, 0u64, 0usize);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -1217,30 +1253,49 @@ fn check_termination(o: &Outcome) -> Result<(), EngineFailure> {
 }
 
 fn parse_completion(o: &Outcome) -> Result<EngineCompletion, EngineFailure> {
-    if o.stdout.len() > MAX_COMPLETION_BYTES {
+    let ended = match o.termination {
+        Termination::Exited(c) => format!("exit status {c}"),
+        other => format!("{other:?}"),
+    };
+    parse_completion_bytes(&o.stdout, &ended, &o.stderr_tail(600))
+}
+
+/// Parse an engine's stdout as one `mex-engine-1` completion: at most
+/// [`MAX_COMPLETION_BYTES`] (`PROC_COMPLETION_TOO_LARGE`), not empty
+/// (`PROC_NO_COMPLETION`; `ended` says how the engine ended) and well
+/// formed (`PROC_MALFORMED_COMPLETION`). `stderr_tail` (possibly empty) is
+/// quoted in the message.
+pub fn parse_completion_bytes(
+    stdout: &[u8],
+    ended: &str,
+    stderr_tail: &str,
+) -> Result<EngineCompletion, EngineFailure> {
+    let tail = |msg: String| {
+        if stderr_tail.is_empty() {
+            msg
+        } else {
+            format!("{msg}; stderr ends: {stderr_tail}")
+        }
+    };
+    if stdout.len() > MAX_COMPLETION_BYTES {
         return Err(fail(
             "PROC_COMPLETION_TOO_LARGE",
             format!(
-                "the engine printed {} bytes on stdout; a completion is at most {MAX_COMPLETION_BYTES}",
-                o.stdout.len()
+                "the engine printed {} bytes or more on stdout; a completion is at most {MAX_COMPLETION_BYTES} (write outputs as files, logs on stderr)",
+                stdout.len()
             ),
         ));
     }
-    if o.stdout.iter().all(u8::is_ascii_whitespace) {
-        let status = match o.termination {
-            Termination::Exited(c) => format!("exit status {c}"),
-            other => format!("{other:?}"),
-        };
+    if stdout.iter().all(u8::is_ascii_whitespace) {
         return Err(fail(
             "PROC_NO_COMPLETION",
-            with_tail(
-                o,
-                format!("the engine ended ({status}) without printing a completion on stdout"),
-            ),
+            tail(format!(
+                "the engine ended ({ended}) without printing a completion on stdout"
+            )),
         ));
     }
-    EngineCompletion::from_slice(&o.stdout)
-        .map_err(|e| fail("PROC_MALFORMED_COMPLETION", with_tail(o, e.to_string())))
+    EngineCompletion::from_slice(stdout)
+        .map_err(|e| fail("PROC_MALFORMED_COMPLETION", tail(e.to_string())))
 }
 
 fn record(

@@ -168,9 +168,12 @@ impl Catalog for RegistryCatalog {
                 mex_registry::ImplementationKind::InProcess => ImplementationKind::InProcess,
                 // A process engine runs in a sandboxed child: the OS enforces
                 // CPU and memory budgets, as for a builtin subprocess engine.
+                // A wasm engine meters CPU (fuel) and memory (a limiter) in
+                // the runtime: every budget is enforced, as in a child.
                 mex_registry::ImplementationKind::Subprocess
                 | mex_registry::ImplementationKind::Process
                 | mex_registry::ImplementationKind::HostProcess => ImplementationKind::Subprocess,
+                mex_registry::ImplementationKind::Wasm => ImplementationKind::Subprocess,
             },
         })
     }

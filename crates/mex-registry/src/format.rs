@@ -123,19 +123,21 @@ pub struct ImplementationDecl {
     pub version: String,
     /// Builtin (`in_process`, `subprocess`: compiled into the host binary),
     /// `host_process` (compiled into the host binary, run as a separate
-    /// sandboxed process through the engine protocol) or `process` (an
-    /// executable or script mex runs through the engine protocol).
+    /// sandboxed process through the engine protocol), `process` (an
+    /// executable or script mex runs through the engine protocol) or `wasm`
+    /// (a WASI preview-1 module mex runs in wasmtime through the same
+    /// protocol).
     pub kind: ImplementationKind,
     /// Subprocess only: program names it may execute, resolved by the sandbox
     /// on a trusted path (`[A-Za-z0-9][A-Za-z0-9._+-]*`, no `/`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub executables: Vec<String>,
-    /// Process only: the engine's executable or script, relative to the
+    /// Process and wasm: the engine's executable, script or `.wasm` module, relative to the
     /// directory of the registry file that declares it (forward slashes, no
     /// `..`, no absolute paths, no symlinks out of that directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Process only: SHA-256 of the file at `path` (64 lowercase hex); mex
+    /// Process and wasm: SHA-256 of the file at `path` (64 lowercase hex); mex
     /// checks it before every run and refuses a mismatch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<Sha256Digest>")]
@@ -182,12 +184,16 @@ pub enum ImplementationKind {
     /// `process` implementation (for engines that parse untrusted data). Its
     /// code identity is the host executable.
     HostProcess,
+    /// A WebAssembly module (WASI preview 1) the host was not built with,
+    /// run in wasmtime with fuel, epoch and memory metering and spoken to
+    /// through the engine protocol (`mex-engine-1`); pinned by SHA-256.
+    Wasm,
 }
 
 impl ImplementationKind {
     /// Whether the implementation is compiled into the host binary.
     pub fn is_builtin(self) -> bool {
-        !matches!(self, Self::Process)
+        !matches!(self, Self::Process | Self::Wasm)
     }
 
     /// Whether the implementation runs as a separate process through the

@@ -585,6 +585,11 @@ impl Loader {
                     ProblemKind::Implementation,
                     "a host_process implementation runs only the host executable; remove executables",
                 ),
+                ImplementationKind::Wasm if !imp.executables.is_empty() => self.report(
+                    &format!("{here}/executables"),
+                    ProblemKind::Implementation,
+                    "a wasm implementation runs only its pinned module, which cannot execute programs; remove executables",
+                ),
                 ImplementationKind::Process if !imp.executables.is_empty() => self.report(
                     &format!("{here}/executables"),
                     ProblemKind::Implementation,
@@ -593,6 +598,7 @@ impl Loader {
                 _ => {}
             }
             let process = self.process_spec(&here, imp);
+            let wasm = self.wasm_module(&here, imp);
             for (m, exe) in imp.executables.iter().enumerate() {
                 let mut c = exe.chars();
                 let ok = exe.len() <= 64
@@ -626,6 +632,7 @@ impl Loader {
                     kind: imp.kind,
                     executables: imp.executables.clone(),
                     process,
+                    wasm,
                 });
             }
         }
@@ -636,6 +643,9 @@ impl Loader {
     /// The process fields of an implementation: required for `process`,
     /// refused for builtin kinds.
     fn process_spec(&mut self, here: &str, imp: &ImplementationDecl) -> Option<ProcessSpec> {
+        if imp.kind == ImplementationKind::Wasm {
+            return None;
+        }
         if imp.kind != ImplementationKind::Process {
             for (field, set) in [
                 ("path", imp.path.is_some()),
@@ -742,6 +752,61 @@ impl Loader {
             interpreter: imp.interpreter.clone(),
             files,
             declared_in: self.base_dir.clone(),
+        })
+    }
+
+    /// The module of a `wasm` implementation: `path` and `sha256` required,
+    /// `interpreter` and `files` refused (a module is one file and imports
+    /// only WASI).
+    fn wasm_module(&mut self, here: &str, imp: &ImplementationDecl) -> Option<PinnedFile> {
+        if imp.kind != ImplementationKind::Wasm {
+            return None;
+        }
+        for (field, set) in [
+            ("interpreter", imp.interpreter.is_some()),
+            ("files", !imp.files.is_empty()),
+        ] {
+            if set {
+                self.report(
+                    &format!("{here}/{field}"),
+                    ProblemKind::Implementation,
+                    format!(
+                        "{field} is not for kind \"wasm\": a wasm implementation is one pinned module (path + sha256); remove {field}"
+                    ),
+                );
+            }
+        }
+        let Some(rel) = imp.path.as_deref() else {
+            self.report(
+                &format!("{here}/path"),
+                ProblemKind::Implementation,
+                "a wasm implementation needs \"path\": its .wasm module, relative to this registry file",
+            );
+            return None;
+        };
+        let Some(text) = imp.sha256.as_deref() else {
+            self.report(
+                &format!("{here}/sha256"),
+                ProblemKind::Implementation,
+                format!(
+                    "{rel:?} needs \"sha256\": the SHA-256 of its bytes (`mex registry pin` or `sha256sum` prints it)"
+                ),
+            );
+            return None;
+        };
+        let digest =
+            self.parse::<Sha256Digest>(&format!("{here}/sha256"), text, ProblemKind::InvalidValue);
+        let path = match self.resolve(rel) {
+            Ok(p) => Some(p),
+            Err((kind, message)) => {
+                self.report(&format!("{here}/path"), kind, message);
+                None
+            }
+        };
+        Some(PinnedFile {
+            rel: rel.to_owned(),
+            path: path?,
+            sha256: digest?,
         })
     }
 

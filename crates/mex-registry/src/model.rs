@@ -160,6 +160,8 @@ pub struct Implementation {
     pub executables: Vec<String>,
     /// What to run, for kind `process` (None for builtin kinds).
     pub process: Option<ProcessSpec>,
+    /// The module, for kind `wasm` (None for every other kind).
+    pub wasm: Option<PinnedFile>,
 }
 
 /// A process implementation: pinned files and how to start them.

@@ -134,3 +134,82 @@ fn process_fields_are_refused_on_builtin_kinds_and_required_on_process() {
     assert!(text.contains("/engines/0/implementations/0/path"), "{text}");
     assert!(text.contains("/engines/0/implementations/1/path"), "{text}");
 }
+
+fn wasm_overlay_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/engines/context_wasm")
+}
+
+#[test]
+fn an_overlay_declares_a_wasm_implementation_by_its_module_and_pin() {
+    let r = Registry::load_with_overlays(shipped(), &[wasm_overlay_dir()]).unwrap();
+    let e = r.engine(&"engine.context".parse().unwrap()).unwrap();
+    let imp = &e.implementations[0];
+    assert_eq!(imp.kind, ImplementationKind::Wasm);
+    assert!(!imp.kind.is_builtin());
+    assert!(imp.process.is_none());
+    let module = imp.wasm.as_ref().unwrap();
+    assert_eq!(module.rel, "find_todos.wasm");
+    assert_eq!(
+        module.sha256,
+        mex_envelope::Sha256Digest::of(&std::fs::read(&module.path).unwrap())
+    );
+}
+
+/// The example overlay with its implementation replaced by `imp`, loaded
+/// from a copy of the example's directory.
+fn load_wasm_with(imp: Value) -> Result<Registry, RegistryError> {
+    let dir = tempfile::tempdir().unwrap();
+    let src = wasm_overlay_dir();
+    std::fs::create_dir_all(dir.path().join("params")).unwrap();
+    std::fs::copy(
+        src.join("params/find_todos.schema.json"),
+        dir.path().join("params/find_todos.schema.json"),
+    )
+    .unwrap();
+    std::fs::copy(
+        src.join("find_todos.wasm"),
+        dir.path().join("find_todos.wasm"),
+    )
+    .unwrap();
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("context.json")).unwrap()).unwrap();
+    doc["engines"][0]["conformance_vectors"] = json!([]);
+    doc["engines"][0]["implementations"] = json!([imp]);
+    let file = dir.path().join("mechanical_engines.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    Registry::load(&file)
+}
+
+#[test]
+fn a_wasm_implementation_needs_a_pin_and_takes_no_interpreter_or_files() {
+    let pointers = |imp: Value| -> Vec<String> {
+        load_wasm_with(imp)
+            .unwrap_err()
+            .problems()
+            .iter()
+            .map(|p| p.pointer.clone())
+            .collect()
+    };
+    let base = json!({"id": "context-wasm", "version": "0.1.0", "kind": "wasm", "path": "find_todos.wasm"});
+    assert!(
+        pointers(base.clone())
+            .iter()
+            .any(|p| p.ends_with("/implementations/0/sha256")),
+        "a missing sha256 is reported at its pointer"
+    );
+    let mut with_interp = base.clone();
+    with_interp["sha256"] = json!("0".repeat(64));
+    with_interp["interpreter"] = json!("python3");
+    assert!(
+        pointers(with_interp)
+            .iter()
+            .any(|p| p.ends_with("/implementations/0/interpreter"))
+    );
+    let mut no_path = json!({"id": "context-wasm", "version": "0.1.0", "kind": "wasm"});
+    no_path["sha256"] = json!("0".repeat(64));
+    assert!(
+        pointers(no_path)
+            .iter()
+            .any(|p| p.ends_with("/implementations/0/path"))
+    );
+}
