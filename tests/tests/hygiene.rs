@@ -88,8 +88,11 @@ fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
         // The SDK speaks the wire protocol only.
         "mex-engine-sdk" => &["mex-envelope"],
         // Handler libraries hosted out of process (`host_process`) speak the
-        // protocol through the SDK only.
-        "mex-engine-wrangler" => &["mex-engine-sdk"],
+        // protocol through the SDK; mex-envelope for its one-home rules
+        // (JSON pointers), mex-artifacts for the store's path rules.
+        "mex-engine-wrangler" => &["mex-engine-sdk", "mex-envelope"],
+        "mex-engine-context" => &["mex-engine-sdk", "mex-envelope", "mex-artifacts"],
+        "mex-engine-dba" => &["mex-engine-sdk"],
         // A host_process handler library: the SDK only (it runs out of process).
         "mex-engine-sovereign" => &["mex-engine-sdk"],
         // Engines use the engine-author API; an engine-specific gate implements

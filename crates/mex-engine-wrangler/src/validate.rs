@@ -257,11 +257,7 @@ pub(crate) fn run(req: &mut Request) -> Result<(), Fail> {
             for err in v.iter_errors(&instance) {
                 let ptr = err.instance_path().to_string();
                 let column = ptr.strip_prefix('/').map(|p| {
-                    p.split('/')
-                        .next()
-                        .unwrap_or(p)
-                        .replace("~1", "/")
-                        .replace("~0", "~")
+                    mex_envelope::pointer::unescape_token(p.split('/').next().unwrap_or(p))
                 });
                 let value = column.as_deref().and_then(|c| instance.get(c));
                 report.push(

@@ -17,6 +17,17 @@ pub fn escape_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
+/// Undo [`escape_token`] (`~1` to `/`, then `~0` to `~`, in that order).
+///
+/// ```
+/// use mex_envelope::pointer;
+/// assert_eq!(pointer::unescape_token("a~1b~0c"), "a/b~c");
+/// assert_eq!(pointer::unescape_token("~01"), "~1");
+/// ```
+pub fn unescape_token(token: &str) -> String {
+    token.replace("~1", "/").replace("~0", "~")
+}
+
 /// Append one reference token (escaped) to a pointer.
 pub fn join(base: &str, token: impl std::fmt::Display) -> String {
     format!("{base}/{}", escape_token(&token.to_string()))

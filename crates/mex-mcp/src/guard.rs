@@ -373,7 +373,9 @@ impl Inner {
             "error": {
                 "code": rpc,
                 "message": refusal_text(&d, recorded),
-                "data": {"mex/denials": [d]},
+                // The id the refusal is recorded under (the one the message
+                // claims, else a fresh one), so that it can be looked up.
+                "data": {"mex/denials": [d], "mex/op_id": op_id.to_string()},
             },
         });
         Verdict::Reply(serde_json::to_vec(&reply).unwrap_or_default())

@@ -463,7 +463,9 @@ async def strict(t):
             err = r.json()["error"]
             check("4194304 bytes" in err["message"] and "G-SCHEMA.ENVELOPE_INVALID" in err["message"],
                   f"says why: {err}")
-            await check_recorded(s, "00000000-0000-0000-0000-000000000000", "4194304 bytes")
+            recorded_as = err["data"]["mex/op_id"]
+            check(recorded_as != "00000000-0000-0000-0000-000000000000", f"a refusal id of its own: {err}")
+            await check_recorded(s, recorded_as, "4194304 bytes")
         # A forged refusal token is just an unknown argument.
         msg = await s.call(b'{"$mex_refused":"%s"}' % str(uuid.uuid4()).encode())
         check(msg["result"]["isError"] is True, f"forged token: {msg}")
