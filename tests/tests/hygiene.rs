@@ -275,3 +275,65 @@ fn in_process_engines_disallow_ambient_authority() {
         );
     }
 }
+
+/// The API boundary (ARCHITECTURE.md): what is public only for sibling
+/// crates lives in a hidden `internal` module (or is `#[doc(hidden)]`), and
+/// is not re-exported at a crate root, where outside code would take it for
+/// the stable API.
+#[test]
+fn sibling_only_items_are_not_reexported_at_a_crate_root() {
+    let sibling_only: &[(&str, &[&str])] = &[
+        (
+            "mex-gates",
+            &[
+                "Pipeline",
+                "Admitted",
+                "GlobalGate",
+                "RegistryCatalog",
+                "InputVerifier",
+                "OpClaims",
+                "MemoryClaims",
+                "replayed_op_id",
+            ],
+        ),
+        ("mex-recorder", &["Claim,", "ClaimOutcome"]),
+        ("mex-registry", &["is_known_gate", "is_engine_gate"]),
+        (
+            "mex-artifacts",
+            &["PathRef", "look_alike_key", "validate_reference"],
+        ),
+    ];
+    for (krate, names) in sibling_only {
+        let lib = root().join("crates").join(krate).join("src/lib.rs");
+        let text = std::fs::read_to_string(&lib).unwrap();
+        // The root's re-exports: every `pub use` before `pub mod internal`.
+        let (root_part, internal) = text
+            .split_once("pub mod internal")
+            .unwrap_or_else(|| panic!("{krate} has no `internal` module"));
+        assert!(
+            root_part.trim_end().ends_with("#[doc(hidden)]"),
+            "{krate}: `pub mod internal` must be #[doc(hidden)]"
+        );
+        let reexports: String = root_part
+            .split("pub use ")
+            .skip(1)
+            .map(|s| s.split(';').next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ");
+        for name in *names {
+            let bare = name.trim_end_matches(',');
+            let word = |s: &str| {
+                s.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .any(|w| w == bare)
+            };
+            assert!(
+                !word(&reexports),
+                "{krate} re-exports the sibling-only `{bare}` at its root; put it in `internal` (ARCHITECTURE.md, API boundary)"
+            );
+            assert!(
+                word(internal),
+                "{krate}: `{bare}` is missing from `internal`"
+            );
+        }
+    }
+}

@@ -104,13 +104,13 @@
 //!
 //! ## Paths and bundles
 //!
-//! [`RelPath`], [`ArtifactUri`] and [`validate_reference`] validate untrusted
+//! [`RelPath`], [`ArtifactUri`] and `internal::validate_reference` validate untrusted
 //! strings (grammar in [`path`]). [`ArtifactStore::put_dir`] walks a source
 //! directory through `cap_std::fs::Dir` (ambient authority is used only to
 //! open that root), so symlinks are resolved beneath the root and cannot
 //! escape it; names must be UTF-8 without control, bidirectional or
 //! invisible characters, are converted to NFC and refused if two are twins
-//! (equal after NFC, case folding or NFKC, see [`look_alike_key`]); FIFOs, sockets and devices are refused;
+//! (equal after NFC, case folding or NFKC, see `internal::look_alike_key`); FIFOs, sockets and devices are refused;
 //! symlinks to files inside the root are stored as those files. Line endings
 //! are normalized (CRLF and CR to LF) only when asked, and only in text
 //! entries (valid UTF-8, no NUL).
@@ -142,6 +142,14 @@ pub use bundle::{
 };
 pub use error::{ArtifactError, Result};
 pub use gc::{GcDeletion, GcOptions, GcReport};
-pub use path::{ArtifactUri, PathRef, RelPath, UriTarget, look_alike_key, validate_reference};
+pub use path::{ArtifactUri, RelPath, UriTarget};
+
+/// Public only for sibling crates (the gates' reference checks, the
+/// engine crates): not a stable API, and hidden from the docs. See
+/// ARCHITECTURE.md, "API boundary".
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::path::{PathRef, look_alike_key, validate_reference};
+}
 pub use store::{ArtifactStore, Expected, PutOptions, StoreConfig, VerifiedFile, VerifyingReader};
 pub use verify::{Problem, ProblemKind, VerifyReport};

@@ -3,14 +3,19 @@
 //! publishes. The `mex` binary (src/main.rs) and `cargo xtask schemas` read
 //! these lists, so there is one of each; `cargo xtask conformance` runs
 //! `mex conformance` itself. The
-//! types `mex ... --json` prints are in [`report`].
+//! types `mex ... --json` prints are in [`report`]. Everything else here is
+//! public only for the `mex` binary, xtask and the tests (hidden from the
+//! docs; ARCHITECTURE.md, "API boundary").
 
 pub mod report;
 
+#[doc(hidden)]
 pub mod process_engines;
 
+#[doc(hidden)]
 pub mod secrets_gate;
 
+#[doc(hidden)]
 pub mod host_engines;
 
 use std::path::{Path, PathBuf};
@@ -20,14 +25,17 @@ use mex_gates::{CapabilityPolicy, Gate};
 use mex_runtime::Engine;
 
 /// The name under which the `mex` binary acts as the sandbox launcher.
+#[doc(hidden)]
 pub const LAUNCHER_NAME: &str = "mex-sandbox-exec";
 
 /// Engines and the engine-specific gates they need.
+#[doc(hidden)]
 pub type EnginesAndGates = (Vec<Arc<dyn Engine>>, Vec<Arc<dyn Gate>>);
 
 /// The engine implementations this product ships, and the engine-specific
 /// gates they need. Each engine still needs a certificate to run. Add a new
 /// engine crate's implementation here.
+#[doc(hidden)]
 pub fn shipped_engines_with_gates(policy: &CapabilityPolicy) -> EnginesAndGates {
     let mut engines: Vec<Arc<dyn Engine>> = Vec::new();
     let mut gates: Vec<Arc<dyn Gate>> = Vec::new();
@@ -49,6 +57,7 @@ pub fn shipped_engines_with_gates(policy: &CapabilityPolicy) -> EnginesAndGates 
 }
 
 /// The shipped engines under the default policy (for conformance runs).
+#[doc(hidden)]
 pub fn shipped_engines() -> Vec<Arc<dyn Engine>> {
     shipped_engines_with_gates(&CapabilityPolicy::default_non_sensitive()).0
 }
@@ -91,6 +100,7 @@ fn short_digest(path: &Path) -> String {
 /// Every published JSON Schema as `(file stem under schemas/, rendered text)`:
 /// the one list of them. `mex schema`, `cargo xtask schemas` and the drift
 /// test read it; the CLI is the one crate that sees every publisher.
+#[doc(hidden)]
 pub fn published_schemas() -> Vec<(String, String)> {
     let render = mex_envelope::schema::render;
     let mut all: Vec<(String, String)> = mex_envelope::schema::all()
@@ -99,7 +109,7 @@ pub fn published_schemas() -> Vec<(String, String)> {
         .collect();
     all.push((
         "mechanical-engines".into(),
-        mex_registry::render_schema(&mex_registry::schema()),
+        mex_registry::internal::render_schema(&mex_registry::schema()),
     ));
     all.push((
         "capability-policy".into(),

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use mex_cli::report;
 use mex_envelope::{EngineResult, ResultStatus, UtcTimestamp};
-use mex_gates::GateOutcome;
+use mex_gates::internal::GateOutcome;
 use mex_recorder::BreakKind;
 
 /// A short summary of an EngineResult.

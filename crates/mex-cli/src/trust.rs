@@ -17,7 +17,7 @@ use std::sync::Arc;
 use mex_attest::provenance::{self, ProvenanceFacts};
 use mex_attest::{AttestError, HomeKey, PublicKey};
 use mex_envelope::{EngineResult, PlannedOperation};
-use mex_gates::Catalog as _;
+use mex_gates::internal::Catalog as _;
 use mex_recorder::{EventQuery, FlightRecorder};
 use serde_json::Value;
 use uuid::Uuid;
@@ -191,11 +191,11 @@ fn op_events(
 fn resolved_budget(home: &Home, op: &PlannedOperation) -> Option<Value> {
     let registry = home.registry().ok()?;
     let policy = home.policy().ok()?;
-    let catalog = mex_gates::RegistryCatalog::new(registry);
+    let catalog = mex_gates::internal::RegistryCatalog::new(registry);
     let facts = catalog.operation_facts(op).ok()?;
     let enforces = catalog
         .resolve_implementation(op)
-        .map(|i| i.kind == mex_gates::ImplementationKind::Subprocess)
+        .map(|i| i.kind == mex_gates::internal::ImplementationKind::Subprocess)
         .unwrap_or(false);
     let budget_facts = mex_gates::gates::budget::BudgetFacts {
         default: facts.default_budget,

@@ -154,7 +154,7 @@ fn media_type_of(path: &Path) -> &'static str {
 /// The file that declares `engine`: the overlay in effect, else the main
 /// registry file.
 fn declaring_file(home: &Home, engine: &str) -> Result<PathBuf, CliError> {
-    let overlays = mex_registry::overlay_files(&home.registry_path, &home.registry_dirs)
+    let overlays = mex_registry::internal::overlay_files(&home.registry_path, &home.registry_dirs)
         .map_err(|e| CliError::usage(e.to_string()))?;
     for f in overlays {
         let declares = std::fs::read_to_string(&f)

@@ -105,12 +105,13 @@ pub fn registry_entry_digest_with(
     extra_dirs: &[PathBuf],
     engine: &str,
 ) -> Result<Sha256Digest, ConformanceError> {
-    let overlays = mex_registry::overlay_files(registry_file, extra_dirs).map_err(|e| {
-        ConformanceError::Registry {
-            path: registry_file.to_path_buf(),
-            message: e.to_string(),
-        }
-    })?;
+    let overlays =
+        mex_registry::internal::overlay_files(registry_file, extra_dirs).map_err(|e| {
+            ConformanceError::Registry {
+                path: registry_file.to_path_buf(),
+                message: e.to_string(),
+            }
+        })?;
     for overlay in overlays {
         if let Ok(digest) = entry_digest_in(&overlay, engine) {
             return Ok(digest);

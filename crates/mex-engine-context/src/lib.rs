@@ -7,7 +7,7 @@
 //! reads line by line with a bounded buffer.
 //!
 //! The crate is a handler library: [`handle`] takes an SDK
-//! [`Request`](mex_engine_sdk::Request) and is hosted out of the mex process
+//! [`Request`] and is hosted out of the mex process
 //! (it parses untrusted files), under the process-engine jail and budgets.
 //! It does not depend on mex-runtime.
 //!

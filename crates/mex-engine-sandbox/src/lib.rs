@@ -297,11 +297,13 @@ fn check_bundle_paths(paths: &[String]) -> Result<(), EngineFailure> {
 }
 
 /// Prefix of per-run jail directories under the jail root.
+#[doc(hidden)]
 pub const JAIL_PREFIX: &str = "run-";
 
 /// Remove the jails of runs that are over but were not cleaned up (their
 /// process was killed): every `run-*` directory under `jail_root` that no
 /// live run holds (see `mex_runtime::reclaim`).
+#[doc(hidden)]
 pub fn reclaim_jails(jail_root: &Path) -> std::io::Result<mex_runtime::reclaim::Reclaimed> {
     mex_runtime::reclaim::reclaim(jail_root, |name| name.starts_with(JAIL_PREFIX))
 }

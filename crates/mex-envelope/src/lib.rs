@@ -46,11 +46,13 @@ mod determinism;
 mod digest;
 mod error;
 mod ids;
+#[doc(hidden)]
 pub mod json;
 mod operation;
 pub mod pointer;
 pub mod protocol;
 mod result;
+#[doc(hidden)]
 pub mod schema;
 mod timestamp;
 mod uuid_text;

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use mex_artifacts::{ArtifactStore, PutOptions, StoreConfig};
 use mex_envelope::{ArtifactKind, Classification};
-use mex_gates::{CapabilityPolicy, Claimed, GateContext, OpClaims, Pipeline, RegistryCatalog};
+use mex_gates::internal::{Claimed, OpClaims, Pipeline, RegistryCatalog};
+use mex_gates::{CapabilityPolicy, GateContext};
 use mex_registry::Registry;
 use serde_json::json;
 

@@ -205,7 +205,10 @@ fn run_case(path: &Path, templates: &Value) -> Result<(), String> {
             // The claim a runtime makes when it records the admission.
             Ok(proof) => {
                 let id = proof.operation().op_id;
-                assert!(env.claims.claim(id, mex_gates::Claimed::Completed));
+                assert!(
+                    env.claims
+                        .claim(id, mex_gates::internal::Claimed::Completed)
+                );
             }
         }
         admission = pipeline.admit_json(&bytes).1;

@@ -4,7 +4,7 @@
 //! be built by hand. That a decision cannot become an `AdmissionProof` is
 //! proved in mex-runtime's `tests/ui`.
 //!
-//! [`GlobalGate`]: mex_gates::GlobalGate
+//! [`GlobalGate`]: mex_gates::internal::GlobalGate
 
 #[test]
 fn sealed_and_private_cannot_be_forged() {

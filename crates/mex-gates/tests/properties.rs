@@ -28,7 +28,7 @@ fn admitted_physics(env: &common::Env) -> Value {
     })
 }
 
-fn admit(pipeline: &mex_gates::Pipeline, doc: &Value) -> mex_gates::Admission {
+fn admit(pipeline: &mex_gates::internal::Pipeline, doc: &Value) -> mex_gates::internal::Admission {
     pipeline.admit_json(&serde_json::to_vec(doc).unwrap()).1
 }
 

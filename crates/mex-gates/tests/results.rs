@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use mex_artifacts::PutOptions;
 use mex_envelope::{ArtifactHandle, ArtifactKind, Classification, ProvenanceRecord};
-use mex_gates::Admitted as AdmissionProof;
+use mex_gates::internal::Admitted as AdmissionProof;
 use mex_gates::results::{Produced, check_result};
 use serde_json::json;
 

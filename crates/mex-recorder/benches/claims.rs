@@ -30,10 +30,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use mex_envelope::{EngineId, OperationName, ResultStatus};
-use mex_recorder::{
-    Claim, ClaimOutcome, ClaimState, EventDraft, EventKind, EventQuery, FlightRecorder,
-    SqliteRecorder,
-};
+use mex_recorder::internal::{Claim, ClaimOutcome};
+use mex_recorder::{ClaimState, EventDraft, EventKind, EventQuery, FlightRecorder, SqliteRecorder};
 use serde_json::json;
 use uuid::Uuid;
 

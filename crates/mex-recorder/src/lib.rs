@@ -76,7 +76,14 @@ use std::io::Write;
 
 use uuid::Uuid;
 
-pub use claim::{Claim, ClaimOutcome, ClaimState, INTERRUPTED_CODE};
+pub use claim::{ClaimState, INTERRUPTED_CODE};
+
+/// Public only for sibling crates (the runtime's op-id claims): not a
+/// stable API, and hidden from the docs. See ARCHITECTURE.md, "API boundary".
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::claim::{Claim, ClaimOutcome};
+}
 pub use error::RecorderError;
 pub use event::{Decision, Event, EventDraft, EventKind};
 pub use memory::MemoryRecorder;
@@ -108,14 +115,15 @@ pub trait FlightRecorder: Send + Sync {
     /// Record several events atomically, as [`FlightRecorder::append_batch`],
     /// and apply `claim` in the **same transaction**: either both the claim
     /// and the events commit, or (op id already claimed) neither, answered
-    /// [`ClaimOutcome::AlreadyClaimed`]. Exactly one of any number of
+    /// `ClaimOutcome::AlreadyClaimed`. Exactly one of any number of
     /// concurrent claims of one op id wins, across threads and processes.
-    /// See [`claim`].
+    /// See [`claim`]. For the runtime only (ARCHITECTURE.md, "API boundary").
+    #[doc(hidden)]
     fn append_claiming(
         &self,
-        claim: Claim,
+        claim: claim::Claim,
         drafts: Vec<EventDraft>,
-    ) -> Result<ClaimOutcome, RecorderError>;
+    ) -> Result<claim::ClaimOutcome, RecorderError>;
 
     /// The claim on `op_id`, if any: one primary-key lookup, whatever the
     /// size of the log.

@@ -13,9 +13,10 @@ mod common;
 use std::sync::{Arc, Barrier};
 
 use mex_envelope::ResultStatus;
+use mex_recorder::internal::{Claim, ClaimOutcome};
 use mex_recorder::{
-    Claim, ClaimOutcome, ClaimState, DB_FILE_NAME, EventDraft, EventKind, EventQuery,
-    FlightRecorder, INTERRUPTED_CODE, MemoryRecorder, ProblemFilter, SqliteRecorder,
+    ClaimState, DB_FILE_NAME, EventDraft, EventKind, EventQuery, FlightRecorder, INTERRUPTED_CODE,
+    MemoryRecorder, ProblemFilter, SqliteRecorder,
 };
 use rusqlite::Connection;
 use uuid::Uuid;

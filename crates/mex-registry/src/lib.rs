@@ -140,8 +140,17 @@ pub use error::{ParamsError, Problem, ProblemKind, RegistryError};
 pub use format::{GateRequirement, ImplementationKind, OutputDecl, OutputType, VectorKind};
 pub use gates::{
     ENGINE_GATES, GATE_BUDGET, GATE_CAP, GATE_DET, GATE_INTEGRITY, GATE_PROVENANCE, GATE_SCHEMA,
-    GLOBAL_GATES, is_engine_gate, is_global_gate, is_known_gate,
+    GLOBAL_GATES,
 };
+
+/// Public only for sibling crates (the gates' name checks, `mex` and xtask's
+/// schema and overlay handling): not a stable API, and hidden from the docs.
+/// See ARCHITECTURE.md, "API boundary".
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::gates::{is_engine_gate, is_global_gate, is_known_gate};
+    pub use crate::{overlay_files, render_schema};
+}
 pub use loader::PROCESS_GATE;
 pub use model::{
     ArtifactParam, BudgetLimits, ConformanceVector, Engine, EngineGate, EngineStatus, Expectation,
@@ -170,7 +179,9 @@ pub const MAX_OVERLAY_FILES: usize = 256;
 /// The overlay files that apply to the registry at `registry_file`, in the
 /// order they are merged: `registry.d/*.json` beside it, then each of
 /// `extra_dirs`' `*.json`, each directory sorted by file name. A missing
-/// directory contributes nothing.
+/// directory contributes nothing. Sibling crates reach it as
+/// `internal::overlay_files`.
+#[doc(hidden)]
 pub fn overlay_files(
     registry_file: &Path,
     extra_dirs: &[PathBuf],
@@ -400,6 +411,7 @@ pub fn schema() -> schemars::Schema {
 }
 
 /// Render a schema the way it is committed: pretty JSON and a trailing newline.
+#[doc(hidden)]
 pub fn render_schema(schema: &schemars::Schema) -> String {
     let mut text = serde_json::to_string_pretty(schema).unwrap_or_default();
     text.push('\n');

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use mex_gates::{Claimed, OpClaims};
+use mex_gates::internal::{Claimed, OpClaims};
 use mex_recorder::{ClaimState, FlightRecorder};
 use uuid::Uuid;
 

@@ -84,6 +84,7 @@ mod error;
 mod identity;
 mod ledger;
 mod proof;
+#[doc(hidden)]
 pub mod reclaim;
 mod reexec;
 mod runtime;

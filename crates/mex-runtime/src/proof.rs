@@ -1,6 +1,6 @@
 //! [`AdmissionProof`]: the permission to dispatch one operation.
 //!
-//! mex-gates decides ([`mex_gates::Admitted`]); only this crate turns a
+//! mex-gates decides ([`mex_gates::internal::Admitted`]); only this crate turns a
 //! decision into a proof, and only in the admission stage of
 //! [`crate::MexRuntime`], from the decision of the pipeline the runtime built
 //! itself (its registry, policy, store and claim table). A pipeline built
@@ -10,7 +10,7 @@
 
 use std::ops::Deref;
 
-use mex_gates::Admitted;
+use mex_gates::internal::Admitted;
 
 /// Proof that the runtime's own pipeline admitted one operation. Required to
 /// dispatch it; read the decision through `Deref` ([`Admitted`]).

@@ -10,10 +10,10 @@ use mex_artifacts::ArtifactStore;
 use mex_envelope::{
     DenialSeverity, EngineId, EngineResult, PlannedOperation, ResultStatus, UtcTimestamp,
 };
-use mex_gates::{
-    CapabilityPolicy, Gate, GateContext, GateOutcome, Pipeline, RegistryCatalog, replayed_op_id,
-};
-use mex_recorder::{Claim, ClaimOutcome, ClaimState, EventDraft, FlightRecorder};
+use mex_gates::internal::{GateOutcome, Pipeline, RegistryCatalog, replayed_op_id};
+use mex_gates::{CapabilityPolicy, Gate, GateContext};
+use mex_recorder::internal::{Claim, ClaimOutcome};
+use mex_recorder::{ClaimState, EventDraft, FlightRecorder};
 use mex_registry::Registry;
 
 use crate::cache::{ActionCache, CacheLimits};

@@ -13,7 +13,7 @@ use mex_envelope::{
     ArtifactHandle, ArtifactKind, ArtifactProducer, Classification, DenialSeverity, EngineError,
     ErrorCode, GateDenial, ProvenanceRecord, ResultStatus,
 };
-use mex_gates::InputVerifier;
+use mex_gates::internal::InputVerifier;
 use mex_gates::results::{Produced, check_result};
 use mex_recorder::EventDraft;
 use mex_registry::OutputType;

@@ -29,8 +29,9 @@ use mex_envelope::{
     DeterminismLevel, EngineError, ErrorCode, GateDenial, PlannedOperation, ResultStatus,
     Sha256Digest, UtcTimestamp,
 };
-use mex_gates::{CapabilityRuling, GateOutcome, InputVerifier as _};
-use mex_recorder::{Claim, ClaimOutcome, EventDraft};
+use mex_gates::internal::{CapabilityRuling, GateOutcome, InputVerifier as _};
+use mex_recorder::EventDraft;
+use mex_recorder::internal::{Claim, ClaimOutcome};
 use uuid::Uuid;
 
 use crate::cache::{self, CachedResult};
@@ -556,8 +557,8 @@ fn run_state(
 /// How the registry says the admitted implementation runs.
 pub(crate) fn execution_of(proof: &AdmissionProof) -> crate::engine::Execution {
     match proof.implementation().kind {
-        mex_gates::ImplementationKind::InProcess => crate::engine::Execution::InProcess,
-        mex_gates::ImplementationKind::Subprocess => crate::engine::Execution::Supervised,
+        mex_gates::internal::ImplementationKind::InProcess => crate::engine::Execution::InProcess,
+        mex_gates::internal::ImplementationKind::Subprocess => crate::engine::Execution::Supervised,
     }
 }
 

@@ -78,6 +78,7 @@
 //!   TCP is denied ([`Enforcement::network_namespace`] says which).
 //!   Abstract unix sockets and signals are scoped (ABI 6).
 
+#[doc(hidden)]
 pub mod launcher;
 
 use std::ffi::OsString;
@@ -505,6 +506,7 @@ pub fn resolve_executable(name: &str) -> Result<PathBuf, SandboxError> {
 
 /// The ELF interpreters (dynamic loaders) present: exec'ing a dynamically
 /// linked allowlisted binary needs them executable.
+#[doc(hidden)]
 pub fn dynamic_loaders() -> Vec<PathBuf> {
     [
         "/lib64/ld-linux-x86-64.so.2",
@@ -552,6 +554,7 @@ pub fn find_launcher() -> Result<PathBuf, SandboxError> {
 /// Make `dir` the child's private writable workspace: mode 0700, owned by
 /// the uid/gid the child runs as (when the parent is root). Its ancestors
 /// must be traversable by that uid (e.g. under `/tmp`).
+#[doc(hidden)]
 pub fn prepare_workdir(config: &SandboxConfig, dir: &Path) -> Result<(), SandboxError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
@@ -563,6 +566,7 @@ pub fn prepare_workdir(config: &SandboxConfig, dir: &Path) -> Result<(), Sandbox
 }
 
 /// The running kernel's release (`uname -r`), for provenance.
+#[doc(hidden)]
 pub fn kernel_release() -> String {
     String::from_utf8_lossy(rustix::system::uname().release().to_bytes()).into_owned()
 }

@@ -23,7 +23,8 @@ use mex_envelope::{ArtifactHandle, Input, MAX_INLINE_PARAMS_BYTES, PlannedOperat
 use serde_json::Value;
 use uuid::Uuid;
 
-use mex_artifacts::{PathRef, UriTarget};
+use mex_artifacts::UriTarget;
+use mex_artifacts::internal::PathRef;
 
 use crate::codes::{Finding, deny};
 
@@ -53,7 +54,7 @@ pub enum Claimed {
 /// and [`InputVerifier`]). The runtime implements it over the Flight
 /// Recorder's claim table. Looking up makes no claim.
 ///
-/// [`Catalog`]: crate::Catalog
+/// [`Catalog`]: crate::internal::Catalog
 pub trait OpClaims: Send + Sync {
     /// `Ok(None)` when `op_id` was never admitted, `Ok(Some(how))` when it
     /// was, `Err(why)` when the record could not be read (the gate then
@@ -268,7 +269,7 @@ fn check_paths(
             findings.push(escape(why.to_owned()));
             return;
         }
-        match mex_artifacts::validate_reference(s) {
+        match mex_artifacts::internal::validate_reference(s) {
             Err(e) => findings.push(escape(e.to_string())),
             Ok(PathRef::Uri(uri)) => {
                 let known = match uri.target {

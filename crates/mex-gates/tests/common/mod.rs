@@ -13,7 +13,8 @@ use mex_artifacts::{ArtifactStore, PutOptions};
 use mex_envelope::{
     ArtifactHandle, ArtifactKind, Classification, GateDenial, GateId, MediaType, PlannedOperation,
 };
-use mex_gates::{CapabilityPolicy, Gate, GateContext, MemoryClaims, Pipeline, RegistryCatalog};
+use mex_gates::internal::{MemoryClaims, Pipeline, RegistryCatalog};
+use mex_gates::{CapabilityPolicy, Gate, GateContext};
 use mex_registry::Registry;
 
 pub fn fixtures() -> PathBuf {

@@ -2,7 +2,7 @@
 // so nothing can stand among the six (engine gates implement `Gate`).
 struct Approve(mex_envelope::GateId);
 
-impl mex_gates::GlobalGate for Approve {
+impl mex_gates::internal::GlobalGate for Approve {
     fn id(&self) -> &mex_envelope::GateId {
         &self.0
     }
