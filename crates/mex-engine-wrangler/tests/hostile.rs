@@ -243,9 +243,12 @@ fn big_csv_with_a_bad_tail(rows: usize) -> Vec<u8> {
 }
 
 fn spilled(j: &Jail) -> Option<u64> {
-    std::fs::metadata(j.path("out").join(mex_engine_wrangler::output::OVER_BUDGET_FILE))
-        .ok()
-        .map(|m| m.len())
+    std::fs::metadata(
+        j.path("out")
+            .join(mex_engine_wrangler::output::OVER_BUDGET_FILE),
+    )
+    .ok()
+    .map(|m| m.len())
 }
 
 #[test]
@@ -291,7 +294,10 @@ fn a_one_byte_budget_spills_the_report_of_every_operation() {
             "wrangler.find_duplicates",
             json!({"strategy": "hash", "output": "csv"}),
         ),
-        ("wrangler.convert_table", json!({"target": "jsonl", "output": "dataset"})),
+        (
+            "wrangler.convert_table",
+            json!({"target": "jsonl", "output": "dataset"}),
+        ),
     ];
     for (op, extra) in ops {
         let mut j = Jail::new();
@@ -311,7 +317,10 @@ fn a_one_byte_budget_spills_the_report_of_every_operation() {
     let mut j = Jail::new();
     j.output_bytes = 1;
     let data = j.input(b"id,age\n1,2\n", "text/csv");
-    let exp = j.input(br#"{"columns":[{"name":"id","type":"integer"}]}"#, "application/json");
+    let exp = j.input(
+        br#"{"columns":[{"name":"id","type":"integer"}]}"#,
+        "application/json",
+    );
     let f = j.fail(
         "wrangler.validate_dataset",
         json!({"dataset_ref": data, "expectations_ref": exp, "output": "json"}),
