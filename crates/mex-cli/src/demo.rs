@@ -283,6 +283,42 @@ pub fn run(home: &Home) -> Result<u8, CliError> {
         ),
     ));
 
+    // engine.wrangler (host_process): profile people.csv; a CSV whose quote
+    // is never closed fails with the line where its record starts.
+    let unbalanced = put("unbalanced.csv", "text/csv")?;
+    let wrangler = |operation: &str, input: &ArtifactHandle, params: Value| -> Value {
+        json!({
+            "schema_version": "poe-1.0",
+            "op_id": uuid::Uuid::new_v4().to_string(),
+            "engine_id": "engine.wrangler",
+            "engine_version_req": "^0.1",
+            "operation": operation,
+            "inputs": [input],
+            "params": params,
+            "capabilities_requested": ["fs.read:inputs", "fs.write:artifacts"],
+            "budget": {"wall_time_ms": 30000, "output_bytes": 1048576},
+            "determinism": "D2"
+        })
+    };
+    cases.push((
+        "wrangler: profile people.csv",
+        ("succeeded", "-"),
+        wrangler(
+            "wrangler.profile_dataset",
+            &people,
+            json!({"dataset_ref": people.artifact_id.to_string(), "metrics": ["count", "nulls", "distinct", "min", "max"], "output": "json"}),
+        ),
+    ));
+    cases.push((
+        "wrangler: CSV quote never closed",
+        ("failed", "WR_DATA_PARSE_ERROR"),
+        wrangler(
+            "wrangler.convert_table",
+            &unbalanced,
+            json!({"input_ref": unbalanced.artifact_id.to_string(), "target": "jsonl", "output": "dataset"}),
+        ),
+    ));
+
     // engine.sovereign (host_process): verify the committed sign/verify
     // vector (no key needed), then the same signature over altered bytes.
     let vectors =

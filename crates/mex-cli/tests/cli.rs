@@ -255,9 +255,11 @@ fn demo_certifies_runs_every_row_as_expected_and_is_recorded() {
         "G-DET.",
         "G-SAFETY.SANDBOX.",
         "SBOX_FS_ESCAPE_DETECTED",
+        "WR_DATA_PARSE_ERROR",
     ] {
         assert!(text.contains(gate), "no denial by {gate} in\n{text}");
     }
+    assert!(text.contains("wrangler: profile people.csv"), "{text}");
     assert!(
         text.contains("budget_exceeded") && text.contains("(cache)"),
         "{text}"

@@ -92,7 +92,7 @@ pub(crate) fn run(req: &mut Request) -> Result<(), Fail> {
     }
 
     let mut table = Table::open(&path, &opts)?;
-    let mut out = Bounded::new(cap);
+    let mut out = Bounded::new(&cap);
     let (file, media) = match target {
         Format::Csv => {
             let columns = match columns_first {
@@ -108,7 +108,7 @@ pub(crate) fn run(req: &mut Request) -> Result<(), Fail> {
                 })
                 .from_writer(&mut out);
             let csv_err = |e: csv::Error| match e.into_kind() {
-                csv::ErrorKind::Io(io) => write_fail(&io, cap),
+                csv::ErrorKind::Io(io) => write_fail(&io, &cap),
                 other => Fail::new("PROC_OUTPUT_ERROR", format!("cannot write CSV: {other:?}")),
             };
             w.write_record(&columns).map_err(csv_err)?;
@@ -120,13 +120,13 @@ pub(crate) fn run(req: &mut Request) -> Result<(), Fail> {
                 }
                 w.write_record(&fields).map_err(csv_err)?;
             }
-            w.flush().map_err(|e| write_fail(&e, cap))?;
+            w.flush().map_err(|e| write_fail(&e, &cap))?;
             drop(w);
             ("table.csv", "text/csv")
         }
         Format::Jsonl | Format::Json => {
             let json = target == Format::Json;
-            let io = |e: std::io::Error| write_fail(&e, cap);
+            let io = |e: std::io::Error| write_fail(&e, &cap);
             if json {
                 out.write_all(b"[").map_err(io)?;
             }

@@ -146,11 +146,11 @@ pub(crate) fn run(req: &mut Request) -> Result<(), Fail> {
     groups.truncate(usize::try_from(max_groups).unwrap_or(usize::MAX));
 
     if csv_out {
-        let mut out = Bounded::new(cap);
+        let mut out = Bounded::new(&cap);
         {
             let mut w = csv::Writer::from_writer(&mut out);
             let err = |e: csv::Error| match e.into_kind() {
-                csv::ErrorKind::Io(io) => write_fail(&io, cap),
+                csv::ErrorKind::Io(io) => write_fail(&io, &cap),
                 other => Fail::new("PROC_OUTPUT_ERROR", format!("cannot write CSV: {other:?}")),
             };
             w.write_record(["group", "row", "first_row", "count"])
@@ -166,7 +166,7 @@ pub(crate) fn run(req: &mut Request) -> Result<(), Fail> {
                     .map_err(err)?;
                 }
             }
-            w.flush().map_err(|e| write_fail(&e, cap))?;
+            w.flush().map_err(|e| write_fail(&e, &cap))?;
         }
         return req.write_output("duplicates.csv", "artifact.dataset", "text/csv", &out.buf);
     }
@@ -200,7 +200,7 @@ pub(crate) fn run(req: &mut Request) -> Result<(), Fail> {
         "groups": groups_json,
         "truncated": truncated,
     });
-    let bytes = json_bytes(&doc, cap)?;
+    let bytes = json_bytes(&doc, &cap)?;
     req.write_output(
         "duplicates.json",
         "artifact.dataset",

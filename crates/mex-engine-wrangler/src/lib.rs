@@ -23,9 +23,15 @@
 //! [`MAX_RECORD_BYTES`] per record, [`MAX_COLUMNS`] per row, the JSON
 //! document bound [`MAX_JSON_DOCUMENT_BYTES`], the per-operation bounds
 //! (distinct values, duplicate rows) and the output bound
-//! [`MAX_OUTPUT_BYTES`] (the run's `output_bytes` budget is the runtime's
-//! to enforce, with its own code). Crossing a bound is
-//! the typed failure `WR_LIMIT_EXCEEDED`, never a panic or an abort.
+//! [`MAX_OUTPUT_BYTES`]. Crossing a bound is the typed failure
+//! `WR_LIMIT_EXCEEDED`, never a panic or an abort.
+//!
+//! The run's `output_bytes` budget is checked as output is built: the
+//! first write past it stops the operation (no further rows are read) and
+//! spills the partial output into the output directory, where the jail's
+//! file-size limit and the runtime's output check end the run as
+//! `RUNTIME.OUTPUT_BUDGET_EXCEEDED` (the runtime's code, not the engine's),
+//! without first working through the rest of the input.
 //!
 //! Determinism: outputs are byte-identical for identical inputs and
 //! params on the same build (no clocks, no random ids, no hash-map order).
@@ -41,7 +47,7 @@ pub use mex_engine_sdk::{Fail, Request};
 
 mod convert;
 mod dedup;
-mod output;
+pub mod output;
 mod profile;
 pub mod table;
 mod validate;
@@ -64,8 +70,8 @@ pub const MAX_RECORD_BYTES: u64 = 16 << 20;
 pub const MAX_COLUMNS: usize = 4096;
 /// The largest whole-document JSON dataset, in bytes after decoding.
 pub const MAX_JSON_DOCUMENT_BYTES: u64 = 32 << 20;
-/// The largest output any operation builds (the run's `output_bytes`
-/// budget is enforced by the runtime).
+/// The largest output any operation builds (a smaller `output_bytes`
+/// budget bounds it further: see [`output_cap`]).
 pub const MAX_OUTPUT_BYTES: u64 = 256 << 20;
 /// The largest expectations document.
 pub const MAX_EXPECTATIONS_BYTES: u64 = 1 << 20;
@@ -93,12 +99,18 @@ pub fn handle(req: &mut Request) -> Result<(), Fail> {
     }
 }
 
-/// The output bound: the engine's own. The run's `output_bytes` budget is
-/// left to the runtime, which ends an overrun as `budget_exceeded` with
-/// `RUNTIME.OUTPUT_BUDGET_EXCEEDED` (the code conformance expects), so the
-/// engine never reports the budget under a code of its own.
-pub(crate) fn output_cap(_req: &Request) -> u64 {
-    MAX_OUTPUT_BYTES
+/// The output bound of this run: [`MAX_OUTPUT_BYTES`], or the run's
+/// `output_bytes` budget when smaller. Crossing the budget stops the
+/// operation at once and leaves more than the budget in the output
+/// directory, so the runtime ends the run as `budget_exceeded` with
+/// `RUNTIME.OUTPUT_BUDGET_EXCEEDED` (see [`output::Cap`]); the engine never
+/// reports the budget under a code of its own when it runs in the jail.
+pub(crate) fn output_cap(req: &Request) -> output::Cap {
+    output::Cap::new(
+        MAX_OUTPUT_BYTES,
+        req.doc.budget.output_bytes,
+        std::path::PathBuf::from(&req.doc.output_dir),
+    )
 }
 
 /// An optional integer param within `[1, max]`, or `default`.

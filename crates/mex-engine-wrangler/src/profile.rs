@@ -340,11 +340,11 @@ pub(crate) fn run(req: &mut Request) -> Result<(), Fail> {
             &[("rows".to_owned(), rows.to_string())],
             &header,
             &rows_html,
-            cap,
+            &cap,
         )?;
         return req.write_output("profile.html", "artifact.document", "text/html", &bytes);
     }
-    let bytes = json_bytes(&doc, cap)?;
+    let bytes = json_bytes(&doc, &cap)?;
     req.write_output(
         "profile.json",
         "artifact.document",

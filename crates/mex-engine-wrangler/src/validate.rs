@@ -379,11 +379,11 @@ pub(crate) fn run(req: &mut Request) -> Result<(), Fail> {
             ],
             &header,
             &rows_html,
-            cap,
+            &cap,
         )?;
         return req.write_output("report.html", "artifact.document", "text/html", &bytes);
     }
-    let bytes = json_bytes(&doc, cap)?;
+    let bytes = json_bytes(&doc, &cap)?;
     req.write_output(
         "report.json",
         "artifact.document",

@@ -231,20 +231,119 @@ fn pathological_regexes_run_in_linear_time_or_are_refused() {
     assert!(f.message.contains("look-around"), "{}", f.message);
 }
 
+/// A CSV of `rows` good rows, then a quote that is never closed: an
+/// operation that reads the whole input fails `WR_DATA_PARSE_ERROR`.
+fn big_csv_with_a_bad_tail(rows: usize) -> Vec<u8> {
+    let mut csv = b"a,b\n".to_vec();
+    for i in 0..rows {
+        writeln!(csv, "{i},{}", i * 7).unwrap();
+    }
+    csv.extend_from_slice(b"9,\"never closed\n");
+    csv
+}
+
+fn spilled(j: &Jail) -> Option<u64> {
+    std::fs::metadata(
+        j.path("out")
+            .join(mex_engine_wrangler::output::OVER_BUDGET_FILE),
+    )
+    .ok()
+    .map(|m| m.len())
+}
+
 #[test]
-fn the_output_budget_is_left_to_the_runtime() {
-    // The engine does not pre-empt the run's output budget with a code of
-    // its own: it writes the output, and the runtime's file-size limit and
-    // output check end the run as RUNTIME.OUTPUT_BUDGET_EXCEEDED.
+fn crossing_the_output_budget_stops_the_run_before_the_rest_of_the_input() {
+    // The first write past the run's output_bytes budget ends the
+    // operation: the malformed tail of the input is never reached (a full
+    // pass would fail WR_DATA_PARSE_ERROR instead), and the output
+    // directory holds one spill just past the budget, which in the jail
+    // trips the file-size limit (RUNTIME.OUTPUT_BUDGET_EXCEEDED).
+    for (target, slack) in [("json", 64), ("jsonl", 64), ("csv", 16 << 10)] {
+        let mut j = Jail::new();
+        j.output_bytes = 1000;
+        let id = j.input(&big_csv_with_a_bad_tail(50_000), "text/csv");
+        let f = j.fail(
+            "wrangler.convert_table",
+            json!({"input_ref": id, "target": target, "output": "dataset"}),
+        );
+        assert_eq!(f.code, "WR_LIMIT_EXCEEDED", "{target}: {}", f.message);
+        assert!(f.message.contains("output_bytes budget"), "{}", f.message);
+        let size = spilled(&j).unwrap_or_else(|| panic!("{target}: no spill"));
+        assert!(size > 1000 && size <= 1000 + slack, "{target}: {size}");
+    }
+}
+
+#[test]
+fn a_one_byte_budget_spills_the_report_of_every_operation() {
+    // The conformance case `budget.output_bytes` (budget 1) on each
+    // operation: the report crosses the budget at its first write.
+    let ops = [
+        (
+            "wrangler.profile_dataset",
+            json!({"output": "json", "metrics": ["count"]}),
+        ),
+        (
+            "wrangler.profile_dataset",
+            json!({"output": "html", "metrics": ["count"]}),
+        ),
+        (
+            "wrangler.find_duplicates",
+            json!({"strategy": "hash", "output": "json"}),
+        ),
+        (
+            "wrangler.find_duplicates",
+            json!({"strategy": "hash", "output": "csv"}),
+        ),
+        (
+            "wrangler.convert_table",
+            json!({"target": "jsonl", "output": "dataset"}),
+        ),
+    ];
+    for (op, extra) in ops {
+        let mut j = Jail::new();
+        j.output_bytes = 1;
+        let id = j.input(b"a,b\n1,2\n1,2\n", "text/csv");
+        let mut params = extra.clone();
+        let key = match op {
+            "wrangler.convert_table" => "input_ref",
+            "wrangler.find_duplicates" => "bundle_ref",
+            _ => "dataset_ref",
+        };
+        params[key] = json!(id);
+        let f = j.fail(op, params);
+        assert_eq!(f.code, "WR_LIMIT_EXCEEDED", "{op} {extra}: {}", f.message);
+        assert!(spilled(&j).is_some_and(|n| n > 1), "{op} {extra}");
+    }
     let mut j = Jail::new();
-    j.output_bytes = 1000;
+    j.output_bytes = 1;
+    let data = j.input(b"id,age\n1,2\n", "text/csv");
+    let exp = j.input(
+        br#"{"columns":[{"name":"id","type":"integer"}]}"#,
+        "application/json",
+    );
+    let f = j.fail(
+        "wrangler.validate_dataset",
+        json!({"dataset_ref": data, "expectations_ref": exp, "output": "json"}),
+    );
+    assert_eq!(f.code, "WR_LIMIT_EXCEEDED", "{}", f.message);
+    assert!(spilled(&j).is_some_and(|n| n > 1));
+}
+
+#[test]
+fn an_output_within_the_budget_is_written_whole_and_nothing_spills() {
+    let mut j = Jail::new();
     let csv = "a,b\n".to_owned() + &"1,2\n".repeat(1000);
     let id = j.input(csv.as_bytes(), "text/csv");
-    let outs = j
-        .run(
-            "wrangler.convert_table",
-            json!({"input_ref": id, "target": "json", "output": "dataset"}),
-        )
-        .unwrap();
-    assert!(outs[0].2.len() > 1000);
+    let params = json!({"input_ref": id, "target": "json", "output": "dataset"});
+    let whole = j.run("wrangler.convert_table", params.clone()).unwrap();
+    let size = whole[0].2.len() as u64;
+    // Exactly the budget is allowed; one byte less is an overrun.
+    j.output_bytes = size;
+    let outs = j.run("wrangler.convert_table", params.clone()).unwrap();
+    assert_eq!(outs[0].2, whole[0].2);
+    assert_eq!(spilled(&j), None);
+    j.output_bytes = size - 1;
+    let f = j.fail("wrangler.convert_table", params);
+    assert_eq!(f.code, "WR_LIMIT_EXCEEDED");
+    assert_eq!(spilled(&j), Some(size));
 }
