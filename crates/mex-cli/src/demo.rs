@@ -260,7 +260,7 @@ pub fn run(home: &Home) -> Result<u8, CliError> {
             "inputs": [input],
             "params": params,
             "capabilities_requested": ["fs.read:inputs", "fs.write:artifacts"],
-            "budget": {"wall_time_ms": 10000, "output_bytes": 1048576},
+            "budget": {"wall_time_ms": 30000, "output_bytes": 1048576},
             "determinism": "D3"
         })
     };
