@@ -145,7 +145,8 @@ pub use gates::{
 pub use loader::PROCESS_GATE;
 pub use model::{
     ArtifactParam, BudgetLimits, ConformanceVector, Engine, EngineGate, EngineStatus, Expectation,
-    FailureCode, Implementation, Operation, PinnedFile, ProcessSpec, Registry, SchemaSource,
+    FailureCode, Implementation, Operation, PayloadKind, PinnedFile, ProcessSpec, Registry,
+    SchemaSource, VectorPayload,
 };
 pub use span::Position;
 
@@ -154,6 +155,10 @@ pub const MAX_REGISTRY_BYTES: usize = 8 << 20;
 
 /// The largest referenced file (params schema, vector, payload) the loader reads (1 MiB).
 pub const MAX_REFERENCED_FILE_BYTES: u64 = 1 << 20;
+
+/// The most files a directory payload of a conformance vector may hold; all
+/// of them together are read under [`MAX_REFERENCED_FILE_BYTES`].
+pub const MAX_PAYLOAD_DIR_FILES: usize = 1024;
 
 /// At most this many params errors are reported for one params object.
 pub const MAX_PARAMS_ERRORS: usize = 64;
