@@ -255,6 +255,7 @@ fn demo_certifies_runs_every_row_as_expected_and_is_recorded() {
         "G-DET.",
         "G-SAFETY.SANDBOX.",
         "SBOX_FS_ESCAPE_DETECTED",
+        "CTX_SCOPE_DENIED",
     ] {
         assert!(text.contains(gate), "no denial by {gate} in\n{text}");
     }
@@ -263,6 +264,11 @@ fn demo_certifies_runs_every_row_as_expected_and_is_recorded() {
         "{text}"
     );
     assert!(!text.contains("NO: expected"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("context: search a bundle") && l.contains("succeeded")),
+        "{text}"
+    );
     let home = dir.path().join("h");
     let engines = mex(&home, &["engines"]);
     assert!(
