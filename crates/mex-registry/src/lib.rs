@@ -37,8 +37,11 @@
 //! catalogue; vectors naming undeclared operations, whose kind and outcome
 //! disagree, whose operation file is not a valid poe-1.0 PlannedOperation for
 //! that engine and operation, whose params fail the schema (unless the vector
-//! expects a G-SCHEMA denial), or whose payload files do not match the input
-//! handles' hash and size.
+//! expects a G-SCHEMA denial), or whose payloads do not match the input
+//! handles' hash and size (a `"dir"` payload: the hash and size of the
+//! bundle index the artifact store makes of the directory; it must be a
+//! `bundle` input, read under the referenced-file bounds, with no symlink,
+//! special file or non-canonical name).
 //!
 //! ## The format (registry_version "1.0")
 //!
