@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mex_artifacts::PutOptions;
+use mex_artifacts::{BundleOptions, PutOptions};
 use mex_envelope::{ArtifactHandle, ArtifactKind, Classification, EngineResult, ResultStatus};
 use serde_json::{Value, json};
 
@@ -360,6 +360,43 @@ pub fn run(home: &Home) -> Result<u8, CliError> {
         "sovereign: signature over other bytes",
         ("failed", "SOV_VERIFY_FAILED"),
         verify(&sov_altered),
+    ));
+
+    // engine.context (host_process): search a directory stored as a
+    // bundle; a scope outside the bundle is the engine's typed refusal.
+    let tree = inputs_dir().join("context");
+    let ctx_bundle = store
+        .put_dir(
+            &tree,
+            &BundleOptions {
+                put: PutOptions::new(ArtifactKind::Bundle, Classification::Low),
+                normalize_line_endings: false,
+            },
+        )
+        .map_err(|e| CliError::usage(format!("{}: {e}", tree.display())))?;
+    let search = |scopes: Value| -> Value {
+        json!({
+            "schema_version": "poe-1.0",
+            "op_id": uuid::Uuid::new_v4().to_string(),
+            "engine_id": "engine.context",
+            "engine_version_req": "^0.1",
+            "operation": "context.search",
+            "inputs": [&ctx_bundle],
+            "params": {"query": "needle", "scopes": scopes, "mode": "literal", "output": "json"},
+            "capabilities_requested": ["fs.read:workspace"],
+            "budget": {"wall_time_ms": 10000, "output_bytes": 1048576},
+            "determinism": "D3"
+        })
+    };
+    cases.push((
+        "context: search a bundle for a word",
+        ("succeeded", "-"),
+        search(json!([])),
+    ));
+    cases.push((
+        "context: scope outside the bundle",
+        ("failed", "CTX_SCOPE_DENIED"),
+        search(json!(["/etc"])),
     ));
 
     // 3. Run them through the real runtime.

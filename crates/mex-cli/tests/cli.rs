@@ -256,6 +256,7 @@ fn demo_certifies_runs_every_row_as_expected_and_is_recorded() {
         "G-SAFETY.SANDBOX.",
         "SBOX_FS_ESCAPE_DETECTED",
         "WR_DATA_PARSE_ERROR",
+        "CTX_SCOPE_DENIED",
     ] {
         assert!(text.contains(gate), "no denial by {gate} in\n{text}");
     }
@@ -265,6 +266,11 @@ fn demo_certifies_runs_every_row_as_expected_and_is_recorded() {
         "{text}"
     );
     assert!(!text.contains("NO: expected"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("context: search a bundle") && l.contains("succeeded")),
+        "{text}"
+    );
     let home = dir.path().join("h");
     let engines = mex(&home, &["engines"]);
     assert!(

@@ -210,3 +210,73 @@ fn dba_query_sql_runs_under_the_sandbox_through_mex_run() {
         "{result}"
     );
 }
+
+fn context_op(bundle: &Value, operation: &str, params: Value) -> Value {
+    json!({
+        "schema_version": "poe-1.0",
+        "op_id": uuid::Uuid::new_v4(),
+        "engine_id": "engine.context",
+        "engine_version_req": "^0.1",
+        "operation": operation,
+        "inputs": [bundle],
+        "params": params,
+        "capabilities_requested": ["fs.read:workspace"],
+        "budget": {"wall_time_ms": 10000, "output_bytes": 1048576},
+        "determinism": "D3"
+    })
+}
+
+/// engine.context from a fresh home: certified by its own vectors (a
+/// directory payload stored as a bundle), then `mex run` searches a bundle
+/// put into the home's store in the jail, and a scope outside the bundle is
+/// the engine's typed refusal.
+#[test]
+fn context_search_runs_over_a_bundle_through_mex_run() {
+    let home = tempfile::tempdir().unwrap();
+    let o = mex(home.path(), &["conformance", "--engine", "engine.context"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("certified: "),
+        "{}",
+        text(&o)
+    );
+
+    let tree = home.path().join("tree");
+    std::fs::create_dir_all(tree.join("src")).unwrap();
+    std::fs::write(tree.join("src/b.rs"), "fn b() {}\n// the needle\n").unwrap();
+    std::fs::write(tree.join("src/a.rs"), "needle at the start\n").unwrap();
+    std::fs::write(tree.join("notes.txt"), "no match here\n").unwrap();
+    let store = mex_artifacts::ArtifactStore::at(home.path().join("artifacts")).unwrap();
+    let bundle = store
+        .put_dir(&tree, &mex_artifacts::BundleOptions::default())
+        .unwrap();
+    let bundle = serde_json::to_value(&bundle).unwrap();
+
+    let params = json!({"query": "needle", "scopes": ["src"], "mode": "literal", "output": "json"});
+    let result = run_op(home.path(), &context_op(&bundle, "context.search", params));
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let output: mex_envelope::ArtifactHandle =
+        serde_json::from_value(result["outputs"][0].clone()).unwrap();
+    let found: Value = serde_json::from_slice(&store.read(&output).unwrap()).unwrap();
+    let hits: Vec<(String, u64)> = found["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["path"].as_str().unwrap().to_owned(),
+                m["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hits,
+        [("src/a.rs".to_owned(), 1), ("src/b.rs".to_owned(), 2)],
+        "{found}"
+    );
+
+    let params = json!({"query": "root", "scopes": ["/etc"], "mode": "literal", "output": "json"});
+    let result = run_op(home.path(), &context_op(&bundle, "context.search", params));
+    assert_eq!(result["status"], "failed", "{result}");
+    assert_eq!(result["errors"][0]["code"], "CTX_SCOPE_DENIED", "{result}");
+}

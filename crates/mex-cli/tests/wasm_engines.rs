@@ -73,9 +73,9 @@ fn find_todos_op(handle: &Value) -> Value {
     json!({
         "schema_version": "poe-1.0",
         "op_id": uuid::Uuid::new_v4(),
-        "engine_id": "engine.context",
+        "engine_id": "engine.context_wasm",
         "engine_version_req": "^0.1",
-        "operation": "context.find_todos",
+        "operation": "context_wasm.find_todos",
         "inputs": [handle],
         "params": {"source_ref": handle["artifact_id"]},
         "capabilities_requested": ["fs.read:inputs", "fs.write:artifacts"],
@@ -113,7 +113,7 @@ fn the_wasm_example_is_declared_by_overlay_certified_and_run_by_mex() {
     let o = mex(
         home.path(),
         &dir,
-        &["conformance", "--engine", "engine.context"],
+        &["conformance", "--engine", "engine.context_wasm"],
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
@@ -153,7 +153,7 @@ fn a_changed_module_is_refused_before_it_runs() {
     let o = mex(
         home.path(),
         &dir,
-        &["conformance", "--engine", "engine.context"],
+        &["conformance", "--engine", "engine.context_wasm"],
     );
     assert!(o.status.success(), "{}", text(&o));
     // One byte of a data segment changed, after certification: still a

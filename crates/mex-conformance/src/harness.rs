@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mex_artifacts::{ArtifactStore, PutOptions};
+use mex_artifacts::{ArtifactStore, BundleOptions, PutOptions};
 use mex_envelope::{
     ArtifactHandle, ArtifactKind, Capability, DeterminismLevel, EngineResult, Input,
     PlannedOperation, ResultStatus, Sha256Digest,
@@ -12,7 +12,7 @@ use mex_envelope::{
 use mex_gates::CapabilityPolicy;
 use mex_recorder::{EventKind, EventQuery, FlightRecorder, MemoryRecorder};
 use mex_registry::format::{OutputType, VectorKind};
-use mex_registry::{ConformanceVector, Expectation, Registry};
+use mex_registry::{ConformanceVector, Expectation, PayloadKind, Registry};
 use mex_runtime::{Engine, MexRuntime};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -355,9 +355,8 @@ fn prepare(store: &ArtifactStore, v: &ConformanceVector) -> Result<PlannedOperat
     };
     let mut op = planned.clone();
     let mut ids: BTreeMap<String, String> = BTreeMap::new();
-    for (id, path) in &v.payloads {
-        let bytes = std::fs::read(path)
-            .map_err(|e| format!("vector {}: payload {}: {e}", v.id, path.display()))?;
+    for payload in &v.payloads {
+        let (id, path) = (&payload.artifact_id, &payload.path);
         let Some(handle) = op
             .inputs
             .iter()
@@ -378,9 +377,25 @@ fn prepare(store: &ArtifactStore, v: &ConformanceVector) -> Result<PlannedOperat
             hash: handle.content_hash,
             size: handle.size_bytes,
         });
-        let stored = store
-            .put_bytes(&bytes, &options)
-            .map_err(|e| format!("vector {}: payload {}: {e}", v.id, path.display()))?;
+        let failed =
+            |e: &dyn std::fmt::Display| format!("vector {}: payload {}: {e}", v.id, path.display());
+        // A directory becomes a bundle exactly as the registry loader
+        // computed its handle: line endings kept.
+        let stored = match payload.kind {
+            PayloadKind::Dir => store
+                .put_dir(
+                    path,
+                    &BundleOptions {
+                        put: options,
+                        normalize_line_endings: false,
+                    },
+                )
+                .map_err(|e| failed(&e))?,
+            _ => {
+                let bytes = std::fs::read(path).map_err(|e| failed(&e))?;
+                store.put_bytes(&bytes, &options).map_err(|e| failed(&e))?
+            }
+        };
         ids.insert(id.to_string(), stored.artifact_id.to_string());
         for input in &mut op.inputs {
             if let Input::Artifact(h) = input

@@ -22,7 +22,8 @@
 //! ## The suite ([`SUITE_VERSION`])
 //!
 //! The standard cases derive from the engine's first golden vector (the
-//! *base operation*): its payloads are stored, the operation is rewritten to
+//! *base operation*): its payloads are stored (a file as its bytes, a
+//! directory as a bundle), the operation is rewritten to
 //! their handles, then mutated per case. Every case asserts the *named* gate
 //! and code; a refusal by another gate is a failure.
 //!
@@ -83,8 +84,8 @@
 //!    schemas (`registry/params/<engine>/<op>.schema.json`), outputs with
 //!    media types, capabilities, budgets, failure codes, an implementation
 //!    (`id`, `version`, `kind`), and at least one golden and one reject
-//!    vector with an operation file and payload files
-//!    (`registry/vectors/<engine>/`). `cargo test -p mex-registry` checks it.
+//!    vector with an operation file and payloads (files, or directories for
+//!    bundle inputs; `registry/vectors/<engine>/`). `cargo test -p mex-registry` checks it.
 //! 2. Create `crates/mex-engine-<name>` depending on mex-envelope and
 //!    mex-runtime only; implement [`mex_runtime::Engine`]: read inputs with
 //!    `ctx.read_param_input`, write every result with `ctx.write_output`

@@ -156,9 +156,12 @@ impl CapabilityPolicy {
     }
 
     /// A policy granting only non-sensitive capabilities, with no consents.
+    /// `fs.read:workspace` is what engine.context asks for: in mex it reads
+    /// only the bundle handed to it as an input, never the host's files.
     pub fn default_non_sensitive() -> Self {
         let grants = [
             "fs.read:inputs",
+            "fs.read:workspace",
             "fs.write:artifacts",
             "proc.exec:bash",
             "proc.exec:python3",

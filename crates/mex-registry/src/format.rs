@@ -376,14 +376,27 @@ pub enum VectorKind {
     Reject,
 }
 
-/// A payload file for one input artifact of a vector.
+/// The payload of one input artifact of a vector: a file (stored as its
+/// bytes) or a directory (stored as a bundle). Exactly one of `file` and
+/// `dir` is given.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["file"]}, {"required": ["dir"]}]))]
 pub struct PayloadDecl {
     /// The `artifact_id` of the input it backs.
     pub artifact_id: uuid::Uuid,
-    /// The file, relative to the registry directory.
-    pub file: String,
+    /// A file, relative to the registry directory; its bytes are the
+    /// artifact's payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub file: Option<String>,
+    /// A directory, relative to the registry directory, stored as a bundle
+    /// (regular files and directories only, no symlinks, names already in
+    /// the store's canonical form, line endings kept); the handle's hash and
+    /// size are those of the bundle's canonical index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub dir: Option<String>,
 }
 
 /// The expected outcome of a vector.

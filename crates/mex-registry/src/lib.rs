@@ -37,8 +37,11 @@
 //! catalogue; vectors naming undeclared operations, whose kind and outcome
 //! disagree, whose operation file is not a valid poe-1.0 PlannedOperation for
 //! that engine and operation, whose params fail the schema (unless the vector
-//! expects a G-SCHEMA denial), or whose payload files do not match the input
-//! handles' hash and size.
+//! expects a G-SCHEMA denial), or whose payloads do not match the input
+//! handles' hash and size (a `"dir"` payload: the hash and size of the
+//! bundle index the artifact store makes of the directory; it must be a
+//! `bundle` input, read under the referenced-file bounds, with no symlink,
+//! special file or non-canonical name).
 //!
 //! ## The format (registry_version "1.0")
 //!
@@ -154,7 +157,8 @@ pub mod internal {
 pub use loader::PROCESS_GATE;
 pub use model::{
     ArtifactParam, BudgetLimits, ConformanceVector, Engine, EngineGate, EngineStatus, Expectation,
-    FailureCode, Implementation, Operation, PinnedFile, ProcessSpec, Registry, SchemaSource,
+    FailureCode, Implementation, Operation, PayloadKind, PinnedFile, ProcessSpec, Registry,
+    SchemaSource, VectorPayload,
 };
 pub use span::Position;
 
@@ -163,6 +167,10 @@ pub const MAX_REGISTRY_BYTES: usize = 8 << 20;
 
 /// The largest referenced file (params schema, vector, payload) the loader reads (1 MiB).
 pub const MAX_REFERENCED_FILE_BYTES: u64 = 1 << 20;
+
+/// The most files a directory payload of a conformance vector may hold; all
+/// of them together are read under [`MAX_REFERENCED_FILE_BYTES`].
+pub const MAX_PAYLOAD_DIR_FILES: usize = 1024;
 
 /// At most this many params errors are reported for one params object.
 pub const MAX_PARAMS_ERRORS: usize = 64;

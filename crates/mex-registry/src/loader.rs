@@ -23,10 +23,11 @@ use crate::format::{
 use crate::gates;
 use crate::model::{
     ArtifactParam, BudgetLimits, ConformanceVector, Engine, EngineGate, Expectation, FailureCode,
-    Implementation, Operation, PinnedFile, ProcessSpec, Registry, SchemaSource,
+    Implementation, Operation, PayloadKind, PinnedFile, ProcessSpec, Registry, SchemaSource,
+    VectorPayload,
 };
 use crate::span::{self, Positions};
-use crate::{MAX_REFERENCED_FILE_BYTES, MAX_REGISTRY_BYTES};
+use crate::{MAX_PAYLOAD_DIR_FILES, MAX_REFERENCED_FILE_BYTES, MAX_REGISTRY_BYTES};
 use mex_envelope::json::JsonError;
 use mex_envelope::pointer;
 
@@ -965,6 +966,12 @@ impl Loader {
     /// The spelling is checked by the store's one set of relative-path rules
     /// (`mex_artifacts::RelPath`); the filesystem check below adds symlinks.
     fn resolve(&self, rel: &str) -> Result<PathBuf, (ProblemKind, String)> {
+        self.resolve_as(rel, false)
+    }
+
+    /// Resolve a referenced path inside the registry's directory; `dir`:
+    /// it must be a directory, else a regular file.
+    fn resolve_as(&self, rel: &str, dir: bool) -> Result<PathBuf, (ProblemKind, String)> {
         if rel.is_empty() {
             return Err((ProblemKind::FileMissing, "empty path".to_owned()));
         }
@@ -992,13 +999,60 @@ impl Loader {
                 ),
             ));
         }
-        if !canon.is_file() {
+        if dir && !canon.is_dir() {
+            return Err((
+                ProblemKind::FileMissing,
+                format!(
+                    "{rel:?} is not a directory; name a directory with \"dir\" or a file with \"file\""
+                ),
+            ));
+        }
+        if !dir && !canon.is_file() {
             return Err((
                 ProblemKind::FileMissing,
                 format!("{rel:?} is not a regular file"),
             ));
         }
         Ok(canon)
+    }
+
+    /// Resolve a directory payload and compute the bundle it becomes: the
+    /// canonical index's SHA-256 and size, as the artifact store's `put_dir`
+    /// (line endings kept) would store it. Read under the bounds of a
+    /// referenced file: at most [`MAX_PAYLOAD_DIR_FILES`] files and
+    /// [`MAX_REFERENCED_FILE_BYTES`] bytes in all; regular files and
+    /// directories only (no symlinks, so nothing outside is reached), names
+    /// already in the store's canonical form.
+    fn read_dir_payload(&mut self, at: &str, rel: &str) -> Option<(PathBuf, Sha256Digest, u64)> {
+        let root = match self.resolve_as(rel, true) {
+            Ok(p) => p,
+            Err((kind, message)) => {
+                self.report(at, kind, message);
+                return None;
+            }
+        };
+        let mut walk = DirPayload {
+            rel,
+            builder: mex_artifacts::BundleBuilder::new(false),
+            files: 0,
+            bytes: 0,
+        };
+        if let Err(message) = walk.walk(&root, &mut Vec::new()) {
+            self.report(at, ProblemKind::Vector, message);
+            return None;
+        }
+        let index = walk.builder.finish();
+        match mex_envelope::canonical::to_vec(&index) {
+            Ok(bytes) => Some((root, Sha256Digest::of(&bytes), bytes.len() as u64)),
+            Err(e) => {
+                self.report(
+                    at,
+                    ProblemKind::Vector,
+                    format!("{rel:?}: its bundle index cannot be written: {e}"),
+                );
+                None
+            }
+        }
     }
 
     /// Resolve and read a referenced file.
@@ -1247,8 +1301,45 @@ impl Loader {
                 );
             }
             for (m, p) in v.payloads.iter().enumerate() {
-                let p_at = format!("{here}/payloads/{m}/file");
-                let Some((path, bytes)) = self.read_file(&p_at, &p.file) else {
+                let p_here = format!("{here}/payloads/{m}");
+                let (p_at, rel, read) = match (&p.file, &p.dir) {
+                    (Some(file), None) => {
+                        let p_at = format!("{p_here}/file");
+                        let read = self.read_file(&p_at, file).map(|(path, bytes)| {
+                            (
+                                path,
+                                Sha256Digest::of(&bytes),
+                                bytes.len() as u64,
+                                PayloadKind::File,
+                            )
+                        });
+                        (p_at, file, read)
+                    }
+                    (None, Some(dir)) => {
+                        let p_at = format!("{p_here}/dir");
+                        let read = self
+                            .read_dir_payload(&p_at, dir)
+                            .map(|(path, digest, size)| (path, digest, size, PayloadKind::Dir));
+                        (p_at, dir, read)
+                    }
+                    (Some(_), Some(_)) => {
+                        self.report(
+                            &p_here,
+                            ProblemKind::Vector,
+                            "a payload is a \"file\" or a \"dir\", not both; keep the one the input's handle was made from",
+                        );
+                        continue;
+                    }
+                    (None, None) => {
+                        self.report(
+                            &p_here,
+                            ProblemKind::Vector,
+                            "a payload names its content: add \"file\" (stored as its bytes) or \"dir\" (stored as a bundle)",
+                        );
+                        continue;
+                    }
+                };
+                let Some((path, digest, size, kind)) = read else {
                     continue;
                 };
                 if let Some((_, op)) = &planned {
@@ -1260,30 +1351,45 @@ impl Loader {
                         .find(|h| h.artifact_id == p.artifact_id);
                     match handle {
                         None => self.report(
-                            &format!("{here}/payloads/{m}/artifact_id"),
+                            &format!("{p_here}/artifact_id"),
                             ProblemKind::Vector,
                             format!("the operation file has no input artifact {}", p.artifact_id),
                         ),
                         Some(h) => {
-                            let digest = Sha256Digest::of(&bytes);
-                            if digest != h.content_hash || bytes.len() as u64 != h.size_bytes {
+                            if digest != h.content_hash || size != h.size_bytes {
+                                let what = match kind {
+                                    PayloadKind::File => "",
+                                    PayloadKind::Dir => " as a bundle index",
+                                };
                                 self.report(
                                     &p_at,
                                     ProblemKind::Vector,
                                     format!(
-                                        "{:?} has sha256 {digest} and {} bytes, but input {} says {} and {} bytes; regenerate the handle",
-                                        p.file,
-                                        bytes.len(),
-                                        p.artifact_id,
-                                        h.content_hash,
-                                        h.size_bytes
+                                        "{rel:?}{what} has sha256 {digest} and {size} bytes, but input {} says {} and {} bytes; regenerate the handle",
+                                        p.artifact_id, h.content_hash, h.size_bytes
                                     ),
+                                );
+                            }
+                            let is_bundle = h.kind == mex_envelope::ArtifactKind::Bundle;
+                            if is_bundle != (kind == PayloadKind::Dir) {
+                                self.report(
+                                    &p_at,
+                                    ProblemKind::Vector,
+                                    if is_bundle {
+                                        format!("input {} is a bundle, so its payload must be a \"dir\"", p.artifact_id)
+                                    } else {
+                                        format!("a \"dir\" payload is stored as a bundle, but input {} is of another kind; give a \"file\" or make the input a bundle", p.artifact_id)
+                                    },
                                 );
                             }
                         }
                     }
                 }
-                payloads.push((p.artifact_id, path));
+                payloads.push(VectorPayload {
+                    artifact_id: p.artifact_id,
+                    path,
+                    kind,
+                });
             }
             if self.problems.len() != before {
                 continue;
@@ -1476,6 +1582,81 @@ impl Loader {
         // Returned even when it disagrees with the vector (the problems are
         // recorded and the vector is dropped), so payloads are still checked.
         Some((path, planned))
+    }
+}
+
+/// The walk of one directory payload (see `read_dir_payload`).
+struct DirPayload<'a> {
+    rel: &'a str,
+    builder: mex_artifacts::BundleBuilder,
+    files: usize,
+    bytes: u64,
+}
+
+impl DirPayload<'_> {
+    fn walk(&mut self, disk: &Path, segments: &mut Vec<String>) -> Result<(), String> {
+        let rel = self.rel;
+        let shown = |segments: &[String]| format!("{rel}/{}", segments.join("/"));
+        let listing = std::fs::read_dir(disk)
+            .map_err(|e| format!("cannot list {:?}: {e}", shown(segments)))?;
+        let mut names = Vec::new();
+        for entry in listing {
+            let entry = entry.map_err(|e| format!("cannot list {:?}: {e}", shown(segments)))?;
+            names.push(entry.file_name());
+        }
+        names.sort();
+        for name in names {
+            let Some(name_str) = name.to_str() else {
+                return Err(format!(
+                    "{:?} holds a name that is not valid UTF-8 ({name:?}); rename it",
+                    shown(segments)
+                ));
+            };
+            segments.push(name_str.to_owned());
+            let here = shown(segments);
+            let inside = segments.join("/");
+            if let Err(e) = mex_artifacts::RelPath::parse_canonical(&inside) {
+                return Err(format!(
+                    "{here:?} is not a valid bundle entry: {e}; rename it"
+                ));
+            }
+            let path = disk.join(&name);
+            let meta = std::fs::symlink_metadata(&path)
+                .map_err(|e| format!("cannot read {here:?}: {e}"))?;
+            let ft = meta.file_type();
+            if ft.is_symlink() {
+                return Err(format!(
+                    "{here:?} is a symbolic link; a directory payload holds regular files and directories only, so copy the file in"
+                ));
+            } else if ft.is_dir() {
+                self.walk(&path, segments)?;
+            } else if ft.is_file() {
+                self.files += 1;
+                if self.files > MAX_PAYLOAD_DIR_FILES {
+                    return Err(format!(
+                        "{rel:?} holds more than {MAX_PAYLOAD_DIR_FILES} files; make the payload smaller"
+                    ));
+                }
+                let left = MAX_REFERENCED_FILE_BYTES.saturating_sub(self.bytes);
+                if meta.len() > left {
+                    return Err(format!(
+                        "{rel:?} holds more than {MAX_REFERENCED_FILE_BYTES} bytes in all (at {here:?}); make the payload smaller"
+                    ));
+                }
+                let bytes = mex_envelope::json::read_file_at_most(&path, left)
+                    .map_err(|e| format!("cannot read {here:?}: {e}"))?;
+                self.bytes += bytes.len() as u64;
+                self.builder
+                    .add(&inside, Sha256Digest::of(&bytes), bytes.len() as u64)
+                    .map_err(|e| format!("{here:?} cannot be a bundle entry: {e}"))?;
+            } else {
+                return Err(format!(
+                    "{here:?} is not a regular file or directory (a FIFO, socket or device); remove it"
+                ));
+            }
+            segments.pop();
+        }
+        Ok(())
     }
 }
 

@@ -456,12 +456,35 @@ pub struct ConformanceVector {
     /// The operation file (absolute path) and the parsed operation; `None`
     /// for a pending vector.
     pub planned: Option<(PathBuf, PlannedOperation)>,
-    /// Payload files (absolute paths) by artifact id.
-    pub payloads: Vec<(uuid::Uuid, PathBuf)>,
+    /// Payloads of the operation's input artifacts.
+    pub payloads: Vec<VectorPayload>,
     /// Expected outcome.
     pub expect: Expectation,
     /// Optional for certification.
     pub optional: bool,
+}
+
+/// The payload of one input artifact of a vector, checked at load against
+/// the input's handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VectorPayload {
+    /// The `artifact_id` of the input it backs.
+    pub artifact_id: uuid::Uuid,
+    /// The file or directory (absolute path).
+    pub path: PathBuf,
+    /// How it becomes an artifact.
+    pub kind: PayloadKind,
+}
+
+/// How a vector payload is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PayloadKind {
+    /// A file, stored as its bytes.
+    File,
+    /// A directory, stored as a bundle (line endings kept).
+    Dir,
 }
 
 impl ConformanceVector {

@@ -142,7 +142,7 @@ fn wasm_overlay_dir() -> std::path::PathBuf {
 #[test]
 fn an_overlay_declares_a_wasm_implementation_by_its_module_and_pin() {
     let r = Registry::load_with_overlays(shipped(), &[wasm_overlay_dir()]).unwrap();
-    let e = r.engine(&"engine.context".parse().unwrap()).unwrap();
+    let e = r.engine(&"engine.context_wasm".parse().unwrap()).unwrap();
     let imp = &e.implementations[0];
     assert_eq!(imp.kind, ImplementationKind::Wasm);
     assert!(!imp.kind.is_builtin());

@@ -1,4 +1,4 @@
-;; context.find_todos as a WASI preview-1 command, written by hand in
+;; context_wasm.find_todos as a WASI preview-1 command, written by hand in
 ;; WebAssembly text. It speaks mex-engine-1: the request (JSON) on stdin, the
 ;; completion on stdout, outputs under the /out preopen (fd 4), inputs under
 ;; the /in preopen (fd 3, read-only).
