@@ -137,6 +137,19 @@ fn the_wasm_example_is_declared_by_overlay_certified_and_run_by_mex() {
     let got = mex(home.path(), &dir, &["artifacts", "get", &out_id]);
     let todos: Value = serde_json::from_slice(&got.stdout).unwrap();
     assert_eq!(todos, json!({"count": 3, "lines": [2, 5, 8]}));
+    // Determinism checked, not claimed: `mex run --check` runs it twice in
+    // fresh workspaces and compares the outputs.
+    let op = find_todos_op(&handle);
+    let file = home.path().join("checked.json");
+    std::fs::write(&file, op.to_string()).unwrap();
+    let o = mex(
+        home.path(),
+        &dir,
+        &["run", file.to_str().unwrap(), "--check", "--json"],
+    );
+    let checked: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not an EngineResult ({e}): {}", text(&o)));
+    assert_eq!(checked["status"], "succeeded", "{}", text(&o));
     let env = &result["provenance"]["environment"];
     assert_eq!(
         env["wasm.sha256"],
