@@ -10,40 +10,13 @@
 )]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn mex(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mex"))
-        .arg("--home")
-        .arg(home)
-        .arg("--registry")
-        .arg(root().join("mechanical_engines.json"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("MEX_HOME")
-        .env_remove("MEX_REGISTRY_DIR")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{mex, report as text};
 
 /// Started under the host name with an engine id it does not host, the
 /// binary answers one protocol request with a failed completion (and does

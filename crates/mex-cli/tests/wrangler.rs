@@ -7,40 +7,10 @@
     reason = "test code: a failed expectation panics, which is the test failing"
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn mex(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mex"))
-        .arg("--home")
-        .arg(home)
-        .arg("--registry")
-        .arg(root().join("mechanical_engines.json"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("MEX_HOME")
-        .env_remove("MEX_REGISTRY_DIR")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{mex, report as text};
 
 /// Every registry vector of engine.wrangler passes inside the jail, from a
 /// fresh home: the goldens with their recorded digests, and the hostile

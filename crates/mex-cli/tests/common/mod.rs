@@ -99,3 +99,13 @@ pub fn run_as_written(script: &str, links: &[&str]) -> (String, tempfile::TempDi
     );
     (stdout, scratch)
 }
+
+/// A finished `mex` run for a failure message: exit status and both streams.
+pub fn report(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
