@@ -71,7 +71,7 @@ pub const MAX_COLUMNS: usize = 4096;
 /// The largest whole-document JSON dataset, in bytes after decoding.
 pub const MAX_JSON_DOCUMENT_BYTES: u64 = 32 << 20;
 /// The largest output any operation builds (a smaller `output_bytes`
-/// budget bounds it further: see [`output_cap`]).
+/// budget bounds it further: see `output_cap`).
 pub const MAX_OUTPUT_BYTES: u64 = 256 << 20;
 /// The largest expectations document.
 pub const MAX_EXPECTATIONS_BYTES: u64 = 1 << 20;
