@@ -23,6 +23,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use mex_artifacts::ArtifactStore;
+
+use crate::workspace::LazyWorkspace;
 use mex_envelope::{
     ArtifactHandle, ArtifactKind, Capability, EngineId, ErrorCode, MediaType, OperationName,
     PlannedOperation, Sha256Digest,
@@ -270,10 +272,35 @@ pub(crate) enum Role {
     Log,
 }
 
+/// Outputs up to this size are held in memory until ingest; larger ones
+/// are staged as files in the run's workspace.
+pub(crate) const MEMORY_STAGE_MAX: u64 = 256 * 1024;
+/// At most this much of one run's staged bytes is held in memory.
+pub(crate) const MEMORY_STAGE_TOTAL: u64 = 4 * 1024 * 1024;
+
+/// Where a staged artifact's bytes are until ingest.
+#[derive(Debug, Clone)]
+pub(crate) enum Body {
+    /// Held in memory (immutable: nothing can change them before ingest).
+    Memory(Arc<[u8]>),
+    /// A file in the run's workspace.
+    File(PathBuf),
+}
+
+impl Body {
+    /// The bytes, read from the file if they are in one.
+    pub(crate) fn bytes(&self) -> std::io::Result<std::borrow::Cow<'_, [u8]>> {
+        match self {
+            Self::Memory(bytes) => Ok(std::borrow::Cow::Borrowed(bytes)),
+            Self::File(path) => std::fs::read(path).map(std::borrow::Cow::Owned),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Staged {
     pub role: Role,
-    pub path: PathBuf,
+    pub body: Body,
     pub kind: ArtifactKind,
     pub media_type: Option<MediaType>,
     pub digest: Sha256Digest,
@@ -286,7 +313,12 @@ pub(crate) struct RunState {
     pub op: Arc<PlannedOperation>,
     pub inputs: Vec<ArtifactHandle>,
     pub store: Arc<ArtifactStore>,
-    pub workspace: PathBuf,
+    pub workspace: LazyWorkspace,
+    /// What [`ExecutionContext::workspace`] answers when the workspace
+    /// cannot be made (a path that does not exist; the run fails).
+    pub no_workspace: PathBuf,
+    /// Staged bytes held in memory so far.
+    pub memory_staged: AtomicU64,
     pub output_budget: u64,
     pub budget: mex_envelope::BudgetSpec,
     pub deadline: Instant,
@@ -308,6 +340,43 @@ pub(crate) struct RunState {
 }
 
 impl RunState {
+    /// The state of a new run of `op` with `budget`, granted `capabilities`,
+    /// its workspace to be made under `workspace_root` when first needed.
+    pub(crate) fn new(
+        op: &PlannedOperation,
+        budget: &mex_gates::gates::budget::ResolvedBudget,
+        capabilities: Vec<Capability>,
+        store: Arc<ArtifactStore>,
+        workspace_root: &Path,
+        execution: Execution,
+    ) -> Self {
+        Self {
+            run_token: Uuid::new_v4(),
+            op: Arc::new(op.clone()),
+            inputs: op
+                .inputs
+                .iter()
+                .filter_map(|i| i.as_artifact().cloned())
+                .collect(),
+            store,
+            workspace: LazyWorkspace::new(workspace_root.to_path_buf(), op.op_id),
+            no_workspace: workspace_root.join(".workspace-unavailable"),
+            memory_staged: AtomicU64::new(0),
+            output_budget: budget.output_bytes,
+            budget: budget.to_spec(),
+            deadline: Instant::now() + std::time::Duration::from_millis(budget.wall_time_ms),
+            capabilities,
+            cancelled: Arc::new(AtomicBool::new(false)),
+            overflowed: AtomicBool::new(false),
+            bytes_written: AtomicU64::new(0),
+            staged: Mutex::new(Vec::new()),
+            environment: Mutex::new(std::collections::BTreeMap::new()),
+            closed: AtomicBool::new(false),
+            execution,
+            refused_keys: Mutex::new(Vec::new()),
+        }
+    }
+
     /// Close the run: no write after this lands.
     pub(crate) fn close(&self) {
         let _staged = self.staged.lock().unwrap_or_else(PoisonError::into_inner);
@@ -401,10 +470,15 @@ impl<'run> ExecutionContext<'run> {
         self.state.cancelled.clone()
     }
 
-    /// The run's shadow workspace, a private directory deleted after the run.
-    /// Only what is written through `write_*` becomes an artifact.
+    /// The run's shadow workspace, a private directory deleted after the run,
+    /// made on the first call. Only what is written through `write_*`
+    /// becomes an artifact. If it cannot be made, the path returned does not
+    /// exist and the run fails with `RUNTIME.WORKSPACE_UNAVAILABLE`.
     pub fn workspace(&self) -> &Path {
-        &self.state.workspace
+        self.state
+            .workspace
+            .path()
+            .unwrap_or(&self.state.no_workspace)
     }
 
     /// Add an environment identifier to this run's provenance (e.g. kernel
@@ -561,15 +635,22 @@ impl<'run> ExecutionContext<'run> {
         if state.closed.load(Ordering::SeqCst) {
             return Err(WriteError::Closed);
         }
-        let path = state
-            .workspace
-            .join("staged")
-            .join(format!("{:04}", staged.len()));
-        std::fs::write(&path, bytes)
-            .map_err(|e| WriteError::Io(format!("{}: {e}", path.display())))?;
+        let in_memory = len <= MEMORY_STAGE_MAX
+            && state.memory_staged.fetch_add(len, Ordering::SeqCst) + len <= MEMORY_STAGE_TOTAL;
+        let body = if in_memory {
+            Body::Memory(Arc::from(bytes))
+        } else {
+            let dir = state.workspace.path().map_err(WriteError::Io)?;
+            let path = dir
+                .join(crate::workspace::STAGED)
+                .join(format!("{:04}", staged.len()));
+            std::fs::write(&path, bytes)
+                .map_err(|e| WriteError::Io(format!("{}: {e}", path.display())))?;
+            Body::File(path)
+        };
         staged.push(Staged {
             role,
-            path,
+            body,
             kind,
             media_type,
             digest: Sha256Digest::of(bytes),

@@ -90,6 +90,7 @@ mod reexec;
 mod runtime;
 mod settle;
 mod stages;
+mod workspace;
 
 pub use cache::{
     ActionCache, CACHE_FILE_NAME, CacheError, CacheLimits, CacheStats, DEFAULT_MAX_BYTES,

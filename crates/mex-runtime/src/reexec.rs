@@ -11,10 +11,8 @@
 //! Problem. A re-execution that does not complete (fails, times out) proves
 //! nothing and changes nothing.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use mex_envelope::{ErrorCode, Sha256Digest};
 use mex_recorder::EventDraft;
@@ -89,35 +87,14 @@ impl MexRuntime {
             .name("mex-cache-reexecute".into())
             .spawn(move || {
                 cache.reexecuted();
-                let Ok(workspace) = crate::reclaim::create_workspace(&root, &op.op_id) else {
-                    return;
-                };
-                if std::fs::create_dir(workspace.path().join("staged")).is_err() {
-                    return;
-                }
-                let state = Arc::new(RunState {
-                    run_token: Uuid::new_v4(),
-                    inputs: op
-                        .inputs
-                        .iter()
-                        .filter_map(|i| i.as_artifact().cloned())
-                        .collect(),
-                    op: Arc::new(op.clone()),
-                    store,
-                    workspace: workspace.path().to_path_buf(),
-                    output_budget: budget.output_bytes,
-                    budget: budget.to_spec(),
-                    deadline: Instant::now() + Duration::from_millis(budget.wall_time_ms),
+                let state = Arc::new(RunState::new(
+                    &op,
+                    &budget,
                     capabilities,
-                    cancelled: Arc::new(AtomicBool::new(false)),
-                    overflowed: AtomicBool::new(false),
-                    bytes_written: AtomicU64::new(0),
-                    staged: Mutex::new(Vec::new()),
-                    environment: Mutex::new(BTreeMap::new()),
-                    closed: AtomicBool::new(false),
-                    execution: engine.execution(),
-                    refused_keys: Mutex::new(Vec::new()),
-                });
+                    store,
+                    &root,
+                    engine.execution(),
+                ));
                 let wall = Duration::from_millis(budget.wall_time_ms);
                 let end = run_on_worker(engine, state.clone(), wall, None);
                 if !matches!(end, RunEnd::Completed) {
@@ -129,7 +106,8 @@ impl MexRuntime {
                     .filter(|s| s.role != Role::Log)
                     .map(|s| (s.role, s.digest))
                     .collect();
-                drop(workspace);
+                state.close();
+                state.workspace.remove();
                 if got == expected {
                     return;
                 }

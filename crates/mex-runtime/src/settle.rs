@@ -4,7 +4,6 @@
 //! not succeed reaches the store.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -20,7 +19,7 @@ use mex_registry::OutputType;
 use uuid::Uuid;
 
 use crate::cache::CachedResult;
-use crate::engine::{EngineFailure, Role, RunState, Staged};
+use crate::engine::{Body, EngineFailure, Role, RunState, Staged};
 use crate::proof::AdmissionProof;
 use crate::runtime::{MexRuntime, RunEnd};
 use crate::stages::{Claiming, Ran, Settled};
@@ -41,7 +40,6 @@ impl MexRuntime {
         let Ran {
             proof,
             mut draft,
-            workspace,
             cache_key,
             state,
             end,
@@ -79,7 +77,7 @@ impl MexRuntime {
         ));
         let mut outputs = Outputs::default();
         if draft.status == ResultStatus::Succeeded {
-            match self.check_and_ingest(&proof, &state, workspace.path()) {
+            match self.check_and_ingest(&proof, &state) {
                 Ok(o) => {
                     events.extend(artifact_events(op.op_id, &o));
                     outputs = o;
@@ -97,7 +95,7 @@ impl MexRuntime {
                 }
             }
         }
-        drop(workspace);
+        state.workspace.remove();
         self.cache_success(&draft, cache_key, &outputs);
         Settled {
             draft,
@@ -139,14 +137,13 @@ impl MexRuntime {
         &self,
         proof: &AdmissionProof,
         state: &RunState,
-        workspace: &Path,
     ) -> Result<Outputs, Vec<GateDenial>> {
         let engine_env = state
             .environment
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let provisional = provisional(with_merged_log(state.staged(), workspace)?);
+        let provisional = provisional(with_merged_log(state.staged())?);
         let (outs, evid, log) = by_role(&provisional, |(s, h)| (s.role, h));
         let mut environment = engine_env;
         environment.extend(environment_base(state.execution));
@@ -298,10 +295,11 @@ impl MexRuntime {
                 hash: handle.content_hash,
                 size: handle.size_bytes,
             });
-            let handle = self
-                .store
-                .put_path(&staged.path, &options)
-                .map_err(|e| vec![internal(format!("cannot store output: {e}"))])?;
+            let put = match &staged.body {
+                Body::Memory(bytes) => self.store.put_bytes(bytes, &options),
+                Body::File(path) => self.store.put_path(path, &options),
+            };
+            let handle = put.map_err(|e| vec![internal(format!("cannot store output: {e}"))])?;
             stored.push((staged.role, handle));
         }
         Ok(stored)
@@ -323,6 +321,13 @@ fn verdict(end: RunEnd, state: &RunState, proof: &AdmissionProof) -> Verdict {
     let budget = proof.budget();
     let over = |code, message| verdict_of(ResultStatus::BudgetExceeded, code, message);
     let failed = |code, message: &str| verdict_of(ResultStatus::Failed, code, message.to_owned());
+    // A workspace the run needed and could not have explains whatever the
+    // engine did next.
+    if let (RunEnd::Completed | RunEnd::Failed(_) | RunEnd::Panicked(_), Some(why)) =
+        (&end, state.workspace.failure())
+    {
+        return failed("RUNTIME.WORKSPACE_UNAVAILABLE", &why);
+    }
     match end {
         RunEnd::Completed if state.overflowed.load(Ordering::SeqCst) => over(
             "RUNTIME.OUTPUT_BUDGET_EXCEEDED",
@@ -418,8 +423,9 @@ fn artifact_events(op_id: Uuid, o: &Outputs) -> Vec<EventDraft> {
         .collect()
 }
 
-/// The staged files, with every log part joined into one log artifact.
-fn with_merged_log(staged: Vec<Staged>, workspace: &Path) -> Result<Vec<Staged>, Vec<GateDenial>> {
+/// The staged files, with every log part joined into one log artifact
+/// (held in memory: the parts were, or were read back to be joined).
+fn with_merged_log(staged: Vec<Staged>) -> Result<Vec<Staged>, Vec<GateDenial>> {
     let (log_parts, mut parts): (Vec<Staged>, Vec<Staged>) =
         staged.into_iter().partition(|s| s.role == Role::Log);
     if log_parts.is_empty() {
@@ -427,21 +433,20 @@ fn with_merged_log(staged: Vec<Staged>, workspace: &Path) -> Result<Vec<Staged>,
     }
     let mut text = Vec::new();
     for part in &log_parts {
-        text.extend(
-            std::fs::read(&part.path)
+        text.extend_from_slice(
+            &part
+                .body
+                .bytes()
                 .map_err(|e| vec![internal(format!("log part unreadable: {e}"))])?,
         );
     }
-    let path = workspace.join("log.txt");
-    std::fs::write(&path, &text)
-        .map_err(|e| vec![internal(format!("cannot stage the log: {e}"))])?;
     parts.push(Staged {
         role: Role::Log,
-        path,
         kind: ArtifactKind::Transcript,
         media_type: "text/plain".parse().ok(),
         digest: mex_envelope::Sha256Digest::of(&text),
         size: text.len() as u64,
+        body: Body::Memory(text.into()),
     });
     Ok(parts)
 }
@@ -512,11 +517,14 @@ impl InputVerifier for StagedVerifier<'_> {
             .0
             .iter()
             .find(|(_, h)| h == handle)
-            .is_some_and(|(s, _)| {
-                std::fs::read(&s.path).is_ok_and(|bytes| {
+            .is_some_and(|(s, _)| match &s.body {
+                // Bytes in memory are immutable: the digest taken when they
+                // were staged is still theirs.
+                Body::Memory(bytes) => bytes.len() as u64 == handle.size_bytes,
+                Body::File(path) => std::fs::read(path).is_ok_and(|bytes| {
                     bytes.len() as u64 == handle.size_bytes
                         && mex_envelope::Sha256Digest::of(&bytes) == handle.content_hash
-                })
+                }),
             });
         if ok {
             Ok(())

@@ -20,10 +20,9 @@
     reason = "stage values move once per operation"
 )]
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use mex_envelope::{
     DeterminismLevel, EngineError, ErrorCode, GateDenial, PlannedOperation, ResultStatus,
@@ -37,7 +36,6 @@ use uuid::Uuid;
 use crate::cache::{self, CachedResult};
 use crate::engine::{Engine, EngineFailure, RunState};
 use crate::proof::AdmissionProof;
-use crate::reclaim::LiveDir;
 use crate::runtime::{CancelToken, MexRuntime, RunEnd, run_on_worker};
 use crate::settle::Outputs;
 
@@ -101,11 +99,10 @@ pub(crate) struct Cleared {
     cache_key: Option<Sha256Digest>,
 }
 
-/// Stage 2: the engine is installed and certified, its workspace exists.
+/// Stage 2: the engine is installed and certified.
 pub(crate) struct Ready {
     cleared: Cleared,
     engine: Arc<dyn Engine>,
-    workspace: LiveDir,
 }
 
 /// Stage 3: the op id's claim committed with receipt, admission and
@@ -114,7 +111,6 @@ pub(crate) struct Claimed {
     proof: AdmissionProof,
     draft: Draft,
     engine: Arc<dyn Engine>,
-    workspace: LiveDir,
     cache_key: Option<Sha256Digest>,
 }
 
@@ -122,7 +118,6 @@ pub(crate) struct Claimed {
 pub(crate) struct Ran {
     pub proof: AdmissionProof,
     pub draft: Draft,
-    pub workspace: LiveDir,
     pub cache_key: Option<Sha256Digest>,
     pub state: Arc<RunState>,
     pub end: RunEnd,
@@ -303,7 +298,7 @@ impl MexRuntime {
         Some(code)
     }
 
-    /// Implementation, certification, shadow workspace and a last look at
+    /// Implementation, certification and a last look at
     /// the caller's cancel token: what must hold before the claim.
     fn ready(&self, cleared: Cleared, cancel: Option<&CancelToken>) -> Result<Ready, Settled> {
         let imp = cleared.proof.implementation().clone();
@@ -327,10 +322,6 @@ impl MexRuntime {
             let denied = Some(ResultStatus::Denied);
             return Err(refuse(cleared, denied, "RUNTIME.ENGINE_NOT_CERTIFIED", why));
         }
-        let workspace = match self.workspace(&cleared.proof.operation().op_id) {
-            Ok(workspace) => workspace,
-            Err(why) => return Err(refuse(cleared, None, "RUNTIME.WORKSPACE_UNAVAILABLE", why)),
-        };
         if cancel.is_some_and(CancelToken::is_cancelled) {
             let Cleared {
                 events, mut draft, ..
@@ -341,36 +332,14 @@ impl MexRuntime {
             );
             return Err(Settled::bare(draft, events, Claiming::None));
         }
-        Ok(Ready {
-            cleared,
-            engine,
-            workspace,
-        })
-    }
-
-    /// The run's shadow workspace, with its `staged/` directory.
-    fn workspace(&self, op_id: &Uuid) -> Result<LiveDir, String> {
-        let workspace =
-            crate::reclaim::create_workspace(&self.workspace_root, op_id).map_err(|e| {
-                format!(
-                    "cannot create a shadow workspace under {}: {e}",
-                    self.workspace_root.display()
-                )
-            })?;
-        std::fs::create_dir(workspace.path().join("staged"))
-            .map_err(|e| format!("cannot prepare the shadow workspace: {e}"))?;
-        Ok(workspace)
+        Ok(Ready { cleared, engine })
     }
 
     /// Record receipt, admission and `engine_started` in the transaction that
     /// claims the op id. A lost claim is answered denied; an unrecordable
     /// start is answered failed; in both cases nothing runs.
     fn claim(&self, ready: Ready) -> Result<Claimed, mex_envelope::EngineResult> {
-        let Ready {
-            cleared,
-            engine,
-            workspace,
-        } = ready;
+        let Ready { cleared, engine } = ready;
         let Cleared {
             proof,
             outcomes,
@@ -392,11 +361,9 @@ impl MexRuntime {
                 proof,
                 draft,
                 engine,
-                workspace,
                 cache_key,
             }),
             Ok(ClaimOutcome::AlreadyClaimed(how)) => {
-                drop(workspace);
                 Err(self.deny_lost_claim(&draft, op, &outcomes, how))
             }
             Err(e) => {
@@ -422,10 +389,9 @@ impl MexRuntime {
             proof,
             draft,
             engine,
-            workspace,
             cache_key,
         } = claimed;
-        let state = Arc::new(run_state(&proof, &workspace, self.store.clone()));
+        let state = Arc::new(run_state(&proof, &self.workspace_root, self.store.clone()));
         self.runs.fetch_add(1, Ordering::Relaxed);
         let wall = Duration::from_millis(proof.budget().wall_time_ms);
         let mut end = run_on_worker(engine.clone(), state.clone(), wall, cancel);
@@ -435,7 +401,6 @@ impl MexRuntime {
         Ran {
             proof,
             draft,
-            workspace,
             cache_key,
             state,
             end,
@@ -461,18 +426,18 @@ impl MexRuntime {
             engine.implementation_id(),
             engine.implementation_version()
         );
-        let workspace = match self.workspace(&op.op_id) {
-            Ok(w) => w,
-            Err(why) => {
-                return RunEnd::Failed(EngineFailure::new(
-                    "RUNTIME.WORKSPACE_UNAVAILABLE",
-                    format!("the determinism check could not run a second time: {why}"),
-                ));
-            }
-        };
-        let state = Arc::new(run_state(proof, &workspace, self.store.clone()));
+        let state = Arc::new(run_state(proof, &self.workspace_root, self.store.clone()));
         self.runs.fetch_add(1, Ordering::Relaxed);
         let end = run_on_worker(engine, state.clone(), wall, cancel);
+        state.close();
+        let unavailable = state.workspace.failure();
+        state.workspace.remove();
+        if let Some(why) = unavailable {
+            return RunEnd::Failed(EngineFailure::new(
+                "RUNTIME.WORKSPACE_UNAVAILABLE",
+                format!("the determinism check could not run a second time: {why}"),
+            ));
+        }
         let second = match end {
             RunEnd::Completed if !state.overflowed.load(Ordering::SeqCst) => outputs_of(&state),
             RunEnd::Completed
@@ -521,37 +486,21 @@ fn outputs_of(state: &RunState) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The state one run's [`crate::ExecutionContext`] reads and writes.
+/// The state one run's [`crate::ExecutionContext`] reads and writes; its
+/// workspace is made under `workspace_root` when first needed.
 fn run_state(
     proof: &AdmissionProof,
-    workspace: &LiveDir,
+    workspace_root: &std::path::Path,
     store: Arc<mex_artifacts::ArtifactStore>,
 ) -> RunState {
-    let op = proof.operation();
-    let budget = *proof.budget();
-    RunState {
-        run_token: Uuid::new_v4(),
-        op: Arc::new(op.clone()),
-        inputs: op
-            .inputs
-            .iter()
-            .filter_map(|i| i.as_artifact().cloned())
-            .collect(),
+    RunState::new(
+        proof.operation(),
+        proof.budget(),
+        proof.capabilities_granted().to_vec(),
         store,
-        workspace: workspace.path().to_path_buf(),
-        output_budget: budget.output_bytes,
-        budget: budget.to_spec(),
-        deadline: Instant::now() + Duration::from_millis(budget.wall_time_ms),
-        capabilities: proof.capabilities_granted().to_vec(),
-        cancelled: Arc::new(AtomicBool::new(false)),
-        overflowed: AtomicBool::new(false),
-        bytes_written: AtomicU64::new(0),
-        staged: Mutex::new(Vec::new()),
-        environment: Mutex::new(BTreeMap::new()),
-        closed: AtomicBool::new(false),
-        execution: execution_of(proof),
-        refused_keys: Mutex::new(Vec::new()),
-    }
+        workspace_root,
+        execution_of(proof),
+    )
 }
 
 /// How the registry says the admitted implementation runs.

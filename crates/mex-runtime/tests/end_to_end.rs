@@ -568,3 +568,107 @@ fn a_cancellation_before_dispatch_runs_nothing() {
     assert!(!kinds(&home, id).contains(&EventKind::EngineStarted));
     assert!(kinds(&home, id).contains(&EventKind::OpCompleted));
 }
+
+/// Directories under the runtime's workspace root, apart from its lock file.
+fn workspaces(rt: &mex_runtime::MexRuntime) -> Vec<std::path::PathBuf> {
+    match std::fs::read_dir(rt.workspace_root()) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name() != mex_runtime::reclaim::ROOT_LOCK)
+            .map(|e| e.path())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn a_run_gets_a_workspace_when_it_asks_and_none_outlives_a_run() {
+    let home = common::home();
+    let runs = home.dir.path().join("runs");
+    let rt = common::builder(&home)
+        .workspace_root(&runs)
+        .build()
+        .unwrap();
+    // (That a run which never asks makes no workspace at all is shown by
+    // `a_workspace_that_cannot_be_made_fails_only_the_runs_that_need_it`.)
+    let result = rt.execute(common::op("calc.echo", json!({"text": "small"})));
+    assert_eq!(result.status, ResultStatus::Succeeded, "{result:?}");
+    assert_eq!(workspaces(&rt), Vec::<std::path::PathBuf>::new());
+    // An engine that asks for its workspace gets a real, writable directory,
+    // removed when the run settles.
+    let result = rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "scratch bytes", "behaviour": "scratch"}),
+    ));
+    assert_eq!(result.status, ResultStatus::Succeeded, "{result:?}");
+    assert_eq!(
+        home.store.read(&result.outputs[0]).unwrap(),
+        b"scratch bytes"
+    );
+    assert_eq!(workspaces(&rt), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn a_large_output_is_staged_as_a_file_and_a_rewritten_one_is_refused() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let result = rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "big"}),
+    ));
+    assert_eq!(result.status, ResultStatus::Succeeded, "{result:?}");
+    assert_eq!(result.outputs[0].size_bytes, 300 * 1024);
+    assert_eq!(
+        home.store.read(&result.outputs[0]).unwrap(),
+        vec![b'b'; 300 * 1024]
+    );
+
+    let before = home.store.list().unwrap().len();
+    let result = rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "big_tamper"}),
+    ));
+    assert_eq!(result.status, ResultStatus::Failed, "{result:?}");
+    assert!(
+        codes(&result).contains(&"G-RESULT.OUTPUT_UNVERIFIED".to_owned()),
+        "{:?}",
+        codes(&result)
+    );
+    assert!(result.outputs.is_empty());
+    assert_eq!(
+        home.store.list().unwrap().len(),
+        before,
+        "a rewritten output was stored"
+    );
+}
+
+#[test]
+fn a_workspace_that_cannot_be_made_fails_only_the_runs_that_need_it() {
+    let home = common::home();
+    let runs = home.dir.path().join("runs");
+    let rt = common::builder(&home)
+        .workspace_root(&runs)
+        .build()
+        .unwrap();
+    // The root is replaced by a file after the runtime checked it.
+    std::fs::remove_dir_all(&runs).unwrap();
+    std::fs::write(&runs, b"not a directory").unwrap();
+    let result = rt.execute(common::op("calc.echo", json!({"text": "small"})));
+    assert_eq!(result.status, ResultStatus::Succeeded, "{result:?}");
+    let result = rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "scratch"}),
+    ));
+    assert_eq!(result.status, ResultStatus::Failed, "{result:?}");
+    assert!(
+        codes(&result).contains(&"RUNTIME.WORKSPACE_UNAVAILABLE".to_owned()),
+        "{:?}",
+        codes(&result)
+    );
+    let result = rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "big"}),
+    ));
+    assert_eq!(result.status, ResultStatus::Failed, "{result:?}");
+}

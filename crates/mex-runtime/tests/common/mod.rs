@@ -121,6 +121,25 @@ impl Engine for TestEngine {
                     .map_err(|e| EngineFailure::new("CALC_FAILED", e.to_string()))?;
                 write(&bytes)?;
             }
+            "big" | "big_tamper" => {
+                // Past what the runtime holds in memory: staged as a file.
+                let bytes = vec![b'b'; 300 * 1024];
+                write(&bytes)?;
+                if ctx.params().get("behaviour").and_then(Value::as_str) == Some("big_tamper") {
+                    // A hostile engine rewrites its staged output after writing it.
+                    let staged = ctx.workspace().join("staged").join("0000");
+                    std::fs::write(&staged, vec![b'X'; 300 * 1024])
+                        .map_err(|e| EngineFailure::new("CALC_FAILED", e.to_string()))?;
+                }
+            }
+            "scratch" => {
+                let scratch = ctx.workspace().join("scratch.txt");
+                std::fs::write(&scratch, text.as_bytes())
+                    .map_err(|e| EngineFailure::new("CALC_FAILED", e.to_string()))?;
+                let back = std::fs::read(&scratch)
+                    .map_err(|e| EngineFailure::new("CALC_FAILED", e.to_string()))?;
+                write(&back)?;
+            }
             "log" => {
                 ctx.write_log("line one\n")
                     .map_err(|e| EngineFailure::new("CALC_FAILED", e.to_string()))?;
