@@ -269,8 +269,9 @@ impl ActionCache {
         }
     }
 
-    /// The entry under `key`, marked most recently used; `None` on a miss.
-    /// A miss writes nothing (an unreadable entry is dropped).
+    /// The entry under `key`, or `None` on a miss. Reading writes nothing:
+    /// a hit that is served is marked by [`ActionCache::served`] (an
+    /// unreadable entry is dropped).
     pub(crate) fn get(&self, key: &Sha256Digest) -> Result<Option<CachedResult>, CacheError> {
         let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let found: Option<String> = conn
@@ -291,18 +292,25 @@ impl ActionCache {
             .map_err(self.err("drop an unreadable entry"))?;
             return Ok(None);
         };
-        conn.prepare_cached(
-            "UPDATE entries SET last_used = (SELECT COALESCE(max(last_used), 0) + 1 FROM entries), hits = hits + 1 WHERE key = ?1",
-        )
-        .and_then(|mut s| s.execute([key.as_bytes().as_slice()]))
-        .map_err(self.err("mark an entry used"))?;
         Ok(Some(value))
     }
 
-    /// Count a hit that was served.
-    pub(crate) fn served(&self) {
-        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = bump(&conn, "hits", 1);
+    /// A hit under `key` was served: mark the entry most recently used and
+    /// count the hit, in one transaction.
+    pub(crate) fn served(&self, key: &Sha256Digest) {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let Ok(tx) = conn.transaction_with_behavior(TransactionBehavior::Immediate) else {
+            return;
+        };
+        let marked = tx
+            .prepare_cached(
+                "UPDATE entries SET last_used = (SELECT COALESCE(max(last_used), 0) + 1 FROM entries), hits = hits + 1 WHERE key = ?1",
+            )
+            .and_then(|mut s| s.execute([key.as_bytes().as_slice()]))
+            .and_then(|_| bump(&tx, "hits", 1));
+        if marked.is_ok() {
+            let _ = tx.commit();
+        }
     }
 
     /// Remember `value` under `key`, then evict least recently used entries
@@ -465,8 +473,9 @@ mod tests {
         let cache = ActionCache::open_in(dir.path(), limits).unwrap();
         cache.put(&key(1), "e", "o", &value(1)).unwrap();
         cache.put(&key(2), "e", "o", &value(2)).unwrap();
-        // Using 1 makes 2 the least recently used.
+        // Serving 1 makes 2 the least recently used.
         assert!(cache.get(&key(1)).unwrap().is_some());
+        cache.served(&key(1));
         cache.put(&key(3), "e", "o", &value(3)).unwrap();
         drop(cache);
         let again = ActionCache::open_in(dir.path(), limits).unwrap();
@@ -475,6 +484,7 @@ mod tests {
         assert!(again.get(&key(3)).unwrap().is_some());
         let stats = again.stats().unwrap();
         assert_eq!((stats.entries, stats.evictions, stats.misses), (2, 1, 3));
+        assert_eq!(stats.hits, 1, "only the served hit counts");
         assert_eq!(again.clear().unwrap(), 2);
         assert_eq!(again.stats().unwrap().entries, 0);
     }

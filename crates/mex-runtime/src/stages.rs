@@ -246,7 +246,7 @@ impl MexRuntime {
             cache.forget(&key, "stale");
             return Err(cleared);
         }
-        cache.served();
+        cache.served(&key);
         self.maybe_reexecute(&cleared.proof, key, &hit);
         let CachedResult {
             outputs,
