@@ -36,8 +36,10 @@ pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
 /// Default bound on the bytes of stored entries (their JSON values).
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
-/// The schema this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The schema this build writes (`PRAGMA user_version`). Version 2 keeps
+/// the entry count and bytes in `counters` by trigger, so a put no longer
+/// counts every entry; a version-1 file is upgraded on open.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS entries (
@@ -55,7 +57,23 @@ CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
+INSERT OR IGNORE INTO counters (name, value) SELECT 'entry_count', count(*) FROM entries;
+INSERT OR IGNORE INTO counters (name, value) SELECT 'entry_bytes', COALESCE(sum(bytes), 0) FROM entries;
+CREATE TRIGGER IF NOT EXISTS entries_counted_insert AFTER INSERT ON entries BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'entry_count';
+    UPDATE counters SET value = value + NEW.bytes WHERE name = 'entry_bytes';
+END;
+CREATE TRIGGER IF NOT EXISTS entries_counted_delete AFTER DELETE ON entries BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'entry_count';
+    UPDATE counters SET value = value - OLD.bytes WHERE name = 'entry_bytes';
+END;
+CREATE TRIGGER IF NOT EXISTS entries_counted_update AFTER UPDATE OF bytes ON entries BEGIN
+    UPDATE counters SET value = value - OLD.bytes + NEW.bytes WHERE name = 'entry_bytes';
+END;
 ";
+
+/// Counters the triggers keep; [`ActionCache::clear`] leaves them (at zero).
+const KEPT_COUNTERS: &str = "'entry_count', 'entry_bytes'";
 
 /// What a cache hit returns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -208,6 +226,20 @@ fn bump(tx: &Connection, name: &str, by: u64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The number of entries and their bytes, as the triggers keep them.
+fn totals(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.prepare_cached(
+        "SELECT (SELECT value FROM counters WHERE name = 'entry_count'),
+                (SELECT value FROM counters WHERE name = 'entry_bytes')",
+    )?
+    .query_row([], |r| {
+        Ok((
+            r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+            r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+        ))
+    })
+}
+
 impl ActionCache {
     /// Open (or create) the cache file in `home`.
     pub fn open_in(home: impl AsRef<Path>, limits: CacheLimits) -> Result<Self, CacheError> {
@@ -245,7 +277,10 @@ impl ActionCache {
                 ),
             });
         }
-        conn.execute_batch(SCHEMA)
+        // One transaction: the counters are initialized from the entries and
+        // the triggers that keep them are created with nothing in between,
+        // even with another process opening the same file.
+        conn.execute_batch(&format!("BEGIN IMMEDIATE;{SCHEMA}COMMIT;"))
             .map_err(fail("create the schema"))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(fail("write the schema version"))?;
@@ -343,9 +378,7 @@ impl ActionCache {
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value, bytes = excluded.bytes, last_used = excluded.last_used",
             )?
             .execute(params![key.as_bytes().as_slice(), engine, operation, text, to_i64(bytes), now])?;
-            let (count, total): (i64, i64) = tx
-                .prepare_cached("SELECT count(*), COALESCE(sum(bytes), 0) FROM entries")?
-                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let (count, total) = totals(&tx)?;
             let (mut count, mut total) = (to_u64(count), to_u64(total));
             let mut evicted = 0u64;
             while count > self.limits.max_entries || total > self.limits.max_bytes {
@@ -392,11 +425,7 @@ impl ActionCache {
     pub fn stats(&self) -> Result<CacheStats, CacheError> {
         let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let read = || -> rusqlite::Result<CacheStats> {
-            let (entries, bytes): (i64, i64) = conn.query_row(
-                "SELECT count(*), COALESCE(sum(bytes), 0) FROM entries",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let (entries, bytes) = totals(&conn)?;
             let counter = |name: &str| -> rusqlite::Result<u64> {
                 let v: Option<i64> = conn
                     .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
@@ -431,7 +460,13 @@ impl ActionCache {
             .map_err(self.err("clear"))?;
         let removed = tx
             .execute("DELETE FROM entries", [])
-            .and_then(|n| tx.execute("DELETE FROM counters", []).map(|_| n))
+            .and_then(|n| {
+                tx.execute(
+                    &format!("DELETE FROM counters WHERE name NOT IN ({KEPT_COUNTERS})"),
+                    [],
+                )
+                .map(|_| n)
+            })
             .map_err(self.err("clear"))?;
         tx.commit().map_err(self.err("clear"))?;
         Ok(u64::try_from(removed).unwrap_or(u64::MAX))
@@ -507,5 +542,75 @@ mod tests {
         let stats = cache.stats().unwrap();
         assert!(stats.bytes <= stats.max_bytes);
         assert_eq!(stats.entries, 2);
+    }
+
+    /// What the counters say against what a full scan says.
+    fn counted_vs_scanned(cache: &ActionCache) -> ((u64, u64), (u64, u64)) {
+        let stats = cache.stats().unwrap();
+        let conn = cache.conn.lock().unwrap();
+        let (n, b): (i64, i64) = conn
+            .query_row(
+                "SELECT count(*), COALESCE(sum(bytes), 0) FROM entries",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        ((stats.entries, stats.bytes), (to_u64(n), to_u64(b)))
+    }
+
+    #[test]
+    fn kept_totals_match_a_scan_through_puts_replacements_evictions_forgets_and_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = CacheLimits {
+            max_entries: 3,
+            max_bytes: u64::MAX,
+        };
+        let cache = ActionCache::open_in(dir.path(), limits).unwrap();
+        for n in 0..6 {
+            cache.put(&key(n), "e", "o", &value(n)).unwrap();
+        }
+        // A replacement with a different size under an existing key.
+        let mut bigger = value(5);
+        bigger
+            .provenance
+            .environment
+            .insert("pad".into(), "x".repeat(100));
+        cache.put(&key(5), "e", "o", &bigger).unwrap();
+        cache.forget(&key(4), "stale");
+        let (counted, scanned) = counted_vs_scanned(&cache);
+        assert_eq!(counted, scanned);
+        assert_eq!(counted.0, 2);
+        cache.clear().unwrap();
+        cache.put(&key(9), "e", "o", &value(9)).unwrap();
+        let (counted, scanned) = counted_vs_scanned(&cache);
+        assert_eq!(counted, scanned, "the totals drifted after clear");
+        assert_eq!(counted.0, 1);
+    }
+
+    #[test]
+    fn a_version_1_file_is_upgraded_with_its_totals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CACHE_FILE_NAME);
+        {
+            // A version-1 file: entries, no kept totals, no triggers.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE entries (key BLOB PRIMARY KEY, engine_id TEXT NOT NULL, operation TEXT NOT NULL,
+                   value TEXT NOT NULL, bytes INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+                   last_used INTEGER NOT NULL, hits INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+                 CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+                 INSERT INTO entries VALUES (x'01', 'e', 'o', 'not json', 7, 0, 1, 0);
+                 INSERT INTO entries VALUES (x'02', 'e', 'o', 'not json', 5, 0, 2, 0);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let cache = ActionCache::open(&path, CacheLimits::default()).unwrap();
+        let (counted, scanned) = counted_vs_scanned(&cache);
+        assert_eq!(counted, (2, 12));
+        assert_eq!(counted, scanned);
+        cache.put(&key(3), "e", "o", &value(3)).unwrap();
+        let (counted, scanned) = counted_vs_scanned(&cache);
+        assert_eq!(counted, scanned);
     }
 }
