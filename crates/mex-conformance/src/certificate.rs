@@ -304,15 +304,19 @@ pub fn read_certificate(path: &Path) -> Result<Certificate, ConformanceError> {
 /// A [`Certifier`] backed by certificate files. Give it to the runtime with
 /// `MexRuntime::builder().certifier(Arc::new(CertificateCertifier::new(..)))`.
 ///
-/// The registry entry digest is recomputed on every check (it reads the
-/// registry file and the files it references: a few milliseconds), so a
-/// registry edited while the runtime runs is noticed at the next dispatch.
+/// A full check reads the certificate, its signature and report, the
+/// registry file and its overlays (a few milliseconds). A check that passed
+/// is remembered while none of those files (and overlay directories) has
+/// changed by `stat`, so a registry or certificate edited while the runtime
+/// runs is still noticed at the next dispatch (see the `memo` module for
+/// the rule and its window for files changed moments ago).
 #[derive(Debug, Clone)]
 pub struct CertificateCertifier {
     registry_file: PathBuf,
     registry_dirs: Vec<PathBuf>,
     dir: PathBuf,
     trusted_key: Option<mex_attest::PublicKey>,
+    memo: std::sync::Arc<crate::memo::Memo>,
 }
 
 impl CertificateCertifier {
@@ -324,7 +328,28 @@ impl CertificateCertifier {
             registry_dirs: Vec::new(),
             dir: dir.into(),
             trusted_key: None,
+            memo: std::sync::Arc::default(),
         }
+    }
+
+    /// Every file and overlay directory a check of this certificate reads.
+    fn read_by_check(&self, certificate: &Path) -> Vec<PathBuf> {
+        let mut paths = vec![certificate.to_path_buf(), report_path(certificate)];
+        if self.trusted_key.is_some() {
+            paths.push(signature_path(certificate));
+        }
+        paths.push(self.registry_file.clone());
+        let beside = match self.registry_file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.join(mex_registry::OVERLAY_DIR_NAME),
+            _ => PathBuf::from(mex_registry::OVERLAY_DIR_NAME),
+        };
+        paths.push(beside);
+        paths.extend(self.registry_dirs.iter().cloned());
+        paths.extend(
+            mex_registry::internal::overlay_files(&self.registry_file, &self.registry_dirs)
+                .unwrap_or_default(),
+        );
+        paths
     }
 
     /// Also read overlays from these directories (`mex --registry-dir`), as
@@ -504,7 +529,20 @@ impl Certifier for CertificateCertifier {
         version: &semver::Version,
         code: &CodeDigest,
     ) -> Result<(), String> {
-        self.verify(engine, implementation_id, version, code)
+        let key = (
+            engine.to_string(),
+            implementation_id.to_owned(),
+            version.to_string(),
+            code.kind.clone(),
+            code.digest.to_string(),
+        );
+        if self.memo.still_passes(&key) {
+            return Ok(());
+        }
+        let path = certificate_path(&self.dir, engine.as_str(), implementation_id, version);
+        self.memo.check(key, self.read_by_check(&path), || {
+            self.verify(engine, implementation_id, version, code)
+        })
     }
 }
 

@@ -109,6 +109,7 @@
 mod certificate;
 mod error;
 mod harness;
+mod memo;
 mod report;
 
 use std::path::Path;
