@@ -43,10 +43,12 @@
 //!    (`RUNTIME.ENGINE_NOT_CERTIFIED`, status denied): the [`Certifier`] is
 //!    asked with the [`CodeDigest`] of the engine object about to run
 //!    ([`code_digest`]; see [`CodeIdentity`] for what it covers).
-//! 5. Create the run's shadow workspace (under a root off the home, see
-//!    [`reclaim::default_workspace_root`]); outputs are staged there. It is
-//!    locked while the run lives; workspaces of runs whose process died are
-//!    removed when a runtime is built ([`reclaim`], also `mex gc`).
+//! 5. Prepare the run's shadow workspace, made on first use (the engine
+//!    asks for [`ExecutionContext::workspace`], or an output over 256 KiB is
+//!    staged as a file; smaller outputs are held in memory) under a root off
+//!    the home (see [`reclaim::default_workspace_root`]). It is locked while
+//!    the run lives; workspaces of runs whose process died are removed when
+//!    a runtime is built ([`reclaim`], also `mex gc`).
 //! 6. Execute on a worker thread under a watchdog (twice, in fresh
 //!    workspaces, for [`MexRuntime::execute_checked`]): wall time
 //!    (`RUNTIME.WALL_TIME_EXCEEDED`), output bytes
@@ -65,7 +67,7 @@
 //! | `RUNTIME.RECORDER_UNAVAILABLE` | failed | the Flight Recorder refused a write; nothing ran, or the outcome is not trusted |
 //! | `RUNTIME.ENGINE_NOT_INSTALLED` | failed | the registry resolves to an implementation the runtime was not given |
 //! | `RUNTIME.ENGINE_NOT_CERTIFIED` | denied | the implementation has no valid certificate |
-//! | `RUNTIME.WORKSPACE_UNAVAILABLE` | failed | the shadow workspace could not be created |
+//! | `RUNTIME.WORKSPACE_UNAVAILABLE` | failed | the run needed its shadow workspace and it could not be created |
 //! | `RUNTIME.WORKER_UNAVAILABLE` | failed | no worker thread could be started |
 //! | `RUNTIME.WALL_TIME_EXCEEDED` | budget_exceeded | past the deadline; partial outputs discarded |
 //! | `RUNTIME.OUTPUT_BUDGET_EXCEEDED` | budget_exceeded | a write past the output budget; partial outputs discarded |
