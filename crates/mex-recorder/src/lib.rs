@@ -90,7 +90,7 @@ pub use memory::MemoryRecorder;
 pub use problem::{Problem, ProblemFilter, ProblemSeverity, ProblemState};
 pub use query::EventQuery;
 pub use redact::Redactor;
-pub use sqlite::{DB_FILE_NAME, SCHEMA_VERSION, SqliteRecorder};
+pub use sqlite::{CommitStats, DB_FILE_NAME, SCHEMA_VERSION, SqliteRecorder};
 pub use verify::{BreakKind, ChainBreak, ChainHead, VerifyReport};
 
 /// The Flight Recorder: what the runtime records to, and what operators and

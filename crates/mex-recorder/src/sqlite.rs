@@ -40,7 +40,8 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -186,6 +187,20 @@ enum Request {
 }
 
 impl Request {
+    /// Whether committing this request must fsync before it is answered.
+    /// Only an admitting claim may wait for a later fsync (see the crate
+    /// docs, "Durability"): it is in the WAL, so it survives a crash of the
+    /// process at once, and power loss once the next fsynced commit lands.
+    fn needs_fsync(&self) -> bool {
+        !matches!(
+            self,
+            Self::Append {
+                claim: Some(Claim::Admit(_)),
+                ..
+            }
+        )
+    }
+
     fn size(&self) -> usize {
         match self {
             Self::Append { drafts, .. } => drafts.len().max(1),
@@ -243,6 +258,7 @@ pub struct SqliteRecorder {
     writer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
     key: Option<WriterKey>,
+    counters: Arc<CommitCounters>,
 }
 
 impl std::fmt::Debug for SqliteRecorder {
@@ -331,17 +347,19 @@ impl SqliteRecorder {
         let writer_redactor = redactor.clone();
         let writer_owner = owner.id.to_string();
         let writer_key = key.clone();
+        let counters = Arc::new(CommitCounters::default());
+        let writer_counters = Arc::clone(&counters);
         let writer = std::thread::Builder::new()
             .name("mex-recorder-writer".to_owned())
             .spawn(move || {
-                writer_loop(
-                    conn,
-                    &writer_path,
-                    &writer_redactor,
-                    &writer_owner,
-                    writer_key.as_ref(),
-                    &receiver,
-                );
+                let w = Writer {
+                    path: &writer_path,
+                    redactor: &writer_redactor,
+                    owner: &writer_owner,
+                    key: writer_key.as_ref(),
+                    counters: &writer_counters,
+                };
+                writer_loop(conn, &w, &receiver);
             })
             .map_err(|e| RecorderError::Open {
                 path: path.clone(),
@@ -355,6 +373,7 @@ impl SqliteRecorder {
             writer: Some(writer),
             readers: Mutex::new(Vec::new()),
             key,
+            counters,
         };
         // Runs whose process died since the last open are recorded as
         // interrupted before anything else reads or writes the log.
@@ -365,6 +384,16 @@ impl SqliteRecorder {
     /// This recorder's owner id: the `owner` of every claim it makes.
     pub fn owner_id(&self) -> Uuid {
         self.owner.id
+    }
+
+    /// How many write transactions this recorder has committed fsynced and
+    /// how many deferred their fsync (admitting claims only; see the crate
+    /// docs, "Durability").
+    pub fn commit_stats(&self) -> CommitStats {
+        CommitStats {
+            fsynced: self.counters.fsynced.load(Ordering::Relaxed),
+            deferred: self.counters.deferred.load(Ordering::Relaxed),
+        }
     }
 
     /// The database file.
@@ -924,14 +953,56 @@ fn read_head(conn: &Connection) -> rusqlite::Result<Option<Head>> {
     .optional()
 }
 
-fn writer_loop(
-    mut conn: Connection,
-    path: &Path,
-    redactor: &Redactor,
-    owner: &str,
-    key: Option<&WriterKey>,
-    receiver: &Receiver<Request>,
-) {
+/// How the writer has committed since the recorder opened: what
+/// [`SqliteRecorder::commit_stats`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Transactions committed with `synchronous=FULL`: fsynced before any
+    /// caller in them was answered.
+    pub fsynced: u64,
+    /// Transactions committed with `synchronous=NORMAL`: in the WAL (safe
+    /// against a crash of the process), made durable against power loss by
+    /// the next fsynced commit. Only groups holding nothing but admitting
+    /// claims commit this way.
+    pub deferred: u64,
+}
+
+#[derive(Default)]
+struct CommitCounters {
+    fsynced: AtomicU64,
+    deferred: AtomicU64,
+}
+
+/// The writer connection's `synchronous` setting, as SQLite reports it back.
+struct SyncMode {
+    full: bool,
+}
+
+impl SyncMode {
+    /// Switch between FULL and NORMAL (between transactions); returns
+    /// whether the connection now runs FULL, read back from SQLite.
+    fn set(&mut self, conn: &Connection, full: bool) -> rusqlite::Result<bool> {
+        if self.full != full {
+            conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
+            let level: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+            // 2 = FULL, 3 = EXTRA: both fsync every commit.
+            self.full = level >= 2;
+        }
+        Ok(self.full)
+    }
+}
+
+struct Writer<'a> {
+    path: &'a Path,
+    redactor: &'a Redactor,
+    owner: &'a str,
+    key: Option<&'a WriterKey>,
+    counters: &'a CommitCounters,
+}
+
+fn writer_loop(mut conn: Connection, w: &Writer<'_>, receiver: &Receiver<Request>) {
+    // configure_writer left the connection at FULL.
+    let mut mode = SyncMode { full: true };
     while let Ok(first) = receiver.recv() {
         let mut size = first.size();
         let mut batch = vec![first];
@@ -944,7 +1015,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, path, redactor, owner, key, batch);
+        commit_batch(&mut conn, w, &mut mode, batch);
     }
 }
 
@@ -956,15 +1027,9 @@ enum Outcome {
 
 /// Commit a group of requests in one transaction, then answer each. Nothing
 /// is answered before the commit (and its fsync) returns.
-fn commit_batch(
-    conn: &mut Connection,
-    path: &Path,
-    redactor: &Redactor,
-    owner: &str,
-    key: Option<&WriterKey>,
-    batch: Vec<Request>,
-) {
-    let result = write_batch(conn, path, redactor, owner, key, &batch);
+fn commit_batch(conn: &mut Connection, w: &Writer<'_>, mode: &mut SyncMode, batch: Vec<Request>) {
+    let path = w.path;
+    let result = write_batch(conn, w, mode, &batch);
     let mismatch = || RecorderError::Closed {
         path: path.to_owned(),
     };
@@ -1057,14 +1122,25 @@ fn apply_claim(
 
 fn write_batch(
     conn: &mut Connection,
-    path: &Path,
-    redactor: &Redactor,
-    owner: &str,
-    key: Option<&WriterKey>,
+    w: &Writer<'_>,
+    mode: &mut SyncMode,
     batch: &[Request],
 ) -> Result<Vec<Outcome>, RecorderError> {
+    let (path, redactor, owner, key) = (w.path, w.redactor, w.owner, w.key);
     let ctx = "recording events";
     let err = |e: rusqlite::Error| RecorderError::storage(path, ctx, &e);
+    // One request needing fsync makes the whole group fsynced.
+    let fsync = batch.iter().any(Request::needs_fsync);
+    let full = mode.set(conn, fsync).map_err(err)?;
+    if fsync && !full {
+        return Err(RecorderError::storage(
+            path,
+            ctx,
+            &rusqlite::Error::InvalidParameterName(
+                "SQLite did not switch the writer back to synchronous=FULL; nothing was written: reopen the recorder".to_owned(),
+            ),
+        ));
+    }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
@@ -1177,6 +1253,12 @@ fn write_batch(
     )
     .map_err(err)?;
     tx.commit().map_err(err)?;
+    let counter = if full {
+        &w.counters.fsynced
+    } else {
+        &w.counters.deferred
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
     Ok(outcomes)
 }
 
