@@ -60,7 +60,9 @@ use crate::problem::{self, Problem, ProblemFilter, ProblemState};
 use crate::query::EventQuery;
 use crate::redact::Redactor;
 use crate::tag::WriterKey;
-use crate::verify::{BreakKind, ChainBreak, ChainHead, ChainVerifier, VerifyReport, check_hashes};
+use crate::verify::{
+    BreakKind, ChainBreak, ChainHead, ChainVerifier, HashCheck, VerifyReport, check_rows,
+};
 use crate::{FlightRecorder, RecorderError, write_jsonl_line};
 
 /// The database file name inside the mex home directory.
@@ -530,29 +532,50 @@ impl SqliteRecorder {
                     .prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"))
                     .map_err(err)?;
                 let mut rows = stmt.query([]).map_err(err)?;
-                // Rows are read and parsed here, in chunks; each chunk's
-                // hashes are checked on every core, then fed in order.
+                // Rows are copied out here, in chunks (this thread owns the
+                // statement); each chunk is decoded and hashed on every core
+                // while the next chunk is read, then fed in order.
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let mut chunk = Vec::with_capacity(VERIFY_CHUNK);
-                let mut more = true;
-                while more {
-                    more = false;
-                    while let Some(row) = rows.next().map_err(err)? {
-                        let seq = row.get::<_, i64>(0).map_err(err)?;
-                        chunk.push((u64::try_from(seq).unwrap_or(0), row_to_event(row)));
-                        if chunk.len() == VERIFY_CHUNK {
-                            more = true;
-                            break;
+                std::thread::scope(|s| -> Result<(), RecorderError> {
+                    let mut pending: Option<std::thread::ScopedJoinHandle<'_, _>> = None;
+                    loop {
+                        let mut chunk: Vec<(u64, Result<RawEvent, String>)> =
+                            Vec::with_capacity(VERIFY_CHUNK);
+                        while chunk.len() < VERIFY_CHUNK
+                            && let Some(row) = rows.next().map_err(err)?
+                        {
+                            let seq = row.get::<_, i64>(0).map_err(err)?;
+                            chunk.push((
+                                u64::try_from(seq).unwrap_or(0),
+                                RawEvent::read(row).map_err(|e| e.to_string()),
+                            ));
                         }
+                        if let Some(handle) = pending.take() {
+                            let checked: Vec<_> = handle.join().unwrap_or_else(|_| {
+                                vec![(0, Err("a hashing thread panicked".to_owned()))]
+                            });
+                            if !checked
+                                .into_iter()
+                                .all(|(seq, e)| verifier.push_checked(seq, e))
+                            {
+                                return Ok(());
+                            }
+                        }
+                        if chunk.is_empty() {
+                            return Ok(());
+                        }
+                        pending = Some(s.spawn(move || {
+                            check_rows(chunk, threads, |(seq, raw)| {
+                                let checked =
+                                    raw.and_then(RawEvent::into_parts).map(|(e, text)| {
+                                        let check = HashCheck::of_stored(&e, text.as_deref());
+                                        (e, check)
+                                    });
+                                (seq, checked)
+                            })
+                        }));
                     }
-                    let checked = check_hashes(std::mem::take(&mut chunk), threads);
-                    if !checked
-                        .into_iter()
-                        .all(|(seq, e)| verifier.push_checked(seq, e))
-                    {
-                        break;
-                    }
-                }
+                })?;
             }
             let mut report = verifier.finish(checkpoint);
             if report.first_break.is_none()
@@ -1424,41 +1447,92 @@ where
 /// Decode a row of [`EVENT_COLUMNS`]. Errors are text: verify reports them
 /// as an unreadable event, queries as [`RecorderError::CorruptEvent`].
 fn row_to_event(row: &Row<'_>) -> Result<Event, String> {
-    let g = |e: rusqlite::Error| e.to_string();
-    let seq: i64 = row.get(0).map_err(g)?;
-    let ts_ms: i64 = row.get(1).map_err(g)?;
-    let kind: String = row.get(2).map_err(g)?;
-    let payload: Option<String> = row.get(14).map_err(g)?;
-    let artifact: Option<Vec<u8>> = row.get(12).map_err(g)?;
-    Ok(Event {
-        seq: u64::try_from(seq).map_err(|_| format!("negative seq {seq}"))?,
-        recorded_at: UtcTimestamp::from_unix_millis(ts_ms)
-            .ok_or_else(|| format!("time {ts_ms} out of range"))?,
-        kind: kind.parse()?,
-        op_id: parse_opt::<Uuid>(row.get(3).map_err(g)?, "op_id")?,
-        engine_id: parse_opt(row.get(4).map_err(g)?, "engine_id")?,
-        operation: parse_opt(row.get(5).map_err(g)?, "operation")?,
-        gate: parse_opt(row.get(6).map_err(g)?, "gate")?,
-        rule: row.get(7).map_err(g)?,
-        capability: row.get(8).map_err(g)?,
-        decision: parse_opt(row.get(9).map_err(g)?, "decision")?,
-        status: row
-            .get::<_, Option<String>>(10)
-            .map_err(g)?
-            .map(|s| parse_status(&s))
-            .transpose()?,
-        code: parse_opt(row.get(11).map_err(g)?, "code")?,
-        artifact: artifact.map(|b| digest_from(b, "artifact")).transpose()?,
-        message: row.get(13).map_err(g)?,
-        payload: match payload {
+    RawEvent::read(row).map_err(|e| e.to_string())?.into_event()
+}
+
+/// A row of [`EVENT_COLUMNS`] copied out of SQLite, not yet decoded (so
+/// decoding can run off the thread that owns the statement).
+struct RawEvent {
+    seq: i64,
+    ts_ms: i64,
+    kind: String,
+    op_id: Option<String>,
+    engine_id: Option<String>,
+    operation: Option<String>,
+    gate: Option<String>,
+    rule: Option<String>,
+    capability: Option<String>,
+    decision: Option<String>,
+    status: Option<String>,
+    code: Option<String>,
+    artifact: Option<Vec<u8>>,
+    message: Option<String>,
+    payload: Option<String>,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl RawEvent {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            seq: row.get(0)?,
+            ts_ms: row.get(1)?,
+            kind: row.get(2)?,
+            op_id: row.get(3)?,
+            engine_id: row.get(4)?,
+            operation: row.get(5)?,
+            gate: row.get(6)?,
+            rule: row.get(7)?,
+            capability: row.get(8)?,
+            decision: row.get(9)?,
+            status: row.get(10)?,
+            code: row.get(11)?,
+            artifact: row.get(12)?,
+            message: row.get(13)?,
+            payload: row.get(14)?,
+            prev_hash: row.get(15)?,
+            hash: row.get(16)?,
+        })
+    }
+
+    fn into_event(self) -> Result<Event, String> {
+        self.into_parts().map(|(event, _)| event)
+    }
+
+    /// The event and its payload text as stored.
+    fn into_parts(self) -> Result<(Event, Option<String>), String> {
+        let (seq, ts_ms) = (self.seq, self.ts_ms);
+        let payload = match &self.payload {
             Some(text) => {
-                serde_json::from_str(&text).map_err(|e| format!("payload is not JSON: {e}"))?
+                serde_json::from_str(text).map_err(|e| format!("payload is not JSON: {e}"))?
             }
             None => serde_json::Value::Null,
-        },
-        prev_hash: digest_from(row.get(15).map_err(g)?, "prev_hash")?,
-        hash: digest_from(row.get(16).map_err(g)?, "hash")?,
-    })
+        };
+        let event = Event {
+            seq: u64::try_from(seq).map_err(|_| format!("negative seq {seq}"))?,
+            recorded_at: UtcTimestamp::from_unix_millis(ts_ms)
+                .ok_or_else(|| format!("time {ts_ms} out of range"))?,
+            kind: self.kind.parse()?,
+            op_id: parse_opt::<Uuid>(self.op_id, "op_id")?,
+            engine_id: parse_opt(self.engine_id, "engine_id")?,
+            operation: parse_opt(self.operation, "operation")?,
+            gate: parse_opt(self.gate, "gate")?,
+            rule: self.rule,
+            capability: self.capability,
+            decision: parse_opt(self.decision, "decision")?,
+            status: self.status.map(|s| parse_status(&s)).transpose()?,
+            code: parse_opt(self.code, "code")?,
+            artifact: self
+                .artifact
+                .map(|b| digest_from(b, "artifact"))
+                .transpose()?,
+            message: self.message,
+            payload,
+            prev_hash: digest_from(self.prev_hash, "prev_hash")?,
+            hash: digest_from(self.hash, "hash")?,
+        };
+        Ok((event, self.payload))
+    }
 }
 
 fn load_problem(conn: &Connection, fingerprint: &str) -> rusqlite::Result<Option<Problem>> {
