@@ -365,9 +365,20 @@ impl Event {
         fn string<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Option<()> {
             serde_json::to_writer(out, value).ok()
         }
+        // A digest is its lowercase hex in quotes (what its `Serialize`
+        // writes), spelled here without allocating.
+        fn digest(out: &mut Vec<u8>, value: &Sha256Digest) {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push(b'"');
+            for b in value.as_bytes() {
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0x0f)]);
+            }
+            out.push(b'"');
+        }
         if let Some(v) = &self.artifact {
             member(&mut out, "artifact");
-            string(&mut out, v)?;
+            digest(&mut out, v);
         }
         if let Some(v) = &self.capability {
             member(&mut out, "capability");
@@ -413,7 +424,7 @@ impl Event {
             }
         }
         member(&mut out, "prev_hash");
-        string(&mut out, &self.prev_hash)?;
+        digest(&mut out, &self.prev_hash);
         member(&mut out, "recorded_at");
         string(&mut out, recorded_at)?;
         if let Some(v) = &self.rule {

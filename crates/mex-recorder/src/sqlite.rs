@@ -1430,12 +1430,6 @@ fn insert_event(tx: &Transaction<'_>, e: &Event, payload: Option<&str>) -> rusql
     Ok(())
 }
 
-fn digest_from(bytes: Vec<u8>, what: &str) -> Result<Sha256Digest, String> {
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map(Sha256Digest::from_bytes)
-        .map_err(|_| format!("{what} is {} bytes, not 32", bytes.len()))
-}
-
 fn parse_opt<T: std::str::FromStr>(text: Option<String>, what: &str) -> Result<Option<T>, String>
 where
     T::Err: std::fmt::Display,
@@ -1456,7 +1450,7 @@ struct RawEvent {
     seq: i64,
     ts_ms: i64,
     kind: String,
-    op_id: Option<String>,
+    op_id: Option<Result<Uuid, String>>,
     engine_id: Option<String>,
     operation: Option<String>,
     gate: Option<String>,
@@ -1465,20 +1459,53 @@ struct RawEvent {
     decision: Option<String>,
     status: Option<String>,
     code: Option<String>,
-    artifact: Option<Vec<u8>>,
+    artifact: Option<Result<Sha256Digest, String>>,
     message: Option<String>,
     payload: Option<String>,
-    prev_hash: Vec<u8>,
-    hash: Vec<u8>,
+    prev_hash: Result<Sha256Digest, String>,
+    hash: Result<Sha256Digest, String>,
 }
 
 impl RawEvent {
     fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        // Fixed-size members are decoded straight from SQLite's buffers
+        // (no copy); a bad one is kept as its error, reported by
+        // `into_parts` as an unreadable event.
+        let digest =
+            |i: usize, what: &str| -> rusqlite::Result<Option<Result<Sha256Digest, String>>> {
+                let value = row.get_ref(i)?;
+                if value == rusqlite::types::ValueRef::Null {
+                    return Ok(None);
+                }
+                Ok(Some(
+                    value
+                        .as_blob()
+                        .map_err(|e| format!("{what}: {e}"))
+                        .and_then(|b| {
+                            <[u8; 32]>::try_from(b)
+                                .map(Sha256Digest::from_bytes)
+                                .map_err(|_| format!("{what} is {} bytes, not 32", b.len()))
+                        }),
+                ))
+            };
+        let required = |d: Option<Result<Sha256Digest, String>>, what: &str| {
+            d.unwrap_or_else(|| Err(format!("{what} is missing")))
+        };
+        let op_id = match row.get_ref(3)? {
+            rusqlite::types::ValueRef::Null => None,
+            value => Some(
+                value
+                    .as_str()
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| Uuid::parse_str(t).map_err(|e| e.to_string()))
+                    .map_err(|e| format!("op_id: {e}")),
+            ),
+        };
         Ok(Self {
             seq: row.get(0)?,
             ts_ms: row.get(1)?,
             kind: row.get(2)?,
-            op_id: row.get(3)?,
+            op_id,
             engine_id: row.get(4)?,
             operation: row.get(5)?,
             gate: row.get(6)?,
@@ -1487,11 +1514,11 @@ impl RawEvent {
             decision: row.get(9)?,
             status: row.get(10)?,
             code: row.get(11)?,
-            artifact: row.get(12)?,
+            artifact: digest(12, "artifact")?,
             message: row.get(13)?,
             payload: row.get(14)?,
-            prev_hash: row.get(15)?,
-            hash: row.get(16)?,
+            prev_hash: required(digest(15, "prev_hash")?, "prev_hash"),
+            hash: required(digest(16, "hash")?, "hash"),
         })
     }
 
@@ -1513,7 +1540,7 @@ impl RawEvent {
             recorded_at: UtcTimestamp::from_unix_millis(ts_ms)
                 .ok_or_else(|| format!("time {ts_ms} out of range"))?,
             kind: self.kind.parse()?,
-            op_id: parse_opt::<Uuid>(self.op_id, "op_id")?,
+            op_id: self.op_id.transpose()?,
             engine_id: parse_opt(self.engine_id, "engine_id")?,
             operation: parse_opt(self.operation, "operation")?,
             gate: parse_opt(self.gate, "gate")?,
@@ -1522,14 +1549,11 @@ impl RawEvent {
             decision: parse_opt(self.decision, "decision")?,
             status: self.status.map(|s| parse_status(&s)).transpose()?,
             code: parse_opt(self.code, "code")?,
-            artifact: self
-                .artifact
-                .map(|b| digest_from(b, "artifact"))
-                .transpose()?,
+            artifact: self.artifact.transpose()?,
             message: self.message,
             payload,
-            prev_hash: digest_from(self.prev_hash, "prev_hash")?,
-            hash: digest_from(self.hash, "hash")?,
+            prev_hash: self.prev_hash?,
+            hash: self.hash?,
         };
         Ok((event, self.payload))
     }
