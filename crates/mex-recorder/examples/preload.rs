@@ -52,7 +52,8 @@ fn main() {
     }
     let took = started.elapsed();
     let head = rec.head().unwrap().map_or(0, |h| h.seq);
-    println!(
+    let _ = writeln!(
+        std::io::stdout(),
         "preloaded {head} events in {took:.1?}: {:.0} events/s",
         head as f64 / took.as_secs_f64()
     );

@@ -58,9 +58,12 @@
 //! One writer thread owns the write connection. Appending threads prepare
 //! their drafts (validation, redaction, canonical payload) in parallel, queue
 //! them, and block; the writer takes everything queued, commits it in one
-//! transaction (one fsync) and wakes every caller with its events. With many
-//! concurrent writers the fsync cost is shared, which is what the
-//! `append_8_threads` bench measures.
+//! transaction (one fsync) and wakes every caller with its events. When
+//! fewer requests are queued than its last group held, it waits for the
+//! others (the callers it just answered, preparing their next append), at
+//! most as long as its last commit took; a lone caller never waits. With
+//! many concurrent writers the fsync cost is shared, which is what the
+//! `append/durable_8_threads` bench measures.
 //!
 //! ## Op-id claims
 //!
