@@ -1755,6 +1755,77 @@ impl Owner {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
 
+    /// A group holding an admitting claim and anything else is fsynced
+    /// whole; a group of admitting claims only is not; the connection's
+    /// `synchronous` level follows.
+    #[test]
+    fn a_group_is_fsynced_when_any_request_in_it_needs_it() {
+        use super::*;
+        use crate::event::EventKind;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE_NAME);
+        let mut conn = Connection::open(&path).unwrap();
+        configure_writer(&conn, &path).unwrap();
+        migrate(&mut conn, &path).unwrap();
+        let redactor = Redactor::new();
+        let counters = CommitCounters::default();
+        let w = Writer {
+            path: &path,
+            redactor: &redactor,
+            owner: "test-owner",
+            key: None,
+            counters: &counters,
+        };
+        let mut mode = SyncMode { full: true };
+        let append = |claim: Option<Claim>| {
+            let op = claim.map_or_else(Uuid::new_v4, Claim::op_id);
+            let draft = EventDraft::new(EventKind::OpReceived)
+                .with_op_id(op)
+                .prepare(&redactor)
+                .unwrap();
+            let (reply, answer) = mpsc::sync_channel(1);
+            (
+                Request::Append {
+                    drafts: vec![draft],
+                    claim,
+                    reply,
+                },
+                answer,
+            )
+        };
+        let level = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        let counts = || {
+            (
+                counters.fsynced.load(Ordering::Relaxed),
+                counters.deferred.load(Ordering::Relaxed),
+            )
+        };
+
+        let (a, a_answer) = append(Some(Claim::Admit(Uuid::new_v4())));
+        let (b, b_answer) = append(Some(Claim::Admit(Uuid::new_v4())));
+        commit_batch(&mut conn, &w, &mut mode, vec![a, b]);
+        assert!(a_answer.recv().unwrap().is_ok() && b_answer.recv().unwrap().is_ok());
+        assert_eq!((counts(), level(&conn)), ((0, 1), 1), "admits only");
+
+        let (a, a_answer) = append(Some(Claim::Admit(Uuid::new_v4())));
+        let (c, c_answer) = append(None);
+        commit_batch(&mut conn, &w, &mut mode, vec![a, c]);
+        assert!(a_answer.recv().unwrap().is_ok() && c_answer.recv().unwrap().is_ok());
+        assert_eq!(
+            (counts(), level(&conn)),
+            ((1, 1), 2),
+            "an admit and a plain append"
+        );
+
+        let (d, d_answer) = append(Some(Claim::Complete(Uuid::new_v4())));
+        commit_batch(&mut conn, &w, &mut mode, vec![d]);
+        assert!(d_answer.recv().unwrap().is_ok());
+        assert_eq!((counts(), level(&conn)), ((2, 1), 2), "a completion");
+    }
+
     /// The context lookup every append may make goes through the op_id
     /// index, never a walk of the whole log (the plan SQLite chose once).
     #[test]
