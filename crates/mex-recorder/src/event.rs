@@ -299,6 +299,30 @@ impl Event {
         self.hash_with_time(&self.recorded_at.to_string())
     }
 
+    /// Only what links it into the chain (seq, kind, time, hashes); every
+    /// other member is dropped.
+    pub(crate) fn chain_links(self) -> Self {
+        Self {
+            seq: self.seq,
+            recorded_at: self.recorded_at,
+            kind: self.kind,
+            op_id: None,
+            engine_id: None,
+            operation: None,
+            gate: None,
+            rule: None,
+            capability: None,
+            decision: None,
+            status: None,
+            code: None,
+            artifact: None,
+            message: None,
+            payload: Value::Null,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        }
+    }
+
     /// The hash this event carried if it was recorded before the fixed-width
     /// time form: the same body with `recorded_at` in its shortest spelling.
     /// `None` when that spelling is the fixed-width one (nothing to retry).

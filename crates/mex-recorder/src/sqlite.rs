@@ -569,7 +569,11 @@ impl SqliteRecorder {
                                 let checked =
                                     raw.and_then(RawEvent::into_parts).map(|(e, text)| {
                                         let check = HashCheck::of_stored(&e, text.as_deref());
-                                        (e, check)
+                                        // The chain walk needs only seq, time
+                                        // and hashes: the rest is freed here,
+                                        // in parallel, not on the reading
+                                        // thread.
+                                        (e.chain_links(), check)
                                     });
                                 (seq, checked)
                             })
