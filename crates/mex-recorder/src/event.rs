@@ -299,6 +299,30 @@ impl Event {
         self.hash_with_time(&self.recorded_at.to_string())
     }
 
+    /// Only what links it into the chain (seq, kind, time, hashes); every
+    /// other member is dropped.
+    pub(crate) fn chain_links(self) -> Self {
+        Self {
+            seq: self.seq,
+            recorded_at: self.recorded_at,
+            kind: self.kind,
+            op_id: None,
+            engine_id: None,
+            operation: None,
+            gate: None,
+            rule: None,
+            capability: None,
+            decision: None,
+            status: None,
+            code: None,
+            artifact: None,
+            message: None,
+            payload: Value::Null,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        }
+    }
+
     /// The hash this event carried if it was recorded before the fixed-width
     /// time form: the same body with `recorded_at` in its shortest spelling.
     /// `None` when that spelling is the fixed-width one (nothing to retry).
@@ -321,6 +345,132 @@ impl Event {
     }
 
     fn hash_with_time(&self, recorded_at: &str) -> Result<Sha256Digest, RecorderError> {
+        self.hash_with(recorded_at, None)
+    }
+
+    /// The hash over `recorded_at` as given; `payload` is the canonical
+    /// text of `self.payload` when the caller already has it.
+    pub(crate) fn hash_with(
+        &self,
+        recorded_at: &str,
+        payload: Option<&[u8]>,
+    ) -> Result<Sha256Digest, RecorderError> {
+        if let Some(body) = self.canonical_body(recorded_at, payload) {
+            return Ok(Sha256Digest::of(&body));
+        }
+        self.hash_with_canonicalizer(recorded_at)
+    }
+
+    /// The RFC 8785 form of [`EventBody`], written member by member in the
+    /// canonical order (every member name is ASCII, so byte order is UTF-16
+    /// order) instead of going through the generic canonicalizer, which
+    /// builds and sorts a map per object: this is the hot path of every
+    /// append and of verification. Strings are escaped by serde_json, whose
+    /// escaping is RFC 8785's (a test checks both agree on hostile text).
+    /// `None` when the fast form does not apply (a `seq` above 2^53, which
+    /// RFC 8785 spells as a double); the canonicalizer then decides.
+    fn canonical_body(&self, recorded_at: &str, payload: Option<&[u8]>) -> Option<Vec<u8>> {
+        const MAX_EXACT: u64 = 1 << 53;
+        if self.seq > MAX_EXACT {
+            return None;
+        }
+        let mut out = Vec::with_capacity(512);
+        out.push(b'{');
+        let mut first = true;
+        let mut member = |out: &mut Vec<u8>, name: &str| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+        };
+        fn string<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Option<()> {
+            serde_json::to_writer(out, value).ok()
+        }
+        // A digest is its lowercase hex in quotes (what its `Serialize`
+        // writes), spelled here without allocating.
+        fn digest(out: &mut Vec<u8>, value: &Sha256Digest) {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push(b'"');
+            for b in value.as_bytes() {
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0x0f)]);
+            }
+            out.push(b'"');
+        }
+        if let Some(v) = &self.artifact {
+            member(&mut out, "artifact");
+            digest(&mut out, v);
+        }
+        if let Some(v) = &self.capability {
+            member(&mut out, "capability");
+            string(&mut out, v)?;
+        }
+        if let Some(v) = &self.code {
+            member(&mut out, "code");
+            string(&mut out, v)?;
+        }
+        if let Some(v) = &self.decision {
+            member(&mut out, "decision");
+            string(&mut out, v)?;
+        }
+        if let Some(v) = &self.engine_id {
+            member(&mut out, "engine_id");
+            string(&mut out, v)?;
+        }
+        if let Some(v) = &self.gate {
+            member(&mut out, "gate");
+            string(&mut out, v)?;
+        }
+        member(&mut out, "kind");
+        string(&mut out, &self.kind)?;
+        if let Some(v) = &self.message {
+            member(&mut out, "message");
+            string(&mut out, v)?;
+        }
+        if let Some(v) = &self.op_id {
+            member(&mut out, "op_id");
+            string(&mut out, v)?;
+        }
+        if let Some(v) = &self.operation {
+            member(&mut out, "operation");
+            string(&mut out, v)?;
+        }
+        if !self.payload.is_null() {
+            member(&mut out, "payload");
+            match payload {
+                Some(text) => out.extend_from_slice(text),
+                None => {
+                    out.extend_from_slice(&mex_envelope::canonical::to_vec(&self.payload).ok()?)
+                }
+            }
+        }
+        member(&mut out, "prev_hash");
+        digest(&mut out, &self.prev_hash);
+        member(&mut out, "recorded_at");
+        string(&mut out, recorded_at)?;
+        if let Some(v) = &self.rule {
+            member(&mut out, "rule");
+            string(&mut out, v)?;
+        }
+        member(&mut out, "seq");
+        out.extend_from_slice(self.seq.to_string().as_bytes());
+        if let Some(v) = &self.status {
+            member(&mut out, "status");
+            string(&mut out, v)?;
+        }
+        out.push(b'}');
+        Some(out)
+    }
+
+    /// The hash through the generic RFC 8785 canonicalizer (the reference
+    /// the fast form is tested against).
+    pub(crate) fn hash_with_canonicalizer(
+        &self,
+        recorded_at: &str,
+    ) -> Result<Sha256Digest, RecorderError> {
         let body = EventBody {
             seq: self.seq,
             recorded_at,
@@ -706,7 +856,7 @@ impl EventDraft {
                 fixed.as_str()
             )));
         }
-        let payload = bound_payload(redactor.redact_value(self.payload))?;
+        let (payload, payload_text) = bound_payload_text(redactor.redact_value(self.payload))?;
         Ok(PreparedDraft {
             kind,
             op_id: self.op_id,
@@ -727,6 +877,7 @@ impl EventDraft {
                 .message
                 .map(|m| truncate_text(&redactor.redact_text(&m), MAX_MESSAGE_BYTES)),
             payload,
+            payload_text,
         })
     }
 }
@@ -748,9 +899,17 @@ pub(crate) struct PreparedDraft {
     artifact: Option<Sha256Digest>,
     message: Option<String>,
     payload: Value,
+    /// The canonical text of `payload` (`None` when it is null): hashed and
+    /// stored as is, never serialized again.
+    payload_text: Option<String>,
 }
 
 impl PreparedDraft {
+    /// The canonical text of the payload, as stored.
+    pub(crate) fn payload_text(&self) -> Option<&str> {
+        self.payload_text.as_deref()
+    }
+
     /// The op id whose `op_received` event should supply a missing engine
     /// or operation.
     pub(crate) fn needs_context(&self) -> Option<Uuid> {
@@ -803,7 +962,10 @@ impl PreparedDraft {
             prev_hash,
             hash: GENESIS_HASH,
         };
-        event.hash = event.compute_hash()?;
+        event.hash = event.hash_with(
+            &recorded_at.to_string(),
+            self.payload_text.as_deref().map(str::as_bytes),
+        )?;
         Ok(event)
     }
 }
@@ -858,9 +1020,16 @@ fn bound_strings(value: Value, depth: usize) -> Value {
 /// Bound a (redacted) payload: long strings and deep nesting cut, then the
 /// whole canonical form capped at [`MAX_PAYLOAD_BYTES`]. The result is the
 /// canonical form parsed back, so what is stored is exactly what is hashed.
+#[cfg(test)]
 pub(crate) fn bound_payload(payload: Value) -> Result<Value, RecorderError> {
+    bound_payload_text(payload).map(|(value, _)| value)
+}
+
+/// [`bound_payload`], also returning the canonical text of the result
+/// (`None` for null).
+pub(crate) fn bound_payload_text(payload: Value) -> Result<(Value, Option<String>), RecorderError> {
     if payload.is_null() {
-        return Ok(Value::Null);
+        return Ok((Value::Null, None));
     }
     let bounded = bound_strings(payload, 0);
     let bytes =
@@ -880,7 +1049,9 @@ pub(crate) fn bound_payload(payload: Value) -> Result<Value, RecorderError> {
     } else {
         bytes
     };
-    serde_json::from_slice(&bytes).map_err(RecorderError::canonicalization)
+    let value = serde_json::from_slice(&bytes).map_err(RecorderError::canonicalization)?;
+    let text = String::from_utf8(bytes).map_err(RecorderError::canonicalization)?;
+    Ok((value, Some(text)))
 }
 
 #[cfg(test)]
@@ -890,6 +1061,68 @@ mod tests {
         reason = "test code: a failed expectation panics, which is the test failing"
     )]
     use super::*;
+
+    /// The hand-written canonical body hashes exactly as the generic RFC
+    /// 8785 canonicalizer, for every kind and every optional member, with
+    /// hostile text (quotes, backslashes, control characters, non-ASCII,
+    /// U+2028) and a payload.
+    #[test]
+    fn fast_canonical_body_matches_the_canonicalizer() {
+        let texts = [
+            "plain",
+            "q\"uote\\back/slash",
+            "ctl\u{0}\u{1}\u{8}\t\n\u{b}\u{c}\r\u{1f}\u{7f}",
+            "é ü 漢字 🦀 \u{2028}\u{2029} \u{fffd}",
+            "",
+        ];
+        let mut checked = 0;
+        for kind in EventKind::ALL {
+            for (i, text) in texts.iter().enumerate() {
+                let mut e = sample();
+                e.kind = kind;
+                e.seq = [1, 42, 1 << 53, (1 << 53) + 1, u64::MAX][i];
+                e.op_id = (i % 2 == 0).then(Uuid::new_v4);
+                e.operation = (i % 3 == 0).then(|| "physics.convert_units".parse().unwrap());
+                e.rule = Some((*text).to_owned());
+                e.capability = (i != 1).then(|| format!("cap {text}"));
+                e.message = (i != 2).then(|| format!("msg {text}"));
+                e.code = (i == 3).then(|| "G-CAP.CONSENT_MISSING".parse().unwrap());
+                e.decision = [
+                    Some(Decision::Allow),
+                    Some(Decision::Deny),
+                    None,
+                    Some(Decision::Degrade),
+                    None,
+                ][i];
+                e.status = (i == 1).then_some(ResultStatus::Failed);
+                e.artifact = (i == 4).then(|| Sha256Digest::of(b"a"));
+                e.payload = if i == 2 {
+                    Value::Null
+                } else {
+                    json!({"text": text, "n": [1.5, 1e21, -0.0, 9007199254740993_u64], "z": {"b": 1, "a": null}})
+                };
+                for time in [
+                    e.recorded_at.to_string(),
+                    "2026-11-27T12:00:00.12Z".to_owned(),
+                ] {
+                    assert_eq!(
+                        e.hash_with(&time, None).unwrap(),
+                        e.hash_with_canonicalizer(&time).unwrap(),
+                        "{kind} #{i}"
+                    );
+                    let text = mex_envelope::canonical::to_vec(&e.payload).unwrap();
+                    if !e.payload.is_null() {
+                        assert_eq!(
+                            e.hash_with(&time, Some(&text)).unwrap(),
+                            e.hash_with_canonicalizer(&time).unwrap()
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, EventKind::ALL.len() * texts.len() * 2);
+    }
 
     fn sample() -> Event {
         EventDraft::gate_passed(Uuid::nil(), "G-CAP".parse().unwrap(), "cap.default_deny")

@@ -25,25 +25,45 @@
 //!
 //! ## Durability (the decision)
 //!
-//! [`SqliteRecorder`] runs SQLite in WAL mode with `synchronous=FULL`: an
-//! `append` returns only after the transaction holding the event is in the
-//! WAL **and fsynced**. So an acknowledged event survives a crash of the
-//! process (SIGKILL included, tested) **and** a power cut or kernel crash,
-//! provided the disk honours fsync (a drive or virtual disk that lies about
-//! flushes can lose the last acknowledged transactions on power loss; nothing
-//! in software can fix that). `synchronous=NORMAL` would have survived process
-//! crashes only, and could roll back acknowledged events on power loss; an
-//! audit log that forgets a denial it reported is worse than a slower one, so
-//! the cost of one fsync per commit is paid, and amortized by group commit.
+//! [`SqliteRecorder`] runs SQLite in WAL mode. Two commit paths:
+//!
+//! * **Fsynced** (`synchronous=FULL`), for every append that reports an
+//!   outcome: plain [`FlightRecorder::append`] / [`FlightRecorder::append_batch`],
+//!   `Claim::AdmitCompleted` and `Claim::Complete` claims, problem
+//!   resolutions, interruptions. The call returns only after the
+//!   transaction is in the WAL **and fsynced**, so an acknowledged *result*
+//!   survives a crash of the process (SIGKILL included, tested) **and** a
+//!   power cut or kernel crash, provided the disk honours fsync (a drive or
+//!   virtual disk that lies about flushes can lose the last acknowledged
+//!   transactions on power loss; nothing in software can fix that).
+//! * **Deferred** (`synchronous=NORMAL`), for an admitting claim only
+//!   (`Claim::Admit`: an op's receipt and admission, recorded before its
+//!   engine runs). The transaction is in the WAL when the call returns:
+//!   visible to every process and durable against a crash of the process at
+//!   once (tested with SIGKILL), and durable against power loss as soon as
+//!   any later fsynced commit lands, since an fsync of the WAL covers
+//!   everything before it. An op in flight at a power cut may lose its
+//!   receipt; it never returned a result, and its result would have been
+//!   fsynced with everything before it.
+//!
+//! If a group commit holds any request that needs an fsync, the whole group
+//! is fsynced. [`SqliteRecorder::commit_stats`] counts the commits of each
+//! kind (as the writer connection reports its `synchronous` level back).
+//! Everything but admission pays one fsync per commit, amortized by group
+//! commit: an audit log that forgets a denial or a result it reported is
+//! worse than a slower one.
 //!
 //! ## Group commit
 //!
 //! One writer thread owns the write connection. Appending threads prepare
 //! their drafts (validation, redaction, canonical payload) in parallel, queue
 //! them, and block; the writer takes everything queued, commits it in one
-//! transaction (one fsync) and wakes every caller with its events. With many
-//! concurrent writers the fsync cost is shared, which is what the
-//! `append_8_threads` bench measures.
+//! transaction (one fsync) and wakes every caller with its events. When
+//! fewer requests are queued than its last group held, it waits for the
+//! others (the callers it just answered, preparing their next append), at
+//! most as long as its last commit took; a lone caller never waits. With
+//! many concurrent writers the fsync cost is shared, which is what the
+//! `append/durable_8_threads` bench measures.
 //!
 //! ## Op-id claims
 //!
@@ -90,14 +110,15 @@ pub use memory::MemoryRecorder;
 pub use problem::{Problem, ProblemFilter, ProblemSeverity, ProblemState};
 pub use query::EventQuery;
 pub use redact::Redactor;
-pub use sqlite::{DB_FILE_NAME, SCHEMA_VERSION, SqliteRecorder};
+pub use sqlite::{CommitStats, DB_FILE_NAME, SCHEMA_VERSION, SqliteRecorder};
 pub use verify::{BreakKind, ChainBreak, ChainHead, VerifyReport};
 
 /// The Flight Recorder: what the runtime records to, and what operators and
 /// auditors query. Object-safe; share it as `Arc<dyn FlightRecorder>`.
 ///
 /// Every method is safe to call from many threads at once. `append` returns
-/// only once the event is durable (for [`SqliteRecorder`], fsynced).
+/// only once the event is durable (for [`SqliteRecorder`], fsynced; an
+/// admitting claim is in the WAL, see the crate docs, "Durability").
 pub trait FlightRecorder: Send + Sync {
     /// Record one event; returns it as stored (with seq, time and hashes).
     fn append(&self, draft: EventDraft) -> Result<Event, RecorderError> {

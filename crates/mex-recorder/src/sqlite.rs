@@ -1,4 +1,6 @@
-//! The durable recorder on SQLite (bundled), WAL mode, `synchronous=FULL`.
+//! The durable recorder on SQLite (bundled), WAL mode, `synchronous=FULL`
+//! (`NORMAL` for groups of admitting claims only; see the crate docs,
+//! "Durability").
 //!
 //! ## Storage layout (schema version 3)
 //!
@@ -39,10 +41,11 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mex_envelope::{Sha256Digest, UtcTimestamp};
 use rusqlite::{
@@ -57,7 +60,9 @@ use crate::problem::{self, Problem, ProblemFilter, ProblemState};
 use crate::query::EventQuery;
 use crate::redact::Redactor;
 use crate::tag::WriterKey;
-use crate::verify::{BreakKind, ChainBreak, ChainHead, ChainVerifier, VerifyReport, check_hashes};
+use crate::verify::{
+    BreakKind, ChainBreak, ChainHead, ChainVerifier, HashCheck, VerifyReport, check_rows,
+};
 use crate::{FlightRecorder, RecorderError, write_jsonl_line};
 
 /// The database file name inside the mex home directory.
@@ -155,9 +160,17 @@ const PROBLEM_COLUMNS: &str = "fingerprint, code, gate, engine_id, operation, se
 /// `append_batch` still commits whole).
 const MAX_GROUP_DRAFTS: usize = 8192;
 
+/// Longest the writer waits for the callers of its last group to queue
+/// again before committing (see `writer_loop`).
+const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
+
 /// Events read per chunk when verifying (their hashes are checked in
 /// parallel).
 const VERIFY_CHUNK: usize = 16_384;
+
+/// The writer connection's page cache, in KiB (negative: SQLite's unit for
+/// a size in KiB). Bounded memory, held once per open recorder.
+const WRITER_CACHE_KIB: i64 = -32_768;
 
 /// How long a connection waits for another process's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -186,6 +199,20 @@ enum Request {
 }
 
 impl Request {
+    /// Whether committing this request must fsync before it is answered.
+    /// Only an admitting claim may wait for a later fsync (see the crate
+    /// docs, "Durability"): it is in the WAL, so it survives a crash of the
+    /// process at once, and power loss once the next fsynced commit lands.
+    fn needs_fsync(&self) -> bool {
+        !matches!(
+            self,
+            Self::Append {
+                claim: Some(Claim::Admit(_)),
+                ..
+            }
+        )
+    }
+
     fn size(&self) -> usize {
         match self {
             Self::Append { drafts, .. } => drafts.len().max(1),
@@ -243,6 +270,7 @@ pub struct SqliteRecorder {
     writer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
     key: Option<WriterKey>,
+    counters: Arc<CommitCounters>,
 }
 
 impl std::fmt::Debug for SqliteRecorder {
@@ -331,17 +359,19 @@ impl SqliteRecorder {
         let writer_redactor = redactor.clone();
         let writer_owner = owner.id.to_string();
         let writer_key = key.clone();
+        let counters = Arc::new(CommitCounters::default());
+        let writer_counters = Arc::clone(&counters);
         let writer = std::thread::Builder::new()
             .name("mex-recorder-writer".to_owned())
             .spawn(move || {
-                writer_loop(
-                    conn,
-                    &writer_path,
-                    &writer_redactor,
-                    &writer_owner,
-                    writer_key.as_ref(),
-                    &receiver,
-                );
+                let w = Writer {
+                    path: &writer_path,
+                    redactor: &writer_redactor,
+                    owner: &writer_owner,
+                    key: writer_key.as_ref(),
+                    counters: &writer_counters,
+                };
+                writer_loop(conn, &w, &receiver);
             })
             .map_err(|e| RecorderError::Open {
                 path: path.clone(),
@@ -355,6 +385,7 @@ impl SqliteRecorder {
             writer: Some(writer),
             readers: Mutex::new(Vec::new()),
             key,
+            counters,
         };
         // Runs whose process died since the last open are recorded as
         // interrupted before anything else reads or writes the log.
@@ -365,6 +396,16 @@ impl SqliteRecorder {
     /// This recorder's owner id: the `owner` of every claim it makes.
     pub fn owner_id(&self) -> Uuid {
         self.owner.id
+    }
+
+    /// How many write transactions this recorder has committed fsynced and
+    /// how many deferred their fsync (admitting claims only; see the crate
+    /// docs, "Durability").
+    pub fn commit_stats(&self) -> CommitStats {
+        CommitStats {
+            fsynced: self.counters.fsynced.load(Ordering::Relaxed),
+            deferred: self.counters.deferred.load(Ordering::Relaxed),
+        }
     }
 
     /// The database file.
@@ -491,29 +532,54 @@ impl SqliteRecorder {
                     .prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"))
                     .map_err(err)?;
                 let mut rows = stmt.query([]).map_err(err)?;
-                // Rows are read and parsed here, in chunks; each chunk's
-                // hashes are checked on every core, then fed in order.
+                // Rows are copied out here, in chunks (this thread owns the
+                // statement); each chunk is decoded and hashed on every core
+                // while the next chunk is read, then fed in order.
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let mut chunk = Vec::with_capacity(VERIFY_CHUNK);
-                let mut more = true;
-                while more {
-                    more = false;
-                    while let Some(row) = rows.next().map_err(err)? {
-                        let seq = row.get::<_, i64>(0).map_err(err)?;
-                        chunk.push((u64::try_from(seq).unwrap_or(0), row_to_event(row)));
-                        if chunk.len() == VERIFY_CHUNK {
-                            more = true;
-                            break;
+                std::thread::scope(|s| -> Result<(), RecorderError> {
+                    let mut pending: Option<std::thread::ScopedJoinHandle<'_, _>> = None;
+                    loop {
+                        let mut chunk: Vec<(u64, Result<RawEvent, String>)> =
+                            Vec::with_capacity(VERIFY_CHUNK);
+                        while chunk.len() < VERIFY_CHUNK
+                            && let Some(row) = rows.next().map_err(err)?
+                        {
+                            let seq = row.get::<_, i64>(0).map_err(err)?;
+                            chunk.push((
+                                u64::try_from(seq).unwrap_or(0),
+                                RawEvent::read(row).map_err(|e| e.to_string()),
+                            ));
                         }
+                        if let Some(handle) = pending.take() {
+                            let checked: Vec<_> = handle.join().unwrap_or_else(|_| {
+                                vec![(0, Err("a hashing thread panicked".to_owned()))]
+                            });
+                            if !checked
+                                .into_iter()
+                                .all(|(seq, e)| verifier.push_checked(seq, e))
+                            {
+                                return Ok(());
+                            }
+                        }
+                        if chunk.is_empty() {
+                            return Ok(());
+                        }
+                        pending = Some(s.spawn(move || {
+                            check_rows(chunk, threads, |(seq, raw)| {
+                                let checked =
+                                    raw.and_then(RawEvent::into_parts).map(|(e, text)| {
+                                        let check = HashCheck::of_stored(&e, text.as_deref());
+                                        // The chain walk needs only seq, time
+                                        // and hashes: the rest is freed here,
+                                        // in parallel, not on the reading
+                                        // thread.
+                                        (e.chain_links(), check)
+                                    });
+                                (seq, checked)
+                            })
+                        }));
                     }
-                    let checked = check_hashes(std::mem::take(&mut chunk), threads);
-                    if !checked
-                        .into_iter()
-                        .all(|(seq, e)| verifier.push_checked(seq, e))
-                    {
-                        break;
-                    }
-                }
+                })?;
             }
             let mut report = verifier.finish(checkpoint);
             if report.first_break.is_none()
@@ -799,9 +865,15 @@ fn configure_writer(conn: &Connection, path: &Path) -> Result<(), RecorderError>
             ),
         });
     }
-    // FULL: every commit fsyncs the WAL before `append` returns. See the
-    // crate docs for why NORMAL is not enough for an audit log.
+    // FULL: every commit fsyncs the WAL before `append` returns; the writer
+    // switches to NORMAL only for groups of admitting claims (see the crate
+    // docs, "Durability").
     conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| open_error(path, &e))?;
+    // The writer's page cache: index inserts keyed by random op ids touch
+    // pages all over the `events_by_op` index; with SQLite's default 2 MiB
+    // a bulk append rereads most of them from the file on every batch.
+    conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
         .map_err(|e| open_error(path, &e))?;
     Ok(())
 }
@@ -906,10 +978,8 @@ struct Head {
 }
 
 fn read_head(conn: &Connection) -> rusqlite::Result<Option<Head>> {
-    conn.query_row(
-        "SELECT seq, hash, ts_ms FROM chain_head WHERE id = 1",
-        [],
-        |r| {
+    conn.prepare_cached("SELECT seq, hash, ts_ms FROM chain_head WHERE id = 1")?
+        .query_row([], |r| {
             let hash: Vec<u8> = r.get(1)?;
             let hash = <[u8; 32]>::try_from(hash.as_slice())
                 .map(Sha256Digest::from_bytes)
@@ -919,19 +989,63 @@ fn read_head(conn: &Connection) -> rusqlite::Result<Option<Head>> {
                 hash,
                 ts_ms: r.get(2)?,
             })
-        },
-    )
-    .optional()
+        })
+        .optional()
 }
 
-fn writer_loop(
-    mut conn: Connection,
-    path: &Path,
-    redactor: &Redactor,
-    owner: &str,
-    key: Option<&WriterKey>,
-    receiver: &Receiver<Request>,
-) {
+/// How the writer has committed since the recorder opened: what
+/// [`SqliteRecorder::commit_stats`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Transactions committed with `synchronous=FULL`: fsynced before any
+    /// caller in them was answered.
+    pub fsynced: u64,
+    /// Transactions committed with `synchronous=NORMAL`: in the WAL (safe
+    /// against a crash of the process), made durable against power loss by
+    /// the next fsynced commit. Only groups holding nothing but admitting
+    /// claims commit this way.
+    pub deferred: u64,
+}
+
+#[derive(Default)]
+struct CommitCounters {
+    fsynced: AtomicU64,
+    deferred: AtomicU64,
+}
+
+/// The writer connection's `synchronous` setting, as SQLite reports it back.
+struct SyncMode {
+    full: bool,
+}
+
+impl SyncMode {
+    /// Switch between FULL and NORMAL (between transactions); returns
+    /// whether the connection now runs FULL, read back from SQLite.
+    fn set(&mut self, conn: &Connection, full: bool) -> rusqlite::Result<bool> {
+        if self.full != full {
+            conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
+            let level: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+            // 2 = FULL, 3 = EXTRA: both fsync every commit.
+            self.full = level >= 2;
+        }
+        Ok(self.full)
+    }
+}
+
+struct Writer<'a> {
+    path: &'a Path,
+    redactor: &'a Redactor,
+    owner: &'a str,
+    key: Option<&'a WriterKey>,
+    counters: &'a CommitCounters,
+}
+
+fn writer_loop(mut conn: Connection, w: &Writer<'_>, receiver: &Receiver<Request>) {
+    // configure_writer left the connection at FULL.
+    let mut mode = SyncMode { full: true };
+    // Callers in the previous group, and how long its commit took.
+    let mut last_group = 1;
+    let mut last_commit = Duration::ZERO;
     while let Ok(first) = receiver.recv() {
         let mut size = first.size();
         let mut batch = vec![first];
@@ -944,7 +1058,28 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, path, redactor, owner, key, batch);
+        // Callers answered by the last commit are usually preparing their
+        // next append right now: wait for as many as the last group held,
+        // at most as long as that commit took, so they share this commit
+        // instead of each paying its own. A single caller (last group of
+        // one) never waits; a shrinking crowd waits once, then less.
+        if batch.len() < last_group && size < MAX_GROUP_DRAFTS {
+            let deadline = Instant::now() + last_commit.min(MAX_GATHER_WAIT);
+            while batch.len() < last_group && size < MAX_GROUP_DRAFTS {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match receiver.recv_timeout(left) {
+                    Ok(next) => {
+                        size += next.size();
+                        batch.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        last_group = batch.len();
+        let started = Instant::now();
+        commit_batch(&mut conn, w, &mut mode, batch);
+        last_commit = started.elapsed();
     }
 }
 
@@ -956,15 +1091,9 @@ enum Outcome {
 
 /// Commit a group of requests in one transaction, then answer each. Nothing
 /// is answered before the commit (and its fsync) returns.
-fn commit_batch(
-    conn: &mut Connection,
-    path: &Path,
-    redactor: &Redactor,
-    owner: &str,
-    key: Option<&WriterKey>,
-    batch: Vec<Request>,
-) {
-    let result = write_batch(conn, path, redactor, owner, key, &batch);
+fn commit_batch(conn: &mut Connection, w: &Writer<'_>, mode: &mut SyncMode, batch: Vec<Request>) {
+    let path = w.path;
+    let result = write_batch(conn, w, mode, &batch);
     let mismatch = || RecorderError::Closed {
         path: path.to_owned(),
     };
@@ -1057,14 +1186,25 @@ fn apply_claim(
 
 fn write_batch(
     conn: &mut Connection,
-    path: &Path,
-    redactor: &Redactor,
-    owner: &str,
-    key: Option<&WriterKey>,
+    w: &Writer<'_>,
+    mode: &mut SyncMode,
     batch: &[Request],
 ) -> Result<Vec<Outcome>, RecorderError> {
+    let (path, redactor, owner, key) = (w.path, w.redactor, w.owner, w.key);
     let ctx = "recording events";
     let err = |e: rusqlite::Error| RecorderError::storage(path, ctx, &e);
+    // One request needing fsync makes the whole group fsynced.
+    let fsync = batch.iter().any(Request::needs_fsync);
+    let full = mode.set(conn, fsync).map_err(err)?;
+    if fsync && !full {
+        return Err(RecorderError::storage(
+            path,
+            ctx,
+            &rusqlite::Error::InvalidParameterName(
+                "SQLite did not switch the writer back to synchronous=FULL; nothing was written: reopen the recorder".to_owned(),
+            ),
+        ));
+    }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
@@ -1093,7 +1233,7 @@ fn write_batch(
                 }
                 None => draft.seal(seq, ts, prev)?,
             };
-            insert_event(tx, &event).map_err(err)?;
+            insert_event(tx, &event, draft.payload_text()).map_err(err)?;
             if let Some(key) = key {
                 tx.prepare_cached("INSERT OR REPLACE INTO event_tags (seq, tag) VALUES (?1, ?2)")
                     .and_then(|mut stmt| {
@@ -1170,13 +1310,19 @@ fn write_batch(
             }
         }
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO chain_head (id, seq, hash, ts_ms) VALUES (1, ?1, ?2, ?3)
          ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, ts_ms = excluded.ts_ms",
-        params![to_i64(seq), prev.as_bytes().as_slice(), ts.unix_millis()],
     )
+    .and_then(|mut stmt| stmt.execute(params![to_i64(seq), prev.as_bytes().as_slice(), ts.unix_millis()]))
     .map_err(err)?;
     tx.commit().map_err(err)?;
+    let counter = if full {
+        &w.counters.fsynced
+    } else {
+        &w.counters.deferred
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
     Ok(outcomes)
 }
 
@@ -1259,15 +1405,9 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn insert_event(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
-    let payload = if e.payload.is_null() {
-        None
-    } else {
-        Some(
-            mex_envelope::canonical::to_string(&e.payload)
-                .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?,
-        )
-    };
+/// Insert a sealed event; `payload` is the canonical text of its payload
+/// (what was hashed).
+fn insert_event(tx: &Transaction<'_>, e: &Event, payload: Option<&str>) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO events (seq, ts_ms, kind, op_id, engine_id, operation, gate, rule, capability, decision, status, code, artifact, message, payload, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
@@ -1294,12 +1434,6 @@ fn insert_event(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn digest_from(bytes: Vec<u8>, what: &str) -> Result<Sha256Digest, String> {
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map(Sha256Digest::from_bytes)
-        .map_err(|_| format!("{what} is {} bytes, not 32", bytes.len()))
-}
-
 fn parse_opt<T: std::str::FromStr>(text: Option<String>, what: &str) -> Result<Option<T>, String>
 where
     T::Err: std::fmt::Display,
@@ -1311,41 +1445,122 @@ where
 /// Decode a row of [`EVENT_COLUMNS`]. Errors are text: verify reports them
 /// as an unreadable event, queries as [`RecorderError::CorruptEvent`].
 fn row_to_event(row: &Row<'_>) -> Result<Event, String> {
-    let g = |e: rusqlite::Error| e.to_string();
-    let seq: i64 = row.get(0).map_err(g)?;
-    let ts_ms: i64 = row.get(1).map_err(g)?;
-    let kind: String = row.get(2).map_err(g)?;
-    let payload: Option<String> = row.get(14).map_err(g)?;
-    let artifact: Option<Vec<u8>> = row.get(12).map_err(g)?;
-    Ok(Event {
-        seq: u64::try_from(seq).map_err(|_| format!("negative seq {seq}"))?,
-        recorded_at: UtcTimestamp::from_unix_millis(ts_ms)
-            .ok_or_else(|| format!("time {ts_ms} out of range"))?,
-        kind: kind.parse()?,
-        op_id: parse_opt::<Uuid>(row.get(3).map_err(g)?, "op_id")?,
-        engine_id: parse_opt(row.get(4).map_err(g)?, "engine_id")?,
-        operation: parse_opt(row.get(5).map_err(g)?, "operation")?,
-        gate: parse_opt(row.get(6).map_err(g)?, "gate")?,
-        rule: row.get(7).map_err(g)?,
-        capability: row.get(8).map_err(g)?,
-        decision: parse_opt(row.get(9).map_err(g)?, "decision")?,
-        status: row
-            .get::<_, Option<String>>(10)
-            .map_err(g)?
-            .map(|s| parse_status(&s))
-            .transpose()?,
-        code: parse_opt(row.get(11).map_err(g)?, "code")?,
-        artifact: artifact.map(|b| digest_from(b, "artifact")).transpose()?,
-        message: row.get(13).map_err(g)?,
-        payload: match payload {
+    RawEvent::read(row).map_err(|e| e.to_string())?.into_event()
+}
+
+/// A row of [`EVENT_COLUMNS`] copied out of SQLite, not yet decoded (so
+/// decoding can run off the thread that owns the statement).
+struct RawEvent {
+    seq: i64,
+    ts_ms: i64,
+    kind: String,
+    op_id: Option<Result<Uuid, String>>,
+    engine_id: Option<String>,
+    operation: Option<String>,
+    gate: Option<String>,
+    rule: Option<String>,
+    capability: Option<String>,
+    decision: Option<String>,
+    status: Option<String>,
+    code: Option<String>,
+    artifact: Option<Result<Sha256Digest, String>>,
+    message: Option<String>,
+    payload: Option<String>,
+    prev_hash: Result<Sha256Digest, String>,
+    hash: Result<Sha256Digest, String>,
+}
+
+impl RawEvent {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        // Fixed-size members are decoded straight from SQLite's buffers
+        // (no copy); a bad one is kept as its error, reported by
+        // `into_parts` as an unreadable event.
+        let digest =
+            |i: usize, what: &str| -> rusqlite::Result<Option<Result<Sha256Digest, String>>> {
+                let value = row.get_ref(i)?;
+                if value == rusqlite::types::ValueRef::Null {
+                    return Ok(None);
+                }
+                Ok(Some(
+                    value
+                        .as_blob()
+                        .map_err(|e| format!("{what}: {e}"))
+                        .and_then(|b| {
+                            <[u8; 32]>::try_from(b)
+                                .map(Sha256Digest::from_bytes)
+                                .map_err(|_| format!("{what} is {} bytes, not 32", b.len()))
+                        }),
+                ))
+            };
+        let required = |d: Option<Result<Sha256Digest, String>>, what: &str| {
+            d.unwrap_or_else(|| Err(format!("{what} is missing")))
+        };
+        let op_id = match row.get_ref(3)? {
+            rusqlite::types::ValueRef::Null => None,
+            value => Some(
+                value
+                    .as_str()
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| Uuid::parse_str(t).map_err(|e| e.to_string()))
+                    .map_err(|e| format!("op_id: {e}")),
+            ),
+        };
+        Ok(Self {
+            seq: row.get(0)?,
+            ts_ms: row.get(1)?,
+            kind: row.get(2)?,
+            op_id,
+            engine_id: row.get(4)?,
+            operation: row.get(5)?,
+            gate: row.get(6)?,
+            rule: row.get(7)?,
+            capability: row.get(8)?,
+            decision: row.get(9)?,
+            status: row.get(10)?,
+            code: row.get(11)?,
+            artifact: digest(12, "artifact")?,
+            message: row.get(13)?,
+            payload: row.get(14)?,
+            prev_hash: required(digest(15, "prev_hash")?, "prev_hash"),
+            hash: required(digest(16, "hash")?, "hash"),
+        })
+    }
+
+    fn into_event(self) -> Result<Event, String> {
+        self.into_parts().map(|(event, _)| event)
+    }
+
+    /// The event and its payload text as stored.
+    fn into_parts(self) -> Result<(Event, Option<String>), String> {
+        let (seq, ts_ms) = (self.seq, self.ts_ms);
+        let payload = match &self.payload {
             Some(text) => {
-                serde_json::from_str(&text).map_err(|e| format!("payload is not JSON: {e}"))?
+                serde_json::from_str(text).map_err(|e| format!("payload is not JSON: {e}"))?
             }
             None => serde_json::Value::Null,
-        },
-        prev_hash: digest_from(row.get(15).map_err(g)?, "prev_hash")?,
-        hash: digest_from(row.get(16).map_err(g)?, "hash")?,
-    })
+        };
+        let event = Event {
+            seq: u64::try_from(seq).map_err(|_| format!("negative seq {seq}"))?,
+            recorded_at: UtcTimestamp::from_unix_millis(ts_ms)
+                .ok_or_else(|| format!("time {ts_ms} out of range"))?,
+            kind: self.kind.parse()?,
+            op_id: self.op_id.transpose()?,
+            engine_id: parse_opt(self.engine_id, "engine_id")?,
+            operation: parse_opt(self.operation, "operation")?,
+            gate: parse_opt(self.gate, "gate")?,
+            rule: self.rule,
+            capability: self.capability,
+            decision: parse_opt(self.decision, "decision")?,
+            status: self.status.map(|s| parse_status(&s)).transpose()?,
+            code: parse_opt(self.code, "code")?,
+            artifact: self.artifact.transpose()?,
+            message: self.message,
+            payload,
+            prev_hash: self.prev_hash?,
+            hash: self.hash?,
+        };
+        Ok((event, self.payload))
+    }
 }
 
 fn load_problem(conn: &Connection, fingerprint: &str) -> rusqlite::Result<Option<Problem>> {
@@ -1543,6 +1758,77 @@ impl Owner {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
+
+    /// A group holding an admitting claim and anything else is fsynced
+    /// whole; a group of admitting claims only is not; the connection's
+    /// `synchronous` level follows.
+    #[test]
+    fn a_group_is_fsynced_when_any_request_in_it_needs_it() {
+        use super::*;
+        use crate::event::EventKind;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE_NAME);
+        let mut conn = Connection::open(&path).unwrap();
+        configure_writer(&conn, &path).unwrap();
+        migrate(&mut conn, &path).unwrap();
+        let redactor = Redactor::new();
+        let counters = CommitCounters::default();
+        let w = Writer {
+            path: &path,
+            redactor: &redactor,
+            owner: "test-owner",
+            key: None,
+            counters: &counters,
+        };
+        let mut mode = SyncMode { full: true };
+        let append = |claim: Option<Claim>| {
+            let op = claim.map_or_else(Uuid::new_v4, Claim::op_id);
+            let draft = EventDraft::new(EventKind::OpReceived)
+                .with_op_id(op)
+                .prepare(&redactor)
+                .unwrap();
+            let (reply, answer) = mpsc::sync_channel(1);
+            (
+                Request::Append {
+                    drafts: vec![draft],
+                    claim,
+                    reply,
+                },
+                answer,
+            )
+        };
+        let level = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        let counts = || {
+            (
+                counters.fsynced.load(Ordering::Relaxed),
+                counters.deferred.load(Ordering::Relaxed),
+            )
+        };
+
+        let (a, a_answer) = append(Some(Claim::Admit(Uuid::new_v4())));
+        let (b, b_answer) = append(Some(Claim::Admit(Uuid::new_v4())));
+        commit_batch(&mut conn, &w, &mut mode, vec![a, b]);
+        assert!(a_answer.recv().unwrap().is_ok() && b_answer.recv().unwrap().is_ok());
+        assert_eq!((counts(), level(&conn)), ((0, 1), 1), "admits only");
+
+        let (a, a_answer) = append(Some(Claim::Admit(Uuid::new_v4())));
+        let (c, c_answer) = append(None);
+        commit_batch(&mut conn, &w, &mut mode, vec![a, c]);
+        assert!(a_answer.recv().unwrap().is_ok() && c_answer.recv().unwrap().is_ok());
+        assert_eq!(
+            (counts(), level(&conn)),
+            ((1, 1), 2),
+            "an admit and a plain append"
+        );
+
+        let (d, d_answer) = append(Some(Claim::Complete(Uuid::new_v4())));
+        commit_batch(&mut conn, &w, &mut mode, vec![d]);
+        assert!(d_answer.recv().unwrap().is_ok());
+        assert_eq!((counts(), level(&conn)), ((2, 1), 2), "a completion");
+    }
 
     /// The context lookup every append may make goes through the op_id
     /// index, never a walk of the whole log (the plan SQLite chose once).

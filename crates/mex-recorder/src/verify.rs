@@ -123,37 +123,55 @@ impl HashCheck {
             Ok(_) if matches!(event.compute_legacy_hash(), Ok(Some(l)) if l == event.hash) => {
                 Self::Matches
             }
+            // The generic canonicalizer is the reference the fast form is
+            // tested against; asked only when the fast form disagrees.
+            Ok(_)
+                if matches!(
+                    event.hash_with_canonicalizer(&event.recorded_at.to_string()),
+                    Ok(h) if h == event.hash
+                ) =>
+            {
+                Self::Matches
+            }
             Ok(h) => Self::Differs(h),
             Err(e) => Self::Unreadable(e.to_string()),
         }
     }
-}
 
-/// A row as read: its seq and the event (or why it cannot be read).
-pub(crate) type Row = (u64, Result<Event, String>);
+    /// [`HashCheck::of`], first trying the payload text as stored (it is
+    /// stored in canonical form, so hashing it spares re-serializing the
+    /// parsed payload); any disagreement is decided by [`HashCheck::of`].
+    pub(crate) fn of_stored(event: &Event, payload_text: Option<&str>) -> Self {
+        if let Some(text) = payload_text
+            && !event.payload.is_null()
+            && matches!(
+                event.hash_with(&event.recorded_at.to_string(), Some(text.as_bytes())),
+                Ok(h) if h == event.hash
+            )
+        {
+            return Self::Matches;
+        }
+        Self::of(event)
+    }
+}
 
 /// A row with its hash checked.
 pub(crate) type CheckedRow = (u64, Result<(Event, HashCheck), String>);
 
-/// Check the hashes of `rows` on up to `threads` threads (scoped; no pool),
-/// keeping their order. Hashing is the bulk of verifying a chain, and each
-/// event's hash depends only on that event.
-pub(crate) fn check_hashes(rows: Vec<Row>, threads: usize) -> Vec<CheckedRow> {
-    let check = |(seq, e): Row| -> CheckedRow {
-        (
-            seq,
-            e.map(|e| {
-                let c = HashCheck::of(&e);
-                (e, c)
-            }),
-        )
-    };
+/// Turn `rows` into checked rows with `check` on up to `threads` threads
+/// (scoped; no pool), keeping their order.
+pub(crate) fn check_rows<T: Send>(
+    rows: Vec<T>,
+    threads: usize,
+    check: impl Fn(T) -> CheckedRow + Sync,
+) -> Vec<CheckedRow> {
+    let check = &check;
     let threads = threads.max(1);
     if threads == 1 || rows.len() < 256 {
         return rows.into_iter().map(check).collect();
     }
     let per = rows.len().div_ceil(threads);
-    let mut parts: Vec<Vec<Row>> = Vec::with_capacity(threads);
+    let mut parts: Vec<Vec<T>> = Vec::with_capacity(threads);
     let mut rest = rows;
     while rest.len() > per {
         let tail = rest.split_off(per);
@@ -218,7 +236,7 @@ impl ChainVerifier {
 
     /// [`ChainVerifier::push`] with the event's hash already checked (so
     /// the hashing of many events can run in parallel, see
-    /// [`check_hashes`]).
+    /// [`check_rows`]).
     pub(crate) fn push_checked(
         &mut self,
         seq: u64,

@@ -80,6 +80,32 @@ fn edited_payload() {
     assert_eq!(first_break(&rec), (5, BreakKind::HashMismatch));
 }
 
+/// The hash covers the payload's content, not its spelling: a stored
+/// payload re-spelled (spaces, member order) without changing its content
+/// still verifies, though verification first hashes the stored text as is,
+/// and a query reads the same event. A re-spelling that changes a value is
+/// found.
+#[test]
+fn respelled_payload_with_the_same_content_still_verifies() {
+    let (_d, rec, raw) = setup();
+    raw.execute(
+        "UPDATE events SET payload = '{ \"i\" : 4.0 }' WHERE seq = 5",
+        [],
+    )
+    .unwrap();
+    let report = rec.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.events_checked, N);
+    let five = &rec.events(&EventQuery::all()).unwrap()[4];
+    assert!(five.hash_is_valid());
+    raw.execute(
+        "UPDATE events SET payload = '{ \"i\" : 4.5 }' WHERE seq = 5",
+        [],
+    )
+    .unwrap();
+    assert_eq!(first_break(&rec), (5, BreakKind::HashMismatch));
+}
+
 #[test]
 fn edited_time_or_kind_column() {
     let (_d, rec, raw) = setup();
