@@ -223,7 +223,7 @@ pub fn from_slice_within(bytes: &[u8], budget: usize) -> Result<Value, JsonError
         return Err(JsonError::ByteOrderMark { encoding: "UTF-16" });
     }
     let mut ctx = Ctx {
-        path: String::new(),
+        at: Vec::new(),
         failure: None,
         budget,
         remaining: budget,
@@ -234,20 +234,21 @@ pub fn from_slice_within(bytes: &[u8], budget: usize) -> Result<Value, JsonError
         .and_then(|v| de.end().map(|()| v));
     result.map_err(|e| {
         let (line, column) = (e.line().max(1), e.column().max(1));
+        let pointer = ctx.pointer();
         match ctx.failure.take() {
-            Some(Failure::Duplicate { pointer, key }) => JsonError::DuplicateKey {
+            Some(Failure::Duplicate { key }) => JsonError::DuplicateKey {
                 pointer,
                 key,
                 line,
                 column,
             },
-            Some(Failure::Number { pointer, number }) => JsonError::NumberOutOfRange {
+            Some(Failure::Number { number }) => JsonError::NumberOutOfRange {
                 pointer,
                 number,
                 line,
                 column,
             },
-            Some(Failure::Budget { pointer }) => JsonError::TooComplex {
+            Some(Failure::Budget) => JsonError::TooComplex {
                 budget,
                 pointer,
                 line,
@@ -373,14 +374,23 @@ pub fn from_str(text: &str) -> Result<Value, JsonError> {
 }
 
 enum Failure {
-    Duplicate { pointer: String, key: String },
-    Number { pointer: String, number: String },
-    Budget { pointer: String },
+    Duplicate { key: String },
+    Number { number: String },
+    Budget,
+}
+
+/// One reference token of the pointer of a refused value.
+enum Token {
+    Key(String),
+    Index(usize),
 }
 
 struct Ctx {
-    /// JSON pointer of the value being read.
-    path: String,
+    /// The pointer of the refused value, innermost token first. Nothing is
+    /// tracked while a document reads cleanly: when a value is refused, each
+    /// enclosing array or object adds its token as the error passes up
+    /// through it, so the success path builds no pointers at all.
+    at: Vec<Token>,
     failure: Option<Failure>,
     budget: usize,
     /// Estimated bytes the value may still take.
@@ -400,9 +410,9 @@ const COST_STRING: usize = 32;
 impl Ctx {
     fn fail<E: de::Error>(&mut self, failure: Failure) -> E {
         let message = match &failure {
-            Failure::Duplicate { key, .. } => format!("duplicate key {key:?}"),
-            Failure::Number { number, .. } => format!("number {number} out of range"),
-            Failure::Budget { .. } => format!("over the {}-byte memory budget", self.budget),
+            Failure::Duplicate { key } => format!("duplicate key {key:?}"),
+            Failure::Number { number } => format!("number {number} out of range"),
+            Failure::Budget => format!("over the {}-byte memory budget", self.budget),
         };
         self.failure = Some(failure);
         E::custom(message)
@@ -415,20 +425,38 @@ impl Ctx {
                 self.remaining = left;
                 Ok(())
             }
-            None => {
-                let pointer = self.path.clone();
-                Err(self.fail(Failure::Budget { pointer }))
-            }
+            None => Err(self.fail(Failure::Budget)),
         }
     }
 
     fn number<E: de::Error>(&mut self, number: String) -> E {
-        let pointer = self.path.clone();
-        self.fail(Failure::Number { pointer, number })
+        self.fail(Failure::Number { number })
+    }
+
+    /// An error leaving the value under `token`: when a value was refused,
+    /// `token` is part of its pointer.
+    fn leaving<E>(&mut self, token: impl FnOnce() -> Token, e: E) -> E {
+        if self.failure.is_some() {
+            self.at.push(token());
+        }
+        e
+    }
+
+    /// The JSON pointer of the refused value.
+    fn pointer(&self) -> String {
+        let mut out = String::new();
+        for token in self.at.iter().rev() {
+            out.push('/');
+            match token {
+                Token::Key(key) => pointer::push_token(&mut out, key),
+                Token::Index(i) => out.push_str(&i.to_string()),
+            }
+        }
+        out
     }
 }
 
-/// One value at the pointer `ctx.path`.
+/// One value (its pointer is built only if it is refused, see [`Ctx::at`]).
 struct Node<'a> {
     ctx: &'a mut Ctx,
 }
@@ -513,42 +541,44 @@ impl<'de> Visitor<'de> for Node<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        let base = self.ctx.path.len();
         loop {
-            self.ctx.path.truncate(base);
-            self.ctx.path.push('/');
-            self.ctx.path.push_str(&out.len().to_string());
-            match seq.next_element_seed(Node { ctx: self.ctx })? {
-                Some(v) => {
+            let index = out.len();
+            match seq.next_element_seed(Node { ctx: self.ctx }) {
+                Ok(Some(v)) => {
                     let first = if out.is_empty() { COST_ARRAY_FIRST } else { 0 };
-                    self.ctx.charge(COST_ITEM + first)?;
+                    if let Err(e) = self.ctx.charge(COST_ITEM + first) {
+                        return Err(self.ctx.leaving(|| Token::Index(index), e));
+                    }
                     out.push(v);
                 }
-                None => break,
+                Ok(None) => break,
+                Err(e) => return Err(self.ctx.leaving(|| Token::Index(index), e)),
             }
         }
-        self.ctx.path.truncate(base);
         Ok(Value::Array(out))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        let base = self.ctx.path.len();
         while let Some(key) = map.next_key::<String>()? {
-            self.ctx.path.truncate(base);
-            self.ctx.path.push('/');
-            self.ctx.path.push_str(&pointer::escape_token(&key));
             if out.contains_key(&key) {
-                let pointer = self.ctx.path.clone();
-                return Err(self.ctx.fail(Failure::Duplicate { pointer, key }));
+                let e = self.ctx.fail(Failure::Duplicate { key: key.clone() });
+                return Err(self.ctx.leaving(|| Token::Key(key), e));
             }
             let first = if out.is_empty() { COST_MAP_NODE } else { 0 };
-            self.ctx
-                .charge(COST_MEMBER.saturating_add(key.len()).saturating_add(first))?;
-            let value = map.next_value_seed(Node { ctx: self.ctx })?;
-            out.insert(key, value);
+            if let Err(e) = self
+                .ctx
+                .charge(COST_MEMBER.saturating_add(key.len()).saturating_add(first))
+            {
+                return Err(self.ctx.leaving(|| Token::Key(key), e));
+            }
+            match map.next_value_seed(Node { ctx: self.ctx }) {
+                Ok(value) => {
+                    out.insert(key, value);
+                }
+                Err(e) => return Err(self.ctx.leaving(|| Token::Key(key), e)),
+            }
         }
-        self.ctx.path.truncate(base);
         Ok(Value::Object(out))
     }
 }
@@ -681,6 +711,11 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("too complex"), "{err}");
+        // The pointer names the value that ran over, at any depth.
+        let text = format!(r#"{{"a": [1, {{"b/~": "{}"}}]}}"#, "x".repeat(1000));
+        let err = from_slice_within(text.as_bytes(), 2500).unwrap_err();
+        assert!(matches!(&err, JsonError::TooComplex { .. }), "{err}");
+        assert_eq!(err.pointer(), Some("/a/1/b~1~0"));
         // Long strings are charged by length.
         let text = format!("[\"{}\"]", "x".repeat(2 << 20));
         assert!(matches!(

@@ -260,6 +260,23 @@ proptest! {
     }
 
     #[test]
+    fn canonical_object_len_is_the_length_of_the_canonical_bytes(
+        values in prop::collection::btree_map("\\PC{0,8}", json_value(), 0..6),
+        escaped in prop::collection::btree_map(
+            "[\\x00-\\x20\"\\\\/a-z\u{e9}\u{1F600}]{0,8}",
+            "[\\x00-\\x20\"\\\\/a-z\u{7f}\u{e9}\u{1F600}]{0,12}",
+            0..6,
+        ),
+    ) {
+        let mut map: serde_json::Map<String, Value> = values.into_iter().collect();
+        map.extend(escaped.into_iter().map(|(k, v)| (k, Value::from(v))));
+        prop_assert_eq!(
+            mex_envelope::canonical::object_len(&map).unwrap(),
+            mex_envelope::canonical::to_vec(&map).unwrap().len()
+        );
+    }
+
+    #[test]
     fn parser_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = PlannedOperation::from_json_slice(&bytes);
     }
