@@ -126,7 +126,6 @@ pub fn rule_capabilities(
     };
     let mut seen = BTreeSet::new();
     for (i, cap) in requested.iter().enumerate() {
-        let pointer = Some(format!("/capabilities_requested/{i}"));
         rulings.push(rule_one(
             cap,
             &mut seen,
@@ -134,7 +133,7 @@ pub fn rule_capabilities(
             policy,
             (profile_name, profile),
             now,
-            pointer,
+            i,
         ));
     }
     let mut findings: Vec<Finding> = rulings
@@ -163,8 +162,8 @@ pub fn rule_capabilities(
 /// The caller's profile: its name and its grants.
 type ProfileRef<'a> = (&'a str, &'a crate::policy::Profile);
 
-/// The ruling on one requested capability (`pointer` is its place in the
-/// envelope); `seen` holds the capabilities ruled on before it.
+/// The ruling on one requested capability (`index` is its place in
+/// `capabilities_requested`); `seen` holds the capabilities ruled on before it.
 fn rule_one<'a>(
     cap: &'a Capability,
     seen: &mut BTreeSet<&'a Capability>,
@@ -172,11 +171,16 @@ fn rule_one<'a>(
     policy: &CapabilityPolicy,
     (profile_name, profile): ProfileRef<'_>,
     now: UtcTimestamp,
-    pointer: Option<String>,
+    index: usize,
 ) -> CapabilityRuling {
     let denied = |code, rule, message: String| CapabilityRuling::Denied {
         capability: cap.clone(),
-        denial: deny(code, rule, message, pointer.clone()),
+        denial: deny(
+            code,
+            rule,
+            message,
+            Some(format!("/capabilities_requested/{index}")),
+        ),
     };
     if !seen.insert(cap) {
         return denied(
