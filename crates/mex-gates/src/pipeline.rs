@@ -228,14 +228,15 @@ global_gate!(
     "G-CAP: see [`crate::gates::cap`]. Silent for an undeclared operation, which G-SCHEMA denies.",
     |ctx, op, facts, rulings| match &facts.operation {
         Ok(facts) => {
-            let all = rule_capabilities(
+            let mut all = rule_capabilities(
                 &op.capabilities_requested,
                 &facts.capabilities,
                 &ctx.policy,
                 ctx.profile.as_deref(),
                 (ctx.clock)(),
             );
-            let findings = all.findings.clone();
+            // The findings are the gate's outcome; the rulings are kept.
+            let findings = std::mem::take(&mut all.findings);
             rulings.capabilities = Some(all);
             findings
         }
@@ -463,10 +464,10 @@ impl Pipeline {
         outcomes.extend(self.engine_outcomes(&op, facts.operation.as_ref().ok()));
         let capabilities = rulings
             .capabilities
-            .as_ref()
-            .map(|c| c.rulings.clone())
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.rulings))
             .unwrap_or_default();
-        let result = decide(op, facts, rulings, &outcomes);
+        let result = decide(op, facts, rulings, &capabilities, &outcomes);
         if let Err(denials) = &result
             && !outcomes.iter().any(GateOutcome::denied)
         {
@@ -545,6 +546,7 @@ fn decide(
     op: PlannedOperation,
     facts: Facts,
     rulings: Rulings,
+    capabilities: &[CapabilityRuling],
     outcomes: &[GateOutcome],
 ) -> Result<Admitted, Vec<GateDenial>> {
     let findings = || outcomes.iter().flat_map(|o| o.findings.iter());
@@ -566,14 +568,14 @@ fn decide(
     let operation = facts.operation.map_err(|_| internal("operation"))?;
     let implementation = facts.implementation.map_err(|f| vec![f])?;
     let budget = rulings.budget.ok_or_else(|| internal("budget"))?;
-    let capabilities = rulings
+    // G-CAP ruled (its rulings were moved into the admission's list).
+    rulings
         .capabilities
         .ok_or_else(|| internal("capabilities"))?;
     let consent_refs = capabilities
-        .rulings
-        .into_iter()
+        .iter()
         .filter_map(|r| match r {
-            CapabilityRuling::Granted { consent, .. } => consent,
+            CapabilityRuling::Granted { consent, .. } => consent.clone(),
             CapabilityRuling::Denied { .. } => None,
         })
         .collect();
