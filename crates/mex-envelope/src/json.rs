@@ -368,6 +368,158 @@ pub fn read_file_at_most(path: &std::path::Path, max: u64) -> std::io::Result<Ve
     Ok(bytes)
 }
 
+/// The most members an object may have for [`is_plain_within`] to check its
+/// names for duplicates itself (by comparing each with those before it);
+/// a larger object is left to the strict reader.
+const PLAIN_MAX_MEMBERS: usize = 32;
+
+/// Whether `bytes` is one JSON document that [`from_slice_within`] accepts
+/// *and* reads exactly as plain `serde_json` does, found by one pass that
+/// builds nothing: no byte-order mark, no member name twice in any object,
+/// every number an integer literal within ±(2^53-1) (a number written with a
+/// fraction or an exponent is one the strict reader may normalize), and the
+/// same memory charges within `budget`. Such a document can be deserialized
+/// straight into a typed value. `false` means only "not known to be plain":
+/// the caller then reads the document with the strict reader, which decides
+/// and says what is wrong and where.
+pub(crate) fn is_plain_within(bytes: &[u8], budget: usize) -> bool {
+    if bytes.first().is_some_and(|b| matches!(b, 0xEF | 0xFE | 0xFF | 0x00)) {
+        return false;
+    }
+    let mut remaining = budget;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    Plain {
+        remaining: &mut remaining,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end())
+    .is_ok()
+}
+
+/// One value of [`is_plain_within`]'s pass; errors carry no detail, they
+/// only stop the pass.
+struct Plain<'a> {
+    /// Estimated bytes the value may still take (charged as [`Ctx`] does).
+    remaining: &'a mut usize,
+}
+
+/// Charge `cost` bytes against what remains of the budget.
+fn charge<E: de::Error>(remaining: &mut usize, cost: usize) -> Result<(), E> {
+    *remaining = remaining
+        .checked_sub(cost)
+        .ok_or_else(|| E::custom("over budget"))?;
+    Ok(())
+}
+
+impl<'de> DeserializeSeed<'de> for Plain<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Plain<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        charge(self.remaining, COST_STRING.saturating_add(v.len()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        if v > MAX_SAFE_INTEGER {
+            return Err(E::custom("out of range"));
+        }
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        if v.unsigned_abs() > MAX_SAFE_INTEGER {
+            return Err(E::custom("out of range"));
+        }
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        // A fraction, an exponent, or an integer too large for 64 bits: the
+        // strict reader refuses or normalizes it.
+        Err(E::custom("not an integer literal"))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut first = true;
+        while seq
+            .next_element_seed(Plain {
+                remaining: &mut *self.remaining,
+            })?
+            .is_some()
+        {
+            let cost = COST_ITEM + if first { COST_ARRAY_FIRST } else { 0 };
+            first = false;
+            charge(self.remaining, cost)?;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut names: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        while let Some(name) = map.next_key_seed(Name)? {
+            if names.len() >= PLAIN_MAX_MEMBERS || names.contains(&name) {
+                return Err(de::Error::custom("left to the strict reader"));
+            }
+            let first = if names.is_empty() { COST_MAP_NODE } else { 0 };
+            charge(
+                self.remaining,
+                COST_MEMBER.saturating_add(name.len()).saturating_add(first),
+            )?;
+            names.push(name);
+            map.next_value_seed(Plain {
+                remaining: &mut *self.remaining,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A member name, borrowed from the document when it has no escapes.
+struct Name;
+
+impl<'de> DeserializeSeed<'de> for Name {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Name {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_owned()))
+    }
+}
+
 /// Read one JSON document strictly from text.
 pub fn from_str(text: &str) -> Result<Value, JsonError> {
     from_slice(text.as_bytes())

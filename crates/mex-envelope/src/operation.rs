@@ -151,6 +151,16 @@ impl PlannedOperation {
                 limit: MAX_ENVELOPE_BYTES,
             });
         }
+        // A plain document (see `json::is_plain_within`: nothing the strict
+        // reader would refuse or normalize) is read once, straight into the
+        // typed value, and checked. Anything else, and any failure, goes the
+        // strict way below, which decides and says where.
+        if json::is_plain_within(bytes, MAX_ENVELOPE_VALUE_BYTES)
+            && let Ok(op) = serde_json::from_slice::<Self>(bytes)
+            && op.validate().is_ok()
+        {
+            return Ok(op);
+        }
         let value = json::from_slice_within(bytes, MAX_ENVELOPE_VALUE_BYTES)
             .map_err(EnvelopeError::from_json)?;
         // The strict reader already refused every number beyond ±(2^53-1).
