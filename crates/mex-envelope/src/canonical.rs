@@ -64,7 +64,9 @@ pub fn config_hash(
 /// computed without writing it: member order does not change the length, so
 /// nothing is sorted, and only a number with a fraction is formatted (as
 /// [`to_vec`] formats it). Equal to `to_vec(map)?.len()`.
-pub fn object_len(map: &serde_json::Map<String, serde_json::Value>) -> Result<usize, EnvelopeError> {
+pub fn object_len(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Result<usize, EnvelopeError> {
     let mut len = 2 + map.len().saturating_sub(1);
     for (key, value) in map {
         len += string_len(key) + 1 + value_len(value)?;

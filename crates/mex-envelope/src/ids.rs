@@ -198,9 +198,7 @@ fn is_gate_id(s: &str) -> bool {
     s.strip_prefix("G-").is_some_and(|rest| {
         let mut parts = rest.split('.');
         let word = |p: &str| is_upper_word(p) && !p.contains('-');
-        parts.next().is_some_and(word)
-            && parts.next().is_none_or(word)
-            && parts.next().is_none()
+        parts.next().is_some_and(word) && parts.next().is_none_or(word) && parts.next().is_none()
     })
 }
 

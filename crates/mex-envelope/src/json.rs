@@ -383,7 +383,10 @@ const PLAIN_MAX_MEMBERS: usize = 32;
 /// the caller then reads the document with the strict reader, which decides
 /// and says what is wrong and where.
 pub(crate) fn is_plain_within(bytes: &[u8], budget: usize) -> bool {
-    if bytes.first().is_some_and(|b| matches!(b, 0xEF | 0xFE | 0xFF | 0x00)) {
+    if bytes
+        .first()
+        .is_some_and(|b| matches!(b, 0xEF | 0xFE | 0xFF | 0x00))
+    {
         return false;
     }
     let mut remaining = budget;

@@ -307,7 +307,7 @@ proptest! {
                 v.to_string()
             }
             2 => with_raw_member(&v, &format!("{}: {replacement}", Value::from(key))),
-            3 | 4 | 5 => {
+            3..=5 => {
                 // A member of params named twice, or a number the strict
                 // reader normalizes (5e3 and 5000.0 are the integer 5000).
                 v["params"]["zz"] = Value::from(0);

@@ -83,18 +83,6 @@ fn bench(c: &mut Criterion) {
             black_box(serde_json::from_slice::<serde_json::Value>(black_box(&typical)).unwrap())
         })
     });
-    group.bench_function("x_typed_from_bytes", |b| {
-        b.iter(|| black_box(serde_json::from_slice::<mex_envelope::PlannedOperation>(black_box(&typical)).unwrap()))
-    });
-    group.bench_function("x_ignored_any", |b| {
-        b.iter(|| black_box(serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&typical)).unwrap()))
-    });
-    group.bench_function("x_from_json_slice", |b| {
-        b.iter(|| black_box(mex_envelope::PlannedOperation::from_json_slice(black_box(&typical)).unwrap()))
-    });
-    group.bench_function("x_strict_value", |b| {
-        b.iter(|| black_box(mex_envelope::json::from_slice(black_box(&typical)).unwrap()))
-    });
     group.bench_function("admit_typical_no_io", |b| {
         b.iter(|| black_box(pipeline.admit_json(black_box(&typical))))
     });

@@ -248,12 +248,9 @@ global_gate!(
     GATE_INTEGRITY,
     "G-INTEGRITY: see [`crate::gates::integrity`].",
     |ctx, op, facts, _rulings| {
-        let (refs, entity_refs) = facts
-            .operation
-            .as_ref()
-            .map_or((&[][..], &[][..]), |f| {
-                (&f.artifact_ref_params[..], &f.entity_ref_params[..])
-            });
+        let (refs, entity_refs) = facts.operation.as_ref().map_or((&[][..], &[][..]), |f| {
+            (&f.artifact_ref_params[..], &f.entity_ref_params[..])
+        });
         check_integrity(op, refs, entity_refs, &*ctx.store, &*ctx.claims)
     }
 );
