@@ -31,6 +31,14 @@
 //! the document is refused ([`JsonError::TooComplex`]) as soon as it would
 //! exceed it. Nesting is bounded by `serde_json`'s recursion limit (128
 //! levels).
+//!
+//! Pointers cost nothing while a document reads cleanly: a refused value's
+//! pointer is assembled from the tokens its enclosing arrays and objects add
+//! as the error unwinds. For the envelope's fast path, `is_plain_within`
+//! tells, in one pass that builds nothing, whether a document is one this
+//! reader would accept unchanged (no duplicate names, integer literals in
+//! range, within the budget); such a document may be deserialized straight
+//! into a typed value, and anything else is read here.
 
 use std::fmt;
 
