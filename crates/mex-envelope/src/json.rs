@@ -381,154 +381,149 @@ pub fn read_file_at_most(path: &std::path::Path, max: u64) -> std::io::Result<Ve
 /// a larger object is left to the strict reader.
 const PLAIN_MAX_MEMBERS: usize = 32;
 
-/// Whether `bytes` is one JSON document that [`from_slice_within`] accepts
-/// *and* reads exactly as plain `serde_json` does, found by one pass that
-/// builds nothing: no byte-order mark, no member name twice in any object,
-/// every number an integer literal within ±(2^53-1) (a number written with a
-/// fraction or an exponent is one the strict reader may normalize), and the
-/// same memory charges within `budget`. Such a document can be deserialized
-/// straight into a typed value. `false` means only "not known to be plain":
-/// the caller then reads the document with the strict reader, which decides
-/// and says what is wrong and where.
+/// The nesting [`is_plain_within`] follows (`serde_json`'s recursion limit).
+const PLAIN_MAX_DEPTH: usize = 128;
+
+/// One open container of [`is_plain_within`]'s scan.
+struct Open {
+    /// An object (else an array).
+    object: bool,
+    /// Where this object's member names start in the scan's name list.
+    names_from: usize,
+    /// The next string is a member name (objects only).
+    expect_name: bool,
+    /// Values seen so far (arrays only).
+    items: usize,
+}
+
+/// Whether `bytes` is a document that [`from_slice_within`] would read
+/// exactly as plain `serde_json` reads it, when it is valid JSON at all:
+/// no byte-order mark, no member name twice in any object, every number an
+/// integer literal within ±(2^53-1) (a fraction or an exponent is something
+/// the strict reader normalizes; `-0` too), and memory charges within
+/// `budget` (each string is charged its length as written, at least its
+/// decoded length, so the charge is never below the strict reader's). One
+/// pass over the bytes; it allocates only a short list of member names, and
+/// gives up (`false`) on anything unusual: a name with an escape, an object
+/// of more than [`PLAIN_MAX_MEMBERS`] members, deep nesting. It does not
+/// check the syntax: the caller deserializes a plain document with
+/// `serde_json`, which refuses invalid JSON, and reads every document that
+/// is not plain (or fails) with the strict reader, which decides and says
+/// what is wrong and where.
 pub(crate) fn is_plain_within(bytes: &[u8], budget: usize) -> bool {
-    if bytes
-        .first()
-        .is_some_and(|b| matches!(b, 0xEF | 0xFE | 0xFF | 0x00))
-    {
-        return false;
-    }
     let mut remaining = budget;
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    Plain {
-        remaining: &mut remaining,
-    }
-    .deserialize(&mut de)
-    .and_then(|()| de.end())
-    .is_ok()
-}
-
-/// One value of [`is_plain_within`]'s pass; errors carry no detail, they
-/// only stop the pass.
-struct Plain<'a> {
-    /// Estimated bytes the value may still take (charged as [`Ctx`] does).
-    remaining: &'a mut usize,
-}
-
-/// Charge `cost` bytes against what remains of the budget.
-fn charge<E: de::Error>(remaining: &mut usize, cost: usize) -> Result<(), E> {
-    *remaining = remaining
-        .checked_sub(cost)
-        .ok_or_else(|| E::custom("over budget"))?;
-    Ok(())
-}
-
-impl<'de> DeserializeSeed<'de> for Plain<'_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Plain<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        charge(self.remaining, COST_STRING.saturating_add(v.len()))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        if v > MAX_SAFE_INTEGER {
-            return Err(E::custom("out of range"));
+    let mut charge = |cost: usize| match remaining.checked_sub(cost) {
+        Some(left) => {
+            remaining = left;
+            true
         }
-        Ok(())
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        if v.unsigned_abs() > MAX_SAFE_INTEGER {
-            return Err(E::custom("out of range"));
-        }
-        Ok(())
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        // A fraction, an exponent, or an integer too large for 64 bits: the
-        // strict reader refuses or normalizes it.
-        Err(E::custom("not an integer literal"))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut first = true;
-        while seq
-            .next_element_seed(Plain {
-                remaining: &mut *self.remaining,
-            })?
-            .is_some()
-        {
-            let cost = COST_ITEM + if first { COST_ARRAY_FIRST } else { 0 };
-            first = false;
-            charge(self.remaining, cost)?;
-        }
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut names: Vec<std::borrow::Cow<'de, str>> = Vec::new();
-        while let Some(name) = map.next_key_seed(Name)? {
-            if names.len() >= PLAIN_MAX_MEMBERS || names.contains(&name) {
-                return Err(de::Error::custom("left to the strict reader"));
+        None => false,
+    };
+    let mut open: Vec<Open> = Vec::new();
+    let mut names: Vec<&[u8]> = Vec::new();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        // A value starts here (a string that is a member name is not one):
+        // charge an array its item.
+        let starts_value = matches!(
+            b,
+            b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n'
+        ) && !(b == b'"'
+            && open.last().is_some_and(|o| o.object && o.expect_name));
+        if starts_value && let Some(array) = open.last_mut().filter(|o| !o.object) {
+            let first = if array.items == 0 {
+                COST_ARRAY_FIRST
+            } else {
+                0
+            };
+            array.items += 1;
+            if !charge(COST_ITEM + first) {
+                return false;
             }
-            let first = if names.is_empty() { COST_MAP_NODE } else { 0 };
-            charge(
-                self.remaining,
-                COST_MEMBER.saturating_add(name.len()).saturating_add(first),
-            )?;
-            names.push(name);
-            map.next_value_seed(Plain {
-                remaining: &mut *self.remaining,
-            })?;
         }
-        Ok(())
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' | b':' | b't' | b'r' | b'u' | b'e' | b'f' | b'a'
+            | b'l' | b's' | b'n' => i += 1,
+            b',' => {
+                if let Some(o) = open.last_mut() {
+                    o.expect_name = o.object;
+                }
+                i += 1;
+            }
+            b'{' | b'[' => {
+                if open.len() >= PLAIN_MAX_DEPTH {
+                    return false;
+                }
+                open.push(Open {
+                    object: b == b'{',
+                    names_from: names.len(),
+                    expect_name: b == b'{',
+                    items: 0,
+                });
+                i += 1;
+            }
+            b'}' | b']' => {
+                if let Some(o) = open.pop() {
+                    names.truncate(o.names_from);
+                }
+                i += 1;
+            }
+            b'"' => {
+                let from = i + 1;
+                let mut j = from;
+                let mut escaped = false;
+                loop {
+                    match bytes.get(j) {
+                        None => return false,
+                        Some(b'"') => break,
+                        Some(b'\\') => {
+                            escaped = true;
+                            j += 2;
+                        }
+                        Some(_) => j += 1,
+                    }
+                }
+                let text = bytes.get(from..j).unwrap_or_default();
+                i = j + 1;
+                match open.last_mut() {
+                    Some(o) if o.object && o.expect_name => {
+                        o.expect_name = false;
+                        let mine = names.get(o.names_from..).unwrap_or_default();
+                        if escaped || mine.len() >= PLAIN_MAX_MEMBERS || mine.contains(&text) {
+                            return false;
+                        }
+                        let first = if mine.is_empty() { COST_MAP_NODE } else { 0 };
+                        names.push(text);
+                        if !charge(COST_MEMBER + text.len() + first) {
+                            return false;
+                        }
+                    }
+                    _ => {
+                        if !charge(COST_STRING.saturating_add(text.len())) {
+                            return false;
+                        }
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let digits = bytes.get(i..).unwrap_or_default();
+                let digits = digits.strip_prefix(b"-").unwrap_or(digits);
+                let len = digits.iter().take_while(|d| d.is_ascii_digit()).count();
+                let next = digits.get(len);
+                let integer = std::str::from_utf8(digits.get(..len).unwrap_or_default())
+                    .ok()
+                    .filter(|t| t.len() <= 16 && !(t.starts_with('0') && b == b'-'))
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .is_some_and(|n| n <= MAX_SAFE_INTEGER);
+                if !integer || matches!(next, Some(b'.' | b'e' | b'E')) {
+                    return false;
+                }
+                i += len + usize::from(b == b'-');
+            }
+            _ => return false,
+        }
     }
-}
-
-/// A member name, borrowed from the document when it has no escapes.
-struct Name;
-
-impl<'de> DeserializeSeed<'de> for Name {
-    type Value = std::borrow::Cow<'de, str>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Name {
-    type Value = std::borrow::Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a member name")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Borrowed(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Owned(v.to_owned()))
-    }
+    true
 }
 
 /// Read one JSON document strictly from text.
@@ -885,6 +880,56 @@ mod tests {
             from_slice_within(text.as_bytes(), 1 << 20).unwrap_err(),
             JsonError::TooComplex { .. }
         ));
+    }
+
+    #[test]
+    fn plain_documents_are_only_those_the_strict_reader_reads_unchanged() {
+        let plain = br#"{"a": [1, -2, "x\"y", true, false, null, {}], "b": {"c": "d"}}"#;
+        assert!(is_plain_within(plain, DEFAULT_VALUE_BUDGET));
+        for not_plain in [
+            &br#"{"a": 1, "a": 2}"#[..],
+            br#"{"a": {"b": 1, "b": 1}}"#,
+            br#"{"a": 1, "\u0061": 2}"#,
+            br#"{"a": 5.0}"#,
+            br#"{"a": 5e3}"#,
+            br#"{"a": 5E3}"#,
+            br#"{"a": -0}"#,
+            br#"{"a": 9007199254740992}"#,
+            br#"{"a": -9007199254740992}"#,
+            br#"{"a": 18446744073709551616}"#,
+            b"\xEF\xBB\xBF{}",
+            br#"{"a": "unterminated}"#,
+            b"{\"a\": +1}",
+        ] {
+            assert!(
+                !is_plain_within(not_plain, DEFAULT_VALUE_BUDGET),
+                "{}",
+                String::from_utf8_lossy(not_plain)
+            );
+        }
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert!(!is_plain_within(deep.as_bytes(), DEFAULT_VALUE_BUDGET));
+        let wide: String = (0..=PLAIN_MAX_MEMBERS)
+            .map(|i| format!("\"k{i}\": {i},"))
+            .collect();
+        let wide = format!("{{{}}}", wide.trim_end_matches(','));
+        assert!(from_slice(wide.as_bytes()).is_ok());
+        assert!(!is_plain_within(wide.as_bytes(), DEFAULT_VALUE_BUDGET));
+    }
+
+    #[test]
+    fn the_plain_scan_never_charges_less_than_the_strict_reader() {
+        // Whenever the strict reader runs out of budget, the scan does too
+        // (it charges strings as written, escapes included).
+        let doc =
+            br#"{"a": ["\u00e9\u00e9", "xy", {"b": [1, 2, {}]}], "c": "\\", "d": {"e": null}}"#;
+        let needed = (0..20_000)
+            .find(|&budget| from_slice_within(doc, budget).is_ok())
+            .unwrap();
+        for budget in 0..needed {
+            assert!(!is_plain_within(doc, budget), "{budget}");
+        }
+        assert!(is_plain_within(doc, needed + 64));
     }
 
     #[test]

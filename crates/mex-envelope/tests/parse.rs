@@ -291,7 +291,7 @@ proptest! {
         v in envelope(),
         key in "[a-z_]{1,20}",
         replacement in json_value(),
-        how in 0usize..7,
+        how in 0usize..9,
     ) {
         // Plain documents are read in one pass straight into the typed value;
         // the strict reader followed by the typed pass must decide the same,
@@ -307,11 +307,12 @@ proptest! {
                 v.to_string()
             }
             2 => with_raw_member(&v, &format!("{}: {replacement}", Value::from(key))),
-            3..=5 => {
-                // A member of params named twice, or a number the strict
-                // reader normalizes (5e3 and 5000.0 are the integer 5000).
+            3..=7 => {
+                // A member of params named twice (once with an escape), or a
+                // number the strict reader normalizes (5e3 and 5000.0 are
+                // the integer 5000, -0 is 0).
                 v["params"]["zz"] = Value::from(0);
-                let spelled = ["0,\"zz\":1", "5e3", "5000.0"][how - 3];
+                let spelled = ["0,\"zz\":1", "5e3", "5000.0", "0,\"z\\u007a\":1", "-0"][how - 3];
                 v.to_string().replace("\"zz\":0", &format!("\"zz\":{spelled}"))
             }
             _ => v.to_string().replace("\"budget\":{", "\"budget\":{\"wall_time_ms\":5e3,"),
