@@ -233,7 +233,7 @@ global_gate!(
                 &facts.capabilities,
                 &ctx.policy,
                 ctx.profile.as_deref(),
-                (ctx.clock)(),
+                &*ctx.clock,
             );
             // The findings are the gate's outcome; the rulings are kept.
             let findings = std::mem::take(&mut all.findings);

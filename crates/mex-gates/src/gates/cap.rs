@@ -85,7 +85,7 @@ pub fn check_capabilities(
     profile: Option<&str>,
     now: UtcTimestamp,
 ) -> Result<CapabilityDecision, Vec<Finding>> {
-    let all = rule_capabilities(requested, operation, policy, profile, now);
+    let all = rule_capabilities(requested, operation, policy, profile, &|| now);
     if !all.findings.is_empty() {
         return Err(all.findings);
     }
@@ -101,13 +101,17 @@ pub fn check_capabilities(
 }
 
 /// [`check_capabilities`], keeping the ruling on each requested capability.
+/// `clock` is read at most once, and only when a sensitive capability needs
+/// a consent record checked.
 pub fn rule_capabilities(
     requested: &[Capability],
     operation: &OperationCapabilities,
     policy: &CapabilityPolicy,
     profile: Option<&str>,
-    now: UtcTimestamp,
+    clock: &dyn Fn() -> UtcTimestamp,
 ) -> CapabilityRulings {
+    let now = std::cell::OnceCell::new();
+    let now = || *now.get_or_init(clock);
     let mut rulings = Vec::new();
     let Some((profile_name, profile)) = policy.profile(profile) else {
         return CapabilityRulings {
@@ -132,7 +136,7 @@ pub fn rule_capabilities(
             operation,
             policy,
             (profile_name, profile),
-            now,
+            &now,
             i,
         ));
     }
@@ -170,7 +174,7 @@ fn rule_one<'a>(
     operation: &OperationCapabilities,
     policy: &CapabilityPolicy,
     (profile_name, profile): ProfileRef<'_>,
-    now: UtcTimestamp,
+    now: &dyn Fn() -> UtcTimestamp,
     index: usize,
 ) -> CapabilityRuling {
     let denied = |code, rule, message: String| CapabilityRuling::Denied {
@@ -219,7 +223,7 @@ fn rule_one<'a>(
         return granted(None);
     }
     let covering: Vec<_> = policy.consents_for(profile_name, cap).collect();
-    if let Some(consent) = covering.iter().find(|c| c.in_force(now)) {
+    if let Some(consent) = covering.iter().find(|c| c.in_force(now())) {
         granted(Some(consent.id.clone()))
     } else if !covering.is_empty() {
         denied(
