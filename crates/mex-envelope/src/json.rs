@@ -35,10 +35,11 @@
 //! Pointers cost nothing while a document reads cleanly: a refused value's
 //! pointer is assembled from the tokens its enclosing arrays and objects add
 //! as the error unwinds. For the envelope's fast path, `is_plain_within`
-//! tells, in one pass that builds nothing, whether a document is one this
-//! reader would accept unchanged (no duplicate names, integer literals in
-//! range, within the budget); such a document may be deserialized straight
-//! into a typed value, and anything else is read here.
+//! tells, in one scan of the bytes, whether a document is one this reader
+//! would read unchanged if it is valid JSON (no duplicate names, integer
+//! literals in range, within the budget); such a document may be
+//! deserialized straight into a typed value by `serde_json`, and anything
+//! else, or any failure there, is read here.
 
 use std::fmt;
 
