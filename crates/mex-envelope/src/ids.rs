@@ -170,13 +170,13 @@ string_newtype!(
 /// A stable, machine-readable code such as `PHYS_UNIT_MISMATCH` or
 /// `G-CAP.CONSENT_MISSING`: upper-case words joined by dots.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ErrorCode(String);
+pub struct ErrorCode(Cow<'static, str>);
 
 impl FromStr for ErrorCode {
     type Err = EnvelopeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() <= 128 && s.split('.').all(is_upper_word) {
-            Ok(Self(s.to_owned()))
+        if is_error_code(s) {
+            Ok(Self(Cow::Owned(s.to_owned())))
         } else {
             Err(EnvelopeError::invalid(
                 "",
@@ -188,16 +188,33 @@ impl FromStr for ErrorCode {
         }
     }
 }
+/// `[A-Z][A-Z0-9_-]*` words joined by dots, at most 128 bytes.
+fn is_error_code(s: &str) -> bool {
+    s.len() <= 128 && s.split('.').all(is_upper_word)
+}
+
+/// `G-<NAME>` or `G-<NAME>.<SUB>`, each part an upper-case word without `-`.
+fn is_gate_id(s: &str) -> bool {
+    s.strip_prefix("G-").is_some_and(|rest| {
+        let mut parts = rest.split('.');
+        let word = |p: &str| is_upper_word(p) && !p.contains('-');
+        parts.next().is_some_and(word) && parts.next().is_none_or(word) && parts.next().is_none()
+    })
+}
+
 impl ErrorCode {
     /// An infallible constructor for codes written in source. A well-formed
     /// code is kept as is; anything else is sanitized into a well-formed code
     /// (invalid characters become `_`, parts get an `X` prefix when needed),
     /// so this never panics. Tables of constant codes should have a test that
     /// every entry parses with `FromStr`, which proves sanitizing never applies.
+    /// A valid code is borrowed, not copied: building or cloning one
+    /// allocates nothing.
     pub fn from_static(code: &'static str) -> Self {
-        match code.parse() {
-            Ok(c) => c,
-            Err(_) => Self(sanitize_upper_dotted(code, 0)),
+        if is_error_code(code) {
+            Self(Cow::Borrowed(code))
+        } else {
+            Self(Cow::Owned(sanitize_upper_dotted(code, 0)))
         }
     }
 }
@@ -243,21 +260,13 @@ string_newtype!(
 /// A gate identifier: `G-<NAME>` optionally followed by `.<SUB>`, e.g.
 /// `G-SCHEMA` or `G-SAFETY.SANDBOX`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct GateId(String);
+pub struct GateId(Cow<'static, str>);
 
 impl FromStr for GateId {
     type Err = EnvelopeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = s.strip_prefix("G-").is_some_and(|rest| {
-            let mut parts = rest.split('.');
-            let head_ok = parts
-                .next()
-                .is_some_and(|p| is_upper_word(p) && !p.contains('-'));
-            let tail: Vec<&str> = parts.collect();
-            head_ok && tail.len() <= 1 && tail.iter().all(|p| is_upper_word(p) && !p.contains('-'))
-        });
-        if ok {
-            Ok(Self(s.to_owned()))
+        if is_gate_id(s) {
+            Ok(Self(Cow::Owned(s.to_owned())))
         } else {
             Err(EnvelopeError::invalid(
                 "",
@@ -271,15 +280,15 @@ impl FromStr for GateId {
 }
 impl GateId {
     /// An infallible constructor for gate ids written in source; see
-    /// [`ErrorCode::from_static`] for the sanitizing rule.
+    /// [`ErrorCode::from_static`] for the sanitizing rule. A valid id is
+    /// borrowed, not copied.
     pub fn from_static(id: &'static str) -> Self {
-        match id.parse() {
-            Ok(g) => g,
-            Err(_) => {
-                let body =
-                    sanitize_upper_dotted(id.strip_prefix("G-").unwrap_or(id), 2).replace('-', "_");
-                Self(format!("G-{body}"))
-            }
+        if is_gate_id(id) {
+            Self(Cow::Borrowed(id))
+        } else {
+            let body =
+                sanitize_upper_dotted(id.strip_prefix("G-").unwrap_or(id), 2).replace('-', "_");
+            Self(Cow::Owned(format!("G-{body}")))
         }
     }
 }
@@ -403,6 +412,15 @@ mod tests {
         assert!("G-SCHEMA".parse::<GateId>().is_ok());
         assert!("G-A.B.C".parse::<GateId>().is_err());
         assert!("SCHEMA".parse::<GateId>().is_err());
+        for bad in ["G-", "G-A.", "G-.A", "G-A-B", "G-A.B-C", "G-a", "G-A..B"] {
+            assert!(bad.parse::<GateId>().is_err(), "{bad}");
+        }
+        // A borrowed static id and a parsed one are the same value.
+        let parsed: GateId = "G-SAFETY.SANDBOX".parse().unwrap();
+        assert_eq!(GateId::from_static("G-SAFETY.SANDBOX"), parsed);
+        let parsed: ErrorCode = "G-CAP.DUPLICATE".parse().unwrap();
+        assert_eq!(ErrorCode::from_static("G-CAP.DUPLICATE"), parsed);
+        assert_eq!(format!("{parsed:?}"), r#"ErrorCode("G-CAP.DUPLICATE")"#);
     }
 
     #[test]

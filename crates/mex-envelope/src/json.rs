@@ -31,6 +31,15 @@
 //! the document is refused ([`JsonError::TooComplex`]) as soon as it would
 //! exceed it. Nesting is bounded by `serde_json`'s recursion limit (128
 //! levels).
+//!
+//! Pointers cost nothing while a document reads cleanly: a refused value's
+//! pointer is assembled from the tokens its enclosing arrays and objects add
+//! as the error unwinds. For the envelope's fast path, `is_plain_within`
+//! tells, in one scan of the bytes, whether a document is one this reader
+//! would read unchanged if it is valid JSON (no duplicate names, integer
+//! literals in range, within the budget); such a document may be
+//! deserialized straight into a typed value by `serde_json`, and anything
+//! else, or any failure there, is read here.
 
 use std::fmt;
 
@@ -223,7 +232,7 @@ pub fn from_slice_within(bytes: &[u8], budget: usize) -> Result<Value, JsonError
         return Err(JsonError::ByteOrderMark { encoding: "UTF-16" });
     }
     let mut ctx = Ctx {
-        path: String::new(),
+        at: Vec::new(),
         failure: None,
         budget,
         remaining: budget,
@@ -234,20 +243,21 @@ pub fn from_slice_within(bytes: &[u8], budget: usize) -> Result<Value, JsonError
         .and_then(|v| de.end().map(|()| v));
     result.map_err(|e| {
         let (line, column) = (e.line().max(1), e.column().max(1));
+        let pointer = ctx.pointer();
         match ctx.failure.take() {
-            Some(Failure::Duplicate { pointer, key }) => JsonError::DuplicateKey {
+            Some(Failure::Duplicate { key }) => JsonError::DuplicateKey {
                 pointer,
                 key,
                 line,
                 column,
             },
-            Some(Failure::Number { pointer, number }) => JsonError::NumberOutOfRange {
+            Some(Failure::Number { number }) => JsonError::NumberOutOfRange {
                 pointer,
                 number,
                 line,
                 column,
             },
-            Some(Failure::Budget { pointer }) => JsonError::TooComplex {
+            Some(Failure::Budget) => JsonError::TooComplex {
                 budget,
                 pointer,
                 line,
@@ -367,20 +377,179 @@ pub fn read_file_at_most(path: &std::path::Path, max: u64) -> std::io::Result<Ve
     Ok(bytes)
 }
 
+/// The most members an object may have for [`is_plain_within`] to check its
+/// names for duplicates itself (by comparing each with those before it);
+/// a larger object is left to the strict reader.
+const PLAIN_MAX_MEMBERS: usize = 32;
+
+/// The nesting [`is_plain_within`] follows (`serde_json`'s recursion limit).
+const PLAIN_MAX_DEPTH: usize = 128;
+
+/// One open container of [`is_plain_within`]'s scan.
+struct Open {
+    /// An object (else an array).
+    object: bool,
+    /// Where this object's member names start in the scan's name list.
+    names_from: usize,
+    /// The next string is a member name (objects only).
+    expect_name: bool,
+    /// Values seen so far (arrays only).
+    items: usize,
+}
+
+/// Whether `bytes` is a document that [`from_slice_within`] would read
+/// exactly as plain `serde_json` reads it, when it is valid JSON at all:
+/// no byte-order mark, no member name twice in any object, every number an
+/// integer literal within ±(2^53-1) (a fraction or an exponent is something
+/// the strict reader normalizes; `-0` too), and memory charges within
+/// `budget` (each string is charged its length as written, at least its
+/// decoded length, so the charge is never below the strict reader's). One
+/// pass over the bytes; it allocates only a short list of member names, and
+/// gives up (`false`) on anything unusual: a name with an escape, an object
+/// of more than [`PLAIN_MAX_MEMBERS`] members, deep nesting. It does not
+/// check the syntax: the caller deserializes a plain document with
+/// `serde_json`, which refuses invalid JSON, and reads every document that
+/// is not plain (or fails) with the strict reader, which decides and says
+/// what is wrong and where.
+pub(crate) fn is_plain_within(bytes: &[u8], budget: usize) -> bool {
+    let mut remaining = budget;
+    let mut charge = |cost: usize| match remaining.checked_sub(cost) {
+        Some(left) => {
+            remaining = left;
+            true
+        }
+        None => false,
+    };
+    let mut open: Vec<Open> = Vec::new();
+    let mut names: Vec<&[u8]> = Vec::new();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        // A value starts here (a string that is a member name is not one):
+        // charge an array its item.
+        let starts_value = matches!(
+            b,
+            b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n'
+        ) && !(b == b'"'
+            && open.last().is_some_and(|o| o.object && o.expect_name));
+        if starts_value && let Some(array) = open.last_mut().filter(|o| !o.object) {
+            let first = if array.items == 0 {
+                COST_ARRAY_FIRST
+            } else {
+                0
+            };
+            array.items += 1;
+            if !charge(COST_ITEM + first) {
+                return false;
+            }
+        }
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' | b':' | b't' | b'r' | b'u' | b'e' | b'f' | b'a'
+            | b'l' | b's' | b'n' => i += 1,
+            b',' => {
+                if let Some(o) = open.last_mut() {
+                    o.expect_name = o.object;
+                }
+                i += 1;
+            }
+            b'{' | b'[' => {
+                if open.len() >= PLAIN_MAX_DEPTH {
+                    return false;
+                }
+                open.push(Open {
+                    object: b == b'{',
+                    names_from: names.len(),
+                    expect_name: b == b'{',
+                    items: 0,
+                });
+                i += 1;
+            }
+            b'}' | b']' => {
+                if let Some(o) = open.pop() {
+                    names.truncate(o.names_from);
+                }
+                i += 1;
+            }
+            b'"' => {
+                let from = i + 1;
+                let mut j = from;
+                let mut escaped = false;
+                loop {
+                    match bytes.get(j) {
+                        None => return false,
+                        Some(b'"') => break,
+                        Some(b'\\') => {
+                            escaped = true;
+                            j += 2;
+                        }
+                        Some(_) => j += 1,
+                    }
+                }
+                let text = bytes.get(from..j).unwrap_or_default();
+                i = j + 1;
+                match open.last_mut() {
+                    Some(o) if o.object && o.expect_name => {
+                        o.expect_name = false;
+                        let mine = names.get(o.names_from..).unwrap_or_default();
+                        if escaped || mine.len() >= PLAIN_MAX_MEMBERS || mine.contains(&text) {
+                            return false;
+                        }
+                        let first = if mine.is_empty() { COST_MAP_NODE } else { 0 };
+                        names.push(text);
+                        if !charge(COST_MEMBER + text.len() + first) {
+                            return false;
+                        }
+                    }
+                    _ => {
+                        if !charge(COST_STRING.saturating_add(text.len())) {
+                            return false;
+                        }
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let digits = bytes.get(i..).unwrap_or_default();
+                let digits = digits.strip_prefix(b"-").unwrap_or(digits);
+                let len = digits.iter().take_while(|d| d.is_ascii_digit()).count();
+                let next = digits.get(len);
+                let integer = std::str::from_utf8(digits.get(..len).unwrap_or_default())
+                    .ok()
+                    .filter(|t| t.len() <= 16 && !(t.starts_with('0') && b == b'-'))
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .is_some_and(|n| n <= MAX_SAFE_INTEGER);
+                if !integer || matches!(next, Some(b'.' | b'e' | b'E')) {
+                    return false;
+                }
+                i += len + usize::from(b == b'-');
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Read one JSON document strictly from text.
 pub fn from_str(text: &str) -> Result<Value, JsonError> {
     from_slice(text.as_bytes())
 }
 
 enum Failure {
-    Duplicate { pointer: String, key: String },
-    Number { pointer: String, number: String },
-    Budget { pointer: String },
+    Duplicate { key: String },
+    Number { number: String },
+    Budget,
+}
+
+/// One reference token of the pointer of a refused value.
+enum Token {
+    Key(String),
+    Index(usize),
 }
 
 struct Ctx {
-    /// JSON pointer of the value being read.
-    path: String,
+    /// The pointer of the refused value, innermost token first. Nothing is
+    /// tracked while a document reads cleanly: when a value is refused, each
+    /// enclosing array or object adds its token as the error passes up
+    /// through it, so the success path builds no pointers at all.
+    at: Vec<Token>,
     failure: Option<Failure>,
     budget: usize,
     /// Estimated bytes the value may still take.
@@ -400,9 +569,9 @@ const COST_STRING: usize = 32;
 impl Ctx {
     fn fail<E: de::Error>(&mut self, failure: Failure) -> E {
         let message = match &failure {
-            Failure::Duplicate { key, .. } => format!("duplicate key {key:?}"),
-            Failure::Number { number, .. } => format!("number {number} out of range"),
-            Failure::Budget { .. } => format!("over the {}-byte memory budget", self.budget),
+            Failure::Duplicate { key } => format!("duplicate key {key:?}"),
+            Failure::Number { number } => format!("number {number} out of range"),
+            Failure::Budget => format!("over the {}-byte memory budget", self.budget),
         };
         self.failure = Some(failure);
         E::custom(message)
@@ -415,20 +584,38 @@ impl Ctx {
                 self.remaining = left;
                 Ok(())
             }
-            None => {
-                let pointer = self.path.clone();
-                Err(self.fail(Failure::Budget { pointer }))
-            }
+            None => Err(self.fail(Failure::Budget)),
         }
     }
 
     fn number<E: de::Error>(&mut self, number: String) -> E {
-        let pointer = self.path.clone();
-        self.fail(Failure::Number { pointer, number })
+        self.fail(Failure::Number { number })
+    }
+
+    /// An error leaving the value under `token`: when a value was refused,
+    /// `token` is part of its pointer.
+    fn leaving<E>(&mut self, token: impl FnOnce() -> Token, e: E) -> E {
+        if self.failure.is_some() {
+            self.at.push(token());
+        }
+        e
+    }
+
+    /// The JSON pointer of the refused value.
+    fn pointer(&self) -> String {
+        let mut out = String::new();
+        for token in self.at.iter().rev() {
+            out.push('/');
+            match token {
+                Token::Key(key) => pointer::push_token(&mut out, key),
+                Token::Index(i) => out.push_str(&i.to_string()),
+            }
+        }
+        out
     }
 }
 
-/// One value at the pointer `ctx.path`.
+/// One value (its pointer is built only if it is refused, see [`Ctx::at`]).
 struct Node<'a> {
     ctx: &'a mut Ctx,
 }
@@ -513,42 +700,44 @@ impl<'de> Visitor<'de> for Node<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        let base = self.ctx.path.len();
         loop {
-            self.ctx.path.truncate(base);
-            self.ctx.path.push('/');
-            self.ctx.path.push_str(&out.len().to_string());
-            match seq.next_element_seed(Node { ctx: self.ctx })? {
-                Some(v) => {
+            let index = out.len();
+            match seq.next_element_seed(Node { ctx: self.ctx }) {
+                Ok(Some(v)) => {
                     let first = if out.is_empty() { COST_ARRAY_FIRST } else { 0 };
-                    self.ctx.charge(COST_ITEM + first)?;
+                    if let Err(e) = self.ctx.charge(COST_ITEM + first) {
+                        return Err(self.ctx.leaving(|| Token::Index(index), e));
+                    }
                     out.push(v);
                 }
-                None => break,
+                Ok(None) => break,
+                Err(e) => return Err(self.ctx.leaving(|| Token::Index(index), e)),
             }
         }
-        self.ctx.path.truncate(base);
         Ok(Value::Array(out))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        let base = self.ctx.path.len();
         while let Some(key) = map.next_key::<String>()? {
-            self.ctx.path.truncate(base);
-            self.ctx.path.push('/');
-            self.ctx.path.push_str(&pointer::escape_token(&key));
             if out.contains_key(&key) {
-                let pointer = self.ctx.path.clone();
-                return Err(self.ctx.fail(Failure::Duplicate { pointer, key }));
+                let e = self.ctx.fail(Failure::Duplicate { key: key.clone() });
+                return Err(self.ctx.leaving(|| Token::Key(key), e));
             }
             let first = if out.is_empty() { COST_MAP_NODE } else { 0 };
-            self.ctx
-                .charge(COST_MEMBER.saturating_add(key.len()).saturating_add(first))?;
-            let value = map.next_value_seed(Node { ctx: self.ctx })?;
-            out.insert(key, value);
+            if let Err(e) = self
+                .ctx
+                .charge(COST_MEMBER.saturating_add(key.len()).saturating_add(first))
+            {
+                return Err(self.ctx.leaving(|| Token::Key(key), e));
+            }
+            match map.next_value_seed(Node { ctx: self.ctx }) {
+                Ok(value) => {
+                    out.insert(key, value);
+                }
+                Err(e) => return Err(self.ctx.leaving(|| Token::Key(key), e)),
+            }
         }
-        self.ctx.path.truncate(base);
         Ok(Value::Object(out))
     }
 }
@@ -681,12 +870,67 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("too complex"), "{err}");
+        // The pointer names the value that ran over, at any depth.
+        let text = format!(r#"{{"a": [1, {{"b/~": "{}"}}]}}"#, "x".repeat(1000));
+        let err = from_slice_within(text.as_bytes(), 2500).unwrap_err();
+        assert!(matches!(&err, JsonError::TooComplex { .. }), "{err}");
+        assert_eq!(err.pointer(), Some("/a/1/b~1~0"));
         // Long strings are charged by length.
         let text = format!("[\"{}\"]", "x".repeat(2 << 20));
         assert!(matches!(
             from_slice_within(text.as_bytes(), 1 << 20).unwrap_err(),
             JsonError::TooComplex { .. }
         ));
+    }
+
+    #[test]
+    fn plain_documents_are_only_those_the_strict_reader_reads_unchanged() {
+        let plain = br#"{"a": [1, -2, "x\"y", true, false, null, {}], "b": {"c": "d"}}"#;
+        assert!(is_plain_within(plain, DEFAULT_VALUE_BUDGET));
+        for not_plain in [
+            &br#"{"a": 1, "a": 2}"#[..],
+            br#"{"a": {"b": 1, "b": 1}}"#,
+            br#"{"a": 1, "\u0061": 2}"#,
+            br#"{"a": 5.0}"#,
+            br#"{"a": 5e3}"#,
+            br#"{"a": 5E3}"#,
+            br#"{"a": -0}"#,
+            br#"{"a": 9007199254740992}"#,
+            br#"{"a": -9007199254740992}"#,
+            br#"{"a": 18446744073709551616}"#,
+            b"\xEF\xBB\xBF{}",
+            br#"{"a": "unterminated}"#,
+            b"{\"a\": +1}",
+        ] {
+            assert!(
+                !is_plain_within(not_plain, DEFAULT_VALUE_BUDGET),
+                "{}",
+                String::from_utf8_lossy(not_plain)
+            );
+        }
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert!(!is_plain_within(deep.as_bytes(), DEFAULT_VALUE_BUDGET));
+        let wide: String = (0..=PLAIN_MAX_MEMBERS)
+            .map(|i| format!("\"k{i}\": {i},"))
+            .collect();
+        let wide = format!("{{{}}}", wide.trim_end_matches(','));
+        assert!(from_slice(wide.as_bytes()).is_ok());
+        assert!(!is_plain_within(wide.as_bytes(), DEFAULT_VALUE_BUDGET));
+    }
+
+    #[test]
+    fn the_plain_scan_never_charges_less_than_the_strict_reader() {
+        // Whenever the strict reader runs out of budget, the scan does too
+        // (it charges strings as written, escapes included).
+        let doc =
+            br#"{"a": ["\u00e9\u00e9", "xy", {"b": [1, 2, {}]}], "c": "\\", "d": {"e": null}}"#;
+        let needed = (0..20_000)
+            .find(|&budget| from_slice_within(doc, budget).is_ok())
+            .unwrap();
+        for budget in 0..needed {
+            assert!(!is_plain_within(doc, budget), "{budget}");
+        }
+        assert!(is_plain_within(doc, needed + 64));
     }
 
     #[test]

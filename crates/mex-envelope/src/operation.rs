@@ -110,6 +110,11 @@ impl PlannedOperation {
     /// Parse untrusted bytes. Every error names a JSON pointer (or a line and
     /// column) and what was expected.
     ///
+    /// A plain document (see the [`json`](crate::json) module docs) is read
+    /// once, straight into the typed value; any other document, and any
+    /// failure, goes through the strict reader, which alone decides what is
+    /// refused and where.
+    ///
     /// # Example
     ///
     /// ```rust
@@ -151,9 +156,30 @@ impl PlannedOperation {
                 limit: MAX_ENVELOPE_BYTES,
             });
         }
+        // A plain document (see `json::is_plain_within`: nothing the strict
+        // reader would refuse or normalize) is read once, straight into the
+        // typed value, and checked. Anything else, and any failure, goes the
+        // strict way below, which decides and says where.
+        if json::is_plain_within(bytes, MAX_ENVELOPE_VALUE_BYTES)
+            && let Ok(op) = serde_json::from_slice::<Self>(bytes)
+            && op.validate().is_ok()
+        {
+            return Ok(op);
+        }
         let value = json::from_slice_within(bytes, MAX_ENVELOPE_VALUE_BYTES)
             .map_err(EnvelopeError::from_json)?;
-        Self::from_json_value(value)
+        // The strict reader already refused every number beyond ±(2^53-1).
+        let (rest, params) = prepare(value, NumbersChecked::Yes)?;
+        match Self::deserialize(rest) {
+            Ok(op) => op.with_params(params),
+            // Only a refused document pays for pointer tracking: read it
+            // again through the path-tracking pass, which fails the same way
+            // and says where.
+            Err(_) => Self::from_json_value(
+                json::from_slice_within(bytes, MAX_ENVELOPE_VALUE_BYTES)
+                    .map_err(EnvelopeError::from_json)?,
+            ),
+        }
     }
 
     /// The op id a document *claims*, found without parsing it: the value of
@@ -182,58 +208,19 @@ impl PlannedOperation {
 
     /// Parse an already-decoded JSON value with the same strictness.
     pub fn from_json_value(value: Value) -> Result<Self, EnvelopeError> {
-        let Some(object) = value.as_object() else {
-            return Err(EnvelopeError::invalid(
-                "",
-                format!(
-                    "expected a JSON object (a PlannedOperation), found {}",
-                    type_name(&value)
-                ),
-            ));
-        };
-        match object.get("schema_version") {
-            None => {
-                return Err(EnvelopeError::invalid(
-                    "/schema_version",
-                    "missing field schema_version: expected \"poe-1.0\"",
-                ));
-            }
-            Some(Value::String(v)) => {
-                v.parse::<SchemaVersion>()?;
-            }
-            Some(other) => {
-                return Err(EnvelopeError::invalid(
-                    "/schema_version",
-                    format!(
-                        "expected the string \"poe-1.0\", found {}",
-                        type_name(other)
-                    ),
-                ));
-            }
-        }
-        check_safe_integers(&value, &mut String::new())?;
-        // Params can be large and are kept as JSON anyway: move them aside so
-        // the typed pass does not rebuild them value by value.
-        let mut value = value;
-        let params = match value.as_object_mut().and_then(|o| o.get_mut("params")) {
-            Some(Value::Object(map)) => Some(std::mem::take(map)),
-            Some(other) => {
-                return Err(EnvelopeError::invalid(
-                    "/params",
-                    format!(
-                        "expected an object of engine-specific params, found {}",
-                        type_name(other)
-                    ),
-                ));
-            }
-            None => None,
-        };
-        let mut op: Self = serde_path_to_error::deserialize(value).map_err(|e| serde_error(&e))?;
+        let (rest, params) = prepare(value, NumbersChecked::No)?;
+        let op: Self = serde_path_to_error::deserialize(rest).map_err(|e| serde_error(&e))?;
+        op.with_params(params)
+    }
+
+    /// Put the params [`prepare`] moved aside back, then check the
+    /// cross-field rules.
+    fn with_params(mut self, params: Option<Map<String, Value>>) -> Result<Self, EnvelopeError> {
         if let Some(params) = params {
-            op.params = params;
+            self.params = params;
         }
-        op.validate()?;
-        Ok(op)
+        self.validate()?;
+        Ok(self)
     }
 
     /// The cross-field rules that types alone cannot state: the operation
@@ -269,13 +256,16 @@ impl PlannedOperation {
                 ),
             ));
         }
-        let mut at = String::from("/params");
-        for (key, v) in &self.params {
-            let len = at.len();
-            at.push('/');
-            at.push_str(&pointer::escape_token(key));
-            check_safe_integers(v, &mut at)?;
-            at.truncate(len);
+        // Pointers are built only when some number is out of range.
+        if self.params.values().any(|v| !safe_numbers(v)) {
+            let mut at = String::from("/params");
+            for (key, v) in &self.params {
+                let len = at.len();
+                at.push('/');
+                pointer::push_token(&mut at, key);
+                check_safe_integers(v, &mut at)?;
+                at.truncate(len);
+            }
         }
         if let Some(policy) = &self.evidence_policy {
             policy.check_tokens().map_err(|(i, m)| {
@@ -310,8 +300,71 @@ impl PlannedOperation {
     /// Size of the params in canonical form, which the inline rule bounds by
     /// [`MAX_INLINE_PARAMS_BYTES`].
     pub fn params_canonical_len(&self) -> Result<usize, EnvelopeError> {
-        Ok(canonical::to_vec(&self.params)?.len())
+        canonical::object_len(&self.params)
     }
+}
+
+/// Whether every number of a value is already known to be within
+/// ±(2^53-1) (the strict reader refuses the others).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NumbersChecked {
+    Yes,
+    No,
+}
+
+/// The checks before the typed pass: an object, `schema_version` first,
+/// numbers in range (unless already checked); then the params moved aside, so
+/// the typed pass does not rebuild them value by value.
+fn prepare(
+    mut value: Value,
+    numbers: NumbersChecked,
+) -> Result<(Value, Option<Map<String, Value>>), EnvelopeError> {
+    let Some(object) = value.as_object() else {
+        return Err(EnvelopeError::invalid(
+            "",
+            format!(
+                "expected a JSON object (a PlannedOperation), found {}",
+                type_name(&value)
+            ),
+        ));
+    };
+    match object.get("schema_version") {
+        None => {
+            return Err(EnvelopeError::invalid(
+                "/schema_version",
+                "missing field schema_version: expected \"poe-1.0\"",
+            ));
+        }
+        Some(Value::String(v)) => {
+            v.parse::<SchemaVersion>()?;
+        }
+        Some(other) => {
+            return Err(EnvelopeError::invalid(
+                "/schema_version",
+                format!(
+                    "expected the string \"poe-1.0\", found {}",
+                    type_name(other)
+                ),
+            ));
+        }
+    }
+    if numbers == NumbersChecked::No {
+        check_safe_integers(&value, &mut String::new())?;
+    }
+    let params = match value.as_object_mut().and_then(|o| o.get_mut("params")) {
+        Some(Value::Object(map)) => Some(std::mem::take(map)),
+        Some(other) => {
+            return Err(EnvelopeError::invalid(
+                "/params",
+                format!(
+                    "expected an object of engine-specific params, found {}",
+                    type_name(other)
+                ),
+            ));
+        }
+        None => None,
+    };
+    Ok((value, params))
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -343,22 +396,37 @@ fn serde_error(e: &serde_path_to_error::Error<serde_json::Error>) -> EnvelopeErr
     EnvelopeError::invalid(at, message)
 }
 
+/// Whether every number in `value` is within ±(2^53-1).
+fn safe_numbers(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => !out_of_range(n),
+        Value::Array(items) => items.iter().all(safe_numbers),
+        Value::Object(map) => map.values().all(safe_numbers),
+        _ => true,
+    }
+}
+
+/// Whether RFC 8785 cannot represent `n` exactly (beyond ±(2^53-1)).
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "comparing against 2^53 - 1, which is exactly representable as a double"
+)]
+fn out_of_range(n: &serde_json::Number) -> bool {
+    if let Some(u) = n.as_u64() {
+        u > MAX_SAFE_INTEGER
+    } else if let Some(i) = n.as_i64() {
+        i.unsigned_abs() > MAX_SAFE_INTEGER
+    } else {
+        n.as_f64()
+            .is_some_and(|f| f.abs() > MAX_SAFE_INTEGER as f64)
+    }
+}
+
 /// Refuse integers that RFC 8785 cannot represent exactly.
 fn check_safe_integers(value: &Value, at: &mut String) -> Result<(), EnvelopeError> {
     match value {
         Value::Number(n) => {
-            #[allow(
-                clippy::cast_precision_loss,
-                reason = "comparing against 2^53 - 1, which is exactly representable as a double"
-            )]
-            let too_big = if let Some(u) = n.as_u64() {
-                u > MAX_SAFE_INTEGER
-            } else if let Some(i) = n.as_i64() {
-                i.unsigned_abs() > MAX_SAFE_INTEGER
-            } else {
-                n.as_f64()
-                    .is_some_and(|f| f.abs() > MAX_SAFE_INTEGER as f64)
-            };
+            let too_big = out_of_range(n);
             if too_big {
                 return Err(EnvelopeError::invalid(
                     at.clone(),
@@ -383,7 +451,7 @@ fn check_safe_integers(value: &Value, at: &mut String) -> Result<(), EnvelopeErr
             for (key, item) in map {
                 let len = at.len();
                 at.push('/');
-                at.push_str(&pointer::escape_token(key));
+                pointer::push_token(at, key);
                 check_safe_integers(item, at)?;
                 at.truncate(len);
             }

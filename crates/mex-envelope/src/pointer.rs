@@ -14,7 +14,33 @@ use std::fmt::Write as _;
 
 /// Escape one reference token per RFC 6901 (`~` to `~0`, `/` to `~1`).
 pub fn escape_token(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
+    let mut out = String::with_capacity(token.len());
+    push_token(&mut out, token);
+    out
+}
+
+/// Append one reference token to `out`, escaped as [`escape_token`] does,
+/// without allocating anything but `out`'s growth.
+///
+/// ```
+/// use mex_envelope::pointer;
+/// let mut at = String::from("/params");
+/// at.push('/');
+/// pointer::push_token(&mut at, "a/b~c");
+/// assert_eq!(at, "/params/a~1b~0c");
+/// ```
+pub fn push_token(out: &mut String, token: &str) {
+    let mut rest = token;
+    while let Some(i) = rest.find(['~', '/']) {
+        out.push_str(rest.get(..i).unwrap_or_default());
+        out.push_str(if rest.as_bytes().get(i) == Some(&b'~') {
+            "~0"
+        } else {
+            "~1"
+        });
+        rest = rest.get(i + 1..).unwrap_or_default();
+    }
+    out.push_str(rest);
 }
 
 /// Undo [`escape_token`] (`~1` to `/`, then `~0` to `~`, in that order).
@@ -30,7 +56,12 @@ pub fn unescape_token(token: &str) -> String {
 
 /// Append one reference token (escaped) to a pointer.
 pub fn join(base: &str, token: impl std::fmt::Display) -> String {
-    format!("{base}/{}", escape_token(&token.to_string()))
+    let token = token.to_string();
+    let mut out = String::with_capacity(base.len() + 1 + token.len());
+    out.push_str(base);
+    out.push('/');
+    push_token(&mut out, &token);
+    out
 }
 
 /// Convert a `serde_path_to_error` path into a JSON pointer (enum and

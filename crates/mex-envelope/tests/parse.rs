@@ -260,6 +260,23 @@ proptest! {
     }
 
     #[test]
+    fn canonical_object_len_is_the_length_of_the_canonical_bytes(
+        values in prop::collection::btree_map("\\PC{0,8}", json_value(), 0..6),
+        escaped in prop::collection::btree_map(
+            "[\\x00-\\x20\"\\\\/a-z\u{e9}\u{1F600}]{0,8}",
+            "[\\x00-\\x20\"\\\\/a-z\u{7f}\u{e9}\u{1F600}]{0,12}",
+            0..6,
+        ),
+    ) {
+        let mut map: serde_json::Map<String, Value> = values.into_iter().collect();
+        map.extend(escaped.into_iter().map(|(k, v)| (k, Value::from(v))));
+        prop_assert_eq!(
+            mex_envelope::canonical::object_len(&map).unwrap(),
+            mex_envelope::canonical::to_vec(&map).unwrap().len()
+        );
+    }
+
+    #[test]
     fn parser_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = PlannedOperation::from_json_slice(&bytes);
     }
@@ -267,6 +284,53 @@ proptest! {
     #[test]
     fn parser_never_panics_on_arbitrary_json(v in json_value()) {
         let _ = PlannedOperation::from_json_value(v);
+    }
+
+    #[test]
+    fn the_one_pass_reading_agrees_with_the_strict_reading(
+        v in envelope(),
+        key in "[a-z_]{1,20}",
+        replacement in json_value(),
+        how in 0usize..9,
+    ) {
+        // Plain documents are read in one pass straight into the typed value;
+        // the strict reader followed by the typed pass must decide the same,
+        // for valid envelopes, mutated ones, duplicated members and numbers
+        // the strict reader normalizes.
+        let mut v = v;
+        let text = match how {
+            0 => v.to_string(),
+            1 => {
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert(key, replacement);
+                }
+                v.to_string()
+            }
+            2 => with_raw_member(&v, &format!("{}: {replacement}", Value::from(key))),
+            3..=7 => {
+                // A member of params named twice (once with an escape), or a
+                // number the strict reader normalizes (5e3 and 5000.0 are
+                // the integer 5000, -0 is 0).
+                v["params"]["zz"] = Value::from(0);
+                let spelled = ["0,\"zz\":1", "5e3", "5000.0", "0,\"z\\u007a\":1", "-0"][how - 3];
+                v.to_string().replace("\"zz\":0", &format!("\"zz\":{spelled}"))
+            }
+            _ => v.to_string().replace("\"budget\":{", "\"budget\":{\"wall_time_ms\":5e3,"),
+        };
+        let one_pass = PlannedOperation::from_json_str(&text);
+        match mex_envelope::json::from_slice_within(
+            text.as_bytes(),
+            mex_envelope::MAX_ENVELOPE_VALUE_BYTES,
+        ) {
+            Ok(value) => {
+                let strict = PlannedOperation::from_json_value(value);
+                prop_assert_eq!(format!("{one_pass:?}"), format!("{strict:?}"));
+            }
+            Err(refused) => {
+                let err = one_pass.unwrap_err();
+                prop_assert_eq!(err.pointer(), refused.pointer());
+            }
+        }
     }
 
     #[test]

@@ -125,7 +125,9 @@ mod sealed {
 
     /// The trusted facts of one operation, looked up once per admission.
     pub struct Facts {
-        pub(crate) operation: Option<OperationFacts>,
+        /// The operation's facts, or the G-SCHEMA findings saying why there
+        /// are none (unknown engine or operation).
+        pub(crate) operation: Result<OperationFacts, Vec<Finding>>,
         pub(crate) implementation: Result<ImplementationFacts, Finding>,
     }
 
@@ -157,13 +159,13 @@ pub trait GlobalGate: sealed::Sealed + Send + Sync {
 impl Facts {
     fn gather(catalog: &dyn Catalog, op: &PlannedOperation) -> Self {
         Self {
-            operation: catalog.operation_facts(op).ok(),
+            operation: catalog.operation_facts(op),
             implementation: catalog.resolve_implementation(op),
         }
     }
 
     fn budget(&self, policy: &CapabilityPolicy) -> Option<BudgetFacts> {
-        let facts = self.operation.as_ref()?;
+        let facts = self.operation.as_ref().ok()?;
         let enforces = self
             .implementation
             .as_ref()
@@ -214,26 +216,31 @@ global_gate!(
     SchemaGate,
     GATE_SCHEMA,
     "G-SCHEMA: see [`crate::gates::schema`].",
-    |ctx, op, _facts, _rulings| check_schema(op, &*ctx.catalog)
+    |ctx, op, facts, _rulings| check_schema(
+        op,
+        facts.operation.as_ref().map(|_| ()).map_err(Vec::as_slice),
+        &*ctx.catalog
+    )
 );
 global_gate!(
     CapGate,
     GATE_CAP,
     "G-CAP: see [`crate::gates::cap`]. Silent for an undeclared operation, which G-SCHEMA denies.",
     |ctx, op, facts, rulings| match &facts.operation {
-        Some(facts) => {
-            let all = rule_capabilities(
+        Ok(facts) => {
+            let mut all = rule_capabilities(
                 &op.capabilities_requested,
                 &facts.capabilities,
                 &ctx.policy,
                 ctx.profile.as_deref(),
-                (ctx.clock)(),
+                &*ctx.clock,
             );
-            let findings = all.findings.clone();
+            // The findings are the gate's outcome; the rulings are kept.
+            let findings = std::mem::take(&mut all.findings);
             rulings.capabilities = Some(all);
             findings
         }
-        None => Vec::new(),
+        Err(_) => Vec::new(),
     }
 );
 global_gate!(
@@ -241,12 +248,10 @@ global_gate!(
     GATE_INTEGRITY,
     "G-INTEGRITY: see [`crate::gates::integrity`].",
     |ctx, op, facts, _rulings| {
-        let (refs, entity_refs) = facts
-            .operation
-            .as_ref()
-            .map(|f| (f.artifact_ref_params.clone(), f.entity_ref_params.clone()))
-            .unwrap_or_default();
-        check_integrity(op, &refs, &entity_refs, &*ctx.store, &*ctx.claims)
+        let (refs, entity_refs) = facts.operation.as_ref().map_or((&[][..], &[][..]), |f| {
+            (&f.artifact_ref_params[..], &f.entity_ref_params[..])
+        });
+        check_integrity(op, refs, entity_refs, &*ctx.store, &*ctx.claims)
     }
 );
 global_gate!(
@@ -266,10 +271,13 @@ global_gate!(
     ProvenanceGate,
     GATE_PROVENANCE,
     "G-PROVENANCE: see [`crate::gates::provenance`]. Silent for an undeclared operation, which G-SCHEMA denies.",
-    |ctx, op, facts, _rulings| if facts.operation.is_some() {
-        check_provenance(op, &*ctx.catalog)
-    } else {
-        Vec::new()
+    |_ctx, op, facts, _rulings| match &facts.operation {
+        Ok(operation) => check_provenance(
+            op,
+            operation.entity_inputs_allowed,
+            facts.implementation.as_ref().map(|_| ())
+        ),
+        Err(_) => Vec::new(),
     }
 );
 global_gate!(
@@ -277,8 +285,8 @@ global_gate!(
     GATE_DET,
     "G-DET: see [`crate::gates::det`]. Silent for an undeclared operation, which G-SCHEMA denies.",
     |_ctx, op, facts, _rulings| match &facts.operation {
-        Some(facts) => check_determinism(op, &facts.determinism),
-        None => Vec::new(),
+        Ok(facts) => check_determinism(op, &facts.determinism),
+        Err(_) => Vec::new(),
     }
 );
 
@@ -450,13 +458,13 @@ impl Pipeline {
                 findings: g.judge(&op, &facts, &mut rulings),
             })
             .collect();
-        outcomes.extend(self.engine_outcomes(&op, facts.operation.as_ref()));
+        outcomes.extend(self.engine_outcomes(&op, facts.operation.as_ref().ok()));
         let capabilities = rulings
             .capabilities
-            .as_ref()
-            .map(|c| c.rulings.clone())
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.rulings))
             .unwrap_or_default();
-        let result = decide(op, facts, rulings, &outcomes);
+        let result = decide(op, facts, rulings, &capabilities, &outcomes);
         if let Err(denials) = &result
             && !outcomes.iter().any(GateOutcome::denied)
         {
@@ -535,6 +543,7 @@ fn decide(
     op: PlannedOperation,
     facts: Facts,
     rulings: Rulings,
+    capabilities: &[CapabilityRuling],
     outcomes: &[GateOutcome],
 ) -> Result<Admitted, Vec<GateDenial>> {
     let findings = || outcomes.iter().flat_map(|o| o.findings.iter());
@@ -553,17 +562,17 @@ fn decide(
             None,
         )]
     };
-    let operation = facts.operation.ok_or_else(|| internal("operation"))?;
+    let operation = facts.operation.map_err(|_| internal("operation"))?;
     let implementation = facts.implementation.map_err(|f| vec![f])?;
     let budget = rulings.budget.ok_or_else(|| internal("budget"))?;
-    let capabilities = rulings
+    // G-CAP ruled (its rulings were moved into the admission's list).
+    rulings
         .capabilities
         .ok_or_else(|| internal("capabilities"))?;
     let consent_refs = capabilities
-        .rulings
-        .into_iter()
+        .iter()
         .filter_map(|r| match r {
-            CapabilityRuling::Granted { consent, .. } => consent,
+            CapabilityRuling::Granted { consent, .. } => consent.clone(),
             CapabilityRuling::Denied { .. } => None,
         })
         .collect();

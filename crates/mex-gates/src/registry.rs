@@ -112,8 +112,14 @@ impl Catalog for RegistryCatalog {
             return Vec::new();
         };
         let params = serde_json::Value::Object(op.params.clone());
-        operation
-            .params_errors(&params)
+        // The compiled validator's yes/no first; every error is collected
+        // (with its pointer and message) only when the params fail.
+        let errors = match operation.validate_params(&params) {
+            Ok(()) => return Vec::new(),
+            Err(RegistryError::InvalidParams { errors, .. }) => errors,
+            Err(_) => operation.params_errors(&params),
+        };
+        errors
             .into_iter()
             .map(|e| (format!("/params{}", e.pointer), e.message))
             .collect()

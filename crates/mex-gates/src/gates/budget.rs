@@ -68,7 +68,7 @@ pub fn check_budget(
                      max: Option<u64>,
                      needed: bool|
      -> Option<u64> {
-        let pointer = Some(format!("/budget/{name}"));
+        let pointer = || Some(format!("/budget/{name}"));
         let value = requested.or(default);
         match (value, max) {
             (Some(0), _) => {
@@ -76,7 +76,7 @@ pub fn check_budget(
                     "G-BUDGET.ZERO",
                     "budget.positive",
                     format!("budget.{name} is 0; give a positive value or omit it for the default"),
-                    pointer,
+                    pointer(),
                 ));
                 None
             }
@@ -85,7 +85,7 @@ pub fn check_budget(
                     "G-BUDGET.ABOVE_MAXIMUM",
                     "registry.max_budget",
                     format!("budget.{name} = {v} is above this engine's maximum {m}; ask for at most {m}"),
-                    pointer,
+                    pointer(),
                 ));
                 None
             }
@@ -94,7 +94,7 @@ pub fn check_budget(
                     "G-BUDGET.NO_DEFAULT",
                     "registry.default_budget",
                     format!("budget.{name} is absent and the registry declares no default for it; give an explicit value"),
-                    pointer,
+                    pointer(),
                 ));
                 None
             }

@@ -85,7 +85,7 @@ pub fn check_capabilities(
     profile: Option<&str>,
     now: UtcTimestamp,
 ) -> Result<CapabilityDecision, Vec<Finding>> {
-    let all = rule_capabilities(requested, operation, policy, profile, now);
+    let all = rule_capabilities(requested, operation, policy, profile, &|| now);
     if !all.findings.is_empty() {
         return Err(all.findings);
     }
@@ -101,13 +101,17 @@ pub fn check_capabilities(
 }
 
 /// [`check_capabilities`], keeping the ruling on each requested capability.
+/// `clock` is read at most once, and only when a sensitive capability needs
+/// a consent record checked.
 pub fn rule_capabilities(
     requested: &[Capability],
     operation: &OperationCapabilities,
     policy: &CapabilityPolicy,
     profile: Option<&str>,
-    now: UtcTimestamp,
+    clock: &dyn Fn() -> UtcTimestamp,
 ) -> CapabilityRulings {
+    let now = std::cell::OnceCell::new();
+    let now = || *now.get_or_init(clock);
     let mut rulings = Vec::new();
     let Some((profile_name, profile)) = policy.profile(profile) else {
         return CapabilityRulings {
@@ -126,15 +130,14 @@ pub fn rule_capabilities(
     };
     let mut seen = BTreeSet::new();
     for (i, cap) in requested.iter().enumerate() {
-        let pointer = Some(format!("/capabilities_requested/{i}"));
         rulings.push(rule_one(
             cap,
             &mut seen,
             operation,
             policy,
             (profile_name, profile),
-            now,
-            pointer,
+            &now,
+            i,
         ));
     }
     let mut findings: Vec<Finding> = rulings
@@ -163,20 +166,25 @@ pub fn rule_capabilities(
 /// The caller's profile: its name and its grants.
 type ProfileRef<'a> = (&'a str, &'a crate::policy::Profile);
 
-/// The ruling on one requested capability (`pointer` is its place in the
-/// envelope); `seen` holds the capabilities ruled on before it.
+/// The ruling on one requested capability (`index` is its place in
+/// `capabilities_requested`); `seen` holds the capabilities ruled on before it.
 fn rule_one<'a>(
     cap: &'a Capability,
     seen: &mut BTreeSet<&'a Capability>,
     operation: &OperationCapabilities,
     policy: &CapabilityPolicy,
     (profile_name, profile): ProfileRef<'_>,
-    now: UtcTimestamp,
-    pointer: Option<String>,
+    now: &dyn Fn() -> UtcTimestamp,
+    index: usize,
 ) -> CapabilityRuling {
     let denied = |code, rule, message: String| CapabilityRuling::Denied {
         capability: cap.clone(),
-        denial: deny(code, rule, message, pointer.clone()),
+        denial: deny(
+            code,
+            rule,
+            message,
+            Some(format!("/capabilities_requested/{index}")),
+        ),
     };
     if !seen.insert(cap) {
         return denied(
@@ -215,7 +223,7 @@ fn rule_one<'a>(
         return granted(None);
     }
     let covering: Vec<_> = policy.consents_for(profile_name, cap).collect();
-    if let Some(consent) = covering.iter().find(|c| c.in_force(now)) {
+    if let Some(consent) = covering.iter().find(|c| c.in_force(now())) {
         granted(Some(consent.id.clone()))
     } else if !covering.is_empty() {
         denied(

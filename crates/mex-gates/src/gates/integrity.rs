@@ -165,7 +165,13 @@ pub fn check_integrity(
         let is_ref = key.ends_with("_ref")
             || key.ends_with("_refs")
             || artifact_ref_params.iter().any(|p| p == key);
-        let pointer = mex_envelope::pointer::join("/params", key);
+        // The pointer is needed only for a finding; build it once, if at all.
+        let pointer = std::cell::OnceCell::new();
+        let pointer = || {
+            pointer
+                .get_or_init(|| mex_envelope::pointer::join("/params", key))
+                .as_str()
+        };
         let entity_ok = entity_ref_params.iter().any(|p| p == key);
         if is_ref && !(entity_ok && value.as_str().is_some_and(|v| entities.contains(v))) {
             check_reference(value, &pointer, &declared, &mut findings);
@@ -189,9 +195,9 @@ pub fn check_integrity(
     findings
 }
 
-fn check_reference(
+fn check_reference<'p>(
     value: &Value,
-    pointer: &str,
+    pointer: &dyn Fn() -> &'p str,
     declared: &BTreeSet<Uuid>,
     findings: &mut Vec<Finding>,
 ) {
@@ -201,59 +207,88 @@ fn check_reference(
             Ok(id) => findings.push(deny(
                 "G-INTEGRITY.UNDECLARED_REFERENCE",
                 "integrity.params_reference_declared_inputs",
-                format!("{pointer} references artifact {id}, which is not among the operation's inputs; add its handle to inputs"),
-                Some(pointer.to_owned()),
+                format!("{} references artifact {id}, which is not among the operation's inputs; add its handle to inputs", pointer()),
+                Some(pointer().to_owned()),
             )),
             Err(_) => findings.push(deny(
                 "G-INTEGRITY.UNDECLARED_REFERENCE",
                 "integrity.params_reference_declared_inputs",
-                format!("{pointer} must be the artifact_id (a UUID) of one of the operation's inputs, found {}", mex_envelope::excerpt(s)),
-                Some(pointer.to_owned()),
+                format!("{} must be the artifact_id (a UUID) of one of the operation's inputs, found {}", pointer(), mex_envelope::excerpt(s)),
+                Some(pointer().to_owned()),
             )),
         },
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                check_reference(item, &format!("{pointer}/{i}"), declared, findings);
+                let at = std::cell::OnceCell::new();
+                let at = || at.get_or_init(|| format!("{}/{i}", pointer())).as_str();
+                check_reference(item, &at, declared, findings);
             }
         }
         Value::Null => {}
         _ => findings.push(deny(
             "G-INTEGRITY.UNDECLARED_REFERENCE",
             "integrity.params_reference_declared_inputs",
-            format!("{pointer} must be an artifact_id string (or an array of them)"),
-            Some(pointer.to_owned()),
+            format!("{} must be an artifact_id string (or an array of them)", pointer()),
+            Some(pointer().to_owned()),
         )),
     }
 }
 
-/// Keys whose string values are treated as store paths or URIs.
+/// Keys whose string values are treated as store paths or URIs: `path`,
+/// `file`, `dir`, `uri`, `filename`, or a key ending in `_<one of them>` or
+/// `_<one of them>s`, or `paths` / `files`, ignoring ASCII case. Compared in
+/// place: admission runs this for every params key.
 fn is_path_like_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["path", "file", "dir", "uri", "filename"]
-        .iter()
-        .any(|k| key == *k || key.ends_with(&format!("_{k}")) || key.ends_with(&format!("_{k}s")))
-        || key == "paths"
-        || key == "files"
+    let key = key.as_bytes();
+    // `key` ends with `_word`.
+    let ends_with_word = |key: &[u8], word: &str| {
+        key.len()
+            .checked_sub(word.len() + 1)
+            .and_then(|i| key.get(i..))
+            .is_some_and(|tail| {
+                tail.first() == Some(&b'_')
+                    && tail
+                        .get(1..)
+                        .is_some_and(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+            })
+    };
+    let singular = match key.split_last() {
+        Some((b's' | b'S', stem)) => Some(stem),
+        _ => None,
+    };
+    ["path", "file", "dir", "uri", "filename"].iter().any(|k| {
+        key.eq_ignore_ascii_case(k.as_bytes())
+            || ends_with_word(key, k)
+            || singular.is_some_and(|stem| ends_with_word(stem, k))
+    }) || key.eq_ignore_ascii_case(b"paths")
+        || key.eq_ignore_ascii_case(b"files")
+}
+
+/// Whether `s` starts with the ASCII `prefix`, ignoring ASCII case.
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// Paths and URIs anywhere in params: any `mex:` or `file:` URI, and any value of a path-like key, must be a safe
 /// relative path or a `mex://` URI (grammar: `mex_artifacts::path`), and a
 /// `mex://` URI must name a declared input.
-fn check_paths(
+fn check_paths<'p>(
     key: &str,
     value: &Value,
-    pointer: &str,
+    pointer: &dyn Fn() -> &'p str,
     declared: &[&ArtifactHandle],
     findings: &mut Vec<Finding>,
 ) {
     let path_like = is_path_like_key(key);
-    walk_strings(value, pointer, &mut |s, at| {
-        let lower = s.to_ascii_lowercase();
+    walk_strings(value, &mut Vec::new(), &mut |s, below| {
         // Network URLs (https:, ...) are not store paths; G-CAP governs the network.
-        let uri = lower.starts_with("file:") || lower.starts_with("mex:");
+        let uri = starts_with_ignore_case(s, "file:") || starts_with_ignore_case(s, "mex:");
         if !(uri || path_like) {
             return;
         }
+        let at = render(pointer(), below);
         let escape = |why: String| {
             deny(
                 "G-INTEGRITY.PATH_ESCAPE",
@@ -262,7 +297,7 @@ fn check_paths(
                     "{at} = {}: {why}; refer to data by input artifact, or use a plain relative path",
                     mex_envelope::excerpt(s)
                 ),
-                Some(at.to_owned()),
+                Some(at.clone()),
             )
         };
         if let Some(why) = suspicious_spelling(s) {
@@ -281,7 +316,7 @@ fn check_paths(
                         "G-INTEGRITY.UNDECLARED_REFERENCE",
                         "integrity.params_reference_declared_inputs",
                         format!("{at} = {uri} names an artifact that is not among the operation's inputs; add its handle to inputs"),
-                        Some(at.to_owned()),
+                        Some(at.clone()),
                     ));
                 }
             }
@@ -321,17 +356,45 @@ fn suspicious_spelling(s: &str) -> Option<&'static str> {
     None
 }
 
-fn walk_strings(value: &Value, at: &str, f: &mut dyn FnMut(&str, &str)) {
+/// A step below a params value: an array index or a member name.
+enum Step<'v> {
+    Index(usize),
+    Key(&'v str),
+}
+
+/// `base` followed by the steps, as a JSON pointer (built only for a finding).
+fn render(base: &str, steps: &[Step<'_>]) -> String {
+    let mut out = base.to_owned();
+    for step in steps {
+        out.push('/');
+        match step {
+            Step::Index(i) => out.push_str(&i.to_string()),
+            Step::Key(k) => mex_envelope::pointer::push_token(&mut out, k),
+        }
+    }
+    out
+}
+
+/// Every string in `value`, with the steps from `value` down to it.
+fn walk_strings<'v>(
+    value: &'v Value,
+    steps: &mut Vec<Step<'v>>,
+    f: &mut dyn FnMut(&str, &[Step<'v>]),
+) {
     match value {
-        Value::String(s) => f(s, at),
+        Value::String(s) => f(s, steps),
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                walk_strings(item, &format!("{at}/{i}"), f);
+                steps.push(Step::Index(i));
+                walk_strings(item, steps, f);
+                steps.pop();
             }
         }
         Value::Object(map) => {
             for (k, item) in map {
-                walk_strings(item, &mex_envelope::pointer::join(at, k), f);
+                steps.push(Step::Key(k));
+                walk_strings(item, steps, f);
+                steps.pop();
             }
         }
         _ => {}
@@ -377,6 +440,63 @@ mod tests {
             .into_iter()
             .filter(|f| f.code.as_str() == "G-INTEGRITY.REPLAYED_OP_ID")
             .collect()
+    }
+
+    #[test]
+    fn path_like_keys_are_recognised_as_before_ignoring_ascii_case() {
+        // The allocating spelling this replaced, kept as the reference.
+        fn reference(key: &str) -> bool {
+            let key = key.to_ascii_lowercase();
+            ["path", "file", "dir", "uri", "filename"].iter().any(|k| {
+                key == *k || key.ends_with(&format!("_{k}")) || key.ends_with(&format!("_{k}s"))
+            }) || key == "paths"
+                || key == "files"
+        }
+        let keys = [
+            "path",
+            "PATH",
+            "Path",
+            "paths",
+            "files",
+            "file",
+            "dir",
+            "uri",
+            "filename",
+            "output_path",
+            "OUTPUT_PATH",
+            "input_files",
+            "input_FILES",
+            "src_dirs",
+            "a_uri",
+            "a_uris",
+            "my_filename",
+            "my_filenames",
+            "_path",
+            "_paths",
+            "s",
+            "S",
+            "",
+            "_",
+            "pathx",
+            "xpath",
+            "x_pathss",
+            "x-path",
+            "dirs",
+            "uris",
+            "filenames",
+            "x_dirS",
+            "x_Dir",
+            "ßpath",
+            "é_path",
+            "_é",
+            "x_ᵖath",
+            "seed",
+            "format",
+            "expr_ref",
+        ];
+        for key in keys {
+            assert_eq!(is_path_like_key(key), reference(key), "{key:?}");
+        }
     }
 
     #[test]

@@ -5,16 +5,19 @@
 use mex_envelope::{Input, PlannedOperation};
 
 use crate::codes::{Finding, deny};
-use crate::facts::Catalog;
 
-/// Check one operation.
-pub fn check_provenance(op: &PlannedOperation, catalog: &dyn Catalog) -> Vec<Finding> {
+/// Check one declared operation over the admission's facts: whether its
+/// inputs may be entity references, and the implementation it resolved to
+/// (or the finding saying why none did).
+pub fn check_provenance(
+    op: &PlannedOperation,
+    entity_inputs_allowed: bool,
+    implementation: Result<(), &Finding>,
+) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let entity_ok = catalog
-        .operation_facts(op)
-        .is_ok_and(|f| f.entity_inputs_allowed);
-    if let Err(finding) = catalog.resolve_implementation(op) {
-        findings.push(finding);
+    let entity_ok = entity_inputs_allowed;
+    if let Err(finding) = implementation {
+        findings.push(finding.clone());
     }
     for (i, input) in op.inputs.iter().enumerate() {
         if let Input::Entity(entity) = input

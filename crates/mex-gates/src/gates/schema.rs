@@ -40,14 +40,19 @@ pub fn parse_failure(err: &EnvelopeError) -> Finding {
     }
 }
 
-/// Check a typed operation: cross-field rules, declared engine and operation,
-/// params schema.
-pub fn check_schema(op: &PlannedOperation, catalog: &dyn Catalog) -> Vec<Finding> {
+/// Check a typed operation: cross-field rules, declared engine and operation
+/// (`declared`: the catalog's answer, looked up once per admission, with its
+/// findings when the engine or operation is unknown), params schema.
+pub fn check_schema(
+    op: &PlannedOperation,
+    declared: Result<(), &[Finding]>,
+    catalog: &dyn Catalog,
+) -> Vec<Finding> {
     if let Err(e) = op.validate() {
         return vec![parse_failure(&e)];
     }
-    if let Err(findings) = catalog.operation_facts(op) {
-        return findings;
+    if let Err(findings) = declared {
+        return findings.to_vec();
     }
     catalog
         .validate_params(op)
