@@ -412,6 +412,11 @@ struct Open {
 /// is not plain (or fails) with the strict reader, which decides and says
 /// what is wrong and where.
 pub(crate) fn is_plain_within(bytes: &[u8], budget: usize) -> bool {
+    // Only an object is plain: `serde_json` would also fill a struct from an
+    // array of its fields in order, which the strict reader refuses.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return false;
+    }
     let mut remaining = budget;
     let mut charge = |cost: usize| match remaining.checked_sub(cost) {
         Some(left) => {
@@ -901,6 +906,10 @@ mod tests {
             b"\xEF\xBB\xBF{}",
             br#"{"a": "unterminated}"#,
             b"{\"a\": +1}",
+            br#"["poe-1.0", "11111111-1111-4111-8111-000000000001"]"#,
+            br#"  [{"a": 1}]"#,
+            br#""a string""#,
+            b"7",
         ] {
             assert!(
                 !is_plain_within(not_plain, DEFAULT_VALUE_BUDGET),

@@ -44,6 +44,30 @@ fn base_parses_and_round_trips() {
 }
 
 #[test]
+fn an_envelope_written_as_an_array_of_its_fields_is_refused() {
+    // serde would fill the struct from its fields in order; the contract's
+    // envelope is an object, on every path.
+    let fields = [
+        "schema_version",
+        "op_id",
+        "engine_id",
+        "engine_version_req",
+        "operation",
+        "inputs",
+        "params",
+        "capabilities_requested",
+        "budget",
+        "determinism",
+    ];
+    let b = base();
+    let array = Value::Array(fields.iter().map(|f| b[*f].clone()).collect());
+    let err = PlannedOperation::from_json_slice(array.to_string().as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("expected a JSON object"), "{err}");
+    let spaced = format!("  \n{array}");
+    assert!(PlannedOperation::from_json_slice(spaced.as_bytes()).is_err());
+}
+
+#[test]
 fn operation_must_belong_to_engine() {
     let mut v = base();
     v["operation"] = json!("sandbox.run_shell");
