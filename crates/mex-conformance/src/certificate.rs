@@ -120,7 +120,32 @@ pub fn registry_entry_digest_with(
     entry_digest_in(registry_file, engine)
 }
 
-fn entry_digest_in(registry_file: &Path, engine: &str) -> Result<Sha256Digest, ConformanceError> {
+/// The files an engine's registry entry references (params schemas,
+/// operation files), as paths, from the overlay or registry file that holds
+/// the entry: what [`registry_entry_digest_with`] hashes besides the entry.
+pub(crate) fn registry_entry_files(
+    registry_file: &Path,
+    extra_dirs: &[PathBuf],
+    engine: &str,
+) -> Vec<PathBuf> {
+    let overlays =
+        mex_registry::internal::overlay_files(registry_file, extra_dirs).unwrap_or_default();
+    for file in overlays
+        .iter()
+        .chain(std::iter::once(&registry_file.to_path_buf()))
+    {
+        if let Ok((entry, base)) = entry_in(file, engine) {
+            let mut refs = Vec::new();
+            collect_files(&entry, &mut refs);
+            return refs.iter().map(|rel| base.join(rel)).collect();
+        }
+    }
+    Vec::new()
+}
+
+/// The raw entry of `engine` in `registry_file`, and the directory its
+/// referenced files are relative to.
+fn entry_in(registry_file: &Path, engine: &str) -> Result<(Value, PathBuf), ConformanceError> {
     let text = std::fs::read_to_string(registry_file)
         .map_err(|e| ConformanceError::io("read registry", registry_file, e))?;
     let doc: Value =
@@ -136,11 +161,21 @@ fn entry_digest_in(registry_file: &Path, engine: &str) -> Result<Sha256Digest, C
                 .iter()
                 .find(|e| e.get("engine_id").and_then(Value::as_str) == Some(engine))
         })
+        .cloned()
         .ok_or_else(|| ConformanceError::Registry {
             path: registry_file.to_path_buf(),
             message: format!("no engine {engine} in this file"),
         })?;
-    let base = registry_file.parent().unwrap_or(Path::new("."));
+    let base = registry_file
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    Ok((entry, base))
+}
+
+fn entry_digest_in(registry_file: &Path, engine: &str) -> Result<Sha256Digest, ConformanceError> {
+    let (entry, base) = entry_in(registry_file, engine)?;
+    let entry = &entry;
     let mut refs = Vec::new();
     collect_files(entry, &mut refs);
     let mut files = BTreeMap::new();
@@ -356,6 +391,8 @@ impl CertificateCertifier {
     /// the runtime's registry was loaded.
     pub fn with_registry_dirs(mut self, dirs: Vec<PathBuf>) -> Self {
         self.registry_dirs = dirs;
+        // What passed under other settings proves nothing under these.
+        self.memo = std::sync::Arc::default();
         self
     }
 
@@ -363,6 +400,16 @@ impl CertificateCertifier {
     /// `None` accepts unsigned certificates, as a home without a key does.
     pub fn with_trusted_key(mut self, key: Option<mex_attest::PublicKey>) -> Self {
         self.trusted_key = key;
+        // What passed without this key (or with another) proves nothing now.
+        self.memo = std::sync::Arc::default();
+        self
+    }
+
+    /// Remember passed checks only once the files they read are `window`
+    /// old (default 2 s). For tests, which cannot age a file's ctime.
+    #[doc(hidden)]
+    pub fn with_memo_window(mut self, window: std::time::Duration) -> Self {
+        self.memo = std::sync::Arc::new(crate::memo::Memo::with_window(window));
         self
     }
 
@@ -539,10 +586,17 @@ impl Certifier for CertificateCertifier {
         if self.memo.still_passes(&key) {
             return Ok(());
         }
+        let started = std::time::SystemTime::now();
+        self.verify(engine, implementation_id, version, code)?;
         let path = certificate_path(&self.dir, engine.as_str(), implementation_id, version);
-        self.memo.check(key, self.read_by_check(&path), || {
-            self.verify(engine, implementation_id, version, code)
-        })
+        let mut read = self.read_by_check(&path);
+        read.extend(registry_entry_files(
+            &self.registry_file,
+            &self.registry_dirs,
+            engine.as_str(),
+        ));
+        self.memo.remember(key, read, started);
+        Ok(())
     }
 }
 

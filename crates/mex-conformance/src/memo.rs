@@ -125,18 +125,14 @@ impl Memo {
         false
     }
 
-    /// Run `check`; if it passes, remember it against the stamps of `paths`
-    /// taken before it ran (so a change during the check is noticed next
-    /// time), when they are older than the window.
-    pub(crate) fn check(
-        &self,
-        key: Key,
-        paths: Vec<PathBuf>,
-        check: impl FnOnce() -> Result<(), String>,
-    ) -> Result<(), String> {
-        let started = SystemTime::now();
+    /// Remember that a check under `key`, started at `started`, passed,
+    /// having read `paths`: their stamps are taken now, and the pass is
+    /// remembered only if every one of them was last changed at least the
+    /// window before `started`. A file changed while the check ran has a
+    /// newer time, so a check that may have read it half-old is not
+    /// remembered.
+    pub(crate) fn remember(&self, key: Key, paths: Vec<PathBuf>, started: SystemTime) {
         let before = stamps(&paths);
-        check()?;
         if settled(&before, started, self.window) {
             let mut passed = self.passed.lock().unwrap_or_else(PoisonError::into_inner);
             if passed.len() >= MAX_REMEMBERED {
@@ -150,6 +146,19 @@ impl Memo {
                 },
             );
         }
+    }
+
+    /// Run `check` and remember it if it passed (see [`Memo::remember`]).
+    #[cfg(test)]
+    fn check(
+        &self,
+        key: Key,
+        paths: Vec<PathBuf>,
+        check: impl FnOnce() -> Result<(), String>,
+    ) -> Result<(), String> {
+        let started = SystemTime::now();
+        check()?;
+        self.remember(key, paths, started);
         Ok(())
     }
 }

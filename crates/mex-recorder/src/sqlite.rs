@@ -1023,6 +1023,10 @@ impl SyncMode {
     /// whether the connection now runs FULL, read back from SQLite.
     fn set(&mut self, conn: &Connection, full: bool) -> rusqlite::Result<bool> {
         if self.full != full {
+            // Until SQLite confirms the level, assume it does not fsync: if
+            // the pragma or the read-back fails, the next group that needs
+            // an fsync sets FULL again instead of trusting a stale flag.
+            self.full = false;
             conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
             let level: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
             // 2 = FULL, 3 = EXTRA: both fsync every commit.

@@ -228,16 +228,28 @@ fn bump(tx: &Connection, name: &str, by: u64) -> rusqlite::Result<()> {
 
 /// The number of entries and their bytes, as the triggers keep them.
 fn totals(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
-    conn.prepare_cached(
-        "SELECT (SELECT value FROM counters WHERE name = 'entry_count'),
-                (SELECT value FROM counters WHERE name = 'entry_bytes')",
-    )?
-    .query_row([], |r| {
-        Ok((
-            r.get::<_, Option<i64>>(0)?.unwrap_or(0),
-            r.get::<_, Option<i64>>(1)?.unwrap_or(0),
-        ))
-    })
+    let kept = conn
+        .prepare_cached(
+            "SELECT (SELECT value FROM counters WHERE name = 'entry_count'),
+                    (SELECT value FROM counters WHERE name = 'entry_bytes')",
+        )?
+        .query_row([], |r| {
+            Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?))
+        })?;
+    if let (Some(count), Some(bytes)) = kept {
+        return Ok((count, bytes));
+    }
+    // A row went missing (an older process that opened the file before
+    // its upgrade cleared the counters): count once and keep them again.
+    conn.execute_batch(
+        "INSERT OR REPLACE INTO counters (name, value) SELECT 'entry_count', count(*) FROM entries;
+         INSERT OR REPLACE INTO counters (name, value) SELECT 'entry_bytes', COALESCE(sum(bytes), 0) FROM entries;",
+    )?;
+    conn.query_row(
+        "SELECT count(*), COALESCE(sum(bytes), 0) FROM entries",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 impl ActionCache {
@@ -585,6 +597,27 @@ mod tests {
         let (counted, scanned) = counted_vs_scanned(&cache);
         assert_eq!(counted, scanned, "the totals drifted after clear");
         assert_eq!(counted.0, 1);
+    }
+
+    #[test]
+    fn missing_kept_totals_are_counted_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ActionCache::open_in(dir.path(), CacheLimits::default()).unwrap();
+        cache.put(&key(1), "e", "o", &value(1)).unwrap();
+        cache.put(&key(2), "e", "o", &value(2)).unwrap();
+        // What an older process's clear (before the upgrade) would do.
+        cache
+            .conn
+            .lock()
+            .unwrap()
+            .execute("DELETE FROM counters", [])
+            .unwrap();
+        let (counted, scanned) = counted_vs_scanned(&cache);
+        assert_eq!(counted, scanned);
+        assert_eq!(counted.0, 2);
+        cache.put(&key(3), "e", "o", &value(3)).unwrap();
+        let (counted, scanned) = counted_vs_scanned(&cache);
+        assert_eq!(counted, scanned, "the totals were not kept again");
     }
 
     #[test]

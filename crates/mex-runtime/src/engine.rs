@@ -314,9 +314,6 @@ pub(crate) struct RunState {
     pub inputs: Vec<ArtifactHandle>,
     pub store: Arc<ArtifactStore>,
     pub workspace: LazyWorkspace,
-    /// What [`ExecutionContext::workspace`] answers when the workspace
-    /// cannot be made (a path that does not exist; the run fails).
-    pub no_workspace: PathBuf,
     /// Staged bytes held in memory so far.
     pub memory_staged: AtomicU64,
     pub output_budget: u64,
@@ -360,7 +357,6 @@ impl RunState {
                 .collect(),
             store,
             workspace: LazyWorkspace::new(workspace_root.to_path_buf(), op.op_id),
-            no_workspace: workspace_root.join(".workspace-unavailable"),
             memory_staged: AtomicU64::new(0),
             output_budget: budget.output_bytes,
             budget: budget.to_spec(),
@@ -472,13 +468,14 @@ impl<'run> ExecutionContext<'run> {
 
     /// The run's shadow workspace, a private directory deleted after the run,
     /// made on the first call. Only what is written through `write_*`
-    /// becomes an artifact. If it cannot be made, the path returned does not
-    /// exist and the run fails with `RUNTIME.WORKSPACE_UNAVAILABLE`.
+    /// becomes an artifact. If it cannot be made, the path returned (the
+    /// run's own) does not exist and the run fails with
+    /// `RUNTIME.WORKSPACE_UNAVAILABLE`.
     pub fn workspace(&self) -> &Path {
         self.state
             .workspace
             .path()
-            .unwrap_or(&self.state.no_workspace)
+            .unwrap_or(self.state.workspace.intended())
     }
 
     /// Add an environment identifier to this run's provenance (e.g. kernel

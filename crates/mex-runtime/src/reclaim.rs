@@ -41,10 +41,19 @@ pub struct LiveDir {
 impl LiveDir {
     /// Make a fresh directory `<root>/<prefix>XXXXXX` and lock it.
     pub fn create(root: &Path, prefix: &str) -> io::Result<Self> {
+        Self::create_with(root, tempfile::Builder::new().prefix(prefix))
+    }
+
+    /// Make the directory `<root>/<name>` (which must not exist) and lock it.
+    pub fn create_exact(root: &Path, name: &str) -> io::Result<Self> {
+        Self::create_with(root, tempfile::Builder::new().prefix(name).rand_bytes(0))
+    }
+
+    fn create_with(root: &Path, builder: &mut tempfile::Builder<'_, '_>) -> io::Result<Self> {
         std::fs::create_dir_all(root)?;
         let guard = root_lock(root)?;
         guard.lock_shared()?;
-        let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(root)?;
+        let dir = builder.tempdir_in(root)?;
         let lock = File::open(dir.path())?;
         lock.try_lock().map_err(|e| match e {
             std::fs::TryLockError::Error(e) => e,

@@ -97,7 +97,14 @@ impl MexRuntime {
                 ));
                 let wall = Duration::from_millis(budget.wall_time_ms);
                 let end = run_on_worker(engine, state.clone(), wall, None);
-                if !matches!(end, RunEnd::Completed) {
+                // Closed and removed whatever happened, even if the engine's
+                // thread is still running.
+                state.close();
+                let unavailable = state.workspace.failure().is_some();
+                state.workspace.remove();
+                // Only a run that completed with a workspace it needed says
+                // anything about determinism.
+                if !matches!(end, RunEnd::Completed) || unavailable {
                     return;
                 }
                 let got: Vec<(Role, Sha256Digest)> = state
@@ -106,8 +113,6 @@ impl MexRuntime {
                     .filter(|s| s.role != Role::Log)
                     .map(|s| (s.role, s.digest))
                     .collect();
-                state.close();
-                state.workspace.remove();
                 if got == expected {
                     return;
                 }

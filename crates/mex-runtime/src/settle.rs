@@ -433,12 +433,18 @@ fn with_merged_log(staged: Vec<Staged>) -> Result<Vec<Staged>, Vec<GateDenial>> 
     }
     let mut text = Vec::new();
     for part in &log_parts {
-        text.extend_from_slice(
-            &part
-                .body
-                .bytes()
-                .map_err(|e| vec![internal(format!("log part unreadable: {e}"))])?,
-        );
+        let bytes = part
+            .body
+            .bytes()
+            .map_err(|e| vec![internal(format!("log part unreadable: {e}"))])?;
+        // A part staged as a file is re-hashed: it must be what was written.
+        if bytes.len() as u64 != part.size || mex_envelope::Sha256Digest::of(&bytes) != part.digest
+        {
+            return Err(vec![internal(
+                "a staged log part changed or vanished before ingest".to_owned(),
+            )]);
+        }
+        text.extend_from_slice(&bytes);
     }
     parts.push(Staged {
         role: Role::Log,

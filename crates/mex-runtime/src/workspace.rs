@@ -10,7 +10,12 @@
 //! see [`crate::reclaim`]), with its `staged/` directory, and removed when
 //! the run settles.
 //!
-//! If it cannot be made, the reason is kept and the run fails with
+//! Its name (`<op_id>-<random>`, a workspace name [`crate::reclaim`]
+//! recognizes) is chosen up front, so the path an engine is given is the
+//! run's own even when the directory cannot be made or is already gone (an
+//! engine still running after its run settled): a directory an engine makes
+//! there itself is unlocked and workspace-named, so reclaim removes it. If
+//! the workspace cannot be made, the reason is kept and the run fails with
 //! `RUNTIME.WORKSPACE_UNAVAILABLE`; a run that never needed it cannot fail
 //! that way.
 
@@ -27,7 +32,8 @@ pub(crate) const STAGED: &str = "staged";
 #[derive(Debug)]
 enum State {
     NotMade,
-    Live(LiveDir),
+    /// Held for its drop, which removes and unlocks the directory.
+    Live(#[allow(dead_code, reason = "held for its Drop")] LiveDir),
     Failed(String),
     Removed,
 }
@@ -37,43 +43,57 @@ enum State {
 #[derive(Debug)]
 pub(crate) struct LazyWorkspace {
     root: PathBuf,
-    op_id: Uuid,
+    name: String,
+    /// `root/name`: the path whether or not the directory exists.
+    path: PathBuf,
     state: Mutex<State>,
     /// Set once, under the lock, when the directory is made.
-    path: OnceLock<PathBuf>,
+    made: OnceLock<()>,
 }
 
 impl LazyWorkspace {
     /// The workspace of `op_id` under `root`; nothing is made yet.
     pub(crate) fn new(root: PathBuf, op_id: Uuid) -> Self {
+        let suffix = Uuid::new_v4().simple().to_string();
+        let name = format!(
+            "{}-{}",
+            op_id.hyphenated(),
+            suffix.get(..12).unwrap_or(&suffix)
+        );
         Self {
+            path: root.join(&name),
             root,
-            op_id,
+            name,
             state: Mutex::new(State::NotMade),
-            path: OnceLock::new(),
+            made: OnceLock::new(),
         }
+    }
+
+    /// Where the workspace is (or would be): the path an engine is given.
+    pub(crate) fn intended(&self) -> &Path {
+        &self.path
     }
 
     /// The workspace's path, making it (with `staged/`) on the first call.
     /// After [`LazyWorkspace::remove`] a workspace never made is not made.
     pub(crate) fn path(&self) -> Result<&Path, String> {
-        if let Some(path) = self.path.get() {
-            return Ok(path);
+        if self.made.get().is_some() {
+            return Ok(&self.path);
         }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match &*state {
             State::NotMade => match self.make() {
                 Ok(dir) => {
-                    let path = self.path.get_or_init(|| dir.path().to_path_buf());
                     *state = State::Live(dir);
-                    Ok(path)
+                    let _ = self.made.set(());
+                    Ok(&self.path)
                 }
                 Err(why) => {
                     *state = State::Failed(why.clone());
                     Err(why)
                 }
             },
-            State::Live(dir) => Ok(self.path.get_or_init(|| dir.path().to_path_buf())),
+            State::Live(_) => Ok(&self.path),
             State::Failed(why) => Err(why.clone()),
             State::Removed => Err("the run is over; its workspace is gone".to_owned()),
         }
@@ -97,7 +117,7 @@ impl LazyWorkspace {
     }
 
     fn make(&self) -> Result<LiveDir, String> {
-        let dir = crate::reclaim::create_workspace(&self.root, &self.op_id).map_err(|e| {
+        let dir = crate::reclaim::LiveDir::create_exact(&self.root, &self.name).map_err(|e| {
             format!(
                 "cannot create a shadow workspace under {}: {e}",
                 self.root.display()

@@ -644,6 +644,25 @@ fn a_large_output_is_staged_as_a_file_and_a_rewritten_one_is_refused() {
 }
 
 #[test]
+fn a_log_part_rewritten_after_staging_is_refused() {
+    let home = common::home();
+    let rt = common::runtime(&home);
+    let before = home.store.list().unwrap().len();
+    let result = rt.execute(common::op(
+        "calc.echo",
+        json!({"text": "x", "behaviour": "big_log_tamper"}),
+    ));
+    assert_eq!(result.status, ResultStatus::Failed, "{result:?}");
+    assert!(
+        codes(&result).contains(&"G-RESULT.OUTPUT_UNVERIFIED".to_owned()),
+        "{:?}",
+        codes(&result)
+    );
+    assert!(result.logs_ref.is_none());
+    assert_eq!(home.store.list().unwrap().len(), before);
+}
+
+#[test]
 fn a_workspace_that_cannot_be_made_fails_only_the_runs_that_need_it() {
     let home = common::home();
     let runs = home.dir.path().join("runs");

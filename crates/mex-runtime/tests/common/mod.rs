@@ -132,6 +132,16 @@ impl Engine for TestEngine {
                         .map_err(|e| EngineFailure::new("CALC_FAILED", e.to_string()))?;
                 }
             }
+            "big_log_tamper" => {
+                // A log part past the memory limit is staged as a file; the
+                // engine rewrites it after writing it.
+                ctx.write_log(&"l".repeat(300 * 1024))
+                    .map_err(|e| EngineFailure::new("CALC_FAILED", e.to_string()))?;
+                let staged = ctx.workspace().join("staged").join("0000");
+                std::fs::write(&staged, "X".repeat(300 * 1024))
+                    .map_err(|e| EngineFailure::new("CALC_FAILED", e.to_string()))?;
+                write(text.as_bytes())?;
+            }
             "scratch" => {
                 let scratch = ctx.workspace().join("scratch.txt");
                 std::fs::write(&scratch, text.as_bytes())
