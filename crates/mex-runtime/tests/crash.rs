@@ -57,8 +57,14 @@ fn run_from_threads(
             std::thread::spawn(move || {
                 let mut done = 0;
                 for i in 0..per_thread.unwrap_or(u64::MAX) {
-                    let text = format!("{t}-{i}-{}", Uuid::new_v4());
-                    let result = rt.execute(common::op("calc.echo", json!({ "text": text })));
+                    // Odd threads' engines use their shadow workspace (made
+                    // on first use), so a kill also leaves live workspaces.
+                    let params = if t % 2 == 1 {
+                        json!({ "text": format!("echo: {t}-{i}-{}", Uuid::new_v4()), "behaviour": "scratch" })
+                    } else {
+                        json!({ "text": format!("{t}-{i}-{}", Uuid::new_v4()) })
+                    };
+                    let result = rt.execute(common::op("calc.echo", params));
                     assert_eq!(result.status, ResultStatus::Succeeded, "{result:?}");
                     done += 1;
                     if print {
@@ -172,4 +178,16 @@ fn every_returned_result_survives_sigkill_with_8_operations_in_flight() {
         report.is_ok(),
         "half-written or damaged artifacts: {report:?}"
     );
+    // The killed processes' shadow workspaces are gone once the next
+    // runtime is built (it reclaims the dead ones).
+    drop(runtime_at(dir.path()));
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("runs"))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| mex_runtime::reclaim::is_workspace_name(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "workspaces of killed runs left: {left:?}");
 }
