@@ -182,7 +182,7 @@ fn a_sigkilled_mex_run_leaves_no_process_and_gc_reclaims_its_directories() {
     // sandbox engine started meanwhile by another process may have reclaimed
     // the jail already.)
     let root = mex_runtime::reclaim::default_workspace_root(&home.join("artifacts"));
-    let ws = vec![root.join(format!("{}-deadrun", uuid::Uuid::new_v4().hyphenated()))];
+    let ws = [root.join(format!("{}-deadrun", uuid::Uuid::new_v4().hyphenated()))];
     std::fs::create_dir_all(ws[0].join("staged")).unwrap();
     let jail_left = jail.exists();
     let out = mex(&home, &["gc"]);
