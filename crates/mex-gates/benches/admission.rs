@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
         "budget": {"wall_time_ms": 1000}, "determinism": "D2"
     }))
     .unwrap();
-    assert!(pipeline.admit_json(&typical).1.result.is_ok());
+    assert!(pipeline.admit_json(&typical).result.is_ok());
 
     let big = vec![b'x'; 1 << 20];
     let handle = store
@@ -74,7 +74,7 @@ fn bench(c: &mut Criterion) {
         "capabilities_requested": ["fs.read:inputs", "fs.write:artifacts"], "budget": {}, "determinism": "D3"
     }))
     .unwrap();
-    let admitted = pipeline.admit_json(&with_input).1;
+    let admitted = pipeline.admit_json(&with_input);
     assert!(admitted.result.is_ok(), "{:?}", admitted.outcomes);
 
     let mut group = c.benchmark_group("admission");

@@ -421,25 +421,23 @@ impl Pipeline {
         self.global.iter().map(|g| g.id()).collect()
     }
 
-    /// Admit raw, untrusted bytes.
-    pub fn admit_json(&self, bytes: &[u8]) -> (Option<PlannedOperation>, Admission) {
+    /// Admit raw, untrusted bytes. (An admitted operation is in the
+    /// decision; a caller that needs the operation whatever the decision
+    /// parses it and calls [`Pipeline::admit`].)
+    pub fn admit_json(&self, bytes: &[u8]) -> Admission {
         match PlannedOperation::from_json_slice(bytes) {
-            Ok(op) => {
-                let admission = self.admit(op.clone());
-                (Some(op), admission)
-            }
+            Ok(op) => self.admit(op),
             Err(e) => {
                 let finding = parse_failure(&e);
                 let outcome = GateOutcome {
                     gate: finding.gate.clone(),
                     findings: vec![finding.clone()],
                 };
-                let admission = Admission {
+                Admission {
                     outcomes: vec![outcome],
                     capabilities: Vec::new(),
                     result: Err(vec![finding]),
-                };
-                (None, admission)
+                }
             }
         }
     }

@@ -194,7 +194,7 @@ fn run_case(path: &Path, templates: &Value) -> Result<(), String> {
         serde_json::to_vec(&doc).unwrap()
     };
     let replay = case.get("replay").and_then(Value::as_bool) == Some(true);
-    let (_, mut admission) = pipeline.admit_json(&bytes);
+    let mut admission = pipeline.admit_json(&bytes);
     if replay {
         match &admission.result {
             Err(d) => {
@@ -211,7 +211,7 @@ fn run_case(path: &Path, templates: &Value) -> Result<(), String> {
                 );
             }
         }
-        admission = pipeline.admit_json(&bytes).1;
+        admission = pipeline.admit_json(&bytes);
     }
     let findings: Vec<GateDenial> = admission
         .outcomes

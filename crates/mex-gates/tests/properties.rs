@@ -29,7 +29,7 @@ fn admitted_physics(env: &common::Env) -> Value {
 }
 
 fn admit(pipeline: &mex_gates::internal::Pipeline, doc: &Value) -> mex_gates::internal::Admission {
-    pipeline.admit_json(&serde_json::to_vec(doc).unwrap()).1
+    pipeline.admit_json(&serde_json::to_vec(doc).unwrap())
 }
 
 const NOT_ALLOWED_OR_NOT_GRANTED: [&str; 10] = [

@@ -19,7 +19,7 @@ use serde_json::json;
 
 fn admit(env: &common::Env, doc: serde_json::Value) -> AdmissionProof {
     let pipeline = common::pipeline(env, common::policy(), None, None);
-    let admission = pipeline.admit_json(&serde_json::to_vec(&doc).unwrap()).1;
+    let admission = pipeline.admit_json(&serde_json::to_vec(&doc).unwrap());
     admission.result.unwrap_or_else(|d| panic!("{d:?}"))
 }
 

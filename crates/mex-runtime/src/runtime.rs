@@ -554,7 +554,7 @@ impl MexRuntime {
     pub fn validate_json(&self, bytes: &[u8]) -> Vec<GateOutcome> {
         // Admission only looks claims up; the claim is made by `execute`
         // when it records the admission.
-        self.pipeline.admit_json(bytes).1.outcomes
+        self.pipeline.admit_json(bytes).outcomes
     }
 
     /// Execute untrusted JSON. Always returns an EngineResult, and never
@@ -625,7 +625,7 @@ impl MexRuntime {
                 // the refused document again (it may be huge or hostile);
                 // `admit_json` re-reads it only within the envelope cap.
                 let op_id = PlannedOperation::refusal_id(PlannedOperation::claimed_op_id(bytes));
-                let (_, admission) = self.pipeline.admit_json(bytes);
+                let admission = self.pipeline.admit_json(bytes);
                 let mut draft = Draft::new(op_id, started_at, ResultStatus::Denied);
                 draft.denials = admission.result.err().unwrap_or_default();
                 let events: Vec<EventDraft> = draft
