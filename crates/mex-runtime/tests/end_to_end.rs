@@ -624,10 +624,21 @@ fn a_large_output_is_staged_as_a_file_and_a_rewritten_one_is_refused() {
         vec![b'b'; 300 * 1024]
     );
 
+    let result = tampered_run_is_refused(&home, &rt, "big_tamper");
+    assert!(result.outputs.is_empty());
+}
+
+/// Run a behaviour whose engine rewrites a staged file: the run fails
+/// `G-RESULT.OUTPUT_UNVERIFIED` and nothing reaches the store.
+fn tampered_run_is_refused(
+    home: &common::Home,
+    rt: &mex_runtime::MexRuntime,
+    behaviour: &str,
+) -> EngineResult {
     let before = home.store.list().unwrap().len();
     let result = rt.execute(common::op(
         "calc.echo",
-        json!({"text": "x", "behaviour": "big_tamper"}),
+        json!({"text": "x", "behaviour": behaviour}),
     ));
     assert_eq!(result.status, ResultStatus::Failed, "{result:?}");
     assert!(
@@ -635,31 +646,20 @@ fn a_large_output_is_staged_as_a_file_and_a_rewritten_one_is_refused() {
         "{:?}",
         codes(&result)
     );
-    assert!(result.outputs.is_empty());
     assert_eq!(
         home.store.list().unwrap().len(),
         before,
-        "a rewritten output was stored"
+        "a rewritten staged file was stored"
     );
+    result
 }
 
 #[test]
 fn a_log_part_rewritten_after_staging_is_refused() {
     let home = common::home();
     let rt = common::runtime(&home);
-    let before = home.store.list().unwrap().len();
-    let result = rt.execute(common::op(
-        "calc.echo",
-        json!({"text": "x", "behaviour": "big_log_tamper"}),
-    ));
-    assert_eq!(result.status, ResultStatus::Failed, "{result:?}");
-    assert!(
-        codes(&result).contains(&"G-RESULT.OUTPUT_UNVERIFIED".to_owned()),
-        "{:?}",
-        codes(&result)
-    );
+    let result = tampered_run_is_refused(&home, &rt, "big_log_tamper");
     assert!(result.logs_ref.is_none());
-    assert_eq!(home.store.list().unwrap().len(), before);
 }
 
 #[test]
