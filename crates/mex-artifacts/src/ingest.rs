@@ -16,6 +16,9 @@ use mex_envelope::{Sha256Digest, Sha256Writer};
 
 /// Size of one I/O buffer.
 pub(crate) const CHUNK: usize = 1 << 20;
+/// The first read's buffer: inputs shorter than this are read, hashed and
+/// written without taking a full [`CHUNK`].
+const SMALL: usize = 64 << 10;
 /// Buffers in flight in the pipeline.
 pub(crate) const POOL: usize = 8;
 
@@ -72,8 +75,15 @@ where
     R: Read + ?Sized,
     W: Write + Send,
 {
-    let mut first = vec![0u8; CHUNK];
-    let n = fill(reader, &mut first, 0)?;
+    // Most payloads are small: read into a small buffer first and take the
+    // full chunk only when it fills (zeroing 1 MiB for a 100-byte output was
+    // the largest item of a cache hit's verification).
+    let mut first = vec![0u8; SMALL];
+    let mut n = fill(reader, &mut first, 0)?;
+    if n == SMALL {
+        first.resize(CHUNK, 0);
+        n += fill(reader, &mut first[SMALL..], SMALL as u64)?;
+    }
     if (n as u64) > limit {
         return Err(IngestError::TooLarge);
     }
@@ -198,6 +208,9 @@ mod tests {
         for len in [
             0usize,
             1,
+            SMALL - 1,
+            SMALL,
+            SMALL + 1,
             CHUNK - 1,
             CHUNK,
             CHUNK + 1,

@@ -16,13 +16,23 @@
 //! its artifacts, or that a crash left behind, is dropped, never served.
 //! Counters (hits, misses, evictions, re-executions, mismatches) live in the
 //! same file, in the transaction that changes them.
+//!
+//! Marking a served hit (most recently used, one more hit) is the one write
+//! a hit would make; under load it is batched: the first hit after a quiet
+//! second is marked at once, later ones wait (at most [`SERVED_BATCH`] of
+//! them, at most [`SERVED_DELAY`]) and are marked together, by the next
+//! hit that finds the batch due, inside the next put's transaction, before
+//! [`ActionCache::stats`], or when the cache is dropped. A process killed
+//! with marks pending loses them: a hit count and a recency hint, never an
+//! entry or a result (the Flight Recorder records every hit).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::proof::AdmissionProof;
 use mex_envelope::{ArtifactHandle, ProvenanceRecord, Sha256Digest, UtcTimestamp, canonical};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -151,6 +161,62 @@ pub struct ActionCache {
     path: PathBuf,
     limits: CacheLimits,
     conn: Mutex<Connection>,
+    served: Mutex<ServedMarks>,
+}
+
+/// Most served hits marked in one write.
+pub(crate) const SERVED_BATCH: usize = 64;
+/// Longest a served hit waits to be marked while hits keep coming.
+pub(crate) const SERVED_DELAY: Duration = Duration::from_secs(1);
+
+/// Served hits not yet marked in the file.
+#[derive(Debug)]
+struct ServedMarks {
+    keys: Vec<Sha256Digest>,
+    /// When marks were last written; `None` before the first.
+    last_write: Option<Instant>,
+    /// [`SERVED_DELAY`] (tests lengthen it).
+    delay: Duration,
+}
+
+impl Default for ServedMarks {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            last_write: None,
+            delay: SERVED_DELAY,
+        }
+    }
+}
+
+impl ServedMarks {
+    /// Add `key`; whether the batch is due now.
+    fn add(&mut self, key: Sha256Digest) -> bool {
+        self.keys.push(key);
+        self.keys.len() >= SERVED_BATCH
+            || self.last_write.is_none_or(|at| at.elapsed() >= self.delay)
+    }
+
+    fn take(&mut self) -> Vec<Sha256Digest> {
+        if !self.keys.is_empty() {
+            self.last_write = Some(Instant::now());
+        }
+        std::mem::take(&mut self.keys)
+    }
+}
+
+/// Mark `keys` served, in order: most recently used, one more hit each.
+fn mark_served(tx: &Connection, keys: &[Sha256Digest]) -> rusqlite::Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached(
+        "UPDATE entries SET last_used = (SELECT COALESCE(max(last_used), 0) + 1 FROM entries), hits = hits + 1 WHERE key = ?1",
+    )?;
+    for key in keys {
+        stmt.execute([key.as_bytes().as_slice()])?;
+    }
+    bump(tx, "hits", u64::try_from(keys.len()).unwrap_or(u64::MAX))
 }
 
 /// The code identity of an implementation: `<file>=<pinned digest>` for a
@@ -272,6 +338,11 @@ impl ActionCache {
         let conn = Connection::open(&path).map_err(fail("open"))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(fail("set the busy timeout"))?;
+        // Plans that ignore bound values, as the recorder's writer has
+        // (its `pin_plans` says why): cached statements are not compiled
+        // again when their parameters are rebound.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+            .map_err(fail("pin query plans"))?;
         let _: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(fail("switch to WAL"))?;
@@ -300,6 +371,7 @@ impl ActionCache {
             path,
             limits,
             conn: Mutex::new(conn),
+            served: Mutex::new(ServedMarks::default()),
         })
     }
 
@@ -343,19 +415,38 @@ impl ActionCache {
     }
 
     /// A hit under `key` was served: mark the entry most recently used and
-    /// count the hit, in one transaction.
+    /// count the hit, now or with the next batch (see the module docs).
     pub(crate) fn served(&self, key: &Sha256Digest) {
+        let due = self
+            .served
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add(*key);
+        if due {
+            self.write_served();
+        }
+    }
+
+    /// The served hits not yet marked, taken for writing.
+    fn take_served(&self) -> Vec<Sha256Digest> {
+        self.served
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Mark every pending served hit, in one transaction. Marks are hints:
+    /// a failure drops them.
+    fn write_served(&self) {
+        let keys = self.take_served();
+        if keys.is_empty() {
+            return;
+        }
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let Ok(tx) = conn.transaction_with_behavior(TransactionBehavior::Immediate) else {
             return;
         };
-        let marked = tx
-            .prepare_cached(
-                "UPDATE entries SET last_used = (SELECT COALESCE(max(last_used), 0) + 1 FROM entries), hits = hits + 1 WHERE key = ?1",
-            )
-            .and_then(|mut s| s.execute([key.as_bytes().as_slice()]))
-            .and_then(|_| bump(&tx, "hits", 1));
-        if marked.is_ok() {
+        if mark_served(&tx, &keys).is_ok() {
             let _ = tx.commit();
         }
     }
@@ -378,11 +469,15 @@ impl ActionCache {
         if bytes > self.limits.max_bytes || self.limits.max_entries == 0 {
             return Ok(());
         }
+        // Pending hit marks go first, in this transaction: eviction then
+        // sees every hit this process served.
+        let served = self.take_served();
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.err("store an entry"))?;
         let write = || -> rusqlite::Result<()> {
+            mark_served(&tx, &served)?;
             let now = now_ms();
             tx.prepare_cached(
                 "INSERT INTO entries (key, engine_id, operation, value, bytes, created_ms, last_used)
@@ -435,6 +530,7 @@ impl ActionCache {
 
     /// Entries, bytes, bounds and counters.
     pub fn stats(&self) -> Result<CacheStats, CacheError> {
+        self.write_served();
         let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let read = || -> rusqlite::Result<CacheStats> {
             let (entries, bytes) = totals(&conn)?;
@@ -466,6 +562,8 @@ impl ActionCache {
     /// Remove every entry and reset the counters; returns how many entries
     /// were removed.
     pub fn clear(&self) -> Result<u64, CacheError> {
+        // Marks for entries about to go, counted by counters about to reset.
+        drop(self.take_served());
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -482,6 +580,12 @@ impl ActionCache {
             .map_err(self.err("clear"))?;
         tx.commit().map_err(self.err("clear"))?;
         Ok(u64::try_from(removed).unwrap_or(u64::MAX))
+    }
+}
+
+impl Drop for ActionCache {
+    fn drop(&mut self) {
+        self.write_served();
     }
 }
 
@@ -534,6 +638,90 @@ mod tests {
         assert_eq!(stats.hits, 1, "only the served hit counts");
         assert_eq!(again.clear().unwrap(), 2);
         assert_eq!(again.stats().unwrap().entries, 0);
+    }
+
+    /// A cache whose served marks wait (an hour, so no test depends on
+    /// how fast it runs) once a first mark has been written.
+    fn batching(dir: &Path, limits: CacheLimits) -> ActionCache {
+        let cache = ActionCache::open_in(dir, limits).unwrap();
+        let mut marks = cache.served.lock().unwrap();
+        marks.delay = Duration::from_secs(3600);
+        marks.last_write = Some(Instant::now());
+        drop(marks);
+        cache
+    }
+
+    fn hits_seen_by_another_handle(dir: &Path) -> u64 {
+        ActionCache::open_in(dir, CacheLimits::default())
+            .unwrap()
+            .stats()
+            .unwrap()
+            .hits
+    }
+
+    #[test]
+    fn the_first_hit_after_a_quiet_spell_is_marked_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ActionCache::open_in(dir.path(), CacheLimits::default()).unwrap();
+        cache.put(&key(1), "e", "o", &value(1)).unwrap();
+        cache.served(&key(1));
+        assert_eq!(hits_seen_by_another_handle(dir.path()), 1);
+    }
+
+    #[test]
+    fn hits_under_load_are_marked_in_batches_and_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = batching(dir.path(), CacheLimits::default());
+        cache.put(&key(1), "e", "o", &value(1)).unwrap();
+        for _ in 0..SERVED_BATCH - 1 {
+            cache.served(&key(1));
+        }
+        assert_eq!(hits_seen_by_another_handle(dir.path()), 0, "still pending");
+        cache.served(&key(1));
+        let batch = u64::try_from(SERVED_BATCH).unwrap();
+        assert_eq!(
+            hits_seen_by_another_handle(dir.path()),
+            batch,
+            "a full batch is written"
+        );
+        cache.served(&key(1));
+        assert_eq!(hits_seen_by_another_handle(dir.path()), batch);
+        drop(cache);
+        assert_eq!(
+            hits_seen_by_another_handle(dir.path()),
+            batch + 1,
+            "written on drop"
+        );
+    }
+
+    #[test]
+    fn pending_hits_count_for_eviction_and_stats() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = CacheLimits {
+            max_entries: 2,
+            max_bytes: u64::MAX,
+        };
+        let cache = batching(dir.path(), limits);
+        cache.put(&key(1), "e", "o", &value(1)).unwrap();
+        cache.put(&key(2), "e", "o", &value(2)).unwrap();
+        // Pending: 1 is the most recently used only once the mark is written.
+        cache.served(&key(1));
+        cache.put(&key(3), "e", "o", &value(3)).unwrap();
+        assert!(
+            cache.get(&key(1)).unwrap().is_some(),
+            "the put wrote the pending mark first"
+        );
+        assert!(cache.get(&key(2)).unwrap().is_none());
+        cache.served(&key(3));
+        assert_eq!(cache.stats().unwrap().hits, 2, "stats writes pending marks");
+        cache.served(&key(3));
+        assert_eq!(cache.clear().unwrap(), 2);
+        drop(cache);
+        assert_eq!(
+            hits_seen_by_another_handle(dir.path()),
+            0,
+            "clear dropped the pending mark"
+        );
     }
 
     #[test]
