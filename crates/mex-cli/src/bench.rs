@@ -6,8 +6,9 @@
 //! filesystem of `--dir` (default: the home's), removed afterwards. It
 //! reports operations per second, latency p50 and p99, the p50 of a D3
 //! cache hit, and the filesystem's fsync latency measured in the same run
-//! (200 bytes written and fsynced, before and after the operations), so every
-//! figure reads against the disk's floor. `--preload-events M` appends M
+//! (200 bytes written and fsynced, before and after the operations) and the
+//! cost of making one new small file durable (create, write, fsync the file
+//! and its directory), so every figure reads against the disk's floor. `--preload-events M` appends M
 //! events to the recorder first, to see how the figures hold as the log
 //! grows. Cache-hit re-execution is off during the run (it would add engine
 //! runs the figures do not count).
@@ -32,7 +33,7 @@ use crate::{CliError, exit};
 
 /// Cache hits timed for the cache-hit p50.
 const CACHE_HITS: usize = 200;
-/// fsyncs timed before and after the operations.
+/// fsyncs (and new files) timed before and after the operations.
 const FSYNCS: usize = 100;
 /// Events per preload transaction.
 const PRELOAD_BATCH: usize = 4096;
@@ -144,6 +145,38 @@ fn fsync_samples(dir: &Path, n: usize) -> Result<Vec<u64>, CliError> {
     Ok(out)
 }
 
+/// Latencies of making a new 200-byte file durable in a fresh directory on
+/// `dir`'s filesystem: create, write, fsync the file, fsync the directory.
+fn new_file_samples(dir: &Path, n: usize) -> Result<Vec<u64>, CliError> {
+    let probe = tempfile::Builder::new()
+        .prefix("new-file-probe-")
+        .tempdir_in(dir)
+        .map_err(|e| {
+            CliError::internal(format!(
+                "cannot measure file creation in {}: {e}; check that the directory is writable",
+                dir.display()
+            ))
+        })?;
+    let fail = |e: std::io::Error| {
+        CliError::internal(format!(
+            "cannot measure file creation in {}: {e}",
+            probe.path().display()
+        ))
+    };
+    let parent = std::fs::File::open(probe.path()).map_err(fail)?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        let mut file =
+            std::fs::File::create_new(probe.path().join(format!("f{i}"))).map_err(fail)?;
+        file.write_all(&[b'x'; 200]).map_err(fail)?;
+        file.sync_all().map_err(fail)?;
+        parent.sync_all().map_err(fail)?;
+        out.push(micros(t.elapsed()));
+    }
+    Ok(out)
+}
+
 fn runtime(home: &Path, recorder: Arc<dyn FlightRecorder>) -> Result<MexRuntime, CliError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         CliError::internal(format!("mex bench cannot {what}: {e}"))
@@ -213,6 +246,7 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<u8, CliError> {
         })?;
     let dir = temp.path();
     let mut fsyncs = fsync_samples(dir, FSYNCS)?;
+    let mut new_files = new_file_samples(dir, FSYNCS)?;
     let recorder: Arc<dyn FlightRecorder> = Arc::new(
         SqliteRecorder::open(dir)
             .map_err(|e| CliError::internal(format!("mex bench cannot open a recorder: {e}")))?,
@@ -277,6 +311,8 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<u8, CliError> {
     hits.sort_unstable();
     fsyncs.extend(fsync_samples(dir, FSYNCS)?);
     fsyncs.sort_unstable();
+    new_files.extend(new_file_samples(dir, FSYNCS)?);
+    new_files.sort_unstable();
 
     #[allow(clippy::cast_precision_loss, reason = "a rate shown with one decimal")]
     let ops_per_s = latencies.len() as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
@@ -290,6 +326,7 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<u8, CliError> {
         latency_p99_us: quantile(&latencies, 0.99),
         cache_hit_p50_us: quantile(&hits, 0.5),
         fsync_p50_us: quantile(&fsyncs, 0.5),
+        new_file_p50_us: quantile(&new_files, 0.5),
     };
     drop(rt);
     drop(temp);
@@ -312,6 +349,10 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<u8, CliError> {
         outln!(
             "fsync p50       {:>10} us (200 bytes, same filesystem)",
             report.fsync_p50_us
+        );
+        outln!(
+            "new file p50    {:>10} us (create, write 200 bytes, fsync file and directory)",
+            report.new_file_p50_us
         );
     }
     Ok(exit::OK)

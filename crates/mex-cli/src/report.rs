@@ -320,6 +320,10 @@ pub struct BenchReport {
     pub cache_hit_p50_us: u64,
     /// Median fsync of a 200-byte write on the same filesystem, microseconds.
     pub fsync_p50_us: u64,
+    /// Median cost of making one new small file durable on the same
+    /// filesystem (create, write 200 bytes, fsync it, fsync its directory),
+    /// microseconds: the floor of storing one new artifact.
+    pub new_file_p50_us: u64,
 }
 
 /// `(schema name, schema)` for every type above that is printed.

@@ -753,3 +753,50 @@ fn edit_first_event(home: &Path) {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+/// `mex bench --json` prints one report that the published schema accepts
+/// (checked by a validator other than the code that wrote the schema), with
+/// the run it was asked for and every figure measured.
+#[test]
+fn bench_json_matches_its_published_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("h");
+    let out = mex(
+        &home,
+        &[
+            "bench",
+            "--ops",
+            "12",
+            "--concurrency",
+            "3",
+            "--json",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("schemas/bench-report.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let problems: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(problems.is_empty(), "{problems:?}\n{report:#}");
+    assert_eq!(
+        (report["ops"].as_u64(), report["concurrency"].as_u64()),
+        (Some(12), Some(3))
+    );
+    assert!(report["ops_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["latency_p50_us"].as_u64() <= report["latency_p99_us"].as_u64());
+    // Nothing of the temporary home is left behind.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "h")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
