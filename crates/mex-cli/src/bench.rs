@@ -196,6 +196,8 @@ fn runtime(home: &Path, recorder: Arc<dyn FlightRecorder>) -> Result<MexRuntime,
         .store(Arc::new(store))
         .recorder(recorder)
         .engine(Arc::new(Echo(engine.clone())))
+        // Inside the temporary home, so nothing of the run outlives it.
+        .workspace_root(home.join("runs"))
         .trust_uncertified(engine)
         .cache_reexecute_fraction(0.0)
         .build()

@@ -792,11 +792,33 @@ fn bench_json_matches_its_published_schema() {
     );
     assert!(report["ops_per_s"].as_f64().unwrap() > 0.0);
     assert!(report["latency_p50_us"].as_u64() <= report["latency_p99_us"].as_u64());
-    // Nothing of the temporary home is left behind.
+    // Nothing of the temporary home is left behind, here or (its shadow
+    // workspace root) in the system temporary directory.
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .filter(|n| n != "h")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mex"))
+        .args([
+            "--home",
+            home.to_str().unwrap(),
+            "bench",
+            "--ops",
+            "2",
+            "--json",
+        ])
+        .args(["--dir", dir.path().to_str().unwrap()])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
