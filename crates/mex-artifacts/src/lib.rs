@@ -130,6 +130,7 @@ mod dirsync;
 mod error;
 mod gc;
 mod ingest;
+mod migrate;
 pub mod path;
 mod store;
 mod verify;

@@ -85,8 +85,7 @@ fn put_read_roundtrip_and_manifest() {
         store
             .root()
             .join("records")
-            .join(h.artifact_id.to_string())
-            .join("artifact.json"),
+            .join(format!("{}.json", h.artifact_id)),
     )
     .unwrap();
     assert!(
@@ -343,8 +342,7 @@ fn verify_reports_every_bad_artifact_and_missing_payloads() {
         store
             .root()
             .join("records")
-            .join(hs[2].artifact_id.to_string())
-            .join("artifact.json"),
+            .join(format!("{}.json", hs[2].artifact_id)),
         b"{not json",
     )
     .unwrap();
@@ -798,8 +796,7 @@ fn gc_keeps_payloads_when_a_manifest_is_unreadable() {
         store
             .root()
             .join("records")
-            .join(damaged.artifact_id.to_string())
-            .join("artifact.json"),
+            .join(format!("{}.json", damaged.artifact_id)),
         b"{",
     )
     .unwrap();
