@@ -492,10 +492,12 @@ impl ArtifactStore {
         }
     }
 
-    /// Remove what killed puts left in `tmp/` (temp files, half-written
-    /// records), if no put is in flight in any process: returns the names
-    /// removed, or `None` when the store was busy (nothing is touched then;
-    /// the next open or [`ArtifactStore::gc`] tries again). [`ArtifactStore::at`]
+    /// Remove what killed puts left in `tmp/` (named temp files: those of
+    /// the fallback without `O_TMPFILE`, of re-pinning, of a damaged blob's
+    /// replacement; anonymous ones vanish with their writer), if no put is
+    /// in flight in any process: returns the names removed, or `None` when
+    /// the store was busy (nothing is touched then; the next open or
+    /// [`ArtifactStore::gc`] tries again). [`ArtifactStore::at`]
     /// runs it on every open; [`ArtifactStore::reclaimed_at_open`] says what
     /// that removed.
     pub fn reclaim_temp(&self) -> Result<Option<Vec<String>>> {
@@ -918,8 +920,9 @@ impl ArtifactStore {
         Ok(manifest)
     }
 
-    /// Ids of all records, sorted. Half-written records are never listed
-    /// (they live in `tmp/` until they appear atomically).
+    /// Ids of all records (`records/<id>.json`), sorted. Half-written
+    /// records are never listed (they have no name, or one in `tmp/`, until
+    /// they appear atomically).
     pub fn list(&self) -> Result<Vec<Uuid>> {
         let path = self.root_path.join(RECORDS);
         let mut ids = Vec::new();
