@@ -44,7 +44,11 @@ fn put_small(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(5));
     for named in [false, true] {
-        let mode = if named { "named_temp" } else { "anonymous_temp" };
+        let mode = if named {
+            "named_temp"
+        } else {
+            "anonymous_temp"
+        };
         let store = ArtifactStore::at(work.path().join(mode)).unwrap();
         store.use_named_temp_files(named);
         let options = PutOptions::default();
