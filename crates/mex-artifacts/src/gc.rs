@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::path::Path;
 
 use mex_envelope::{
     ArtifactHandle, ArtifactKind, ArtifactManifest, Classification, MediaType, Sha256Digest,
@@ -15,6 +14,7 @@ use crate::bundle::parse_index;
 use crate::error::{Result, store_io};
 use crate::store::{
     ArtifactStore, BLOBS, PutOptions, RECORDS, TMP, blob_location, fsync_dir, parse_manifest,
+    record_name,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -120,10 +120,7 @@ impl ArtifactStore {
         let mut blob_deletion_safe = true;
         for id in self.list()? {
             let path = self.manifest_path(id);
-            match self
-                .records
-                .read(Path::new(&id.hyphenated().to_string()).join(crate::store::MANIFEST))
-            {
+            match self.records.read(record_name(id)) {
                 Ok(bytes) => match parse_manifest(&bytes, &path, Some(id)) {
                     Ok(m) => manifests.push(m),
                     Err(e) => {
@@ -133,10 +130,9 @@ impl ArtifactStore {
                         ));
                     }
                 },
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    // An empty record directory cannot be an artifact.
-                    let _ = self.records.remove_dir(id.hyphenated().to_string());
-                }
+                // Listed a moment ago; gone now (only a hand edit can do that
+                // under the exclusive lock): nothing to keep.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
                     blob_deletion_safe = false;
                     notes.push(format!(
@@ -288,23 +284,14 @@ impl ArtifactStore {
         })
     }
 
-    /// Make a record disappear atomically (rename into `tmp/`), then delete it.
+    /// Make a record disappear: one atomic unlink of `records/<id>.json`,
+    /// made durable by an fsync of `records/`.
     fn remove_record(&self, id: Uuid) -> Result<()> {
-        let name = id.hyphenated().to_string();
-        let grave = format!("del-{name}");
-        self.records.rename(&name, &self.tmp, &grave).map_err(|e| {
-            store_io(
-                "remove record",
-                self.root_path.join(RECORDS).join(&name),
-                0,
-                e,
-            )
-        })?;
-        fsync_dir(&self.records, &self.root_path.join(RECORDS))?;
-        self.tmp
-            .remove_dir_all(&grave)
-            .map_err(|e| store_io("delete", self.root_path.join(TMP).join(&grave), 0, e))?;
-        Ok(())
+        let name = record_name(id);
+        self.records
+            .remove_file(&name)
+            .map_err(|e| store_io("remove record", self.manifest_path(id), 0, e))?;
+        fsync_dir(&self.records, &self.root_path.join(RECORDS))
     }
 
     /// Remove everything in `tmp/` (only called under the exclusive lock,

@@ -1,7 +1,7 @@
 //! # mex-artifacts: the content-addressed artifact store
 //!
 //! This crate owns the bytes of every MEX artifact (docs/contract.md §5): storing
-//! payloads under their SHA-256, the sidecar manifest (`artifact.json`,
+//! payloads under their SHA-256, the sidecar manifest (`records/<id>.json`,
 //! typed as [`mex_envelope::ArtifactManifest`]) of every artifact record,
 //! atomic and crash-safe writes, streaming hashing in constant memory,
 //! verified reads, the `verify` walk, canonical bundles of directory trees,
@@ -16,63 +16,95 @@
 //!
 //! ```text
 //! <root>/                       the store root, e.g. <mex home>/artifacts
-//!   LAYOUT                      "mex-artifacts-store-1": refuses to open an unknown layout
-//!   lock                        flock(2) target: puts share it, gc and pinning take it exclusively
+//!   LAYOUT                      "mex-artifacts-store-2": refuses to open an unknown layout
+//!   lock                        flock(2) target: puts share it, gc, pinning and migration
+//!                               take it exclusively
 //!   blobs/sha256/ab/cdef…       payloads, named by their SHA-256 (2 hex shard + 62 hex), mode 0444,
 //!                               shared by every record with the same bytes
-//!   records/<artifact_id>/artifact.json   one directory per artifact: its sidecar manifest
-//!   tmp/                        staging for puts; never visible as artifacts; emptied by gc
-//!                               and on open when no put is in flight
+//!   records/<artifact_id>.json  one file per artifact: its sidecar manifest
+//!   tmp/                        anonymous temp files of puts in flight (no names); named
+//!                               ones only where O_TMPFILE is missing; emptied by gc and on
+//!                               open when no put is in flight
 //! ```
 //!
-//! An *artifact* exists exactly when `records/<id>/artifact.json` exists. A
-//! bundle's payload is the RFC 8785 canonical JSON of its
-//! [`mex_envelope::BundleIndex`] (so its content hash is
+//! An *artifact* exists exactly when `records/<id>.json` exists (the id in
+//! its lower-case hyphenated form); anything else in `records/` is a stray
+//! that `verify` reports. A bundle's payload is the RFC 8785 canonical JSON
+//! of its [`mex_envelope::BundleIndex`] (so its content hash is
 //! `BundleIndex::content_hash()`), and each entry is a blob of its own.
+//!
+//! ### Layout 1 and its migration
+//!
+//! Layout 1 (`mex-artifacts-store-1`) kept a record as a directory,
+//! `records/<id>/artifact.json`. Opening such a store migrates it first,
+//! under the exclusive store lock: each manifest is hard-linked to
+//! `records/<id>.json` (the same, already fsynced file), `records/` is
+//! fsynced, the old directories are removed, `records/` is fsynced again,
+//! and only then is the marker replaced. A process killed at any instant
+//! leaves the marker at layout 1 and every record in its old or new form
+//! (or both, as one file), and the next open finishes the job; nothing is
+//! lost or listed twice. A record directory that is not a plain manifest
+//! (its `artifact.json` a symlink, other files inside, or its new name
+//! taken by a different file) is left for `verify` to report as a stray.
+//! A marker naming a newer layout is refused.
 //!
 //! ## How a put stays atomic and crash-safe
 //!
-//! 1. The source streams through a fixed pool of 1 MiB buffers into a new
-//!    file in `tmp/`, hashed on the way ([`PutOptions::expected`] and
-//!    [`PutOptions::max_bytes`] are checked; failure removes the temp file).
+//! 1. The source streams through a fixed pool of 1 MiB buffers into an
+//!    anonymous temp file (`open(O_TMPFILE)` in `tmp/`: an inode with no
+//!    name, which the kernel frees if the writer dies), hashed on the way
+//!    ([`PutOptions::expected`] and [`PutOptions::max_bytes`] are checked;
+//!    failure just closes the file).
 //! 2. If a blob with that hash and size already exists, the temp file is
 //!    dropped without an fsync: the second put of the same bytes costs one
 //!    read and hash, no payload sync. With [`PutOptions::expected`] set and
 //!    the blob present, nothing is written at all. The existing blob is
 //!    trusted on its name and size here (re-hashing it would make every
 //!    dedup cost a second full read); a blob of the wrong size is replaced
-//!    by the fresh verified bytes, and a same-size corruption is left for
-//!    reads and `verify` to catch.
-//! 3. Otherwise the temp file is made read-only, fsynced, hard-linked into
-//!    `blobs/` (no clobber: if another writer won the race, its identical
-//!    blob stays), and the shard directory is fsynced.
-//! 4. The manifest is written and fsynced inside a fresh `tmp/rec-*`
-//!    directory (and that directory fsynced), which is then renamed to
-//!    `records/<id>` (one atomic rename makes the record appear whole), and
-//!    `records/` is fsynced.
+//!    by the fresh verified bytes (given a temp name, then renamed over
+//!    it), and a same-size corruption is left for reads and `verify` to
+//!    catch.
+//! 3. Otherwise the temp file is made read-only, fsynced, and given its
+//!    name in `blobs/` by `linkat` of `/proc/self/fd/N` with
+//!    `AT_SYMLINK_FOLLOW` (no privilege needed; no clobber: if another
+//!    writer won the race, its identical blob stays), and the shard
+//!    directory is fsynced.
+//! 4. The manifest is written to another anonymous temp file, fsynced, and
+//!    linked to `records/<id>.json` the same way (the record appears whole
+//!    or not at all), and `records/` is fsynced.
+//!
+//! Where `O_TMPFILE` is not supported (the open fails with `EOPNOTSUPP`,
+//! `EISDIR` or `EINVAL`; remembered for the store's lifetime) or
+//! `/proc/self/fd` is missing, the temp files are named
+//! `tmp/put-<uuid>.tmp` and `tmp/rec-<uuid>.tmp` instead: blobs are
+//! hard-linked into place and records renamed into place, and the temp
+//! name is removed. Re-pinning ([`ArtifactStore::set_pinned`]) always
+//! writes a named temp file and renames it over the record.
 //!
 //! The directory fsyncs of steps 3 and 4 are *group* fsyncs: concurrent
 //! puts in one process add their directory to a pending set and one of them
 //! fsyncs every directory in it once, waking the others (leader and
 //! followers). A put still returns only after an fsync of its directory that
-//! began after its link or rename, so what a returned put promises is
-//! unchanged; the fsyncs per put drop from 5 (blob, shard, manifest, staged
-//! record, `records/`) towards 3 as concurrency grows. The blob is durable
-//! (step 3) before its record can appear (step 4), so a record never names
-//! a payload a crash can lose.
+//! began after its link, so what a returned put promises is unchanged; the
+//! fsyncs per put are 4 (blob, shard, manifest, `records/`) and drop towards
+//! 2 as concurrency grows; a put makes 2 inodes (the blob, the record) and
+//! no name in `tmp/`. The blob is durable (step 3) before its record can
+//! appear (step 4), so a record never names a payload a crash can lose.
 //!
-//! A process killed at any point leaves at most junk in `tmp/` and possibly
-//! a complete, unreferenced blob; neither is an artifact, and `gc` removes
-//! both. Opening the store also empties `tmp/` ([`ArtifactStore::reclaim_temp`],
+//! A process killed at any point leaves nothing in `tmp/` (named temp
+//! files with the fallback) and possibly a complete, unreferenced blob;
+//! neither is an artifact, and `gc` removes both. Opening the store also
+//! empties `tmp/` ([`ArtifactStore::reclaim_temp`],
 //! [`ArtifactStore::reclaimed_at_open`]) when it can take the exclusive lock
-//! without waiting, i.e. when no put is in flight in any process. No shared file is ever rewritten in place: the only read-modify-write
+//! without waiting, i.e. when no put is in flight in any process. No shared
+//! file is ever rewritten in place: the only read-modify-write
 //! ([`ArtifactStore::set_pinned`]) replaces the manifest by rename under the
 //! exclusive lock. `gc` takes the exclusive lock so that it never deletes a
 //! blob between a put's blob step and its record step, nor a temp file in
 //! use. Puts hold the shared lock for their whole duration, so under a
 //! continuous stream of puts `gc` may wait (flock(2) does not queue writers
 //! ahead of readers); schedule gc in quiet periods. A full disk (ENOSPC,
-//! EDQUOT) gives [`ArtifactError::DiskFull`] and removes the temp file.
+//! EDQUOT) gives [`ArtifactError::DiskFull`] and leaves no temp file.
 //!
 //! ## Reading: what is verified, and the cache trade-off
 //!
@@ -130,6 +162,7 @@ mod dirsync;
 mod error;
 mod gc;
 mod ingest;
+mod migrate;
 pub mod path;
 mod store;
 mod verify;

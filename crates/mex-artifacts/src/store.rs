@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, OpenOptions};
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
 use mex_envelope::{
     ArtifactHandle, ArtifactKind, ArtifactManifest, ArtifactProducer, Classification,
     MANIFEST_SCHEMA_VERSION, MediaType, Sha256Digest, UtcTimestamp,
@@ -21,9 +21,12 @@ use crate::error::{ArtifactError, Result, store_io};
 use crate::ingest::{self, IngestError, Ingested};
 
 /// Marker file naming the layout version.
-const LAYOUT_FILE: &str = "LAYOUT";
+pub(crate) const LAYOUT_FILE: &str = "LAYOUT";
 /// Its content.
-const LAYOUT: &str = "mex-artifacts-store-1\n";
+pub(crate) const LAYOUT: &str = "mex-artifacts-store-2\n";
+/// The previous layout (a record was `records/<id>/artifact.json`), which
+/// opening migrates (see `migrate.rs`).
+pub(crate) const LAYOUT_1: &str = "mex-artifacts-store-1\n";
 /// Directory of content-addressed payloads.
 pub(crate) const BLOBS: &str = "blobs/sha256";
 /// Directory of records.
@@ -32,8 +35,24 @@ pub(crate) const RECORDS: &str = "records";
 pub(crate) const TMP: &str = "tmp";
 /// Lock file.
 const LOCK: &str = "lock";
-/// Manifest file name inside a record directory.
-pub(crate) const MANIFEST: &str = "artifact.json";
+/// Manifest file name inside a layout-1 record directory.
+pub(crate) const MANIFEST_1: &str = "artifact.json";
+/// Suffix of a record's file name: `records/<artifact id>.json`.
+pub(crate) const RECORD_SUFFIX: &str = ".json";
+
+/// The file name of an artifact's record in `records/`.
+pub(crate) fn record_name(id: Uuid) -> String {
+    format!("{}{RECORD_SUFFIX}", id.hyphenated())
+}
+
+/// The artifact id a `records/` entry is the record of, if its name is
+/// exactly `<hyphenated lower-case uuid>.json`.
+pub(crate) fn record_id(name: &std::ffi::OsStr) -> Option<Uuid> {
+    let name = name.to_str()?;
+    let stem = name.strip_suffix(RECORD_SUFFIX)?;
+    let id = Uuid::try_parse(stem).ok()?;
+    (id.hyphenated().to_string() == stem).then_some(id)
+}
 
 /// The digest and size a caller expects the content to have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +212,8 @@ pub struct ArtifactStore {
     /// Group fsync of directories for concurrent puts.
     dir_sync: crate::dirsync::DirSync,
     reclaimed_at_open: Vec<String>,
+    /// Use named temp files (no `O_TMPFILE` here, or asked for).
+    named_temp: std::sync::atomic::AtomicBool,
     /// Test hook: the temp writer fails with ENOSPC after this many bytes.
     #[cfg(test)]
     pub(crate) fault_enospc_after: Option<u64>,
@@ -203,20 +224,79 @@ pub(crate) struct StoreLock {
     _file: File,
 }
 
-/// A temporary file in `tmp/`, removed on drop unless `keep`.
+/// A temporary file in `tmp/`: anonymous (`O_TMPFILE`, no name at all, so
+/// a killed writer leaves nothing behind) or, where the filesystem lacks
+/// `O_TMPFILE`, named `<prefix>-<uuid>.tmp` and removed on drop.
 pub(crate) struct TempFile<'a> {
     dir: &'a Dir,
-    pub(crate) name: String,
+    /// `None` for an anonymous file.
+    name: Option<String>,
+    prefix: &'static str,
     pub(crate) file: File,
-    keep: bool,
 }
 
 impl Drop for TempFile<'_> {
     fn drop(&mut self) {
-        if !self.keep {
-            let _ = self.dir.remove_file(&self.name);
+        if let Some(name) = &self.name {
+            let _ = self.dir.remove_file(name);
         }
     }
+}
+
+impl TempFile<'_> {
+    /// Where the file is, for messages.
+    pub(crate) fn path(&self, root: &Path) -> PathBuf {
+        match &self.name {
+            Some(name) => root.join(TMP).join(name),
+            None => root
+                .join(TMP)
+                .join(format!("{}-(unnamed temporary file)", self.prefix)),
+        }
+    }
+
+    /// Give the file the name `to_dir/to_name`, which must not exist yet
+    /// (`AlreadyExists` otherwise). An anonymous file is linked through
+    /// `/proc/self/fd` (`linkat` with `AT_SYMLINK_FOLLOW`: no privilege
+    /// needed); a named one is hard-linked and its temp name removed on drop.
+    fn link_to(&self, to_dir: &Dir, to_name: &str) -> io::Result<()> {
+        match &self.name {
+            Some(name) => self.dir.hard_link(name, to_dir, to_name),
+            None => {
+                use std::os::fd::AsRawFd;
+                let fd_path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+                rustix::fs::linkat(
+                    rustix::fs::CWD,
+                    fd_path.as_str(),
+                    to_dir,
+                    to_name,
+                    rustix::fs::AtFlags::SYMLINK_FOLLOW,
+                )
+                .map_err(io::Error::from)
+            }
+        }
+    }
+
+    /// Give the file the name `to_dir/to_name`, replacing what is there by
+    /// one atomic rename. An anonymous file is given a temp name first.
+    fn rename_over(&mut self, to_dir: &Dir, to_name: &str) -> io::Result<()> {
+        if self.name.is_none() {
+            let name = format!("{}-{}.tmp", self.prefix, Uuid::new_v4().simple());
+            self.link_to(self.dir, &name)?;
+            self.name = Some(name);
+        }
+        if let Some(name) = &self.name {
+            self.dir.rename(name, to_dir, to_name)?;
+        }
+        self.name = None;
+        Ok(())
+    }
+}
+
+/// Whether an `open(O_TMPFILE)` error means the filesystem (or kernel) does
+/// not support anonymous temp files, so named ones must be used instead.
+fn tmpfile_unsupported(e: rustix::io::Errno) -> bool {
+    use rustix::io::Errno;
+    [Errno::OPNOTSUPP, Errno::ISDIR, Errno::INVAL, Errno::NOSYS].contains(&e)
 }
 
 /// The temp-file writer, with a fault hook in tests.
@@ -288,8 +368,22 @@ impl ArtifactStore {
         Self::with_config(root, StoreConfig::default())
     }
 
-    /// Open (creating if needed) the store rooted at `root`.
+    /// Open (creating if needed) the store rooted at `root`. A store of the
+    /// previous layout (`mex-artifacts-store-1`) is migrated first, under
+    /// the exclusive store lock (so this waits for puts in flight in other
+    /// processes); a newer layout is refused.
     pub fn with_config(root: impl AsRef<Path>, config: StoreConfig) -> Result<Self> {
+        Self::open_with_migration_hook(root, config, &mut |_| {})
+    }
+
+    /// [`ArtifactStore::with_config`], calling `hook` after each step of a
+    /// layout migration (crash tests stop there). Not a stable API.
+    #[doc(hidden)]
+    pub fn open_with_migration_hook(
+        root: impl AsRef<Path>,
+        config: StoreConfig,
+        hook: &mut dyn FnMut(usize),
+    ) -> Result<Self> {
         let root_path = root.as_ref().to_path_buf();
         let io_err = |action, source| store_io(action, root_path.clone(), 0, source);
         Dir::create_ambient_dir_all(&root_path, ambient_authority())
@@ -300,34 +394,16 @@ impl ArtifactStore {
             root.create_dir_all(dir)
                 .map_err(|e| store_io("create directory", root_path.join(dir), 0, e))?;
         }
-        match root.read_to_string(LAYOUT_FILE) {
-            Ok(text) if text == LAYOUT => {}
-            Ok(text) => {
-                return Err(ArtifactError::ManifestInvalid {
-                    path: root_path.join(LAYOUT_FILE),
-                    message: format!(
-                        "unknown store layout {:?}, this build understands {:?}; open it with a matching mex version",
-                        text.trim(),
-                        LAYOUT.trim()
-                    ),
-                });
-            }
+        let migrate = match root.read_to_string(LAYOUT_FILE) {
+            Ok(text) if text == LAYOUT => false,
+            Ok(text) if text == LAYOUT_1 => true,
+            Ok(text) => return Err(unknown_layout(&root_path.join(LAYOUT_FILE), &text)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // Write it atomically (outside tmp/, which gc empties); a
-                // concurrent opener may win, which is fine.
-                let name = format!(".{LAYOUT_FILE}-{}", Uuid::new_v4().simple());
-                root.write(&name, LAYOUT)
-                    .map_err(|e| store_io("write", root_path.join(&name), 0, e))?;
-                let linked = root.hard_link(&name, &root, LAYOUT_FILE);
-                let _ = root.remove_file(&name);
-                match linked {
-                    Ok(()) => fsync_dir(&root, &root_path)?,
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(store_io("create", root_path.join(LAYOUT_FILE), 0, e)),
-                }
+                crate::migrate::write_marker(&root, &root_path, false)?;
+                false
             }
             Err(e) => return Err(store_io("read", root_path.join(LAYOUT_FILE), 0, e)),
-        }
+        };
         let sub = |name: &str| {
             root.open_dir(name)
                 .map_err(|e| store_io("open directory", root_path.join(name), 0, e))
@@ -345,9 +421,14 @@ impl ArtifactStore {
             cache: Mutex::new(HashMap::new()),
             dir_sync: crate::dirsync::DirSync::default(),
             reclaimed_at_open: Vec::new(),
+            // An anonymous temp file is named through /proc/self/fd.
+            named_temp: std::sync::atomic::AtomicBool::new(!Path::new("/proc/self/fd").is_dir()),
             #[cfg(test)]
             fault_enospc_after: None,
         };
+        if migrate {
+            store.migrate_from_layout_1(hook)?;
+        }
         // Crash leftovers of puts that were killed; skipped (not an error)
         // when the store is busy or cannot be cleaned now.
         if let Ok(Some(names)) = store.reclaim_temp() {
@@ -367,10 +448,7 @@ impl ArtifactStore {
     }
 
     pub(crate) fn manifest_path(&self, id: Uuid) -> PathBuf {
-        self.root_path
-            .join(RECORDS)
-            .join(id.hyphenated().to_string())
-            .join(MANIFEST)
+        self.root_path.join(RECORDS).join(record_name(id))
     }
 
     /// Take the store lock: shared for puts, exclusive for gc and pinning.
@@ -414,10 +492,12 @@ impl ArtifactStore {
         }
     }
 
-    /// Remove what killed puts left in `tmp/` (temp files, half-written
-    /// records), if no put is in flight in any process: returns the names
-    /// removed, or `None` when the store was busy (nothing is touched then;
-    /// the next open or [`ArtifactStore::gc`] tries again). [`ArtifactStore::at`]
+    /// Remove what killed puts left in `tmp/` (named temp files: those of
+    /// the fallback without `O_TMPFILE`, of re-pinning, of a damaged blob's
+    /// replacement; anonymous ones vanish with their writer), if no put is
+    /// in flight in any process: returns the names removed, or `None` when
+    /// the store was busy (nothing is touched then; the next open or
+    /// [`ArtifactStore::gc`] tries again). [`ArtifactStore::at`]
     /// runs it on every open; [`ArtifactStore::reclaimed_at_open`] says what
     /// that removed.
     pub fn reclaim_temp(&self) -> Result<Option<Vec<String>>> {
@@ -433,13 +513,65 @@ impl ArtifactStore {
         &self.reclaimed_at_open
     }
 
-    pub(crate) fn temp_file(&self, prefix: &str) -> Result<TempFile<'_>> {
+    /// Make puts use named temp files in `tmp/` (renamed or linked into
+    /// place) instead of anonymous `O_TMPFILE` ones: the fallback used on
+    /// filesystems without `O_TMPFILE`, switchable here so that it stays
+    /// tested. Not a stable API.
+    #[doc(hidden)]
+    pub fn use_named_temp_files(&self, named: bool) {
+        self.named_temp
+            .store(named, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A new temp file in `tmp/`, anonymous when `anonymous` is asked for
+    /// and the filesystem supports it, created with `mode` (before umask).
+    pub(crate) fn temp_file(
+        &self,
+        prefix: &'static str,
+        anonymous: bool,
+        mode: u32,
+    ) -> Result<TempFile<'_>> {
+        use std::sync::atomic::Ordering;
+        if anonymous && !self.named_temp.load(Ordering::Relaxed) {
+            use rustix::fs::{Mode, OFlags};
+            match rustix::fs::openat(
+                &self.tmp,
+                ".",
+                OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+                Mode::from_raw_mode(mode),
+            ) {
+                Ok(fd) => {
+                    return Ok(TempFile {
+                        dir: &self.tmp,
+                        name: None,
+                        prefix,
+                        file: File::from(fd),
+                    });
+                }
+                // Remembered: this store's filesystem has no O_TMPFILE.
+                Err(e) if tmpfile_unsupported(e) => {
+                    self.named_temp.store(true, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    return Err(store_io(
+                        "create an unnamed temporary file in",
+                        self.root_path.join(TMP),
+                        0,
+                        e.into(),
+                    ));
+                }
+            }
+        }
         let name = format!("{prefix}-{}.tmp", Uuid::new_v4().simple());
         let file = self
             .tmp
             .open_with(
                 &name,
-                OpenOptions::new().write(true).read(true).create_new(true),
+                OpenOptions::new()
+                    .write(true)
+                    .read(true)
+                    .create_new(true)
+                    .mode(mode),
             )
             .map_err(|e| {
                 store_io(
@@ -452,9 +584,9 @@ impl ArtifactStore {
             .into_std();
         Ok(TempFile {
             dir: &self.tmp,
-            name,
+            name: Some(name),
+            prefix,
             file,
-            keep: false,
         })
     }
 
@@ -548,8 +680,8 @@ impl ArtifactStore {
                 return Ok(got);
             }
         }
-        let mut tmp = self.temp_file("put")?;
-        let tmp_path = self.root_path.join(TMP).join(&tmp.name);
+        let mut tmp = self.temp_file("put", true, 0o600)?;
+        let tmp_path = tmp.path(&self.root_path);
         let got = {
             #[cfg(test)]
             let remaining = self.fault_enospc_after;
@@ -568,8 +700,8 @@ impl ArtifactStore {
     }
 
     /// Move a fully written temp file into place as the blob for `got`.
-    pub(crate) fn commit_blob(&self, tmp: TempFile<'_>, got: &Ingested) -> Result<()> {
-        let tmp_path = self.root_path.join(TMP).join(&tmp.name);
+    pub(crate) fn commit_blob(&self, mut tmp: TempFile<'_>, got: &Ingested) -> Result<()> {
+        let tmp_path = tmp.path(&self.root_path);
         let (shard, name) = blob_location(&got.digest);
         let rel = Path::new(&shard).join(&name);
         let blob_path = self.blob_path(&got.digest);
@@ -616,12 +748,11 @@ impl ArtifactStore {
         if existing == Some(false) {
             // A damaged blob (wrong size) is in the way: replace it with the
             // verified bytes we just wrote.
-            self.tmp
-                .rename(&tmp.name, &shard_dir, &name)
+            tmp.rename_over(&shard_dir, &name)
                 .map_err(|e| store_io("replace damaged payload", blob_path.clone(), 0, e))?;
             self.forget_cached(&got.digest);
         } else {
-            match self.tmp.hard_link(&tmp.name, &shard_dir, &name) {
+            match tmp.link_to(&shard_dir, &name) {
                 Ok(()) => {}
                 // Another writer stored the same bytes first.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
@@ -665,70 +796,40 @@ impl ArtifactStore {
         Ok(handle)
     }
 
-    /// Write `manifest` as `records/<id>/artifact.json`. A new record appears
-    /// atomically as a whole directory; `replace` rewrites an existing
-    /// record's manifest by atomic rename (caller holds the exclusive lock).
+    /// Write `manifest` as `records/<id>.json`. A new record is written to
+    /// an anonymous temp file, fsynced, then linked to its name (it appears
+    /// complete or not at all, and a killed writer leaves no name behind);
+    /// `replace` rewrites an existing record by write-then-rename-over
+    /// (caller holds the exclusive lock). Either way `records/` is fsynced
+    /// before this returns.
     pub(crate) fn write_manifest(&self, manifest: &ArtifactManifest, replace: bool) -> Result<()> {
-        let id = manifest.artifact.artifact_id.hyphenated().to_string();
+        let id = manifest.artifact.artifact_id;
+        let name = record_name(id);
+        let path = self.manifest_path(id);
         let mut json =
             serde_json::to_vec_pretty(manifest).map_err(|e| ArtifactError::ManifestInvalid {
-                path: self.manifest_path(manifest.artifact.artifact_id),
+                path: path.clone(),
                 message: format!("cannot serialize: {e}"),
             })?;
         json.push(b'\n');
-        let stage = format!("rec-{}", Uuid::new_v4().simple());
-        let stage_path = self.root_path.join(TMP).join(&stage);
-        self.tmp
-            .create_dir(&stage)
-            .map_err(|e| store_io("create directory", stage_path.clone(), 0, e))?;
-        let result = (|| -> Result<()> {
-            let stage_dir = self
-                .tmp
-                .open_dir(&stage)
-                .map_err(|e| store_io("open directory", stage_path.clone(), 0, e))?;
-            let mut file = stage_dir
-                .open_with(MANIFEST, OpenOptions::new().write(true).create_new(true))
-                .map_err(|e| store_io("create", stage_path.join(MANIFEST), 0, e))?
-                .into_std();
-            file.write_all(&json)
-                .map_err(|e| store_io("write", stage_path.join(MANIFEST), 0, e))?;
-            file.sync_all()
-                .map_err(|e| store_io("fsync", stage_path.join(MANIFEST), 0, e))?;
-            if replace {
-                let record = self.records.open_dir(&id).map_err(|e| {
-                    store_io(
-                        "open directory",
-                        self.root_path.join(RECORDS).join(&id),
-                        0,
-                        e,
-                    )
-                })?;
-                stage_dir.rename(MANIFEST, &record, MANIFEST).map_err(|e| {
-                    store_io(
-                        "replace",
-                        self.manifest_path(manifest.artifact.artifact_id),
-                        0,
-                        e,
-                    )
-                })?;
-                fsync_dir(&record, &self.root_path.join(RECORDS).join(&id))?;
-            } else {
-                fsync_dir(&stage_dir, &stage_path)?;
-                self.tmp.rename(&stage, &self.records, &id).map_err(|e| {
-                    store_io(
-                        "move record into place at",
-                        self.root_path.join(RECORDS).join(&id),
-                        0,
-                        e,
-                    )
-                })?;
-                self.dir_sync
-                    .sync(&self.root, &self.root_path, Path::new(RECORDS))?;
-            }
-            Ok(())
-        })();
-        let _ = self.tmp.remove_dir_all(&stage);
-        result
+        let mut tmp = self.temp_file("rec", !replace, 0o666)?;
+        let tmp_path = tmp.path(&self.root_path);
+        tmp.file
+            .write_all(&json)
+            .map_err(|e| store_io("write", tmp_path.clone(), 0, e))?;
+        tmp.file
+            .sync_all()
+            .map_err(|e| store_io("fsync", tmp_path, 0, e))?;
+        if replace {
+            tmp.rename_over(&self.records, &name)
+                .map_err(|e| store_io("replace", path, 0, e))?;
+        } else {
+            tmp.link_to(&self.records, &name)
+                .map_err(|e| store_io("move record into place at", path, 0, e))?;
+        }
+        drop(tmp);
+        self.dir_sync
+            .sync(&self.root, &self.root_path, Path::new(RECORDS))
     }
 
     // ------------------------------------------------------------- records
@@ -736,8 +837,7 @@ impl ArtifactStore {
     /// The sidecar manifest of an artifact.
     pub fn manifest(&self, artifact_id: Uuid) -> Result<ArtifactManifest> {
         let path = self.manifest_path(artifact_id);
-        let rel = Path::new(&artifact_id.hyphenated().to_string()).join(MANIFEST);
-        let bytes = match self.records.read(&rel) {
+        let bytes = match self.records.read(record_name(artifact_id)) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(ArtifactError::NotFound {
@@ -820,8 +920,9 @@ impl ArtifactStore {
         Ok(manifest)
     }
 
-    /// Ids of all records, sorted. Half-written records are never listed
-    /// (they live in `tmp/` until they appear atomically).
+    /// Ids of all records (`records/<id>.json`), sorted. Half-written
+    /// records are never listed (they have no name, or one in `tmp/`, until
+    /// they appear atomically).
     pub fn list(&self) -> Result<Vec<Uuid>> {
         let path = self.root_path.join(RECORDS);
         let mut ids = Vec::new();
@@ -831,12 +932,7 @@ impl ArtifactStore {
             .map_err(|e| store_io("list", path.clone(), 0, e))?
         {
             let entry = entry.map_err(|e| store_io("list", path.clone(), 0, e))?;
-            let name = entry.file_name();
-            if let Some(id) = name
-                .to_str()
-                .and_then(|s| Uuid::try_parse(s).ok())
-                .filter(|id| id.hyphenated().to_string() == name.to_string_lossy())
-            {
+            if let Some(id) = record_id(&entry.file_name()) {
                 ids.push(id);
             }
         }
@@ -1053,6 +1149,32 @@ impl ArtifactStore {
             path: self.blob_path(&handle.content_hash),
             failed: false,
         })
+    }
+}
+
+/// The error for a layout marker this build does not understand.
+pub(crate) fn unknown_layout(path: &Path, text: &str) -> ArtifactError {
+    let found = text.trim();
+    let newer = found
+        .strip_prefix("mex-artifacts-store-")
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| n > 2);
+    let message = if newer {
+        format!(
+            "the store has layout {found:?}, written by a newer mex; this build understands {:?} (and migrates {:?}); open it with that newer mex version",
+            LAYOUT.trim(),
+            LAYOUT_1.trim()
+        )
+    } else {
+        format!(
+            "unknown store layout {found:?}, this build understands {:?} (and migrates {:?}); open it with a matching mex version",
+            LAYOUT.trim(),
+            LAYOUT_1.trim()
+        )
+    };
+    ArtifactError::ManifestInvalid {
+        path: path.to_path_buf(),
+        message,
     }
 }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::bundle::parse_index;
 use crate::error::{Result, store_io};
 use crate::ingest;
-use crate::store::{ArtifactStore, BLOBS, MANIFEST, RECORDS, parse_manifest};
+use crate::store::{ArtifactStore, BLOBS, RECORDS, parse_manifest, record_id};
 
 /// What kind of problem `verify` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,24 +96,20 @@ impl ArtifactStore {
         }
         names.sort();
         for name in names {
-            let path = records_path.join(&name).join(MANIFEST);
-            let id = name.to_str().and_then(|s| Uuid::try_parse(s).ok());
-            let Some(id) = id else {
+            let path = records_path.join(&name);
+            let Some(id) = record_id(&name) else {
                 report.problems.push(Problem {
                     artifact_id: None,
-                    path: records_path.join(&name),
+                    path,
                     kind: ProblemKind::Stray,
                     message:
-                        "not a record (the name is not an artifact id); move it out of the store"
+                        "not a record (a record is a file named <artifact id>.json); move it out of the store"
                             .into(),
                 });
                 continue;
             };
             report.records += 1;
-            let manifest = match self
-                .records
-                .read(std::path::Path::new(&name).join(MANIFEST))
-            {
+            let manifest = match self.records.read(&name) {
                 Ok(bytes) => parse_manifest(&bytes, &path, Some(id)),
                 Err(e) => Err(store_io("read", path.clone(), 0, e)),
             };

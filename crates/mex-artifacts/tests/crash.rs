@@ -1,9 +1,12 @@
-//! Crash safety: a child process is SIGKILLed in the middle of large puts,
-//! repeatedly; afterwards no partial artifact is visible, every visible
-//! artifact verifies, and the store accepts new puts.
+//! Crash safety: a child process is SIGKILLed in the middle of puts,
+//! repeatedly, with anonymous (`O_TMPFILE`) temp files and with the named
+//! fallback; afterwards no partial artifact is visible (every
+//! `records/*.json` parses), every visible artifact verifies, and the store
+//! accepts new puts.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
+    clippy::panic,
     clippy::print_stdout,
     reason = "test code: a failed expectation panics, which is the test failing"
 )]
@@ -11,43 +14,56 @@
 mod support;
 
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
 use mex_artifacts::{ArtifactStore, PutOptions};
-use mex_envelope::UtcTimestamp;
+use mex_envelope::{ArtifactManifest, UtcTimestamp};
 use support::{PatternReader, spawn_self, wait_for};
 
 const CHILD_ENV: &str = "MEX_ARTIFACTS_CRASH_CHILD";
+/// "1": the child uses named temp files (the fallback without O_TMPFILE).
+const NAMED_ENV: &str = "MEX_ARTIFACTS_CRASH_NAMED";
+/// "small": the child puts only small artifacts (a record every put).
+const LOAD_ENV: &str = "MEX_ARTIFACTS_CRASH_LOAD";
 
-/// The child: puts 6 MiB artifacts forever when run by the parent below
-/// (the env var names the store). Run by the harness itself, it checks the
-/// same workload for a few rounds in a fresh store: every put is readable
-/// and verifies, and nothing is left in `tmp/`.
+/// The child: puts artifacts forever when run by the parent below (the env
+/// var names the store). Run by the harness itself, it checks the same
+/// workload for a few rounds in a fresh store, in both temp-file modes:
+/// every put is readable and verifies, and nothing is left in `tmp/`.
 #[test]
 fn crash_child() {
     let Ok(root) = std::env::var(CHILD_ENV) else {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ArtifactStore::at(dir.path()).unwrap();
-        put_forever(&store, Some(2));
-        assert_eq!(store.list().unwrap().len(), 4);
-        assert!(store.verify().unwrap().is_ok());
-        assert_eq!(tmp_entries(dir.path()), 0);
+        for named in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = ArtifactStore::at(dir.path()).unwrap();
+            store.use_named_temp_files(named);
+            put_forever(&store, Some(2), false);
+            assert_eq!(store.list().unwrap().len(), 4);
+            assert!(store.verify().unwrap().is_ok());
+            assert_eq!(tmp_entries(dir.path()), 0);
+        }
         return;
     };
     let store = ArtifactStore::at(&root).unwrap();
+    store.use_named_temp_files(std::env::var(NAMED_ENV).is_ok_and(|v| v == "1"));
+    let small_only = std::env::var(LOAD_ENV).is_ok_and(|v| v == "small");
     println!("ready");
     std::io::stdout().flush().unwrap();
-    put_forever(&store, None);
+    put_forever(&store, None, small_only);
 }
 
-/// Put a 6 MiB and a small artifact per round, `rounds` times (or forever).
-fn put_forever(store: &ArtifactStore, rounds: Option<u64>) {
+/// Put a 6 MiB and a small artifact per round (or only small ones),
+/// `rounds` times (or forever).
+fn put_forever(store: &ArtifactStore, rounds: Option<u64>, small_only: bool) {
     let pid = u64::from(std::process::id());
     for i in 0u64..rounds.unwrap_or(u64::MAX) {
-        let mut reader = PatternReader::new(pid << 20 | i, 6 << 20);
-        store
-            .put_reader(&mut reader, &PutOptions::default())
-            .unwrap();
+        if !small_only {
+            let mut reader = PatternReader::new(pid << 20 | i, 6 << 20);
+            store
+                .put_reader(&mut reader, &PutOptions::default())
+                .unwrap();
+        }
         // Some small ones too, so records are written often.
         store
             .put_bytes(
@@ -59,39 +75,91 @@ fn put_forever(store: &ArtifactStore, rounds: Option<u64>) {
     }
 }
 
-fn tmp_entries(root: &std::path::Path) -> usize {
+fn tmp_entries(root: &Path) -> usize {
     std::fs::read_dir(root.join("tmp")).unwrap().count()
 }
 
-#[test]
-fn sigkill_during_large_puts_leaves_store_consistent() {
+/// Every name in `records/` is a complete record file: `<id>.json` that
+/// parses as the manifest of that id. Returns how many there are.
+fn every_record_is_complete(root: &Path, round: &str) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(root.join("records")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        let id = name
+            .strip_suffix(".json")
+            .unwrap_or_else(|| panic!("{round}: stray {name:?} in records/"));
+        let bytes = std::fs::read(entry.path()).unwrap();
+        let manifest: ArtifactManifest = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{round}: records/{name} is not a whole manifest: {e}"));
+        assert_eq!(manifest.artifact.artifact_id.to_string(), id, "{round}");
+        n += 1;
+    }
+    n
+}
+
+/// Whether process `pid` has a file open in the store's `tmp/` (an
+/// anonymous temp file reads as `<root>/tmp/#<inode> (deleted)`).
+fn has_temp_file_open(pid: u32, root: &Path) -> bool {
+    let tmp = root.join("tmp").canonicalize().unwrap();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|target| target.starts_with(&tmp))
+}
+
+/// Kill a child putting `load` artifacts at `rounds` moments; check after
+/// each kill. Returns (rounds in which the kill landed while a temp file was
+/// open, records visible at the end).
+fn kill_puts_repeatedly(named: bool, load: &str, rounds: u64, delay_ms: u64) -> (usize, usize) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
+    let mode = if named { "named" } else { "anonymous" };
     let mut killed_mid_put = 0;
     let mut records_seen = 0;
-    for round in 0..6u64 {
+    for round in 0..rounds {
+        let what = format!("{mode} temp files, {load} puts, round {round}");
         let junk_before = if root.exists() { tmp_entries(&root) } else { 0 };
-        let (mut child, mut out) =
-            spawn_self("crash_child", &[(CHILD_ENV, root.display().to_string())]);
+        let (mut child, mut out) = spawn_self(
+            "crash_child",
+            &[
+                (CHILD_ENV, root.display().to_string()),
+                (NAMED_ENV, if named { "1" } else { "0" }.to_owned()),
+                (LOAD_ENV, load.to_owned()),
+            ],
+        );
         wait_for(&mut out, "ready");
         // At least one put completes in every round however slow the
-        // machine is; then the kill lands while the next put streams.
+        // machine is; then the kill lands while later puts run.
         wait_for(&mut out, "stored");
-        std::thread::sleep(Duration::from_millis((round * 137) % 300));
+        std::thread::sleep(Duration::from_millis((round * 137) % delay_ms));
+        let open_before_kill = has_temp_file_open(child.id(), &root);
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let junk = tmp_entries(&root);
-        if junk > junk_before {
-            killed_mid_put += 1;
+        if named {
+            if junk > junk_before {
+                killed_mid_put += 1;
+            }
+        } else {
+            // Anonymous temp files have no name: a kill leaves nothing.
+            assert_eq!(junk, 0, "{what}: a name was left in tmp/");
+            if open_before_kill {
+                killed_mid_put += 1;
+            }
         }
+        // Before anything reopens the store: no half record is visible.
+        let visible = every_record_is_complete(&root, &what);
 
         // The next open reclaims what the killed put left, and says so.
         let store = ArtifactStore::at(&root).unwrap();
-        assert_eq!(store.reclaimed_at_open().len(), junk, "round {round}");
-        assert_eq!(tmp_entries(&root), 0, "round {round}");
+        assert_eq!(store.reclaimed_at_open().len(), junk, "{what}");
+        assert_eq!(tmp_entries(&root), 0, "{what}");
         let report = store.verify().unwrap();
-        assert!(report.is_ok(), "round {round}: {report:#?}");
+        assert!(report.is_ok(), "{what}: {report:#?}");
         let ids = store.list().unwrap();
+        assert_eq!(ids.len(), visible, "{what}");
         for id in &ids {
             let handle = store.handle(*id).unwrap();
             let mut sink = std::io::sink();
@@ -103,12 +171,9 @@ fn sigkill_during_large_puts_leaves_store_consistent() {
         records_seen > 0,
         "no put ever completed: the test did not check surviving artifacts"
     );
-    assert!(
-        killed_mid_put > 0,
-        "no kill landed in the middle of a put: the test did not exercise the window"
-    );
 
     let store = ArtifactStore::at(&root).unwrap();
+    store.use_named_temp_files(named);
     let h = store
         .put_reader(&mut PatternReader::new(7, 3 << 20), &PutOptions::default())
         .unwrap();
@@ -120,8 +185,30 @@ fn sigkill_during_large_puts_leaves_store_consistent() {
     assert!(store.verify().unwrap().is_ok());
     assert_eq!(store.list().unwrap().len(), records_seen + 2); // + the new put + the gc report
     println!(
-        "killed mid-put in {killed_mid_put}/6 rounds; {records_seen} records survived; gc removed {} temp entries and {} orphan payloads",
-        gc.temp_entries_removed,
+        "{mode}, {load}: killed mid-put in {killed_mid_put}/{rounds} rounds; {records_seen} records survived; gc removed {} orphan payloads",
         gc.blobs_deleted.len()
     );
+    (killed_mid_put, records_seen)
+}
+
+#[test]
+fn sigkill_during_large_puts_leaves_store_consistent() {
+    for named in [false, true] {
+        let (killed_mid_put, _) = kill_puts_repeatedly(named, "large", 6, 300);
+        assert!(
+            killed_mid_put > 0,
+            "named={named}: no kill landed in the middle of a put: the test did not exercise the window"
+        );
+    }
+}
+
+/// A record appears only complete: a child writing small artifacts (one
+/// record per put, so most of its time is spent writing records) is killed
+/// again and again, and every visible `records/*.json` parses.
+#[test]
+fn sigkill_during_small_puts_never_shows_a_partial_record() {
+    for named in [false, true] {
+        let (_, records) = kill_puts_repeatedly(named, "small", 12, 23);
+        assert!(records > 0);
+    }
 }

@@ -85,8 +85,7 @@ fn put_read_roundtrip_and_manifest() {
         store
             .root()
             .join("records")
-            .join(h.artifact_id.to_string())
-            .join("artifact.json"),
+            .join(format!("{}.json", h.artifact_id)),
     )
     .unwrap();
     assert!(
@@ -343,8 +342,7 @@ fn verify_reports_every_bad_artifact_and_missing_payloads() {
         store
             .root()
             .join("records")
-            .join(hs[2].artifact_id.to_string())
-            .join("artifact.json"),
+            .join(format!("{}.json", hs[2].artifact_id)),
         b"{not json",
     )
     .unwrap();
@@ -798,8 +796,7 @@ fn gc_keeps_payloads_when_a_manifest_is_unreadable() {
         store
             .root()
             .join("records")
-            .join(damaged.artifact_id.to_string())
-            .join("artifact.json"),
+            .join(format!("{}.json", damaged.artifact_id)),
         b"{",
     )
     .unwrap();
@@ -862,4 +859,97 @@ fn export_bundle_writes_the_tree_read_only_and_refuses_tampered_entries() {
     for dir in [&dest, &dest.join("a"), &dest.join("a/y")] {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
     }
+}
+
+// ------------------------------------------------------------ on-disk layout
+
+/// Every way bytes and records reach the disk, with anonymous (`O_TMPFILE`)
+/// temp files and with the named fallback: a record is exactly one file
+/// `records/<id>.json`, blobs are shared and read-only, re-pinning rewrites
+/// the record, a damaged blob is replaced, and `tmp/` is left empty.
+#[test]
+fn both_temp_file_modes_store_the_same_layout() {
+    for named in [false, true] {
+        let (_d, store) = store();
+        store.use_named_temp_files(named);
+        let big = data(3 << 20, 9); // the pipelined ingest path
+        let a = store.put_bytes(&big, &PutOptions::default()).unwrap();
+        let b = store.put_bytes(&big, &PutOptions::default()).unwrap();
+        let small = store.put_bytes(b"small", &PutOptions::default()).unwrap();
+        assert_eq!(blob_count(&store), 2, "named={named}");
+        assert_eq!(
+            fs::metadata(blob_path(&store, &a))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o444
+        );
+        let mut names: Vec<String> = fs::read_dir(store.root().join("records"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let mut want: Vec<String> = [&a, &b, &small]
+            .iter()
+            .map(|h| format!("{}.json", h.artifact_id))
+            .collect();
+        want.sort();
+        assert_eq!(names, want, "named={named}");
+        assert!(
+            fs::metadata(store.root().join("records").join(&names[0]))
+                .unwrap()
+                .is_file()
+        );
+
+        let pinned = store.set_pinned(small.artifact_id, true).unwrap();
+        assert!(pinned.pinned && store.manifest(small.artifact_id).unwrap().pinned);
+
+        tamper(&blob_path(&store, &small), "truncate");
+        let again = store.put_bytes(b"small", &PutOptions::default()).unwrap();
+        assert_eq!(store.read(&again).unwrap(), b"small");
+        assert_eq!(store.read(&small).unwrap(), b"small");
+
+        let gc = store.gc(UtcTimestamp::now()).unwrap();
+        assert!(gc.temp_entries.is_empty(), "named={named}: {gc:?}");
+        assert!(store.verify().unwrap().is_ok(), "named={named}");
+        assert_eq!(store.list().unwrap().len(), 5); // + again + the gc report
+        assert_eq!(tmp_count(&store), 0, "named={named}");
+    }
+}
+
+#[test]
+fn verify_reports_what_in_records_is_not_a_record_file() {
+    let (_d, store) = store();
+    let h = store.put_bytes(b"real", &PutOptions::default()).unwrap();
+    let records = store.root().join("records");
+    let old_style = uuid::Uuid::new_v4().to_string();
+    fs::create_dir(records.join(&old_style)).unwrap();
+    fs::write(records.join(&old_style).join("artifact.json"), b"{}").unwrap();
+    fs::write(records.join("notes.json"), b"{}").unwrap();
+    fs::write(
+        records.join(format!("{}.json", h.artifact_id.to_string().to_uppercase())),
+        b"{}",
+    )
+    .unwrap();
+    let report = store.verify().unwrap();
+    assert_eq!(report.records, 1);
+    let mut strays: Vec<String> = report
+        .problems
+        .iter()
+        .map(|p| {
+            assert_eq!(p.kind, ProblemKind::Stray, "{p:?}");
+            assert!(p.message.contains("<artifact id>.json"), "{}", p.message);
+            p.path.file_name().unwrap().to_string_lossy().into_owned()
+        })
+        .collect();
+    strays.sort();
+    let mut want = vec![
+        old_style,
+        "notes.json".to_owned(),
+        format!("{}.json", h.artifact_id.to_string().to_uppercase()),
+    ];
+    want.sort();
+    assert_eq!(strays, want);
+    assert_eq!(store.list().unwrap(), vec![h.artifact_id]);
 }

@@ -235,7 +235,7 @@ fn unaccounted_records(
                 path: store
                     .root()
                     .join("records")
-                    .join(id.hyphenated().to_string())
+                    .join(format!("{}.json", id.hyphenated()))
                     .display()
                     .to_string(),
                 message: format!(

@@ -148,13 +148,10 @@ impl Engine for Attacker {
                 manifest.artifact.content_hash = Sha256Digest::of(bytes);
                 manifest.artifact.size_bytes = bytes.len() as u64;
                 manifest.producer = None;
-                let record = self
-                    .home
-                    .join("artifacts/records")
-                    .join(manifest.artifact.artifact_id.to_string());
-                std::fs::create_dir_all(&record).unwrap();
                 std::fs::write(
-                    record.join("artifact.json"),
+                    self.home
+                        .join("artifacts/records")
+                        .join(format!("{}.json", manifest.artifact.artifact_id)),
                     serde_json::to_vec(&manifest).unwrap(),
                 )
                 .unwrap();
@@ -331,6 +328,17 @@ fn writes_behind_the_runtimes_back_are_reported_by_both_verifiers() {
         .collect();
     // Both planted records, and nothing the runtime wrote.
     assert_eq!(unaccounted.len(), 2, "{report:#}");
+    // Each names the record file to look at.
+    for p in report["problems"].as_array().unwrap() {
+        if p["kind"] == "unaccounted" {
+            let path = std::path::Path::new(p["path"].as_str().unwrap());
+            assert!(
+                path.is_file(),
+                "{} is not the record: {report:#}",
+                path.display()
+            );
+        }
+    }
     for id in &seen {
         assert!(
             unaccounted.contains(&id.as_str()),
