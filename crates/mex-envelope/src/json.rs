@@ -532,6 +532,108 @@ pub(crate) fn is_plain_within(bytes: &[u8], budget: usize) -> bool {
     true
 }
 
+/// One value read strictly from any deserializer, inside a typed one (the
+/// envelope's params and inputs): no member name twice at any depth, every
+/// number within ±(2^53-1) and integral numbers normalized, as
+/// [`from_slice_within`] reads them, charged against the envelope's memory
+/// budget. Its errors carry no pointer: on the envelope's fast path any
+/// failure sends the document to the strict reader, which says where.
+pub(crate) fn strict_value<'de, D: de::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    let budget = crate::MAX_ENVELOPE_VALUE_BYTES;
+    let mut ctx = Ctx {
+        at: Vec::new(),
+        failure: None,
+        budget,
+        remaining: budget,
+    };
+    Node { ctx: &mut ctx }.deserialize(d)
+}
+
+/// [`strict_value`] for a value that must be an object (the params).
+pub(crate) fn strict_object<'de, D: de::Deserializer<'de>>(
+    d: D,
+) -> Result<Map<String, Value>, D::Error> {
+    match strict_value(d)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(de::Error::custom(
+            "expected an object of engine-specific params",
+        )),
+    }
+}
+
+/// A struct the contract's schema says is an object, read only from an
+/// object: `serde` would also fill it from an array of its fields in order
+/// (`"budget": [5000, 1048576]`), which the schema does not allow.
+/// `expected` completes "expected ..." in the error.
+pub(crate) fn object<'de, D, T>(d: D, expected: &'static str) -> Result<T, D::Error>
+where
+    D: de::Deserializer<'de>,
+    T: de::Deserialize<'de>,
+{
+    d.deserialize_map(ObjectOnly {
+        expected,
+        target: std::marker::PhantomData,
+    })
+}
+
+/// [`object`] for an optional member: absent or `null` is `None`.
+pub(crate) fn optional_object<'de, D, T>(
+    d: D,
+    expected: &'static str,
+) -> Result<Option<T>, D::Error>
+where
+    D: de::Deserializer<'de>,
+    T: de::Deserialize<'de>,
+{
+    d.deserialize_option(OptionalObject {
+        expected,
+        target: std::marker::PhantomData,
+    })
+}
+
+struct ObjectOnly<T> {
+    expected: &'static str,
+    target: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: de::Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expected)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(map))
+    }
+}
+
+/// The visitor of [`optional_object`].
+struct OptionalObject<T> {
+    expected: &'static str,
+    target: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: de::Deserialize<'de>> Visitor<'de> for OptionalObject<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expected)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        object(d, self.expected).map(Some)
+    }
+}
+
 /// Read one JSON document strictly from text.
 pub fn from_str(text: &str) -> Result<Value, JsonError> {
     from_slice(text.as_bytes())
