@@ -30,6 +30,49 @@ fn is_upper_word(s: &[u8]) -> bool {
             .all(|c| matches!(c, b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-'))
 }
 
+/// How [`parse_str`] words a refusal.
+#[derive(Clone, Copy)]
+pub(crate) enum Messages {
+    /// An `Invalid` error's message alone (the caller adds where).
+    Bare,
+    /// The whole error.
+    Whole,
+}
+
+/// Deserialize a string-spelled value from the text where it lies:
+/// `Cow<str>` would copy the text into a `String` first, and the value's own
+/// parser copies what it keeps anyway.
+pub(crate) fn parse_str<'de, D, T>(d: D, messages: Messages) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err = EnvelopeError>,
+{
+    d.deserialize_str(ParseStr {
+        messages,
+        target: std::marker::PhantomData,
+    })
+}
+
+struct ParseStr<T> {
+    messages: Messages,
+    target: std::marker::PhantomData<T>,
+}
+
+impl<T: std::str::FromStr<Err = EnvelopeError>> serde::de::Visitor<'_> for ParseStr<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
+        text.parse().map_err(|e| match (self.messages, e) {
+            (Messages::Bare, EnvelopeError::Invalid { message, .. }) => E::custom(message),
+            (_, other) => E::custom(other),
+        })
+    }
+}
+
 /// Implements the string plumbing shared by every validated identifier:
 /// Display, AsRef, TryFrom<&str>/<String>, serde through `FromStr`, and a
 /// JSON Schema of `type: string` with the documented pattern.
@@ -70,11 +113,7 @@ macro_rules! string_newtype {
         }
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = Cow::<'de, str>::deserialize(d)?;
-                text.parse().map_err(|e: EnvelopeError| match e {
-                    EnvelopeError::Invalid { message, .. } => serde::de::Error::custom(message),
-                    other => serde::de::Error::custom(other),
-                })
+                parse_str(d, Messages::Bare)
             }
         }
         impl JsonSchema for $ty {
@@ -350,8 +389,7 @@ impl Serialize for SchemaVersion {
 
 impl<'de> Deserialize<'de> for SchemaVersion {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = Cow::<'de, str>::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        parse_str(d, Messages::Whole)
     }
 }
 
