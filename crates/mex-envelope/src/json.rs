@@ -34,11 +34,12 @@
 //!
 //! Pointers cost nothing while a document reads cleanly: a refused value's
 //! pointer is assembled from the tokens its enclosing arrays and objects add
-//! as the error unwinds. For the envelope's fast path, `is_plain_within`
-//! tells, in one scan of the bytes, whether a document is one this reader
-//! would read unchanged if it is valid JSON (no duplicate names, integer
-//! literals in range, within the budget); such a document may be
-//! deserialized straight into a typed value by `serde_json`, and anything
+//! as the error unwinds. For the envelope's fast path, `strict_value` is
+//! this reader's visitor for a value inside a typed one (params, inputs),
+//! `object` reads a struct only from an object, and `is_plain_within`
+//! tells, in one scan of the bytes, whether a document too large to skip the
+//! budget is one this reader would read unchanged if it is valid JSON (no
+//! duplicate names, integer literals in range, within the budget); anything
 //! else, or any failure there, is read here.
 
 use std::fmt;

@@ -154,10 +154,11 @@ impl PlannedOperation {
     /// Parse untrusted bytes. Every error names a JSON pointer (or a line and
     /// column) and what was expected.
     ///
-    /// A plain document (see the [`json`](crate::json) module docs) is read
-    /// once, straight into the typed value; any other document, and any
-    /// failure, goes through the strict reader, which alone decides what is
-    /// refused and where.
+    /// An object of at most 32 KiB, or a larger plain one (see the
+    /// [`json`](crate::json) module docs), is read once, straight into the
+    /// typed value, with the strict reader's rules; any other document, and
+    /// any failure, goes through the strict reader, which alone decides what
+    /// is refused and where.
     ///
     /// # Example
     ///
