@@ -229,7 +229,9 @@ impl Input {
 impl<'de> Deserialize<'de> for Input {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let value = serde_json::Value::deserialize(d)?;
+        // Strictly: a member named twice is refused here too, since the
+        // typed pass below would only see the copy kept.
+        let value = crate::json::strict_value(d)?;
         let Some(object) = value.as_object() else {
             return Err(D::Error::custom(
                 "expected an object: an artifact handle (with artifact_id) or an entity reference (with entity_type)",

@@ -230,11 +230,7 @@ impl Serialize for Capability {
 
 impl<'de> Deserialize<'de> for Capability {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = Cow::<'de, str>::deserialize(d)?;
-        text.parse().map_err(|e: EnvelopeError| match e {
-            EnvelopeError::Invalid { message, .. } => serde::de::Error::custom(message),
-            other => serde::de::Error::custom(other),
-        })
+        crate::ids::parse_str(d, crate::ids::Messages::Bare)
     }
 }
 

@@ -20,11 +20,57 @@ fn is_snake_word(s: &str) -> bool {
 }
 
 /// `[A-Z][A-Z0-9_-]*`, 1..=64 characters.
-fn is_upper_word(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some('A'..='Z'))
+/// `[A-Z][A-Z0-9_-]{0,63}`, checked byte by byte: every allowed character is
+/// ASCII, so a multi-byte character fails as it would character by
+/// character (codes are checked on every finding a gate builds).
+fn is_upper_word(s: &[u8]) -> bool {
+    matches!(s.first(), Some(b'A'..=b'Z'))
         && s.len() <= 64
-        && chars.all(|c| matches!(c, 'A'..='Z' | '0'..='9' | '_' | '-'))
+        && s.iter()
+            .all(|c| matches!(c, b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-'))
+}
+
+/// How [`parse_str`] words a refusal.
+#[derive(Clone, Copy)]
+pub(crate) enum Messages {
+    /// An `Invalid` error's message alone (the caller adds where).
+    Bare,
+    /// The whole error.
+    Whole,
+}
+
+/// Deserialize a string-spelled value from the text where it lies:
+/// `Cow<str>` would copy the text into a `String` first, and the value's own
+/// parser copies what it keeps anyway.
+pub(crate) fn parse_str<'de, D, T>(d: D, messages: Messages) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err = EnvelopeError>,
+{
+    d.deserialize_str(ParseStr {
+        messages,
+        target: std::marker::PhantomData,
+    })
+}
+
+struct ParseStr<T> {
+    messages: Messages,
+    target: std::marker::PhantomData<T>,
+}
+
+impl<T: std::str::FromStr<Err = EnvelopeError>> serde::de::Visitor<'_> for ParseStr<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
+        text.parse().map_err(|e| match (self.messages, e) {
+            (Messages::Bare, EnvelopeError::Invalid { message, .. }) => E::custom(message),
+            (_, other) => E::custom(other),
+        })
+    }
 }
 
 /// Implements the string plumbing shared by every validated identifier:
@@ -67,11 +113,7 @@ macro_rules! string_newtype {
         }
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = Cow::<'de, str>::deserialize(d)?;
-                text.parse().map_err(|e: EnvelopeError| match e {
-                    EnvelopeError::Invalid { message, .. } => serde::de::Error::custom(message),
-                    other => serde::de::Error::custom(other),
-                })
+                parse_str(d, Messages::Bare)
             }
         }
         impl JsonSchema for $ty {
@@ -190,14 +232,14 @@ impl FromStr for ErrorCode {
 }
 /// `[A-Z][A-Z0-9_-]*` words joined by dots, at most 128 bytes.
 fn is_error_code(s: &str) -> bool {
-    s.len() <= 128 && s.split('.').all(is_upper_word)
+    s.len() <= 128 && s.as_bytes().split(|&b| b == b'.').all(is_upper_word)
 }
 
 /// `G-<NAME>` or `G-<NAME>.<SUB>`, each part an upper-case word without `-`.
 fn is_gate_id(s: &str) -> bool {
     s.strip_prefix("G-").is_some_and(|rest| {
-        let mut parts = rest.split('.');
-        let word = |p: &str| is_upper_word(p) && !p.contains('-');
+        let mut parts = rest.as_bytes().split(|&b| b == b'.');
+        let word = |p: &[u8]| is_upper_word(p) && !p.contains(&b'-');
         parts.next().is_some_and(word) && parts.next().is_none_or(word) && parts.next().is_none()
     })
 }
@@ -347,8 +389,7 @@ impl Serialize for SchemaVersion {
 
 impl<'de> Deserialize<'de> for SchemaVersion {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = Cow::<'de, str>::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        parse_str(d, Messages::Whole)
     }
 }
 
@@ -412,9 +453,21 @@ mod tests {
         assert!("G-SCHEMA".parse::<GateId>().is_ok());
         assert!("G-A.B.C".parse::<GateId>().is_err());
         assert!("SCHEMA".parse::<GateId>().is_err());
-        for bad in ["G-", "G-A.", "G-.A", "G-A-B", "G-A.B-C", "G-a", "G-A..B"] {
+        for bad in [
+            "G-", "G-A.", "G-.A", "G-A-B", "G-A.B-C", "G-a", "G-A..B", "G-CAPÄ", "G-É",
+        ] {
             assert!(bad.parse::<GateId>().is_err(), "{bad}");
         }
+        // Words are checked byte by byte: a multi-byte character never
+        // passes, and the length bound counts bytes.
+        for bad in ["G-CAP.É", "ÉCAP", "A.", ".A", "A..B", "A B"] {
+            assert!(bad.parse::<ErrorCode>().is_err(), "{bad}");
+        }
+        let word = "W".repeat(64);
+        assert!(format!("G-{word}").parse::<GateId>().is_ok());
+        assert!(format!("G-{word}W").parse::<GateId>().is_err());
+        assert!(format!("{word}.{word}-1").parse::<ErrorCode>().is_err());
+        assert!(format!("{word}.A-1").parse::<ErrorCode>().is_ok());
         // A borrowed static id and a parsed one are the same value.
         let parsed: GateId = "G-SAFETY.SANDBOX".parse().unwrap();
         assert_eq!(GateId::from_static("G-SAFETY.SANDBOX"), parsed);

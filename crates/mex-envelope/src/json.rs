@@ -34,11 +34,12 @@
 //!
 //! Pointers cost nothing while a document reads cleanly: a refused value's
 //! pointer is assembled from the tokens its enclosing arrays and objects add
-//! as the error unwinds. For the envelope's fast path, `is_plain_within`
-//! tells, in one scan of the bytes, whether a document is one this reader
-//! would read unchanged if it is valid JSON (no duplicate names, integer
-//! literals in range, within the budget); such a document may be
-//! deserialized straight into a typed value by `serde_json`, and anything
+//! as the error unwinds. For the envelope's fast path, `strict_value` is
+//! this reader's visitor for a value inside a typed one (params, inputs),
+//! `object` reads a struct only from an object, and `is_plain_within`
+//! tells, in one scan of the bytes, whether a document too large to skip the
+//! budget is one this reader would read unchanged if it is valid JSON (no
+//! duplicate names, integer literals in range, within the budget); anything
 //! else, or any failure there, is read here.
 
 use std::fmt;
@@ -530,6 +531,108 @@ pub(crate) fn is_plain_within(bytes: &[u8], budget: usize) -> bool {
         }
     }
     true
+}
+
+/// One value read strictly from any deserializer, inside a typed one (the
+/// envelope's params and inputs): no member name twice at any depth, every
+/// number within ±(2^53-1) and integral numbers normalized, as
+/// [`from_slice_within`] reads them, charged against the envelope's memory
+/// budget. Its errors carry no pointer: on the envelope's fast path any
+/// failure sends the document to the strict reader, which says where.
+pub(crate) fn strict_value<'de, D: de::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    let budget = crate::MAX_ENVELOPE_VALUE_BYTES;
+    let mut ctx = Ctx {
+        at: Vec::new(),
+        failure: None,
+        budget,
+        remaining: budget,
+    };
+    Node { ctx: &mut ctx }.deserialize(d)
+}
+
+/// [`strict_value`] for a value that must be an object (the params).
+pub(crate) fn strict_object<'de, D: de::Deserializer<'de>>(
+    d: D,
+) -> Result<Map<String, Value>, D::Error> {
+    match strict_value(d)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(de::Error::custom(
+            "expected an object of engine-specific params",
+        )),
+    }
+}
+
+/// A struct the contract's schema says is an object, read only from an
+/// object: `serde` would also fill it from an array of its fields in order
+/// (`"budget": [5000, 1048576]`), which the schema does not allow.
+/// `expected` completes "expected ..." in the error.
+pub(crate) fn object<'de, D, T>(d: D, expected: &'static str) -> Result<T, D::Error>
+where
+    D: de::Deserializer<'de>,
+    T: de::Deserialize<'de>,
+{
+    d.deserialize_map(ObjectOnly {
+        expected,
+        target: std::marker::PhantomData,
+    })
+}
+
+/// [`object`] for an optional member: absent or `null` is `None`.
+pub(crate) fn optional_object<'de, D, T>(
+    d: D,
+    expected: &'static str,
+) -> Result<Option<T>, D::Error>
+where
+    D: de::Deserializer<'de>,
+    T: de::Deserialize<'de>,
+{
+    d.deserialize_option(OptionalObject {
+        expected,
+        target: std::marker::PhantomData,
+    })
+}
+
+struct ObjectOnly<T> {
+    expected: &'static str,
+    target: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: de::Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expected)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(map))
+    }
+}
+
+/// The visitor of [`optional_object`].
+struct OptionalObject<T> {
+    expected: &'static str,
+    target: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: de::Deserialize<'de>> Visitor<'de> for OptionalObject<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expected)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        object(d, self.expected).map(Some)
+    }
 }
 
 /// Read one JSON document strictly from text.

@@ -41,6 +41,16 @@ pub fn read_envelope_bytes<R: Read>(reader: R) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The largest document [`PlannedOperation::from_json_slice`] reads straight
+/// into the typed value without first scanning it (32 KiB). The strict reader
+/// charges at most 180 bytes of estimated memory per byte of text (the
+/// densest text, objects nested in objects, charges 896 bytes per 5-byte
+/// `{"":}` level), so such a document stays far below
+/// [`MAX_ENVELOPE_VALUE_BYTES`], and the budget cannot refuse it.
+pub(crate) const FAST_PATH_MAX_BYTES: usize = 32 << 10;
+
+const _: () = assert!(FAST_PATH_MAX_BYTES * 180 < MAX_ENVELOPE_VALUE_BYTES);
+
 /// The most capabilities one operation may request. The list is small by
 /// nature (one entry per kind and scope); the bound keeps a hostile list from
 /// turning into thousands of gate findings on the record.
@@ -89,31 +99,66 @@ pub struct PlannedOperation {
     pub inputs: Vec<Input>,
     /// Engine-specific params, validated against the operation's schema.
     /// Every number in them, at any depth, is within ±(2^53-1).
+    #[serde(deserialize_with = "crate::json::strict_object")]
     #[schemars(with = "crate::json::SafeJsonObject")]
     pub params: Map<String, Value>,
     /// Capabilities the operation asks for (at most [`MAX_CAPABILITIES`]).
     #[schemars(length(max = 64))]
     pub capabilities_requested: Vec<Capability>,
     /// Resource budget.
+    #[serde(deserialize_with = "budget_object")]
     pub budget: BudgetSpec,
     /// Requested determinism level.
     pub determinism: DeterminismLevel,
     /// Evidence to capture; required for D0/D1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "evidence_policy_object"
+    )]
     pub evidence_policy: Option<EvidencePolicy>,
     /// Expected outputs and limits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "output_spec_object"
+    )]
     pub output_spec: Option<OutputSpec>,
+}
+
+// The members the schema says are objects are read only from objects (see
+// `json::object`).
+fn budget_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BudgetSpec, D::Error> {
+    json::object(
+        d,
+        "an object of budget limits by name, e.g. {\"wall_time_ms\": 5000}",
+    )
+}
+
+fn evidence_policy_object<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<EvidencePolicy>, D::Error> {
+    json::optional_object(
+        d,
+        "an object, e.g. {\"required\": true, \"capture\": [\"snapshot\"]}, or null",
+    )
+}
+
+fn output_spec_object<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<OutputSpec>, D::Error> {
+    json::optional_object(d, "an object, e.g. {\"max_outputs\": 4}, or null")
 }
 
 impl PlannedOperation {
     /// Parse untrusted bytes. Every error names a JSON pointer (or a line and
     /// column) and what was expected.
     ///
-    /// A plain document (see the [`json`](crate::json) module docs) is read
-    /// once, straight into the typed value; any other document, and any
-    /// failure, goes through the strict reader, which alone decides what is
-    /// refused and where.
+    /// An object of at most 32 KiB, or a larger plain one (see the
+    /// [`json`](crate::json) module docs), is read once, straight into the
+    /// typed value, with the strict reader's rules; any other document, and
+    /// any failure, goes through the strict reader, which alone decides what
+    /// is refused and where.
     ///
     /// # Example
     ///
@@ -156,11 +201,19 @@ impl PlannedOperation {
                 limit: MAX_ENVELOPE_BYTES,
             });
         }
-        // A plain document (see `json::is_plain_within`: nothing the strict
-        // reader would refuse or normalize) is read once, straight into the
-        // typed value, and checked. Anything else, and any failure, goes the
-        // strict way below, which decides and says where.
-        if json::is_plain_within(bytes, MAX_ENVELOPE_VALUE_BYTES)
+        // The fast path: read once, straight into the typed value, and
+        // check. The typed reading refuses what the strict reader refuses
+        // (serde refuses a field named twice; params and inputs are read by
+        // the strict reader's own visitor; every typed number is bounded),
+        // except the memory budget, which a document of at most
+        // `FAST_PATH_MAX_BYTES` cannot reach; a larger one is read this way
+        // only when the byte scan of `json::is_plain_within` finds it plain.
+        // Anything else, and any failure, goes the strict way below, which
+        // decides and says where.
+        let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if object
+            && (bytes.len() <= FAST_PATH_MAX_BYTES
+                || json::is_plain_within(bytes, MAX_ENVELOPE_VALUE_BYTES))
             && let Ok(op) = serde_json::from_slice::<Self>(bytes)
             && op.validate().is_ok()
         {
@@ -530,4 +583,49 @@ fn claimed_op_id(bytes: &[u8]) -> Option<Uuid> {
         return None;
     }
     crate::uuid_text::parse_uuid(std::str::from_utf8(found?).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation panics, which is the test failing"
+    )]
+    use super::*;
+
+    /// `count` copies of `item`, comma-separated, in an array of at most
+    /// `FAST_PATH_MAX_BYTES` bytes.
+    fn filled(item: &str) -> String {
+        let count = (FAST_PATH_MAX_BYTES - 2) / (item.len() + 1);
+        format!("[{}]", vec![item; count].join(","))
+    }
+
+    #[test]
+    fn a_document_the_fast_path_reads_unscanned_cannot_reach_the_memory_budget() {
+        // The densest shapes the strict reader charges: objects nested in
+        // objects (to the recursion limit), tiny objects, nested arrays,
+        // empty strings, many distinct names. Each, at the fast path's size
+        // limit, is charged under 180 bytes per byte of text.
+        let nested = |depth: usize| format!("{}0{}", "{\"\":".repeat(depth), "}".repeat(depth));
+        let wide: String = (0..FAST_PATH_MAX_BYTES / 12)
+            .map(|i| format!("\"{i:x}\":0"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let docs = [
+            filled(&nested(120)),
+            filled(&nested(3)),
+            filled("{\"\":0}"),
+            filled("{\"\":[]}"),
+            filled(&format!("{}0{}", "[".repeat(120), "]".repeat(120))),
+            filled("[0]"),
+            filled("\"\""),
+            filled("0"),
+            format!("{{{wide}}}"),
+        ];
+        for doc in docs {
+            assert!(doc.len() <= FAST_PATH_MAX_BYTES, "{}", doc.len());
+            let within = json::from_slice_within(doc.as_bytes(), doc.len() * 180);
+            assert!(within.is_ok(), "{}: {within:?}", &doc[..40]);
+        }
+    }
 }

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::{Deserialize, Deserializer};
+use serde::Deserializer;
 use uuid::Uuid;
 
 use crate::error::EnvelopeError;
@@ -41,11 +41,26 @@ pub fn parse_uuid(text: &str) -> Result<Uuid, EnvelopeError> {
 
 /// `deserialize_with` for `Uuid` fields of wire types.
 pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Uuid, D::Error> {
-    let text = Cow::<'de, str>::deserialize(d)?;
-    if !is_canonical(&text) {
-        return Err(serde::de::Error::custom(message(&text)));
+    d.deserialize_str(UuidText)
+}
+
+/// Reads the text where it lies (`Cow<str>` would copy it into a `String`
+/// first).
+struct UuidText;
+
+impl serde::de::Visitor<'_> for UuidText {
+    type Value = Uuid;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a UUID string")
     }
-    Uuid::parse_str(&text).map_err(serde::de::Error::custom)
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Uuid, E> {
+        if !is_canonical(text) {
+            return Err(E::custom(message(text)));
+        }
+        Uuid::parse_str(text).map_err(E::custom)
+    }
 }
 
 /// Schema stand-in for `Uuid` fields of wire types.

@@ -68,6 +68,58 @@ fn an_envelope_written_as_an_array_of_its_fields_is_refused() {
 }
 
 #[test]
+fn a_nested_object_written_as_an_array_is_refused_with_its_pointer() {
+    // The published schema says budget, evidence_policy, output_spec and
+    // each input are objects; serde would fill a struct from an array of its
+    // fields in order. Refused on both readings (bytes, and a decoded value).
+    let cases = [
+        ("budget", json!([5000, 1_048_576]), "/budget"),
+        ("budget", json!([]), "/budget"),
+        (
+            "evidence_policy",
+            json!([true, ["snapshot"]]),
+            "/evidence_policy",
+        ),
+        ("output_spec", json!([["file"], [], 2]), "/output_spec"),
+    ];
+    for (field, array, pointer) in cases {
+        let mut v = base();
+        v[field] = array;
+        for err in [
+            parse(&v).unwrap_err(),
+            PlannedOperation::from_json_value(v.clone()).unwrap_err(),
+        ] {
+            assert_eq!(err.code(), "ENVELOPE.INVALID", "{field}: {err}");
+            assert_eq!(err.pointer(), Some(pointer), "{field}: {err}");
+            assert!(err.to_string().contains("expected an object"), "{err}");
+        }
+    }
+    let mut v = base();
+    let handle = v["inputs"][0].clone();
+    let fields = [
+        "artifact_id",
+        "kind",
+        "content_hash",
+        "size_bytes",
+        "classification",
+        "exportable",
+    ];
+    v["inputs"][0] = Value::Array(fields.iter().map(|f| handle[*f].clone()).collect());
+    let err = parse(&v).unwrap_err();
+    assert_eq!(err.pointer(), Some("/inputs/0"), "{err}");
+    // The same members as objects are fine.
+    let mut v = base();
+    v["budget"] = json!({"wall_time_ms": 5000, "output_bytes": 1_048_576});
+    v["evidence_policy"] = json!({"required": true, "capture": ["snapshot"]});
+    v["output_spec"] = json!({"kinds": ["file"], "max_outputs": 2});
+    assert!(parse(&v).is_ok());
+    v["evidence_policy"] = Value::Null;
+    v["output_spec"] = Value::Null;
+    let op = parse(&v).unwrap();
+    assert!(op.evidence_policy.is_none() && op.output_spec.is_none());
+}
+
+#[test]
 fn operation_must_belong_to_engine() {
     let mut v = base();
     v["operation"] = json!("sandbox.run_shell");
@@ -315,7 +367,7 @@ proptest! {
         v in envelope(),
         key in "[a-z_]{1,20}",
         replacement in json_value(),
-        how in 0usize..9,
+        how in 0usize..11,
     ) {
         // Plain documents are read in one pass straight into the typed value;
         // the strict reader followed by the typed pass must decide the same,
@@ -339,7 +391,16 @@ proptest! {
                 let spelled = ["0,\"zz\":1", "5e3", "5000.0", "0,\"z\\u007a\":1", "-0"][how - 3];
                 v.to_string().replace("\"zz\":0", &format!("\"zz\":{spelled}"))
             }
-            _ => v.to_string().replace("\"budget\":{", "\"budget\":{\"wall_time_ms\":5e3,"),
+            8 => v.to_string().replace("\"budget\":{", "\"budget\":{\"wall_time_ms\":5e3,"),
+            // A member of an input named twice; a nested object written as
+            // an array of its members.
+            9 => v.to_string().replace("\"exportable\":false", "\"exportable\":false,\"exportable\":true"),
+            _ => {
+                v["budget"] = Value::Array(
+                    v["budget"].as_object().into_iter().flat_map(|b| b.values().cloned()).collect(),
+                );
+                v.to_string()
+            }
         };
         let one_pass = PlannedOperation::from_json_str(&text);
         match mex_envelope::json::from_slice_within(

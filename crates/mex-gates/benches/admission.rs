@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mex_artifacts::{ArtifactStore, PutOptions, StoreConfig};
-use mex_envelope::{ArtifactKind, Classification};
+use mex_envelope::{ArtifactKind, Classification, PlannedOperation};
 use mex_gates::internal::{Claimed, OpClaims, Pipeline, RegistryCatalog};
 use mex_gates::{CapabilityPolicy, GateContext};
 use mex_registry::Registry;
@@ -82,6 +82,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             black_box(serde_json::from_slice::<serde_json::Value>(black_box(&typical)).unwrap())
         })
+    });
+    // The envelope's share of an admission: the typed, strict parse alone.
+    group.bench_function("typed_parse_only", |b| {
+        b.iter(|| black_box(PlannedOperation::from_json_slice(black_box(&typical)).unwrap()))
     });
     group.bench_function("admit_typical_no_io", |b| {
         b.iter(|| black_box(pipeline.admit_json(black_box(&typical))))

@@ -3,6 +3,7 @@
 //! use a hand-built one. Nothing here comes from the envelope.
 
 use mex_envelope::{BudgetSpec, GateId, PlannedOperation};
+use serde_json::Value;
 
 use crate::codes::Finding;
 use crate::gates::cap::OperationCapabilities;
@@ -71,9 +72,10 @@ pub trait Catalog: Send + Sync {
     /// (unknown engine, unknown operation).
     fn operation_facts(&self, op: &PlannedOperation) -> Result<OperationFacts, Vec<Finding>>;
 
-    /// Validate params against the operation's compiled schema: `(pointer,
-    /// message)` per error, pointers relative to the envelope (`/params/...`).
-    fn validate_params(&self, op: &PlannedOperation) -> Vec<(String, String)>;
+    /// Validate `params` (the operation's params as one JSON value) against
+    /// the schema of `op`'s operation: `(pointer, message)` per error,
+    /// pointers relative to the envelope (`/params/...`).
+    fn validate_params(&self, op: &PlannedOperation, params: &Value) -> Vec<(String, String)>;
 
     /// Resolve `engine_version_req` to exactly one implementation, or a
     /// G-PROVENANCE finding.

@@ -129,6 +129,9 @@ mod sealed {
         /// are none (unknown engine or operation).
         pub(crate) operation: Result<OperationFacts, Vec<Finding>>,
         pub(crate) implementation: Result<ImplementationFacts, Finding>,
+        /// The params schema's errors, for a declared operation (empty
+        /// otherwise).
+        pub(crate) params_errors: Vec<(String, String)>,
     }
 
     /// What the global gates decided beyond their findings.
@@ -157,10 +160,25 @@ pub trait GlobalGate: sealed::Sealed + Send + Sync {
 }
 
 impl Facts {
-    fn gather(catalog: &dyn Catalog, op: &PlannedOperation) -> Self {
+    /// Look everything up once. The params are validated as one JSON value:
+    /// they are moved out of `op` into one for the check and moved back, so
+    /// they are never copied.
+    fn gather(catalog: &dyn Catalog, op: &mut PlannedOperation) -> Self {
+        let operation = catalog.operation_facts(op);
+        let params_errors = if operation.is_ok() {
+            let params = serde_json::Value::Object(std::mem::take(&mut op.params));
+            let errors = catalog.validate_params(op, &params);
+            if let serde_json::Value::Object(map) = params {
+                op.params = map;
+            }
+            errors
+        } else {
+            Vec::new()
+        };
         Self {
-            operation: catalog.operation_facts(op),
+            operation,
             implementation: catalog.resolve_implementation(op),
+            params_errors,
         }
     }
 
@@ -216,10 +234,10 @@ global_gate!(
     SchemaGate,
     GATE_SCHEMA,
     "G-SCHEMA: see [`crate::gates::schema`].",
-    |ctx, op, facts, _rulings| check_schema(
+    |_ctx, op, facts, _rulings| check_schema(
         op,
         facts.operation.as_ref().map(|_| ()).map_err(Vec::as_slice),
-        &*ctx.catalog
+        &facts.params_errors
     )
 );
 global_gate!(
@@ -318,7 +336,6 @@ pub struct Admitted {
     engine_version: semver::Version,
     implementation: ImplementationFacts,
     budget: ResolvedBudget,
-    capabilities_granted: Vec<Capability>,
     consent_refs: Vec<String>,
     degraded: Vec<GateDenial>,
 }
@@ -340,9 +357,10 @@ impl Admitted {
     pub fn budget(&self) -> &ResolvedBudget {
         &self.budget
     }
-    /// Capabilities granted (exactly those requested: all were admitted).
+    /// Capabilities granted (exactly those requested: all were admitted,
+    /// so they are read from the operation, not copied).
     pub fn capabilities_granted(&self) -> &[Capability] {
-        &self.capabilities_granted
+        &self.op.capabilities_requested
     }
     /// Consent record ids that authorized sensitive capabilities.
     pub fn consent_refs(&self) -> &[String] {
@@ -445,18 +463,16 @@ impl Pipeline {
     /// Admit a typed operation: look its facts up once, run every gate,
     /// collect every finding, and decide. Nothing is claimed (see the module
     /// docs).
-    pub fn admit(&self, op: PlannedOperation) -> Admission {
-        let facts = Facts::gather(&*self.ctx.catalog, &op);
+    pub fn admit(&self, mut op: PlannedOperation) -> Admission {
+        let facts = Facts::gather(&*self.ctx.catalog, &mut op);
         let mut rulings = Rulings::default();
-        let mut outcomes: Vec<GateOutcome> = self
-            .global
-            .iter()
-            .map(|g| GateOutcome {
-                gate: g.id().clone(),
-                findings: g.judge(&op, &facts, &mut rulings),
-            })
-            .collect();
-        outcomes.extend(self.engine_outcomes(&op, facts.operation.as_ref().ok()));
+        let engine_gates = facts.operation.as_ref().map_or(0, |f| f.engine_gates.len());
+        let mut outcomes = Vec::with_capacity(self.global.len() + engine_gates);
+        outcomes.extend(self.global.iter().map(|g| GateOutcome {
+            gate: g.id().clone(),
+            findings: g.judge(&op, &facts, &mut rulings),
+        }));
+        self.engine_outcomes(&op, facts.operation.as_ref().ok(), &mut outcomes);
         let capabilities = rulings
             .capabilities
             .as_mut()
@@ -480,29 +496,27 @@ impl Pipeline {
         }
     }
 
-    /// The outcomes of the engine-specific gates the registry names for `op`.
+    /// Append the outcomes of the engine-specific gates the registry names
+    /// for `op`.
     fn engine_outcomes(
         &self,
         op: &PlannedOperation,
         facts: Option<&OperationFacts>,
-    ) -> Vec<GateOutcome> {
+        outcomes: &mut Vec<GateOutcome>,
+    ) {
         let Some(facts) = facts else {
-            return Vec::new();
+            return;
         };
-        facts
-            .engine_gates
-            .iter()
-            .filter_map(|(named, need)| {
-                let findings = match self.engine_gates.get(named) {
-                    Some(gate) => gate.check_all(op),
-                    None => vec![missing_gate(named, *need, op)?],
-                };
-                Some(GateOutcome {
-                    gate: named.clone(),
-                    findings,
-                })
+        outcomes.extend(facts.engine_gates.iter().filter_map(|(named, need)| {
+            let findings = match self.engine_gates.get(named) {
+                Some(gate) => gate.check_all(op),
+                None => vec![missing_gate(named, *need, op)?],
+            };
+            Some(GateOutcome {
+                gate: named.clone(),
+                findings,
             })
-            .collect()
+        }));
     }
 }
 
@@ -575,7 +589,6 @@ fn decide(
         })
         .collect();
     Ok(Admitted {
-        capabilities_granted: op.capabilities_requested.clone(),
         engine_version: operation.engine_version,
         implementation,
         budget,

@@ -107,17 +107,20 @@ impl Catalog for RegistryCatalog {
         })
     }
 
-    fn validate_params(&self, op: &PlannedOperation) -> Vec<(String, String)> {
+    fn validate_params(
+        &self,
+        op: &PlannedOperation,
+        params: &serde_json::Value,
+    ) -> Vec<(String, String)> {
         let Ok(operation) = self.registry.operation(&op.engine_id, &op.operation) else {
             return Vec::new();
         };
-        let params = serde_json::Value::Object(op.params.clone());
         // The compiled validator's yes/no first; every error is collected
         // (with its pointer and message) only when the params fail.
-        let errors = match operation.validate_params(&params) {
+        let errors = match operation.validate_params(params) {
             Ok(()) => return Vec::new(),
             Err(RegistryError::InvalidParams { errors, .. }) => errors,
-            Err(_) => operation.params_errors(&params),
+            Err(_) => operation.params_errors(params),
         };
         errors
             .into_iter()

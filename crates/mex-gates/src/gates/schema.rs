@@ -4,7 +4,6 @@
 use mex_envelope::{EnvelopeError, PlannedOperation};
 
 use crate::codes::{Finding, deny};
-use crate::facts::Catalog;
 
 /// Map a front-door parse error to its finding. A malformed capability is
 /// attributed to G-CAP (`G-CAP.UNKNOWN_KIND`), because capability strings are
@@ -42,11 +41,13 @@ pub fn parse_failure(err: &EnvelopeError) -> Finding {
 
 /// Check a typed operation: cross-field rules, declared engine and operation
 /// (`declared`: the catalog's answer, looked up once per admission, with its
-/// findings when the engine or operation is unknown), params schema.
+/// findings when the engine or operation is unknown), params schema
+/// (`params_errors`: the catalog's answer for a declared operation, see
+/// [`crate::facts::Catalog::validate_params`]).
 pub fn check_schema(
     op: &PlannedOperation,
     declared: Result<(), &[Finding]>,
-    catalog: &dyn Catalog,
+    params_errors: &[(String, String)],
 ) -> Vec<Finding> {
     if let Err(e) = op.validate() {
         return vec![parse_failure(&e)];
@@ -54,9 +55,8 @@ pub fn check_schema(
     if let Err(findings) = declared {
         return findings.to_vec();
     }
-    catalog
-        .validate_params(op)
-        .into_iter()
+    params_errors
+        .iter()
         .map(|(pointer, message)| {
             deny(
                 "G-SCHEMA.PARAMS_INVALID",
@@ -65,7 +65,7 @@ pub fn check_schema(
                     "params do not match the schema of {}: {message}",
                     op.operation
                 ),
-                Some(pointer),
+                Some(pointer.clone()),
             )
         })
         .collect()
