@@ -338,7 +338,7 @@ pub struct ArtifactProducer {
     pub determinism: DeterminismLevel,
 }
 
-/// The sidecar manifest (`artifact.json`) stored beside every payload.
+/// The record (`records/<id>.json`) stored beside every payload.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArtifactManifest {
