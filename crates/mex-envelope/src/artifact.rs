@@ -19,9 +19,7 @@ use crate::pointer;
 use crate::timestamp::UtcTimestamp;
 
 /// The kind of an artifact.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ArtifactKind {
     /// A plain file.
@@ -41,9 +39,7 @@ pub enum ArtifactKind {
 }
 
 /// Data classification, ordered `low < medium < high`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Classification {
     /// Low sensitivity.
@@ -52,6 +48,43 @@ pub enum Classification {
     Medium,
     /// High sensitivity.
     High,
+}
+
+// Read from their names only (see `determinism::named_variant`).
+impl<'de> Deserialize<'de> for ArtifactKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::determinism::named_variant(
+            d,
+            &[
+                "file",
+                "tool_output",
+                "transcript",
+                "dataset_slice",
+                "prompt_payload",
+                "report",
+                "bundle",
+            ],
+            &[
+                Self::File,
+                Self::ToolOutput,
+                Self::Transcript,
+                Self::DatasetSlice,
+                Self::PromptPayload,
+                Self::Report,
+                Self::Bundle,
+            ],
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for Classification {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::determinism::named_variant(
+            d,
+            &["low", "medium", "high"],
+            &[Self::Low, Self::Medium, Self::High],
+        )
+    }
 }
 
 /// A media type such as `application/json` or `text/x-python`: lowercase

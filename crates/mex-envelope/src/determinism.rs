@@ -1,20 +1,12 @@
 //! Determinism levels (docs/contract.md §2).
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, de};
 
 /// A determinism level, ordered `D0 < D1 < D2 < D3`.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
 )]
 pub enum DeterminismLevel {
     /// Live: not replayable unless evidence capture freezes the claim.
@@ -41,6 +33,49 @@ impl DeterminismLevel {
             Self::D2 => "D2",
             Self::D3 => "D3",
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for DeterminismLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        named_variant(
+            d,
+            &["D0", "D1", "D2", "D3"],
+            &[Self::D0, Self::D1, Self::D2, Self::D3],
+        )
+    }
+}
+
+/// Read a unit-only enum from its name, a JSON string, and from nothing
+/// else: the derived reading would also take `{"D3": null}` (serde's
+/// externally tagged form), which the published schema refuses, so the
+/// schema and mex would disagree on which documents are valid.
+pub(crate) fn named_variant<'de, D: Deserializer<'de>, T: Copy>(
+    d: D,
+    names: &'static [&'static str],
+    values: &'static [T],
+) -> Result<T, D::Error> {
+    d.deserialize_str(Named { names, values })
+}
+
+struct Named<T: 'static> {
+    names: &'static [&'static str],
+    values: &'static [T],
+}
+
+impl<T: Copy> de::Visitor<'_> for Named<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "one of the strings {}", self.names.join(", "))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        self.names
+            .iter()
+            .position(|name| *name == v)
+            .and_then(|i| self.values.get(i).copied())
+            .ok_or_else(|| E::unknown_variant(v, self.names))
     }
 }
 
