@@ -110,7 +110,7 @@ impl ArtifactStore {
                 // Empty: never an artifact (or one whose migration was
                 // interrupted after its manifest was unlinked).
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    to_remove.push((id, dir));
+                    to_remove.push(id);
                     continue;
                 }
                 Err(e) => return Err(store_io("inspect", dir_path.join(MANIFEST_1), 0, e)),
@@ -133,7 +133,10 @@ impl ArtifactStore {
                 }
             }
             migrated += 1;
-            to_remove.push((id, dir));
+            // Only the id is kept: holding each directory open until step 3
+            // would run out of file descriptors on a store with more
+            // records than the process may have open files.
+            to_remove.push(id);
             steps.tick();
         }
 
@@ -142,16 +145,18 @@ impl ArtifactStore {
         steps.tick();
 
         // 3. Remove the old directories.
-        for (id, dir) in to_remove {
+        for id in to_remove {
             let dir_name = id.hyphenated().to_string();
             let dir_path = records_path.join(&dir_name);
-            match dir.remove_file(MANIFEST_1) {
+            match self
+                .records
+                .remove_file(Path::new(&dir_name).join(MANIFEST_1))
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(store_io("delete", dir_path.join(MANIFEST_1), 0, e)),
             }
             steps.tick();
-            drop(dir);
             match self.records.remove_dir(&dir_name) {
                 Ok(()) => {}
                 // Other files inside: not ours to delete; verify reports it.

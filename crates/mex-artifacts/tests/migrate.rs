@@ -277,3 +277,65 @@ fn a_migration_killed_at_any_step_is_finished_by_the_next_open() {
     assert_eq!(report.problems.len(), 1, "only the stray: {report:#?}");
     println!("{mid_way} kills left a half-migrated store");
 }
+
+const FEW_FILES_ENV: &str = "MEX_ARTIFACTS_MIGRATE_FEW_FILES";
+
+/// A store-1 store with more records than the process may have open files
+/// migrates (each old record directory is opened, used and closed in turn),
+/// in a child process whose open-file limit is lowered to 64.
+#[test]
+fn a_store_with_more_records_than_open_files_migrates() {
+    if let Ok(root) = std::env::var(FEW_FILES_ENV) {
+        let limit = rustix::process::Rlimit {
+            current: Some(64),
+            maximum: Some(64),
+        };
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
+        match ArtifactStore::at(&root) {
+            Ok(store) => println!("opened {}", store.list().unwrap().len()),
+            Err(e) => println!("refused: {e}"),
+        }
+        std::io::stdout().flush().unwrap();
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::at(dir.path()).unwrap();
+    let h = store.put_bytes(b"shared", &PutOptions::default()).unwrap();
+    drop(store);
+    let records = dir.path().join("records");
+    let template: serde_json::Value =
+        serde_json::from_slice(&fs::read(records.join(format!("{}.json", h.artifact_id))).unwrap())
+            .unwrap();
+    fs::remove_file(records.join(format!("{}.json", h.artifact_id))).unwrap();
+    const MANY: usize = 200;
+    for _ in 0..MANY {
+        let id = Uuid::new_v4();
+        let mut m = template.clone();
+        m["artifact"]["artifact_id"] = serde_json::json!(id.to_string());
+        fs::create_dir(records.join(id.to_string())).unwrap();
+        fs::write(
+            records.join(id.to_string()).join("artifact.json"),
+            serde_json::to_vec(&m).unwrap(),
+        )
+        .unwrap();
+    }
+    fs::write(dir.path().join("LAYOUT"), "mex-artifacts-store-1\n").unwrap();
+    let (mut child, mut out) = spawn_self(
+        "a_store_with_more_records_than_open_files_migrates",
+        &[(FEW_FILES_ENV, dir.path().display().to_string())],
+    );
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        // libtest may print the test's name first on the same line.
+        if let Some(at) = line.find("opened ").or_else(|| line.find("refused: ")) {
+            said = line[at..].trim_end().to_owned();
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(said, format!("opened {MANY}"));
+    assert_eq!(layout(dir.path()), "mex-artifacts-store-2\n");
+}
