@@ -141,7 +141,7 @@ pub enum ArtifactError {
     },
     /// A sidecar manifest could not be read or parsed.
     #[error(
-        "invalid sidecar manifest {path}: {message}; the record is damaged: restore it from a backup or remove the record directory"
+        "invalid sidecar manifest {path}: {message}; the record is damaged: restore it from a backup or remove the record file"
     )]
     ManifestInvalid {
         /// The manifest path.

@@ -120,7 +120,7 @@ impl ArtifactStore {
         let mut blob_deletion_safe = true;
         for id in self.list()? {
             let path = self.manifest_path(id);
-            match self.records.read(record_name(id)) {
+            match crate::store::read_record(&self.records, &record_name(id)) {
                 Ok(bytes) => match parse_manifest(&bytes, &path, Some(id)) {
                     Ok(m) => manifests.push(m),
                     Err(e) => {

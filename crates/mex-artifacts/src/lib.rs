@@ -32,6 +32,9 @@
 //! that `verify` reports. A bundle's payload is the RFC 8785 canonical JSON
 //! of its [`mex_envelope::BundleIndex`] (so its content hash is
 //! `BundleIndex::content_hash()`), and each entry is a blob of its own.
+//! Record files and payloads are opened without blocking and used only if
+//! they are regular files (a FIFO planted at either name is refused, never
+//! waited on), and a record file over 1 MiB is refused unread.
 //!
 //! ### Layout 1 and its migration
 //!
@@ -59,11 +62,10 @@
 //!    dropped without an fsync: the second put of the same bytes costs one
 //!    read and hash, no payload sync. With [`PutOptions::expected`] set and
 //!    the blob present, nothing is written at all. The existing blob is
-//!    trusted on its name and size here (re-hashing it would make every
-//!    dedup cost a second full read); a blob of the wrong size is replaced
-//!    by the fresh verified bytes (given a temp name, then renamed over
-//!    it), and a same-size corruption is left for reads and `verify` to
-//!    catch.
+//!    reused only if it hashes right (or a valid verification-cache entry
+//!    vouches for it); any other file at its path (wrong size or bytes, a
+//!    symlink, a FIFO) is replaced by the fresh verified bytes (given a temp
+//!    name, then renamed over it).
 //! 3. Otherwise the temp file is made read-only, fsynced, and given its
 //!    name in `blobs/` by `linkat` of `/proc/self/fd/N` with
 //!    `AT_SYMLINK_FOLLOW` (no privilege needed; no clobber: if another

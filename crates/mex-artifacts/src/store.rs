@@ -54,6 +54,54 @@ pub(crate) fn record_id(name: &std::ffi::OsStr) -> Option<Uuid> {
     (id.hyphenated().to_string() == stem).then_some(id)
 }
 
+/// The most bytes a record file may have (a record is about a kilobyte):
+/// a larger file at a record's name is refused, not read into memory.
+pub(crate) const MAX_RECORD_BYTES: u64 = 1 << 20;
+
+/// Read the record file `records/<name>`: opened without blocking and
+/// checked to be a regular file of at most [`MAX_RECORD_BYTES`] before it is
+/// read (a FIFO planted at a record's name would otherwise block the
+/// reader for good, gc with the exclusive store lock held; a huge file would
+/// be read whole into memory).
+pub(crate) fn read_record(records: &Dir, name: &str) -> io::Result<Vec<u8>> {
+    let file = records
+        .open_with(name, OpenOptions::new().read(true).custom_flags(nonblock()))?
+        .into_std();
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "it is a {}, not a record file; move it out of the store",
+                file_type_name(&meta.file_type())
+            ),
+        ));
+    }
+    let too_large = |len: u64| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "it is {len} bytes or more, larger than any record ({MAX_RECORD_BYTES} bytes at most); move it out of the store"
+            ),
+        )
+    };
+    if meta.len() > MAX_RECORD_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_RECORD_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// `O_NONBLOCK`, for opening a file that may turn out to be a FIFO (a
+/// regular file reads the same with it).
+pub(crate) fn nonblock() -> i32 {
+    rustix::fs::OFlags::NONBLOCK.bits() as i32
+}
+
 /// The digest and size a caller expects the content to have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expected {
@@ -837,7 +885,7 @@ impl ArtifactStore {
     /// The sidecar manifest of an artifact.
     pub fn manifest(&self, artifact_id: Uuid) -> Result<ArtifactManifest> {
         let path = self.manifest_path(artifact_id);
-        let bytes = match self.records.read(record_name(artifact_id)) {
+        let bytes = match read_record(&self.records, &record_name(artifact_id)) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(ArtifactError::NotFound {
@@ -983,7 +1031,12 @@ impl ArtifactStore {
             expected_size: size,
             found,
         };
-        let file = match self.blobs.open(Path::new(&shard).join(&name)) {
+        // Opened without blocking: a FIFO planted at a blob's path is
+        // refused below instead of blocking the reader for good.
+        let file = match self.blobs.open_with(
+            Path::new(&shard).join(&name),
+            OpenOptions::new().read(true).custom_flags(nonblock()),
+        ) {
             Ok(f) => f.into_std(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(integrity("the payload file is missing".into()));

@@ -4,13 +4,14 @@ use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 
+use cap_std::fs::OpenOptionsExt as _;
 use mex_envelope::{ArtifactKind, ArtifactManifest, Sha256Digest};
 use uuid::Uuid;
 
 use crate::bundle::parse_index;
 use crate::error::{Result, store_io};
 use crate::ingest;
-use crate::store::{ArtifactStore, BLOBS, RECORDS, parse_manifest, record_id};
+use crate::store::{ArtifactStore, BLOBS, RECORDS, parse_manifest, record_id, record_name};
 
 /// What kind of problem `verify` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,7 +110,8 @@ impl ArtifactStore {
                 continue;
             };
             report.records += 1;
-            let manifest = match self.records.read(&name) {
+            // `record_id` holds only for the name `record_name(id)`.
+            let manifest = match crate::store::read_record(&self.records, &record_name(id)) {
                 Ok(bytes) => parse_manifest(&bytes, &path, Some(id)),
                 Err(e) => Err(store_io("read", path.clone(), 0, e)),
             };
@@ -214,29 +216,35 @@ impl ArtifactStore {
                     });
                     continue;
                 };
-                let state = match entry.open() {
-                    Ok(f) => {
-                        let mut file = f.into_std();
-                        match ingest::hash_reader(&mut file) {
-                            Ok(got) => {
-                                report.blobs += 1;
-                                report.bytes_hashed += got.size;
-                                if got.digest == digest {
-                                    BlobState::Good(got.size)
-                                } else {
-                                    BlobState::Bad(got.digest, got.size)
-                                }
-                            }
-                            Err(ingest::IngestError::Read { read, source }) => {
-                                BlobState::Unreadable(format!(
-                                    "reading failed after {read} bytes: {source}"
-                                ))
-                            }
-                            Err(_) => {
-                                BlobState::Unreadable("the payload could not be hashed".to_owned())
+                // Opened without blocking, and hashed only if it is a
+                // regular file: a FIFO here would block verify for good.
+                let opened = shard_dir.open_with(
+                    entry.file_name(),
+                    cap_std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(crate::store::nonblock()),
+                );
+                let state = match opened.map(cap_std::fs::File::into_std) {
+                    Ok(file) if !file.metadata().is_ok_and(|m| m.is_file()) => {
+                        BlobState::Unreadable("not a regular file".to_owned())
+                    }
+                    Ok(mut file) => match ingest::hash_reader(&mut file) {
+                        Ok(got) => {
+                            report.blobs += 1;
+                            report.bytes_hashed += got.size;
+                            if got.digest == digest {
+                                BlobState::Good(got.size)
+                            } else {
+                                BlobState::Bad(got.digest, got.size)
                             }
                         }
-                    }
+                        Err(ingest::IngestError::Read { read, source }) => BlobState::Unreadable(
+                            format!("reading failed after {read} bytes: {source}"),
+                        ),
+                        Err(_) => {
+                            BlobState::Unreadable("the payload could not be hashed".to_owned())
+                        }
+                    },
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => BlobState::Unreadable(e.to_string()),
                 };

@@ -189,7 +189,7 @@ fn documents_around_the_fast_path_size_get_the_same_answer() {
             let empty = v.to_string().len();
             let mut items = Vec::new();
             let mut len = empty;
-            while len + filler.len() + 1 <= target {
+            while len + filler.len() < target {
                 items.push(filler);
                 len += filler.len() + usize::from(items.len() > 1);
             }
