@@ -452,6 +452,32 @@ impl ArtifactStore {
             }
             Err(e) => return Err(store_io("read", root_path.join(LAYOUT_FILE), 0, e)),
         };
+        // Each directory of the layout must be a directory of its own, not a
+        // symlink: `tmp -> records` would have every open empty `records/`
+        // as crash leftovers, `records -> tmp` lose every record the same way.
+        for dir in ["blobs", BLOBS, RECORDS, TMP] {
+            let meta = root
+                .symlink_metadata(dir)
+                .map_err(|e| store_io("inspect", root_path.join(dir), 0, e))?;
+            if !meta.is_dir() {
+                return Err(store_io(
+                    "open directory",
+                    root_path.join(dir),
+                    0,
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "it is a {}, not a directory of the store; replace it with a plain directory",
+                            if meta.file_type().is_symlink() {
+                                "symbolic link"
+                            } else {
+                                "file but not a directory"
+                            }
+                        ),
+                    ),
+                ));
+            }
+        }
         let sub = |name: &str| {
             root.open_dir(name)
                 .map_err(|e| store_io("open directory", root_path.join(name), 0, e))

@@ -119,3 +119,39 @@ fn an_oversized_record_file_is_refused_unread() {
     let err = store.manifest(id).unwrap_err();
     assert!(err.to_string().contains("larger than any record"), "{err}");
 }
+
+#[test]
+fn a_store_directory_replaced_by_a_symlink_is_refused_not_emptied() {
+    for (planted, target) in [("tmp", "records"), ("records", "tmp")] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::at(dir.path()).unwrap();
+        let h = store.put_bytes(b"kept", &PutOptions::default()).unwrap();
+        drop(store);
+        let record = dir
+            .path()
+            .join("records")
+            .join(format!("{}.json", h.artifact_id));
+        if planted == "tmp" {
+            fs::remove_dir(dir.path().join("tmp")).unwrap();
+        } else {
+            // The records move to tmp/, and records/ points there.
+            fs::rename(dir.path().join("records"), dir.path().join("old-records")).unwrap();
+            fs::remove_dir(dir.path().join("tmp")).unwrap();
+            fs::rename(dir.path().join("old-records"), dir.path().join("tmp")).unwrap();
+        }
+        std::os::unix::fs::symlink(target, dir.path().join(planted)).unwrap();
+        let err = ArtifactStore::at(dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("symbolic link"),
+            "{planted}: {err}"
+        );
+        let kept = if planted == "tmp" {
+            record
+        } else {
+            dir.path()
+                .join("tmp")
+                .join(format!("{}.json", h.artifact_id))
+        };
+        assert!(kept.exists(), "{planted}: the record is gone");
+    }
+}
