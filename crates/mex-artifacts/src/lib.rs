@@ -34,7 +34,10 @@
 //! `BundleIndex::content_hash()`), and each entry is a blob of its own.
 //! Record files and payloads are opened without blocking and used only if
 //! they are regular files (a FIFO planted at either name is refused, never
-//! waited on), and a record file over 1 MiB is refused unread.
+//! waited on), and a record file over 1 MiB is refused unread. A store
+//! whose `blobs/`, `blobs/sha256/`, `records/` or `tmp/` is a symlink is
+//! refused on open (`tmp -> records` would have the open empty `records/`
+//! as crash leftovers).
 //!
 //! ### Layout 1 and its migration
 //!
