@@ -179,12 +179,28 @@ pub struct ArtifactHandle {
     /// Whether it may leave the mex home.
     pub exportable: bool,
     /// Days to keep it after creation; absent means no expiry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "retention_days"
+    )]
     #[schemars(range(min = 1, max = 36500))]
     pub retention_ttl_days: Option<u32>,
     /// Media type of the payload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<MediaType>,
+}
+
+/// `retention_ttl_days` within the schema's range, 1..=36500 (the store
+/// refuses any other at put, so no stored artifact has one).
+fn retention_days<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let days = Option::<u32>::deserialize(d)?;
+    match days {
+        Some(n) if !(1..=36_500).contains(&n) => Err(serde::de::Error::custom(format!(
+            "retention_ttl_days {n} is out of range: expected 1 to 36500 days, or leave it out to keep the artifact"
+        ))),
+        _ => Ok(days),
+    }
 }
 
 /// A reference to an entity outside the artifact store (a repository, a

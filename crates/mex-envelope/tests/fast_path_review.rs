@@ -130,6 +130,38 @@ fn hostile_spellings_get_the_same_answer_on_both_readings() {
             "\"evidence_policy\":[]",
         ),
         ("\"inputs\":[", "\"inputs\":{\"0\":"),
+        (
+            "\"exportable\":true",
+            "\"exportable\":true,\"retention_ttl_days\":null,\"media_type\":null",
+        ),
+        (
+            "\"exportable\":true",
+            "\"exportable\":true,\"retention_ttl_days\":30.0",
+        ),
+        (
+            "\"exportable\":true",
+            "\"exportable\":true,\"retention_ttl_days\":0",
+        ),
+        (
+            "\"max_outputs\":1",
+            "\"max_outputs\":null,\"max_output_bytes\":null,\"kinds\":null",
+        ),
+        (
+            "\"required\":false",
+            "\"required\":false,\"capture\":null,\"max_bytes\":null",
+        ),
+        ("\"required\":false", "\"required\":null"),
+        (
+            "\"engine_id\":\"engine.physics\"",
+            "\"engine_id\":\"engine\\u002ephysics\"",
+        ),
+        (
+            "\"op_id\":\"11111111-1111-4111-8111-000000000001\"",
+            "\"op_id\":\"11111111-1111-4111-8111-00000000000A\"",
+        ),
+        ("\"zz\":0", "\"zz\":9007199254740991"),
+        ("\"zz\":0", "\"zz\":-9007199254740991.0"),
+        ("\"zz\":0", "\"zz\":0.1e1"),
         ("\"params\":{", "\"params\":{\"\":1,"),
         (
             "\"capabilities_requested\":[\"fs.read:inputs\"]",
