@@ -106,7 +106,7 @@ pub fn store_report(
             let (kind, action) = match p.kind {
                 K::ManifestInvalid => (
                     R::ManifestInvalid,
-                    "the artifact cannot be served: restore its manifest from a backup, or remove the record directory if the artifact is no longer needed",
+                    "the artifact cannot be served: restore its record file from a backup, or remove the record file (records/<id>.json) if the artifact is no longer needed",
                 ),
                 K::PayloadMissing => (
                     R::PayloadMissing,

@@ -20,14 +20,16 @@
 //! Marking a served hit (most recently used, one more hit) is the one write
 //! a hit would make; under load it is batched: the first hit after a quiet
 //! second is marked at once, later ones wait (at most [`SERVED_BATCH`] of
-//! them, at most [`SERVED_DELAY`]) and are marked together, by the next
-//! hit that finds the batch due, inside the next put's transaction, before
-//! [`ActionCache::stats`], or when the cache is dropped. A process killed
-//! with marks pending loses them: a hit count and a recency hint, never an
-//! entry or a result (the Flight Recorder records every hit).
+//! them, at most [`SERVED_DELAY`]) and are marked together: by the hit that
+//! fills the batch, by a thread that wakes once the delay has passed, inside
+//! the next put's transaction, before [`ActionCache::stats`], or when the
+//! cache is dropped, whichever comes first. A mark counts only if its entry
+//! is still there. A process killed with marks pending loses them (at most
+//! a second's worth): a hit count and a recency hint, never an entry or a
+//! result (the Flight Recorder records every hit).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::proof::AdmissionProof;
@@ -160,8 +162,8 @@ pub struct CacheError {
 pub struct ActionCache {
     path: PathBuf,
     limits: CacheLimits,
-    conn: Mutex<Connection>,
-    served: Mutex<ServedMarks>,
+    conn: Arc<Mutex<Connection>>,
+    served: Arc<Mutex<ServedMarks>>,
 }
 
 /// Most served hits marked in one write.
@@ -175,8 +177,10 @@ struct ServedMarks {
     keys: Vec<Sha256Digest>,
     /// When marks were last written; `None` before the first.
     last_write: Option<Instant>,
-    /// [`SERVED_DELAY`] (tests lengthen it).
+    /// [`SERVED_DELAY`] (tests change it).
     delay: Duration,
+    /// A thread will write the pending marks once `delay` has passed.
+    flusher: bool,
 }
 
 impl Default for ServedMarks {
@@ -185,16 +189,35 @@ impl Default for ServedMarks {
             keys: Vec::new(),
             last_write: None,
             delay: SERVED_DELAY,
+            flusher: false,
         }
     }
 }
 
+/// What to do after a served hit was added to the pending marks.
+enum MarkNext {
+    /// Write the batch now.
+    Write,
+    /// Leave it pending; start a thread that writes it after this long.
+    Schedule(Duration),
+    /// Leave it pending: a thread will write it.
+    Wait,
+}
+
 impl ServedMarks {
-    /// Add `key`; whether the batch is due now.
-    fn add(&mut self, key: Sha256Digest) -> bool {
+    /// Add `key`, and say when the pending marks are written.
+    fn add(&mut self, key: Sha256Digest) -> MarkNext {
         self.keys.push(key);
-        self.keys.len() >= SERVED_BATCH
+        if self.keys.len() >= SERVED_BATCH
             || self.last_write.is_none_or(|at| at.elapsed() >= self.delay)
+        {
+            MarkNext::Write
+        } else if self.flusher {
+            MarkNext::Wait
+        } else {
+            self.flusher = true;
+            MarkNext::Schedule(self.delay)
+        }
     }
 
     fn take(&mut self) -> Vec<Sha256Digest> {
@@ -206,6 +229,8 @@ impl ServedMarks {
 }
 
 /// Mark `keys` served, in order: most recently used, one more hit each.
+/// Only entries still there count (one may have been evicted or cleared
+/// since it was served).
 fn mark_served(tx: &Connection, keys: &[Sha256Digest]) -> rusqlite::Result<()> {
     if keys.is_empty() {
         return Ok(());
@@ -213,10 +238,30 @@ fn mark_served(tx: &Connection, keys: &[Sha256Digest]) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "UPDATE entries SET last_used = (SELECT COALESCE(max(last_used), 0) + 1 FROM entries), hits = hits + 1 WHERE key = ?1",
     )?;
+    let mut marked = 0u64;
     for key in keys {
-        stmt.execute([key.as_bytes().as_slice()])?;
+        marked += u64::try_from(stmt.execute([key.as_bytes().as_slice()])?).unwrap_or(0);
     }
-    bump(tx, "hits", u64::try_from(keys.len()).unwrap_or(u64::MAX))
+    if marked == 0 {
+        return Ok(());
+    }
+    bump(tx, "hits", marked)
+}
+
+/// Write every pending served mark, in one transaction. Marks are hints: a
+/// failure drops them.
+fn write_marks(conn: &Mutex<Connection>, served: &Mutex<ServedMarks>) {
+    let keys = served.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if keys.is_empty() {
+        return;
+    }
+    let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+    let Ok(tx) = conn.transaction_with_behavior(TransactionBehavior::Immediate) else {
+        return;
+    };
+    if mark_served(&tx, &keys).is_ok() {
+        let _ = tx.commit();
+    }
 }
 
 /// The code identity of an implementation: `<file>=<pinned digest>` for a
@@ -370,8 +415,8 @@ impl ActionCache {
         Ok(Self {
             path,
             limits,
-            conn: Mutex::new(conn),
-            served: Mutex::new(ServedMarks::default()),
+            conn: Arc::new(Mutex::new(conn)),
+            served: Arc::new(Mutex::new(ServedMarks::default())),
         })
     }
 
@@ -417,12 +462,39 @@ impl ActionCache {
     /// A hit under `key` was served: mark the entry most recently used and
     /// count the hit, now or with the next batch (see the module docs).
     pub(crate) fn served(&self, key: &Sha256Digest) {
-        let due = self
+        let next = self
             .served
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .add(*key);
-        if due {
+        match next {
+            MarkNext::Write => self.write_served(),
+            MarkNext::Schedule(delay) => self.schedule_marks(delay),
+            MarkNext::Wait => {}
+        }
+    }
+
+    /// Write the pending marks once `delay` has passed, on a thread of
+    /// their own, unless the cache is gone by then (its drop wrote them).
+    fn schedule_marks(&self, delay: Duration) {
+        let (conn, served) = (Arc::downgrade(&self.conn), Arc::downgrade(&self.served));
+        let spawned = std::thread::Builder::new()
+            .name("mex-cache-marks".into())
+            .spawn(move || {
+                std::thread::sleep(delay);
+                if let (Some(conn), Some(served)) = (conn.upgrade(), served.upgrade()) {
+                    served
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .flusher = false;
+                    write_marks(&conn, &served);
+                }
+            });
+        if spawned.is_err() {
+            self.served
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .flusher = false;
             self.write_served();
         }
     }
@@ -435,20 +507,9 @@ impl ActionCache {
             .take()
     }
 
-    /// Mark every pending served hit, in one transaction. Marks are hints:
-    /// a failure drops them.
+    /// Mark every pending served hit, in one transaction.
     fn write_served(&self) {
-        let keys = self.take_served();
-        if keys.is_empty() {
-            return;
-        }
-        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let Ok(tx) = conn.transaction_with_behavior(TransactionBehavior::Immediate) else {
-            return;
-        };
-        if mark_served(&tx, &keys).is_ok() {
-            let _ = tx.commit();
-        }
+        write_marks(&self.conn, &self.served);
     }
 
     /// Remember `value` under `key`, then evict least recently used entries
@@ -692,6 +753,40 @@ mod tests {
             batch + 1,
             "written on drop"
         );
+    }
+
+    #[test]
+    fn pending_hits_are_written_once_the_delay_has_passed_without_more_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = batching(dir.path(), CacheLimits::default());
+        cache.served.lock().unwrap().delay = Duration::from_millis(20);
+        cache.put(&key(1), "e", "o", &value(1)).unwrap();
+        cache.served(&key(1));
+        assert!(
+            cache.served.lock().unwrap().flusher,
+            "a writer is scheduled"
+        );
+        // Nothing else touches the cache: the scheduled thread must write it.
+        let mut seen = 0;
+        for _ in 0..3000 {
+            seen = hits_seen_by_another_handle(dir.path());
+            if seen == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(seen, 1, "the pending mark was never written");
+        drop(cache);
+        assert_eq!(hits_seen_by_another_handle(dir.path()), 1, "written once");
+    }
+
+    #[test]
+    fn a_mark_for_an_entry_that_is_gone_counts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ActionCache::open_in(dir.path(), CacheLimits::default()).unwrap();
+        cache.served(&key(9));
+        drop(cache);
+        assert_eq!(hits_seen_by_another_handle(dir.path()), 0);
     }
 
     #[test]
