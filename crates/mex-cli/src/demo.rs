@@ -331,7 +331,9 @@ pub fn run(home: &Home) -> Result<u8, CliError> {
             Some(b) => store.put_bytes(b, &options),
             None => store.put_path(&path, &options),
         };
-        stored.map_err(|e| CliError::usage(format!("{}: {e}", path.display())))
+        let handle = stored.map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
+        crate::commands::record_import(home, &handle)?;
+        Ok(handle)
     };
     let sov_msg = sov_put("golden-verify.message.txt", None)?;
     let sov_sig = sov_put("golden-verify.signature.minisig", None)?;
@@ -374,6 +376,7 @@ pub fn run(home: &Home) -> Result<u8, CliError> {
             },
         )
         .map_err(|e| CliError::usage(format!("{}: {e}", tree.display())))?;
+    crate::commands::record_import(home, &ctx_bundle)?;
     let search = |scopes: Value| -> Value {
         json!({
             "schema_version": "poe-1.0",

@@ -278,6 +278,15 @@ fn demo_certifies_runs_every_row_as_expected_and_is_recorded() {
             && stdout(&engines).contains("callable: implemented, shipped and certified")
     );
     assert!(mex(&home, &["recorder", "verify"]).status.success());
+    // Everything the demo stored is accounted for by the recorder: a fresh
+    // user's first `artifacts verify` finds nothing to report.
+    let verify = mex(&home, &["artifacts", "verify"]);
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
     // A second demo reuses the certificate.
     let again = Command::new(env!("CARGO_BIN_EXE_mex"))
         .args([
