@@ -96,4 +96,61 @@ mod tests {
         assert!(!D2.requires_evidence() && !D3.requires_evidence());
         assert_eq!(serde_json::to_string(&D2).ok().as_deref(), Some("\"D2\""));
     }
+
+    /// Every variant, listed through a `match` with no wildcard: a new
+    /// variant does not compile here until it is listed.
+    fn every<T: Copy>(all: &[T], listed: fn(T)) -> Vec<T> {
+        all.iter().copied().inspect(|v| listed(*v)).collect()
+    }
+
+    fn round_trips<T>(values: &[T])
+    where
+        T: Copy + PartialEq + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        for v in values {
+            let name = serde_json::to_value(v).ok();
+            let back = name
+                .clone()
+                .and_then(|n| serde_json::from_value::<T>(n).ok());
+            assert_eq!(
+                back,
+                Some(*v),
+                "{v:?} is written as {name:?} but not read back"
+            );
+        }
+    }
+
+    /// The names `named_variant` reads are a second list of the names serde
+    /// writes: every variant of every enum read that way must read back what
+    /// it writes.
+    #[test]
+    fn named_variants_read_what_serde_writes() {
+        use crate::{ArtifactKind as K, Classification as C};
+        round_trips(&every(&[D0, D1, D2, D3], |v| match v {
+            D0 | D1 | D2 | D3 => {}
+        }));
+        round_trips(&every(
+            &[
+                K::File,
+                K::ToolOutput,
+                K::Transcript,
+                K::DatasetSlice,
+                K::PromptPayload,
+                K::Report,
+                K::Bundle,
+            ],
+            |v| match v {
+                K::File
+                | K::ToolOutput
+                | K::Transcript
+                | K::DatasetSlice
+                | K::PromptPayload
+                | K::Report
+                | K::Bundle => {}
+            },
+        ));
+        round_trips(&every(&[C::Low, C::Medium, C::High], |v| match v {
+            C::Low | C::Medium | C::High => {}
+        }));
+    }
 }
