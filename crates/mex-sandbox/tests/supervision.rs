@@ -110,11 +110,19 @@ fn alive(pid: i32) -> bool {
 }
 
 /// Wait (at most a generous bound, so a regression fails instead of
-/// hanging) until none of `pids` is alive; returns the survivors.
-fn survivors_after_waiting(pids: &[i32]) -> Vec<i32> {
+/// hanging) until none of `pids` is alive and no live process has `work` as
+/// its working directory; returns the survivors. The launcher is one of the
+/// latter: it reaps the program's group and reports before it exits, so it
+/// may still be running for a moment after the last of `pids` is gone.
+fn survivors_after_waiting(pids: &[i32], work: &Path) -> Vec<i32> {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
-        let left: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        let mut left: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        for pid in processes_in(work) {
+            if !left.contains(&pid) {
+                left.push(pid);
+            }
+        }
         if left.is_empty() || Instant::now() >= until {
             return left;
         }
@@ -221,8 +229,7 @@ fn a_sigkilled_supervisor_takes_every_sandboxed_process_with_it() {
     assert!(pids.iter().all(|p| alive(*p)), "{pids:?}");
     child.kill().unwrap(); // SIGKILL: no destructor, no cleanup code runs
     child.wait().unwrap();
-    let mut left = survivors_after_waiting(&pids);
-    left.extend(processes_in(&work));
+    let left = survivors_after_waiting(&pids, &work);
     assert!(
         left.is_empty(),
         "sandboxed processes outlived their SIGKILLed supervisor: {left:?} of {pids:?} (shell, background sleep, setsid python)"
@@ -285,8 +292,7 @@ fn the_launcher_enforces_the_deadline_without_its_parent() {
     // A process sent SIGKILL by the launcher just before it exited may still
     // be tearing down on a loaded machine: wait for that (bounded), but a
     // process the launcher did not kill never goes and fails the test.
-    let mut left = survivors_after_waiting(&pids);
-    left.extend(processes_in(&work));
+    let left = survivors_after_waiting(&pids, &work);
     assert!(
         left.is_empty(),
         "processes of the run outlived the launcher: {left:?}"
