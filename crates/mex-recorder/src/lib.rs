@@ -65,6 +65,18 @@
 //! many concurrent writers the fsync cost is shared, which is what the
 //! `append/durable_8_threads` bench measures.
 //!
+//! ## Checkpoints
+//!
+//! SQLite copies the WAL into the main file in *checkpoints*. By default
+//! the commit that pushes the WAL past 1000 pages runs one, and its callers
+//! wait for the copy and the main file's fsync. [`SqliteRecorder`] moves
+//! that work to a checkpointer thread with its own connection, woken each
+//! 1000 pages of growth; it copies while commits go on. One commit in
+//! about 8000 pages still checkpoints, briefly, so that the WAL starts
+//! again from its beginning (see `checkpoint.rs`);
+//! [`SqliteRecorder::checkpoint_stats`] counts both kinds and the WAL's
+//! size.
+//!
 //! ## Op-id claims
 //!
 //! The recorder also keeps which op ids were admitted ([`claim`]): a claim
@@ -81,6 +93,7 @@
 //! fingerprint of code + gate + engine + operation, in the same transaction
 //! as the event; see [`problem`] for the rules.
 
+mod checkpoint;
 pub mod claim;
 pub mod error;
 pub mod event;
@@ -96,6 +109,7 @@ use std::io::Write;
 
 use uuid::Uuid;
 
+pub use checkpoint::CheckpointStats;
 pub use claim::{ClaimState, INTERRUPTED_CODE};
 
 /// Public only for sibling crates (the runtime's op-id claims): not a

@@ -54,6 +54,7 @@ use rusqlite::{
 };
 use uuid::Uuid;
 
+use crate::checkpoint::{self, CheckpointCounters, CheckpointStats, Checkpointer};
 use crate::claim::{Claim, ClaimOutcome, ClaimState, interrupted_draft};
 use crate::event::{Event, EventDraft, GENESIS_HASH, PreparedDraft, parse_status};
 use crate::memory::resolution_draft;
@@ -272,6 +273,10 @@ pub struct SqliteRecorder {
     readers: Mutex<Vec<Connection>>,
     key: Option<WriterKey>,
     counters: Arc<CommitCounters>,
+    checkpoints: Arc<CheckpointCounters>,
+    // Dropped after the writer (fields drop in order): its connection
+    // closes last and checkpoints what the WAL still holds.
+    checkpointer: Option<Checkpointer>,
 }
 
 impl std::fmt::Debug for SqliteRecorder {
@@ -354,6 +359,10 @@ impl SqliteRecorder {
             None => None,
         };
         let owner = Owner::acquire(&path)?;
+        let checkpoints = Arc::new(CheckpointCounters::default());
+        let checkpointer = Checkpointer::start(&path, Arc::clone(&checkpoints), BUSY_TIMEOUT)?;
+        checkpoint::install_hook(&mut conn, checkpointer.waker(), Arc::clone(&checkpoints))
+            .map_err(|e| open_error(&path, &e))?;
 
         let (sender, receiver) = mpsc::channel();
         let writer_path = path.clone();
@@ -387,6 +396,8 @@ impl SqliteRecorder {
             readers: Mutex::new(Vec::new()),
             key,
             counters,
+            checkpoints,
+            checkpointer: Some(checkpointer),
         };
         // Runs whose process died since the last open are recorded as
         // interrupted before anything else reads or writes the log.
@@ -407,6 +418,12 @@ impl SqliteRecorder {
             fsynced: self.counters.fsynced.load(Ordering::Relaxed),
             deferred: self.counters.deferred.load(Ordering::Relaxed),
         }
+    }
+
+    /// How the WAL has been checkpointed since this recorder opened (see
+    /// the crate docs, "Checkpoints").
+    pub fn checkpoint_stats(&self) -> CheckpointStats {
+        self.checkpoints.stats()
     }
 
     /// The database file.
@@ -596,8 +613,9 @@ impl SqliteRecorder {
 
 impl Drop for SqliteRecorder {
     fn drop(&mut self) {
-        // Readers close first, so the writer's connection is the last one and
-        // checkpoints the WAL into the main file as it closes.
+        // Readers close first, then the writer, so the checkpointer's
+        // connection is the last one and checkpoints the WAL into the main
+        // file as it closes.
         self.readers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -608,6 +626,7 @@ impl Drop for SqliteRecorder {
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
+        self.checkpointer = None;
         self.owner.release();
     }
 }
@@ -1778,6 +1797,52 @@ impl Owner {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
+
+    /// The recorder's checkpointer thread copies the WAL while commits go
+    /// on; no commit checkpoints until the WAL reaches the inline size, and
+    /// the one that does lets the next commit start the WAL again.
+    #[test]
+    fn the_recorder_checkpoints_off_the_commit_path() {
+        use super::*;
+        use crate::event::EventKind;
+        let dir = tempfile::tempdir().unwrap();
+        let rec = SqliteRecorder::open(dir.path()).unwrap();
+        let inline_at = u64::try_from(checkpoint::INLINE_PAGES).unwrap();
+        let append = || {
+            let op = Uuid::new_v4();
+            rec.append(EventDraft::new(EventKind::OpReceived).with_op_id(op))
+                .unwrap();
+            rec.checkpoint_stats()
+        };
+        let mut stats = append();
+        // Up to the inline size: nothing on the commit path.
+        while stats.wal_pages < inline_at - 50 {
+            stats = append();
+        }
+        assert_eq!(stats.inline, 0, "{stats:?}");
+        // The thread was woken (at least) seven times; wait for it (bounded,
+        // so a checkpointer that never runs fails instead of hanging).
+        let until = Instant::now() + Duration::from_secs(30);
+        while rec.checkpoint_stats().background == 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            rec.checkpoint_stats().background >= 1,
+            "{:?}",
+            rec.checkpoint_stats()
+        );
+        // At the inline size a commit checkpoints once; the WAL starts again.
+        let before = stats.wal_pages;
+        while stats.wal_pages >= before {
+            stats = append();
+            assert!(
+                stats.wal_pages < 2 * inline_at,
+                "the WAL never started again: {stats:?}"
+            );
+        }
+        assert_eq!(stats.inline, 1, "{stats:?}");
+        assert_eq!(stats.last_error, None, "{stats:?}");
+    }
 
     /// A group holding an admitting claim and anything else is fsynced
     /// whole; a group of admitting claims only is not; the connection's
