@@ -171,8 +171,16 @@ const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
 const VERIFY_CHUNK: usize = 16_384;
 
 /// The writer connection's page cache, in KiB (negative: SQLite's unit for
-/// a size in KiB). Bounded memory, held once per open recorder.
-const WRITER_CACHE_KIB: i64 = -32_768;
+/// a size in KiB; this is SQLite's default). Bounded memory, held once per
+/// open recorder. Bigger is not better here: every commit ends by scanning
+/// the whole page-cache hash table (`pcache1TruncateUnsafe`, from
+/// `pager_end_transaction`), so its cost grows with the pages cached. With
+/// 32 MiB, a profile of `cargo bench -p mex-runtime --bench runtime --
+/// execute_d3_cache_hit` spent 8.1% of all CPU in that scan; with 2 MiB
+/// 0.85%, while rereading evicted index pages from the OS's cache went from
+/// 4.5% to 6.3%. The bulk path (`mex bench --preload-events 300000` on
+/// tmpfs) took 3.2 s of CPU with 2 MiB and 3.0 s with 32 MiB.
+const WRITER_CACHE_KIB: i64 = -2_000;
 
 /// How long a connection waits for another process's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -891,9 +899,7 @@ fn configure_writer(conn: &Connection, path: &Path) -> Result<(), RecorderError>
     // docs, "Durability").
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(|e| open_error(path, &e))?;
-    // The writer's page cache: index inserts keyed by random op ids touch
-    // pages all over the `events_by_op` index; with SQLite's default 2 MiB
-    // a bulk append rereads most of them from the file on every batch.
+    // The writer's page cache: see WRITER_CACHE_KIB for why it is small.
     conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
         .map_err(|e| open_error(path, &e))?;
     Ok(())
