@@ -166,6 +166,7 @@ pub mod bundle;
 mod dirsync;
 mod error;
 mod gc;
+mod index;
 mod ingest;
 mod migrate;
 pub mod path;
@@ -180,6 +181,7 @@ pub use bundle::{
 };
 pub use error::{ArtifactError, Result};
 pub use gc::{GcDeletion, GcOptions, GcReport};
+pub use index::INLINE_MAX;
 pub use path::{ArtifactUri, RelPath, UriTarget};
 
 /// Public only for sibling crates (the gates' reference checks, the
