@@ -346,11 +346,7 @@ impl Index {
 
     /// The manifest bytes of record `id`, if the row exists; `Err(len)` when
     /// the row is larger than `max` (never read whole).
-    pub(crate) fn record(
-        &self,
-        id: Uuid,
-        max: u64,
-    ) -> Result<Option<std::result::Result<Vec<u8>, u64>>> {
+    pub(crate) fn record(&self, id: Uuid, max: u64) -> Result<Option<RecordBytes>> {
         self.read("read a record from", |c| {
             c.prepare_cached(
                 "SELECT length(manifest), CASE WHEN length(manifest) <= ?2 THEN manifest END
@@ -375,10 +371,7 @@ impl Index {
 
     /// Every record row: its id column as text, and its manifest bytes
     /// (`Err(len)` when larger than `max`), sorted by id.
-    pub(crate) fn record_rows(
-        &self,
-        max: u64,
-    ) -> Result<Vec<(String, std::result::Result<Vec<u8>, u64>)>> {
+    pub(crate) fn record_rows(&self, max: u64) -> Result<Vec<(String, RecordBytes)>> {
         self.read("list the records of", |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, length(manifest), CASE WHEN length(manifest) <= ?1 THEN manifest END
@@ -434,6 +427,9 @@ impl Index {
         })
     }
 }
+
+/// A record row's manifest bytes, or their length when too large to read.
+pub(crate) type RecordBytes = std::result::Result<Vec<u8>, u64>;
 
 /// One `inline_blobs` row as read.
 #[derive(Debug)]

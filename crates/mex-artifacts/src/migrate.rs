@@ -178,8 +178,7 @@ impl ArtifactStore {
         for id in to_remove {
             let dir_name = id.hyphenated().to_string();
             let dir_path = records_path.join(&dir_name);
-            match records.remove_file(Path::new(&dir_name).join(MANIFEST_1))
-            {
+            match records.remove_file(Path::new(&dir_name).join(MANIFEST_1)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(store_io("delete", dir_path.join(MANIFEST_1), 0, e)),

@@ -1007,12 +1007,11 @@ impl ArtifactStore {
     /// The stored form of a manifest: pretty JSON and a newline (the bytes
     /// a layout-2 record file held).
     pub(crate) fn manifest_bytes(&self, manifest: &ArtifactManifest) -> Result<Vec<u8>> {
-        let mut json = serde_json::to_vec_pretty(manifest).map_err(|e| {
-            ArtifactError::ManifestInvalid {
+        let mut json =
+            serde_json::to_vec_pretty(manifest).map_err(|e| ArtifactError::ManifestInvalid {
                 path: self.manifest_path(manifest.artifact.artifact_id),
                 message: format!("cannot serialize: {e}"),
-            }
-        })?;
+            })?;
         json.push(b'\n');
         Ok(json)
     }
@@ -1181,7 +1180,8 @@ impl ArtifactStore {
             return Err(integrity(format!(
                 "it hashes to sha256 {got} ({} bytes; its row says {})",
                 bytes.len(),
-                row.size.map_or_else(|| "no valid size".to_owned(), |s| s.to_string())
+                row.size
+                    .map_or_else(|| "no valid size".to_owned(), |s| s.to_string())
             )));
         }
         Ok(Some(bytes))

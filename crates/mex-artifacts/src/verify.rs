@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use crate::bundle::parse_index;
 use crate::error::{Result, store_io};
-use crate::ingest;
 use crate::index::{INDEX, INLINE_MAX};
+use crate::ingest;
 use crate::store::{
     ArtifactStore, BLOBS, MAX_RECORD_BYTES, RECORDS, canonical_id, parse_manifest, record_id,
 };
@@ -105,9 +105,7 @@ impl ArtifactStore {
         self.report_record_files(&mut report)?;
         let mut referenced: HashMap<Sha256Digest, ()> = HashMap::new();
         for (id_text, bytes) in self.index.record_rows(MAX_RECORD_BYTES)? {
-            let path = self
-                .root_path
-                .join(format!("{INDEX}[records:{id_text}]"));
+            let path = self.root_path.join(format!("{INDEX}[records:{id_text}]"));
             let Some(id) = canonical_id(&id_text) else {
                 report.problems.push(Problem {
                     artifact_id: None,
@@ -158,7 +156,8 @@ impl ArtifactStore {
         let mut unreferenced_bad: Vec<_> = blobs
             .iter()
             .filter(|(d, s)| {
-                !referenced.contains_key(*d) && !matches!(s, BlobState::Good(_) | BlobState::Inline(_))
+                !referenced.contains_key(*d)
+                    && !matches!(s, BlobState::Good(_) | BlobState::Inline(_))
             })
             .collect();
         unreferenced_bad.sort_by_key(|(d, _)| **d);
@@ -187,7 +186,11 @@ impl ArtifactStore {
     }
 
     /// Where `digest`'s payload is: its inline row, or its file.
-    fn payload_path(&self, blobs: &HashMap<Sha256Digest, BlobState>, digest: &Sha256Digest) -> PathBuf {
+    fn payload_path(
+        &self,
+        blobs: &HashMap<Sha256Digest, BlobState>,
+        digest: &Sha256Digest,
+    ) -> PathBuf {
         match blobs.get(digest) {
             Some(BlobState::Inline(_)) => self.inline_path(digest),
             _ => self.blob_path(digest),
@@ -258,15 +261,16 @@ impl ArtifactStore {
                         report.bytes_hashed += bytes.len() as u64;
                         let got = Sha256Digest::of(&bytes);
                         let len = bytes.len() as u64;
-                        if row.size != Some(len) {
+                        if got != digest {
+                            BlobState::Bad(got, len)
+                        } else if row.size != Some(len) {
                             BlobState::Unreadable(format!(
                                 "its size column says {} but it holds {len} bytes",
-                                row.size.map_or_else(|| "nothing valid".to_owned(), |s| s.to_string())
+                                row.size
+                                    .map_or_else(|| "nothing valid".to_owned(), |s| s.to_string())
                             ))
-                        } else if got == digest {
-                            BlobState::Inline(len)
                         } else {
-                            BlobState::Bad(got, len)
+                            BlobState::Inline(len)
                         }
                     }
                 },
@@ -379,16 +383,14 @@ impl ArtifactStore {
                 ProblemKind::Unreadable,
                 format!("{what}payload cannot be read: {e}"),
             ),
-            Some(BlobState::Good(actual) | BlobState::Inline(actual) | BlobState::Bad(_, actual))
-                if *actual != size =>
-            {
-                (
-                    ProblemKind::SizeMismatch,
-                    format!(
-                        "{what}payload is {actual} bytes, the record says {size}: it was truncated or replaced; restore it or put the content again"
-                    ),
-                )
-            }
+            Some(
+                BlobState::Good(actual) | BlobState::Inline(actual) | BlobState::Bad(_, actual),
+            ) if *actual != size => (
+                ProblemKind::SizeMismatch,
+                format!(
+                    "{what}payload is {actual} bytes, the record says {size}: it was truncated or replaced; restore it or put the content again"
+                ),
+            ),
             Some(BlobState::Good(_) | BlobState::Inline(_)) => return None,
             Some(BlobState::Bad(actual, _)) => (
                 ProblemKind::HashMismatch,

@@ -406,7 +406,11 @@ fn a_migration_from_layout_2_killed_at_any_step_is_finished_by_the_next_open() {
         let paused = run_child_until(&root, stop, &what);
         assert_eq!(paused, stop != 1000, "{what}");
         assert_eq!(layout(&root), marker, "{what}");
-        assert_eq!(check_no_record_lost(&root, &originals, &what), forms, "{what}");
+        assert_eq!(
+            check_no_record_lost(&root, &originals, &what),
+            forms,
+            "{what}"
+        );
     }
     check_migrated(&root, &originals);
 }

@@ -108,7 +108,10 @@ fn a_fifo_at_a_record_name_is_refused_without_blocking() {
         store.manifest(id),
         Err(ArtifactError::NotFound { .. })
     ));
-    assert!(support::record_row(&root, id).is_none(), "the FIFO was read");
+    assert!(
+        support::record_row(&root, id).is_none(),
+        "the FIFO was read"
+    );
 
     let s = store.clone();
     let report = unblocked_feeding(&fifo, &feed, move || s.verify()).unwrap();
@@ -120,8 +123,14 @@ fn a_fifo_at_a_record_name_is_refused_without_blocking() {
     assert_eq!(problem.kind, ProblemKind::Stray);
 
     let s = store.clone();
-    unblocked_feeding(&fifo, &feed, move || s.gc(mex_envelope::UtcTimestamp::now())).unwrap();
-    assert!(support::record_row(&root, id).is_none(), "the FIFO was read");
+    unblocked_feeding(&fifo, &feed, move || {
+        s.gc(mex_envelope::UtcTimestamp::now())
+    })
+    .unwrap();
+    assert!(
+        support::record_row(&root, id).is_none(),
+        "the FIFO was read"
+    );
     assert!(fifo.exists());
 }
 
@@ -211,7 +220,10 @@ fn a_store_directory_replaced_by_a_symlink_is_refused_not_emptied() {
         let kept = if planted == "tmp" {
             blob_path(dir.path(), &hex)
         } else {
-            dir.path().join("tmp/sha256").join(&hex[..2]).join(&hex[2..])
+            dir.path()
+                .join("tmp/sha256")
+                .join(&hex[..2])
+                .join(&hex[2..])
         };
         assert!(kept.exists(), "{planted}: the payload is gone");
     }
@@ -224,9 +236,14 @@ fn a_store_directory_replaced_by_a_symlink_is_refused_not_emptied() {
 fn a_tampered_inline_payload_is_refused_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let store = ArtifactStore::at(dir.path()).unwrap();
-    let h = store.put_bytes(b"small and inline", &PutOptions::default()).unwrap();
+    let h = store
+        .put_bytes(b"small and inline", &PutOptions::default())
+        .unwrap();
     let hex = h.content_hash.to_hex();
-    assert_eq!(support::inline_row(dir.path(), &hex).unwrap(), b"small and inline");
+    assert_eq!(
+        support::inline_row(dir.path(), &hex).unwrap(),
+        b"small and inline"
+    );
     support::set_inline_row(dir.path(), &hex, b"small and INLINE");
     for err in [
         store.read(&h).unwrap_err(),
@@ -241,7 +258,9 @@ fn a_tampered_inline_payload_is_refused_and_reported() {
     assert_eq!(report.problems[0].kind, ProblemKind::HashMismatch);
     assert_eq!(report.problems[0].artifact_id, Some(h.artifact_id));
     // Putting the same bytes again repairs the row.
-    store.put_bytes(b"small and inline", &PutOptions::default()).unwrap();
+    store
+        .put_bytes(b"small and inline", &PutOptions::default())
+        .unwrap();
     assert_eq!(store.read(&h).unwrap(), b"small and inline");
     assert!(store.verify().unwrap().is_ok());
 }
@@ -265,7 +284,10 @@ fn garbage_record_rows_are_reported_never_a_panic() {
         )
         .unwrap();
     let err = store.read(&a).unwrap_err();
-    assert!(matches!(err, ArtifactError::ManifestInvalid { .. }), "{err}");
+    assert!(
+        matches!(err, ArtifactError::ManifestInvalid { .. }),
+        "{err}"
+    );
     assert!(matches!(
         store.manifest(other),
         Err(ArtifactError::ManifestInvalid { .. })
@@ -305,7 +327,9 @@ fn an_index_that_is_a_symlink_or_not_a_database_is_a_clear_error() {
     fs::write(&index, vec![b'x'; 8192]).unwrap();
     let err = ArtifactStore::at(&root).unwrap_err().to_string();
     assert!(
-        err.contains("index.db") && err.contains("not an SQLite database") && err.contains("backup"),
+        err.contains("index.db")
+            && err.contains("not an SQLite database")
+            && err.contains("backup"),
         "{err}"
     );
     fs::remove_file(&index).unwrap();

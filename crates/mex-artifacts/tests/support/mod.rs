@@ -80,7 +80,8 @@ pub fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) {
 /// The store's `index.db`, opened directly (as a tamperer would).
 pub fn index_db(root: &std::path::Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(root.join("index.db")).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
     conn
 }
 
