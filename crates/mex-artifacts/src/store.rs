@@ -63,8 +63,9 @@ pub(crate) fn canonical_id(text: &str) -> Option<Uuid> {
     (id.hyphenated().to_string() == text).then_some(id)
 }
 
-/// The most bytes a record file may have (a record is about a kilobyte):
-/// a larger file at a record's name is refused, not read into memory.
+/// The most bytes a record may have (a record is about a kilobyte): a
+/// larger row, or file at a record's name in an older layout, is refused,
+/// not read into memory.
 pub(crate) const MAX_RECORD_BYTES: u64 = 1 << 20;
 
 /// Read the record file `records/<name>`: opened without blocking and
@@ -474,8 +475,9 @@ impl ArtifactStore {
                 .map_err(|e| store_io("create directory", root_path.join(RECORDS), 0, e))?;
         }
         // Each directory of the layout must be a directory of its own, not a
-        // symlink: `tmp -> records` would have every open empty `records/`
-        // as crash leftovers, `records -> tmp` lose every record the same way.
+        // symlink: `tmp -> blobs/sha256` would have every open empty the
+        // payloads as crash leftovers, `records -> tmp` (while a migration
+        // is due) lose every old record the same way.
         for dir in ["blobs", BLOBS, RECORDS, TMP] {
             let meta = match root.symlink_metadata(dir) {
                 Ok(meta) => meta,
