@@ -544,6 +544,11 @@ impl ArtifactStore {
         // A new store's index exists (tables created, durable) before its
         // marker does, so a marker at layout 3 always has its index.
         let index = Index::open(index_path, !index_exists)?;
+        if !index_exists {
+            // The new index's name is durable before a marker (or a
+            // migration's marker) can be.
+            fsync_dir(&root, &root_path)?;
+        }
         if layout.is_none() {
             crate::migrate::write_marker(&root, &root_path, LAYOUT, false)?;
         }
