@@ -605,6 +605,13 @@ impl ArtifactStore {
         self.root_path.join(BLOBS).join(shard).join(name)
     }
 
+    /// Where the record of `artifact_id` lives, for messages:
+    /// `<root>/index.db[records:<id>]`, naming its row in the store's index
+    /// (a database row, not a file of its own).
+    pub fn record_location(&self, artifact_id: Uuid) -> PathBuf {
+        self.manifest_path(artifact_id)
+    }
+
     /// Where an artifact's record lives, for messages: its row in
     /// `index.db`.
     pub(crate) fn manifest_path(&self, id: Uuid) -> PathBuf {

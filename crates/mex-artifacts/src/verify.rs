@@ -177,7 +177,7 @@ impl ArtifactStore {
             };
             report.problems.push(Problem {
                 artifact_id: None,
-                path: self.payload_path(&blobs, digest),
+                path: self.payload_path(digest),
                 kind,
                 message,
             });
@@ -185,15 +185,13 @@ impl ArtifactStore {
         Ok(report)
     }
 
-    /// Where `digest`'s payload is: its inline row, or its file.
-    fn payload_path(
-        &self,
-        blobs: &HashMap<Sha256Digest, BlobState>,
-        digest: &Sha256Digest,
-    ) -> PathBuf {
-        match blobs.get(digest) {
-            Some(BlobState::Inline(_)) => self.inline_path(digest),
-            _ => self.blob_path(digest),
+    /// Where `digest`'s payload is: its inline row (where reads look first),
+    /// or its file. Asked only for a problem's path.
+    fn payload_path(&self, digest: &Sha256Digest) -> PathBuf {
+        if matches!(self.index.inline_blob(digest), Ok(Some(_))) {
+            self.inline_path(digest)
+        } else {
+            self.blob_path(digest)
         }
     }
 
@@ -371,7 +369,6 @@ impl ArtifactStore {
         digest: &Sha256Digest,
         size: u64,
     ) -> Option<Problem> {
-        let path = self.payload_path(blobs, digest);
         let (kind, message) = match blobs.get(digest) {
             None => (
                 ProblemKind::PayloadMissing,
@@ -401,7 +398,7 @@ impl ArtifactStore {
         };
         Some(Problem {
             artifact_id: id,
-            path,
+            path: self.payload_path(digest),
             kind,
             message,
         })
@@ -424,7 +421,7 @@ impl ArtifactStore {
             Err(e) => {
                 report.problems.push(Problem {
                     artifact_id: Some(id),
-                    path: self.payload_path(blobs, &handle.content_hash),
+                    path: self.payload_path(&handle.content_hash),
                     kind: ProblemKind::BundleInvalid,
                     message: e.to_string(),
                 });

@@ -257,6 +257,10 @@ fn a_tampered_inline_payload_is_refused_and_reported() {
     assert_eq!(report.problems.len(), 1, "{report:#?}");
     assert_eq!(report.problems[0].kind, ProblemKind::HashMismatch);
     assert_eq!(report.problems[0].artifact_id, Some(h.artifact_id));
+    assert_eq!(
+        report.problems[0].path,
+        dir.path().join(format!("index.db[inline_blobs:{hex}]"))
+    );
     // Putting the same bytes again repairs the row.
     store
         .put_bytes(b"small and inline", &PutOptions::default())
