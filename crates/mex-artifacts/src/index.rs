@@ -477,3 +477,71 @@ fn text_of(v: ValueRef<'_>) -> String {
         ValueRef::Null => "NULL".to_owned(),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    fn record(id: Uuid) -> Op {
+        Op::InsertRecord {
+            id,
+            manifest: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_failed_group_fails_as_a_whole_and_later_groups_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path().join(INDEX), true).unwrap();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        index.commit(vec![record(a)]).unwrap();
+        // A second row with the same id violates the primary key: nothing of
+        // that transaction lands, b included.
+        let err = index.commit(vec![record(b), record(a)]).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ArtifactError::Io {
+                    action: "commit to",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(index.record_ids().unwrap(), [a.hyphenated().to_string()]);
+        index.commit(vec![record(b)]).unwrap();
+        assert_eq!(index.record_ids().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn concurrent_commits_all_land_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path().join(INDEX), true).unwrap();
+        let ids: Vec<Vec<Uuid>> = (0..8)
+            .map(|_| (0..25).map(|_| Uuid::new_v4()).collect())
+            .collect();
+        std::thread::scope(|s| {
+            for mine in &ids {
+                let index = &index;
+                s.spawn(move || {
+                    for id in mine {
+                        index.commit(vec![record(*id)]).unwrap();
+                        // Visible to a reader as soon as the commit returns.
+                        assert!(index.record(*id, 1 << 20).unwrap().is_some());
+                    }
+                });
+            }
+        });
+        let mut want: Vec<String> = ids
+            .iter()
+            .flatten()
+            .map(|i| i.hyphenated().to_string())
+            .collect();
+        want.sort();
+        assert_eq!(index.record_ids().unwrap(), want);
+        let st = index.group.lock().unwrap();
+        assert!(st.pending.is_empty() && !st.leader && st.failures.is_empty());
+        assert_eq!(st.completed + 1, st.next);
+    }
+}
