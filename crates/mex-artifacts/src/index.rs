@@ -417,13 +417,29 @@ impl Index {
     }
 
     /// `PRAGMA quick_check`: `None` when the database is sound, else what
-    /// it reported.
+    /// it reported (or the error it stopped with on a damaged file).
     pub(crate) fn quick_check(&self) -> Result<Option<String>> {
         self.read("check", |c| {
-            let mut stmt = c.prepare("PRAGMA quick_check")?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            let lines: Vec<String> = rows.collect::<rusqlite::Result<_>>()?;
-            Ok((lines != ["ok"]).then(|| lines.join("; ")))
+            let run = || -> rusqlite::Result<Vec<String>> {
+                let mut stmt = c.prepare("PRAGMA quick_check")?;
+                let rows = stmt.query_map([], |r| Ok(text_of(r.get_ref(0)?)))?;
+                rows.collect()
+            };
+            match run() {
+                Ok(lines) => Ok((lines != ["ok"]).then(|| lines.join("; "))),
+                Err(e)
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(
+                            rusqlite::ErrorCode::DatabaseCorrupt
+                                | rusqlite::ErrorCode::NotADatabase
+                        )
+                    ) =>
+                {
+                    Ok(Some(e.to_string()))
+                }
+                Err(e) => Err(e),
+            }
         })
     }
 }

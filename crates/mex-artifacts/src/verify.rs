@@ -81,6 +81,15 @@ enum BlobState {
     Unreadable(String),
 }
 
+/// `result`, or nothing read when the index is known to be damaged (that is
+/// reported already; the walk goes on with what can be read).
+fn unless_damaged<T: Default>(damaged: bool, result: Result<T>) -> Result<T> {
+    match result {
+        Err(_) if damaged => Ok(T::default()),
+        other => other,
+    }
+}
+
 impl ArtifactStore {
     /// Walk the whole store: hash every payload once, check every record's
     /// manifest, payload hash and size, and every bundle's index and entries.
@@ -88,7 +97,8 @@ impl ArtifactStore {
     pub fn verify(&self) -> Result<VerifyReport> {
         let _lock = self.lock(false)?;
         let mut report = VerifyReport::default();
-        if let Some(why) = self.index.quick_check()? {
+        let damaged = self.index.quick_check()?;
+        if let Some(why) = &damaged {
             report.problems.push(Problem {
                 artifact_id: None,
                 path: self.index.path().to_path_buf(),
@@ -101,10 +111,17 @@ impl ArtifactStore {
         let mut blobs = self.hash_all_blobs(&mut report)?;
         // An inline row is where a read looks first, so it stands for its
         // digest whatever file there may also be.
-        blobs.extend(self.hash_inline_blobs(&mut report)?);
+        // A damaged index may fail to list its rows: that is reported above,
+        // and the walk goes on with what can be read.
+        let tolerate = damaged.is_some();
+        blobs.extend(unless_damaged(
+            tolerate,
+            self.hash_inline_blobs(&mut report),
+        )?);
         self.report_record_files(&mut report)?;
         let mut referenced: HashMap<Sha256Digest, ()> = HashMap::new();
-        for (id_text, bytes) in self.index.record_rows(MAX_RECORD_BYTES)? {
+        let rows = unless_damaged(tolerate, self.index.record_rows(MAX_RECORD_BYTES))?;
+        for (id_text, bytes) in rows {
             let path = self.root_path.join(format!("{INDEX}[records:{id_text}]"));
             let Some(id) = canonical_id(&id_text) else {
                 report.problems.push(Problem {

@@ -310,6 +310,41 @@ fn garbage_record_rows_are_reported_never_a_panic() {
     assert_eq!(store.read(&b).unwrap(), b"b");
 }
 
+/// A damaged page in `index.db`: verify says the index fails its integrity
+/// check and what to do, instead of failing or passing.
+#[test]
+fn a_damaged_index_is_reported_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::at(dir.path()).unwrap();
+    for i in 0..50 {
+        store
+            .put_bytes(format!("payload {i}").as_bytes(), &PutOptions::default())
+            .unwrap();
+    }
+    drop(store);
+    // Page 2 onwards hold the tables (page 1 is the schema, left intact so
+    // the store opens); the WAL was checkpointed into the file on close.
+    assert!(!dir.path().join("index.db-wal").exists());
+    let mut bytes = fs::read(dir.path().join("index.db")).unwrap();
+    let page = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+    assert!(bytes.len() >= 3 * page);
+    for b in &mut bytes[page..3 * page] {
+        *b = 0xA5;
+    }
+    fs::write(dir.path().join("index.db"), &bytes).unwrap();
+    let store = ArtifactStore::at(dir.path()).unwrap();
+    let report = store.verify().unwrap();
+    let problem = report
+        .problems
+        .iter()
+        .find(|p| p.path == dir.path().join("index.db"))
+        .unwrap_or_else(|| panic!("{report:#?}"));
+    assert!(
+        problem.message.contains("integrity check") && problem.message.contains("backup"),
+        "{problem:?}"
+    );
+}
+
 /// `index.db` replaced by a symlink (even to a real index) or by a file
 /// that is not a database: opening the store says so and what to do.
 #[test]
