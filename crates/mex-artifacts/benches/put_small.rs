@@ -1,7 +1,8 @@
-//! Cost of one small put (200 bytes of new content: a blob and a record,
-//! each made durable), the store's per-operation floor, from one thread and
-//! from 8 threads at once, with anonymous (`O_TMPFILE`) temp files and with
-//! the named fallback.
+//! Cost of one small put (200 bytes of new content: an inline payload row
+//! and a record row, committed durably in one transaction), the store's
+//! per-operation floor, from one thread and from 8 threads at once (which
+//! share commits). Temp files play no part in a small put any more, so
+//! there is one mode.
 //!
 //! `cargo bench -p mex-artifacts --bench put_small`
 //!
@@ -43,40 +44,32 @@ fn put_small(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(5));
-    for named in [false, true] {
-        let mode = if named {
-            "named_temp"
-        } else {
-            "anonymous_temp"
-        };
-        let store = ArtifactStore::at(work.path().join(mode)).unwrap();
-        store.use_named_temp_files(named);
-        let options = PutOptions::default();
-        group.throughput(Throughput::Elements(1));
-        group.bench_function(format!("{mode}/1_thread"), |b| {
-            b.iter(|| {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                store.put_bytes(&content(n), &options).unwrap()
-            })
-        });
-        group.throughput(Throughput::Elements(THREADS));
-        group.bench_function(format!("{mode}/{THREADS}_threads"), |b| {
-            b.iter_custom(|iters| {
-                let t = Instant::now();
-                std::thread::scope(|s| {
-                    for _ in 0..THREADS {
-                        s.spawn(|| {
-                            for _ in 0..iters {
-                                let n = counter.fetch_add(1, Ordering::Relaxed);
-                                store.put_bytes(&content(n), &options).unwrap();
-                            }
-                        });
-                    }
-                });
-                t.elapsed()
-            })
-        });
-    }
+    let store = ArtifactStore::at(work.path().join("store")).unwrap();
+    let options = PutOptions::default();
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("1_thread", |b| {
+        b.iter(|| {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            store.put_bytes(&content(n), &options).unwrap()
+        })
+    });
+    group.throughput(Throughput::Elements(THREADS));
+    group.bench_function(format!("{THREADS}_threads"), |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..THREADS {
+                    s.spawn(|| {
+                        for _ in 0..iters {
+                            let n = counter.fetch_add(1, Ordering::Relaxed);
+                            store.put_bytes(&content(n), &options).unwrap();
+                        }
+                    });
+                }
+            });
+            t.elapsed()
+        })
+    });
     group.finish();
 }
 

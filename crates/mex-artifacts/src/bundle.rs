@@ -13,6 +13,7 @@ use mex_envelope::{
 };
 
 use crate::error::{ArtifactError, Result};
+use crate::index::Op;
 use crate::path::{RelPath, look_alike_key, normalize_segment};
 use crate::store::{ArtifactStore, PutOptions};
 
@@ -274,7 +275,14 @@ struct Walk<'a> {
     root: Dir,
     options: &'a BundleOptions,
     builder: BundleBuilder,
+    /// Inline entries not committed yet, and their bytes.
+    pending: Vec<Op>,
+    pending_bytes: usize,
 }
+
+/// Inline entries of a bundle held in memory before they are committed in
+/// a batch of their own.
+const PENDING_MAX_BYTES: usize = 4 << 20;
 
 impl Walk<'_> {
     fn refuse(&self, entry: &Path, reason: impl Into<String>) -> ArtifactError {
@@ -415,6 +423,21 @@ impl Walk<'_> {
         } else {
             self.store.store_blob(&mut file, &source_name, None, max)?
         };
+        if let Some(bytes) = got.inline {
+            // Committed with the bundle's record, or earlier in a batch of
+            // its own (gc cannot run meanwhile: the put holds the shared
+            // lock), so memory stays bounded however many entries there are.
+            self.pending_bytes += bytes.len();
+            self.pending.push(Op::InlineBlob {
+                hash: got.got.digest,
+                bytes,
+            });
+            if self.pending_bytes >= PENDING_MAX_BYTES {
+                self.store.index.commit(std::mem::take(&mut self.pending))?;
+                self.pending_bytes = 0;
+            }
+        }
+        let got = got.got;
         self.builder
             .add_rel(&rel, got.digest, got.size)
             .map_err(|e| match e {
@@ -466,6 +489,8 @@ impl ArtifactStore {
             root,
             options,
             builder: BundleBuilder::new(options.normalize_line_endings),
+            pending: Vec::new(),
+            pending_bytes: 0,
         };
         walk.walk(Path::new(""), &mut Vec::new())?;
         let index = walk.builder.finish();
@@ -476,7 +501,7 @@ impl ArtifactStore {
             put.expected,
             None,
         )?;
-        self.write_record(got, &put, options.normalize_line_endings)
+        self.write_record(got, walk.pending, &put, options.normalize_line_endings)
     }
 
     /// The verified, canonical index of a bundle artifact.

@@ -1,8 +1,9 @@
 //! Group fsync of directories for concurrent puts.
 //!
-//! A put makes a name durable by fsyncing the directory that holds it (a
-//! blob's shard directory, `records/`). Concurrent puts in one process ask
-//! for the same few directories, so instead of one fsync per put, a put adds
+//! A put of a large payload makes its name durable by fsyncing the
+//! directory that holds it (the blob's shard directory; records and small
+//! payloads are rows of `index.db`, which has a group commit of its own).
+//! Concurrent puts in one process ask for the same few directories, so instead of one fsync per put, a put adds
 //! its directory to a pending set and waits; one of the waiters (the
 //! *leader*) takes the whole set, fsyncs each directory once, and wakes
 //! everyone whose directory was in it. A put returns only after an fsync

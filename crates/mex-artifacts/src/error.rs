@@ -141,7 +141,7 @@ pub enum ArtifactError {
     },
     /// A sidecar manifest could not be read or parsed.
     #[error(
-        "invalid sidecar manifest {path}: {message}; the record is damaged: restore it from a backup or remove the record file"
+        "invalid sidecar manifest {path}: {message}; the record is damaged: restore the store's index.db (or, in a store of an older layout, the record file) from a backup"
     )]
     ManifestInvalid {
         /// The manifest path.

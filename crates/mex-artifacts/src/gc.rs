@@ -1,7 +1,6 @@
 //! Retention: expiry, size quota and the gc report.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io;
 
 use mex_envelope::{
     ArtifactHandle, ArtifactKind, ArtifactManifest, Classification, MediaType, Sha256Digest,
@@ -12,9 +11,10 @@ use uuid::Uuid;
 
 use crate::bundle::parse_index;
 use crate::error::{Result, store_io};
+use crate::index::Op;
 use crate::store::{
-    ArtifactStore, BLOBS, PutOptions, RECORDS, TMP, blob_location, fsync_dir, parse_manifest,
-    record_name,
+    ArtifactStore, BLOBS, MAX_RECORD_BYTES, PutOptions, TMP, blob_location, canonical_id,
+    fsync_dir, parse_manifest,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -114,41 +114,49 @@ impl ArtifactStore {
         let mut notes = Vec::new();
         let temp_entries = self.clean_tmp()?;
         let temp_entries_removed = temp_entries.len();
+        // Record files a migration imported and did not get to remove.
+        self.remove_imported_records(&mut crate::migrate::Steps::new(&mut |_| {}))?;
 
         // Load every record.
         let mut manifests: Vec<ArtifactManifest> = Vec::new();
         let mut blob_deletion_safe = true;
-        for id in self.list()? {
+        for (id_text, bytes) in self.index.record_rows(MAX_RECORD_BYTES)? {
+            let Some(id) = canonical_id(&id_text) else {
+                blob_deletion_safe = false;
+                notes.push(format!(
+                    "record row {id_text:?} kept and payload deletion skipped: its id is not an artifact id"
+                ));
+                continue;
+            };
             let path = self.manifest_path(id);
-            match crate::store::read_record(&self.records, &record_name(id)) {
-                Ok(bytes) => match parse_manifest(&bytes, &path, Some(id)) {
-                    Ok(m) => manifests.push(m),
-                    Err(e) => {
-                        blob_deletion_safe = false;
-                        notes.push(format!(
-                            "record {id} kept and payload deletion skipped: {e}"
-                        ));
-                    }
-                },
-                // Listed a moment ago; gone now (only a hand edit can do that
-                // under the exclusive lock): nothing to keep.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            let parsed = match bytes {
+                Ok(bytes) => parse_manifest(&bytes, &path, Some(id)),
+                Err(len) => Err(crate::ArtifactError::ManifestInvalid {
+                    path,
+                    message: format!("it is {len} bytes, larger than any record"),
+                }),
+            };
+            match parsed {
+                Ok(m) => manifests.push(m),
                 Err(e) => {
                     blob_deletion_safe = false;
                     notes.push(format!(
-                        "record {id} unreadable ({e}); payload deletion skipped"
+                        "record {id} kept and payload deletion skipped: {e}"
                     ));
                 }
             }
         }
 
-        // Expiry.
+        // Expiry: the records go in one transaction.
+        let mut expired = Vec::new();
         let mut deleted = Vec::new();
         let mut survivors = Vec::new();
         for m in manifests {
             match expiry_reason(&m, options.now) {
                 Some(reason) => {
-                    self.remove_record(m.artifact.artifact_id)?;
+                    expired.push(Op::DeleteRecord {
+                        id: m.artifact.artifact_id,
+                    });
                     deleted.push(GcDeletion {
                         artifact_id: m.artifact.artifact_id,
                         content_hash: m.artifact.content_hash,
@@ -160,6 +168,7 @@ impl ArtifactStore {
                 None => survivors.push(m),
             }
         }
+        self.index.commit(expired)?;
 
         // Reference counts of what survives (bundle entries count too).
         let mut refs: HashMap<Sha256Digest, (u64, usize)> = HashMap::new();
@@ -198,6 +207,7 @@ impl ArtifactStore {
 
         // Quota: oldest unpinned first.
         let mut quota_unmet = false;
+        let mut evicted = Vec::new();
         if let Some(max) = options.max_total_bytes {
             let mut candidates: Vec<&ArtifactManifest> =
                 survivors.iter().filter(|m| !m.pinned).collect();
@@ -212,7 +222,9 @@ impl ArtifactStore {
                     break;
                 };
                 let before = total;
-                self.remove_record(m.artifact.artifact_id)?;
+                evicted.push(Op::DeleteRecord {
+                    id: m.artifact.artifact_id,
+                });
                 for (d, _) in per_record
                     .remove(&m.artifact.artifact_id)
                     .unwrap_or_default()
@@ -234,6 +246,8 @@ impl ArtifactStore {
                 });
             }
         }
+
+        self.index.commit(evicted)?;
 
         // Unreferenced payloads.
         let mut blobs_deleted = Vec::new();
@@ -270,7 +284,7 @@ impl ArtifactStore {
         put.media_type = "application/json".parse::<MediaType>().ok();
         put.retention_ttl_days = options.report_ttl_days;
         let got = self.store_blob(&mut &payload[..], "<gc report>", None, None)?;
-        let report = self.write_record(got, &put, false)?;
+        let report = self.write_record(got, Vec::new(), &put, false)?;
         Ok(GcReport {
             deleted,
             blobs_deleted,
@@ -282,16 +296,6 @@ impl ArtifactStore {
             notes,
             report,
         })
-    }
-
-    /// Make a record disappear: one atomic unlink of `records/<id>.json`,
-    /// made durable by an fsync of `records/`.
-    fn remove_record(&self, id: Uuid) -> Result<()> {
-        let name = record_name(id);
-        self.records
-            .remove_file(&name)
-            .map_err(|e| store_io("remove record", self.manifest_path(id), 0, e))?;
-        fsync_dir(&self.records, &self.root_path.join(RECORDS))
     }
 
     /// Remove everything in `tmp/` (only called under the exclusive lock,
@@ -325,6 +329,19 @@ impl ArtifactStore {
     ) -> Result<Vec<(Sha256Digest, u64)>> {
         let blobs_path = self.root_path.join(BLOBS);
         let mut out = Vec::new();
+        // Inline payloads, in one transaction (rows whose hash is not a
+        // digest are left for verify to report).
+        let mut gone = Vec::new();
+        for (text, len) in self.index.inline_hashes()? {
+            if let Ok(digest) = text.parse::<Sha256Digest>()
+                && digest.to_hex() == text
+                && !refs.contains_key(&digest)
+            {
+                gone.push(Op::DeleteInline { hash: digest });
+                out.push((digest, len));
+            }
+        }
+        self.index.commit(gone)?;
         for shard in self
             .blobs
             .entries()

@@ -1,122 +1,154 @@
 //! # mex-artifacts: the content-addressed artifact store
 //!
 //! This crate owns the bytes of every MEX artifact (docs/contract.md §5): storing
-//! payloads under their SHA-256, the sidecar manifest (`records/<id>.json`,
-//! typed as [`mex_envelope::ArtifactManifest`]) of every artifact record,
-//! atomic and crash-safe writes, streaming hashing in constant memory,
-//! verified reads, the `verify` walk, canonical bundles of directory trees,
-//! validation of untrusted relative paths and `mex://` URIs, and retention
-//! (`gc`, expiry, size quota).
+//! payloads under their SHA-256, the sidecar manifest (typed as
+//! [`mex_envelope::ArtifactManifest`]) of every artifact record, atomic and
+//! crash-safe writes, streaming hashing in constant memory, verified reads,
+//! the `verify` walk, canonical bundles of directory trees, validation of
+//! untrusted relative paths and `mex://` URIs, and retention (`gc`, expiry,
+//! size quota).
 //!
 //! It does **not** own the wire types (they are `mex-envelope`'s), policy
 //! (who may read what classification, what may be exported: the gates and the
 //! runtime decide that), the Flight Recorder, or shadow workspaces.
 //!
-//! ## On-disk layout
+//! ## On-disk layout (layout 3)
 //!
 //! ```text
 //! <root>/                       the store root, e.g. <mex home>/artifacts
-//!   LAYOUT                      "mex-artifacts-store-2": refuses to open an unknown layout
+//!   LAYOUT                      "mex-artifacts-store-3": refuses to open an unknown layout
 //!   lock                        flock(2) target: puts share it, gc, pinning and migration
 //!                               take it exclusively
-//!   blobs/sha256/ab/cdef…       payloads, named by their SHA-256 (2 hex shard + 62 hex), mode 0444,
-//!                               shared by every record with the same bytes
-//!   records/<artifact_id>.json  one file per artifact: its sidecar manifest
-//!   tmp/                        anonymous temp files of puts in flight (no names); named
-//!                               ones only where O_TMPFILE is missing; emptied by gc and on
-//!                               open when no put is in flight
+//!   index.db (+ -wal, -shm)     SQLite, WAL mode, synchronous=FULL:
+//!                                 records(id, manifest)           one row per artifact: its
+//!                                                                 sidecar manifest bytes
+//!                                 inline_blobs(hash, size, bytes) payloads of at most
+//!                                                                 INLINE_MAX (16 KiB) bytes
+//!   blobs/sha256/ab/cdef…       larger payloads, named by their SHA-256 (2 hex shard + 62
+//!                               hex), mode 0444, shared by every record with the same bytes
+//!   tmp/                        anonymous temp files of large puts in flight (no names);
+//!                               named ones only where O_TMPFILE is missing; emptied by gc
+//!                               and on open when no put is in flight
 //! ```
 //!
-//! An *artifact* exists exactly when `records/<id>.json` exists (the id in
-//! its lower-case hyphenated form); anything else in `records/` is a stray
-//! that `verify` reports. A bundle's payload is the RFC 8785 canonical JSON
-//! of its [`mex_envelope::BundleIndex`] (so its content hash is
-//! `BundleIndex::content_hash()`), and each entry is a blob of its own.
-//! Record files and payloads are opened without blocking and used only if
-//! they are regular files (a FIFO planted at either name is refused, never
-//! waited on), and a record file over 1 MiB is refused unread. A store
-//! whose `blobs/`, `blobs/sha256/`, `records/` or `tmp/` is a symlink is
-//! refused on open (`tmp -> records` would have the open empty `records/`
-//! as crash leftovers).
+//! An *artifact* exists exactly when its row in `records` exists (the id in
+//! its lower-case hyphenated form); a row with any other id is reported by
+//! `verify` and never listed. A payload's home follows from its size: at
+//! most [`INLINE_MAX`] bytes, a row of `inline_blobs`; larger, a file. A read
+//! looks for an inline row first, then a file (a store migrated from layout
+//! 2 keeps its small payloads as files). A bundle's payload is the RFC 8785
+//! canonical JSON of its [`mex_envelope::BundleIndex`] (so its content hash
+//! is `BundleIndex::content_hash()`), and each entry is a payload of its own
+//! (inline or a file by the same rule).
 //!
-//! ### Layout 1 and its migration
+//! Small payloads live inline because a put's cost was its durable new
+//! files: creating, writing and fsyncing a file and fsyncing its directory
+//! costs several times one fsync, and the common output is tens of bytes.
+//! Inline, a small put is *one* transaction (one WAL fsync), makes no
+//! inode, and concurrent puts share that fsync (group commit, below).
+//! Above 16 KiB a payload's cost is its bytes, not its inode, and a file
+//! can be streamed through a fixed buffer pool and handed out as a
+//! descriptor; below it, holding the payload in memory to hash and commit
+//! it is cheap.
 //!
-//! Layout 1 (`mex-artifacts-store-1`) kept a record as a directory,
-//! `records/<id>/artifact.json`. Opening such a store migrates it first,
-//! under the exclusive store lock: each manifest is hard-linked to
-//! `records/<id>.json` (the same, already fsynced file), `records/` is
-//! fsynced, the old directories are removed, `records/` is fsynced again,
-//! and only then is the marker replaced. A process killed at any instant
-//! leaves the marker at layout 1 and every record in its old or new form
-//! (or both, as one file), and the next open finishes the job; nothing is
-//! lost or listed twice. A record directory that is not a plain manifest
-//! (its `artifact.json` a symlink, other files inside, or its new name
-//! taken by a different file) is left for `verify` to report as a stray.
-//! A marker naming a newer layout is refused.
+//! The index is opened without following symlinks and only if it is a
+//! regular file; one that is not an SQLite database, or missing from a
+//! store whose marker says layout 3 (all its records are in it), is a clear
+//! error rather than an empty store. Payload files are opened without
+//! blocking and used only if they are regular files (a FIFO planted at a
+//! payload path is refused, never waited on), and a record over 1 MiB is
+//! refused unread. A store whose `blobs/`, `blobs/sha256/`, `tmp/` or
+//! (during a migration) `records/` is a symlink is refused on open
+//! (`tmp -> blobs/sha256` would have the open empty the payloads as crash
+//! leftovers).
+//!
+//! ### Older layouts and their migration
+//!
+//! Layout 1 (`mex-artifacts-store-1`) kept a record as
+//! `records/<id>/artifact.json`, layout 2 (`mex-artifacts-store-2`) as the
+//! file `records/<id>.json`, with every payload a file. Opening such a store
+//! migrates it (1 to 2, then 2 to 3) under the exclusive store lock, so it
+//! waits for puts in flight in other processes: every record file the
+//! reader accepts is imported, exact bytes, into `index.db` (transactions
+//! of a few thousand, each durable), then the marker is replaced (durably),
+//! then the imported files and `records/` are removed. A process killed at
+//! any instant leaves a store the next open finishes migrating with no
+//! record lost, duplicated or changed (see `migrate.rs` for each step).
+//! Anything the reader refuses is left in `records/` for `verify` to report
+//! as a stray. Payload files stay files. A marker naming a newer layout is
+//! refused.
 //!
 //! ## How a put stays atomic and crash-safe
 //!
-//! 1. The source streams through a fixed pool of 1 MiB buffers into an
-//!    anonymous temp file (`open(O_TMPFILE)` in `tmp/`: an inode with no
-//!    name, which the kernel frees if the writer dies), hashed on the way
-//!    ([`PutOptions::expected`] and [`PutOptions::max_bytes`] are checked;
-//!    failure just closes the file).
-//! 2. If a blob with that hash and size already exists, the temp file is
-//!    dropped without an fsync: the second put of the same bytes costs one
-//!    read and hash, no payload sync. With [`PutOptions::expected`] set and
-//!    the blob present, nothing is written at all. The existing blob is
-//!    reused only if it hashes right (or a valid verification-cache entry
-//!    vouches for it); any other file at its path (wrong size or bytes, a
-//!    symlink, a FIFO) is replaced by the fresh verified bytes (given a temp
-//!    name, then renamed over it).
-//! 3. Otherwise the temp file is made read-only, fsynced, and given its
+//! 1. The first `INLINE_MAX + 1` bytes of the source are read into memory
+//!    ([`PutOptions::max_bytes`] is checked as they come).
+//! 2. *Small payload* (the source ended within `INLINE_MAX` bytes): it is
+//!    hashed in memory ([`PutOptions::expected`] checked) and nothing is
+//!    written yet.
+//! 3. *Large payload*: those bytes and the rest of the source stream
+//!    through a fixed pool of 1 MiB buffers into an anonymous temp file
+//!    (`open(O_TMPFILE)` in `tmp/`: an inode with no name, which the kernel
+//!    frees if the writer dies), hashed on the way (failure just closes the
+//!    file). If a blob with that hash and size already exists and hashes
+//!    right (or a valid verification-cache entry vouches for it), the temp
+//!    file is dropped without an fsync; with [`PutOptions::expected`] set
+//!    and that blob present, nothing is written at all. Any other file at
+//!    its path (wrong size or bytes, a symlink, a FIFO) is replaced by the
+//!    fresh verified bytes (given a temp name, then renamed over it).
+//!    Otherwise the temp file is made read-only, fsynced, and given its
 //!    name in `blobs/` by `linkat` of `/proc/self/fd/N` with
-//!    `AT_SYMLINK_FOLLOW` (no privilege needed; no clobber: if another
-//!    writer won the race, its identical blob stays), and the shard
-//!    directory is fsynced.
-//! 4. The manifest is written to another anonymous temp file, fsynced, and
-//!    linked to `records/<id>.json` the same way (the record appears whole
-//!    or not at all), and `records/` is fsynced.
+//!    `AT_SYMLINK_FOLLOW` (no clobber: if another writer won the race, its
+//!    identical blob stays), and the shard directory is fsynced (a group
+//!    fsync shared by concurrent puts). The payload is durable before its
+//!    record can exist.
+//! 4. One transaction inserts the record row and, for a small payload, its
+//!    `inline_blobs` row (absent, or present with other bytes: a damaged
+//!    row is repaired with the verified bytes; present and equal: left
+//!    alone). The artifact exists when that transaction commits; with
+//!    `synchronous=FULL` in WAL mode the commit is durable when it returns.
+//!
+//! The commit is a *group commit*: a put adds its rows to a pending list;
+//! the first waiter that finds no commit running takes every pending put's
+//! rows and commits them in one transaction, then wakes the others, and
+//! each put returns only after the transaction holding its rows is durable.
+//! So a small put costs one WAL fsync and no inode, and concurrent puts in
+//! one process share fsyncs; reads use their own connections and never
+//! wait for the writer. Across processes SQLite's lock serializes writers
+//! (busy timeout 30 s).
+//!
+//! What a crash leaves, at each step: during 1 to 2, nothing; during 3, no
+//! name in `tmp/` (named temp files with the fallback, which the next open
+//! or gc removes) and possibly a complete, unreferenced blob file, which gc
+//! removes; during 4, the transaction either committed (the artifact exists
+//! whole, with its payload) or rolls back on the next open of the database
+//! (no trace). A record never names a payload a crash can lose.
 //!
 //! Where `O_TMPFILE` is not supported (the open fails with `EOPNOTSUPP`,
 //! `EISDIR` or `EINVAL`; remembered for the store's lifetime) or
-//! `/proc/self/fd` is missing, the temp files are named
-//! `tmp/put-<uuid>.tmp` and `tmp/rec-<uuid>.tmp` instead: blobs are
-//! hard-linked into place and records renamed into place, and the temp
-//! name is removed. Re-pinning ([`ArtifactStore::set_pinned`]) always
-//! writes a named temp file and renames it over the record.
+//! `/proc/self/fd` is missing, large payloads are written to named temp
+//! files `tmp/put-<uuid>.tmp` instead, hard-linked into place, and the temp
+//! name removed. Re-pinning ([`ArtifactStore::set_pinned`]) rewrites the
+//! record row in one transaction under the exclusive lock.
 //!
-//! The directory fsyncs of steps 3 and 4 are *group* fsyncs: concurrent
-//! puts in one process add their directory to a pending set and one of them
-//! fsyncs every directory in it once, waking the others (leader and
-//! followers). A put still returns only after an fsync of its directory that
-//! began after its link, so what a returned put promises is unchanged; the
-//! fsyncs per put are 4 (blob, shard, manifest, `records/`) and drop towards
-//! 2 as concurrency grows; a put makes 2 inodes (the blob, the record) and
-//! no name in `tmp/`. The blob is durable (step 3) before its record can
-//! appear (step 4), so a record never names a payload a crash can lose.
-//!
-//! A process killed at any point leaves nothing in `tmp/` (named temp
-//! files with the fallback) and possibly a complete, unreferenced blob;
-//! neither is an artifact, and `gc` removes both. Opening the store also
-//! empties `tmp/` ([`ArtifactStore::reclaim_temp`],
+//! Opening the store also empties `tmp/` ([`ArtifactStore::reclaim_temp`],
 //! [`ArtifactStore::reclaimed_at_open`]) when it can take the exclusive lock
-//! without waiting, i.e. when no put is in flight in any process. No shared
-//! file is ever rewritten in place: the only read-modify-write
-//! ([`ArtifactStore::set_pinned`]) replaces the manifest by rename under the
-//! exclusive lock. `gc` takes the exclusive lock so that it never deletes a
-//! blob between a put's blob step and its record step, nor a temp file in
-//! use. Puts hold the shared lock for their whole duration, so under a
-//! continuous stream of puts `gc` may wait (flock(2) does not queue writers
-//! ahead of readers); schedule gc in quiet periods. A full disk (ENOSPC,
-//! EDQUOT) gives [`ArtifactError::DiskFull`] and leaves no temp file.
+//! without waiting, i.e. when no put is in flight in any process. `gc` takes
+//! the exclusive lock so that it never deletes a payload between a put's
+//! payload step and its record commit, nor a temp file in use. Puts hold
+//! the shared lock for their whole duration, so under a continuous stream
+//! of puts `gc` may wait (flock(2) does not queue writers ahead of
+//! readers); schedule gc in quiet periods. A full disk (ENOSPC, EDQUOT, or
+//! SQLite's "database or disk is full") gives [`ArtifactError::DiskFull`]
+//! and leaves no temp file and no record.
 //!
 //! ## Reading: what is verified, and the cache trade-off
 //!
 //! Every read checks that the handle matches the stored record
 //! ([`ArtifactStore::check_handle`]) and that the payload has the recorded
 //! size *and* hash; a changed payload gives [`ArtifactError::Integrity`] and
-//! is never served.
+//! is never served. An inline payload is re-hashed on every read (it is at
+//! most 16 KiB), whichever method reads it: a row changed in the database
+//! is refused exactly like a changed file.
 //!
 //! * [`ArtifactStore::read`] reads into memory and hashes that memory: the
 //!   bytes returned are exactly the bytes verified. No residual risk.
@@ -124,7 +156,8 @@
 //!   fails at the end: single pass, but the caller must not act on the data
 //!   before the final `Ok(0)`.
 //! * [`ArtifactStore::open`] hashes the open file first, then hands out the
-//!   same file descriptor rewound. Repeated opens may skip the hash through
+//!   same file descriptor rewound (an inline payload: the very bytes hashed,
+//!   from memory). Repeated opens may skip the hash through
 //!   the verification cache: an in-memory map from digest to (device, inode,
 //!   size, mtime, ctime) recorded when a full hash succeeded. Any write,
 //!   truncation, `chmod`, `utimes` or replacement by rename changes one of
@@ -155,8 +188,10 @@
 //! ## Retention
 //!
 //! [`ArtifactStore::gc`] removes records whose `created_at + ttl days` is
-//! before `now` and that are not pinned, then payloads no surviving record or
-//! bundle references, then `tmp/` leftovers, and stores a JSON gc-report
+//! before `now` and that are not pinned (one transaction), then payloads no
+//! surviving record or bundle references (inline rows in one transaction,
+//! then files), then `tmp/` leftovers and record files a migration imported
+//! but did not get to remove, and stores a JSON gc-report
 //! artifact (kind `report`) listing what it deleted and why. With a quota
 //! ([`GcOptions::max_total_bytes`]) it evicts the oldest unpinned artifacts
 //! until the payloads fit; pinned artifacts are never evicted. If a manifest
@@ -166,6 +201,7 @@ pub mod bundle;
 mod dirsync;
 mod error;
 mod gc;
+mod index;
 mod ingest;
 mod migrate;
 pub mod path;
@@ -180,6 +216,7 @@ pub use bundle::{
 };
 pub use error::{ArtifactError, Result};
 pub use gc::{GcDeletion, GcOptions, GcReport};
+pub use index::INLINE_MAX;
 pub use path::{ArtifactUri, RelPath, UriTarget};
 
 /// Public only for sibling crates (the gates' reference checks, the

@@ -18,18 +18,22 @@ use rustix::fs::FlockOperation;
 use uuid::Uuid;
 
 use crate::error::{ArtifactError, Result, store_io};
+use crate::index::{INDEX, INLINE_MAX, Index, Op};
 use crate::ingest::{self, IngestError, Ingested};
 
 /// Marker file naming the layout version.
 pub(crate) const LAYOUT_FILE: &str = "LAYOUT";
 /// Its content.
-pub(crate) const LAYOUT: &str = "mex-artifacts-store-2\n";
-/// The previous layout (a record was `records/<id>/artifact.json`), which
-/// opening migrates (see `migrate.rs`).
+pub(crate) const LAYOUT: &str = "mex-artifacts-store-3\n";
+/// Layout 2 (a record was the file `records/<id>.json`), which opening
+/// migrates (see `migrate.rs`).
+pub(crate) const LAYOUT_2: &str = "mex-artifacts-store-2\n";
+/// Layout 1 (a record was `records/<id>/artifact.json`), which opening
+/// migrates to layout 2 and then 3.
 pub(crate) const LAYOUT_1: &str = "mex-artifacts-store-1\n";
 /// Directory of content-addressed payloads.
 pub(crate) const BLOBS: &str = "blobs/sha256";
-/// Directory of records.
+/// Directory of records in layouts 1 and 2 (gone once migrated).
 pub(crate) const RECORDS: &str = "records";
 /// Staging directory.
 pub(crate) const TMP: &str = "tmp";
@@ -37,10 +41,10 @@ pub(crate) const TMP: &str = "tmp";
 const LOCK: &str = "lock";
 /// Manifest file name inside a layout-1 record directory.
 pub(crate) const MANIFEST_1: &str = "artifact.json";
-/// Suffix of a record's file name: `records/<artifact id>.json`.
+/// Suffix of a layout-2 record's file name: `records/<artifact id>.json`.
 pub(crate) const RECORD_SUFFIX: &str = ".json";
 
-/// The file name of an artifact's record in `records/`.
+/// The file name of an artifact's record in a layout-2 `records/`.
 pub(crate) fn record_name(id: Uuid) -> String {
     format!("{}{RECORD_SUFFIX}", id.hyphenated())
 }
@@ -50,12 +54,18 @@ pub(crate) fn record_name(id: Uuid) -> String {
 pub(crate) fn record_id(name: &std::ffi::OsStr) -> Option<Uuid> {
     let name = name.to_str()?;
     let stem = name.strip_suffix(RECORD_SUFFIX)?;
-    let id = Uuid::try_parse(stem).ok()?;
-    (id.hyphenated().to_string() == stem).then_some(id)
+    canonical_id(stem)
 }
 
-/// The most bytes a record file may have (a record is about a kilobyte):
-/// a larger file at a record's name is refused, not read into memory.
+/// The id whose canonical (lower-case hyphenated) text is exactly `text`.
+pub(crate) fn canonical_id(text: &str) -> Option<Uuid> {
+    let id = Uuid::try_parse(text).ok()?;
+    (id.hyphenated().to_string() == text).then_some(id)
+}
+
+/// The most bytes a record may have (a record is about a kilobyte): a
+/// larger row, or file at a record's name in an older layout, is refused,
+/// not read into memory.
 pub(crate) const MAX_RECORD_BYTES: u64 = 1 << 20;
 
 /// Read the record file `records/<name>`: opened without blocking and
@@ -100,6 +110,15 @@ pub(crate) fn read_record(records: &Dir, name: &str) -> io::Result<Vec<u8>> {
 /// regular file reads the same with it).
 pub(crate) fn nonblock() -> i32 {
     rustix::fs::OFlags::NONBLOCK.bits() as i32
+}
+
+/// A payload taken in by a put: its digest and size, and its bytes when it
+/// is small enough to live inline (not yet durable: they are committed with
+/// the record).
+#[derive(Debug)]
+pub(crate) struct Blob {
+    pub(crate) got: Ingested,
+    pub(crate) inline: Option<Vec<u8>>,
 }
 
 /// The digest and size a caller expects the content to have.
@@ -253,8 +272,9 @@ pub struct ArtifactStore {
     pub(crate) root_path: PathBuf,
     pub(crate) root: Dir,
     pub(crate) blobs: Dir,
-    pub(crate) records: Dir,
     pub(crate) tmp: Dir,
+    /// `index.db`: records and small payloads.
+    pub(crate) index: Index,
     config: StoreConfig,
     cache: Mutex<HashMap<Sha256Digest, FileStamp>>,
     /// Group fsync of directories for concurrent puts.
@@ -438,27 +458,33 @@ impl ArtifactStore {
             .map_err(|e| io_err("create the store directory", e))?;
         let root = Dir::open_ambient_dir(&root_path, ambient_authority())
             .map_err(|e| io_err("open the store directory", e))?;
-        for dir in [BLOBS, RECORDS, TMP] {
+        for dir in [BLOBS, TMP] {
             root.create_dir_all(dir)
                 .map_err(|e| store_io("create directory", root_path.join(dir), 0, e))?;
         }
-        let migrate = match root.read_to_string(LAYOUT_FILE) {
-            Ok(text) if text == LAYOUT => false,
-            Ok(text) if text == LAYOUT_1 => true,
+        let layout = match root.read_to_string(LAYOUT_FILE) {
+            Ok(text) if text == LAYOUT => Some(3),
+            Ok(text) if text == LAYOUT_2 => Some(2),
+            Ok(text) if text == LAYOUT_1 => Some(1),
             Ok(text) => return Err(unknown_layout(&root_path.join(LAYOUT_FILE), &text)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                crate::migrate::write_marker(&root, &root_path, false)?;
-                false
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(store_io("read", root_path.join(LAYOUT_FILE), 0, e)),
         };
+        if matches!(layout, Some(1 | 2)) {
+            root.create_dir_all(RECORDS)
+                .map_err(|e| store_io("create directory", root_path.join(RECORDS), 0, e))?;
+        }
         // Each directory of the layout must be a directory of its own, not a
-        // symlink: `tmp -> records` would have every open empty `records/`
-        // as crash leftovers, `records -> tmp` lose every record the same way.
+        // symlink: `tmp -> blobs/sha256` would have every open empty the
+        // payloads as crash leftovers, `records -> tmp` (while a migration
+        // is due) lose every old record the same way.
         for dir in ["blobs", BLOBS, RECORDS, TMP] {
-            let meta = root
-                .symlink_metadata(dir)
-                .map_err(|e| store_io("inspect", root_path.join(dir), 0, e))?;
+            let meta = match root.symlink_metadata(dir) {
+                Ok(meta) => meta,
+                // `records/` exists only until a migration finishes.
+                Err(e) if dir == RECORDS && e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(store_io("inspect", root_path.join(dir), 0, e)),
+            };
             if !meta.is_dir() {
                 return Err(store_io(
                     "open directory",
@@ -478,19 +504,66 @@ impl ArtifactStore {
                 ));
             }
         }
+        let index_path = root_path.join(INDEX);
+        let index_exists = match root.symlink_metadata(INDEX) {
+            Ok(meta) if meta.is_file() => true,
+            Ok(meta) => {
+                return Err(store_io(
+                    "open the index",
+                    index_path,
+                    0,
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "it is a {}, not the store's SQLite index; move it away and restore the real index.db from a backup",
+                            if meta.file_type().is_symlink() {
+                                "symbolic link"
+                            } else if meta.is_dir() {
+                                "directory"
+                            } else {
+                                "special file (FIFO, socket or device)"
+                            }
+                        ),
+                    ),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(store_io("inspect", index_path, 0, e)),
+        };
+        if layout == Some(3) && !index_exists {
+            return Err(store_io(
+                "open the index",
+                index_path,
+                0,
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "the store is at layout 3, whose records all live in index.db, and index.db is missing; restore it from a backup (payload files alone are not artifacts), or move the store away to start an empty one",
+                ),
+            ));
+        }
+        // A new store's index exists (tables created, durable) before its
+        // marker does, so a marker at layout 3 always has its index.
+        let index = Index::open(index_path, !index_exists)?;
+        if !index_exists {
+            // The new index's name is durable before a marker (or a
+            // migration's marker) can be.
+            fsync_dir(&root, &root_path)?;
+        }
+        if layout.is_none() {
+            crate::migrate::write_marker(&root, &root_path, LAYOUT, false)?;
+        }
         let sub = |name: &str| {
             root.open_dir(name)
                 .map_err(|e| store_io("open directory", root_path.join(name), 0, e))
         };
         let blobs = sub(BLOBS)?;
-        let records = sub(RECORDS)?;
         let tmp = sub(TMP)?;
         let mut store = Self {
             root_path,
             root,
             blobs,
-            records,
             tmp,
+            index,
             config,
             cache: Mutex::new(HashMap::new()),
             dir_sync: crate::dirsync::DirSync::default(),
@@ -500,8 +573,19 @@ impl ArtifactStore {
             #[cfg(test)]
             fault_enospc_after: None,
         };
-        if migrate {
-            store.migrate_from_layout_1(hook)?;
+        let mut steps = crate::migrate::Steps::new(hook);
+        if layout == Some(1) {
+            store.migrate_from_layout_1(&mut steps)?;
+        }
+        if matches!(layout, Some(1 | 2)) {
+            store.migrate_from_layout_2(&mut steps)?;
+        } else if layout == Some(3) && store.root.symlink_metadata(RECORDS).is_ok() {
+            // A migration that stopped after its marker: finish removing the
+            // imported record files when nothing else is running (they are
+            // not read any more; verify reports them meanwhile).
+            if let Some(_lock) = store.try_lock_exclusive()? {
+                store.remove_imported_records(&mut steps)?;
+            }
         }
         // Crash leftovers of puts that were killed; skipped (not an error)
         // when the store is busy or cannot be cleaned now.
@@ -521,8 +605,24 @@ impl ArtifactStore {
         self.root_path.join(BLOBS).join(shard).join(name)
     }
 
+    /// Where the record of `artifact_id` lives, for messages:
+    /// `<root>/index.db[records:<id>]`, naming its row in the store's index
+    /// (a database row, not a file of its own).
+    pub fn record_location(&self, artifact_id: Uuid) -> PathBuf {
+        self.manifest_path(artifact_id)
+    }
+
+    /// Where an artifact's record lives, for messages: its row in
+    /// `index.db`.
     pub(crate) fn manifest_path(&self, id: Uuid) -> PathBuf {
-        self.root_path.join(RECORDS).join(record_name(id))
+        self.root_path
+            .join(format!("{INDEX}[records:{}]", id.hyphenated()))
+    }
+
+    /// Where a small payload lives, for messages: its row in `index.db`.
+    pub(crate) fn inline_path(&self, digest: &Sha256Digest) -> PathBuf {
+        self.root_path
+            .join(format!("{INDEX}[inline_blobs:{}]", digest.to_hex()))
     }
 
     /// Take the store lock: shared for puts, exclusive for gc and pinning.
@@ -698,19 +798,23 @@ impl ArtifactStore {
     ) -> Result<ArtifactHandle> {
         check_options(options)?;
         let _lock = self.lock(false)?;
-        let got = self.store_blob(reader, source_name, options.expected, options.max_bytes)?;
-        self.write_record(got, options, false)
+        let blob = self.store_blob(reader, source_name, options.expected, options.max_bytes)?;
+        self.write_record(blob, Vec::new(), options, false)
     }
 
-    /// Stream `reader` into the content-addressed blob area. Caller holds the
-    /// store lock (shared or exclusive).
+    /// Take in the bytes of `reader` as a payload. A payload of at most
+    /// [`INLINE_MAX`] bytes is only read and hashed into memory: it becomes
+    /// durable in the transaction that commits its record (the caller's
+    /// [`ArtifactStore::write_record`]). A larger one is streamed into the
+    /// content-addressed blob files and is durable when this returns.
+    /// Caller holds the store lock (shared or exclusive).
     pub(crate) fn store_blob<R: Read + ?Sized>(
         &self,
         reader: &mut R,
         source_name: &str,
         expected: Option<Expected>,
         max_bytes: Option<u64>,
-    ) -> Result<Ingested> {
+    ) -> Result<Blob> {
         let limit = max_bytes.unwrap_or(u64::MAX);
         let map_ingest = |e: IngestError, tmp_path: PathBuf| match e {
             IngestError::Read { read, source } => ArtifactError::SourceUnreadable {
@@ -738,11 +842,12 @@ impl ArtifactStore {
             }
             _ => Ok(()),
         };
-        let (shard, name) =
-            blob_location(&expected.map_or(Sha256Digest::from_bytes([0; 32]), |e| e.hash));
-        if let Some(exp) = expected {
+        if let Some(exp) = expected
+            && exp.size > INLINE_MAX
+        {
             // Cheap second put: the caller says which content this is and we
             // already hold it, so only hash, never write.
+            let (shard, name) = blob_location(&exp.hash);
             if let Ok(meta) = self.blobs.symlink_metadata(Path::new(&shard).join(&name))
                 && meta.is_file()
                 && meta.len() == exp.size
@@ -751,8 +856,34 @@ impl ArtifactStore {
                 let got = ingest::ingest(reader, &mut io::sink(), limit)
                     .map_err(|e| map_ingest(e, PathBuf::from("<none>")))?;
                 check_expected(&got)?;
-                return Ok(got);
+                return Ok(Blob { got, inline: None });
             }
+        }
+        // The first INLINE_MAX + 1 bytes (no more than the limit + 1) decide
+        // where the payload goes.
+        let mut head = Vec::new();
+        let cap = INLINE_MAX.min(limit).saturating_add(1);
+        if let Err(source) = (&mut *reader).take(cap).read_to_end(&mut head) {
+            return Err(ArtifactError::SourceUnreadable {
+                source_name: source_name.to_owned(),
+                read: head.len() as u64,
+                source,
+            });
+        }
+        let read = head.len() as u64;
+        if read > limit {
+            return Err(map_ingest(IngestError::TooLarge, PathBuf::new()));
+        }
+        if read < cap {
+            let got = Ingested {
+                digest: Sha256Digest::of(&head),
+                size: read,
+            };
+            check_expected(&got)?;
+            return Ok(Blob {
+                got,
+                inline: Some(head),
+            });
         }
         let mut tmp = self.temp_file("put", true, 0o600)?;
         let tmp_path = tmp.path(&self.root_path);
@@ -765,12 +896,13 @@ impl ArtifactStore {
                 file: &mut tmp.file,
                 remaining,
             };
-            ingest::ingest(reader, &mut writer, limit)
+            let mut source = (&head[..]).chain(&mut *reader);
+            ingest::ingest(&mut source, &mut writer, limit)
                 .map_err(|e| map_ingest(e, tmp_path.clone()))?
         };
         check_expected(&got)?;
         self.commit_blob(tmp, &got)?;
-        Ok(got)
+        Ok(Blob { got, inline: None })
     }
 
     /// Move a fully written temp file into place as the blob for `got`.
@@ -840,13 +972,18 @@ impl ArtifactStore {
         Ok(())
     }
 
-    /// Write the record (sidecar manifest) for a stored blob, atomically.
+    /// Commit the record (sidecar manifest) of a taken-in payload: one
+    /// transaction holds the record row, the payload's row when it is
+    /// inline, and `extra` (inline payloads of a bundle's entries). The
+    /// artifact exists once that transaction is durable, and not before.
     pub(crate) fn write_record(
         &self,
-        got: Ingested,
+        blob: Blob,
+        extra: Vec<Op>,
         options: &PutOptions,
         normalize_line_endings: bool,
     ) -> Result<ArtifactHandle> {
+        let got = blob.got;
         let id = Uuid::new_v4();
         let handle = ArtifactHandle {
             artifact_id: id,
@@ -866,44 +1003,31 @@ impl ArtifactStore {
             normalize_line_endings,
             producer: options.producer.clone(),
         };
-        self.write_manifest(&manifest, false)?;
+        let mut ops = extra;
+        if let Some(bytes) = blob.inline {
+            ops.push(Op::InlineBlob {
+                hash: got.digest,
+                bytes,
+            });
+        }
+        ops.push(Op::InsertRecord {
+            id,
+            manifest: self.manifest_bytes(&manifest)?,
+        });
+        self.index.commit(ops)?;
         Ok(handle)
     }
 
-    /// Write `manifest` as `records/<id>.json`. A new record is written to
-    /// an anonymous temp file, fsynced, then linked to its name (it appears
-    /// complete or not at all, and a killed writer leaves no name behind);
-    /// `replace` rewrites an existing record by write-then-rename-over
-    /// (caller holds the exclusive lock). Either way `records/` is fsynced
-    /// before this returns.
-    pub(crate) fn write_manifest(&self, manifest: &ArtifactManifest, replace: bool) -> Result<()> {
-        let id = manifest.artifact.artifact_id;
-        let name = record_name(id);
-        let path = self.manifest_path(id);
+    /// The stored form of a manifest: pretty JSON and a newline (the bytes
+    /// a layout-2 record file held).
+    pub(crate) fn manifest_bytes(&self, manifest: &ArtifactManifest) -> Result<Vec<u8>> {
         let mut json =
             serde_json::to_vec_pretty(manifest).map_err(|e| ArtifactError::ManifestInvalid {
-                path: path.clone(),
+                path: self.manifest_path(manifest.artifact.artifact_id),
                 message: format!("cannot serialize: {e}"),
             })?;
         json.push(b'\n');
-        let mut tmp = self.temp_file("rec", !replace, 0o666)?;
-        let tmp_path = tmp.path(&self.root_path);
-        tmp.file
-            .write_all(&json)
-            .map_err(|e| store_io("write", tmp_path.clone(), 0, e))?;
-        tmp.file
-            .sync_all()
-            .map_err(|e| store_io("fsync", tmp_path, 0, e))?;
-        if replace {
-            tmp.rename_over(&self.records, &name)
-                .map_err(|e| store_io("replace", path, 0, e))?;
-        } else {
-            tmp.link_to(&self.records, &name)
-                .map_err(|e| store_io("move record into place at", path, 0, e))?;
-        }
-        drop(tmp);
-        self.dir_sync
-            .sync(&self.root, &self.root_path, Path::new(RECORDS))
+        Ok(json)
     }
 
     // ------------------------------------------------------------- records
@@ -911,17 +1035,19 @@ impl ArtifactStore {
     /// The sidecar manifest of an artifact.
     pub fn manifest(&self, artifact_id: Uuid) -> Result<ArtifactManifest> {
         let path = self.manifest_path(artifact_id);
-        let bytes = match read_record(&self.records, &record_name(artifact_id)) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ArtifactError::NotFound {
-                    artifact_id,
-                    root: self.root_path.clone(),
-                });
-            }
-            Err(e) => return Err(store_io("read", path, 0, e)),
-        };
-        parse_manifest(&bytes, &path, Some(artifact_id))
+        match self.index.record(artifact_id, MAX_RECORD_BYTES)? {
+            None => Err(ArtifactError::NotFound {
+                artifact_id,
+                root: self.root_path.clone(),
+            }),
+            Some(Err(len)) => Err(ArtifactError::ManifestInvalid {
+                path,
+                message: format!(
+                    "it is {len} bytes, larger than any record ({MAX_RECORD_BYTES} bytes at most); restore index.db from a backup"
+                ),
+            }),
+            Some(Ok(bytes)) => parse_manifest(&bytes, &path, Some(artifact_id)),
+        }
     }
 
     /// The handle of an artifact.
@@ -994,22 +1120,15 @@ impl ArtifactStore {
         Ok(manifest)
     }
 
-    /// Ids of all records (`records/<id>.json`), sorted. Half-written
-    /// records are never listed (they have no name, or one in `tmp/`, until
-    /// they appear atomically).
+    /// Ids of all records (rows of `index.db`), sorted. A record appears
+    /// with the transaction that commits it, whole, and not before.
     pub fn list(&self) -> Result<Vec<Uuid>> {
-        let path = self.root_path.join(RECORDS);
-        let mut ids = Vec::new();
-        for entry in self
-            .records
-            .entries()
-            .map_err(|e| store_io("list", path.clone(), 0, e))?
-        {
-            let entry = entry.map_err(|e| store_io("list", path.clone(), 0, e))?;
-            if let Some(id) = record_id(&entry.file_name()) {
-                ids.push(id);
-            }
-        }
+        let mut ids: Vec<Uuid> = self
+            .index
+            .record_ids()?
+            .iter()
+            .filter_map(|text| canonical_id(text))
+            .collect();
         ids.sort();
         Ok(ids)
     }
@@ -1020,7 +1139,11 @@ impl ArtifactStore {
         let mut manifest = self.manifest(artifact_id)?;
         if manifest.pinned != pinned {
             manifest.pinned = pinned;
-            self.write_manifest(&manifest, true)?;
+            let bytes = self.manifest_bytes(&manifest)?;
+            self.index.commit(vec![Op::ReplaceRecord {
+                id: artifact_id,
+                manifest: bytes,
+            }])?;
         }
         Ok(manifest)
     }
@@ -1039,6 +1162,43 @@ impl ArtifactStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(digest);
+    }
+
+    /// The bytes of the inline payload `digest`, verified (size and hash)
+    /// against what the record says, or `None` when it has no row (it is a
+    /// file, or missing). A damaged row is an integrity error, never served.
+    pub(crate) fn read_inline(
+        &self,
+        artifact: &str,
+        digest: &Sha256Digest,
+        size: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(row) = self.index.inline_blob(digest)? else {
+            return Ok(None);
+        };
+        let integrity = |found: String| ArtifactError::Integrity {
+            artifact: artifact.to_owned(),
+            path: self.inline_path(digest),
+            expected_hash: *digest,
+            expected_size: size,
+            found,
+        };
+        let Some(bytes) = row.bytes else {
+            return Err(integrity(format!(
+                "its row holds {} bytes, more than an inline payload may ({INLINE_MAX})",
+                row.len
+            )));
+        };
+        let got = Sha256Digest::of(&bytes);
+        if got != *digest || bytes.len() as u64 != size || row.size != Some(size) {
+            return Err(integrity(format!(
+                "it hashes to sha256 {got} ({} bytes; its row says {})",
+                bytes.len(),
+                row.size
+                    .map_or_else(|| "no valid size".to_owned(), |s| s.to_string())
+            )));
+        }
+        Ok(Some(bytes))
     }
 
     /// Open a blob and check its size; returns the file and its metadata.
@@ -1169,6 +1329,9 @@ impl ArtifactStore {
         digest: &Sha256Digest,
         size: u64,
     ) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.read_inline(artifact, digest, size)? {
+            return Ok(bytes);
+        }
         let (mut file, _) = self.open_blob(artifact, digest, size)?;
         let path = self.blob_path(digest);
         let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
@@ -1196,13 +1359,24 @@ impl ArtifactStore {
     /// crate docs for the residual risk of this verify-then-read path.
     pub fn open(&self, handle: &ArtifactHandle) -> Result<VerifiedFile> {
         self.check_handle(handle)?;
+        if let Some(bytes) = self.read_inline(
+            &handle.artifact_id.to_string(),
+            &handle.content_hash,
+            handle.size_bytes,
+        )? {
+            return Ok(VerifiedFile {
+                file: Source::Memory(io::Cursor::new(bytes)),
+                size: handle.size_bytes,
+                from_cache: false,
+            });
+        }
         let (file, from_cache) = self.open_blob_verified(
             &handle.artifact_id.to_string(),
             &handle.content_hash,
             handle.size_bytes,
         )?;
         Ok(VerifiedFile {
-            file,
+            file: Source::File(file),
             size: handle.size_bytes,
             from_cache,
         })
@@ -1213,11 +1387,22 @@ impl ArtifactStore {
     /// match: treat what it yields as untrusted until it returns `Ok(0)`.
     pub fn open_streaming(&self, handle: &ArtifactHandle) -> Result<VerifyingReader> {
         self.check_handle(handle)?;
-        let (file, _) = self.open_blob(
-            &handle.artifact_id.to_string(),
-            &handle.content_hash,
-            handle.size_bytes,
-        )?;
+        let artifact = handle.artifact_id.to_string();
+        let (file, path) =
+            match self.read_inline(&artifact, &handle.content_hash, handle.size_bytes)? {
+                // Verified already; hashed again as it is read, like a file.
+                Some(bytes) => (
+                    Source::Memory(io::Cursor::new(bytes)),
+                    self.inline_path(&handle.content_hash),
+                ),
+                None => (
+                    Source::File(
+                        self.open_blob(&artifact, &handle.content_hash, handle.size_bytes)?
+                            .0,
+                    ),
+                    self.blob_path(&handle.content_hash),
+                ),
+            };
         Ok(VerifyingReader {
             file,
             hasher: Some(mex_envelope::Sha256Writer::new()),
@@ -1225,7 +1410,7 @@ impl ArtifactStore {
                 hash: handle.content_hash,
                 size: handle.size_bytes,
             },
-            path: self.blob_path(&handle.content_hash),
+            path,
             failed: false,
         })
     }
@@ -1237,17 +1422,19 @@ pub(crate) fn unknown_layout(path: &Path, text: &str) -> ArtifactError {
     let newer = found
         .strip_prefix("mex-artifacts-store-")
         .and_then(|n| n.parse::<u32>().ok())
-        .is_some_and(|n| n > 2);
+        .is_some_and(|n| n > 3);
     let message = if newer {
         format!(
-            "the store has layout {found:?}, written by a newer mex; this build understands {:?} (and migrates {:?}); open it with that newer mex version",
+            "the store has layout {found:?}, written by a newer mex; this build understands {:?} (and migrates {:?} and {:?}); open it with that newer mex version",
             LAYOUT.trim(),
+            LAYOUT_2.trim(),
             LAYOUT_1.trim()
         )
     } else {
         format!(
-            "unknown store layout {found:?}, this build understands {:?} (and migrates {:?}); open it with a matching mex version",
+            "unknown store layout {found:?}, this build understands {:?} (and migrates {:?} and {:?}); open it with a matching mex version",
             LAYOUT.trim(),
+            LAYOUT_2.trim(),
             LAYOUT_1.trim()
         )
     };
@@ -1334,11 +1521,38 @@ pub(crate) fn open_regular_source(path: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// Where verified payload bytes come from: the payload file, or the bytes
+/// of an inline payload held in memory.
+#[derive(Debug)]
+enum Source {
+    File(File),
+    Memory(io::Cursor<Vec<u8>>),
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::File(f) => f.read(buf),
+            Self::Memory(m) => m.read(buf),
+        }
+    }
+}
+
+impl Seek for Source {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        match self {
+            Self::File(f) => f.seek(pos),
+            Self::Memory(m) => m.seek(pos),
+        }
+    }
+}
+
 /// A payload opened after verification. Reads come from the same open file
-/// that was hashed.
+/// that was hashed (or, for a small payload kept inline in the index, from
+/// the very bytes that were hashed, in memory).
 #[derive(Debug)]
 pub struct VerifiedFile {
-    file: File,
+    file: Source,
     size: u64,
     from_cache: bool,
 }
@@ -1373,7 +1587,7 @@ impl Seek for VerifiedFile {
 /// A single-pass reader that verifies at the end (see
 /// [`ArtifactStore::open_streaming`]).
 pub struct VerifyingReader {
-    file: File,
+    file: Source,
     hasher: Option<mex_envelope::Sha256Writer>,
     expected: Expected,
     path: PathBuf,

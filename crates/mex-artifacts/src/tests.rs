@@ -19,8 +19,9 @@ fn disk_full_is_clear_and_leaves_nothing_behind() {
     let before = store
         .put_bytes(b"already here", &PutOptions::default())
         .unwrap();
-    // Large input (pipeline path) and small input (inline path).
-    for (len, limit) in [(5 << 20, 3 << 20), (1000, 10)] {
+    // Large input (ingest's pipeline path) and input just over the inline
+    // limit (ingest's one-buffer path; anything smaller never has a file).
+    for (len, limit) in [(5 << 20, 3 << 20), (crate::INLINE_MAX as usize + 1000, 10)] {
         store.fault_enospc_after = Some(limit);
         let data = vec![0x5au8; len];
         let err = store.put_bytes(&data, &PutOptions::default()).unwrap_err();

@@ -10,8 +10,11 @@ use uuid::Uuid;
 
 use crate::bundle::parse_index;
 use crate::error::{Result, store_io};
+use crate::index::{INDEX, INLINE_MAX};
 use crate::ingest;
-use crate::store::{ArtifactStore, BLOBS, RECORDS, parse_manifest, record_id, record_name};
+use crate::store::{
+    ArtifactStore, BLOBS, MAX_RECORD_BYTES, RECORDS, canonical_id, parse_manifest, record_id,
+};
 
 /// What kind of problem `verify` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,10 +73,21 @@ impl VerifyReport {
 enum BlobState {
     /// Content matches the name; size.
     Good(u64),
+    /// An inline row whose content matches its hash; size.
+    Inline(u64),
     /// Content does not match: actual digest and size.
     Bad(Sha256Digest, u64),
     /// Could not be read.
     Unreadable(String),
+}
+
+/// `result`, or nothing read when the index is known to be damaged (that is
+/// reported already; the walk goes on with what can be read).
+fn unless_damaged<T: Default>(damaged: bool, result: Result<T>) -> Result<T> {
+    match result {
+        Err(_) if damaged => Ok(T::default()),
+        other => other,
+    }
 }
 
 impl ArtifactStore {
@@ -83,37 +97,50 @@ impl ArtifactStore {
     pub fn verify(&self) -> Result<VerifyReport> {
         let _lock = self.lock(false)?;
         let mut report = VerifyReport::default();
-        let blobs = self.hash_all_blobs(&mut report)?;
-        let mut referenced: HashMap<Sha256Digest, ()> = HashMap::new();
-        let records_path = self.root_path.join(RECORDS);
-        let mut names = Vec::new();
-        for entry in self
-            .records
-            .entries()
-            .map_err(|e| store_io("list", records_path.clone(), 0, e))?
-        {
-            let entry = entry.map_err(|e| store_io("list", records_path.clone(), 0, e))?;
-            names.push(entry.file_name());
+        let damaged = self.index.quick_check()?;
+        if let Some(why) = &damaged {
+            report.problems.push(Problem {
+                artifact_id: None,
+                path: self.index.path().to_path_buf(),
+                kind: ProblemKind::Unreadable,
+                message: format!(
+                    "the index fails SQLite's integrity check ({why}); records and small payloads may be damaged: restore index.db from a backup"
+                ),
+            });
         }
-        names.sort();
-        for name in names {
-            let path = records_path.join(&name);
-            let Some(id) = record_id(&name) else {
+        let mut blobs = self.hash_all_blobs(&mut report)?;
+        // An inline row is where a read looks first, so it stands for its
+        // digest whatever file there may also be.
+        // A damaged index may fail to list its rows: that is reported above,
+        // and the walk goes on with what can be read.
+        let tolerate = damaged.is_some();
+        blobs.extend(unless_damaged(
+            tolerate,
+            self.hash_inline_blobs(&mut report),
+        )?);
+        self.report_record_files(&mut report)?;
+        let mut referenced: HashMap<Sha256Digest, ()> = HashMap::new();
+        let rows = unless_damaged(tolerate, self.index.record_rows(MAX_RECORD_BYTES))?;
+        for (id_text, bytes) in rows {
+            let path = self.root_path.join(format!("{INDEX}[records:{id_text}]"));
+            let Some(id) = canonical_id(&id_text) else {
                 report.problems.push(Problem {
                     artifact_id: None,
                     path,
-                    kind: ProblemKind::Stray,
-                    message:
-                        "not a record (a record is a file named <artifact id>.json); move it out of the store"
-                            .into(),
+                    kind: ProblemKind::ManifestInvalid,
+                    message: "a record row whose id is not a lower-case hyphenated artifact id; it is never listed or served: restore index.db from a backup".into(),
                 });
                 continue;
             };
             report.records += 1;
-            // `record_id` holds only for the name `record_name(id)`.
-            let manifest = match crate::store::read_record(&self.records, &record_name(id)) {
+            let manifest = match bytes {
                 Ok(bytes) => parse_manifest(&bytes, &path, Some(id)),
-                Err(e) => Err(store_io("read", path.clone(), 0, e)),
+                Err(len) => Err(crate::ArtifactError::ManifestInvalid {
+                    path: path.clone(),
+                    message: format!(
+                        "it is {len} bytes, larger than any record ({MAX_RECORD_BYTES} bytes at most)"
+                    ),
+                }),
             };
             let manifest = match manifest {
                 Ok(m) => m,
@@ -145,7 +172,10 @@ impl ArtifactStore {
         // Damaged blobs that no record references still deserve a line.
         let mut unreferenced_bad: Vec<_> = blobs
             .iter()
-            .filter(|(d, s)| !referenced.contains_key(*d) && !matches!(s, BlobState::Good(_)))
+            .filter(|(d, s)| {
+                !referenced.contains_key(*d)
+                    && !matches!(s, BlobState::Good(_) | BlobState::Inline(_))
+            })
             .collect();
         unreferenced_bad.sort_by_key(|(d, _)| **d);
         for (digest, state) in unreferenced_bad {
@@ -160,16 +190,110 @@ impl ArtifactStore {
                         "unreferenced payload hashes to {actual} ({size} bytes), not its name; gc will remove it"
                     ),
                 ),
-                BlobState::Good(_) => continue,
+                BlobState::Good(_) | BlobState::Inline(_) => continue,
             };
             report.problems.push(Problem {
                 artifact_id: None,
-                path: self.blob_path(digest),
+                path: self.payload_path(digest),
                 kind,
                 message,
             });
         }
         Ok(report)
+    }
+
+    /// Where `digest`'s payload is: its inline row (where reads look first),
+    /// or its file. Asked only for a problem's path.
+    fn payload_path(&self, digest: &Sha256Digest) -> PathBuf {
+        if matches!(self.index.inline_blob(digest), Ok(Some(_))) {
+            self.inline_path(digest)
+        } else {
+            self.blob_path(digest)
+        }
+    }
+
+    /// Anything left in `records/` (a layout-2 directory) after the
+    /// migration to layout 3: files it could not import, strays of older
+    /// layouts, or imported files whose removal has not happened yet.
+    fn report_record_files(&self, report: &mut VerifyReport) -> Result<()> {
+        let records_path = self.root_path.join(RECORDS);
+        let records = match self.root.open_dir(RECORDS) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(store_io("open directory", records_path, 0, e)),
+        };
+        let mut names = Vec::new();
+        for entry in records
+            .entries()
+            .map_err(|e| store_io("list", records_path.clone(), 0, e))?
+        {
+            let entry = entry.map_err(|e| store_io("list", records_path.clone(), 0, e))?;
+            names.push(entry.file_name());
+        }
+        names.sort();
+        for name in names {
+            report.problems.push(Problem {
+                artifact_id: record_id(&name),
+                path: records_path.join(&name),
+                kind: ProblemKind::Stray,
+                message: "left in records/, which this layout no longer reads (records live in index.db): the migration could not import it or has not removed it yet; move it out of the store".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Hash every inline payload row.
+    fn hash_inline_blobs(
+        &self,
+        report: &mut VerifyReport,
+    ) -> Result<HashMap<Sha256Digest, BlobState>> {
+        let mut out = HashMap::new();
+        for (text, _) in self.index.inline_hashes()? {
+            let path = self.root_path.join(format!("{INDEX}[inline_blobs:{text}]"));
+            let Some(digest) = text
+                .parse::<Sha256Digest>()
+                .ok()
+                .filter(|d| d.to_hex() == text)
+            else {
+                report.problems.push(Problem {
+                    artifact_id: None,
+                    path,
+                    kind: ProblemKind::Stray,
+                    message: "an inline payload row whose hash is not a lower-case SHA-256 digest; it is never served: restore index.db from a backup".into(),
+                });
+                continue;
+            };
+            let state = match self.index.inline_row_by_text(&text)? {
+                // Removed since listed: cannot happen under the lock held.
+                None => continue,
+                Some(row) => match row.bytes {
+                    None => BlobState::Unreadable(format!(
+                        "its row holds {} bytes, more than an inline payload may ({INLINE_MAX})",
+                        row.len
+                    )),
+                    Some(bytes) => {
+                        report.blobs += 1;
+                        report.bytes_hashed += bytes.len() as u64;
+                        let got = Sha256Digest::of(&bytes);
+                        let len = bytes.len() as u64;
+                        if got != digest {
+                            BlobState::Bad(got, len)
+                        } else if row.size != Some(len) {
+                            BlobState::Unreadable(format!(
+                                "its size column says {} but it holds {len} bytes",
+                                row.size
+                                    .map_or_else(|| "nothing valid".to_owned(), |s| s.to_string())
+                            ))
+                        } else {
+                            BlobState::Inline(len)
+                        }
+                    }
+                },
+            };
+            // A damaged row stands for its digest too (reads refuse it).
+            out.insert(digest, state);
+        }
+        Ok(out)
     }
 
     fn hash_all_blobs(
@@ -262,7 +386,6 @@ impl ArtifactStore {
         digest: &Sha256Digest,
         size: u64,
     ) -> Option<Problem> {
-        let path = self.blob_path(digest);
         let (kind, message) = match blobs.get(digest) {
             None => (
                 ProblemKind::PayloadMissing,
@@ -274,13 +397,15 @@ impl ArtifactStore {
                 ProblemKind::Unreadable,
                 format!("{what}payload cannot be read: {e}"),
             ),
-            Some(BlobState::Good(actual) | BlobState::Bad(_, actual)) if *actual != size => (
+            Some(
+                BlobState::Good(actual) | BlobState::Inline(actual) | BlobState::Bad(_, actual),
+            ) if *actual != size => (
                 ProblemKind::SizeMismatch,
                 format!(
                     "{what}payload is {actual} bytes, the record says {size}: it was truncated or replaced; restore it or put the content again"
                 ),
             ),
-            Some(BlobState::Good(_)) => return None,
+            Some(BlobState::Good(_) | BlobState::Inline(_)) => return None,
             Some(BlobState::Bad(actual, _)) => (
                 ProblemKind::HashMismatch,
                 format!(
@@ -290,7 +415,7 @@ impl ArtifactStore {
         };
         Some(Problem {
             artifact_id: id,
-            path,
+            path: self.payload_path(digest),
             kind,
             message,
         })
@@ -313,7 +438,7 @@ impl ArtifactStore {
             Err(e) => {
                 report.problems.push(Problem {
                     artifact_id: Some(id),
-                    path: self.blob_path(&handle.content_hash),
+                    path: self.payload_path(&handle.content_hash),
                     kind: ProblemKind::BundleInvalid,
                     message: e.to_string(),
                 });

@@ -1,7 +1,7 @@
 //! Crash safety: a child process is SIGKILLed in the middle of puts,
 //! repeatedly, with anonymous (`O_TMPFILE`) temp files and with the named
-//! fallback; afterwards no partial artifact is visible (every
-//! `records/*.json` parses), every visible artifact verifies, and the store
+//! fallback; afterwards no partial artifact is visible (every record row
+//! of `index.db` parses), every visible artifact verifies, and the store
 //! accepts new puts.
 #![allow(
     clippy::unwrap_used,
@@ -24,8 +24,12 @@ use support::{PatternReader, spawn_self, wait_for};
 const CHILD_ENV: &str = "MEX_ARTIFACTS_CRASH_CHILD";
 /// "1": the child uses named temp files (the fallback without O_TMPFILE).
 const NAMED_ENV: &str = "MEX_ARTIFACTS_CRASH_NAMED";
-/// "small": the child puts only small artifacts (a record every put).
+/// "small": the child puts only small artifacts (a record every put);
+/// "small-threads": the same from several threads at once (group commits).
 const LOAD_ENV: &str = "MEX_ARTIFACTS_CRASH_LOAD";
+
+/// Threads of the "small-threads" load.
+const THREADS: u64 = 4;
 
 /// The child: puts artifacts forever when run by the parent below (the env
 /// var names the store). Run by the harness itself, it checks the same
@@ -47,10 +51,33 @@ fn crash_child() {
     };
     let store = ArtifactStore::at(&root).unwrap();
     store.use_named_temp_files(std::env::var(NAMED_ENV).is_ok_and(|v| v == "1"));
-    let small_only = std::env::var(LOAD_ENV).is_ok_and(|v| v == "small");
+    let load = std::env::var(LOAD_ENV).unwrap_or_default();
     println!("ready");
     std::io::stdout().flush().unwrap();
-    put_forever(&store, None, small_only);
+    if load == "small-threads" {
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let store = &store;
+                s.spawn(move || put_small_forever(store, t));
+            }
+        });
+    } else {
+        put_forever(&store, None, load == "small");
+    }
+}
+
+/// Put small artifacts (inline payloads) forever, as thread `thread`.
+fn put_small_forever(store: &ArtifactStore, thread: u64) {
+    let pid = std::process::id();
+    for i in 0u64.. {
+        store
+            .put_bytes(
+                format!("small {pid} thread {thread} {i}").as_bytes(),
+                &PutOptions::default(),
+            )
+            .unwrap();
+        println!("stored");
+    }
 }
 
 /// Put a 6 MiB and a small artifact per round (or only small ones),
@@ -79,23 +106,24 @@ fn tmp_entries(root: &Path) -> usize {
     std::fs::read_dir(root.join("tmp")).unwrap().count()
 }
 
-/// Every name in `records/` is a complete record file: `<id>.json` that
-/// parses as the manifest of that id. Returns how many there are.
+/// Every record row in `index.db` (read directly, before the store is
+/// opened again) is a complete manifest of its id, and no `records/`
+/// directory came back. Returns how many there are.
 fn every_record_is_complete(root: &Path, round: &str) -> usize {
-    let mut n = 0;
-    for entry in std::fs::read_dir(root.join("records")).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().into_string().unwrap();
-        let id = name
-            .strip_suffix(".json")
-            .unwrap_or_else(|| panic!("{round}: stray {name:?} in records/"));
-        let bytes = std::fs::read(entry.path()).unwrap();
-        let manifest: ArtifactManifest = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("{round}: records/{name} is not a whole manifest: {e}"));
-        assert_eq!(manifest.artifact.artifact_id.to_string(), id, "{round}");
-        n += 1;
+    assert!(!root.join("records").exists(), "{round}: records/ exists");
+    let db = support::index_db(root);
+    let mut stmt = db.prepare("SELECT id, manifest FROM records").unwrap();
+    let rows: Vec<(String, Vec<u8>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (id, bytes) in &rows {
+        let manifest: ArtifactManifest = serde_json::from_slice(bytes)
+            .unwrap_or_else(|e| panic!("{round}: record {id} is not a whole manifest: {e}"));
+        assert_eq!(&manifest.artifact.artifact_id.to_string(), id, "{round}");
     }
-    n
+    rows.len()
 }
 
 /// Whether process `pid` has a file open in the store's `tmp/` (an
@@ -164,6 +192,7 @@ fn kill_puts_repeatedly(named: bool, load: &str, rounds: u64, delay_ms: u64) -> 
             let handle = store.handle(*id).unwrap();
             let mut sink = std::io::sink();
             std::io::copy(&mut store.open(&handle).unwrap(), &mut sink).unwrap();
+            assert_eq!(store.read(&handle).unwrap().len() as u64, handle.size_bytes);
         }
         records_seen = ids.len();
     }
@@ -203,12 +232,22 @@ fn sigkill_during_large_puts_leaves_store_consistent() {
 }
 
 /// A record appears only complete: a child writing small artifacts (one
-/// record per put, so most of its time is spent writing records) is killed
-/// again and again, and every visible `records/*.json` parses.
+/// record per put, so most of its time is spent committing records) is
+/// killed again and again, and every visible record row parses.
 #[test]
 fn sigkill_during_small_puts_never_shows_a_partial_record() {
     for named in [false, true] {
         let (_, records) = kill_puts_repeatedly(named, "small", 12, 23);
         assert!(records > 0);
     }
+}
+
+/// Small puts from several threads of one process share group commits: a
+/// child doing that is killed again and again, and after reopening every
+/// visible record is whole, reads back and verifies (its inline payload was
+/// committed with it).
+#[test]
+fn sigkill_during_concurrent_small_puts_loses_no_committed_payload() {
+    let (_, records) = kill_puts_repeatedly(false, "small-threads", 10, 29);
+    assert!(records > 0);
 }

@@ -20,6 +20,8 @@ use mex_artifacts::{
 };
 use mex_envelope::{ArtifactHandle, ArtifactKind, Classification, Sha256Digest, UtcTimestamp};
 
+mod support;
+
 fn store() -> (tempfile::TempDir, ArtifactStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = ArtifactStore::at(dir.path().join("artifacts")).unwrap();
@@ -35,12 +37,42 @@ fn blob_path(store: &ArtifactStore, h: &ArtifactHandle) -> PathBuf {
         .join(&hex[2..])
 }
 
+/// Payloads stored: files, and small ones inline in the index.
 fn blob_count(store: &ArtifactStore) -> usize {
-    let mut n = 0;
-    for shard in fs::read_dir(store.root().join("blobs/sha256")).unwrap() {
-        n += fs::read_dir(shard.unwrap().path()).unwrap().count();
+    support::blob_file_count(store.root()) + support::inline_count(store.root())
+}
+
+/// Damage payload `digest` where it lives: its inline row in `index.db`
+/// (the size column left as it was), or its file.
+fn tamper_payload(store: &ArtifactStore, digest: &Sha256Digest, how: &str) {
+    let hex = digest.to_hex();
+    let Some(mut bytes) = support::inline_row(store.root(), &hex) else {
+        let path = store
+            .root()
+            .join("blobs/sha256")
+            .join(&hex[..2])
+            .join(&hex[2..]);
+        return tamper(&path, how);
+    };
+    mutate(&mut bytes, how);
+    support::set_inline_row(store.root(), &hex, &bytes);
+}
+
+/// Remove payload `digest`: its inline row, or its file.
+fn remove_payload(store: &ArtifactStore, digest: &Sha256Digest) {
+    let hex = digest.to_hex();
+    if support::inline_row(store.root(), &hex).is_some() {
+        support::delete_inline_row(store.root(), &hex);
+    } else {
+        fs::remove_file(
+            store
+                .root()
+                .join("blobs/sha256")
+                .join(&hex[..2])
+                .join(&hex[2..]),
+        )
+        .unwrap();
     }
-    n
 }
 
 fn tmp_count(store: &ArtifactStore) -> usize {
@@ -81,13 +113,8 @@ fn put_read_roundtrip_and_manifest() {
     let m = store.manifest(h.artifact_id).unwrap();
     assert_eq!(m.artifact, h);
     assert!(!m.pinned);
-    let json = fs::read_to_string(
-        store
-            .root()
-            .join("records")
-            .join(format!("{}.json", h.artifact_id)),
-    )
-    .unwrap();
+    let json =
+        String::from_utf8(support::record_row(store.root(), h.artifact_id).unwrap()).unwrap();
     assert!(
         json.contains("\"schema_version\": \"mex-artifact-1.0\""),
         "{json}"
@@ -266,16 +293,20 @@ fn unreadable_sources_give_clear_errors() {
 fn tamper(path: &Path, how: &str) {
     writable(path);
     let mut bytes = fs::read(path).unwrap();
+    mutate(&mut bytes, how);
+    fs::write(path, bytes).unwrap();
+}
+
+fn mutate(bytes: &mut Vec<u8>, how: &str) {
     match how {
         "flip" => {
             let mid = bytes.len() / 2;
             bytes[mid] ^= 0x01;
         }
         "truncate" => bytes.truncate(bytes.len() - 1),
-        "replace" => bytes = vec![b'x'; bytes.len()],
+        "replace" => *bytes = vec![b'x'; bytes.len()],
         _ => unreachable!(),
     }
-    fs::write(path, bytes).unwrap();
 }
 
 #[test]
@@ -336,16 +367,9 @@ fn verify_reports_every_bad_artifact_and_missing_payloads() {
                 .unwrap()
         })
         .collect();
-    tamper(&blob_path(&store, &hs[0]), "flip");
-    fs::remove_file(blob_path(&store, &hs[1])).unwrap();
-    fs::write(
-        store
-            .root()
-            .join("records")
-            .join(format!("{}.json", hs[2].artifact_id)),
-        b"{not json",
-    )
-    .unwrap();
+    tamper_payload(&store, &hs[0].content_hash, "flip");
+    remove_payload(&store, &hs[1].content_hash);
+    support::set_record_row(store.root(), hs[2].artifact_id, b"{not json");
     let report = store.verify().unwrap();
     let mut kinds: Vec<_> = report
         .problems
@@ -433,14 +457,18 @@ fn forged_handles_are_refused() {
 
 #[test]
 fn damaged_blob_of_wrong_size_is_healed_by_a_new_put() {
-    let (_d, store) = store();
-    let bytes = data(10_000, 6);
-    let a = store.put_bytes(&bytes, &PutOptions::default()).unwrap();
-    tamper(&blob_path(&store, &a), "truncate");
-    let b = store.put_bytes(&bytes, &PutOptions::default()).unwrap();
-    assert_eq!(store.read(&a).unwrap(), bytes);
-    assert_eq!(store.read(&b).unwrap(), bytes);
-    assert!(store.verify().unwrap().is_ok());
+    // Inline (a row) and a file.
+    for len in [10_000, mex_artifacts::INLINE_MAX as usize + 10_000] {
+        let (_d, store) = store();
+        let bytes = data(len, 6);
+        let a = store.put_bytes(&bytes, &PutOptions::default()).unwrap();
+        tamper_payload(&store, &a.content_hash, "truncate");
+        assert!(store.read(&a).is_err(), "{len}");
+        let b = store.put_bytes(&bytes, &PutOptions::default()).unwrap();
+        assert_eq!(store.read(&a).unwrap(), bytes);
+        assert_eq!(store.read(&b).unwrap(), bytes);
+        assert!(store.verify().unwrap().is_ok());
+    }
 }
 
 // ------------------------------------------------------------------ bundles
@@ -492,15 +520,7 @@ fn bundle_roundtrip_and_canonical_index() {
     assert_eq!(blob_count(&store), blobs);
     // A tampered entry is caught on read and by verify.
     let entry = &index.entries[1];
-    let hex = entry.content_hash.to_hex();
-    tamper(
-        &store
-            .root()
-            .join("blobs/sha256")
-            .join(&hex[..2])
-            .join(&hex[2..]),
-        "flip",
-    );
+    tamper_payload(&store, &entry.content_hash, "flip");
     assert!(matches!(
         store.read_bundle_entry(&h, &RelPath::parse("a/y/x.txt").unwrap()),
         Err(ArtifactError::Integrity { .. })
@@ -792,14 +812,7 @@ fn gc_keeps_payloads_when_a_manifest_is_unreadable() {
     ttl1.retention_ttl_days = Some(1);
     let expired = store.put_bytes(b"expired", &ttl1).unwrap();
     let damaged = store.put_bytes(b"damaged", &PutOptions::default()).unwrap();
-    fs::write(
-        store
-            .root()
-            .join("records")
-            .join(format!("{}.json", damaged.artifact_id)),
-        b"{",
-    )
-    .unwrap();
+    support::set_record_row(store.root(), damaged.artifact_id, b"{");
     let now =
         UtcTimestamp::from_unix_millis(UtcTimestamp::now().unix_millis() + 3 * 86_400_000).unwrap();
     let report = store.gc(now).unwrap();
@@ -817,7 +830,7 @@ fn gc_keeps_payloads_when_a_manifest_is_unreadable() {
         "{:?}",
         report.notes
     );
-    assert!(blob_path(&store, &damaged).exists());
+    assert!(support::inline_row(store.root(), &damaged.content_hash.to_hex()).is_some());
 }
 
 #[test]
@@ -844,15 +857,7 @@ fn export_bundle_writes_the_tree_read_only_and_refuses_tampered_entries() {
     ));
     // An entry whose payload changed is refused, not exported.
     let index = store.bundle_index(&h).unwrap();
-    let hex = index.entries[0].content_hash.to_hex();
-    tamper(
-        &store
-            .root()
-            .join("blobs/sha256")
-            .join(&hex[..2])
-            .join(&hex[2..]),
-        "flip",
-    );
+    tamper_payload(&store, &index.entries[0].content_hash, "flip");
     let err = store.export_bundle(&h, &d.path().join("out2")).unwrap_err();
     assert!(matches!(err, ArtifactError::Integrity { .. }), "{err:?}");
     // Let the temporary directory be removed.
@@ -864,9 +869,10 @@ fn export_bundle_writes_the_tree_read_only_and_refuses_tampered_entries() {
 // ------------------------------------------------------------ on-disk layout
 
 /// Every way bytes and records reach the disk, with anonymous (`O_TMPFILE`)
-/// temp files and with the named fallback: a record is exactly one file
-/// `records/<id>.json`, blobs are shared and read-only, re-pinning rewrites
-/// the record, a damaged blob is replaced, and `tmp/` is left empty.
+/// temp files and with the named fallback: a record is exactly one row of
+/// `index.db` (no `records/`), a small payload one inline row and no file,
+/// large blobs are shared read-only files, re-pinning rewrites the row, a
+/// damaged blob (row or file) is replaced, and `tmp/` is left empty.
 #[test]
 fn both_temp_file_modes_store_the_same_layout() {
     for named in [false, true] {
@@ -876,7 +882,12 @@ fn both_temp_file_modes_store_the_same_layout() {
         let a = store.put_bytes(&big, &PutOptions::default()).unwrap();
         let b = store.put_bytes(&big, &PutOptions::default()).unwrap();
         let small = store.put_bytes(b"small", &PutOptions::default()).unwrap();
-        assert_eq!(blob_count(&store), 2, "named={named}");
+        assert_eq!(support::blob_file_count(store.root()), 1, "named={named}");
+        assert_eq!(support::inline_count(store.root()), 1, "named={named}");
+        assert_eq!(
+            support::inline_row(store.root(), &small.content_hash.to_hex()).unwrap(),
+            b"small"
+        );
         assert_eq!(
             fs::metadata(blob_path(&store, &a))
                 .unwrap()
@@ -885,53 +896,48 @@ fn both_temp_file_modes_store_the_same_layout() {
                 & 0o777,
             0o444
         );
-        let mut names: Vec<String> = fs::read_dir(store.root().join("records"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        let mut want: Vec<String> = [&a, &b, &small]
-            .iter()
-            .map(|h| format!("{}.json", h.artifact_id))
-            .collect();
-        want.sort();
-        assert_eq!(names, want, "named={named}");
-        assert!(
-            fs::metadata(store.root().join("records").join(&names[0]))
-                .unwrap()
-                .is_file()
-        );
+        assert!(!store.root().join("records").exists());
+        for h in [&a, &b, &small] {
+            let row = support::record_row(store.root(), h.artifact_id).unwrap();
+            let m: mex_envelope::ArtifactManifest = serde_json::from_slice(&row).unwrap();
+            assert_eq!(&m.artifact, h);
+        }
 
         let pinned = store.set_pinned(small.artifact_id, true).unwrap();
         assert!(pinned.pinned && store.manifest(small.artifact_id).unwrap().pinned);
+        let row = support::record_row(store.root(), small.artifact_id).unwrap();
+        assert!(String::from_utf8(row).unwrap().contains("\"pinned\": true"));
 
-        tamper(&blob_path(&store, &small), "truncate");
+        tamper_payload(&store, &small.content_hash, "truncate");
         let again = store.put_bytes(b"small", &PutOptions::default()).unwrap();
         assert_eq!(store.read(&again).unwrap(), b"small");
         assert_eq!(store.read(&small).unwrap(), b"small");
+        tamper(&blob_path(&store, &a), "truncate");
+        store.put_bytes(&big, &PutOptions::default()).unwrap();
+        assert_eq!(store.read(&a).unwrap(), big);
 
         let gc = store.gc(UtcTimestamp::now()).unwrap();
         assert!(gc.temp_entries.is_empty(), "named={named}: {gc:?}");
         assert!(store.verify().unwrap().is_ok(), "named={named}");
-        assert_eq!(store.list().unwrap().len(), 5); // + again + the gc report
+        assert_eq!(store.list().unwrap().len(), 6); // + two again + the gc report
         assert_eq!(tmp_count(&store), 0, "named={named}");
     }
 }
 
+/// Anything in a `records/` directory of a layout-3 store (the records
+/// live in `index.db`) is reported as a stray, and never listed.
 #[test]
 fn verify_reports_what_in_records_is_not_a_record_file() {
     let (_d, store) = store();
     let h = store.put_bytes(b"real", &PutOptions::default()).unwrap();
     let records = store.root().join("records");
+    fs::create_dir(&records).unwrap();
     let old_style = uuid::Uuid::new_v4().to_string();
     fs::create_dir(records.join(&old_style)).unwrap();
     fs::write(records.join(&old_style).join("artifact.json"), b"{}").unwrap();
     fs::write(records.join("notes.json"), b"{}").unwrap();
-    fs::write(
-        records.join(format!("{}.json", h.artifact_id.to_string().to_uppercase())),
-        b"{}",
-    )
-    .unwrap();
+    let other = uuid::Uuid::new_v4();
+    fs::write(records.join(format!("{other}.json")), b"{}").unwrap();
     let report = store.verify().unwrap();
     assert_eq!(report.records, 1);
     let mut strays: Vec<String> = report
@@ -939,16 +945,12 @@ fn verify_reports_what_in_records_is_not_a_record_file() {
         .iter()
         .map(|p| {
             assert_eq!(p.kind, ProblemKind::Stray, "{p:?}");
-            assert!(p.message.contains("<artifact id>.json"), "{}", p.message);
+            assert!(p.message.contains("index.db"), "{}", p.message);
             p.path.file_name().unwrap().to_string_lossy().into_owned()
         })
         .collect();
     strays.sort();
-    let mut want = vec![
-        old_style,
-        "notes.json".to_owned(),
-        format!("{}.json", h.artifact_id.to_string().to_uppercase()),
-    ];
+    let mut want = vec![old_style, "notes.json".to_owned(), format!("{other}.json")];
     want.sort();
     assert_eq!(strays, want);
     assert_eq!(store.list().unwrap(), vec![h.artifact_id]);

@@ -232,16 +232,11 @@ fn unaccounted_records(
             problems.push(report::StoreProblem {
                 kind: report::StoreProblemKind::Unaccounted,
                 artifact_id: Some(id),
-                path: store
-                    .root()
-                    .join("records")
-                    .join(format!("{}.json", id.hyphenated()))
-                    .display()
-                    .to_string(),
+                path: store.record_location(id).display().to_string(),
                 message: format!(
                     "the record {claim}, but no artifact_written event in the Flight Recorder accounts for sha256 {hash}: it was not written by a mex run or import"
                 ),
-                action: "treat the artifact as untrusted: find out who could write the store, then remove the record (and `mex gc`) or re-import the original with `mex artifacts put`".to_owned(),
+                action: "treat the artifact as untrusted: find out who could write the store, then remove the record (its row in the store's index.db, named by the path; then `mex gc`) or re-import the original with `mex artifacts put`".to_owned(),
             });
         }
     }

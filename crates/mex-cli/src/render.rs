@@ -106,7 +106,7 @@ pub fn store_report(
             let (kind, action) = match p.kind {
                 K::ManifestInvalid => (
                     R::ManifestInvalid,
-                    "the artifact cannot be served: restore its record file from a backup, or remove the record file (records/<id>.json) if the artifact is no longer needed",
+                    "the artifact cannot be served: restore the store's index (index.db, which holds every record) from a backup; the path names the record's row",
                 ),
                 K::PayloadMissing => (
                     R::PayloadMissing,

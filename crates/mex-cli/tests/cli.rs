@@ -144,20 +144,9 @@ fn artifacts_put_get_verify_and_tamper() {
     );
     assert_eq!(got.stdout, b"hello mex\n");
     assert!(mex(dir.path(), &["artifacts", "verify"]).status.success());
-    // Tamper with the payload behind the store's back.
-    let blob = dir
-        .path()
-        .join("artifacts/blobs/sha256")
-        .join(&handle.content_hash.to_string()[..2])
-        .join(&handle.content_hash.to_string()[2..]);
-    let mut perms = std::fs::metadata(&blob).unwrap().permissions();
-    #[allow(
-        clippy::permissions_set_readonly_false,
-        reason = "test code: a failed expectation panics, which is the test failing"
-    )]
-    perms.set_readonly(false);
-    std::fs::set_permissions(&blob, perms).unwrap();
-    std::fs::write(&blob, "HELLO MEX\n").unwrap();
+    // Tamper with the payload behind the store's back (a small payload is a
+    // row of the store's index).
+    tamper_inline(dir.path(), &handle.content_hash.to_string(), b"HELLO MEX\n");
     let verify = mex(dir.path(), &["artifacts", "verify"]);
     assert_eq!(verify.status.code(), Some(4), "{}", stdout(&verify));
     let got = mex(
@@ -649,8 +638,11 @@ fn every_json_output_validates_against_its_published_schema() {
     let sound = mex(&home, &["artifacts", "verify", "--json"]);
     assert!(sound.status.success(), "{}", stdout(&sound));
     check_json(&home, "artifacts-verify-report", &sound, false);
-    let blob = blob_path(&home, handles[0]["content_hash"].as_str().unwrap());
-    overwrite(&blob, b"F * A\n");
+    tamper_inline(
+        &home,
+        handles[0]["content_hash"].as_str().unwrap(),
+        b"F * A\n",
+    );
     let tampered = mex(&home, &["artifacts", "verify", "--json"]);
     assert_eq!(tampered.status.code(), Some(4));
     let report = &check_json(&home, "artifacts-verify-report", &tampered, false)[0];
@@ -665,6 +657,19 @@ fn every_json_output_validates_against_its_published_schema() {
     let gc = mex(&home, &["gc", "--json"]);
     assert!(gc.status.success(), "{}", stderr(&gc));
     check_json(&home, "gc-report", &gc, false);
+}
+
+/// Replace the bytes of the small (inline) payload `hash` in the store's
+/// index behind its back, as someone with write access to it could.
+fn tamper_inline(home: &Path, hash: &str, bytes: &[u8]) {
+    let conn = rusqlite::Connection::open(home.join("artifacts/index.db")).unwrap();
+    let n = conn
+        .execute(
+            "UPDATE inline_blobs SET bytes = ?2 WHERE hash = ?1",
+            rusqlite::params![hash, bytes],
+        )
+        .unwrap();
+    assert_eq!(n, 1, "no inline payload {hash}");
 }
 
 fn blob_path(home: &Path, hash: &str) -> PathBuf {
@@ -698,9 +703,27 @@ fn verify_reports_are_plain_words() {
     );
     let handle: serde_json::Value = serde_json::from_slice(&put.stdout).unwrap();
     let id = handle["artifact_id"].as_str().unwrap();
-    overwrite(
-        &blob_path(home, handle["content_hash"].as_str().unwrap()),
+    tamper_inline(
+        home,
+        handle["content_hash"].as_str().unwrap(),
         b"HELLO MEX\n",
+    );
+    // A payload too large to be inline is a file: tampered by path.
+    let large_file = home.join("large.bin");
+    std::fs::write(
+        &large_file,
+        vec![b'a'; mex_artifacts::INLINE_MAX as usize + 1],
+    )
+    .unwrap();
+    let put = mex(
+        home,
+        &["artifacts", "put", "--json", large_file.to_str().unwrap()],
+    );
+    let large: serde_json::Value = serde_json::from_slice(&put.stdout).unwrap();
+    let large_hash = large["content_hash"].as_str().unwrap();
+    overwrite(
+        &blob_path(home, large_hash),
+        &vec![b'b'; mex_artifacts::INLINE_MAX as usize + 1],
     );
     let out = mex(home, &["artifacts", "verify"]);
     assert_eq!(out.status.code(), Some(4));
@@ -708,9 +731,11 @@ fn verify_reports_are_plain_words() {
     for needle in [
         "PROBLEM  payload has the wrong hash: artifact ",
         id,
+        large["artifact_id"].as_str().unwrap(),
+        "index.db[inline_blobs:",
         "blobs/sha256/",
         "what to do: ",
-        "1 problem(s)",
+        "2 problem(s)",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from\n{text}");
     }

@@ -148,13 +148,16 @@ impl Engine for Attacker {
                 manifest.artifact.content_hash = Sha256Digest::of(bytes);
                 manifest.artifact.size_bytes = bytes.len() as u64;
                 manifest.producer = None;
-                std::fs::write(
-                    self.home
-                        .join("artifacts/records")
-                        .join(format!("{}.json", manifest.artifact.artifact_id)),
-                    serde_json::to_vec(&manifest).unwrap(),
-                )
-                .unwrap();
+                rusqlite::Connection::open(self.home.join("artifacts/index.db"))
+                    .unwrap()
+                    .execute(
+                        "INSERT INTO records (id, manifest) VALUES (?1, ?2)",
+                        rusqlite::params![
+                            manifest.artifact.artifact_id.to_string(),
+                            serde_json::to_vec(&manifest).unwrap()
+                        ],
+                    )
+                    .unwrap();
                 // ...and a forged completion in the Flight Recorder.
                 let recorder = SqliteRecorder::open(&self.home).unwrap();
                 recorder
@@ -328,15 +331,15 @@ fn writes_behind_the_runtimes_back_are_reported_by_both_verifiers() {
         .collect();
     // Both planted records, and nothing the runtime wrote.
     assert_eq!(unaccounted.len(), 2, "{report:#}");
-    // Each names the record file to look at.
+    // Each names the record to look at: its row in the store's index.
     for p in report["problems"].as_array().unwrap() {
         if p["kind"] == "unaccounted" {
-            let path = std::path::Path::new(p["path"].as_str().unwrap());
-            assert!(
-                path.is_file(),
-                "{} is not the record: {report:#}",
-                path.display()
-            );
+            let path = p["path"].as_str().unwrap();
+            let want = home.dir.path().join(format!(
+                "artifacts/index.db[records:{}]",
+                p["artifact_id"].as_str().unwrap()
+            ));
+            assert_eq!(path, want.display().to_string(), "{report:#}");
         }
     }
     for id in &seen {

@@ -137,10 +137,10 @@ fn attestation_verifies_with_securesystemslib_and_in_toto_and_a_changed_output_d
         statement["predicate"]["runDetails"]["metadata"]["invocationId"],
         op_id.as_str()
     );
-    let blob = home
-        .join("artifacts/blobs/sha256")
-        .join(&digest[..2])
-        .join(&digest[2..]);
+    // The stored output's bytes, as a file the independent verifier hashes
+    // (a small output is a row of the store's index, not a file).
+    let blob = dir.path().join("output.bin");
+    std::fs::write(&blob, stored_payload(&home, &digest)).unwrap();
     let arg = PathBuf::from(format!("{name}={}", blob.display()));
 
     for envelope in [&env_path, &written] {
@@ -161,7 +161,7 @@ fn attestation_verifies_with_securesystemslib_and_in_toto_and_a_changed_output_d
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("DSSE signature does not verify"));
 
-    // Change the stored output: the subject no longer matches.
+    // Change the output: the subject no longer matches.
     let mut bytes = std::fs::read(&blob).unwrap();
     bytes[0] ^= 0x20;
     std::fs::write(&blob, bytes).unwrap();
@@ -169,6 +169,29 @@ fn attestation_verifies_with_securesystemslib_and_in_toto_and_a_changed_output_d
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("SUBJECT MISMATCH"), "{said}");
+}
+
+/// The bytes the store holds for `digest`: its inline row in `index.db`,
+/// else its blob file.
+fn stored_payload(home: &Path, digest: &str) -> Vec<u8> {
+    use rusqlite::OptionalExtension;
+    let db = rusqlite::Connection::open(home.join("artifacts/index.db")).unwrap();
+    let row: Option<Vec<u8>> = db
+        .query_row(
+            "SELECT bytes FROM inline_blobs WHERE hash = ?1",
+            [digest],
+            |r| r.get(0),
+        )
+        .optional()
+        .unwrap();
+    row.unwrap_or_else(|| {
+        std::fs::read(
+            home.join("artifacts/blobs/sha256")
+                .join(&digest[..2])
+                .join(&digest[2..]),
+        )
+        .unwrap()
+    })
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {

@@ -387,7 +387,7 @@ pub struct ArtifactProducer {
     pub determinism: DeterminismLevel,
 }
 
-/// The record (`records/<id>.json`) stored beside every payload.
+/// The record stored beside every payload (one row per artifact in the store's index).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArtifactManifest {

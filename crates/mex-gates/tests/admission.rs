@@ -75,8 +75,20 @@ fn remove_pointer(doc: &mut Value, pointer: &str) {
     }
 }
 
+/// Damage the stored payload of input `name` behind the store's back:
+/// wherever it is, a small payload's row in the store's `index.db` or a
+/// payload file.
 fn tamper(env: &common::Env, name: &str, how: &str) {
     let original = &env.bytes[name];
+    let mut bytes = original.clone();
+    match how {
+        "flip" => bytes[10] ^= 0x01,
+        "truncate" => {
+            bytes.pop();
+        }
+        "replace" => bytes.iter_mut().for_each(|b| *b = b'z'),
+        other => panic!("unknown tamper {other}"),
+    }
     let mut hit = 0;
     let mut stack = vec![env.dir.path().to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -84,16 +96,15 @@ fn tamper(env: &common::Env, name: &str, how: &str) {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "index.db") {
+                hit += rusqlite::Connection::open(&path)
+                    .unwrap()
+                    .execute(
+                        "UPDATE inline_blobs SET bytes = ?2 WHERE bytes = ?1",
+                        rusqlite::params![original, bytes],
+                    )
+                    .unwrap();
             } else if std::fs::read(&path).unwrap() == *original {
-                let mut bytes = original.clone();
-                match how {
-                    "flip" => bytes[10] ^= 0x01,
-                    "truncate" => {
-                        bytes.pop();
-                    }
-                    "replace" => bytes.iter_mut().for_each(|b| *b = b'z'),
-                    other => panic!("unknown tamper {other}"),
-                }
                 let mut perms = std::fs::metadata(&path).unwrap().permissions();
                 #[allow(
                     clippy::permissions_set_readonly_false,
@@ -101,12 +112,12 @@ fn tamper(env: &common::Env, name: &str, how: &str) {
                 )]
                 perms.set_readonly(false);
                 std::fs::set_permissions(&path, perms).unwrap();
-                std::fs::write(&path, bytes).unwrap();
+                std::fs::write(&path, &bytes).unwrap();
                 hit += 1;
             }
         }
     }
-    assert_eq!(hit, 1, "expected exactly one payload file for {name}");
+    assert_eq!(hit, 1, "expected exactly one stored payload for {name}");
 }
 
 fn labels(findings: &[GateDenial], severity: DenialSeverity) -> Vec<String> {

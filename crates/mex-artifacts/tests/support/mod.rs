@@ -76,3 +76,84 @@ pub fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) {
         }
     }
 }
+
+/// The store's `index.db`, opened directly (as a tamperer would).
+pub fn index_db(root: &std::path::Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(root.join("index.db")).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    conn
+}
+
+/// The manifest bytes of record `id`, if its row exists.
+pub fn record_row(root: &std::path::Path, id: uuid::Uuid) -> Option<Vec<u8>> {
+    use rusqlite::OptionalExtension;
+    index_db(root)
+        .query_row(
+            "SELECT manifest FROM records WHERE id = ?1",
+            [id.hyphenated().to_string()],
+            |r| r.get(0),
+        )
+        .optional()
+        .unwrap()
+}
+
+/// Overwrite the manifest bytes of record `id` (which must exist).
+pub fn set_record_row(root: &std::path::Path, id: uuid::Uuid, bytes: &[u8]) {
+    let n = index_db(root)
+        .execute(
+            "UPDATE records SET manifest = ?2 WHERE id = ?1",
+            rusqlite::params![id.hyphenated().to_string(), bytes],
+        )
+        .unwrap();
+    assert_eq!(n, 1, "no record row {id}");
+}
+
+/// The bytes of the inline payload `hex`, if its row exists.
+pub fn inline_row(root: &std::path::Path, hex: &str) -> Option<Vec<u8>> {
+    use rusqlite::OptionalExtension;
+    index_db(root)
+        .query_row(
+            "SELECT bytes FROM inline_blobs WHERE hash = ?1",
+            [hex],
+            |r| r.get(0),
+        )
+        .optional()
+        .unwrap()
+}
+
+/// Overwrite the bytes of inline payload `hex` (size column untouched).
+pub fn set_inline_row(root: &std::path::Path, hex: &str, bytes: &[u8]) {
+    let n = index_db(root)
+        .execute(
+            "UPDATE inline_blobs SET bytes = ?2 WHERE hash = ?1",
+            rusqlite::params![hex, bytes],
+        )
+        .unwrap();
+    assert_eq!(n, 1, "no inline row {hex}");
+}
+
+/// Delete the inline payload `hex`.
+pub fn delete_inline_row(root: &std::path::Path, hex: &str) {
+    let n = index_db(root)
+        .execute("DELETE FROM inline_blobs WHERE hash = ?1", [hex])
+        .unwrap();
+    assert_eq!(n, 1, "no inline row {hex}");
+}
+
+/// Inline payload rows.
+pub fn inline_count(root: &std::path::Path) -> usize {
+    index_db(root)
+        .query_row("SELECT count(*) FROM inline_blobs", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap() as usize
+}
+
+/// Payload files under `blobs/sha256/`.
+pub fn blob_file_count(root: &std::path::Path) -> usize {
+    std::fs::read_dir(root.join("blobs/sha256"))
+        .unwrap()
+        .map(|s| std::fs::read_dir(s.unwrap().path()).unwrap().count())
+        .sum()
+}

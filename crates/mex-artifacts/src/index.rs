@@ -1,0 +1,563 @@
+//! `index.db`: the SQLite home of every record and of small payloads.
+//!
+//! Two tables: `records(id, manifest)` holds each artifact's sidecar
+//! manifest bytes (an artifact exists exactly when its row does), and
+//! `inline_blobs(hash, size, bytes)` holds payloads of at most
+//! [`INLINE_MAX`] bytes. The database runs in WAL mode with
+//! `synchronous=FULL`, so a commit is durable when it returns (one fsync of
+//! the WAL), and readers never wait for the writer.
+//!
+//! Writes go through a *group commit*: a writer adds its rows to a pending
+//! list and waits; the first waiter that finds no commit running (the
+//! leader) takes every pending row and commits them in one transaction,
+//! then wakes the others. Each writer returns only after the transaction
+//! holding its rows is durable, so concurrent puts in one process share
+//! fsyncs instead of queueing for one each. Across processes, SQLite's own
+//! lock serializes writers (with a busy timeout of [`BUSY_TIMEOUT`]).
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::Duration;
+
+use mex_envelope::Sha256Digest;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use uuid::Uuid;
+
+use crate::error::{ArtifactError, Result};
+
+/// The file name of the index in the store root.
+pub(crate) const INDEX: &str = "index.db";
+
+/// The largest payload kept inline in `index.db` rather than as a file of
+/// its own. A trivial operation's output is tens of bytes and a typical
+/// report a few kilobytes; 16 KiB keeps those in a database page or four
+/// (one commit, no new inode) while anything larger, whose cost is its
+/// bytes rather than its inode, stays a file that can be streamed and
+/// mapped. Payloads this size are hashed and held in memory on put and read.
+pub const INLINE_MAX: u64 = 16 * 1024;
+
+/// How long a writer waits for another process's transaction.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Read connections kept open for reuse.
+const READERS_KEPT: usize = 8;
+
+/// Failed groups remembered for their waiters.
+const FAILURES_KEPT: usize = 64;
+
+/// One change to the index.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Store a small payload (or repair a damaged row of it).
+    InlineBlob { hash: Sha256Digest, bytes: Vec<u8> },
+    /// Add a new record.
+    InsertRecord { id: Uuid, manifest: Vec<u8> },
+    /// Rewrite an existing record (pinning).
+    ReplaceRecord { id: Uuid, manifest: Vec<u8> },
+    /// Remove a record.
+    DeleteRecord { id: Uuid },
+    /// Remove a small payload.
+    DeleteInline { hash: Sha256Digest },
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    pending: Vec<Op>,
+    next: u64,
+    completed: u64,
+    leader: bool,
+    /// (group, disk full, why).
+    failures: VecDeque<(u64, bool, String)>,
+    forgotten_upto: u64,
+}
+
+/// The open index of one store.
+pub(crate) struct Index {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    group: Mutex<Group>,
+    done: Condvar,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An index error as a store error: what failed, where, and what to do.
+pub(crate) fn db_error(action: &'static str, path: &Path, e: &rusqlite::Error) -> ArtifactError {
+    let code = e.sqlite_error_code();
+    let source = match code {
+        Some(rusqlite::ErrorCode::NotADatabase) => io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{e}: {} is not an SQLite database (it was replaced or damaged); restore it from a backup, or move it away to start an empty store",
+                path.display()
+            ),
+        ),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{e}: the index {} is damaged; restore it from a backup",
+                path.display()
+            ),
+        ),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{e}: another process held the index for over {} s; retry, and look for a stuck mex process",
+                    BUSY_TIMEOUT.as_secs()
+                ),
+            )
+        }
+        _ => io::Error::other(e.to_string()),
+    };
+    if code == Some(rusqlite::ErrorCode::DiskFull) {
+        return ArtifactError::DiskFull {
+            action,
+            path: path.to_path_buf(),
+            written: 0,
+            source: io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()),
+        };
+    }
+    ArtifactError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn open_connection(path: &Path, create: bool) -> rusqlite::Result<Connection> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl Index {
+    /// Open `path` (creating the file and its tables when `create`), in WAL
+    /// mode with `synchronous=FULL`. The caller has checked that `path` is a
+    /// regular file or absent.
+    pub(crate) fn open(path: PathBuf, create: bool) -> Result<Self> {
+        let err = |e: rusqlite::Error| db_error("open the index", &path, &e);
+        let writer = open_connection(&path, create).map_err(err)?;
+        let mode: String = writer
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(db_error(
+                "switch to WAL mode",
+                &path,
+                &rusqlite::Error::InvalidParameterName(format!("journal_mode stayed {mode}")),
+            ));
+        }
+        writer
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS records (
+                     id TEXT PRIMARY KEY NOT NULL,
+                     manifest BLOB NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS inline_blobs (
+                     hash TEXT PRIMARY KEY NOT NULL,
+                     size INTEGER NOT NULL,
+                     bytes BLOB NOT NULL
+                 );",
+            )
+            .map_err(err)?;
+        Ok(Self {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            group: Mutex::new(Group {
+                next: 1,
+                ..Group::default()
+            }),
+            done: Condvar::new(),
+        })
+    }
+
+    /// Where the index is.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `f` on a read connection (WAL readers see the last commit and
+    /// never wait for a writer).
+    pub(crate) fn read<T>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.path, false)
+                .map_err(|e| db_error("open the index", &self.path, &e))?,
+        };
+        let out = f(&conn).map_err(|e| db_error(action, &self.path, &e));
+        let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < READERS_KEPT {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Run `f` inside one immediate transaction on the write connection,
+    /// outside the group commit (migration, which holds the exclusive store
+    /// lock). Durable when it returns.
+    pub(crate) fn write_now<T>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let run = || {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        };
+        run().map_err(|e| db_error(action, &self.path, &e))
+    }
+
+    /// Apply `ops` in one transaction shared with every concurrent caller's
+    /// (see the module docs); returns once that transaction is durable.
+    pub(crate) fn commit(&self, ops: Vec<Op>) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut st = self.group.lock().unwrap_or_else(PoisonError::into_inner);
+        st.pending.extend(ops);
+        let mine = st.next;
+        loop {
+            if st.completed >= mine {
+                if let Some((_, full, why)) = st.failures.iter().find(|(g, _, _)| *g == mine) {
+                    return Err(self.failed(*full, why.clone()));
+                }
+                if mine <= st.forgotten_upto {
+                    return Err(self.failed(
+                        false,
+                        "a group commit failed and its outcome was not kept; retry".to_owned(),
+                    ));
+                }
+                return Ok(());
+            }
+            if st.leader {
+                st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            st.leader = true;
+            let group = st.next;
+            st.next += 1;
+            let ops = std::mem::take(&mut st.pending);
+            drop(st);
+            let result = self.apply(&ops);
+            drop(ops);
+            st = self.group.lock().unwrap_or_else(PoisonError::into_inner);
+            st.completed = group;
+            st.leader = false;
+            if let Err(e) = result {
+                if st.failures.len() == FAILURES_KEPT
+                    && let Some((g, _, _)) = st.failures.pop_front()
+                {
+                    st.forgotten_upto = st.forgotten_upto.max(g);
+                }
+                let full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+                let why = match db_error("commit to", &self.path, &e) {
+                    ArtifactError::Io { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
+                st.failures.push_back((group, full, why));
+            }
+            self.done.notify_all();
+        }
+    }
+
+    fn failed(&self, disk_full: bool, why: String) -> ArtifactError {
+        if disk_full {
+            return ArtifactError::DiskFull {
+                action: "commit to",
+                path: self.path.clone(),
+                written: 0,
+                source: io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()),
+            };
+        }
+        ArtifactError::Io {
+            action: "commit to",
+            path: self.path.clone(),
+            source: io::Error::other(why),
+        }
+    }
+
+    fn apply(&self, ops: &[Op]) -> rusqlite::Result<()> {
+        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for op in ops {
+            match op {
+                Op::InlineBlob { hash, bytes } => {
+                    // A row already holding these bytes is left alone; a
+                    // damaged one is repaired with the verified bytes.
+                    tx.prepare_cached(
+                        "INSERT INTO inline_blobs (hash, size, bytes) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (hash) DO UPDATE SET size = excluded.size, bytes = excluded.bytes
+                         WHERE inline_blobs.size IS NOT excluded.size
+                            OR inline_blobs.bytes IS NOT excluded.bytes",
+                    )?
+                    .execute(params![hash.to_hex(), bytes.len() as i64, bytes])?;
+                }
+                Op::InsertRecord { id, manifest } => {
+                    tx.prepare_cached("INSERT INTO records (id, manifest) VALUES (?1, ?2)")?
+                        .execute(params![id.hyphenated().to_string(), manifest])?;
+                }
+                Op::ReplaceRecord { id, manifest } => {
+                    tx.prepare_cached("UPDATE records SET manifest = ?2 WHERE id = ?1")?
+                        .execute(params![id.hyphenated().to_string(), manifest])?;
+                }
+                Op::DeleteRecord { id } => {
+                    tx.prepare_cached("DELETE FROM records WHERE id = ?1")?
+                        .execute(params![id.hyphenated().to_string()])?;
+                }
+                Op::DeleteInline { hash } => {
+                    tx.prepare_cached("DELETE FROM inline_blobs WHERE hash = ?1")?
+                        .execute(params![hash.to_hex()])?;
+                }
+            }
+        }
+        tx.commit()
+    }
+
+    /// The manifest bytes of record `id`, if the row exists; `Err(len)` when
+    /// the row is larger than `max` (never read whole).
+    pub(crate) fn record(&self, id: Uuid, max: u64) -> Result<Option<RecordBytes>> {
+        self.read("read a record from", |c| {
+            c.prepare_cached(
+                "SELECT length(manifest), CASE WHEN length(manifest) <= ?2 THEN manifest END
+                 FROM records WHERE id = ?1",
+            )?
+            .query_row(params![id.hyphenated().to_string(), max as i64], |r| {
+                let len = u64_of(r.get_ref(0)?).unwrap_or(0);
+                Ok(bytes_of(r.get_ref(1)?).ok_or(len))
+            })
+            .optional()
+        })
+    }
+
+    /// The id column (as text) of every record row, sorted.
+    pub(crate) fn record_ids(&self) -> Result<Vec<String>> {
+        self.read("list the records of", |c| {
+            let mut stmt = c.prepare_cached("SELECT id FROM records ORDER BY id")?;
+            let rows = stmt.query_map([], |r| Ok(text_of(r.get_ref(0)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Every record row: its id column as text, and its manifest bytes
+    /// (`Err(len)` when larger than `max`), sorted by id.
+    pub(crate) fn record_rows(&self, max: u64) -> Result<Vec<(String, RecordBytes)>> {
+        self.read("list the records of", |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, length(manifest), CASE WHEN length(manifest) <= ?1 THEN manifest END
+                 FROM records ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![max as i64], |r| {
+                let len = u64_of(r.get_ref(1)?).unwrap_or(0);
+                Ok((text_of(r.get_ref(0)?), bytes_of(r.get_ref(2)?).ok_or(len)))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The inline payload row of `hash`, if there is one; bytes longer
+    /// than [`INLINE_MAX`] are not read.
+    pub(crate) fn inline_blob(&self, hash: &Sha256Digest) -> Result<Option<InlineRow>> {
+        self.inline_row_by_text(&hash.to_hex())
+    }
+
+    /// Every inline row's hash column as text and its length in bytes,
+    /// sorted by hash.
+    pub(crate) fn inline_hashes(&self) -> Result<Vec<(String, u64)>> {
+        self.read("list the payloads of", |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT hash, length(bytes) FROM inline_blobs ORDER BY hash")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((text_of(r.get_ref(0)?), u64_of(r.get_ref(1)?).unwrap_or(0)))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The inline row whose hash column is `hash_text`.
+    pub(crate) fn inline_row_by_text(&self, hash_text: &str) -> Result<Option<InlineRow>> {
+        self.read("read a payload from", |c| {
+            c.prepare_cached(
+                "SELECT size, length(bytes), CASE WHEN length(bytes) <= ?2 THEN bytes END
+                 FROM inline_blobs WHERE hash = ?1",
+            )?
+            .query_row(params![hash_text, INLINE_MAX as i64], inline_row)
+            .optional()
+        })
+    }
+
+    /// `PRAGMA quick_check`: `None` when the database is sound, else what
+    /// it reported (or the error it stopped with on a damaged file).
+    pub(crate) fn quick_check(&self) -> Result<Option<String>> {
+        self.read("check", |c| {
+            let run = || -> rusqlite::Result<Vec<String>> {
+                let mut stmt = c.prepare("PRAGMA quick_check")?;
+                let rows = stmt.query_map([], |r| Ok(text_of(r.get_ref(0)?)))?;
+                rows.collect()
+            };
+            match run() {
+                Ok(lines) => Ok((lines != ["ok"]).then(|| lines.join("; "))),
+                Err(e)
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(
+                            rusqlite::ErrorCode::DatabaseCorrupt
+                                | rusqlite::ErrorCode::NotADatabase
+                        )
+                    ) =>
+                {
+                    Ok(Some(e.to_string()))
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
+/// A record row's manifest bytes, or their length when too large to read.
+pub(crate) type RecordBytes = std::result::Result<Vec<u8>, u64>;
+
+/// One `inline_blobs` row as read.
+#[derive(Debug)]
+pub(crate) struct InlineRow {
+    /// The size column, if it holds a non-negative integer.
+    pub size: Option<u64>,
+    /// The length of the bytes column.
+    pub len: u64,
+    /// The bytes, when at most [`INLINE_MAX`].
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// Bytes of a column that should be a BLOB; text (a hand edit) is taken as
+/// its bytes, anything else as none.
+fn bytes_of(v: ValueRef<'_>) -> Option<Vec<u8>> {
+    match v {
+        ValueRef::Blob(b) | ValueRef::Text(b) => Some(b.to_vec()),
+        _ => None,
+    }
+}
+
+/// A non-negative integer column, if it is one.
+fn u64_of(v: ValueRef<'_>) -> Option<u64> {
+    match v {
+        ValueRef::Integer(i) => u64::try_from(i).ok(),
+        _ => None,
+    }
+}
+
+fn inline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InlineRow> {
+    Ok(InlineRow {
+        size: u64_of(r.get_ref(0)?),
+        len: u64_of(r.get_ref(1)?).unwrap_or(0),
+        bytes: bytes_of(r.get_ref(2)?),
+    })
+}
+
+/// A column as text: text as is, a blob lossily, anything else as its
+/// SQL rendering.
+fn text_of(v: ValueRef<'_>) -> String {
+    match v {
+        ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+        ValueRef::Null => "NULL".to_owned(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    fn record(id: Uuid) -> Op {
+        Op::InsertRecord {
+            id,
+            manifest: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_failed_group_fails_as_a_whole_and_later_groups_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path().join(INDEX), true).unwrap();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        index.commit(vec![record(a)]).unwrap();
+        // A second row with the same id violates the primary key: nothing of
+        // that transaction lands, b included.
+        let err = index.commit(vec![record(b), record(a)]).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ArtifactError::Io {
+                    action: "commit to",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(index.record_ids().unwrap(), [a.hyphenated().to_string()]);
+        index.commit(vec![record(b)]).unwrap();
+        assert_eq!(index.record_ids().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn concurrent_commits_all_land_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path().join(INDEX), true).unwrap();
+        let ids: Vec<Vec<Uuid>> = (0..8)
+            .map(|_| (0..25).map(|_| Uuid::new_v4()).collect())
+            .collect();
+        std::thread::scope(|s| {
+            for mine in &ids {
+                let index = &index;
+                s.spawn(move || {
+                    for id in mine {
+                        index.commit(vec![record(*id)]).unwrap();
+                        // Visible to a reader as soon as the commit returns.
+                        assert!(index.record(*id, 1 << 20).unwrap().is_some());
+                    }
+                });
+            }
+        });
+        let mut want: Vec<String> = ids
+            .iter()
+            .flatten()
+            .map(|i| i.hyphenated().to_string())
+            .collect();
+        want.sort();
+        assert_eq!(index.record_ids().unwrap(), want);
+        let st = index.group.lock().unwrap();
+        assert!(st.pending.is_empty() && !st.leader && st.failures.is_empty());
+        assert_eq!(st.completed + 1, st.next);
+    }
+}
