@@ -15,7 +15,9 @@
 //! the WAL reaches [`INLINE_PAGES`] the committing writer runs one
 //! checkpoint itself: by then the thread has copied all but the last few
 //! frames, so it is short, and the next commit starts the WAL again. The
-//! WAL file stays at most that size (32 MiB), overwritten, not grown.
+//! WAL file stays at most that size (32 MiB), overwritten, not grown; if a
+//! long reader made it grow further, the commit that starts it again cuts
+//! the file back to [`WAL_FILE_LIMIT_BYTES`].
 //!
 //! The same inline checkpoint is the backstop when the checkpointer falls
 //! behind or fails (a full disk): it then copies everything, as SQLite
@@ -47,6 +49,14 @@ pub(crate) const WAKE_PAGES: i32 = 1000;
 /// WAL size, in pages, at which the committing writer checkpoints itself,
 /// so that the next commit starts the WAL again (8000 pages of 4 KiB).
 pub(crate) const INLINE_PAGES: i32 = 8 * WAKE_PAGES;
+
+/// The WAL file's size, in bytes, beyond which SQLite cuts it back when
+/// the WAL starts again (`journal_size_limit`): the inline size and a
+/// wake-up's growth, in 4 KiB pages. A reader holding an old snapshot can
+/// make the WAL grow past the inline size; without a limit the file would
+/// keep that size (overwritten, never shortened) until the last connection
+/// closes.
+pub(crate) const WAL_FILE_LIMIT_BYTES: i64 = (INLINE_PAGES as i64 + WAKE_PAGES as i64) * 4096;
 
 /// How the WAL has been checkpointed since the recorder opened: what
 /// [`crate::SqliteRecorder::checkpoint_stats`] reports.
@@ -197,13 +207,15 @@ fn another_is_running(e: &rusqlite::Error) -> bool {
 /// Install the writer connection's WAL hook (which replaces SQLite's
 /// automatic checkpoints): wake the checkpointer each [`WAKE_PAGES`] of
 /// growth, checkpoint inline at [`INLINE_PAGES`] (or at [`WAKE_PAGES`]
-/// with no checkpointer). The commit has already happened when the hook
-/// runs, so nothing here can fail it.
+/// with no checkpointer), and cut the WAL file back to
+/// [`WAL_FILE_LIMIT_BYTES`] when it starts again. The commit has already
+/// happened when the hook runs, so nothing here can fail it.
 pub(crate) fn install_hook(
     conn: &mut Connection,
     wake: Option<SyncSender<()>>,
     counters: Arc<CheckpointCounters>,
 ) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_size_limit", WAL_FILE_LIMIT_BYTES)?;
     // The WAL size at which the next wake-up is due.
     let mut next_wake = WAKE_PAGES;
     let mut last = 0;
