@@ -15,7 +15,9 @@
 //! the WAL reaches [`INLINE_PAGES`] the committing writer runs one
 //! checkpoint itself: by then the thread has copied all but the last few
 //! frames, so it is short, and the next commit starts the WAL again. The
-//! WAL file stays at most that size (32 MiB), overwritten, not grown.
+//! WAL file stays at most that size (32 MiB), overwritten, not grown; if a
+//! long reader made it grow further, the commit that starts it again cuts
+//! the file back to [`WAL_FILE_LIMIT_BYTES`].
 //!
 //! The same inline checkpoint is the backstop when the checkpointer falls
 //! behind or fails (a full disk): it then copies everything, as SQLite
@@ -48,6 +50,14 @@ pub(crate) const WAKE_PAGES: i32 = 1000;
 /// so that the next commit starts the WAL again (8000 pages of 4 KiB).
 pub(crate) const INLINE_PAGES: i32 = 8 * WAKE_PAGES;
 
+/// The WAL file's size, in bytes, beyond which SQLite cuts it back when
+/// the WAL starts again (`journal_size_limit`): the inline size and a
+/// wake-up's growth, in 4 KiB pages. A reader holding an old snapshot can
+/// make the WAL grow past the inline size; without a limit the file would
+/// keep that size (overwritten, never shortened) until the last connection
+/// closes.
+pub(crate) const WAL_FILE_LIMIT_BYTES: i64 = (INLINE_PAGES as i64 + WAKE_PAGES as i64) * 4096;
+
 /// How the WAL has been checkpointed since the recorder opened: what
 /// [`crate::SqliteRecorder::checkpoint_stats`] reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,6 +72,8 @@ pub struct CheckpointStats {
     pub wal_pages: u64,
     /// The last checkpoint that failed, and why (a checkpoint that cannot
     /// run is retried at the next wake-up; the WAL keeps every commit).
+    /// Finding another checkpoint running (this recorder's other kind, or
+    /// another process's) is not a failure: that one does the copying.
     pub last_error: Option<String>,
 }
 
@@ -125,8 +137,10 @@ impl Checkpointer {
         .map_err(|e| open(format!("cannot open the checkpoint connection: {e}")))?;
         conn.busy_timeout(busy_timeout)
             .map_err(|e| open(format!("cannot configure the checkpoint connection: {e}")))?;
-        // A connection closing last would checkpoint on its own: this one
-        // only checkpoints when asked.
+        // This connection never writes, so SQLite's automatic checkpoint
+        // would never fire on it anyway; it checkpoints when asked, and once
+        // more as it closes if it is the last connection (the recorder
+        // closes it last for that).
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| open(format!("cannot configure the checkpoint connection: {e}")))?;
         // Reading the journal mode opens the database: a connection that has
@@ -177,21 +191,37 @@ fn run(conn: &Connection, asked: &Receiver<()>, counters: &CheckpointCounters) {
             Ok(_) => {
                 counters.background.fetch_add(1, Ordering::Relaxed);
             }
-            Err(e) => counters.failed(&e.to_string()),
+            // The commit's own checkpoint (or another process's) is
+            // running: it copies what this one would have.
+            Err(e) if another_is_running(&e) => {}
+            Err(e) => counters.failed(&format!(
+                "the checkpointer thread's checkpoint failed: {e}; the WAL keeps every \
+                 commit, and the next wake-up (or the commit at {INLINE_PAGES} pages) tries \
+                 again (check the disk's free space and health)"
+            )),
         }
     }
+}
+
+/// Whether a checkpoint failed only because another one holds SQLite's
+/// checkpoint lock (a `PASSIVE` checkpoint never waits for it): not a
+/// failure to report, the other one is doing the work.
+fn another_is_running(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
 }
 
 /// Install the writer connection's WAL hook (which replaces SQLite's
 /// automatic checkpoints): wake the checkpointer each [`WAKE_PAGES`] of
 /// growth, checkpoint inline at [`INLINE_PAGES`] (or at [`WAKE_PAGES`]
-/// with no checkpointer). The commit has already happened when the hook
-/// runs, so nothing here can fail it.
+/// with no checkpointer), and cut the WAL file back to
+/// [`WAL_FILE_LIMIT_BYTES`] when it starts again. The commit has already
+/// happened when the hook runs, so nothing here can fail it.
 pub(crate) fn install_hook(
     conn: &mut Connection,
     wake: Option<SyncSender<()>>,
     counters: Arc<CheckpointCounters>,
 ) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_size_limit", WAL_FILE_LIMIT_BYTES)?;
     // The WAL size at which the next wake-up is due.
     let mut next_wake = WAKE_PAGES;
     let mut last = 0;
@@ -210,7 +240,22 @@ pub(crate) fn install_hook(
                 Ok(_) => {
                     counters.inline.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => counters.failed(&e.to_string()),
+                // The checkpointer thread (or another process) is copying:
+                // the next commit tries again, by then with little to copy.
+                // Still finding it taken at twice the inline size, though,
+                // something holds the lock and never finishes: say so.
+                Err(e) if another_is_running(&e) && pages < 2 * INLINE_PAGES => {}
+                Err(e) if another_is_running(&e) => counters.failed(&format!(
+                    "the WAL has grown to {pages} pages: every checkpoint since {INLINE_PAGES} \
+                     found SQLite's checkpoint lock taken ({e}); a process holding it (a \
+                     blocking `PRAGMA wal_checkpoint` waiting for a reader or writer) must \
+                     finish or be stopped"
+                )),
+                Err(e) => counters.failed(&format!(
+                    "the commit's own checkpoint at {pages} WAL pages failed: {e}; the WAL \
+                     keeps every commit and the next commit tries again (check the disk's \
+                     free space and health)"
+                )),
             }
         } else if pages >= next_wake
             && let Some(wake) = &wake
@@ -328,5 +373,157 @@ mod tests {
         conn.execute("INSERT INTO t (x) VALUES (x'00')", [])
             .unwrap();
         assert!(counters.stats().wal_pages < 10, "{:?}", counters.stats());
+    }
+}
+
+#[cfg(test)]
+mod attack {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    fn db(dir: &Path, wake: Option<SyncSender<()>>) -> (Connection, Arc<CheckpointCounters>) {
+        let mut conn = Connection::open(dir.join("t.sqlite3")).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        conn.execute("CREATE TABLE t (x BLOB)", []).unwrap();
+        let counters = Arc::new(CheckpointCounters::default());
+        install_hook(&mut conn, wake, Arc::clone(&counters)).unwrap();
+        (conn, counters)
+    }
+
+    fn fill_to(conn: &Connection, counters: &CheckpointCounters, pages: i32) {
+        let row = vec![7u8; 3000];
+        let target = u64::try_from(pages).unwrap();
+        while counters.stats().wal_pages < target {
+            conn.execute("INSERT INTO t (x) VALUES (?1)", [&row])
+                .unwrap();
+        }
+    }
+
+    /// Another checkpoint holding SQLite's checkpoint lock when the WAL
+    /// reaches the inline size (the checkpointer thread mid-copy, or another
+    /// process's) is not a failure: the commit leaves it to that one and
+    /// tries again at its next commit. A lock still taken at twice the
+    /// inline size is reported.
+    #[test]
+    fn a_checkpoint_already_running_is_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wake, _asked) = mpsc::sync_channel(1);
+        let (conn, counters) = db(dir.path(), Some(wake));
+        fill_to(&conn, &counters, INLINE_PAGES - 10);
+        // The writer holds the write lock; another connection starts a FULL
+        // checkpoint, which takes the checkpoint lock first and then waits
+        // (in its busy handler, until told) for the write lock.
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let holding = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(AtomicBool::new(false));
+        let other = {
+            let path = dir.path().join("t.sqlite3");
+            let (holding, release) = (Arc::clone(&holding), Arc::clone(&release));
+            std::thread::spawn(move || {
+                let mut other = Connection::open(path).unwrap();
+                let _: i64 = other
+                    .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+                    .unwrap();
+                other
+                    .busy_handler(Some(move |_| {
+                        holding.store(true, Ordering::SeqCst);
+                        while !release.load(Ordering::SeqCst) {
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                        }
+                        true
+                    }))
+                    .unwrap();
+                other
+                    .wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::FULL)
+                    .unwrap()
+            })
+        };
+        while !holding.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        let row = vec![7u8; 3000];
+        for _ in 0..20 {
+            conn.execute("INSERT INTO t (x) VALUES (?1)", [&row])
+                .unwrap();
+        }
+        // The commit that crosses the inline size: its checkpoint finds
+        // the lock taken.
+        conn.execute_batch("COMMIT").unwrap();
+        let stats = counters.stats();
+        assert!(
+            stats.wal_pages >= u64::try_from(INLINE_PAGES).unwrap(),
+            "{stats:?}"
+        );
+        assert_eq!(counters.stats().last_error, None, "{:?}", counters.stats());
+        // Still taken at twice the inline size: that is named.
+        let mut pages = counters.stats().wal_pages;
+        while pages < 2 * u64::try_from(INLINE_PAGES).unwrap() {
+            conn.execute_batch("BEGIN").unwrap();
+            for _ in 0..50 {
+                conn.execute("INSERT INTO t (x) VALUES (?1)", [&row])
+                    .unwrap();
+            }
+            conn.execute_batch("COMMIT").unwrap();
+            pages = counters.stats().wal_pages;
+        }
+        let stuck = counters.stats().last_error.unwrap_or_default();
+        assert!(stuck.contains("checkpoint lock taken"), "{stuck}");
+        release.store(true, Ordering::SeqCst);
+        let (log, copied) = other.join().unwrap();
+        assert_eq!(log, copied, "the other checkpoint did not finish");
+        let stats = counters.stats();
+        assert_eq!(stats.inline, 0, "{stats:?}");
+        // Everything was copied by the other one: the next commit starts
+        // the WAL again.
+        conn.execute("INSERT INTO t (x) VALUES (x'00')", [])
+            .unwrap();
+        assert!(counters.stats().wal_pages < 10, "{:?}", counters.stats());
+    }
+
+    /// The checkpointer thread gone (its receiving end dropped): the
+    /// commit that reaches the inline size still checkpoints, and the WAL
+    /// starts again.
+    #[test]
+    fn a_gone_checkpointer_leaves_the_backstop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wake, asked) = mpsc::sync_channel(1);
+        drop(asked);
+        let (conn, counters) = db(dir.path(), Some(wake));
+        fill_to(&conn, &counters, INLINE_PAGES);
+        assert_eq!(counters.stats().inline, 1, "{:?}", counters.stats());
+        conn.execute("INSERT INTO t (x) VALUES (x'00')", [])
+            .unwrap();
+        let stats = counters.stats();
+        assert!(stats.wal_pages < 10, "{stats:?}");
+        assert_eq!(stats.last_error, None, "{stats:?}");
+    }
+
+    /// After the WAL starts again, wake-ups start again at the wake size
+    /// (not at the size reached before the restart), and no commit
+    /// checkpoints inline until the WAL reaches the inline size again.
+    #[test]
+    fn wake_ups_resume_after_the_wal_starts_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wake, asked) = mpsc::sync_channel(1);
+        let (conn, counters) = db(dir.path(), Some(wake));
+        fill_to(&conn, &counters, INLINE_PAGES);
+        assert_eq!(counters.stats().inline, 1);
+        conn.execute("INSERT INTO t (x) VALUES (x'00')", [])
+            .unwrap();
+        assert!(counters.stats().wal_pages < 10, "{:?}", counters.stats());
+        // Drain the wake-up left pending before the restart.
+        while asked.try_recv().is_ok() {}
+        fill_to(&conn, &counters, WAKE_PAGES - 10);
+        assert!(asked.try_recv().is_err(), "woken below the wake size");
+        fill_to(&conn, &counters, WAKE_PAGES + 10);
+        assert!(asked.try_recv().is_ok(), "not woken after the restart");
+        fill_to(&conn, &counters, INLINE_PAGES - 10);
+        assert_eq!(counters.stats().inline, 1, "{:?}", counters.stats());
     }
 }

@@ -75,7 +75,9 @@
 //! about 8000 pages still checkpoints, briefly, so that the WAL starts
 //! again from its beginning (see `checkpoint.rs`);
 //! [`SqliteRecorder::checkpoint_stats`] counts both kinds and the WAL's
-//! size.
+//! size. A reader holding an old snapshot lets the WAL grow further, as in
+//! any WAL database; once it ends, the WAL starts again and its file is cut
+//! back to about that size.
 //!
 //! ## Op-id claims
 //!

@@ -113,7 +113,7 @@ fn acknowledged_events_survive_sigkill() {
         let mut first = Vec::new();
         for line in lines.by_ref() {
             let line = line.unwrap();
-            if let Some(rest) = line.strip_prefix("ACK ") {
+            if let Some(rest) = line.split("ACK ").nth(1) {
                 let (seq, hash) = rest.split_once(' ').unwrap();
                 first.push((seq.parse::<u64>().unwrap(), hash.to_owned()));
                 break;
@@ -127,7 +127,7 @@ fn acknowledged_events_survive_sigkill() {
             let mut acks = first;
             for line in lines {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("ACK ") {
+                if let Some(rest) = line.split("ACK ").nth(1) {
                     let (seq, hash) = rest.split_once(' ').unwrap();
                     acks.push((seq.parse::<u64>().unwrap(), hash.to_owned()));
                 }

@@ -168,7 +168,7 @@ fn an_acknowledged_admission_survives_sigkill_before_any_fsync() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         let line = line.unwrap();
-        let Some(rest) = line.strip_prefix("ACK ") else {
+        let Some(rest) = line.split("ACK ").nth(1) else {
             continue;
         };
         let f: Vec<&str> = rest.split(' ').collect();
