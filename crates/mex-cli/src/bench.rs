@@ -249,11 +249,18 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<u8, CliError> {
     let dir = temp.path();
     let mut fsyncs = fsync_samples(dir, FSYNCS)?;
     let mut new_files = new_file_samples(dir, FSYNCS)?;
-    let recorder: Arc<dyn FlightRecorder> = Arc::new(
+    let open = || {
         SqliteRecorder::open(dir)
-            .map_err(|e| CliError::internal(format!("mex bench cannot open a recorder: {e}")))?,
-    );
-    preload(recorder.as_ref(), args.preload_events)?;
+            .map_err(|e| CliError::internal(format!("mex bench cannot open a recorder: {e}")))
+    };
+    if args.preload_events > 0 {
+        // Closed once loaded: the last connection copies the WAL into the
+        // database and fsyncs it, so the measured operations start from a
+        // home at rest, as one with that history would be, not behind the
+        // checkpoint and writeback of hundreds of MB just written.
+        preload(&open()?, args.preload_events)?;
+    }
+    let recorder: Arc<dyn FlightRecorder> = Arc::new(open()?);
     let rt = runtime(dir, recorder)?;
 
     let per_thread = args.ops.div_ceil(args.concurrency);
