@@ -135,6 +135,27 @@ pub(crate) fn db_error(action: &'static str, path: &Path, e: &rusqlite::Error) -
     }
 }
 
+/// The tables of the index and their columns, in order.
+const TABLES: [(&str, &[&str]); 2] = [
+    ("records", &["id", "manifest"]),
+    ("inline_blobs", &["hash", "size", "bytes"]),
+];
+
+/// The error for an `index.db` that is an SQLite database but not a store
+/// index.
+fn foreign_index(path: &Path, what: String) -> ArtifactError {
+    ArtifactError::Io {
+        action: "open the index",
+        path: path.to_path_buf(),
+        source: io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{what}; restore the store's index.db from a backup, or move the store away to start an empty one"
+            ),
+        ),
+    }
+}
+
 fn open_connection(path: &Path, create: bool) -> rusqlite::Result<Connection> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -149,10 +170,15 @@ fn open_connection(path: &Path, create: bool) -> rusqlite::Result<Connection> {
 }
 
 impl Index {
-    /// Open `path` (creating the file and its tables when `create`), in WAL
-    /// mode with `synchronous=FULL`. The caller has checked that `path` is a
-    /// regular file or absent.
-    pub(crate) fn open(path: PathBuf, create: bool) -> Result<Self> {
+    /// Open `path` (creating the file when `create`), in WAL mode with
+    /// `synchronous=FULL`. The caller has checked that `path` is a regular
+    /// file or absent. With `tables_expected` (an existing index of a store
+    /// whose marker says layout 3) both tables must already be there: an
+    /// SQLite file without them is another program's database, never taken
+    /// for an empty store (whose gc would then delete every payload).
+    /// Otherwise missing tables are created. Either way each table must
+    /// have exactly this crate's columns.
+    pub(crate) fn open(path: PathBuf, create: bool, tables_expected: bool) -> Result<Self> {
         let err = |e: rusqlite::Error| db_error("open the index", &path, &e);
         let writer = open_connection(&path, create).map_err(err)?;
         let mode: String = writer
@@ -164,6 +190,25 @@ impl Index {
                 &path,
                 &rusqlite::Error::InvalidParameterName(format!("journal_mode stayed {mode}")),
             ));
+        }
+        if tables_expected {
+            for (table, _) in TABLES {
+                let found: bool = writer
+                    .query_row(
+                        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                        [table],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?;
+                if !found {
+                    return Err(foreign_index(
+                        &path,
+                        format!(
+                            "it has no table {table:?}, so it is not this store's index (another program's database, or a damaged copy)"
+                        ),
+                    ));
+                }
+            }
         }
         writer
             .execute_batch(
@@ -178,6 +223,23 @@ impl Index {
                  );",
             )
             .map_err(err)?;
+        for (table, want) in TABLES {
+            let mut stmt = writer
+                .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+                .map_err(err)?;
+            let columns = stmt
+                .query_map([table], |r| Ok(text_of(r.get_ref(0)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+                .map_err(err)?;
+            if columns != want {
+                return Err(foreign_index(
+                    &path,
+                    format!(
+                        "its table {table:?} has the columns {columns:?}, not {want:?}, so it is not this store's index"
+                    ),
+                ));
+            }
+        }
         Ok(Self {
             path,
             writer: Mutex::new(writer),
@@ -509,7 +571,7 @@ mod tests {
     #[test]
     fn a_failed_group_fails_as_a_whole_and_later_groups_succeed() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path().join(INDEX), true).unwrap();
+        let index = Index::open(dir.path().join(INDEX), true, false).unwrap();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         index.commit(vec![record(a)]).unwrap();
         // A second row with the same id violates the primary key: nothing of
@@ -533,7 +595,7 @@ mod tests {
     #[test]
     fn concurrent_commits_all_land_once() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path().join(INDEX), true).unwrap();
+        let index = Index::open(dir.path().join(INDEX), true, false).unwrap();
         let ids: Vec<Vec<Uuid>> = (0..8)
             .map(|_| (0..25).map(|_| Uuid::new_v4()).collect())
             .collect();

@@ -530,6 +530,37 @@ impl ArtifactStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(store_io("inspect", index_path, 0, e)),
         };
+        // SQLite refuses a journal that is not a regular file (it opens
+        // them without following symlinks) but says only "unable to open
+        // database file"; say which file and what to do.
+        for suffix in ["-wal", "-shm"] {
+            let name = format!("{INDEX}{suffix}");
+            match root.symlink_metadata(&name) {
+                Ok(meta) if !meta.is_file() => {
+                    return Err(store_io(
+                        "open the index",
+                        root_path.join(&name),
+                        0,
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "it is a {}, not the index's SQLite journal (a regular file); remove it (if index.db's last commits matter, restore the store from a backup)",
+                                if meta.file_type().is_symlink() {
+                                    "symbolic link"
+                                } else if meta.is_dir() {
+                                    "directory"
+                                } else {
+                                    "special file (FIFO, socket or device)"
+                                }
+                            ),
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(store_io("inspect", root_path.join(&name), 0, e)),
+            }
+        }
         if layout == Some(3) && !index_exists {
             return Err(store_io(
                 "open the index",
@@ -543,7 +574,7 @@ impl ArtifactStore {
         }
         // A new store's index exists (tables created, durable) before its
         // marker does, so a marker at layout 3 always has its index.
-        let index = Index::open(index_path, !index_exists)?;
+        let index = Index::open(index_path, !index_exists, index_exists && layout == Some(3))?;
         if !index_exists {
             // The new index's name is durable before a marker (or a
             // migration's marker) can be.
