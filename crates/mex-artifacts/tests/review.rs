@@ -94,3 +94,115 @@ fn a_wal_planted_as_a_symlink_is_refused_naming_it() {
     );
     assert_eq!(fs::read(&outside).unwrap(), b"precious");
 }
+
+/// A layout-2 store (records as files, payloads as files, no index) with
+/// one small and one large artifact; returns their handles.
+fn make_layout_2(root: &Path) -> Vec<mex_envelope::ArtifactHandle> {
+    let store = ArtifactStore::at(root).unwrap();
+    let handles = vec![
+        store
+            .put_bytes(b"small one", &PutOptions::default())
+            .unwrap(),
+        store.put_bytes(&large(), &PutOptions::default()).unwrap(),
+    ];
+    drop(store);
+    let records = root.join("records");
+    fs::create_dir(&records).unwrap();
+    for (h, payload) in handles.iter().zip([b"small one".to_vec(), large()]) {
+        let id = h.artifact_id;
+        let bytes = support::record_row(root, id).unwrap();
+        fs::write(records.join(format!("{id}.json")), &bytes).unwrap();
+        let hex = h.content_hash.to_hex();
+        let shard = root.join("blobs/sha256").join(&hex[..2]);
+        fs::create_dir_all(&shard).unwrap();
+        let _ = fs::remove_file(shard.join(&hex[2..]));
+        fs::write(shard.join(&hex[2..]), &payload).unwrap();
+    }
+    remove_index(root);
+    fs::write(root.join("LAYOUT"), "mex-artifacts-store-2\n").unwrap();
+    handles
+}
+
+/// An index left by an interrupted 2→3 migration (rows imported, marker
+/// still at layout 2) goes stale if the store is then changed as a layout-2
+/// store (by an older mex: a record re-pinned, another deleted by its gc
+/// together with its payload). While the marker says layout 2 the files
+/// are the records: the next migration imports them as they are now.
+#[test]
+fn a_migration_over_a_stale_index_imports_the_record_files_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    let handles = make_layout_2(&root);
+    let (kept, gone) = (&handles[0], &handles[1]);
+    let file = |id: uuid::Uuid| root.join("records").join(format!("{id}.json"));
+    // The interrupted import: rows as the files were then.
+    let conn = support::index_db(&root);
+    conn.execute_batch(
+        "CREATE TABLE records (id TEXT PRIMARY KEY NOT NULL, manifest BLOB NOT NULL);
+         CREATE TABLE inline_blobs (hash TEXT PRIMARY KEY NOT NULL, size INTEGER NOT NULL, bytes BLOB NOT NULL);",
+    )
+    .unwrap();
+    for h in &handles {
+        conn.execute(
+            "INSERT INTO records (id, manifest) VALUES (?1, ?2)",
+            rusqlite::params![
+                h.artifact_id.hyphenated().to_string(),
+                fs::read(file(h.artifact_id)).unwrap()
+            ],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    // Then, at layout 2: `kept` re-pinned, `gone` deleted with its payload.
+    let text = String::from_utf8(fs::read(file(kept.artifact_id)).unwrap()).unwrap();
+    let pinned = text.replace("\"pinned\": false", "\"pinned\": true");
+    assert_ne!(pinned, text);
+    fs::write(file(kept.artifact_id), &pinned).unwrap();
+    fs::remove_file(file(gone.artifact_id)).unwrap();
+    let hex = gone.content_hash.to_hex();
+    fs::remove_file(root.join("blobs/sha256").join(&hex[..2]).join(&hex[2..])).unwrap();
+
+    let store = ArtifactStore::at(&root).unwrap();
+    assert_eq!(store.list().unwrap(), [kept.artifact_id]);
+    assert!(store.manifest(kept.artifact_id).unwrap().pinned);
+    assert_eq!(store.read(kept).unwrap(), b"small one");
+    assert!(!root.join("records").exists());
+}
+
+/// A record file in `records/` that is not a row (the marker rewritten to
+/// layout 3 over a store whose migration never imported it) is not an
+/// artifact, but it may be one the store still needs: gc keeps every
+/// payload while such a file is there, rather than delete the payload it
+/// names.
+#[test]
+fn gc_keeps_payloads_while_records_holds_a_record_file_that_is_not_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    let store = ArtifactStore::at(&root).unwrap();
+    let h = store.put_bytes(&large(), &PutOptions::default()).unwrap();
+    drop(store);
+    let id = h.artifact_id;
+    let bytes = support::record_row(&root, id).unwrap();
+    fs::create_dir(root.join("records")).unwrap();
+    fs::write(root.join("records").join(format!("{id}.json")), &bytes).unwrap();
+    support::index_db(&root)
+        .execute(
+            "DELETE FROM records WHERE id = ?1",
+            [id.hyphenated().to_string()],
+        )
+        .unwrap();
+
+    let store = ArtifactStore::at(&root).unwrap();
+    let report = store.gc(UtcTimestamp::now()).unwrap();
+    assert!(
+        report.blobs_deleted.is_empty(),
+        "{:?}",
+        report.blobs_deleted
+    );
+    assert!(
+        report.notes.iter().any(|n| n.contains("records")),
+        "{:?}",
+        report.notes
+    );
+    assert_eq!(support::blob_file_count(&root), 1);
+}
