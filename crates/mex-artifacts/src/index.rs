@@ -81,6 +81,9 @@ pub(crate) struct Index {
     readers: Mutex<Vec<Connection>>,
     group: Mutex<Group>,
     done: Condvar,
+    /// Test hook: the next group's transaction panics.
+    #[cfg(test)]
+    fault_panic: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Index {
@@ -249,6 +252,8 @@ impl Index {
                 ..Group::default()
             }),
             done: Condvar::new(),
+            #[cfg(test)]
+            fault_panic: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -331,22 +336,36 @@ impl Index {
             st.next += 1;
             let ops = std::mem::take(&mut st.pending);
             drop(st);
-            let result = self.apply(&ops);
+            // A panic while committing (a bug, or a failed allocation that
+            // unwinds) must not leave `leader` set for good, which would
+            // have every later commit wait forever: it fails this group
+            // like an error (its transaction rolled back as it unwound).
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(&ops)));
             drop(ops);
+            let failure = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some((
+                    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+                    match db_error("commit to", &self.path, &e) {
+                        ArtifactError::Io { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    },
+                )),
+                Err(_) => Some((
+                    false,
+                    "the commit stopped on an internal error (a panic) and was rolled back; retry, and report this as a bug".to_owned(),
+                )),
+            };
             st = self.group.lock().unwrap_or_else(PoisonError::into_inner);
             st.completed = group;
             st.leader = false;
-            if let Err(e) = result {
+            if let Some((full, why)) = failure {
                 if st.failures.len() == FAILURES_KEPT
                     && let Some((g, _, _)) = st.failures.pop_front()
                 {
                     st.forgotten_upto = st.forgotten_upto.max(g);
                 }
-                let full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
-                let why = match db_error("commit to", &self.path, &e) {
-                    ArtifactError::Io { source, .. } => source.to_string(),
-                    other => other.to_string(),
-                };
                 st.failures.push_back((group, full, why));
             }
             self.done.notify_all();
@@ -372,6 +391,14 @@ impl Index {
     fn apply(&self, ops: &[Op]) -> rusqlite::Result<()> {
         let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        #[cfg(test)]
+        #[allow(clippy::panic, reason = "test hook: a panic in the committer")]
+        if self
+            .fault_panic
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            panic!("fault injected in the committer");
+        }
         for op in ops {
             match op {
                 Op::InlineBlob { hash, bytes } => {
@@ -590,6 +617,28 @@ mod tests {
         assert_eq!(index.record_ids().unwrap(), [a.hyphenated().to_string()]);
         index.commit(vec![record(b)]).unwrap();
         assert_eq!(index.record_ids().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_panic_in_the_committer_fails_its_group_and_later_commits_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path().join(INDEX), true, false).unwrap();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        index
+            .fault_panic
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // An error for the caller, not a panic, and nothing landed.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            index.commit(vec![record(a)])
+        }));
+        let err = outcome.expect("the commit panicked").unwrap_err();
+        assert!(err.to_string().contains("panic"), "{err}");
+        assert!(index.record_ids().unwrap().is_empty());
+        // The committer is free again: the next commit leads and lands.
+        index.commit(vec![record(b)]).unwrap();
+        assert_eq!(index.record_ids().unwrap(), [b.hyphenated().to_string()]);
+        let st = index.group.lock().unwrap();
+        assert!(!st.leader && st.pending.is_empty());
     }
 
     #[test]
