@@ -434,11 +434,14 @@ impl Index {
     }
 
     /// The manifest bytes of record `id`, if the row exists; `Err(len)` when
-    /// the row is larger than `max` (never read whole).
+    /// the row is larger than `max` (never read whole). Sizes are measured
+    /// with `octet_length`: `length` of a TEXT value counts characters up to
+    /// the first NUL, so a planted text row starting with one would measure
+    /// 0 and be read whole.
     pub(crate) fn record(&self, id: Uuid, max: u64) -> Result<Option<RecordBytes>> {
         self.read("read a record from", |c| {
             c.prepare_cached(
-                "SELECT length(manifest), CASE WHEN length(manifest) <= ?2 THEN manifest END
+                "SELECT octet_length(manifest), CASE WHEN octet_length(manifest) <= ?2 THEN manifest END
                  FROM records WHERE id = ?1",
             )?
             .query_row(params![id.hyphenated().to_string(), max as i64], |r| {
@@ -463,7 +466,7 @@ impl Index {
     pub(crate) fn record_rows(&self, max: u64) -> Result<Vec<(String, RecordBytes)>> {
         self.read("list the records of", |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, length(manifest), CASE WHEN length(manifest) <= ?1 THEN manifest END
+                "SELECT id, octet_length(manifest), CASE WHEN octet_length(manifest) <= ?1 THEN manifest END
                  FROM records ORDER BY id",
             )?;
             let rows = stmt.query_map(params![max as i64], |r| {
@@ -484,8 +487,9 @@ impl Index {
     /// sorted by hash.
     pub(crate) fn inline_hashes(&self) -> Result<Vec<(String, u64)>> {
         self.read("list the payloads of", |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT hash, length(bytes) FROM inline_blobs ORDER BY hash")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT hash, octet_length(bytes) FROM inline_blobs ORDER BY hash",
+            )?;
             let rows = stmt.query_map([], |r| {
                 Ok((text_of(r.get_ref(0)?), u64_of(r.get_ref(1)?).unwrap_or(0)))
             })?;
@@ -497,7 +501,7 @@ impl Index {
     pub(crate) fn inline_row_by_text(&self, hash_text: &str) -> Result<Option<InlineRow>> {
         self.read("read a payload from", |c| {
             c.prepare_cached(
-                "SELECT size, length(bytes), CASE WHEN length(bytes) <= ?2 THEN bytes END
+                "SELECT size, octet_length(bytes), CASE WHEN octet_length(bytes) <= ?2 THEN bytes END
                  FROM inline_blobs WHERE hash = ?1",
             )?
             .query_row(params![hash_text, INLINE_MAX as i64], inline_row)

@@ -206,3 +206,46 @@ fn gc_keeps_payloads_while_records_holds_a_record_file_that_is_not_a_row() {
     );
     assert_eq!(support::blob_file_count(&root), 1);
 }
+
+/// SQLite's `length()` of a TEXT value counts characters up to the first
+/// NUL: a row whose column is text starting with a NUL measures 0 and
+/// would be read whole however large it is. Such rows are refused by their
+/// size in bytes, unread.
+#[test]
+fn a_text_record_row_behind_a_nul_is_refused_by_its_byte_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    let store = ArtifactStore::at(&root).unwrap();
+    let h = store.put_bytes(b"x", &PutOptions::default()).unwrap();
+    let mut text = String::from("\0");
+    text.push_str(&" ".repeat(2 << 20));
+    support::index_db(&root)
+        .execute(
+            "UPDATE records SET manifest = ?2 WHERE id = ?1",
+            rusqlite::params![h.artifact_id.hyphenated().to_string(), text],
+        )
+        .unwrap();
+    let err = store.manifest(h.artifact_id).unwrap_err().to_string();
+    assert!(err.contains("larger than any record"), "{err}");
+}
+
+#[test]
+fn a_text_inline_row_behind_a_nul_is_refused_by_its_byte_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    let store = ArtifactStore::at(&root).unwrap();
+    let h = store.put_bytes(b"small", &PutOptions::default()).unwrap();
+    let mut text = String::from("\0");
+    text.push_str(&" ".repeat(1 << 20));
+    support::index_db(&root)
+        .execute(
+            "UPDATE inline_blobs SET bytes = ?2 WHERE hash = ?1",
+            rusqlite::params![h.content_hash.to_hex(), text],
+        )
+        .unwrap();
+    let err = store.read(&h).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("its row holds {} bytes", (1 << 20) + 1)),
+        "{err}"
+    );
+}
