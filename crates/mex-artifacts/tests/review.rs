@@ -5,15 +5,18 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::print_stdout,
     reason = "test code: a failed expectation panics, which is the test failing"
 )]
 
 mod support;
 
 use std::fs;
+use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
-use mex_artifacts::{ArtifactStore, INLINE_MAX, PutOptions};
+use mex_artifacts::{ArtifactStore, GcOptions, INLINE_MAX, PutOptions};
 use mex_envelope::UtcTimestamp;
 
 fn large() -> Vec<u8> {
@@ -248,4 +251,85 @@ fn a_text_inline_row_behind_a_nul_is_refused_by_its_byte_size() {
         err.contains(&format!("its row holds {} bytes", (1 << 20) + 1)),
         "{err}"
     );
+}
+
+const GC_CHILD_ENV: &str = "MEX_ARTIFACTS_REVIEW_GC_CHILD";
+
+/// One round of the gc child: kept (no expiry) and doomed (expired by the
+/// gc's clock) artifacts, small and large, some sharing bytes, then a gc
+/// ten days ahead.
+fn put_and_collect(store: &ArtifactStore, round: u64) {
+    let mut doomed = PutOptions::default();
+    doomed.retention_ttl_days = Some(1);
+    for i in 0..4u64 {
+        let small = format!("round {round} item {i}").into_bytes();
+        let mut big = large();
+        big.extend_from_slice(&small);
+        store.put_bytes(&small, &PutOptions::default()).unwrap();
+        store.put_bytes(&big, &PutOptions::default()).unwrap();
+        // The same bytes again, doomed: gc must keep them for the kept one.
+        store.put_bytes(&small, &doomed).unwrap();
+        store.put_bytes(&big, &doomed).unwrap();
+        store
+            .put_bytes(format!("doomed {round} {i}").as_bytes(), &doomed)
+            .unwrap();
+    }
+    let ahead = UtcTimestamp::from_unix_millis(UtcTimestamp::now().unix_millis() + 10 * 86_400_000)
+        .unwrap();
+    store.gc_with(&GcOptions::at(ahead)).unwrap();
+}
+
+/// The child of the test below: put and gc forever in the store its env
+/// var names. Run by the harness, one round in a fresh store.
+#[test]
+fn gc_crash_child() {
+    let Ok(root) = std::env::var(GC_CHILD_ENV) else {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::at(dir.path()).unwrap();
+        put_and_collect(&store, 0);
+        // 8 kept + the gc report; every doomed one gone.
+        assert_eq!(store.list().unwrap().len(), 9);
+        assert!(store.verify().unwrap().is_ok());
+        return;
+    };
+    let store = ArtifactStore::at(&root).unwrap();
+    for round in 0.. {
+        put_and_collect(&store, round);
+        println!("collected");
+        std::io::stdout().flush().unwrap();
+    }
+}
+
+/// SIGKILL a process that puts and collects garbage, at many instants:
+/// afterwards every record left has its payload (verify is clean and every
+/// artifact reads back), whatever step gc was at.
+#[test]
+fn sigkill_during_gc_leaves_no_record_without_its_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let mut survivors = 0;
+    for round in 0..12u64 {
+        let (mut child, mut out) = support::spawn_self(
+            "gc_crash_child",
+            &[(GC_CHILD_ENV, root.display().to_string())],
+        );
+        support::wait_for(&mut out, "collected");
+        std::thread::sleep(Duration::from_millis((round * 37) % 200));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let store = ArtifactStore::at(&root).unwrap();
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "round {round}: {report:#?}");
+        let ids = store.list().unwrap();
+        for id in &ids {
+            let h = store.handle(*id).unwrap();
+            assert_eq!(
+                store.read(&h).unwrap().len() as u64,
+                h.size_bytes,
+                "round {round}"
+            );
+        }
+        survivors = ids.len();
+    }
+    assert!(survivors > 0);
 }
