@@ -259,8 +259,10 @@ const GC_CHILD_ENV: &str = "MEX_ARTIFACTS_REVIEW_GC_CHILD";
 /// gc's clock) artifacts, small and large, some sharing bytes, then a gc
 /// ten days ahead.
 fn put_and_collect(store: &ArtifactStore, round: u64) {
-    let mut doomed = PutOptions::default();
-    doomed.retention_ttl_days = Some(1);
+    let doomed = PutOptions {
+        retention_ttl_days: Some(1),
+        ..PutOptions::default()
+    };
     for i in 0..4u64 {
         let small = format!("round {round} item {i}").into_bytes();
         let mut big = large();
