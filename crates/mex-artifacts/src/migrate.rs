@@ -96,7 +96,7 @@ impl ArtifactStore {
     pub(crate) fn migrate_from_layout_1(&self, steps: &mut Steps<'_>) -> Result<usize> {
         let _lock = self.lock(true)?;
         let marker = self.root_path.join(LAYOUT_FILE);
-        match self.root.read_to_string(LAYOUT_FILE) {
+        match crate::store::read_marker(&self.root) {
             Ok(text) if text == LAYOUT_1 => {}
             Ok(text) if text == LAYOUT_2 || text == LAYOUT => return Ok(0),
             Ok(text) => return Err(crate::store::unknown_layout(&marker, &text)),
@@ -213,7 +213,7 @@ impl ArtifactStore {
     pub(crate) fn migrate_from_layout_2(&self, steps: &mut Steps<'_>) -> Result<usize> {
         let _lock = self.lock(true)?;
         let marker = self.root_path.join(LAYOUT_FILE);
-        match self.root.read_to_string(LAYOUT_FILE) {
+        match crate::store::read_marker(&self.root) {
             Ok(text) if text == LAYOUT_2 => {}
             Ok(text) if text == LAYOUT => {
                 self.remove_imported_records(steps)?;

@@ -106,6 +106,46 @@ pub(crate) fn read_record(records: &Dir, name: &str) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The most bytes a layout marker may have (it is about 22).
+const MAX_MARKER_BYTES: u64 = 256;
+
+/// Read the layout marker: opened without blocking and read only if it is
+/// a regular file of at most [`MAX_MARKER_BYTES`] (a FIFO planted there
+/// would otherwise block every open of the store for good, a huge file be
+/// read whole into memory). `NotFound` when there is none.
+pub(crate) fn read_marker(root: &Dir) -> io::Result<String> {
+    let file = root
+        .open_with(
+            LAYOUT_FILE,
+            OpenOptions::new().read(true).custom_flags(nonblock()),
+        )?
+        .into_std();
+    let meta = file.metadata()?;
+    let refuse = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{what}, not a layout marker; move it away and write the store's layout (e.g. \"{}\" and a newline) into a regular file of that name",
+                LAYOUT.trim()
+            ),
+        )
+    };
+    if !meta.is_file() {
+        return Err(refuse(format!(
+            "it is a {}",
+            file_type_name(&meta.file_type())
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_MARKER_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_MARKER_BYTES {
+        return Err(refuse(format!(
+            "it is larger than {MAX_MARKER_BYTES} bytes"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| refuse("it is not UTF-8 text".to_owned()))
+}
+
 /// `O_NONBLOCK`, for opening a file that may turn out to be a FIFO (a
 /// regular file reads the same with it).
 pub(crate) fn nonblock() -> i32 {
@@ -462,7 +502,7 @@ impl ArtifactStore {
             root.create_dir_all(dir)
                 .map_err(|e| store_io("create directory", root_path.join(dir), 0, e))?;
         }
-        let layout = match root.read_to_string(LAYOUT_FILE) {
+        let layout = match read_marker(&root) {
             Ok(text) if text == LAYOUT => Some(3),
             Ok(text) if text == LAYOUT_2 => Some(2),
             Ok(text) if text == LAYOUT_1 => Some(1),

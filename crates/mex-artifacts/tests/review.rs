@@ -335,3 +335,56 @@ fn sigkill_during_gc_leaves_no_record_without_its_payload() {
     }
     assert!(survivors > 0);
 }
+
+/// A FIFO planted as the layout marker: opening the store is refused
+/// without waiting for a writer (before, the open blocked until someone
+/// wrote a marker into the FIFO, and took what was written).
+#[test]
+fn a_fifo_planted_as_the_layout_marker_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    drop(ArtifactStore::at(&root).unwrap());
+    let marker = root.join("LAYOUT");
+    fs::remove_file(&marker).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &marker,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let opening = root.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(ArtifactStore::at(&opening).map(drop));
+    });
+    // Should the open be blocked on the FIFO, feed it a marker so that the
+    // test ends and judges what came back.
+    let outcome = loop {
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(v) => break v,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Ok(mut w) = fs::OpenOptions::new().write(true).open(&marker) {
+                    let _ = w.write_all(b"mex-artifacts-store-3\n");
+                }
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let err = outcome.unwrap_err().to_string();
+    assert!(err.contains("LAYOUT") && err.contains("FIFO"), "{err}");
+}
+
+/// A marker too large to be one is refused unread.
+#[test]
+fn an_oversized_layout_marker_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    drop(ArtifactStore::at(&root).unwrap());
+    let mut text = b"mex-artifacts-store-3\n".to_vec();
+    text.resize(4 << 20, b' ');
+    fs::write(root.join("LAYOUT"), &text).unwrap();
+    let err = ArtifactStore::at(&root).unwrap_err().to_string();
+    assert!(err.contains("larger than"), "{err}");
+}
