@@ -15,7 +15,7 @@
 //! fsyncs instead of queueing for one each. Across processes, SQLite's own
 //! lock serializes writers (with a busy timeout of [`BUSY_TIMEOUT`]).
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -45,9 +45,6 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Read connections kept open for reuse.
 const READERS_KEPT: usize = 8;
 
-/// Failed groups remembered for their waiters.
-const FAILURES_KEPT: usize = 64;
-
 /// One change to the index.
 #[derive(Debug)]
 pub(crate) enum Op {
@@ -66,12 +63,23 @@ pub(crate) enum Op {
 #[derive(Debug, Default)]
 struct Group {
     pending: Vec<Op>,
+    /// Callers whose ops are in `pending` (the waiters of group `next`).
+    joined: usize,
     next: u64,
     completed: u64,
     leader: bool,
-    /// (group, disk full, why).
-    failures: VecDeque<(u64, bool, String)>,
-    forgotten_upto: u64,
+    /// Failed groups whose outcome not every waiter has taken yet (at most
+    /// one entry per waiting caller, so bounded by the threads waiting).
+    failures: HashMap<u64, Failure>,
+}
+
+/// The outcome of a failed group, kept for its waiters.
+#[derive(Debug)]
+struct Failure {
+    /// Waiters that have not taken it yet.
+    waiters: usize,
+    disk_full: bool,
+    why: String,
 }
 
 /// The open index of one store.
@@ -311,21 +319,36 @@ impl Index {
         if ops.is_empty() {
             return Ok(());
         }
+        let mine = self.enqueue(ops);
+        self.wait(mine)
+    }
+
+    /// Add `ops` to the pending group; returns its number, which the caller
+    /// must then [`Index::wait`] for (it counts as one of its waiters).
+    fn enqueue(&self, ops: Vec<Op>) -> u64 {
         let mut st = self.group.lock().unwrap_or_else(PoisonError::into_inner);
         st.pending.extend(ops);
-        let mine = st.next;
+        st.joined += 1;
+        st.next
+    }
+
+    /// Wait until group `mine` is committed (leading a commit when none is
+    /// running) and return its outcome. A failed group's outcome is kept
+    /// until each of its waiters has taken it, so a waiter that wakes late
+    /// never mistakes a commit for a failure or a failure for a commit.
+    fn wait(&self, mine: u64) -> Result<()> {
+        let mut st = self.group.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if st.completed >= mine {
-                if let Some((_, full, why)) = st.failures.iter().find(|(g, _, _)| *g == mine) {
-                    return Err(self.failed(*full, why.clone()));
+                let Some(failure) = st.failures.get_mut(&mine) else {
+                    return Ok(());
+                };
+                failure.waiters = failure.waiters.saturating_sub(1);
+                let err = self.failed(failure.disk_full, failure.why.clone());
+                if failure.waiters == 0 {
+                    st.failures.remove(&mine);
                 }
-                if mine <= st.forgotten_upto {
-                    return Err(self.failed(
-                        false,
-                        "a group commit failed and its outcome was not kept; retry".to_owned(),
-                    ));
-                }
-                return Ok(());
+                return Err(err);
             }
             if st.leader {
                 st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
@@ -334,6 +357,7 @@ impl Index {
             st.leader = true;
             let group = st.next;
             st.next += 1;
+            let waiters = std::mem::take(&mut st.joined);
             let ops = std::mem::take(&mut st.pending);
             drop(st);
             // A panic while committing (a bug, or a failed allocation that
@@ -345,28 +369,25 @@ impl Index {
             drop(ops);
             let failure = match result {
                 Ok(Ok(())) => None,
-                Ok(Err(e)) => Some((
-                    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
-                    match db_error("commit to", &self.path, &e) {
+                Ok(Err(e)) => Some(Failure {
+                    waiters,
+                    disk_full: e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+                    why: match db_error("commit to", &self.path, &e) {
                         ArtifactError::Io { source, .. } => source.to_string(),
                         other => other.to_string(),
                     },
-                )),
-                Err(_) => Some((
-                    false,
-                    "the commit stopped on an internal error (a panic) and was rolled back; retry, and report this as a bug".to_owned(),
-                )),
+                }),
+                Err(_) => Some(Failure {
+                    waiters,
+                    disk_full: false,
+                    why: "the commit stopped on an internal error (a panic) and was rolled back; retry, and report this as a bug".to_owned(),
+                }),
             };
             st = self.group.lock().unwrap_or_else(PoisonError::into_inner);
             st.completed = group;
             st.leader = false;
-            if let Some((full, why)) = failure {
-                if st.failures.len() == FAILURES_KEPT
-                    && let Some((g, _, _)) = st.failures.pop_front()
-                {
-                    st.forgotten_upto = st.forgotten_upto.max(g);
-                }
-                st.failures.push_back((group, full, why));
+            if let Some(failure) = failure {
+                st.failures.insert(group, failure);
             }
             self.done.notify_all();
         }
@@ -643,6 +664,36 @@ mod tests {
         assert_eq!(index.record_ids().unwrap(), [b.hyphenated().to_string()]);
         let st = index.group.lock().unwrap();
         assert!(!st.leader && st.pending.is_empty());
+    }
+
+    /// A waiter that wakes only after many later groups failed still gets
+    /// its own group's outcome: success for rows that committed.
+    #[test]
+    fn a_late_waiter_of_a_committed_group_is_told_it_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path().join(INDEX), true, false).unwrap();
+        let taken = Uuid::new_v4();
+        index.commit(vec![record(taken)]).unwrap();
+        // A caller joins a group and is slow to wake.
+        let late = Uuid::new_v4();
+        let mine = index.enqueue(vec![record(late)]);
+        // Another caller leads that group (it commits both), then many
+        // groups fail (a record id already taken).
+        index.commit(vec![record(Uuid::new_v4())]).unwrap();
+        for _ in 0..100 {
+            index.commit(vec![record(taken)]).unwrap_err();
+        }
+        assert!(index.record(late, 1 << 20).unwrap().is_some());
+        index.wait(mine).unwrap();
+        // And a late waiter of a failed group is told it failed; its
+        // outcome is then forgotten.
+        let failed = index.enqueue(vec![record(taken)]);
+        index.commit(vec![record(Uuid::new_v4())]).unwrap_err();
+        for _ in 0..100 {
+            index.commit(vec![record(Uuid::new_v4())]).unwrap();
+        }
+        index.wait(failed).unwrap_err();
+        assert!(index.group.lock().unwrap().failures.is_empty());
     }
 
     #[test]
