@@ -388,3 +388,29 @@ fn an_oversized_layout_marker_is_refused() {
     let err = ArtifactStore::at(&root).unwrap_err().to_string();
     assert!(err.contains("larger than"), "{err}");
 }
+
+/// A damaged payload file behind an intact inline row of the same digest
+/// is never served (reads take the row), but verify still reports it: the
+/// row hid it.
+#[test]
+fn verify_reports_a_damaged_file_behind_an_intact_inline_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    let store = ArtifactStore::at(&root).unwrap();
+    let h = store
+        .put_bytes(b"small and inline", &PutOptions::default())
+        .unwrap();
+    let hex = h.content_hash.to_hex();
+    let shard = root.join("blobs/sha256").join(&hex[..2]);
+    fs::create_dir_all(&shard).unwrap();
+    fs::write(shard.join(&hex[2..]), b"small and INLINE").unwrap();
+    assert_eq!(store.read(&h).unwrap(), b"small and inline");
+    let report = store.verify().unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.path == shard.join(&hex[2..])),
+        "{report:#?}"
+    );
+}
