@@ -144,10 +144,7 @@ impl ArtifactStore {
             let path = self.manifest_path(id);
             let parsed = match bytes {
                 Ok(bytes) => parse_manifest(&bytes, &path, Some(id)),
-                Err(len) => Err(crate::ArtifactError::ManifestInvalid {
-                    path,
-                    message: format!("it is {len} bytes, larger than any record"),
-                }),
+                Err(why) => Err(crate::ArtifactError::ManifestInvalid { path, message: why }),
             };
             match parsed {
                 Ok(m) => manifests.push(m),

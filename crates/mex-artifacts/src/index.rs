@@ -454,20 +454,20 @@ impl Index {
         tx.commit()
     }
 
-    /// The manifest bytes of record `id`, if the row exists; `Err(len)` when
-    /// the row is larger than `max` (never read whole). Sizes are measured
+    /// The manifest bytes of record `id`, if the row exists; `Err(why)` when
+    /// the row is larger than `max` (never read whole) or not bytes. Sizes are measured
     /// with `octet_length`: `length` of a TEXT value counts characters up to
     /// the first NUL, so a planted text row starting with one would measure
     /// 0 and be read whole.
     pub(crate) fn record(&self, id: Uuid, max: u64) -> Result<Option<RecordBytes>> {
         self.read("read a record from", |c| {
             c.prepare_cached(
-                "SELECT octet_length(manifest), CASE WHEN octet_length(manifest) <= ?2 THEN manifest END
+                "SELECT typeof(manifest), octet_length(manifest),
+                        CASE WHEN octet_length(manifest) <= ?2 THEN manifest END
                  FROM records WHERE id = ?1",
             )?
             .query_row(params![id.hyphenated().to_string(), max as i64], |r| {
-                let len = u64_of(r.get_ref(0)?).unwrap_or(0);
-                Ok(bytes_of(r.get_ref(1)?).ok_or(len))
+                record_bytes(r, 0, max)
             })
             .optional()
         })
@@ -483,16 +483,16 @@ impl Index {
     }
 
     /// Every record row: its id column as text, and its manifest bytes
-    /// (`Err(len)` when larger than `max`), sorted by id.
+    /// (`Err(why)` when larger than `max` or not bytes), sorted by id.
     pub(crate) fn record_rows(&self, max: u64) -> Result<Vec<(String, RecordBytes)>> {
         self.read("list the records of", |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, octet_length(manifest), CASE WHEN octet_length(manifest) <= ?1 THEN manifest END
+                "SELECT id, typeof(manifest), octet_length(manifest),
+                        CASE WHEN octet_length(manifest) <= ?1 THEN manifest END
                  FROM records ORDER BY id",
             )?;
             let rows = stmt.query_map(params![max as i64], |r| {
-                let len = u64_of(r.get_ref(1)?).unwrap_or(0);
-                Ok((text_of(r.get_ref(0)?), bytes_of(r.get_ref(2)?).ok_or(len)))
+                Ok((text_of(r.get_ref(0)?), record_bytes(r, 1, max)?))
             })?;
             rows.collect()
         })
@@ -559,7 +559,25 @@ impl Index {
 }
 
 /// A record row's manifest bytes, or their length when too large to read.
-pub(crate) type RecordBytes = std::result::Result<Vec<u8>, u64>;
+/// A record row's manifest bytes, or why they were not read (too large,
+/// or not bytes at all), in words for an error message.
+pub(crate) type RecordBytes = std::result::Result<Vec<u8>, String>;
+
+/// The manifest of a row selected as `typeof(manifest),
+/// octet_length(manifest), CASE WHEN ... THEN manifest END` from column
+/// `first` on.
+fn record_bytes(r: &rusqlite::Row<'_>, first: usize, max: u64) -> rusqlite::Result<RecordBytes> {
+    let kind = text_of(r.get_ref(first)?);
+    if kind != "blob" && kind != "text" {
+        return Ok(Err(format!(
+            "its manifest column holds {} ({kind}), not the manifest's bytes",
+            if kind == "null" { "NULL" } else { "a number" }
+        )));
+    }
+    let len = u64_of(r.get_ref(first + 1)?).unwrap_or(0);
+    Ok(bytes_of(r.get_ref(first + 2)?)
+        .ok_or_else(|| format!("it is {len} bytes, larger than any record ({max} bytes at most)")))
+}
 
 /// One `inline_blobs` row as read.
 #[derive(Debug)]
@@ -597,11 +615,21 @@ fn inline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InlineRow> {
     })
 }
 
-/// A column as text: text as is, a blob lossily, anything else as its
-/// SQL rendering.
+/// A column as text: text as is, anything else as its SQL rendering (a
+/// blob as `X'<hex>'`: SQLite keeps a blob apart from text of the same
+/// bytes, so a key spelled as a blob must never read as that text).
 fn text_of(v: ValueRef<'_>) -> String {
     match v {
-        ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+        ValueRef::Text(b) => String::from_utf8_lossy(b).into_owned(),
+        ValueRef::Blob(b) => {
+            let mut out = String::with_capacity(3 + 2 * b.len());
+            out.push_str("X'");
+            for byte in b {
+                out.push_str(&format!("{byte:02x}"));
+            }
+            out.push('\'');
+            out
+        }
         ValueRef::Integer(i) => i.to_string(),
         ValueRef::Real(f) => f.to_string(),
         ValueRef::Null => "NULL".to_owned(),

@@ -1111,11 +1111,9 @@ impl ArtifactStore {
                 artifact_id,
                 root: self.root_path.clone(),
             }),
-            Some(Err(len)) => Err(ArtifactError::ManifestInvalid {
+            Some(Err(why)) => Err(ArtifactError::ManifestInvalid {
                 path,
-                message: format!(
-                    "it is {len} bytes, larger than any record ({MAX_RECORD_BYTES} bytes at most); restore index.db from a backup"
-                ),
+                message: format!("{why}; restore index.db from a backup"),
             }),
             Some(Ok(bytes)) => parse_manifest(&bytes, &path, Some(artifact_id)),
         }

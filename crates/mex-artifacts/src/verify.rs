@@ -164,11 +164,9 @@ impl ArtifactStore {
             report.records += 1;
             let manifest = match bytes {
                 Ok(bytes) => parse_manifest(&bytes, &path, Some(id)),
-                Err(len) => Err(crate::ArtifactError::ManifestInvalid {
+                Err(why) => Err(crate::ArtifactError::ManifestInvalid {
                     path: path.clone(),
-                    message: format!(
-                        "it is {len} bytes, larger than any record ({MAX_RECORD_BYTES} bytes at most)"
-                    ),
+                    message: why,
                 }),
             };
             let manifest = match manifest {

@@ -414,3 +414,45 @@ fn verify_reports_a_damaged_file_behind_an_intact_inline_row() {
         "{report:#?}"
     );
 }
+
+/// SQLite keeps a BLOB and a TEXT value apart even when their bytes are
+/// equal: a record row keyed by the id's bytes as a BLOB is a second row
+/// for that id. It is not an artifact: never listed (the id once), never
+/// served, reported by verify.
+#[test]
+fn a_record_row_keyed_by_a_blob_spelling_of_an_id_is_not_an_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    let store = ArtifactStore::at(&root).unwrap();
+    let h = store.put_bytes(b"one", &PutOptions::default()).unwrap();
+    let id = h.artifact_id.hyphenated().to_string();
+    let manifest = support::record_row(&root, h.artifact_id).unwrap();
+    support::index_db(&root)
+        .execute(
+            "INSERT INTO records (id, manifest) VALUES (?1, ?2)",
+            rusqlite::params![id.as_bytes(), manifest],
+        )
+        .unwrap();
+    assert_eq!(store.list().unwrap(), [h.artifact_id]);
+    let report = store.verify().unwrap();
+    assert_eq!(report.records, 1, "{report:#?}");
+    assert_eq!(report.problems.len(), 1, "{report:#?}");
+}
+
+/// A manifest column holding an integer or NULL is reported as what it is,
+/// not as a record too large to read.
+#[test]
+fn a_record_row_whose_manifest_is_not_bytes_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    let store = ArtifactStore::at(&root).unwrap();
+    let h = store.put_bytes(b"one", &PutOptions::default()).unwrap();
+    support::index_db(&root)
+        .execute(
+            "UPDATE records SET manifest = 5 WHERE id = ?1",
+            [h.artifact_id.hyphenated().to_string()],
+        )
+        .unwrap();
+    let err = store.manifest(h.artifact_id).unwrap_err().to_string();
+    assert!(!err.contains("larger") && err.contains("integer"), "{err}");
+}
