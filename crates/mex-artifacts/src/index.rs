@@ -234,6 +234,30 @@ impl Index {
                  );",
             )
             .map_err(err)?;
+        // Nothing else may act on a write: a trigger planted in the file
+        // (say, one deleting every new payload row) would have puts report
+        // success for rows that are gone, and a view cannot hold rows.
+        let extra: Vec<String> = writer
+            .prepare(
+                "SELECT type || ' ' || name FROM sqlite_master
+                 WHERE type IN ('trigger', 'view')
+                    OR (name IN ('records', 'inline_blobs') AND type != 'table')
+                 ORDER BY name",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| Ok(text_of(r.get_ref(0)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(err)?;
+        if !extra.is_empty() {
+            return Err(foreign_index(
+                &path,
+                format!(
+                    "it holds {}, which this store never creates (only the tables records and inline_blobs), so it is not this store's index as written",
+                    extra.join(", ")
+                ),
+            ));
+        }
         for (table, want) in TABLES {
             let mut stmt = writer
                 .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")

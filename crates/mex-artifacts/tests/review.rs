@@ -456,3 +456,26 @@ fn a_record_row_whose_manifest_is_not_bytes_says_so() {
     let err = store.manifest(h.artifact_id).unwrap_err().to_string();
     assert!(!err.contains("larger") && err.contains("integer"), "{err}");
 }
+
+/// A trigger planted in index.db (here: one deleting every new payload
+/// row) would have puts report success for rows that are gone: the store
+/// is refused on open instead.
+#[test]
+fn an_index_with_a_planted_trigger_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    drop(ArtifactStore::at(&root).unwrap());
+    support::index_db(&root)
+        .execute_batch(
+            "CREATE TRIGGER eat AFTER INSERT ON inline_blobs BEGIN
+                 DELETE FROM inline_blobs WHERE hash = new.hash;
+             END;",
+        )
+        .unwrap();
+    let outcome = ArtifactStore::at(&root).and_then(|store| {
+        let h = store.put_bytes(b"kept?", &PutOptions::default())?;
+        store.read(&h)
+    });
+    let err = outcome.unwrap_err().to_string();
+    assert!(err.contains("trigger eat"), "{err}");
+}
