@@ -54,7 +54,8 @@
 //! The index is opened without following symlinks and only if it is a
 //! regular file (its `-wal` and `-shm` too); one that is not an SQLite
 //! database, an SQLite database without the store's two tables (another
-//! program's), a table with other columns, or an index missing from a
+//! program's), a table with other columns, a trigger or view (which
+//! could undo a put's rows behind its back), or an index missing from a
 //! store whose marker says layout 3 (all its records are in it), is a clear
 //! error rather than an empty store (whose gc would delete every payload).
 //! The marker itself is read only if it is a small regular file. While
