@@ -11,7 +11,7 @@
 //! durability each put promises is unchanged; only the number of fsyncs
 //! drops (to one per directory per group).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, PoisonError};
 
@@ -19,9 +19,6 @@ use cap_std::fs::Dir;
 
 use crate::error::{ArtifactError, Result};
 use crate::store::fsync_dir;
-
-/// Failed groups remembered for their waiters.
-const FAILURES_KEPT: usize = 64;
 
 #[derive(Debug, Default)]
 struct State {
@@ -33,10 +30,11 @@ struct State {
     completed: u64,
     /// A leader is fsyncing.
     leader: bool,
-    /// Groups that failed, with why (bounded).
-    failures: VecDeque<(u64, PathBuf, String)>,
-    /// Groups up to here may have failed without a record left.
-    forgotten_upto: u64,
+    /// Callers whose directories are in `pending` (waiters of `next`).
+    joined: usize,
+    /// Failed groups whose outcome not every waiter has taken yet: (waiters
+    /// left, directory, why). At most one per waiting caller.
+    failures: HashMap<u64, (usize, PathBuf, String)>,
 }
 
 /// The group fsync of one store.
@@ -63,28 +61,40 @@ impl DirSync {
     /// `root_path/rel`) durable: returns after an fsync of it that started
     /// after this call did.
     pub(crate) fn sync(&self, root: &Dir, root_path: &Path, rel: &Path) -> Result<()> {
+        let mine = self.enqueue(rel);
+        self.wait(root, root_path, mine)
+    }
+
+    /// Add `rel` to the pending group; returns its number, which the caller
+    /// must then [`DirSync::wait`] for (it counts as one of its waiters).
+    fn enqueue(&self, rel: &Path) -> u64 {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         st.pending.insert(rel.to_path_buf());
-        let mine = st.next;
+        st.joined += 1;
+        st.next
+    }
+
+    /// Wait until group `mine` is done (leading it when no group is being
+    /// synced) and return its outcome. A failed group's outcome is kept
+    /// until each of its waiters has taken it, so a waiter that wakes late
+    /// is never told that a group that succeeded failed.
+    fn wait(&self, root: &Dir, root_path: &Path, mine: u64) -> Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if st.completed >= mine {
-                if let Some((_, path, why)) = st.failures.iter().find(|(g, _, _)| *g == mine) {
-                    return Err(ArtifactError::Io {
-                        action: "fsync directory",
-                        path: path.clone(),
-                        source: std::io::Error::other(why.clone()),
-                    });
+                let Some(failure) = st.failures.get_mut(&mine) else {
+                    return Ok(());
+                };
+                failure.0 = failure.0.saturating_sub(1);
+                let err = ArtifactError::Io {
+                    action: "fsync directory",
+                    path: failure.1.clone(),
+                    source: std::io::Error::other(failure.2.clone()),
+                };
+                if failure.0 == 0 {
+                    st.failures.remove(&mine);
                 }
-                if mine <= st.forgotten_upto {
-                    return Err(ArtifactError::Io {
-                        action: "fsync directory",
-                        path: root_path.join(rel),
-                        source: std::io::Error::other(
-                            "a group fsync failed and its outcome was not kept; retry the put",
-                        ),
-                    });
-                }
-                return Ok(());
+                return Err(err);
             }
             if st.leader {
                 st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
@@ -93,6 +103,7 @@ impl DirSync {
             st.leader = true;
             let group = st.next;
             st.next += 1;
+            let waiters = std::mem::take(&mut st.joined);
             let dirs = std::mem::take(&mut st.pending);
             drop(st);
             let mut failed = None;
@@ -115,12 +126,7 @@ impl DirSync {
             st.completed = group;
             st.leader = false;
             if let Some((path, why)) = failed {
-                if st.failures.len() == FAILURES_KEPT
-                    && let Some((g, _, _)) = st.failures.pop_front()
-                {
-                    st.forgotten_upto = st.forgotten_upto.max(g);
-                }
-                st.failures.push_back((group, path, why));
+                st.failures.insert(group, (waiters, path, why));
             }
             self.done.notify_all();
         }
@@ -146,6 +152,29 @@ mod tests {
         );
         sync.sync(&root, dir.path(), Path::new("here")).unwrap();
         sync.sync(&root, dir.path(), Path::new("")).unwrap();
+    }
+
+    /// A waiter that wakes only after many later groups failed is still
+    /// told its own group succeeded (and one of a failed group, failed).
+    #[test]
+    fn a_late_waiter_gets_its_own_groups_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("here")).unwrap();
+        let root = Dir::open_ambient_dir(dir.path(), ambient_authority()).unwrap();
+        let sync = DirSync::default();
+        let late = sync.enqueue(Path::new("here"));
+        sync.sync(&root, dir.path(), Path::new("")).unwrap();
+        for _ in 0..100 {
+            sync.sync(&root, dir.path(), Path::new("gone")).unwrap_err();
+        }
+        sync.wait(&root, dir.path(), late).unwrap();
+        let failed = sync.enqueue(Path::new("gone"));
+        sync.sync(&root, dir.path(), Path::new("here")).unwrap_err();
+        for _ in 0..100 {
+            sync.sync(&root, dir.path(), Path::new("here")).unwrap();
+        }
+        sync.wait(&root, dir.path(), failed).unwrap_err();
+        assert!(sync.state.lock().unwrap().failures.is_empty());
     }
 
     #[test]

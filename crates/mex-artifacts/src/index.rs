@@ -15,7 +15,7 @@
 //! fsyncs instead of queueing for one each. Across processes, SQLite's own
 //! lock serializes writers (with a busy timeout of [`BUSY_TIMEOUT`]).
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -45,9 +45,6 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Read connections kept open for reuse.
 const READERS_KEPT: usize = 8;
 
-/// Failed groups remembered for their waiters.
-const FAILURES_KEPT: usize = 64;
-
 /// One change to the index.
 #[derive(Debug)]
 pub(crate) enum Op {
@@ -66,12 +63,23 @@ pub(crate) enum Op {
 #[derive(Debug, Default)]
 struct Group {
     pending: Vec<Op>,
+    /// Callers whose ops are in `pending` (the waiters of group `next`).
+    joined: usize,
     next: u64,
     completed: u64,
     leader: bool,
-    /// (group, disk full, why).
-    failures: VecDeque<(u64, bool, String)>,
-    forgotten_upto: u64,
+    /// Failed groups whose outcome not every waiter has taken yet (at most
+    /// one entry per waiting caller, so bounded by the threads waiting).
+    failures: HashMap<u64, Failure>,
+}
+
+/// The outcome of a failed group, kept for its waiters.
+#[derive(Debug)]
+struct Failure {
+    /// Waiters that have not taken it yet.
+    waiters: usize,
+    disk_full: bool,
+    why: String,
 }
 
 /// The open index of one store.
@@ -81,6 +89,9 @@ pub(crate) struct Index {
     readers: Mutex<Vec<Connection>>,
     group: Mutex<Group>,
     done: Condvar,
+    /// Test hook: the next group's transaction panics.
+    #[cfg(test)]
+    fault_panic: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Index {
@@ -135,6 +146,27 @@ pub(crate) fn db_error(action: &'static str, path: &Path, e: &rusqlite::Error) -
     }
 }
 
+/// The tables of the index and their columns, in order.
+const TABLES: [(&str, &[&str]); 2] = [
+    ("records", &["id", "manifest"]),
+    ("inline_blobs", &["hash", "size", "bytes"]),
+];
+
+/// The error for an `index.db` that is an SQLite database but not a store
+/// index.
+fn foreign_index(path: &Path, what: String) -> ArtifactError {
+    ArtifactError::Io {
+        action: "open the index",
+        path: path.to_path_buf(),
+        source: io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{what}; restore the store's index.db from a backup, or move the store away to start an empty one"
+            ),
+        ),
+    }
+}
+
 fn open_connection(path: &Path, create: bool) -> rusqlite::Result<Connection> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -149,10 +181,15 @@ fn open_connection(path: &Path, create: bool) -> rusqlite::Result<Connection> {
 }
 
 impl Index {
-    /// Open `path` (creating the file and its tables when `create`), in WAL
-    /// mode with `synchronous=FULL`. The caller has checked that `path` is a
-    /// regular file or absent.
-    pub(crate) fn open(path: PathBuf, create: bool) -> Result<Self> {
+    /// Open `path` (creating the file when `create`), in WAL mode with
+    /// `synchronous=FULL`. The caller has checked that `path` is a regular
+    /// file or absent. With `tables_expected` (an existing index of a store
+    /// whose marker says layout 3) both tables must already be there: an
+    /// SQLite file without them is another program's database, never taken
+    /// for an empty store (whose gc would then delete every payload).
+    /// Otherwise missing tables are created. Either way each table must
+    /// have exactly this crate's columns.
+    pub(crate) fn open(path: PathBuf, create: bool, tables_expected: bool) -> Result<Self> {
         let err = |e: rusqlite::Error| db_error("open the index", &path, &e);
         let writer = open_connection(&path, create).map_err(err)?;
         let mode: String = writer
@@ -164,6 +201,25 @@ impl Index {
                 &path,
                 &rusqlite::Error::InvalidParameterName(format!("journal_mode stayed {mode}")),
             ));
+        }
+        if tables_expected {
+            for (table, _) in TABLES {
+                let found: bool = writer
+                    .query_row(
+                        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                        [table],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?;
+                if !found {
+                    return Err(foreign_index(
+                        &path,
+                        format!(
+                            "it has no table {table:?}, so it is not this store's index (another program's database, or a damaged copy)"
+                        ),
+                    ));
+                }
+            }
         }
         writer
             .execute_batch(
@@ -178,6 +234,47 @@ impl Index {
                  );",
             )
             .map_err(err)?;
+        // Nothing else may act on a write: a trigger planted in the file
+        // (say, one deleting every new payload row) would have puts report
+        // success for rows that are gone, and a view cannot hold rows.
+        let extra: Vec<String> = writer
+            .prepare(
+                "SELECT type || ' ' || name FROM sqlite_master
+                 WHERE type IN ('trigger', 'view')
+                    OR (name IN ('records', 'inline_blobs') AND type != 'table')
+                 ORDER BY name",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| Ok(text_of(r.get_ref(0)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(err)?;
+        if !extra.is_empty() {
+            return Err(foreign_index(
+                &path,
+                format!(
+                    "it holds {}, which this store never creates (only the tables records and inline_blobs), so it is not this store's index as written",
+                    extra.join(", ")
+                ),
+            ));
+        }
+        for (table, want) in TABLES {
+            let mut stmt = writer
+                .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+                .map_err(err)?;
+            let columns = stmt
+                .query_map([table], |r| Ok(text_of(r.get_ref(0)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+                .map_err(err)?;
+            if columns != want {
+                return Err(foreign_index(
+                    &path,
+                    format!(
+                        "its table {table:?} has the columns {columns:?}, not {want:?}, so it is not this store's index"
+                    ),
+                ));
+            }
+        }
         Ok(Self {
             path,
             writer: Mutex::new(writer),
@@ -187,6 +284,8 @@ impl Index {
                 ..Group::default()
             }),
             done: Condvar::new(),
+            #[cfg(test)]
+            fault_panic: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -244,21 +343,36 @@ impl Index {
         if ops.is_empty() {
             return Ok(());
         }
+        let mine = self.enqueue(ops);
+        self.wait(mine)
+    }
+
+    /// Add `ops` to the pending group; returns its number, which the caller
+    /// must then [`Index::wait`] for (it counts as one of its waiters).
+    fn enqueue(&self, ops: Vec<Op>) -> u64 {
         let mut st = self.group.lock().unwrap_or_else(PoisonError::into_inner);
         st.pending.extend(ops);
-        let mine = st.next;
+        st.joined += 1;
+        st.next
+    }
+
+    /// Wait until group `mine` is committed (leading a commit when none is
+    /// running) and return its outcome. A failed group's outcome is kept
+    /// until each of its waiters has taken it, so a waiter that wakes late
+    /// never mistakes a commit for a failure or a failure for a commit.
+    fn wait(&self, mine: u64) -> Result<()> {
+        let mut st = self.group.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if st.completed >= mine {
-                if let Some((_, full, why)) = st.failures.iter().find(|(g, _, _)| *g == mine) {
-                    return Err(self.failed(*full, why.clone()));
+                let Some(failure) = st.failures.get_mut(&mine) else {
+                    return Ok(());
+                };
+                failure.waiters = failure.waiters.saturating_sub(1);
+                let err = self.failed(failure.disk_full, failure.why.clone());
+                if failure.waiters == 0 {
+                    st.failures.remove(&mine);
                 }
-                if mine <= st.forgotten_upto {
-                    return Err(self.failed(
-                        false,
-                        "a group commit failed and its outcome was not kept; retry".to_owned(),
-                    ));
-                }
-                return Ok(());
+                return Err(err);
             }
             if st.leader {
                 st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
@@ -267,25 +381,37 @@ impl Index {
             st.leader = true;
             let group = st.next;
             st.next += 1;
+            let waiters = std::mem::take(&mut st.joined);
             let ops = std::mem::take(&mut st.pending);
             drop(st);
-            let result = self.apply(&ops);
+            // A panic while committing (a bug, or a failed allocation that
+            // unwinds) must not leave `leader` set for good, which would
+            // have every later commit wait forever: it fails this group
+            // like an error (its transaction rolled back as it unwound).
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(&ops)));
             drop(ops);
+            let failure = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(Failure {
+                    waiters,
+                    disk_full: e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+                    why: match db_error("commit to", &self.path, &e) {
+                        ArtifactError::Io { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    },
+                }),
+                Err(_) => Some(Failure {
+                    waiters,
+                    disk_full: false,
+                    why: "the commit stopped on an internal error (a panic) and was rolled back; retry, and report this as a bug".to_owned(),
+                }),
+            };
             st = self.group.lock().unwrap_or_else(PoisonError::into_inner);
             st.completed = group;
             st.leader = false;
-            if let Err(e) = result {
-                if st.failures.len() == FAILURES_KEPT
-                    && let Some((g, _, _)) = st.failures.pop_front()
-                {
-                    st.forgotten_upto = st.forgotten_upto.max(g);
-                }
-                let full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
-                let why = match db_error("commit to", &self.path, &e) {
-                    ArtifactError::Io { source, .. } => source.to_string(),
-                    other => other.to_string(),
-                };
-                st.failures.push_back((group, full, why));
+            if let Some(failure) = failure {
+                st.failures.insert(group, failure);
             }
             self.done.notify_all();
         }
@@ -310,6 +436,14 @@ impl Index {
     fn apply(&self, ops: &[Op]) -> rusqlite::Result<()> {
         let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        #[cfg(test)]
+        #[allow(clippy::panic, reason = "test hook: a panic in the committer")]
+        if self
+            .fault_panic
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            panic!("fault injected in the committer");
+        }
         for op in ops {
             match op {
                 Op::InlineBlob { hash, bytes } => {
@@ -344,17 +478,20 @@ impl Index {
         tx.commit()
     }
 
-    /// The manifest bytes of record `id`, if the row exists; `Err(len)` when
-    /// the row is larger than `max` (never read whole).
+    /// The manifest bytes of record `id`, if the row exists; `Err(why)` when
+    /// the row is larger than `max` (never read whole) or not bytes. Sizes are measured
+    /// with `octet_length`: `length` of a TEXT value counts characters up to
+    /// the first NUL, so a planted text row starting with one would measure
+    /// 0 and be read whole.
     pub(crate) fn record(&self, id: Uuid, max: u64) -> Result<Option<RecordBytes>> {
         self.read("read a record from", |c| {
             c.prepare_cached(
-                "SELECT length(manifest), CASE WHEN length(manifest) <= ?2 THEN manifest END
+                "SELECT typeof(manifest), octet_length(manifest),
+                        CASE WHEN octet_length(manifest) <= ?2 THEN manifest END
                  FROM records WHERE id = ?1",
             )?
             .query_row(params![id.hyphenated().to_string(), max as i64], |r| {
-                let len = u64_of(r.get_ref(0)?).unwrap_or(0);
-                Ok(bytes_of(r.get_ref(1)?).ok_or(len))
+                record_bytes(r, 0, max)
             })
             .optional()
         })
@@ -370,16 +507,16 @@ impl Index {
     }
 
     /// Every record row: its id column as text, and its manifest bytes
-    /// (`Err(len)` when larger than `max`), sorted by id.
+    /// (`Err(why)` when larger than `max` or not bytes), sorted by id.
     pub(crate) fn record_rows(&self, max: u64) -> Result<Vec<(String, RecordBytes)>> {
         self.read("list the records of", |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, length(manifest), CASE WHEN length(manifest) <= ?1 THEN manifest END
+                "SELECT id, typeof(manifest), octet_length(manifest),
+                        CASE WHEN octet_length(manifest) <= ?1 THEN manifest END
                  FROM records ORDER BY id",
             )?;
             let rows = stmt.query_map(params![max as i64], |r| {
-                let len = u64_of(r.get_ref(1)?).unwrap_or(0);
-                Ok((text_of(r.get_ref(0)?), bytes_of(r.get_ref(2)?).ok_or(len)))
+                Ok((text_of(r.get_ref(0)?), record_bytes(r, 1, max)?))
             })?;
             rows.collect()
         })
@@ -395,8 +532,9 @@ impl Index {
     /// sorted by hash.
     pub(crate) fn inline_hashes(&self) -> Result<Vec<(String, u64)>> {
         self.read("list the payloads of", |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT hash, length(bytes) FROM inline_blobs ORDER BY hash")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT hash, octet_length(bytes) FROM inline_blobs ORDER BY hash",
+            )?;
             let rows = stmt.query_map([], |r| {
                 Ok((text_of(r.get_ref(0)?), u64_of(r.get_ref(1)?).unwrap_or(0)))
             })?;
@@ -408,7 +546,7 @@ impl Index {
     pub(crate) fn inline_row_by_text(&self, hash_text: &str) -> Result<Option<InlineRow>> {
         self.read("read a payload from", |c| {
             c.prepare_cached(
-                "SELECT size, length(bytes), CASE WHEN length(bytes) <= ?2 THEN bytes END
+                "SELECT size, octet_length(bytes), CASE WHEN octet_length(bytes) <= ?2 THEN bytes END
                  FROM inline_blobs WHERE hash = ?1",
             )?
             .query_row(params![hash_text, INLINE_MAX as i64], inline_row)
@@ -445,7 +583,25 @@ impl Index {
 }
 
 /// A record row's manifest bytes, or their length when too large to read.
-pub(crate) type RecordBytes = std::result::Result<Vec<u8>, u64>;
+/// A record row's manifest bytes, or why they were not read (too large,
+/// or not bytes at all), in words for an error message.
+pub(crate) type RecordBytes = std::result::Result<Vec<u8>, String>;
+
+/// The manifest of a row selected as `typeof(manifest),
+/// octet_length(manifest), CASE WHEN ... THEN manifest END` from column
+/// `first` on.
+fn record_bytes(r: &rusqlite::Row<'_>, first: usize, max: u64) -> rusqlite::Result<RecordBytes> {
+    let kind = text_of(r.get_ref(first)?);
+    if kind != "blob" && kind != "text" {
+        return Ok(Err(format!(
+            "its manifest column holds {} ({kind}), not the manifest's bytes",
+            if kind == "null" { "NULL" } else { "a number" }
+        )));
+    }
+    let len = u64_of(r.get_ref(first + 1)?).unwrap_or(0);
+    Ok(bytes_of(r.get_ref(first + 2)?)
+        .ok_or_else(|| format!("it is {len} bytes, larger than any record ({max} bytes at most)")))
+}
 
 /// One `inline_blobs` row as read.
 #[derive(Debug)]
@@ -483,11 +639,21 @@ fn inline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InlineRow> {
     })
 }
 
-/// A column as text: text as is, a blob lossily, anything else as its
-/// SQL rendering.
+/// A column as text: text as is, anything else as its SQL rendering (a
+/// blob as `X'<hex>'`: SQLite keeps a blob apart from text of the same
+/// bytes, so a key spelled as a blob must never read as that text).
 fn text_of(v: ValueRef<'_>) -> String {
     match v {
-        ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+        ValueRef::Text(b) => String::from_utf8_lossy(b).into_owned(),
+        ValueRef::Blob(b) => {
+            let mut out = String::with_capacity(3 + 2 * b.len());
+            out.push_str("X'");
+            for byte in b {
+                out.push_str(&format!("{byte:02x}"));
+            }
+            out.push('\'');
+            out
+        }
         ValueRef::Integer(i) => i.to_string(),
         ValueRef::Real(f) => f.to_string(),
         ValueRef::Null => "NULL".to_owned(),
@@ -509,7 +675,7 @@ mod tests {
     #[test]
     fn a_failed_group_fails_as_a_whole_and_later_groups_succeed() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path().join(INDEX), true).unwrap();
+        let index = Index::open(dir.path().join(INDEX), true, false).unwrap();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         index.commit(vec![record(a)]).unwrap();
         // A second row with the same id violates the primary key: nothing of
@@ -531,9 +697,61 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_in_the_committer_fails_its_group_and_later_commits_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path().join(INDEX), true, false).unwrap();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        index
+            .fault_panic
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // An error for the caller, not a panic, and nothing landed.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            index.commit(vec![record(a)])
+        }));
+        let err = outcome.expect("the commit panicked").unwrap_err();
+        assert!(err.to_string().contains("panic"), "{err}");
+        assert!(index.record_ids().unwrap().is_empty());
+        // The committer is free again: the next commit leads and lands.
+        index.commit(vec![record(b)]).unwrap();
+        assert_eq!(index.record_ids().unwrap(), [b.hyphenated().to_string()]);
+        let st = index.group.lock().unwrap();
+        assert!(!st.leader && st.pending.is_empty());
+    }
+
+    /// A waiter that wakes only after many later groups failed still gets
+    /// its own group's outcome: success for rows that committed.
+    #[test]
+    fn a_late_waiter_of_a_committed_group_is_told_it_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path().join(INDEX), true, false).unwrap();
+        let taken = Uuid::new_v4();
+        index.commit(vec![record(taken)]).unwrap();
+        // A caller joins a group and is slow to wake.
+        let late = Uuid::new_v4();
+        let mine = index.enqueue(vec![record(late)]);
+        // Another caller leads that group (it commits both), then many
+        // groups fail (a record id already taken).
+        index.commit(vec![record(Uuid::new_v4())]).unwrap();
+        for _ in 0..100 {
+            index.commit(vec![record(taken)]).unwrap_err();
+        }
+        assert!(index.record(late, 1 << 20).unwrap().is_some());
+        index.wait(mine).unwrap();
+        // And a late waiter of a failed group is told it failed; its
+        // outcome is then forgotten.
+        let failed = index.enqueue(vec![record(taken)]);
+        index.commit(vec![record(Uuid::new_v4())]).unwrap_err();
+        for _ in 0..100 {
+            index.commit(vec![record(Uuid::new_v4())]).unwrap();
+        }
+        index.wait(failed).unwrap_err();
+        assert!(index.group.lock().unwrap().failures.is_empty());
+    }
+
+    #[test]
     fn concurrent_commits_all_land_once() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path().join(INDEX), true).unwrap();
+        let index = Index::open(dir.path().join(INDEX), true, false).unwrap();
         let ids: Vec<Vec<Uuid>> = (0..8)
             .map(|_| (0..25).map(|_| Uuid::new_v4()).collect())
             .collect();

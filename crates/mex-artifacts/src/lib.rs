@@ -52,9 +52,15 @@
 //! it is cheap.
 //!
 //! The index is opened without following symlinks and only if it is a
-//! regular file; one that is not an SQLite database, or missing from a
+//! regular file (its `-wal` and `-shm` too); one that is not an SQLite
+//! database, an SQLite database without the store's two tables (another
+//! program's), a table with other columns, a trigger or view (which
+//! could undo a put's rows behind its back), or an index missing from a
 //! store whose marker says layout 3 (all its records are in it), is a clear
-//! error rather than an empty store. Payload files are opened without
+//! error rather than an empty store (whose gc would delete every payload).
+//! The marker itself is read only if it is a small regular file. While
+//! `records/` still holds record files that are not rows, gc deletes no
+//! payload. Payload files are opened without
 //! blocking and used only if they are regular files (a FIFO planted at a
 //! payload path is refused, never waited on), and a record over 1 MiB is
 //! refused unread. A store whose `blobs/`, `blobs/sha256/`, `tmp/` or

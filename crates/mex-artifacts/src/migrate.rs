@@ -24,18 +24,21 @@
 //!
 //! ## Layout 2 to 3
 //!
+//! 0. Any row already in `records` is deleted (one durable transaction):
+//!    while the marker says layout 2 the files are the records, and rows an
+//!    interrupted import left may have gone stale since (a layout-2 mex
+//!    re-pinned a record, or deleted it and its payload).
 //! 1. Every `records/<id>.json` that the reader accepts (a regular file of
 //!    at most 1 MiB, a valid manifest naming that id) is inserted, exact
-//!    bytes, as a row of `records` in `index.db` (an existing row is left
-//!    alone), in transactions of [`IMPORT_BATCH`] records, each durable on
-//!    commit.
+//!    bytes, as a row of `records` in `index.db`, in transactions of
+//!    [`IMPORT_BATCH`] records, each durable on commit.
 //! 2. The marker is replaced (temp file fsynced, renamed, root fsynced).
 //! 3. Each record file whose row holds exactly its bytes is removed, then
 //!    `records/` is fsynced and removed if empty (and the root fsynced).
 //!
 //! Killed before step 2, the marker still says layout 2 and every record is
-//! still a file: the next open imports again (rows already there are kept,
-//! one row per id, so nothing is listed twice). Killed after it, every
+//! still a file: the next open clears the rows and imports again (one row
+//! per id, so nothing is listed twice). Killed after it, every
 //! record is a row and the leftover files are no longer read: the next open
 //! that finds the store idle finishes step 3. A record file the reader
 //! refuses, and anything else in `records/`, stays there for `verify` to
@@ -93,7 +96,7 @@ impl ArtifactStore {
     pub(crate) fn migrate_from_layout_1(&self, steps: &mut Steps<'_>) -> Result<usize> {
         let _lock = self.lock(true)?;
         let marker = self.root_path.join(LAYOUT_FILE);
-        match self.root.read_to_string(LAYOUT_FILE) {
+        match crate::store::read_marker(&self.root) {
             Ok(text) if text == LAYOUT_1 => {}
             Ok(text) if text == LAYOUT_2 || text == LAYOUT => return Ok(0),
             Ok(text) => return Err(crate::store::unknown_layout(&marker, &text)),
@@ -210,7 +213,7 @@ impl ArtifactStore {
     pub(crate) fn migrate_from_layout_2(&self, steps: &mut Steps<'_>) -> Result<usize> {
         let _lock = self.lock(true)?;
         let marker = self.root_path.join(LAYOUT_FILE);
-        match self.root.read_to_string(LAYOUT_FILE) {
+        match crate::store::read_marker(&self.root) {
             Ok(text) if text == LAYOUT_2 => {}
             Ok(text) if text == LAYOUT => {
                 self.remove_imported_records(steps)?;
@@ -221,6 +224,15 @@ impl ArtifactStore {
         }
         let records_path = self.root_path.join(RECORDS);
         let mut imported = 0;
+        // 0. While the marker says layout 2 the files are the records: rows
+        // an interrupted import left behind may have gone stale since (the
+        // store changed by a layout-2 mex: a record re-pinned, or deleted
+        // with its payload), so they go before the import.
+        self.index
+            .write_now("clear stale rows of an interrupted migration from", |tx| {
+                tx.execute("DELETE FROM records", []).map(drop)
+            })?;
+        steps.tick();
         if let Some(records) = self.open_records_dir()? {
             let ids = record_file_ids(&records, &records_path)?;
             // 1. Import, a batch per transaction.
@@ -238,10 +250,8 @@ impl ArtifactStore {
                 }
                 imported += rows.len();
                 self.index.write_now("import records into", |tx| {
-                    let mut insert = tx.prepare_cached(
-                        "INSERT INTO records (id, manifest) VALUES (?1, ?2)
-                         ON CONFLICT (id) DO NOTHING",
-                    )?;
+                    let mut insert =
+                        tx.prepare_cached("INSERT INTO records (id, manifest) VALUES (?1, ?2)")?;
                     for (id, bytes) in &rows {
                         insert.execute(rusqlite::params![id.hyphenated().to_string(), bytes])?;
                     }
@@ -309,6 +319,33 @@ impl ArtifactStore {
         }
         steps.tick();
         Ok(())
+    }
+}
+
+impl ArtifactStore {
+    /// The names in `records/` that look like records of an older layout
+    /// (`<id>.json`, or a layout-1 `<id>/` directory): after
+    /// [`ArtifactStore::remove_imported_records`], records that are not
+    /// rows, which gc must not delete the payloads of.
+    pub(crate) fn record_files_left(&self) -> Result<Vec<String>> {
+        let Some(records) = self.open_records_dir()? else {
+            return Ok(Vec::new());
+        };
+        let records_path = self.root_path.join(RECORDS);
+        let mut names = Vec::new();
+        for entry in records
+            .entries()
+            .map_err(|e| store_io("list", records_path.clone(), 0, e))?
+        {
+            let entry = entry.map_err(|e| store_io("list", records_path.clone(), 0, e))?;
+            let name = entry.file_name();
+            let old_dir = name.to_str().and_then(crate::store::canonical_id).is_some();
+            if record_id(&name).is_some() || old_dir {
+                names.push(name.to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
     }
 }
 

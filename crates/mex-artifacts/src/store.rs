@@ -106,6 +106,46 @@ pub(crate) fn read_record(records: &Dir, name: &str) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The most bytes a layout marker may have (it is about 22).
+const MAX_MARKER_BYTES: u64 = 256;
+
+/// Read the layout marker: opened without blocking and read only if it is
+/// a regular file of at most [`MAX_MARKER_BYTES`] (a FIFO planted there
+/// would otherwise block every open of the store for good, a huge file be
+/// read whole into memory). `NotFound` when there is none.
+pub(crate) fn read_marker(root: &Dir) -> io::Result<String> {
+    let file = root
+        .open_with(
+            LAYOUT_FILE,
+            OpenOptions::new().read(true).custom_flags(nonblock()),
+        )?
+        .into_std();
+    let meta = file.metadata()?;
+    let refuse = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{what}, not a layout marker; move it away and write the store's layout (e.g. \"{}\" and a newline) into a regular file of that name",
+                LAYOUT.trim()
+            ),
+        )
+    };
+    if !meta.is_file() {
+        return Err(refuse(format!(
+            "it is a {}",
+            file_type_name(&meta.file_type())
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_MARKER_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_MARKER_BYTES {
+        return Err(refuse(format!(
+            "it is larger than {MAX_MARKER_BYTES} bytes"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| refuse("it is not UTF-8 text".to_owned()))
+}
+
 /// `O_NONBLOCK`, for opening a file that may turn out to be a FIFO (a
 /// regular file reads the same with it).
 pub(crate) fn nonblock() -> i32 {
@@ -462,7 +502,7 @@ impl ArtifactStore {
             root.create_dir_all(dir)
                 .map_err(|e| store_io("create directory", root_path.join(dir), 0, e))?;
         }
-        let layout = match root.read_to_string(LAYOUT_FILE) {
+        let layout = match read_marker(&root) {
             Ok(text) if text == LAYOUT => Some(3),
             Ok(text) if text == LAYOUT_2 => Some(2),
             Ok(text) if text == LAYOUT_1 => Some(1),
@@ -530,6 +570,37 @@ impl ArtifactStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(store_io("inspect", index_path, 0, e)),
         };
+        // SQLite refuses a journal that is not a regular file (it opens
+        // them without following symlinks) but says only "unable to open
+        // database file"; say which file and what to do.
+        for suffix in ["-wal", "-shm"] {
+            let name = format!("{INDEX}{suffix}");
+            match root.symlink_metadata(&name) {
+                Ok(meta) if !meta.is_file() => {
+                    return Err(store_io(
+                        "open the index",
+                        root_path.join(&name),
+                        0,
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "it is a {}, not the index's SQLite journal (a regular file); remove it (if index.db's last commits matter, restore the store from a backup)",
+                                if meta.file_type().is_symlink() {
+                                    "symbolic link"
+                                } else if meta.is_dir() {
+                                    "directory"
+                                } else {
+                                    "special file (FIFO, socket or device)"
+                                }
+                            ),
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(store_io("inspect", root_path.join(&name), 0, e)),
+            }
+        }
         if layout == Some(3) && !index_exists {
             return Err(store_io(
                 "open the index",
@@ -543,7 +614,7 @@ impl ArtifactStore {
         }
         // A new store's index exists (tables created, durable) before its
         // marker does, so a marker at layout 3 always has its index.
-        let index = Index::open(index_path, !index_exists)?;
+        let index = Index::open(index_path, !index_exists, index_exists && layout == Some(3))?;
         if !index_exists {
             // The new index's name is durable before a marker (or a
             // migration's marker) can be.
@@ -1040,11 +1111,9 @@ impl ArtifactStore {
                 artifact_id,
                 root: self.root_path.clone(),
             }),
-            Some(Err(len)) => Err(ArtifactError::ManifestInvalid {
+            Some(Err(why)) => Err(ArtifactError::ManifestInvalid {
                 path,
-                message: format!(
-                    "it is {len} bytes, larger than any record ({MAX_RECORD_BYTES} bytes at most); restore index.db from a backup"
-                ),
+                message: format!("{why}; restore index.db from a backup"),
             }),
             Some(Ok(bytes)) => parse_manifest(&bytes, &path, Some(artifact_id)),
         }

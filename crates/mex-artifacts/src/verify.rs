@@ -114,10 +114,39 @@ impl ArtifactStore {
         // A damaged index may fail to list its rows: that is reported above,
         // and the walk goes on with what can be read.
         let tolerate = damaged.is_some();
-        blobs.extend(unless_damaged(
-            tolerate,
-            self.hash_inline_blobs(&mut report),
-        )?);
+        let inline = unless_damaged(tolerate, self.hash_inline_blobs(&mut report))?;
+        // A damaged file behind an inline row is never served, but the row
+        // must not hide it from the report either.
+        let mut hidden: Vec<(Sha256Digest, Problem)> = Vec::new();
+        for digest in inline.keys() {
+            let (kind, message) = match blobs.get(digest) {
+                Some(BlobState::Bad(actual, size)) => (
+                    ProblemKind::HashMismatch,
+                    format!(
+                        "payload file hashes to {actual} ({size} bytes), not its name; reads use the inline row of that digest instead: delete the file"
+                    ),
+                ),
+                Some(BlobState::Unreadable(e)) => (
+                    ProblemKind::Unreadable,
+                    format!(
+                        "payload file cannot be read ({e}); reads use the inline row of that digest instead: delete the file"
+                    ),
+                ),
+                _ => continue,
+            };
+            hidden.push((
+                *digest,
+                Problem {
+                    artifact_id: None,
+                    path: self.blob_path(digest),
+                    kind,
+                    message,
+                },
+            ));
+        }
+        hidden.sort_by_key(|(d, _)| *d);
+        report.problems.extend(hidden.into_iter().map(|(_, p)| p));
+        blobs.extend(inline);
         self.report_record_files(&mut report)?;
         let mut referenced: HashMap<Sha256Digest, ()> = HashMap::new();
         let rows = unless_damaged(tolerate, self.index.record_rows(MAX_RECORD_BYTES))?;
@@ -135,11 +164,9 @@ impl ArtifactStore {
             report.records += 1;
             let manifest = match bytes {
                 Ok(bytes) => parse_manifest(&bytes, &path, Some(id)),
-                Err(len) => Err(crate::ArtifactError::ManifestInvalid {
+                Err(why) => Err(crate::ArtifactError::ManifestInvalid {
                     path: path.clone(),
-                    message: format!(
-                        "it is {len} bytes, larger than any record ({MAX_RECORD_BYTES} bytes at most)"
-                    ),
+                    message: why,
                 }),
             };
             let manifest = match manifest {

@@ -208,9 +208,13 @@ fn migrate_child() {
         let want: Vec<usize> = (1..=steps.len()).collect();
         assert_eq!(steps, want);
         // 1 to 2: links, fsync, two removals per directory (12 + the empty
-        // one), fsync, marker. 2 to 3: one import batch, marker, one removal
-        // per record file, `records/` (kept: the stray is in it).
-        assert_eq!(steps.len(), (12 + 1 + 2 * 13 + 1 + 1) + (1 + 1 + 12 + 1));
+        // one), fsync, marker. 2 to 3: stale rows cleared, one import batch,
+        // marker, one removal per record file, `records/` (kept: the stray
+        // is in it).
+        assert_eq!(
+            steps.len(),
+            (12 + 1 + 2 * 13 + 1 + 1) + (1 + 1 + 1 + 12 + 1)
+        );
         return;
     };
     let stop: usize = std::env::var(STOP_ENV).unwrap().parse().unwrap();
@@ -388,11 +392,15 @@ fn a_migration_killed_at_any_step_is_finished_by_the_next_open() {
 #[test]
 fn a_migration_from_layout_2_killed_at_any_step_is_finished_by_the_next_open() {
     let n = RECORDS as usize;
-    // Step 1: import committed; 2: marker replaced; then one per removal.
-    // At layout 3, an open's cleanup counts its removals from 1 again.
-    let rounds: [(usize, &str, (usize, usize, usize)); 5] = [
-        (1, "mex-artifacts-store-2\n", (0, n, n)),
-        (2, "mex-artifacts-store-3\n", (0, n, n)),
+    // Step 1: rows left by an earlier attempt cleared; 2: import
+    // committed; 3: marker replaced; then one per removal. At layout 3, an
+    // open's cleanup counts its removals from 1 again.
+    let rounds: [(usize, &str, (usize, usize, usize)); 7] = [
+        (1, "mex-artifacts-store-2\n", (0, n, 0)),
+        (2, "mex-artifacts-store-2\n", (0, n, n)),
+        // The next attempt starts over from the files.
+        (1, "mex-artifacts-store-2\n", (0, n, 0)),
+        (3, "mex-artifacts-store-3\n", (0, n, n)),
         (3, "mex-artifacts-store-3\n", (0, n - 3, n)),
         (5, "mex-artifacts-store-3\n", (0, n - 8, n)),
         (1000, "mex-artifacts-store-3\n", (0, 0, n)),
