@@ -951,6 +951,7 @@ impl ArtifactStore {
                 size: read,
             };
             check_expected(&got)?;
+            self.drop_damaged_file(&got.digest, got.size);
             return Ok(Blob {
                 got,
                 inline: Some(head),
@@ -1224,6 +1225,20 @@ impl ArtifactStore {
     fn blob_intact(&self, digest: &Sha256Digest, size: u64) -> bool {
         self.open_blob_verified("(existing blob)", digest, size)
             .is_ok()
+    }
+
+    /// A small payload lives inline, but a file can sit at its blob path:
+    /// a copy from layout 2, or one planted there. A damaged one (wrong
+    /// size or bytes, not a regular file) is removed when the same bytes
+    /// are put, as a layout-2 put replaced it; an intact one stays. Only a
+    /// damaged copy goes, so nothing durable is lost if the put then fails.
+    fn drop_damaged_file(&self, digest: &Sha256Digest, size: u64) {
+        let (shard, name) = blob_location(digest);
+        let path = Path::new(&shard).join(&name);
+        if self.blobs.symlink_metadata(&path).is_ok() && !self.blob_intact(digest, size) {
+            let _ = self.blobs.remove_file(&path);
+            self.forget_cached(digest);
+        }
     }
 
     fn forget_cached(&self, digest: &Sha256Digest) {

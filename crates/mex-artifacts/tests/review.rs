@@ -415,6 +415,36 @@ fn verify_reports_a_damaged_file_behind_an_intact_inline_row() {
     );
 }
 
+/// Putting the same small bytes again removes a damaged file at their blob
+/// path (the inline row holds them), as a layout-2 put replaced one; an
+/// intact file there (a layout-2 copy) stays.
+#[test]
+fn a_put_of_small_bytes_removes_a_damaged_file_at_their_blob_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    let store = ArtifactStore::at(&root).unwrap();
+    let bytes = b"small and inline";
+    let h = store.put_bytes(bytes, &PutOptions::default()).unwrap();
+    let hex = h.content_hash.to_hex();
+    let shard = root.join("blobs/sha256").join(&hex[..2]);
+    fs::create_dir_all(&shard).unwrap();
+    let file = shard.join(&hex[2..]);
+    fs::write(&file, b"small and INLINE").unwrap();
+    assert!(!store.verify().unwrap().is_ok());
+    store.put_bytes(bytes, &PutOptions::default()).unwrap();
+    assert!(!file.exists(), "the damaged copy is still there");
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{report:#?}");
+    fs::write(&file, bytes).unwrap();
+    store.put_bytes(bytes, &PutOptions::default()).unwrap();
+    assert_eq!(
+        fs::read(&file).unwrap(),
+        bytes,
+        "an intact copy was removed"
+    );
+    assert!(store.verify().unwrap().is_ok());
+}
+
 /// SQLite keeps a BLOB and a TEXT value apart even when their bytes are
 /// equal: a record row keyed by the id's bytes as a BLOB is a second row
 /// for that id. It is not an artifact: never listed (the id once), never
