@@ -110,7 +110,9 @@
 //! 4. One transaction inserts the record row and, for a small payload, its
 //!    `inline_blobs` row (absent, or present with other bytes: a damaged
 //!    row is repaired with the verified bytes; present and equal: left
-//!    alone). The artifact exists when that transaction commits; with
+//!    alone). A damaged *file* at a small payload's blob path (a layout-2
+//!    copy, or one planted there) is removed first; an intact one stays.
+//!    The artifact exists when that transaction commits; with
 //!    `synchronous=FULL` in WAL mode the commit is durable when it returns.
 //!
 //! The commit is a *group commit*: a put adds its rows to a pending list;
