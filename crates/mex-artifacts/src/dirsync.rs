@@ -11,49 +11,20 @@
 //! durability each put promises is unchanged; only the number of fsyncs
 //! drops (to one per directory per group).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, PoisonError};
 
 use cap_std::fs::Dir;
 
 use crate::error::{ArtifactError, Result};
+use crate::group::Group;
 use crate::store::fsync_dir;
 
+/// The group fsync of one store: directories (relative to the store root)
+/// pending for the next group; a failure is (directory, why).
 #[derive(Debug, Default)]
-struct State {
-    /// Directories (relative to the store root) waiting for the next group.
-    pending: BTreeSet<PathBuf>,
-    /// The number of the group that will take `pending`.
-    next: u64,
-    /// The last group whose fsyncs finished.
-    completed: u64,
-    /// A leader is fsyncing.
-    leader: bool,
-    /// Callers whose directories are in `pending` (waiters of `next`).
-    joined: usize,
-    /// Failed groups whose outcome not every waiter has taken yet: (waiters
-    /// left, directory, why). At most one per waiting caller.
-    failures: HashMap<u64, (usize, PathBuf, String)>,
-}
-
-/// The group fsync of one store.
-#[derive(Debug)]
 pub(crate) struct DirSync {
-    state: Mutex<State>,
-    done: Condvar,
-}
-
-impl Default for DirSync {
-    fn default() -> Self {
-        Self {
-            state: Mutex::new(State {
-                next: 1,
-                ..State::default()
-            }),
-            done: Condvar::new(),
-        }
-    }
+    group: Group<BTreeSet<PathBuf>, (PathBuf, String)>,
 }
 
 impl DirSync {
@@ -68,45 +39,15 @@ impl DirSync {
     /// Add `rel` to the pending group; returns its number, which the caller
     /// must then [`DirSync::wait`] for (it counts as one of its waiters).
     fn enqueue(&self, rel: &Path) -> u64 {
-        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        st.pending.insert(rel.to_path_buf());
-        st.joined += 1;
-        st.next
+        self.group.enqueue(|pending| {
+            pending.insert(rel.to_path_buf());
+        })
     }
 
     /// Wait until group `mine` is done (leading it when no group is being
-    /// synced) and return its outcome. A failed group's outcome is kept
-    /// until each of its waiters has taken it, so a waiter that wakes late
-    /// is never told that a group that succeeded failed.
+    /// synced; see [`crate::group`]) and return its outcome.
     fn wait(&self, root: &Dir, root_path: &Path, mine: u64) -> Result<()> {
-        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if st.completed >= mine {
-                let Some(failure) = st.failures.get_mut(&mine) else {
-                    return Ok(());
-                };
-                failure.0 = failure.0.saturating_sub(1);
-                let err = ArtifactError::Io {
-                    action: "fsync directory",
-                    path: failure.1.clone(),
-                    source: std::io::Error::other(failure.2.clone()),
-                };
-                if failure.0 == 0 {
-                    st.failures.remove(&mine);
-                }
-                return Err(err);
-            }
-            if st.leader {
-                st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
-                continue;
-            }
-            st.leader = true;
-            let group = st.next;
-            st.next += 1;
-            let waiters = std::mem::take(&mut st.joined);
-            let dirs = std::mem::take(&mut st.pending);
-            drop(st);
-            let mut failed = None;
+        let fsync_all = |dirs: BTreeSet<PathBuf>| {
             for dir in &dirs {
                 let result = if dir.as_os_str().is_empty() {
                     fsync_dir(root, root_path)
@@ -117,19 +58,24 @@ impl DirSync {
                         })
                         .and_then(|d| fsync_dir(&d, &root_path.join(dir)))
                 };
-                if let Err(e) = result {
-                    failed = Some((root_path.join(dir), e.to_string()));
-                    break;
-                }
+                result.map_err(|e| (root_path.join(dir), e.to_string()))?;
             }
-            st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            st.completed = group;
-            st.leader = false;
-            if let Some((path, why)) = failed {
-                st.failures.insert(group, (waiters, path, why));
-            }
-            self.done.notify_all();
-        }
+            Ok(())
+        };
+        let panicked = || {
+            (
+                root_path.to_path_buf(),
+                "the directory fsyncs stopped on an internal error (a panic); retry, and report this as a bug"
+                    .to_owned(),
+            )
+        };
+        self.group
+            .wait(mine, fsync_all, panicked)
+            .map_err(|(path, why)| ArtifactError::Io {
+                action: "fsync directory",
+                path,
+                source: std::io::Error::other(why),
+            })
     }
 }
 
@@ -174,7 +120,7 @@ mod tests {
             sync.sync(&root, dir.path(), Path::new("here")).unwrap();
         }
         sync.wait(&root, dir.path(), failed).unwrap_err();
-        assert!(sync.state.lock().unwrap().failures.is_empty());
+        assert!(sync.group.settled());
     }
 
     #[test]
@@ -197,8 +143,6 @@ mod tests {
                 });
             }
         });
-        let st = sync.state.lock().unwrap();
-        assert!(st.pending.is_empty() && !st.leader);
-        assert_eq!(st.completed + 1, st.next);
+        assert!(sync.group.settled());
     }
 }

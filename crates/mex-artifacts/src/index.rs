@@ -15,10 +15,9 @@
 //! fsyncs instead of queueing for one each. Across processes, SQLite's own
 //! lock serializes writers (with a busy timeout of [`BUSY_TIMEOUT`]).
 
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use mex_envelope::Sha256Digest;
@@ -27,6 +26,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use uuid::Uuid;
 
 use crate::error::{ArtifactError, Result};
+use crate::group::Group;
 
 /// The file name of the index in the store root.
 pub(crate) const INDEX: &str = "index.db";
@@ -60,24 +60,9 @@ pub(crate) enum Op {
     DeleteInline { hash: Sha256Digest },
 }
 
-#[derive(Debug, Default)]
-struct Group {
-    pending: Vec<Op>,
-    /// Callers whose ops are in `pending` (the waiters of group `next`).
-    joined: usize,
-    next: u64,
-    completed: u64,
-    leader: bool,
-    /// Failed groups whose outcome not every waiter has taken yet (at most
-    /// one entry per waiting caller, so bounded by the threads waiting).
-    failures: HashMap<u64, Failure>,
-}
-
 /// The outcome of a failed group, kept for its waiters.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Failure {
-    /// Waiters that have not taken it yet.
-    waiters: usize,
     disk_full: bool,
     why: String,
 }
@@ -87,8 +72,7 @@ pub(crate) struct Index {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
-    group: Mutex<Group>,
-    done: Condvar,
+    group: Group<Vec<Op>, Failure>,
     /// Test hook: the next group's transaction panics.
     #[cfg(test)]
     fault_panic: std::sync::atomic::AtomicBool,
@@ -279,11 +263,7 @@ impl Index {
             path,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
-            group: Mutex::new(Group {
-                next: 1,
-                ..Group::default()
-            }),
-            done: Condvar::new(),
+            group: Group::default(),
             #[cfg(test)]
             fault_panic: std::sync::atomic::AtomicBool::new(false),
         })
@@ -350,71 +330,33 @@ impl Index {
     /// Add `ops` to the pending group; returns its number, which the caller
     /// must then [`Index::wait`] for (it counts as one of its waiters).
     fn enqueue(&self, ops: Vec<Op>) -> u64 {
-        let mut st = self.group.lock().unwrap_or_else(PoisonError::into_inner);
-        st.pending.extend(ops);
-        st.joined += 1;
-        st.next
+        self.group.enqueue(|pending| pending.extend(ops))
     }
 
     /// Wait until group `mine` is committed (leading a commit when none is
-    /// running) and return its outcome. A failed group's outcome is kept
-    /// until each of its waiters has taken it, so a waiter that wakes late
-    /// never mistakes a commit for a failure or a failure for a commit.
+    /// running; see [`crate::group`]) and return its outcome.
     fn wait(&self, mine: u64) -> Result<()> {
-        let mut st = self.group.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if st.completed >= mine {
-                let Some(failure) = st.failures.get_mut(&mine) else {
-                    return Ok(());
-                };
-                failure.waiters = failure.waiters.saturating_sub(1);
-                let err = self.failed(failure.disk_full, failure.why.clone());
-                if failure.waiters == 0 {
-                    st.failures.remove(&mine);
-                }
-                return Err(err);
-            }
-            if st.leader {
-                st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
-                continue;
-            }
-            st.leader = true;
-            let group = st.next;
-            st.next += 1;
-            let waiters = std::mem::take(&mut st.joined);
-            let ops = std::mem::take(&mut st.pending);
-            drop(st);
-            // A panic while committing (a bug, or a failed allocation that
-            // unwinds) must not leave `leader` set for good, which would
-            // have every later commit wait forever: it fails this group
-            // like an error (its transaction rolled back as it unwound).
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(&ops)));
-            drop(ops);
-            let failure = match result {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(Failure {
-                    waiters,
-                    disk_full: e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
-                    why: match db_error("commit to", &self.path, &e) {
-                        ArtifactError::Io { source, .. } => source.to_string(),
-                        other => other.to_string(),
-                    },
-                }),
-                Err(_) => Some(Failure {
-                    waiters,
-                    disk_full: false,
-                    why: "the commit stopped on an internal error (a panic) and was rolled back; retry, and report this as a bug".to_owned(),
-                }),
-            };
-            st = self.group.lock().unwrap_or_else(PoisonError::into_inner);
-            st.completed = group;
-            st.leader = false;
-            if let Some(failure) = failure {
-                st.failures.insert(group, failure);
-            }
-            self.done.notify_all();
+        let commit = |ops: Vec<Op>| {
+            self.apply(&ops).map_err(|e| Failure {
+                disk_full: e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+                why: match db_error("commit to", &self.path, &e) {
+                    ArtifactError::Io { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                },
+            })
+        };
+        // A panic while committing (a bug, or a failed allocation that
+        // unwinds) fails this group like an error: its transaction rolled
+        // back as it unwound.
+        let panicked = || {
+            Failure {
+            disk_full: false,
+            why: "the commit stopped on an internal error (a panic) and was rolled back; retry, and report this as a bug".to_owned(),
         }
+        };
+        self.group
+            .wait(mine, commit, panicked)
+            .map_err(|f| self.failed(f.disk_full, f.why))
     }
 
     fn failed(&self, disk_full: bool, why: String) -> ArtifactError {
@@ -714,8 +656,7 @@ mod tests {
         // The committer is free again: the next commit leads and lands.
         index.commit(vec![record(b)]).unwrap();
         assert_eq!(index.record_ids().unwrap(), [b.hyphenated().to_string()]);
-        let st = index.group.lock().unwrap();
-        assert!(!st.leader && st.pending.is_empty());
+        assert!(index.group.settled());
     }
 
     /// A waiter that wakes only after many later groups failed still gets
@@ -745,7 +686,7 @@ mod tests {
             index.commit(vec![record(Uuid::new_v4())]).unwrap();
         }
         index.wait(failed).unwrap_err();
-        assert!(index.group.lock().unwrap().failures.is_empty());
+        assert!(index.group.settled());
     }
 
     #[test]
@@ -774,8 +715,6 @@ mod tests {
             .collect();
         want.sort();
         assert_eq!(index.record_ids().unwrap(), want);
-        let st = index.group.lock().unwrap();
-        assert!(st.pending.is_empty() && !st.leader && st.failures.is_empty());
-        assert_eq!(st.completed + 1, st.next);
+        assert!(index.group.settled());
     }
 }

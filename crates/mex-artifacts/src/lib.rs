@@ -209,6 +209,7 @@ pub mod bundle;
 mod dirsync;
 mod error;
 mod gc;
+mod group;
 mod index;
 mod ingest;
 mod migrate;
