@@ -276,7 +276,10 @@ mod tests {
     use super::*;
 
     /// A WAL database with the hook installed, and a table to fill.
-    fn db(dir: &Path, wake: Option<SyncSender<()>>) -> (Connection, Arc<CheckpointCounters>) {
+    pub(super) fn db(
+        dir: &Path,
+        wake: Option<SyncSender<()>>,
+    ) -> (Connection, Arc<CheckpointCounters>) {
         let mut conn = Connection::open(dir.join("t.sqlite3")).unwrap();
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -290,7 +293,7 @@ mod tests {
 
     /// Commit small transactions until the WAL (as the hook last saw it)
     /// holds at least `pages` pages, so the hook sees every size on the way.
-    fn fill_to(conn: &Connection, counters: &CheckpointCounters, pages: i32) {
+    pub(super) fn fill_to(conn: &Connection, counters: &CheckpointCounters, pages: i32) {
         let row = vec![7u8; 3000];
         let target = u64::try_from(pages).unwrap();
         while counters.stats().wal_pages < target {
@@ -382,28 +385,8 @@ mod attack {
 
     use std::sync::atomic::AtomicBool;
 
+    use super::tests::{db, fill_to};
     use super::*;
-
-    fn db(dir: &Path, wake: Option<SyncSender<()>>) -> (Connection, Arc<CheckpointCounters>) {
-        let mut conn = Connection::open(dir.join("t.sqlite3")).unwrap();
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(mode, "wal");
-        conn.execute("CREATE TABLE t (x BLOB)", []).unwrap();
-        let counters = Arc::new(CheckpointCounters::default());
-        install_hook(&mut conn, wake, Arc::clone(&counters)).unwrap();
-        (conn, counters)
-    }
-
-    fn fill_to(conn: &Connection, counters: &CheckpointCounters, pages: i32) {
-        let row = vec![7u8; 3000];
-        let target = u64::try_from(pages).unwrap();
-        while counters.stats().wal_pages < target {
-            conn.execute("INSERT INTO t (x) VALUES (?1)", [&row])
-                .unwrap();
-        }
-    }
 
     /// Another checkpoint holding SQLite's checkpoint lock when the WAL
     /// reaches the inline size (the checkpointer thread mid-copy, or another
