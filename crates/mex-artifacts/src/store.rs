@@ -450,6 +450,18 @@ pub(crate) fn fsync_dir(dir: &Dir, path: &Path) -> Result<()> {
     rustix::fs::fsync(&handle).map_err(|e| err(e.into()))
 }
 
+/// What an entry found through a store directory (cap-std metadata, not
+/// followed) is when it is not a regular file, for messages.
+fn entry_kind(meta: &cap_std::fs::Metadata) -> &'static str {
+    if meta.file_type().is_symlink() {
+        "symbolic link"
+    } else if meta.is_dir() {
+        "directory"
+    } else {
+        "special file (FIFO, socket or device)"
+    }
+}
+
 fn file_type_name(ft: &std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if ft.is_dir() {
@@ -556,13 +568,7 @@ impl ArtifactStore {
                         io::ErrorKind::InvalidData,
                         format!(
                             "it is a {}, not the store's SQLite index; move it away and restore the real index.db from a backup",
-                            if meta.file_type().is_symlink() {
-                                "symbolic link"
-                            } else if meta.is_dir() {
-                                "directory"
-                            } else {
-                                "special file (FIFO, socket or device)"
-                            }
+                            entry_kind(&meta)
                         ),
                     ),
                 ));
@@ -585,13 +591,7 @@ impl ArtifactStore {
                             io::ErrorKind::InvalidData,
                             format!(
                                 "it is a {}, not the index's SQLite journal (a regular file); remove it (if index.db's last commits matter, restore the store from a backup)",
-                                if meta.file_type().is_symlink() {
-                                    "symbolic link"
-                                } else if meta.is_dir() {
-                                    "directory"
-                                } else {
-                                    "special file (FIFO, socket or device)"
-                                }
+                                entry_kind(&meta)
                             ),
                         ),
                     ));
