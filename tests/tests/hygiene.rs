@@ -46,8 +46,8 @@ const DEP_TABLES: [&str; 3] = ["dependencies", "dev-dependencies", "build-depend
 /// `mex-engine-*` crates may use only the engine-author API.
 fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
     Some(match name {
-        "mex-envelope" => &[],
-        "mex-artifacts" | "mex-recorder" => &["mex-envelope"],
+        "mex-envelope" | "mex-group" => &[],
+        "mex-artifacts" | "mex-recorder" => &["mex-envelope", "mex-group"],
         "mex-registry" => &["mex-envelope", "mex-artifacts"],
         "mex-gates" => &["mex-envelope", "mex-registry", "mex-artifacts"],
         "mex-sandbox" => &["mex-envelope"],

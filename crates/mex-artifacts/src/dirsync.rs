@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use cap_std::fs::Dir;
 
 use crate::error::{ArtifactError, Result};
-use crate::group::Group;
 use crate::store::fsync_dir;
+use mex_group::Group;
 
 /// The group fsync of one store: directories (relative to the store root)
 /// pending for the next group; a failure is (directory, why).

@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use uuid::Uuid;
 
 use crate::error::{ArtifactError, Result};
-use crate::group::Group;
+use mex_group::Group;
 
 /// The file name of the index in the store root.
 pub(crate) const INDEX: &str = "index.db";

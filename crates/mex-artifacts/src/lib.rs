@@ -209,7 +209,6 @@ pub mod bundle;
 mod dirsync;
 mod error;
 mod gc;
-mod group;
 mod index;
 mod ingest;
 mod migrate;

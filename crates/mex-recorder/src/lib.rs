@@ -55,15 +55,18 @@
 //!
 //! ## Group commit
 //!
-//! One writer thread owns the write connection. Appending threads prepare
-//! their drafts (validation, redaction, canonical payload) in parallel, queue
-//! them, and block; the writer takes everything queued, commits it in one
-//! transaction (one fsync) and wakes every caller with its events. When
-//! fewer requests are queued than its last group held, it waits for the
-//! others (the callers it just answered, preparing their next append), at
-//! most as long as its last commit took; a lone caller never waits. With
-//! many concurrent writers the fsync cost is shared, which is what the
-//! `append/durable_8_threads` bench measures.
+//! Appending threads prepare their drafts (validation, redaction, canonical
+//! payload) in parallel and queue them. The first queued caller that finds
+//! no commit running becomes the leader: it takes everything queued,
+//! commits it on the write connection in one transaction (one fsync) and
+//! wakes every caller in the group with its events (the protocol is the
+//! `mex-group` crate's). There is no writer thread: a lone caller commits
+//! its own append on its own thread, without handing it to another thread
+//! and back. When fewer requests are queued than the last group held, the
+//! leader waits for the others (the callers just answered, preparing their
+//! next append), at most as long as the last commit took; a lone caller
+//! never waits. With many concurrent writers the fsync cost is shared,
+//! which is what the `append/durable_8_threads` bench measures.
 //!
 //! ## Checkpoints
 //!

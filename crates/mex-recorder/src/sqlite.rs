@@ -42,12 +42,12 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mex_envelope::{Sha256Digest, UtcTimestamp};
+use mex_group::Group;
 use rusqlite::config::DbConfig;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
@@ -158,12 +158,8 @@ const CLAIM_COLUMNS: &str = "op_id, state, owner, pid, claimed_ms, ended_ms";
 
 const PROBLEM_COLUMNS: &str = "fingerprint, code, gate, engine_id, operation, severity, message, count, first_seen_ms, last_seen_ms, last_op_id, last_seq, state, resolved_at_ms, resolution";
 
-/// Most drafts committed in one group-commit transaction (a single larger
-/// `append_batch` still commits whole).
-const MAX_GROUP_DRAFTS: usize = 8192;
-
-/// Longest the writer waits for the callers of its last group to queue
-/// again before committing (see `writer_loop`).
+/// Longest a committing caller waits for the callers of the last group to
+/// queue again before committing (see the crate docs, "Group commit").
 const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
 
 /// Events read per chunk when verifying (their hashes are checked in
@@ -222,19 +218,12 @@ impl Request {
             }
         )
     }
-
-    fn size(&self) -> usize {
-        match self {
-            Self::Append { drafts, .. } => drafts.len().max(1),
-            Self::Resolve { .. } => 1,
-            Self::Interrupt { claims, .. } => claims.len().max(1),
-        }
-    }
 }
 
 /// The durable [`FlightRecorder`]: SQLite in WAL mode with
-/// `synchronous=FULL`, one writer thread doing group commit, a small pool of
-/// read connections. See the crate docs for the durability rule.
+/// `synchronous=FULL`, one write connection shared by group commit (the
+/// first waiting caller commits for everyone), a small pool of read
+/// connections. See the crate docs for the durability rule.
 ///
 /// # Example
 ///
@@ -276,8 +265,9 @@ pub struct SqliteRecorder {
     path: PathBuf,
     redactor: Redactor,
     owner: Owner,
-    sender: Option<Sender<Request>>,
-    writer: Option<JoinHandle<()>>,
+    // `None` once closing: the writer connection closes before the
+    // checkpointer's (below).
+    committer: Option<Committer>,
     readers: Mutex<Vec<Connection>>,
     key: Option<WriterKey>,
     counters: Arc<CommitCounters>,
@@ -285,6 +275,21 @@ pub struct SqliteRecorder {
     // Dropped after the writer (fields drop in order): its connection
     // closes last and checkpoints what the WAL still holds.
     checkpointer: Option<Checkpointer>,
+}
+
+/// The write connection and its group-commit queue: the first caller that
+/// finds no commit running takes every queued request and commits them in
+/// one transaction for everyone (see the crate docs, "Group commit").
+struct Committer {
+    conn: Mutex<WriteConn>,
+    group: Group<Vec<Request>, RecorderError>,
+    /// This recorder's owner id, as claims store it.
+    owner: String,
+}
+
+struct WriteConn {
+    conn: Connection,
+    mode: SyncMode,
 }
 
 impl std::fmt::Debug for SqliteRecorder {
@@ -372,38 +377,23 @@ impl SqliteRecorder {
         checkpoint::install_hook(&mut conn, checkpointer.waker(), Arc::clone(&checkpoints))
             .map_err(|e| open_error(&path, &e))?;
 
-        let (sender, receiver) = mpsc::channel();
-        let writer_path = path.clone();
-        let writer_redactor = redactor.clone();
-        let writer_owner = owner.id.to_string();
-        let writer_key = key.clone();
-        let counters = Arc::new(CommitCounters::default());
-        let writer_counters = Arc::clone(&counters);
-        let writer = std::thread::Builder::new()
-            .name("mex-recorder-writer".to_owned())
-            .spawn(move || {
-                let w = Writer {
-                    path: &writer_path,
-                    redactor: &writer_redactor,
-                    owner: &writer_owner,
-                    key: writer_key.as_ref(),
-                    counters: &writer_counters,
-                };
-                writer_loop(conn, &w, &receiver);
-            })
-            .map_err(|e| RecorderError::Open {
-                path: path.clone(),
-                detail: format!("cannot start the writer thread: {e}"),
-            })?;
+        let committer = Committer {
+            // configure_writer left the connection at FULL.
+            conn: Mutex::new(WriteConn {
+                conn,
+                mode: SyncMode { full: true },
+            }),
+            group: Group::gathering(MAX_GATHER_WAIT),
+            owner: owner.id.to_string(),
+        };
         let recorder = Self {
             path,
             redactor,
             owner,
-            sender: Some(sender),
-            writer: Some(writer),
+            committer: Some(committer),
             readers: Mutex::new(Vec::new()),
             key,
-            counters,
+            counters: Arc::new(CommitCounters::default()),
             checkpoints,
             checkpointer: Some(checkpointer),
         };
@@ -445,11 +435,40 @@ impl SqliteRecorder {
         }
     }
 
+    /// Queue a request and wait until the group holding it has committed
+    /// (committing it when no other caller is), then take its answer.
     fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, RecorderError> {
+        let c = self.committer.as_ref().ok_or_else(|| self.closed())?;
         let (reply, answer) = mpsc::sync_channel(1);
-        let sender = self.sender.as_ref().ok_or_else(|| self.closed())?;
-        sender.send(make(reply)).map_err(|_| self.closed())?;
-        answer.recv().map_err(|_| self.closed())?
+        let mine = c.group.enqueue(|pending| pending.push(make(reply)));
+        let w = Writer {
+            path: &self.path,
+            redactor: &self.redactor,
+            owner: &c.owner,
+            key: self.key.as_ref(),
+            counters: &self.counters,
+        };
+        let ran = c.group.wait(
+            mine,
+            |batch| {
+                let mut guard = c.conn.lock().unwrap_or_else(PoisonError::into_inner);
+                let WriteConn { conn, mode } = &mut *guard;
+                commit_batch(conn, &w, mode, batch);
+                Ok(())
+            },
+            || RecorderError::Storage {
+                path: self.path.clone(),
+                context: "committing a group of appends",
+                detail: "the commit panicked".to_owned(),
+                hint: "nothing in the failed group was recorded; retry, and report the panic",
+            },
+        );
+        // Every request of a group that ran is answered (a panic while
+        // committing fails the group without answers).
+        match answer.try_recv() {
+            Ok(answered) => answered,
+            Err(_) => Err(ran.err().unwrap_or_else(|| self.closed())),
+        }
     }
 
     /// Run `f` on a pooled read connection.
@@ -628,12 +647,9 @@ impl Drop for SqliteRecorder {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        // Closing the channel ends the writer loop after it has committed
-        // (and answered) everything already queued.
-        self.sender = None;
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
-        }
+        // No caller is left (drop has the recorder to itself), so nothing
+        // is queued: the write connection closes here.
+        self.committer = None;
         self.checkpointer = None;
         self.owner.release();
     }
@@ -1083,49 +1099,6 @@ struct Writer<'a> {
     owner: &'a str,
     key: Option<&'a WriterKey>,
     counters: &'a CommitCounters,
-}
-
-fn writer_loop(mut conn: Connection, w: &Writer<'_>, receiver: &Receiver<Request>) {
-    // configure_writer left the connection at FULL.
-    let mut mode = SyncMode { full: true };
-    // Callers in the previous group, and how long its commit took.
-    let mut last_group = 1;
-    let mut last_commit = Duration::ZERO;
-    while let Ok(first) = receiver.recv() {
-        let mut size = first.size();
-        let mut batch = vec![first];
-        while size < MAX_GROUP_DRAFTS {
-            match receiver.try_recv() {
-                Ok(next) => {
-                    size += next.size();
-                    batch.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        // Callers answered by the last commit are usually preparing their
-        // next append right now: wait for as many as the last group held,
-        // at most as long as that commit took, so they share this commit
-        // instead of each paying its own. A single caller (last group of
-        // one) never waits; a shrinking crowd waits once, then less.
-        if batch.len() < last_group && size < MAX_GROUP_DRAFTS {
-            let deadline = Instant::now() + last_commit.min(MAX_GATHER_WAIT);
-            while batch.len() < last_group && size < MAX_GROUP_DRAFTS {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match receiver.recv_timeout(left) {
-                    Ok(next) => {
-                        size += next.size();
-                        batch.push(next);
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
-        last_group = batch.len();
-        let started = Instant::now();
-        commit_batch(&mut conn, w, &mut mode, batch);
-        last_commit = started.elapsed();
-    }
 }
 
 enum Outcome {
@@ -1803,6 +1776,8 @@ impl Owner {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use std::time::Instant;
 
     /// The recorder's checkpointer thread copies the WAL while commits go
     /// on; no commit checkpoints until the WAL reaches the inline size, and

@@ -1,5 +1,10 @@
-//! The group-commit protocol, shared by the index's transactions and the
-//! store's directory fsyncs.
+//! The group-commit protocol, shared by the artifact store (its index's
+//! transactions and its directory fsyncs) and the flight recorder (its
+//! write transactions).
+//!
+//! This crate owns only the protocol: who runs a batch, who waits, which
+//! outcome each caller gets. It knows nothing of what a batch holds or how
+//! it is made durable; its users do.
 //!
 //! Callers add work to a pending batch ([`Group::enqueue`]) and then wait
 //! for it ([`Group::wait`]). The first waiter that finds no batch running
@@ -10,15 +15,28 @@
 //! never mistakes another batch's outcome for its own; a panic while
 //! running fails the batch instead of leaving a leader that never finishes
 //! (every later caller would wait forever).
+//!
+//! A group made with [`Group::gathering`] lets a new leader wait a little
+//! for the callers the last batch answered: they are usually preparing
+//! their next work at that instant, and without the wait two halves of a
+//! crowd would take turns, each paying its own commit. The wait ends as
+//! soon as as many callers have joined as the last batch had, and never
+//! lasts longer than the last batch's run nor the bound given. A lone
+//! caller (last batch of one) never waits.
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// One group-commit queue: `P` is a pending batch, `F` a failure's outcome.
 #[derive(Debug)]
-pub(crate) struct Group<P, F> {
+pub struct Group<P, F> {
     state: Mutex<State<P, F>>,
     done: Condvar,
+    /// Signalled when a caller joins while a leader gathers.
+    arrived: Condvar,
+    /// The longest a leader gathers (zero: never).
+    max_gather: Duration,
 }
 
 #[derive(Debug)]
@@ -35,10 +53,24 @@ struct State<P, F> {
     /// Failed batches whose outcome not every waiter has taken yet: (waiters
     /// left, outcome). At most one per waiting caller.
     failures: HashMap<u64, (usize, F)>,
+    /// A leader is waiting for callers to join before taking the batch.
+    gathering: bool,
+    /// Callers in the last batch run, and how long it ran.
+    last_waiters: usize,
+    last_run: Duration,
 }
 
 impl<P: Default, F: Clone> Default for Group<P, F> {
+    /// A group whose leader takes the pending batch at once.
     fn default() -> Self {
+        Self::gathering(Duration::ZERO)
+    }
+}
+
+impl<P: Default, F: Clone> Group<P, F> {
+    /// A group whose leader may gather callers for at most `max_gather`
+    /// (see the crate docs).
+    pub fn gathering(max_gather: Duration) -> Self {
         Self {
             state: Mutex::new(State {
                 pending: P::default(),
@@ -47,27 +79,62 @@ impl<P: Default, F: Clone> Default for Group<P, F> {
                 completed: 0,
                 leader: false,
                 failures: HashMap::new(),
+                gathering: false,
+                last_waiters: 0,
+                last_run: Duration::ZERO,
             }),
             done: Condvar::new(),
+            arrived: Condvar::new(),
+            max_gather,
         }
     }
-}
 
-impl<P: Default, F: Clone> Group<P, F> {
     /// Add work to the pending batch with `add`; returns the batch's number,
     /// which the caller must then [`Group::wait`] for (it counts as one of
     /// its waiters).
-    pub(crate) fn enqueue(&self, add: impl FnOnce(&mut P)) -> u64 {
+    pub fn enqueue(&self, add: impl FnOnce(&mut P)) -> u64 {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         add(&mut st.pending);
         st.joined += 1;
+        // The gathering leader is woken once, when its group is complete.
+        if st.gathering && st.joined >= st.last_waiters {
+            self.arrived.notify_one();
+        }
         st.next
+    }
+
+    /// As leader, before taking the batch: wait until as many callers have
+    /// joined as the last batch had, at most the last run's time and
+    /// `max_gather`.
+    fn gather<'a>(
+        &self,
+        mut st: std::sync::MutexGuard<'a, State<P, F>>,
+    ) -> std::sync::MutexGuard<'a, State<P, F>> {
+        let bound = st.last_run.min(self.max_gather);
+        if st.joined >= st.last_waiters || bound.is_zero() {
+            return st;
+        }
+        let deadline = Instant::now() + bound;
+        st.gathering = true;
+        while st.joined < st.last_waiters {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self
+                .arrived
+                .wait_timeout(st, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        st.gathering = false;
+        st
     }
 
     /// Wait until batch `mine` has run (leading a batch when none is
     /// running: `run` runs it, `panicked` names the failure when `run`
     /// panics) and return its outcome.
-    pub(crate) fn wait(
+    pub fn wait(
         &self,
         mine: u64,
         mut run: impl FnMut(P) -> Result<(), F>,
@@ -91,16 +158,21 @@ impl<P: Default, F: Clone> Group<P, F> {
                 continue;
             }
             st.leader = true;
+            st = self.gather(st);
             let batch_number = st.next;
             st.next += 1;
             let waiters = std::mem::take(&mut st.joined);
             let batch = std::mem::take(&mut st.pending);
             drop(st);
+            let started = Instant::now();
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(batch)))
                 .unwrap_or_else(|_| Err(panicked()));
+            let ran = started.elapsed();
             st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             st.completed = batch_number;
             st.leader = false;
+            st.last_waiters = waiters;
+            st.last_run = ran;
             if let Err(failure) = outcome {
                 st.failures.insert(batch_number, (waiters, failure));
             }
@@ -108,10 +180,19 @@ impl<P: Default, F: Clone> Group<P, F> {
         }
     }
 
-    /// Test view: no leader, nothing pending, no outcome left untaken, and
-    /// every batch numbered so far has run.
+    /// Test view: a leader is gathering callers.
     #[cfg(test)]
-    pub(crate) fn settled(&self) -> bool {
+    fn is_gathering(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .gathering
+    }
+
+    /// Test view (for this crate's and its users' tests): no leader, nothing pending, no outcome left untaken, and
+    /// every batch numbered so far has run.
+    #[doc(hidden)]
+    pub fn settled(&self) -> bool {
         let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         !st.leader && st.joined == 0 && st.failures.is_empty() && st.completed + 1 == st.next
     }
@@ -168,6 +249,45 @@ mod tests {
             group.wait(n, ok, String::new).unwrap();
         }
         group.wait(failed, ok, String::new).unwrap_err();
+        assert!(group.settled());
+    }
+
+    #[test]
+    fn a_gathering_leader_takes_the_callers_that_join_while_it_gathers() {
+        let group: std::sync::Arc<Group<Vec<u32>, String>> =
+            std::sync::Arc::new(Group::gathering(Duration::from_secs(60)));
+        // A batch of two callers that ran for 3 s: the next leader gathers
+        // until two have joined, for at most 3 s.
+        let first = group.enqueue(|p| p.push(1));
+        let second = group.enqueue(|p| p.push(2));
+        let slow = |_| {
+            std::thread::sleep(Duration::from_secs(3));
+            Ok(())
+        };
+        group.wait(first, slow, String::new).unwrap();
+        group.wait(second, slow, String::new).unwrap();
+        let batches = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let (g, b) = (group.clone(), batches.clone());
+        let leader = std::thread::spawn(move || {
+            let mine = g.enqueue(|p| p.push(3));
+            g.wait(
+                mine,
+                |batch| {
+                    b.lock().unwrap().push(batch);
+                    Ok(())
+                },
+                String::new,
+            )
+        });
+        while !group.is_gathering() {
+            std::thread::yield_now();
+        }
+        let late = group.enqueue(|p| p.push(4));
+        group
+            .wait(late, |_| Err("ran a second batch".to_owned()), String::new)
+            .unwrap();
+        leader.join().unwrap().unwrap();
+        assert_eq!(*batches.lock().unwrap(), [vec![3, 4]]);
         assert!(group.settled());
     }
 }
