@@ -1121,9 +1121,17 @@ impl SyncMode {
             // Until SQLite confirms the level, assume it does not fsync: if
             // the pragma or the read-back fails, the next group that needs
             // an fsync sets FULL again instead of trusting a stale flag.
+            // Cached statements: misses switch twice per operation.
             self.full = false;
-            conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
-            let level: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+            conn.prepare_cached(if full {
+                "PRAGMA synchronous = FULL"
+            } else {
+                "PRAGMA synchronous = NORMAL"
+            })?
+            .execute([])?;
+            let level: i64 = conn
+                .prepare_cached("PRAGMA synchronous")?
+                .query_row([], |r| r.get(0))?;
             // 2 = FULL, 3 = EXTRA: both fsync every commit.
             self.full = level >= 2;
         }
