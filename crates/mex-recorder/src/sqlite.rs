@@ -158,6 +158,12 @@ const CLAIM_COLUMNS: &str = "op_id, state, owner, pid, claimed_ms, ended_ms";
 
 const PROBLEM_COLUMNS: &str = "fingerprint, code, gate, engine_id, operation, severity, message, count, first_seen_ms, last_seen_ms, last_op_id, last_seq, state, resolved_at_ms, resolution";
 
+/// Most drafts committed in one transaction when a committing caller takes
+/// several callers' requests (a single larger request still commits whole):
+/// a crowd of bulk appends does not become one huge transaction holding
+/// SQLite's write lock, and so every other process, for all of them.
+const MAX_GROUP_DRAFTS: usize = 8192;
+
 /// Longest a committing caller waits for the callers of the last group to
 /// queue again before committing (see the crate docs, "Group commit").
 const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
@@ -218,6 +224,37 @@ impl Request {
             }
         )
     }
+
+    /// How much of a group's [`MAX_GROUP_DRAFTS`] this request takes.
+    fn size(&self) -> usize {
+        match self {
+            Self::Append { drafts, .. } => drafts.len().max(1),
+            Self::Resolve { .. } => 1,
+            Self::Interrupt { claims, .. } => claims.len().max(1),
+        }
+    }
+}
+
+/// Cut the requests a committing caller took into transactions of at most
+/// [`MAX_GROUP_DRAFTS`] drafts each, in queue order, never splitting a
+/// request.
+fn transactions(batch: Vec<Request>) -> Vec<Vec<Request>> {
+    let mut groups = Vec::new();
+    let mut group = Vec::new();
+    let mut size = 0;
+    for request in batch {
+        let n = request.size();
+        if !group.is_empty() && size + n > MAX_GROUP_DRAFTS {
+            groups.push(std::mem::take(&mut group));
+            size = 0;
+        }
+        size += n;
+        group.push(request);
+    }
+    if !group.is_empty() {
+        groups.push(group);
+    }
+    groups
 }
 
 /// The durable [`FlightRecorder`]: SQLite in WAL mode with
@@ -453,7 +490,9 @@ impl SqliteRecorder {
             |batch| {
                 let mut guard = c.conn.lock().unwrap_or_else(PoisonError::into_inner);
                 let WriteConn { conn, mode } = &mut *guard;
-                commit_batch(conn, &w, mode, batch);
+                for group in transactions(batch) {
+                    commit_batch(conn, &w, mode, group);
+                }
                 Ok(())
             },
             || RecorderError::Storage {
@@ -1811,9 +1850,7 @@ impl Owner {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "test code")]
-
-    use std::time::Instant;
+    #![allow(clippy::unwrap_used, clippy::panic, reason = "test code")]
 
     /// The recorder's checkpointer thread copies the WAL while commits go
     /// on; no commit checkpoints until the WAL reaches the inline size, and
@@ -1930,6 +1967,65 @@ mod tests {
         commit_batch(&mut conn, &w, &mut mode, vec![d]);
         assert!(d_answer.recv().unwrap().is_ok());
         assert_eq!((counts(), level(&conn)), ((2, 1), 2), "a completion");
+    }
+
+    /// The committing caller takes every queued request but commits at most
+    /// MAX_GROUP_DRAFTS drafts per transaction, each request whole: two
+    /// callers' bulk appends queued behind a third make two transactions,
+    /// not one holding the write lock for all of them.
+    #[test]
+    fn a_group_commits_at_most_max_group_drafts_per_transaction() {
+        use super::*;
+        use crate::event::EventKind;
+        let dir = tempfile::tempdir().unwrap();
+        let rec = SqliteRecorder::open(dir.path()).unwrap();
+        let c = rec.committer.as_ref().unwrap();
+        let before = rec.commit_stats().fsynced;
+        let bulk = || -> Vec<PreparedDraft> {
+            (0..MAX_GROUP_DRAFTS / 2 + 1)
+                .map(|_| {
+                    EventDraft::new(EventKind::OpReceived)
+                        .with_op_id(Uuid::new_v4())
+                        .prepare(&rec.redactor)
+                        .unwrap()
+                })
+                .collect()
+        };
+        // Two callers have queued their bulk appends and are about to wait.
+        let queued: Vec<_> = (0..2)
+            .map(|_| {
+                let (reply, answer) = mpsc::sync_channel(1);
+                let mine = c.group.enqueue(|pending| {
+                    pending.push(Request::Append {
+                        drafts: bulk(),
+                        claim: None,
+                        reply,
+                    })
+                });
+                (mine, answer)
+            })
+            .collect();
+        // A third caller finds no commit running: it commits all three.
+        rec.append(EventDraft::new(EventKind::OpReceived).with_op_id(Uuid::new_v4()))
+            .unwrap();
+        for (mine, answer) in queued {
+            let unrun = |_| Err(rec.closed());
+            c.group.wait(mine, unrun, || rec.closed()).unwrap();
+            match answer.try_recv().unwrap().unwrap() {
+                ClaimOutcome::Recorded(events) => {
+                    assert_eq!(events.len(), MAX_GROUP_DRAFTS / 2 + 1)
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(c.group.settled());
+        assert_eq!(rec.commit_stats().fsynced - before, 2);
+        let report = rec.verify().unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(
+            report.events_checked,
+            u64::try_from(MAX_GROUP_DRAFTS).unwrap() + 3
+        );
     }
 
     /// The context lookup every append may make goes through the op_id

@@ -70,7 +70,7 @@ fn step(rec: &SqliteRecorder, t: usize, i: u64, print: bool) -> Vec<String> {
         Err(e) => lines.push(format!("ERR {e}")),
     }
     // Every other op completes; the rest stay admitted until the kill.
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         match rec.append_claiming(
             Claim::Complete(op),
             vec![EventDraft::op_completed(op, ResultStatus::Succeeded)],
