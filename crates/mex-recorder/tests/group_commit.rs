@@ -341,6 +341,7 @@ fn one_claimant_of_each_op_wins_across_processes_and_threads() {
                 .env(RACE_CHILD_ENV, dir.path())
                 .env(RACE_OPS_ENV, &list)
                 .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
@@ -349,7 +350,11 @@ fn one_claimant_of_each_op_wins_across_processes_and_threads() {
     for child in children {
         let out = child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "a racing child failed: {text}");
+        assert!(
+            out.status.success(),
+            "a racing child failed: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         for op in text.lines().filter_map(|l| l.split("WON ").nth(1)) {
             *wins.entry(op.parse().unwrap()).or_default() += 1;
         }
