@@ -134,6 +134,9 @@ impl<P: Default, F: Clone> Group<P, F> {
     /// Wait until batch `mine` has run (leading a batch when none is
     /// running: `run` runs it, `panicked` names the failure when `run`
     /// panics) and return its outcome.
+    ///
+    /// `panicked` itself must not panic: it runs outside the guard, and a
+    /// leader unwinding from it would leave every later caller waiting.
     pub fn wait(
         &self,
         mine: u64,
@@ -288,6 +291,101 @@ mod tests {
             .unwrap();
         leader.join().unwrap().unwrap();
         assert_eq!(*batches.lock().unwrap(), [vec![3, 4]]);
+        assert!(group.settled());
+    }
+
+    /// Eight threads, each enqueueing and waiting 300 times, against a
+    /// gathering group whose batches succeed, fail or panic depending on
+    /// what they hold: every item runs in exactly one batch, every caller
+    /// gets that batch's outcome (never another's), and no outcome is left
+    /// behind.
+    #[test]
+    fn under_contention_each_caller_gets_its_own_batchs_outcome() {
+        use std::sync::Arc;
+        const THREADS: u32 = 8;
+        const EACH: u32 = 300;
+        let group: Arc<Group<Vec<u32>, u32>> = Arc::new(Group::gathering(Duration::from_millis(1)));
+        // item -> (times run, whether its batch succeeded)
+        let ran = Arc::new(Mutex::new(HashMap::<u32, (u32, bool)>::new()));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (group, ran) = (Arc::clone(&group), Arc::clone(&ran));
+                std::thread::spawn(move || {
+                    (0..EACH)
+                        .map(|i| {
+                            let item = t * 1000 + i;
+                            let mine = group.enqueue(|p| p.push(item));
+                            let outcome = group.wait(
+                                mine,
+                                |batch| {
+                                    let first = batch.iter().copied().min().unwrap_or(0);
+                                    let ok = first % 3 != 0;
+                                    let mut ran = ran.lock().unwrap();
+                                    for item in &batch {
+                                        let seen = ran.entry(*item).or_insert((0, ok));
+                                        seen.0 += 1;
+                                        seen.1 = ok;
+                                    }
+                                    drop(ran);
+                                    match (ok, first % 7 == 0) {
+                                        (true, _) => Ok(()),
+                                        (false, true) => panic!("batch {first} panics"),
+                                        (false, false) => Err(first),
+                                    }
+                                },
+                                || u32::MAX,
+                            );
+                            (item, outcome.is_ok())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let told: Vec<(u32, bool)> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let ran = ran.lock().unwrap();
+        assert_eq!(told.len(), (THREADS * EACH) as usize);
+        let mut failures = 0;
+        for (item, ok) in told {
+            let (times, batch_ok) = ran[&item];
+            assert_eq!(times, 1, "item {item} ran {times} times");
+            assert_eq!(ok, batch_ok, "item {item} was told the wrong outcome");
+            failures += usize::from(!ok);
+        }
+        // Not vacuous: both outcomes were told.
+        assert!(failures > 0 && failures < ran.len(), "{failures} failures");
+        assert!(group.settled());
+    }
+
+    /// A crowd's batch followed by a lone caller (the crowd gone): the
+    /// leader's gather ends at its bound and the lone caller's batch runs
+    /// alone.
+    #[test]
+    fn a_lone_caller_after_a_crowd_is_not_held_by_the_gather() {
+        let group: Group<Vec<u32>, String> = Group::gathering(Duration::from_secs(60));
+        let crowd: Vec<u64> = (0..8).map(|i| group.enqueue(|p| p.push(i))).collect();
+        let slow = |_| {
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(())
+        };
+        for mine in crowd {
+            group.wait(mine, slow, String::new).unwrap();
+        }
+        let mut batches = Vec::new();
+        let lone = group.enqueue(|p| p.push(9));
+        group
+            .wait(
+                lone,
+                |batch| {
+                    batches.push(batch);
+                    Ok(())
+                },
+                String::new,
+            )
+            .unwrap();
+        assert_eq!(batches, [vec![9]]);
         assert!(group.settled());
     }
 }

@@ -58,9 +58,10 @@
 //! Appending threads prepare their drafts (validation, redaction, canonical
 //! payload) in parallel and queue them. The first queued caller that finds
 //! no commit running becomes the leader: it takes everything queued,
-//! commits it on the write connection in one transaction (one fsync) and
-//! wakes every caller in the group with its events (the protocol is the
-//! `mex-group` crate's). There is no writer thread: a lone caller commits
+//! commits it on the write connection in one transaction (one fsync; more
+//! than 8,192 drafts are cut into transactions of at most that many, never
+//! splitting one caller's batch) and wakes every caller in the group with
+//! its events (the protocol is the `mex-group` crate's). There is no writer thread: a lone caller commits
 //! its own append on its own thread, without handing it to another thread
 //! and back. When fewer requests are queued than the last group held, the
 //! leader waits for the others (the callers just answered, preparing their

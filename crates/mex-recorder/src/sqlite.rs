@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mex_envelope::{Sha256Digest, UtcTimestamp};
 use mex_group::Group;
@@ -186,6 +186,12 @@ const CLAIM_COLUMNS: &str = "op_id, state, owner, pid, claimed_ms, ended_ms";
 
 const PROBLEM_COLUMNS: &str = "fingerprint, code, gate, engine_id, operation, severity, message, count, first_seen_ms, last_seen_ms, last_op_id, last_seq, state, resolved_at_ms, resolution";
 
+/// Most drafts committed in one transaction when a committing caller takes
+/// several callers' requests (a single larger request still commits whole):
+/// a crowd of bulk appends does not become one huge transaction holding
+/// SQLite's write lock, and so every other process, for all of them.
+const MAX_GROUP_DRAFTS: usize = 8192;
+
 /// Longest a committing caller waits for the callers of the last group to
 /// queue again before committing (see the crate docs, "Group commit").
 const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
@@ -246,6 +252,37 @@ impl Request {
             }
         )
     }
+
+    /// How much of a group's [`MAX_GROUP_DRAFTS`] this request takes.
+    fn size(&self) -> usize {
+        match self {
+            Self::Append { drafts, .. } => drafts.len().max(1),
+            Self::Resolve { .. } => 1,
+            Self::Interrupt { claims, .. } => claims.len().max(1),
+        }
+    }
+}
+
+/// Cut the requests a committing caller took into transactions of at most
+/// [`MAX_GROUP_DRAFTS`] drafts each, in queue order, never splitting a
+/// request.
+fn transactions(batch: Vec<Request>) -> Vec<Vec<Request>> {
+    let mut groups = Vec::new();
+    let mut group = Vec::new();
+    let mut size = 0;
+    for request in batch {
+        let n = request.size();
+        if !group.is_empty() && size + n > MAX_GROUP_DRAFTS {
+            groups.push(std::mem::take(&mut group));
+            size = 0;
+        }
+        size += n;
+        group.push(request);
+    }
+    if !group.is_empty() {
+        groups.push(group);
+    }
+    groups
 }
 
 /// The durable [`FlightRecorder`]: SQLite in WAL mode with
@@ -481,7 +518,9 @@ impl SqliteRecorder {
             |batch| {
                 let mut guard = c.conn.lock().unwrap_or_else(PoisonError::into_inner);
                 let WriteConn { conn, mode } = &mut *guard;
-                commit_batch(conn, &w, mode, batch);
+                for group in transactions(batch) {
+                    commit_batch(conn, &w, mode, group);
+                }
                 Ok(())
             },
             || RecorderError::Storage {
@@ -937,9 +976,7 @@ fn configure_writer(conn: &Connection, path: &Path) -> Result<(), RecorderError>
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_error(path, &e))?;
     pin_plans(conn, path)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(|e| open_error(path, &e))?;
+    let mode = switch_to_wal(conn, path)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(RecorderError::Open {
             path: path.to_owned(),
@@ -957,6 +994,44 @@ fn configure_writer(conn: &Connection, path: &Path) -> Result<(), RecorderError>
     conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
         .map_err(|e| open_error(path, &e))?;
     Ok(())
+}
+
+/// Switch the connection to WAL mode; returns the journal mode SQLite
+/// reports.
+///
+/// Switching a log that is still in rollback mode (a new, empty file) needs
+/// its write lock, and SQLite refuses at once, without waiting in the busy
+/// handler, when another connection holds that lock: the switch first takes
+/// a read lock, and a connection holding a read lock never waits for a
+/// write lock (two could wait for each other). That is what happens when
+/// two processes open the same new log at the same instant: the one that
+/// loses failed with "database is locked" while the other was merely
+/// creating the file. So the switch is retried here, for at most
+/// [`BUSY_TIMEOUT`] like every other wait for another connection's lock.
+fn switch_to_wal(conn: &Connection, path: &Path) -> Result<String, RecorderError> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+            Ok(mode) => return Ok(mode),
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                if Instant::now() >= deadline {
+                    return Err(RecorderError::Open {
+                        path: path.to_owned(),
+                        detail: format!(
+                            "another connection held the log's write lock for {} s while this \
+                             one switched it to WAL mode ({e}); retry once that process is done \
+                             (`fuser` on the file names it)",
+                            BUSY_TIMEOUT.as_secs()
+                        ),
+                    });
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(open_error(path, &e)),
+        }
+    }
 }
 
 fn open_reader(path: &Path) -> Result<Connection, RecorderError> {
@@ -1821,9 +1896,7 @@ impl Owner {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "test code")]
-
-    use std::time::Instant;
+    #![allow(clippy::unwrap_used, clippy::panic, reason = "test code")]
 
     /// The recorder's checkpointer thread copies the WAL while commits go
     /// on; no commit checkpoints until the WAL reaches the inline size, and
@@ -1940,6 +2013,65 @@ mod tests {
         commit_batch(&mut conn, &w, &mut mode, vec![d]);
         assert!(d_answer.recv().unwrap().is_ok());
         assert_eq!((counts(), level(&conn)), ((2, 1), 2), "a completion");
+    }
+
+    /// The committing caller takes every queued request but commits at most
+    /// MAX_GROUP_DRAFTS drafts per transaction, each request whole: two
+    /// callers' bulk appends queued behind a third make two transactions,
+    /// not one holding the write lock for all of them.
+    #[test]
+    fn a_group_commits_at_most_max_group_drafts_per_transaction() {
+        use super::*;
+        use crate::event::EventKind;
+        let dir = tempfile::tempdir().unwrap();
+        let rec = SqliteRecorder::open(dir.path()).unwrap();
+        let c = rec.committer.as_ref().unwrap();
+        let before = rec.commit_stats().fsynced;
+        let bulk = || -> Vec<PreparedDraft> {
+            (0..MAX_GROUP_DRAFTS / 2 + 1)
+                .map(|_| {
+                    EventDraft::new(EventKind::OpReceived)
+                        .with_op_id(Uuid::new_v4())
+                        .prepare(&rec.redactor)
+                        .unwrap()
+                })
+                .collect()
+        };
+        // Two callers have queued their bulk appends and are about to wait.
+        let queued: Vec<_> = (0..2)
+            .map(|_| {
+                let (reply, answer) = mpsc::sync_channel(1);
+                let mine = c.group.enqueue(|pending| {
+                    pending.push(Request::Append {
+                        drafts: bulk(),
+                        claim: None,
+                        reply,
+                    })
+                });
+                (mine, answer)
+            })
+            .collect();
+        // A third caller finds no commit running: it commits all three.
+        rec.append(EventDraft::new(EventKind::OpReceived).with_op_id(Uuid::new_v4()))
+            .unwrap();
+        for (mine, answer) in queued {
+            let unrun = |_| Err(rec.closed());
+            c.group.wait(mine, unrun, || rec.closed()).unwrap();
+            match answer.try_recv().unwrap().unwrap() {
+                ClaimOutcome::Recorded(events) => {
+                    assert_eq!(events.len(), MAX_GROUP_DRAFTS / 2 + 1)
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(c.group.settled());
+        assert_eq!(rec.commit_stats().fsynced - before, 2);
+        let report = rec.verify().unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(
+            report.events_checked,
+            u64::try_from(MAX_GROUP_DRAFTS).unwrap() + 3
+        );
     }
 
     /// The context lookup every append may make goes through the op_id

@@ -272,6 +272,7 @@ fn several_processes_with_checkpointers_share_one_log() {
                 .args(["multi_child", "--exact", "--nocapture", "--test-threads=1"])
                 .env(MULTI_CHILD_ENV, dir.path())
                 .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
@@ -280,7 +281,12 @@ fn several_processes_with_checkpointers_share_one_log() {
     for child in children {
         let out = child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "a child failed: {text}");
+        // A child's panic message is on its stderr: shown with the failure.
+        assert!(
+            out.status.success(),
+            "a child failed: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let n: u64 = text
             .lines()
             .find_map(|l| l.split("APPENDED ").nth(1))
