@@ -45,7 +45,7 @@ impl DirSync {
     }
 
     /// Wait until group `mine` is done (leading it when no group is being
-    /// synced; see [`crate::group`]) and return its outcome.
+    /// synced; see [`mex_group::Group`]) and return its outcome.
     fn wait(&self, root: &Dir, root_path: &Path, mine: u64) -> Result<()> {
         let fsync_all = |dirs: BTreeSet<PathBuf>| {
             for dir in &dirs {

@@ -334,7 +334,7 @@ impl Index {
     }
 
     /// Wait until group `mine` is committed (leading a commit when none is
-    /// running; see [`crate::group`]) and return its outcome.
+    /// running; see [`mex_group::Group`]) and return its outcome.
     fn wait(&self, mine: u64) -> Result<()> {
         let commit = |ops: Vec<Op>| {
             self.apply(&ops).map_err(|e| Failure {
