@@ -213,6 +213,7 @@ mod index;
 mod ingest;
 mod migrate;
 pub mod path;
+mod scratch;
 mod store;
 mod verify;
 
@@ -225,6 +226,11 @@ pub use bundle::{
 pub use error::{ArtifactError, Result};
 pub use gc::{GcDeletion, GcOptions, GcReport};
 pub use index::INLINE_MAX;
+
+/// The most items a gc or verify report lists verbatim per list (records
+/// deleted, payloads deleted, notes, temp entries, problems); each report
+/// also counts everything, so a huge store's report stays bounded.
+pub const REPORT_LIST_MAX: usize = 10_000;
 pub use path::{ArtifactUri, RelPath, UriTarget};
 
 /// Public only for sibling crates (the gates' reference checks, the
