@@ -449,7 +449,9 @@ impl Index {
     }
 
     /// Every record row: its id column as text, and its manifest bytes
-    /// (`Err(why)` when larger than `max` or not bytes), sorted by id.
+    /// (`Err(why)` when larger than `max` or not bytes), sorted by id. All
+    /// at once: only for tests (gc and verify read in chunks).
+    #[cfg(test)]
     pub(crate) fn record_rows(&self, max: u64) -> Result<Vec<(String, RecordBytes)>> {
         self.read("list the records of", |c| {
             let mut stmt = c.prepare_cached(
@@ -547,7 +549,8 @@ impl Index {
     }
 
     /// Every inline row's hash column as text and its length in bytes,
-    /// sorted by hash.
+    /// sorted by hash. All at once: only for tests.
+    #[cfg(test)]
     pub(crate) fn inline_hashes(&self) -> Result<Vec<(String, u64)>> {
         self.read("list the payloads of", |c| {
             let mut stmt = c.prepare_cached(
