@@ -17,6 +17,9 @@ use crate::store::{
     fsync_dir, parse_manifest,
 };
 
+#[cfg(test)]
+mod oracle;
+
 const DAY_MS: i64 = 86_400_000;
 
 /// Options for [`ArtifactStore::gc_with`].

@@ -17,6 +17,9 @@ use crate::store::{
     ArtifactStore, BLOBS, MAX_RECORD_BYTES, RECORDS, canonical_id, parse_manifest, record_id,
 };
 
+#[cfg(test)]
+mod oracle;
+
 /// What kind of problem `verify` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
