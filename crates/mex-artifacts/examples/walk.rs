@@ -45,6 +45,9 @@ fn main() {
                 report.problems.len()
             );
         }
-        other => panic!("unknown command {other:?}: build, gc or verify"),
+        other => {
+            println!("unknown command {other:?}: build, gc or verify");
+            std::process::exit(2);
+        }
     }
 }
