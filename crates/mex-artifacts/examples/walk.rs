@@ -28,7 +28,7 @@ fn main() {
             let now = UtcTimestamp::now();
             let report = store.gc_with(&GcOptions::at(now)).unwrap();
             println!(
-                "gc: {} records deleted, {} payloads deleted ({} bytes), {} bytes left",
+                "gc: {} records and {} payloads listed as deleted, {} bytes freed, {} bytes left",
                 report.deleted.len(),
                 report.blobs_deleted.len(),
                 report.bytes_freed,
