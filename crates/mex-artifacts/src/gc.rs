@@ -180,17 +180,16 @@ impl ArtifactStore {
         // Record files of an older layout that are not rows (a migration
         // that never imported them, the marker then rewritten): not
         // artifacts, but maybe records the store still needs.
-        let left = self.record_files_left()?;
-        if !left.is_empty() {
+        let (left, first_left) = self.record_files_left()?;
+        if left > 0 {
             blob_deletion_safe = false;
             notes.push(format!(
                 "payload deletion skipped: {} holds {} record file(s) of an older layout that are not rows of index.db (e.g. {:?}); verify lists them: re-import or remove them, then run gc again",
                 self.root_path.join(crate::store::RECORDS).display(),
-                left.len(),
-                left.first().map_or("", String::as_str)
+                left,
+                first_left.as_deref().unwrap_or("")
             ));
         }
-        drop(left);
 
         // Every record, chunk by chunk: the expired ones go (one
         // transaction per chunk), the survivors' references are counted.
