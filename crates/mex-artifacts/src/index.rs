@@ -21,7 +21,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use mex_envelope::Sha256Digest;
-use rusqlite::types::ValueRef;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
@@ -449,7 +449,9 @@ impl Index {
     }
 
     /// Every record row: its id column as text, and its manifest bytes
-    /// (`Err(why)` when larger than `max` or not bytes), sorted by id.
+    /// (`Err(why)` when larger than `max` or not bytes), sorted by id. All
+    /// at once: only for tests (gc and verify read in chunks).
+    #[cfg(test)]
     pub(crate) fn record_rows(&self, max: u64) -> Result<Vec<(String, RecordBytes)>> {
         self.read("list the records of", |c| {
             let mut stmt = c.prepare_cached(
@@ -464,6 +466,82 @@ impl Index {
         })
     }
 
+    /// The next record rows after the key `after` (from the first when
+    /// `None`), in key order: at most `limit` rows, and no more once the
+    /// manifests read reach `byte_budget` bytes (at least one row when any
+    /// is left). Each row: its raw key (to ask for the rows after it), its
+    /// id column as text, and its manifest bytes (`Err(why)` when larger
+    /// than `max` or not bytes). Each call is its own short read, so a walk
+    /// over a large store never pins the WAL.
+    pub(crate) fn record_rows_after(
+        &self,
+        after: Option<&Value>,
+        limit: usize,
+        byte_budget: u64,
+        max: u64,
+    ) -> Result<Vec<(Value, String, RecordBytes)>> {
+        self.read("list the records of", |c| {
+            // Two statements: with `?2 IS NULL OR id > ?2` SQLite would
+            // scan from the first row on every call.
+            let mut stmt = c.prepare_cached(if after.is_some() {
+                "SELECT id, typeof(manifest), octet_length(manifest),
+                        CASE WHEN octet_length(manifest) <= ?1 THEN manifest END
+                 FROM records WHERE id > ?2 ORDER BY id LIMIT ?3"
+            } else {
+                "SELECT id, typeof(manifest), octet_length(manifest),
+                        CASE WHEN octet_length(manifest) <= ?1 THEN manifest END
+                 FROM records WHERE ?2 IS NULL ORDER BY id LIMIT ?3"
+            })?;
+            let mut rows = stmt.query(params![max as i64, after, limit as i64])?;
+            let mut out = Vec::new();
+            let mut bytes = 0u64;
+            while bytes < byte_budget
+                && let Some(r) = rows.next()?
+            {
+                let key: Value = r.get(0)?;
+                let manifest = record_bytes(r, 1, max)?;
+                bytes += manifest.as_ref().map_or(0, |m| m.len() as u64);
+                out.push((key, text_of(r.get_ref(0)?), manifest));
+            }
+            Ok(out)
+        })
+    }
+
+    /// How many record rows there are.
+    pub(crate) fn record_count(&self) -> Result<u64> {
+        self.read("count the records of", |c| {
+            c.prepare_cached("SELECT count(*) FROM records")?
+                .query_row([], |r| Ok(u64_of(r.get_ref(0)?).unwrap_or(0)))
+        })
+    }
+
+    /// The next inline rows after the key `after` (from the first when
+    /// `None`), at most `limit`, in key order: the raw key, the hash column
+    /// as text and the length of the bytes. One short read per call.
+    pub(crate) fn inline_hashes_after(
+        &self,
+        after: Option<&Value>,
+        limit: usize,
+    ) -> Result<Vec<(Value, String, u64)>> {
+        self.read("list the payloads of", |c| {
+            let mut stmt = c.prepare_cached(if after.is_some() {
+                "SELECT hash, octet_length(bytes) FROM inline_blobs
+                 WHERE hash > ?1 ORDER BY hash LIMIT ?2"
+            } else {
+                "SELECT hash, octet_length(bytes) FROM inline_blobs
+                 WHERE ?1 IS NULL ORDER BY hash LIMIT ?2"
+            })?;
+            let rows = stmt.query_map(params![after, limit as i64], |r| {
+                Ok((
+                    r.get::<_, Value>(0)?,
+                    text_of(r.get_ref(0)?),
+                    u64_of(r.get_ref(1)?).unwrap_or(0),
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
     /// The inline payload row of `hash`, if there is one; bytes longer
     /// than [`INLINE_MAX`] are not read.
     pub(crate) fn inline_blob(&self, hash: &Sha256Digest) -> Result<Option<InlineRow>> {
@@ -471,7 +549,8 @@ impl Index {
     }
 
     /// Every inline row's hash column as text and its length in bytes,
-    /// sorted by hash.
+    /// sorted by hash. All at once: only for tests.
+    #[cfg(test)]
     pub(crate) fn inline_hashes(&self) -> Result<Vec<(String, u64)>> {
         self.read("list the payloads of", |c| {
             let mut stmt = c.prepare_cached(

@@ -28,7 +28,8 @@
 //!                               hex), mode 0444, shared by every record with the same bytes
 //!   tmp/                        anonymous temp files of large puts in flight (no names);
 //!                               named ones only where O_TMPFILE is missing; emptied by gc
-//!                               and on open when no put is in flight
+//!                               and on open when no put is in flight; gc-<uuid>.db and
+//!                               verify-<uuid>.db: scratch databases of a running gc/verify
 //! ```
 //!
 //! An *artifact* exists exactly when its row in `records` exists (the id in
@@ -196,14 +197,36 @@
 //! ## Retention
 //!
 //! [`ArtifactStore::gc`] removes records whose `created_at + ttl days` is
-//! before `now` and that are not pinned (one transaction), then payloads no
-//! surviving record or bundle references (inline rows in one transaction,
-//! then files), then `tmp/` leftovers and record files a migration imported
-//! but did not get to remove, and stores a JSON gc-report
-//! artifact (kind `report`) listing what it deleted and why. With a quota
-//! ([`GcOptions::max_total_bytes`]) it evicts the oldest unpinned artifacts
-//! until the payloads fit; pinned artifacts are never evicted. If a manifest
-//! or bundle index cannot be read, gc keeps every payload (and says so).
+//! before `now` and that are not pinned (a transaction per chunk of records
+//! read), then payloads no surviving record or bundle references (inline
+//! rows a transaction per chunk, then files), then `tmp/` leftovers and
+//! record files a migration imported but did not get to remove, and stores
+//! a JSON gc-report artifact (kind `report`) listing what it deleted and
+//! why. With a quota ([`GcOptions::max_total_bytes`]) it evicts the oldest
+//! unpinned artifacts until the payloads fit; pinned artifacts are never
+//! evicted. If a manifest or bundle index cannot be read, or the records
+//! table does not read back whole (a key column that is not unique), gc
+//! keeps every payload (and says so).
+//!
+//! gc and verify run in memory bounded independently of the store's size:
+//! they read `index.db` in chunks of at most 1,024 rows (and 4 MiB of
+//! manifests), each its own short read (the WAL is never pinned for the
+//! whole walk), and keep what they must remember per payload and record
+//! (reference counts, eviction candidates, payload states, references) in a
+//! scratch SQLite database in `tmp/` (no journal, no fsync, an 8 MiB page
+//! cache, spilling to the store's own disk), removed when they end. Their
+//! reports list at most [`REPORT_LIST_MAX`] items per list and count the
+//! rest ([`GcReport::deleted_count`], [`VerifyReport::problems_omitted`]).
+//! A 200,000-record store: gc 281 MB -> 22 MB, verify 133 MB -> 18 MB of
+//! peak RSS (debug build, `examples/walk.rs`).
+
+// The large-store builder of the integration tests, for the unit tests
+// that compare gc and verify with their former whole-store versions.
+#[cfg(test)]
+extern crate self as mex_artifacts;
+#[cfg(test)]
+#[path = "../tests/support/bulk.rs"]
+mod bulk;
 
 pub mod bundle;
 mod dirsync;
@@ -213,6 +236,7 @@ mod index;
 mod ingest;
 mod migrate;
 pub mod path;
+mod scratch;
 mod store;
 mod verify;
 
@@ -225,6 +249,11 @@ pub use bundle::{
 pub use error::{ArtifactError, Result};
 pub use gc::{GcDeletion, GcOptions, GcReport};
 pub use index::INLINE_MAX;
+
+/// The most items a gc or verify report lists verbatim per list (records
+/// deleted, payloads deleted, notes, temp entries, problems); each report
+/// also counts everything, so a huge store's report stays bounded.
+pub const REPORT_LIST_MAX: usize = 1_000;
 pub use path::{ArtifactUri, RelPath, UriTarget};
 
 /// Public only for sibling crates (the gates' reference checks, the

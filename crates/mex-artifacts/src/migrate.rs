@@ -323,16 +323,17 @@ impl ArtifactStore {
 }
 
 impl ArtifactStore {
-    /// The names in `records/` that look like records of an older layout
-    /// (`<id>.json`, or a layout-1 `<id>/` directory): after
-    /// [`ArtifactStore::remove_imported_records`], records that are not
-    /// rows, which gc must not delete the payloads of.
-    pub(crate) fn record_files_left(&self) -> Result<Vec<String>> {
+    /// How many names in `records/` look like records of an older layout
+    /// (`<id>.json`, or a layout-1 `<id>/` directory), and the first of
+    /// them by name: after [`ArtifactStore::remove_imported_records`],
+    /// records that are not rows, which gc must not delete the payloads of.
+    /// Counted as listed, holding one name at a time.
+    pub(crate) fn record_files_left(&self) -> Result<(usize, Option<String>)> {
         let Some(records) = self.open_records_dir()? else {
-            return Ok(Vec::new());
+            return Ok((0, None));
         };
         let records_path = self.root_path.join(RECORDS);
-        let mut names = Vec::new();
+        let (mut count, mut first) = (0, None::<String>);
         for entry in records
             .entries()
             .map_err(|e| store_io("list", records_path.clone(), 0, e))?
@@ -341,11 +342,14 @@ impl ArtifactStore {
             let name = entry.file_name();
             let old_dir = name.to_str().and_then(crate::store::canonical_id).is_some();
             if record_id(&name).is_some() || old_dir {
-                names.push(name.to_string_lossy().into_owned());
+                count += 1;
+                let name = name.to_string_lossy().into_owned();
+                if first.as_ref().is_none_or(|f| name < *f) {
+                    first = Some(name);
+                }
             }
         }
-        names.sort();
-        Ok(names)
+        Ok((count, first))
     }
 }
 

@@ -1,20 +1,24 @@
 //! The `verify` walk over the whole store.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 
 use cap_std::fs::OpenOptionsExt as _;
 use mex_envelope::{ArtifactKind, ArtifactManifest, Sha256Digest};
+use rusqlite::{OptionalExtension as _, params};
 use uuid::Uuid;
 
 use crate::bundle::parse_index;
 use crate::error::{Result, store_io};
 use crate::index::{INDEX, INLINE_MAX};
 use crate::ingest;
+use crate::scratch::{CHUNK_BYTES, CHUNK_ROWS, Scratch, Smallest};
 use crate::store::{
     ArtifactStore, BLOBS, MAX_RECORD_BYTES, RECORDS, canonical_id, parse_manifest, record_id,
 };
+
+#[cfg(test)]
+mod oracle;
 
 /// What kind of problem `verify` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +54,10 @@ pub struct Problem {
 }
 
 /// The outcome of a `verify` walk.
+///
+/// Bounded whatever the store holds: `problems` lists at most
+/// [`crate::REPORT_LIST_MAX`] problems verbatim, in the order found, and
+/// `problems_omitted` counts the rest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Records examined.
@@ -58,14 +66,30 @@ pub struct VerifyReport {
     pub blobs: usize,
     /// Bytes hashed.
     pub bytes_hashed: u64,
-    /// Every problem found; empty when the store is sound.
+    /// The problems found (the first [`crate::REPORT_LIST_MAX`]); empty
+    /// when the store is sound.
     pub problems: Vec<Problem>,
+    /// Problems found beyond those listed.
+    pub problems_omitted: u64,
 }
 
 impl VerifyReport {
     /// Whether no problem was found.
     pub fn is_ok(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.problems_omitted == 0
+    }
+
+    /// Every problem found, listed or not.
+    pub fn problem_count(&self) -> u64 {
+        self.problems.len() as u64 + self.problems_omitted
+    }
+
+    fn push(&mut self, problem: Problem) {
+        if self.problems.len() < crate::REPORT_LIST_MAX {
+            self.problems.push(problem);
+        } else {
+            self.problems_omitted += 1;
+        }
     }
 }
 
@@ -81,6 +105,50 @@ enum BlobState {
     Unreadable(String),
 }
 
+/// Column values of a [`BlobState`] in the scratch tables: state, size,
+/// actual digest, error.
+const GOOD: i64 = 0;
+const INLINE: i64 = 1;
+const BAD: i64 = 2;
+const UNREADABLE: i64 = 3;
+
+impl BlobState {
+    fn columns(&self) -> (i64, i64, Option<String>, Option<&str>) {
+        match self {
+            Self::Good(size) => (GOOD, *size as i64, None, None),
+            Self::Inline(size) => (INLINE, *size as i64, None, None),
+            Self::Bad(actual, size) => (BAD, *size as i64, Some(actual.to_hex()), None),
+            Self::Unreadable(e) => (UNREADABLE, 0, None, Some(e)),
+        }
+    }
+
+    /// From `state, size, actual, err` columns starting at `first`.
+    fn from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Self> {
+        let size = r.get::<_, i64>(first + 1)? as u64;
+        Ok(match r.get::<_, i64>(first)? {
+            GOOD => Self::Good(size),
+            INLINE => Self::Inline(size),
+            BAD => match r.get::<_, Option<String>>(first + 2)?.map(|a| a.parse()) {
+                Some(Ok(actual)) => Self::Bad(actual, size),
+                _ => Self::Unreadable("its digest could not be noted".to_owned()),
+            },
+            _ => Self::Unreadable(r.get::<_, Option<String>>(first + 3)?.unwrap_or_default()),
+        })
+    }
+}
+
+/// verify's scratch tables: the state of every payload file (`blobs`,
+/// then every inline row's too, which stands for its digest), the inline
+/// rows' states while they are gathered (`inline`), and every digest a
+/// record or bundle references (`referenced`).
+const VERIFY_SCHEMA: &str = "
+    CREATE TABLE blobs (hash TEXT PRIMARY KEY, state INTEGER NOT NULL, size INTEGER NOT NULL,
+                        actual TEXT, err TEXT) WITHOUT ROWID;
+    CREATE TABLE inline (hash TEXT PRIMARY KEY, state INTEGER NOT NULL, size INTEGER NOT NULL,
+                         actual TEXT, err TEXT) WITHOUT ROWID;
+    CREATE TABLE referenced (hash TEXT PRIMARY KEY) WITHOUT ROWID;
+";
+
 /// `result`, or nothing read when the index is known to be damaged (that is
 /// reported already; the walk goes on with what can be read).
 fn unless_damaged<T: Default>(damaged: bool, result: Result<T>) -> Result<T> {
@@ -94,12 +162,16 @@ impl ArtifactStore {
     /// Walk the whole store: hash every payload once, check every record's
     /// manifest, payload hash and size, and every bundle's index and entries.
     /// Reports every bad artifact rather than stopping at the first.
+    ///
+    /// Memory stays bounded whatever the store holds: records and inline
+    /// rows are read in chunks, and what the walk remembers of each payload
+    /// lives in a scratch database in `tmp/` (see `scratch.rs`).
     pub fn verify(&self) -> Result<VerifyReport> {
         let _lock = self.lock(false)?;
         let mut report = VerifyReport::default();
         let damaged = self.index.quick_check()?;
         if let Some(why) = &damaged {
-            report.problems.push(Problem {
+            report.push(Problem {
                 artifact_id: None,
                 path: self.index.path().to_path_buf(),
                 kind: ProblemKind::Unreadable,
@@ -108,125 +180,210 @@ impl ArtifactStore {
                 ),
             });
         }
-        let mut blobs = self.hash_all_blobs(&mut report)?;
+        let scratch = Scratch::create(&self.root_path, &self.tmp, "verify", VERIFY_SCHEMA)?;
+        self.hash_all_blobs(&mut report, &scratch)?;
         // An inline row is where a read looks first, so it stands for its
         // digest whatever file there may also be.
         // A damaged index may fail to list its rows: that is reported above,
         // and the walk goes on with what can be read.
         let tolerate = damaged.is_some();
-        let inline = unless_damaged(tolerate, self.hash_inline_blobs(&mut report))?;
+        if unless_damaged(
+            tolerate,
+            self.hash_inline_blobs(&mut report, &scratch).map(Some),
+        )?
+        .is_none()
+        {
+            scratch.exec("forget the inline rows in", "DELETE FROM inline;")?;
+        }
         // A damaged file behind an inline row is never served, but the row
         // must not hide it from the report either.
-        let mut hidden: Vec<(Sha256Digest, Problem)> = Vec::new();
-        for digest in inline.keys() {
-            let (kind, message) = match blobs.get(digest) {
-                Some(BlobState::Bad(actual, size)) => (
-                    ProblemKind::HashMismatch,
-                    format!(
-                        "payload file hashes to {actual} ({size} bytes), not its name; reads use the inline row of that digest instead: delete the file"
+        scratch.with("compare inline rows and files in", |c| {
+            let mut stmt = c.prepare(
+                "SELECT i.hash, b.state, b.size, b.actual, b.err
+                 FROM inline i JOIN blobs b ON b.hash = i.hash
+                 WHERE b.state IN (?1, ?2) ORDER BY i.hash",
+            )?;
+            let mut rows = stmt.query(params![BAD, UNREADABLE])?;
+            while let Some(r) = rows.next()? {
+                let Ok(digest) = r.get::<_, String>(0)?.parse::<Sha256Digest>() else {
+                    continue;
+                };
+                let (kind, message) = match BlobState::from_row(r, 1)? {
+                    BlobState::Bad(actual, size) => (
+                        ProblemKind::HashMismatch,
+                        format!(
+                            "payload file hashes to {actual} ({size} bytes), not its name; reads use the inline row of that digest instead: delete the file"
+                        ),
                     ),
-                ),
-                Some(BlobState::Unreadable(e)) => (
-                    ProblemKind::Unreadable,
-                    format!(
-                        "payload file cannot be read ({e}); reads use the inline row of that digest instead: delete the file"
+                    BlobState::Unreadable(e) => (
+                        ProblemKind::Unreadable,
+                        format!(
+                            "payload file cannot be read ({e}); reads use the inline row of that digest instead: delete the file"
+                        ),
                     ),
-                ),
-                _ => continue,
-            };
-            hidden.push((
-                *digest,
-                Problem {
+                    BlobState::Good(_) | BlobState::Inline(_) => continue,
+                };
+                report.push(Problem {
                     artifact_id: None,
-                    path: self.blob_path(digest),
+                    path: self.blob_path(&digest),
                     kind,
                     message,
-                },
-            ));
-        }
-        hidden.sort_by_key(|(d, _)| *d);
-        report.problems.extend(hidden.into_iter().map(|(_, p)| p));
-        blobs.extend(inline);
-        self.report_record_files(&mut report)?;
-        let mut referenced: HashMap<Sha256Digest, ()> = HashMap::new();
-        let rows = unless_damaged(tolerate, self.index.record_rows(MAX_RECORD_BYTES))?;
-        for (id_text, bytes) in rows {
-            let path = self.root_path.join(format!("{INDEX}[records:{id_text}]"));
-            let Some(id) = canonical_id(&id_text) else {
-                report.problems.push(Problem {
-                    artifact_id: None,
-                    path,
-                    kind: ProblemKind::ManifestInvalid,
-                    message: "a record row whose id is not a lower-case hyphenated artifact id; it is never listed or served: restore index.db from a backup".into(),
                 });
-                continue;
-            };
-            report.records += 1;
-            let manifest = match bytes {
-                Ok(bytes) => parse_manifest(&bytes, &path, Some(id)),
-                Err(why) => Err(crate::ArtifactError::ManifestInvalid {
-                    path: path.clone(),
-                    message: why,
-                }),
-            };
-            let manifest = match manifest {
-                Ok(m) => m,
-                Err(e) => {
-                    report.problems.push(Problem {
-                        artifact_id: Some(id),
-                        path,
-                        kind: ProblemKind::ManifestInvalid,
-                        message: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            referenced.insert(manifest.artifact.content_hash, ());
-            if let Some(p) = self.check_payload(
-                &blobs,
-                Some(id),
-                "",
-                &manifest.artifact.content_hash,
-                manifest.artifact.size_bytes,
-            ) {
-                report.problems.push(p);
-                continue;
             }
-            if manifest.artifact.kind == ArtifactKind::Bundle {
-                self.check_bundle(&blobs, &manifest, &mut referenced, &mut report);
+            Ok(())
+        })?;
+        scratch.exec(
+            "merge the inline rows in",
+            "INSERT OR REPLACE INTO blobs SELECT * FROM inline; DELETE FROM inline;",
+        )?;
+        self.report_record_files(&mut report)?;
+        let mut after = None;
+        loop {
+            let rows = unless_damaged(
+                tolerate,
+                self.index.record_rows_after(
+                    after.as_ref(),
+                    CHUNK_ROWS,
+                    CHUNK_BYTES,
+                    MAX_RECORD_BYTES,
+                ),
+            )?;
+            crate::scratch::holding(rows.len());
+            let Some((last, _, _)) = rows.last() else {
+                break;
+            };
+            after = Some(last.clone());
+            for (_, id_text, bytes) in rows {
+                self.check_record(&scratch, &id_text, bytes, &mut report)?;
             }
         }
         // Damaged blobs that no record references still deserve a line.
-        let mut unreferenced_bad: Vec<_> = blobs
-            .iter()
-            .filter(|(d, s)| {
-                !referenced.contains_key(*d)
-                    && !matches!(s, BlobState::Good(_) | BlobState::Inline(_))
-            })
-            .collect();
-        unreferenced_bad.sort_by_key(|(d, _)| **d);
-        for (digest, state) in unreferenced_bad {
-            let (kind, message) = match state {
-                BlobState::Unreadable(e) => (
-                    ProblemKind::Unreadable,
-                    format!("unreferenced payload cannot be read: {e}"),
-                ),
-                BlobState::Bad(actual, size) => (
-                    ProblemKind::HashMismatch,
-                    format!(
-                        "unreferenced payload hashes to {actual} ({size} bytes), not its name; gc will remove it"
+        scratch.with("list unreferenced payloads in", |c| {
+            let mut stmt = c.prepare(
+                "SELECT b.hash, b.state, b.size, b.actual, b.err FROM blobs b
+                 WHERE b.state IN (?1, ?2)
+                   AND NOT EXISTS (SELECT 1 FROM referenced r WHERE r.hash = b.hash)
+                 ORDER BY b.hash",
+            )?;
+            let mut rows = stmt.query(params![BAD, UNREADABLE])?;
+            while let Some(r) = rows.next()? {
+                let Ok(digest) = r.get::<_, String>(0)?.parse::<Sha256Digest>() else {
+                    continue;
+                };
+                let (kind, message) = match BlobState::from_row(r, 1)? {
+                    BlobState::Unreadable(e) => (
+                        ProblemKind::Unreadable,
+                        format!("unreferenced payload cannot be read: {e}"),
                     ),
-                ),
-                BlobState::Good(_) | BlobState::Inline(_) => continue,
-            };
-            report.problems.push(Problem {
-                artifact_id: None,
-                path: self.payload_path(digest),
-                kind,
-                message,
-            });
-        }
+                    BlobState::Bad(actual, size) => (
+                        ProblemKind::HashMismatch,
+                        format!(
+                            "unreferenced payload hashes to {actual} ({size} bytes), not its name; gc will remove it"
+                        ),
+                    ),
+                    BlobState::Good(_) | BlobState::Inline(_) => continue,
+                };
+                report.push(Problem {
+                    artifact_id: None,
+                    path: self.payload_path(&digest),
+                    kind,
+                    message,
+                });
+            }
+            Ok(())
+        })?;
         Ok(report)
+    }
+
+    /// Check one record row: its manifest, its payload, a bundle's entries;
+    /// note what it references.
+    fn check_record(
+        &self,
+        scratch: &Scratch<'_>,
+        id_text: &str,
+        bytes: crate::index::RecordBytes,
+        report: &mut VerifyReport,
+    ) -> Result<()> {
+        let path = self.root_path.join(format!("{INDEX}[records:{id_text}]"));
+        let Some(id) = canonical_id(id_text) else {
+            report.push(Problem {
+                artifact_id: None,
+                path,
+                kind: ProblemKind::ManifestInvalid,
+                message: "a record row whose id is not a lower-case hyphenated artifact id; it is never listed or served: restore index.db from a backup".into(),
+            });
+            return Ok(());
+        };
+        report.records += 1;
+        let manifest = match bytes {
+            Ok(bytes) => parse_manifest(&bytes, &path, Some(id)),
+            Err(why) => Err(crate::ArtifactError::ManifestInvalid {
+                path: path.clone(),
+                message: why,
+            }),
+        };
+        let manifest = match manifest {
+            Ok(m) => m,
+            Err(e) => {
+                report.push(Problem {
+                    artifact_id: Some(id),
+                    path,
+                    kind: ProblemKind::ManifestInvalid,
+                    message: e.to_string(),
+                });
+                return Ok(());
+            }
+        };
+        Self::note_referenced(scratch, &manifest.artifact.content_hash)?;
+        if let Some(p) = self.check_payload(
+            scratch,
+            Some(id),
+            "",
+            &manifest.artifact.content_hash,
+            manifest.artifact.size_bytes,
+        )? {
+            report.push(p);
+            return Ok(());
+        }
+        if manifest.artifact.kind == ArtifactKind::Bundle {
+            self.check_bundle(scratch, &manifest, report)?;
+        }
+        Ok(())
+    }
+
+    fn note_referenced(scratch: &Scratch<'_>, digest: &Sha256Digest) -> Result<()> {
+        scratch.with("note a reference in", |c| {
+            c.prepare_cached("INSERT OR IGNORE INTO referenced (hash) VALUES (?1)")?
+                .execute([digest.to_hex()])
+                .map(drop)
+        })
+    }
+
+    /// What the walk found at `digest`, if anything.
+    fn blob_state(scratch: &Scratch<'_>, digest: &Sha256Digest) -> Result<Option<BlobState>> {
+        scratch.with("look up a payload in", |c| {
+            c.prepare_cached("SELECT state, size, actual, err FROM blobs WHERE hash = ?1")?
+                .query_row([digest.to_hex()], |r| BlobState::from_row(r, 0))
+                .optional()
+        })
+    }
+
+    /// Note what the walk found at `digest`.
+    fn note_state(
+        scratch: &Scratch<'_>,
+        table: &'static str,
+        digest: &Sha256Digest,
+        state: &BlobState,
+    ) -> Result<()> {
+        let (kind, size, actual, err) = state.columns();
+        scratch.with("note a payload in", |c| {
+            c.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO {table} (hash, state, size, actual, err)
+                 VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))?
+            .execute(params![digest.to_hex(), kind, size, actual, err])
+            .map(drop)
+        })
     }
 
     /// Where `digest`'s payload is: its inline row (where reads look first),
@@ -249,7 +406,7 @@ impl ArtifactStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(store_io("open directory", records_path, 0, e)),
         };
-        let mut names = Vec::new();
+        let mut names = Smallest::default();
         for entry in records
             .entries()
             .map_err(|e| store_io("list", records_path.clone(), 0, e))?
@@ -257,9 +414,11 @@ impl ArtifactStore {
             let entry = entry.map_err(|e| store_io("list", records_path.clone(), 0, e))?;
             names.push(entry.file_name());
         }
-        names.sort();
+        let total = names.total;
+        let names = names.into_sorted();
+        report.problems_omitted += (total - names.len()) as u64;
         for name in names {
-            report.problems.push(Problem {
+            report.push(Problem {
                 artifact_id: record_id(&name),
                 path: records_path.join(&name),
                 kind: ProblemKind::Stray,
@@ -269,65 +428,70 @@ impl ArtifactStore {
         Ok(())
     }
 
-    /// Hash every inline payload row.
-    fn hash_inline_blobs(
-        &self,
-        report: &mut VerifyReport,
-    ) -> Result<HashMap<Sha256Digest, BlobState>> {
-        let mut out = HashMap::new();
-        for (text, _) in self.index.inline_hashes()? {
-            let path = self.root_path.join(format!("{INDEX}[inline_blobs:{text}]"));
-            let Some(digest) = text
-                .parse::<Sha256Digest>()
-                .ok()
-                .filter(|d| d.to_hex() == text)
-            else {
-                report.problems.push(Problem {
-                    artifact_id: None,
-                    path,
-                    kind: ProblemKind::Stray,
-                    message: "an inline payload row whose hash is not a lower-case SHA-256 digest; it is never served: restore index.db from a backup".into(),
-                });
-                continue;
+    /// Hash every inline payload row, noting each one's state in the
+    /// scratch `inline`.
+    fn hash_inline_blobs(&self, report: &mut VerifyReport, scratch: &Scratch<'_>) -> Result<()> {
+        let mut after = None;
+        loop {
+            let rows = self.index.inline_hashes_after(after.as_ref(), CHUNK_ROWS)?;
+            crate::scratch::holding(rows.len());
+            let Some((last, _, _)) = rows.last() else {
+                return Ok(());
             };
-            let state = match self.index.inline_row_by_text(&text)? {
-                // Removed since listed: cannot happen under the lock held.
-                None => continue,
-                Some(row) => match row.bytes {
-                    None => BlobState::Unreadable(format!(
-                        "its row holds {} bytes, more than an inline payload may ({INLINE_MAX})",
-                        row.len
-                    )),
-                    Some(bytes) => {
-                        report.blobs += 1;
-                        report.bytes_hashed += bytes.len() as u64;
-                        let got = Sha256Digest::of(&bytes);
-                        let len = bytes.len() as u64;
-                        if got != digest {
-                            BlobState::Bad(got, len)
-                        } else if row.size != Some(len) {
-                            BlobState::Unreadable(format!(
-                                "its size column says {} but it holds {len} bytes",
-                                row.size
-                                    .map_or_else(|| "nothing valid".to_owned(), |s| s.to_string())
-                            ))
-                        } else {
-                            BlobState::Inline(len)
+            after = Some(last.clone());
+            for (_, text, _) in rows {
+                let path = self.root_path.join(format!("{INDEX}[inline_blobs:{text}]"));
+                let Some(digest) = text
+                    .parse::<Sha256Digest>()
+                    .ok()
+                    .filter(|d| d.to_hex() == text)
+                else {
+                    report.push(Problem {
+                        artifact_id: None,
+                        path,
+                        kind: ProblemKind::Stray,
+                        message: "an inline payload row whose hash is not a lower-case SHA-256 digest; it is never served: restore index.db from a backup".into(),
+                    });
+                    continue;
+                };
+                let state = match self.index.inline_row_by_text(&text)? {
+                    // Removed since listed: cannot happen under the lock held.
+                    None => continue,
+                    Some(row) => match row.bytes {
+                        None => BlobState::Unreadable(format!(
+                            "its row holds {} bytes, more than an inline payload may ({INLINE_MAX})",
+                            row.len
+                        )),
+                        Some(bytes) => {
+                            report.blobs += 1;
+                            report.bytes_hashed += bytes.len() as u64;
+                            let got = Sha256Digest::of(&bytes);
+                            let len = bytes.len() as u64;
+                            if got != digest {
+                                BlobState::Bad(got, len)
+                            } else if row.size != Some(len) {
+                                BlobState::Unreadable(format!(
+                                    "its size column says {} but it holds {len} bytes",
+                                    row.size.map_or_else(
+                                        || "nothing valid".to_owned(),
+                                        |s| s.to_string()
+                                    )
+                                ))
+                            } else {
+                                BlobState::Inline(len)
+                            }
                         }
-                    }
-                },
-            };
-            // A damaged row stands for its digest too (reads refuse it).
-            out.insert(digest, state);
+                    },
+                };
+                // A damaged row stands for its digest too (reads refuse it).
+                Self::note_state(scratch, "inline", &digest, &state)?;
+            }
         }
-        Ok(out)
     }
 
-    fn hash_all_blobs(
-        &self,
-        report: &mut VerifyReport,
-    ) -> Result<HashMap<Sha256Digest, BlobState>> {
-        let mut out = HashMap::new();
+    /// Hash every payload file, noting each one's state in the scratch
+    /// `blobs`.
+    fn hash_all_blobs(&self, report: &mut VerifyReport, scratch: &Scratch<'_>) -> Result<()> {
         let blobs_path = self.root_path.join(BLOBS);
         for shard in self
             .blobs
@@ -339,7 +503,7 @@ impl ArtifactStore {
             let shard_dir = match shard.open_dir() {
                 Ok(d) => d,
                 Err(e) => {
-                    report.problems.push(Problem {
+                    report.push(Problem {
                         artifact_id: None,
                         path: blobs_path.join(&shard_name),
                         kind: ProblemKind::Stray,
@@ -357,7 +521,7 @@ impl ArtifactStore {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let path = shard_path.join(&name);
                 let Ok(digest) = format!("{shard_name}{name}").parse::<Sha256Digest>() else {
-                    report.problems.push(Problem {
+                    report.push(Problem {
                         artifact_id: None,
                         path,
                         kind: ProblemKind::Stray,
@@ -399,21 +563,21 @@ impl ArtifactStore {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => BlobState::Unreadable(e.to_string()),
                 };
-                out.insert(digest, state);
+                Self::note_state(scratch, "blobs", &digest, &state)?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn check_payload(
         &self,
-        blobs: &HashMap<Sha256Digest, BlobState>,
+        scratch: &Scratch<'_>,
         id: Option<Uuid>,
         what: &str,
         digest: &Sha256Digest,
         size: u64,
-    ) -> Option<Problem> {
-        let (kind, message) = match blobs.get(digest) {
+    ) -> Result<Option<Problem>> {
+        let (kind, message) = match Self::blob_state(scratch, digest)? {
             None => (
                 ProblemKind::PayloadMissing,
                 format!(
@@ -426,13 +590,13 @@ impl ArtifactStore {
             ),
             Some(
                 BlobState::Good(actual) | BlobState::Inline(actual) | BlobState::Bad(_, actual),
-            ) if *actual != size => (
+            ) if actual != size => (
                 ProblemKind::SizeMismatch,
                 format!(
                     "{what}payload is {actual} bytes, the record says {size}: it was truncated or replaced; restore it or put the content again"
                 ),
             ),
-            Some(BlobState::Good(_) | BlobState::Inline(_)) => return None,
+            Some(BlobState::Good(_) | BlobState::Inline(_)) => return Ok(None),
             Some(BlobState::Bad(actual, _)) => (
                 ProblemKind::HashMismatch,
                 format!(
@@ -440,21 +604,20 @@ impl ArtifactStore {
                 ),
             ),
         };
-        Some(Problem {
+        Ok(Some(Problem {
             artifact_id: id,
             path: self.payload_path(digest),
             kind,
             message,
-        })
+        }))
     }
 
     fn check_bundle(
         &self,
-        blobs: &HashMap<Sha256Digest, BlobState>,
+        scratch: &Scratch<'_>,
         manifest: &ArtifactManifest,
-        referenced: &mut HashMap<Sha256Digest, ()>,
         report: &mut VerifyReport,
-    ) {
+    ) -> Result<()> {
         let handle = &manifest.artifact;
         let id = handle.artifact_id;
         let index = self
@@ -463,26 +626,27 @@ impl ArtifactStore {
         let index = match index {
             Ok(i) => i,
             Err(e) => {
-                report.problems.push(Problem {
+                report.push(Problem {
                     artifact_id: Some(id),
                     path: self.payload_path(&handle.content_hash),
                     kind: ProblemKind::BundleInvalid,
                     message: e.to_string(),
                 });
-                return;
+                return Ok(());
             }
         };
         for entry in &index.entries {
-            referenced.insert(entry.content_hash, ());
+            Self::note_referenced(scratch, &entry.content_hash)?;
             if let Some(p) = self.check_payload(
-                blobs,
+                scratch,
                 Some(id),
                 &format!("bundle entry {:?}: ", entry.path),
                 &entry.content_hash,
                 entry.size_bytes,
-            ) {
-                report.problems.push(p);
+            )? {
+                report.push(p);
             }
         }
+        Ok(())
     }
 }
