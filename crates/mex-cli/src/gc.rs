@@ -85,7 +85,7 @@ pub fn run(home: &Home, json: bool) -> Result<u8, CliError> {
             jails.removed.len(),
             temp.len(),
             workspaces.live + jails.live,
-            report.deleted.len(),
+            report.deleted_count,
             report.bytes_freed,
             report.report.artifact_id
         );

@@ -153,6 +153,7 @@ pub fn store_report(
         payloads: found.blobs as u64,
         bytes_hashed: found.bytes_hashed,
         problems,
+        problems_omitted: found.problems_omitted,
     }
 }
 
@@ -201,8 +202,13 @@ pub fn store_verify(r: &report::ArtifactsVerifyReport) -> String {
     } else {
         let _ = writeln!(
             out,
-            "{} problem(s): the store has been damaged or tampered with; mex refuses to serve the artifacts concerned",
-            r.problems.len()
+            "{} problem(s){}: the store has been damaged or tampered with; mex refuses to serve the artifacts concerned",
+            r.problems.len() as u64 + r.problems_omitted,
+            if r.problems_omitted > 0 {
+                format!(" ({} not listed)", r.problems_omitted)
+            } else {
+                String::new()
+            }
         );
     }
     out
@@ -212,6 +218,7 @@ pub fn store_verify(r: &report::ArtifactsVerifyReport) -> String {
 pub fn gc_report(done: &mex_artifacts::GcReport, now: UtcTimestamp) -> report::ArtifactsGcReport {
     report::ArtifactsGcReport {
         now,
+        deleted_count: done.deleted_count,
         deleted: done
             .deleted
             .iter()
@@ -231,11 +238,13 @@ pub fn gc_report(done: &mex_artifacts::GcReport, now: UtcTimestamp) -> report::A
                 size_bytes: *size_bytes,
             })
             .collect(),
+        payloads_deleted_count: done.blobs_deleted_count,
         bytes_freed: done.bytes_freed,
         temp_entries_removed: done.temp_entries_removed as u64,
         total_bytes_after: done.total_bytes_after,
         quota_unmet: done.quota_unmet,
         notes: done.notes.clone(),
+        notes_omitted: done.notes_omitted,
         report: done.report.clone(),
     }
 }
@@ -253,11 +262,18 @@ pub fn gc(r: &report::ArtifactsGcReport) -> String {
     for note in &r.notes {
         let _ = writeln!(out, "note     {note}");
     }
+    if r.notes_omitted > 0 {
+        let _ = writeln!(
+            out,
+            "note     ... and {} more note(s) not listed",
+            r.notes_omitted
+        );
+    }
     let _ = writeln!(
         out,
         "deleted {} artifact(s) and {} payload(s), freed {} bytes, removed {} leftover temp file(s); {} bytes remain; report artifact {}",
-        r.deleted.len(),
-        r.payloads_deleted.len(),
+        r.deleted_count,
+        r.payloads_deleted_count,
         r.bytes_freed,
         r.temp_entries_removed,
         r.total_bytes_after,

@@ -25,8 +25,12 @@ pub struct ArtifactsVerifyReport {
     pub payloads: u64,
     /// Bytes hashed.
     pub bytes_hashed: u64,
-    /// Every problem found; empty when the store is sound.
+    /// The problems found, the first 1,000 of the store's own (then any
+    /// the Flight Recorder adds); empty when the store is sound.
     pub problems: Vec<StoreProblem>,
+    /// Problems found beyond those listed (a store's report stays bounded).
+    #[serde(default)]
+    pub problems_omitted: u64,
 }
 
 /// One problem in the artifact store.
@@ -77,10 +81,18 @@ pub enum StoreProblemKind {
 pub struct ArtifactsGcReport {
     /// The time expiry was judged against.
     pub now: UtcTimestamp,
-    /// Artifact records removed, with reasons.
+    /// Artifact records removed, with reasons (the first 1,000; see
+    /// `deleted_count`).
     pub deleted: Vec<GcDeleted>,
-    /// Payloads removed because nothing referenced them any more.
+    /// How many artifact records were removed in all.
+    #[serde(default)]
+    pub deleted_count: u64,
+    /// Payloads removed because nothing referenced them any more (the first
+    /// 1,000; see `payloads_deleted_count`).
     pub payloads_deleted: Vec<GcPayload>,
+    /// How many payloads were removed in all.
+    #[serde(default)]
+    pub payloads_deleted_count: u64,
     /// Payload bytes freed.
     pub bytes_freed: u64,
     /// Leftovers of interrupted puts removed.
@@ -89,8 +101,11 @@ pub struct ArtifactsGcReport {
     pub total_bytes_after: u64,
     /// Whether a size quota was asked for and could not be met.
     pub quota_unmet: bool,
-    /// Notes, e.g. why payload deletion was skipped.
+    /// Notes, e.g. why payload deletion was skipped (the first 1,000).
     pub notes: Vec<String>,
+    /// Notes beyond those listed.
+    #[serde(default)]
+    pub notes_omitted: u64,
     /// The gc-report artifact gc stored.
     pub report: ArtifactHandle,
 }
