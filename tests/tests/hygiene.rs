@@ -46,8 +46,8 @@ const DEP_TABLES: [&str; 3] = ["dependencies", "dev-dependencies", "build-depend
 /// `mex-engine-*` crates may use only the engine-author API.
 fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
     Some(match name {
-        "mex-envelope" | "mex-group" => &[],
-        "mex-artifacts" | "mex-recorder" => &["mex-envelope", "mex-group"],
+        "mex-envelope" | "mex-group" | "mex-sqlite" => &[],
+        "mex-artifacts" | "mex-recorder" => &["mex-envelope", "mex-group", "mex-sqlite"],
         "mex-registry" => &["mex-envelope", "mex-artifacts"],
         "mex-gates" => &["mex-envelope", "mex-registry", "mex-artifacts"],
         "mex-sandbox" => &["mex-envelope"],
@@ -59,6 +59,7 @@ fn allowed_mex_deps(name: &str) -> Option<&'static [&'static str]> {
             "mex-recorder",
             "mex-gates",
             "mex-sandbox",
+            "mex-sqlite",
         ],
         "mex-conformance" => &[
             "mex-envelope",

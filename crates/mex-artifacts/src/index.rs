@@ -176,9 +176,8 @@ impl Index {
     pub(crate) fn open(path: PathBuf, create: bool, tables_expected: bool) -> Result<Self> {
         let err = |e: rusqlite::Error| db_error("open the index", &path, &e);
         let writer = open_connection(&path, create).map_err(err)?;
-        let mode: String = writer
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(err)?;
+        // Waits for another process creating the same new index.
+        let mode = mex_sqlite::switch_to_wal(&writer, BUSY_TIMEOUT).map_err(err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(db_error(
                 "switch to WAL mode",

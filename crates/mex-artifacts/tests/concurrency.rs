@@ -162,3 +162,20 @@ fn two_processes_and_a_concurrent_gc() {
     assert_eq!(store.list().unwrap().len(), 48 + gcs);
     println!("{gcs} gc runs interleaved with two writer processes");
 }
+
+/// Two processes opening one new store at once: the one that finds the
+/// other creating `index.db` waits for its lock instead of failing with
+/// "database is locked" (SQLite does not wait by itself when switching to
+/// WAL mode).
+#[test]
+fn opening_a_new_store_waits_for_another_connection_creating_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    std::fs::create_dir(&root).unwrap();
+    let holder = rusqlite::Connection::open(root.join("index.db")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let opener = std::thread::spawn(move || ArtifactStore::at(root).map(drop));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    holder.execute_batch("COMMIT").unwrap();
+    opener.join().unwrap().unwrap();
+}

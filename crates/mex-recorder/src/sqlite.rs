@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mex_envelope::{Sha256Digest, UtcTimestamp};
 use mex_group::Group;
@@ -996,42 +996,25 @@ fn configure_writer(conn: &Connection, path: &Path) -> Result<(), RecorderError>
     Ok(())
 }
 
-/// Switch the connection to WAL mode; returns the journal mode SQLite
-/// reports.
-///
-/// Switching a log that is still in rollback mode (a new, empty file) needs
-/// its write lock, and SQLite refuses at once, without waiting in the busy
-/// handler, when another connection holds that lock: the switch first takes
-/// a read lock, and a connection holding a read lock never waits for a
-/// write lock (two could wait for each other). That is what happens when
-/// two processes open the same new log at the same instant: the one that
-/// loses failed with "database is locked" while the other was merely
-/// creating the file. So the switch is retried here, for at most
-/// [`BUSY_TIMEOUT`] like every other wait for another connection's lock.
+/// Switch the connection to WAL mode (waiting, like every other wait for
+/// another connection's lock, at most [`BUSY_TIMEOUT`]: see
+/// [`mex_sqlite::switch_to_wal`]); returns the journal mode SQLite reports.
 fn switch_to_wal(conn: &Connection, path: &Path) -> Result<String, RecorderError> {
-    let deadline = Instant::now() + BUSY_TIMEOUT;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
-            Ok(mode) => return Ok(mode),
-            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
-                if Instant::now() >= deadline {
-                    return Err(RecorderError::Open {
-                        path: path.to_owned(),
-                        detail: format!(
-                            "another connection held the log's write lock for {} s while this \
-                             one switched it to WAL mode ({e}); retry once that process is done \
-                             (`fuser` on the file names it)",
-                            BUSY_TIMEOUT.as_secs()
-                        ),
-                    });
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
+    mex_sqlite::switch_to_wal(conn, BUSY_TIMEOUT).map_err(|e| {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+            RecorderError::Open {
+                path: path.to_owned(),
+                detail: format!(
+                    "another connection held the log's write lock for {} s while this \
+                     one switched it to WAL mode ({e}); retry once that process is done \
+                     (`fuser` on the file names it)",
+                    BUSY_TIMEOUT.as_secs()
+                ),
             }
-            Err(e) => return Err(open_error(path, &e)),
+        } else {
+            open_error(path, &e)
         }
-    }
+    })
 }
 
 fn open_reader(path: &Path) -> Result<Connection, RecorderError> {
@@ -1897,6 +1880,8 @@ impl Owner {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic, reason = "test code")]
+
+    use std::time::Instant;
 
     /// The recorder's checkpointer thread copies the WAL while commits go
     /// on; no commit checkpoints until the WAL reaches the inline size, and

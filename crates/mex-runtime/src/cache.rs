@@ -53,6 +53,9 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// counts every entry; a version-1 file is upgraded on open.
 const SCHEMA_VERSION: i64 = 2;
 
+/// How long the cache waits for another process's lock on its file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS entries (
     key BLOB PRIMARY KEY,
@@ -381,16 +384,15 @@ impl ActionCache {
             }
         };
         let conn = Connection::open(&path).map_err(fail("open"))?;
-        conn.busy_timeout(Duration::from_secs(10))
+        conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(fail("set the busy timeout"))?;
         // Plans that ignore bound values, as the recorder's writer has
         // (its `pin_plans` says why): cached statements are not compiled
         // again when their parameters are rebound.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
             .map_err(fail("pin query plans"))?;
-        let _: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(fail("switch to WAL"))?;
+        // Waits for another process creating the same new cache.
+        mex_sqlite::switch_to_wal(&conn, BUSY_TIMEOUT).map_err(fail("switch to WAL"))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(fail("set synchronous"))?;
         let version: i64 = conn

@@ -165,3 +165,20 @@ fn a_fraction_of_zero_never_reexecutes() {
         (0, 0, 5)
     );
 }
+
+/// Two processes opening one new cache file at once: the one that finds the
+/// other creating it waits for its lock instead of failing with "database is
+/// locked" (SQLite does not wait by itself when switching to WAL mode).
+#[test]
+fn opening_a_new_cache_waits_for_another_connection_creating_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(mex_runtime::CACHE_FILE_NAME);
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let opener = std::thread::spawn(move || {
+        mex_runtime::ActionCache::open(path, CacheLimits::default()).map(drop)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    holder.execute_batch("COMMIT").unwrap();
+    opener.join().unwrap().unwrap();
+}
