@@ -191,6 +191,17 @@ impl ArtifactStore {
             ));
         }
 
+        // A walk by key reads every row only if the key is unique (an
+        // altered table with two rows of one id would have it step over the
+        // second at a chunk boundary, and its payloads go).
+        if !self.index.record_ids_unique()? {
+            blob_deletion_safe = false;
+            notes.push(format!(
+                "payload deletion skipped: index.db's records table has no unique key on its id column (the table was altered), so a walk by id can miss rows; restore {} from a backup",
+                self.index.path().display()
+            ));
+        }
+
         // Every record, chunk by chunk: the expired ones go (one
         // transaction per chunk), the survivors' references are counted.
         let mut deleted: Capped<GcDeletion> = Capped::default();

@@ -180,6 +180,21 @@ impl ArtifactStore {
                 ),
             });
         }
+        // The walk by key below reads every row only if the key is unique.
+        let unique = match self.index.record_ids_unique() {
+            Ok(unique) => unique,
+            // Reported above already.
+            Err(_) if damaged.is_some() => true,
+            Err(e) => return Err(e),
+        };
+        if !unique {
+            report.push(Problem {
+                artifact_id: None,
+                path: self.index.path().to_path_buf(),
+                kind: ProblemKind::ManifestInvalid,
+                message: "the index's records table has no unique key on its id column (the table was altered): rows sharing an id may be missed by this walk and by gc, which keeps every payload meanwhile; restore index.db from a backup".into(),
+            });
+        }
         let scratch = Scratch::create(&self.root_path, &self.tmp, "verify", VERIFY_SCHEMA)?;
         self.hash_all_blobs(&mut report, &scratch)?;
         // An inline row is where a read looks first, so it stands for its
