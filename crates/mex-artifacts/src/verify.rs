@@ -535,13 +535,13 @@ impl ArtifactStore {
                 let entry = entry.map_err(|e| store_io("list", shard_path.clone(), 0, e))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let path = shard_path.join(&name);
-                let Ok(digest) = format!("{shard_name}{name}").parse::<Sha256Digest>() else {
+                let Some(digest) = crate::store::blob_at(&shard_name, &name) else {
                     report.push(Problem {
                         artifact_id: None,
                         path,
                         kind: ProblemKind::Stray,
                         message:
-                            "not a payload (the name is not a digest); move it out of the store"
+                            "not a payload (its directory and name are not the two and 62 hex digits of a digest); move it out of the store"
                                 .into(),
                     });
                     continue;

@@ -1,6 +1,8 @@
-//! Attacks on the bounded gc and verify walks (chunked reads of index.db
-//! by key): an altered records table whose id column is not unique, so a
-//! walk by key steps over rows that share a key across a chunk boundary.
+//! Attacks on the gc and verify walks: an altered records table whose id
+//! column is not unique (a walk by key in chunks steps over rows that share
+//! a key across a chunk boundary), and entries in `blobs/sha256/` whose
+//! shard and name make a digest only when joined (`a/bcd…`), which a read
+//! never looks at.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -51,8 +53,10 @@ fn altered_store(root: &Path) -> (Sha256Digest, Sha256Digest) {
     let keep = PutOptions::default();
     let hp = store.put_bytes(&large(1), &keep).unwrap();
     let hr = store.put_bytes(&large(2), &keep).unwrap();
-    let mut expiring = PutOptions::default();
-    expiring.retention_ttl_days = Some(1);
+    let expiring = PutOptions {
+        retention_ttl_days: Some(1),
+        ..PutOptions::default()
+    };
     let he = store.put_bytes(&large(3), &expiring).unwrap();
     drop(store);
     let mp = support::record_row(root, hp.artifact_id).unwrap();
@@ -138,4 +142,90 @@ fn verify_reports_a_records_table_without_a_unique_key() {
         "{:#?}",
         report.problems
     );
+}
+
+/// Move payload `d`'s file to `blobs/sha256/<first hex>/<other 63 hex>`:
+/// the two names still join into its digest, but a read looks only at
+/// `<2 hex>/<62 hex>`.
+fn misplace(root: &Path, d: &Sha256Digest) -> std::path::PathBuf {
+    let hex = d.to_hex();
+    let shard = root.join("blobs/sha256").join(&hex[..1]);
+    std::fs::create_dir_all(&shard).unwrap();
+    let to = shard.join(&hex[1..]);
+    std::fs::rename(blob_file(root, d), &to).unwrap();
+    to
+}
+
+#[test]
+fn verify_does_not_take_a_misplaced_file_for_a_missing_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    let store = ArtifactStore::at(&root).unwrap();
+    let h = store.put_bytes(&large(4), &PutOptions::default()).unwrap();
+    let moved = misplace(&root, &h.content_hash);
+    assert!(store.read(&h).is_err(), "the read must miss the payload");
+    let report = store.verify().unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::PayloadMissing && p.artifact_id == Some(h.artifact_id)),
+        "the payload reads cannot find is not reported missing: {:#?}",
+        report.problems
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::Stray && p.path == moved),
+        "{:#?}",
+        report.problems
+    );
+}
+
+/// gc runs and keeps the payload it must, whatever `plant` left in
+/// `blobs/sha256/`; returns the store's directory and gc's report.
+fn gc_beside(plant: impl FnOnce(&Path)) -> (tempfile::TempDir, mex_artifacts::GcReport) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    let store = ArtifactStore::at(&root).unwrap();
+    let kept = store.put_bytes(&large(5), &PutOptions::default()).unwrap();
+    plant(&root);
+    let report = store
+        .gc(UtcTimestamp::now())
+        .expect("gc must not stop at an entry that is not a payload");
+    assert_eq!(store.read(&kept).unwrap(), large(5));
+    (dir, report)
+}
+
+#[test]
+fn gc_leaves_a_file_under_a_one_letter_shard_alone() {
+    let (_dir, report) = gc_beside(|root| {
+        // An unreferenced payload moved under a one-letter shard: the
+        // delete looked for `<2 hex>/<62 hex>` in that directory.
+        let store = ArtifactStore::at(root).unwrap();
+        let orphan = store.put_bytes(&large(6), &PutOptions::default()).unwrap();
+        drop(store);
+        let moved = misplace(root, &orphan.content_hash);
+        support::index_db(root)
+            .execute(
+                "DELETE FROM records WHERE id = ?1",
+                [orphan.artifact_id.hyphenated().to_string()],
+            )
+            .unwrap();
+        assert!(moved.exists());
+    });
+    assert_eq!(report.blobs_deleted_count, 0, "{:?}", report.blobs_deleted);
+}
+
+#[test]
+fn gc_leaves_a_directory_named_like_a_payload_alone() {
+    let mut odd = None;
+    let (_dir, report) = gc_beside(|root| {
+        let path = blob_file(root, &Sha256Digest::of(b"not stored"));
+        std::fs::create_dir_all(&path).unwrap();
+        odd = Some(path);
+    });
+    assert!(odd.unwrap().is_dir(), "gc removed a directory");
+    assert_eq!(report.blobs_deleted_count, 0, "{:?}", report.blobs_deleted);
 }
