@@ -2,7 +2,7 @@
 //! column is not unique (a walk by key in chunks steps over rows that share
 //! a key across a chunk boundary), and entries in `blobs/sha256/` whose
 //! shard and name make a digest only when joined (`a/bcd…`), which a read
-//! never looks at.
+//! never looks at; a gc killed while its scratch database exists.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,6 +10,8 @@
     reason = "test code: a failed expectation panics, which is the test failing"
 )]
 
+#[path = "support/bulk.rs"]
+mod bulk;
 mod support;
 
 use std::path::Path;
@@ -228,4 +230,79 @@ fn gc_leaves_a_directory_named_like_a_payload_alone() {
     });
     assert!(odd.unwrap().is_dir(), "gc removed a directory");
     assert_eq!(report.blobs_deleted_count, 0, "{:?}", report.blobs_deleted);
+}
+
+const KILL_CHILD_ENV: &str = "MEX_ARTIFACTS_WALKS_KILL_CHILD";
+
+/// The child of the test below: one gc of the store named by the
+/// environment (expiry a year ahead and the quota it names), then exits.
+#[test]
+fn gc_kill_child() {
+    let Ok(spec) = std::env::var(KILL_CHILD_ENV) else {
+        return;
+    };
+    let (root, quota) = spec.split_once('|').unwrap();
+    let store = ArtifactStore::at(root).unwrap();
+    println!("ready");
+    let ahead =
+        UtcTimestamp::from_unix_millis(UtcTimestamp::now().unix_millis() + 365 * 86_400_000)
+            .unwrap();
+    let mut options = GcOptions::at(ahead);
+    options.max_total_bytes = Some(quota.parse().unwrap());
+    store.gc_with(&options).unwrap();
+    println!("done");
+}
+
+/// The names of gc scratch databases in the store's `tmp/`.
+fn scratch_files(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("gc-") && n.ends_with(".db"))
+        .collect()
+}
+
+/// SIGKILL a gc of a store of several chunks while its scratch database
+/// exists (expired chunks partly deleted, quota evictions partly
+/// committed, payloads partly removed): the next open removes the
+/// scratch file, verify is clean, every record reads back, and the next gc
+/// (killed again, or finishing) keeps it so.
+#[test]
+fn sigkill_while_gc_holds_its_scratch_database_loses_nothing_referenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    bulk::fill(&root, 6_000, 9);
+    let mut killed_mid_gc = 0;
+    for round in 0..6u64 {
+        let quota = 140_000 - round * 12_000;
+        let (mut child, mut out) = support::spawn_self(
+            "gc_kill_child",
+            &[(KILL_CHILD_ENV, format!("{}|{quota}", root.display()))],
+        );
+        support::wait_for(&mut out, "ready");
+        // Wait until gc has made its scratch database (or finished), then
+        // let it run a little further, more each round.
+        while scratch_files(&root).is_empty() && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(round * 40));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if !scratch_files(&root).is_empty() {
+            killed_mid_gc += 1;
+        }
+        let store = ArtifactStore::at(&root).unwrap();
+        assert_eq!(scratch_files(&root), Vec::<String>::new(), "round {round}");
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "round {round}: {:#?}", report.problems);
+        for id in store.list().unwrap() {
+            let h = store.handle(id).unwrap();
+            assert_eq!(store.read(&h).unwrap().len() as u64, h.size_bytes);
+        }
+    }
+    assert!(killed_mid_gc > 0, "no round killed gc mid-walk");
+    let store = ArtifactStore::at(&root).unwrap();
+    let report = store.gc_with(&GcOptions::at(UtcTimestamp::now())).unwrap();
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+    assert!(store.verify().unwrap().is_ok());
 }
