@@ -13,7 +13,7 @@ use crate::error::{Result, store_io};
 use crate::index::Op;
 use crate::scratch::{CHUNK_BYTES, CHUNK_ROWS, Capped, Scratch, Smallest};
 use crate::store::{
-    ArtifactStore, BLOBS, MAX_RECORD_BYTES, PutOptions, TMP, blob_location, canonical_id,
+    ArtifactStore, BLOBS, MAX_RECORD_BYTES, PutOptions, TMP, blob_at, blob_location, canonical_id,
     fsync_dir, parse_manifest,
 };
 
@@ -188,6 +188,17 @@ impl ArtifactStore {
                 self.root_path.join(crate::store::RECORDS).display(),
                 left,
                 first_left.as_deref().unwrap_or("")
+            ));
+        }
+
+        // A walk by key reads every row only if the key is unique (an
+        // altered table with two rows of one id would have it step over the
+        // second at a chunk boundary, and its payloads go).
+        if !self.index.record_ids_unique()? {
+            blob_deletion_safe = false;
+            notes.push(format!(
+                "payload deletion skipped: index.db's records table has no unique key on its id column (the table was altered), so a walk by id can miss rows; restore {} from a backup",
+                self.index.path().display()
             ));
         }
 
@@ -636,10 +647,14 @@ impl ArtifactStore {
                 let entry =
                     entry.map_err(|e| store_io("list", blobs_path.join(&shard_name), 0, e))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let Ok(digest) = format!("{shard_name}{name}").parse::<Sha256Digest>() else {
+                // Anything that is not a payload's file (another name, a
+                // directory) is left for verify to report.
+                let Some(digest) = blob_at(&shard_name, &name) else {
                     continue;
                 };
-                if Self::referenced(scratch, &digest)? {
+                if entry.file_type().is_ok_and(|t| t.is_dir())
+                    || Self::referenced(scratch, &digest)?
+                {
                     continue;
                 }
                 let size = entry.metadata().map(|m| m.len()).unwrap_or(0);

@@ -485,11 +485,11 @@ impl Index {
             let mut stmt = c.prepare_cached(if after.is_some() {
                 "SELECT id, typeof(manifest), octet_length(manifest),
                         CASE WHEN octet_length(manifest) <= ?1 THEN manifest END
-                 FROM records WHERE id > ?2 ORDER BY id LIMIT ?3"
+                 FROM records WHERE id COLLATE BINARY > ?2 ORDER BY id COLLATE BINARY LIMIT ?3"
             } else {
                 "SELECT id, typeof(manifest), octet_length(manifest),
                         CASE WHEN octet_length(manifest) <= ?1 THEN manifest END
-                 FROM records WHERE ?2 IS NULL ORDER BY id LIMIT ?3"
+                 FROM records WHERE ?2 IS NULL ORDER BY id COLLATE BINARY LIMIT ?3"
             })?;
             let mut rows = stmt.query(params![max as i64, after, limit as i64])?;
             let mut out = Vec::new();
@@ -503,6 +503,28 @@ impl Index {
                 out.push((key, text_of(r.get_ref(0)?), manifest));
             }
             Ok(out)
+        })
+    }
+
+    /// Whether the records table's `id` column is unique by binary
+    /// comparison (a unique index on exactly that column, not partial, in
+    /// the binary collation: the primary key of the table as created). The
+    /// walks by key (`id > last`, binary order) read every row only then:
+    /// a table altered to hold two rows with one id has the walk step over
+    /// the second when a chunk ends at the first.
+    pub(crate) fn record_ids_unique(&self) -> Result<bool> {
+        self.read("check the key of the records table of", |c| {
+            c.prepare_cached(
+                "SELECT EXISTS (
+                     SELECT 1 FROM pragma_index_list('records') AS l
+                     WHERE l.\"unique\" = 1 AND l.partial = 0
+                       AND (SELECT count(*) FROM pragma_index_xinfo(l.name) AS x
+                            WHERE x.key = 1) = 1
+                       AND EXISTS (SELECT 1 FROM pragma_index_xinfo(l.name) AS x
+                                   WHERE x.key = 1 AND x.name = 'id'
+                                     AND x.coll = 'BINARY'))",
+            )?
+            .query_row([], |r| r.get(0))
         })
     }
 

@@ -205,8 +205,12 @@
 //! why. With a quota ([`GcOptions::max_total_bytes`]) it evicts the oldest
 //! unpinned artifacts until the payloads fit; pinned artifacts are never
 //! evicted. If a manifest or bundle index cannot be read, or the records
-//! table does not read back whole (a key column that is not unique), gc
-//! keeps every payload (and says so).
+//! table does not read back whole or has no unique binary key on its id
+//! (an altered table, whose walk by key could step over rows sharing an
+//! id), gc keeps every payload (and says so); verify reports such a table.
+//! A file in `blobs/sha256/` is a payload only at `<2 hex>/<62 hex>`, where
+//! reads look; verify looks a payload up again before calling it missing
+//! (puts share the store lock with verify and may commit during its walk).
 //!
 //! gc and verify run in memory bounded independently of the store's size:
 //! they read `index.db` in chunks of at most 1,024 rows (and 4 MiB of

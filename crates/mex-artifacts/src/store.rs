@@ -440,6 +440,17 @@ pub(crate) fn blob_location(digest: &Sha256Digest) -> (String, String) {
     (shard.to_owned(), rest.to_owned())
 }
 
+/// The payload whose file `<shard>/<name>` in `blobs/sha256/` is, if any:
+/// the inverse of [`blob_location`]. The two names must have its lengths
+/// (2 and 62 hex): `a/bcd…` joins into a digest too, but a read never
+/// looks there, so it is no payload (and must not stand for one).
+pub(crate) fn blob_at(shard: &str, name: &str) -> Option<Sha256Digest> {
+    if shard.len() != 2 || name.len() != 62 {
+        return None;
+    }
+    format!("{shard}{name}").parse().ok()
+}
+
 /// fsync a directory. cap-std directory handles may be `O_PATH`, which
 /// cannot be synced, so open the directory itself read-only first.
 pub(crate) fn fsync_dir(dir: &Dir, path: &Path) -> Result<()> {

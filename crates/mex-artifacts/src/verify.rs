@@ -158,6 +158,78 @@ fn unless_damaged<T: Default>(damaged: bool, result: Result<T>) -> Result<T> {
     }
 }
 
+/// What the file `name` in `shard_dir` holds as payload `digest` (hashed,
+/// and counted in `report`); `None` when there is no such file. Opened
+/// without blocking, and hashed only if it is a regular file: a FIFO here
+/// would block verify for good.
+fn file_state(
+    shard_dir: &cap_std::fs::Dir,
+    name: &str,
+    digest: &Sha256Digest,
+    report: &mut VerifyReport,
+) -> Option<BlobState> {
+    let opened = shard_dir.open_with(
+        name,
+        cap_std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(crate::store::nonblock()),
+    );
+    Some(match opened.map(cap_std::fs::File::into_std) {
+        Ok(file) if !file.metadata().is_ok_and(|m| m.is_file()) => {
+            BlobState::Unreadable("not a regular file".to_owned())
+        }
+        Ok(mut file) => match ingest::hash_reader(&mut file) {
+            Ok(got) => {
+                report.blobs += 1;
+                report.bytes_hashed += got.size;
+                if got.digest == *digest {
+                    BlobState::Good(got.size)
+                } else {
+                    BlobState::Bad(got.digest, got.size)
+                }
+            }
+            Err(ingest::IngestError::Read { read, source }) => {
+                BlobState::Unreadable(format!("reading failed after {read} bytes: {source}"))
+            }
+            Err(_) => BlobState::Unreadable("the payload could not be hashed".to_owned()),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => BlobState::Unreadable(e.to_string()),
+    })
+}
+
+/// What inline row `row` holds as payload `digest` (hashed, and counted in
+/// `report`).
+fn inline_state(
+    row: crate::index::InlineRow,
+    digest: &Sha256Digest,
+    report: &mut VerifyReport,
+) -> BlobState {
+    match row.bytes {
+        None => BlobState::Unreadable(format!(
+            "its row holds {} bytes, more than an inline payload may ({INLINE_MAX})",
+            row.len
+        )),
+        Some(bytes) => {
+            report.blobs += 1;
+            report.bytes_hashed += bytes.len() as u64;
+            let got = Sha256Digest::of(&bytes);
+            let len = bytes.len() as u64;
+            if got != *digest {
+                BlobState::Bad(got, len)
+            } else if row.size != Some(len) {
+                BlobState::Unreadable(format!(
+                    "its size column says {} but it holds {len} bytes",
+                    row.size
+                        .map_or_else(|| "nothing valid".to_owned(), |s| s.to_string())
+                ))
+            } else {
+                BlobState::Inline(len)
+            }
+        }
+    }
+}
+
 impl ArtifactStore {
     /// Walk the whole store: hash every payload once, check every record's
     /// manifest, payload hash and size, and every bundle's index and entries.
@@ -178,6 +250,21 @@ impl ArtifactStore {
                 message: format!(
                     "the index fails SQLite's integrity check ({why}); records and small payloads may be damaged: restore index.db from a backup"
                 ),
+            });
+        }
+        // The walk by key below reads every row only if the key is unique.
+        let unique = match self.index.record_ids_unique() {
+            Ok(unique) => unique,
+            // Reported above already.
+            Err(_) if damaged.is_some() => true,
+            Err(e) => return Err(e),
+        };
+        if !unique {
+            report.push(Problem {
+                artifact_id: None,
+                path: self.index.path().to_path_buf(),
+                kind: ProblemKind::ManifestInvalid,
+                message: "the index's records table has no unique key on its id column (the table was altered): rows sharing an id may be missed by this walk and by gc, which keeps every payload meanwhile; restore index.db from a backup".into(),
             });
         }
         let scratch = Scratch::create(&self.root_path, &self.tmp, "verify", VERIFY_SCHEMA)?;
@@ -341,6 +428,7 @@ impl ArtifactStore {
             "",
             &manifest.artifact.content_hash,
             manifest.artifact.size_bytes,
+            report,
         )? {
             report.push(p);
             return Ok(());
@@ -356,6 +444,23 @@ impl ArtifactStore {
             c.prepare_cached("INSERT OR IGNORE INTO referenced (hash) VALUES (?1)")?
                 .execute([digest.to_hex()])
                 .map(drop)
+        })
+    }
+
+    /// What the store holds at payload `digest` now: its inline row, where
+    /// reads look first, else its file (hashed, and counted in `report`).
+    fn payload_state_now(
+        &self,
+        digest: &Sha256Digest,
+        report: &mut VerifyReport,
+    ) -> Result<Option<BlobState>> {
+        if let Some(row) = self.index.inline_blob(digest)? {
+            return Ok(Some(inline_state(row, digest, report)));
+        }
+        let (shard, name) = crate::store::blob_location(digest);
+        Ok(match self.blobs.open_dir(&shard) {
+            Ok(dir) => file_state(&dir, &name, digest, report),
+            Err(_) => None,
         })
     }
 
@@ -457,31 +562,7 @@ impl ArtifactStore {
                 let state = match self.index.inline_row_by_text(&text)? {
                     // Removed since listed: cannot happen under the lock held.
                     None => continue,
-                    Some(row) => match row.bytes {
-                        None => BlobState::Unreadable(format!(
-                            "its row holds {} bytes, more than an inline payload may ({INLINE_MAX})",
-                            row.len
-                        )),
-                        Some(bytes) => {
-                            report.blobs += 1;
-                            report.bytes_hashed += bytes.len() as u64;
-                            let got = Sha256Digest::of(&bytes);
-                            let len = bytes.len() as u64;
-                            if got != digest {
-                                BlobState::Bad(got, len)
-                            } else if row.size != Some(len) {
-                                BlobState::Unreadable(format!(
-                                    "its size column says {} but it holds {len} bytes",
-                                    row.size.map_or_else(
-                                        || "nothing valid".to_owned(),
-                                        |s| s.to_string()
-                                    )
-                                ))
-                            } else {
-                                BlobState::Inline(len)
-                            }
-                        }
-                    },
+                    Some(row) => inline_state(row, &digest, report),
                 };
                 // A damaged row stands for its digest too (reads refuse it).
                 Self::note_state(scratch, "inline", &digest, &state)?;
@@ -520,48 +601,19 @@ impl ArtifactStore {
                 let entry = entry.map_err(|e| store_io("list", shard_path.clone(), 0, e))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let path = shard_path.join(&name);
-                let Ok(digest) = format!("{shard_name}{name}").parse::<Sha256Digest>() else {
+                let Some(digest) = crate::store::blob_at(&shard_name, &name) else {
                     report.push(Problem {
                         artifact_id: None,
                         path,
                         kind: ProblemKind::Stray,
                         message:
-                            "not a payload (the name is not a digest); move it out of the store"
+                            "not a payload (its directory and name are not the two and 62 hex digits of a digest); move it out of the store"
                                 .into(),
                     });
                     continue;
                 };
-                // Opened without blocking, and hashed only if it is a
-                // regular file: a FIFO here would block verify for good.
-                let opened = shard_dir.open_with(
-                    entry.file_name(),
-                    cap_std::fs::OpenOptions::new()
-                        .read(true)
-                        .custom_flags(crate::store::nonblock()),
-                );
-                let state = match opened.map(cap_std::fs::File::into_std) {
-                    Ok(file) if !file.metadata().is_ok_and(|m| m.is_file()) => {
-                        BlobState::Unreadable("not a regular file".to_owned())
-                    }
-                    Ok(mut file) => match ingest::hash_reader(&mut file) {
-                        Ok(got) => {
-                            report.blobs += 1;
-                            report.bytes_hashed += got.size;
-                            if got.digest == digest {
-                                BlobState::Good(got.size)
-                            } else {
-                                BlobState::Bad(got.digest, got.size)
-                            }
-                        }
-                        Err(ingest::IngestError::Read { read, source }) => BlobState::Unreadable(
-                            format!("reading failed after {read} bytes: {source}"),
-                        ),
-                        Err(_) => {
-                            BlobState::Unreadable("the payload could not be hashed".to_owned())
-                        }
-                    },
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => BlobState::Unreadable(e.to_string()),
+                let Some(state) = file_state(&shard_dir, &name, &digest, report) else {
+                    continue;
                 };
                 Self::note_state(scratch, "blobs", &digest, &state)?;
             }
@@ -569,6 +621,11 @@ impl ArtifactStore {
         Ok(())
     }
 
+    /// The problem with payload `digest` of `size` bytes that a record (or
+    /// a bundle entry) names, if any. A payload the first passes did not
+    /// see is looked up again: puts share the store lock with verify, so a
+    /// record committed since then has its payload committed since too
+    /// (hashed now, and remembered).
     fn check_payload(
         &self,
         scratch: &Scratch<'_>,
@@ -576,8 +633,16 @@ impl ArtifactStore {
         what: &str,
         digest: &Sha256Digest,
         size: u64,
+        report: &mut VerifyReport,
     ) -> Result<Option<Problem>> {
-        let (kind, message) = match Self::blob_state(scratch, digest)? {
+        let mut state = Self::blob_state(scratch, digest)?;
+        if state.is_none() {
+            state = self.payload_state_now(digest, report)?;
+            if let Some(found) = &state {
+                Self::note_state(scratch, "blobs", digest, found)?;
+            }
+        }
+        let (kind, message) = match state {
             None => (
                 ProblemKind::PayloadMissing,
                 format!(
@@ -643,6 +708,7 @@ impl ArtifactStore {
                 &format!("bundle entry {:?}: ", entry.path),
                 &entry.content_hash,
                 entry.size_bytes,
+                report,
             )? {
                 report.push(p);
             }

@@ -455,3 +455,80 @@ fn bounded_gc_agrees_with_the_old_gc_on_a_large_store() {
     assert_eq!(new_again.deleted, old_again.deleted);
     assert!(new_again.blobs_deleted.is_empty() && old_again.blobs_deleted.is_empty());
 }
+
+/// Quota eviction when every candidate was created at the same instant
+/// (ties broken by id), with pinned records and bundles whose entries are
+/// shared with survivors: the bounded gc evicts exactly what the old one
+/// did, in the same order, and deletes the same payloads.
+#[test]
+fn bounded_quota_agrees_with_the_old_one_on_ties_in_created_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("old"), dir.path().join("new"));
+    crate::bulk::fill(&a, 3_000, 7);
+    {
+        let store = ArtifactStore::at(&a).unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        std::fs::write(tree.join("large"), vec![8u8; 20_000]).unwrap();
+        std::fs::write(tree.join("small"), b"bulk 7 shared 5").unwrap();
+        for _ in 0..3 {
+            store
+                .put_dir(&tree, &crate::BundleOptions::default())
+                .unwrap();
+        }
+    }
+    // Every record created at one instant, none expiring.
+    let tie = UtcTimestamp::from_unix_millis(1_700_000_000_000).unwrap();
+    let mut db = rusqlite::Connection::open(a.join("index.db")).unwrap();
+    let tx = db.transaction().unwrap();
+    let rows: Vec<(String, Vec<u8>)> = tx
+        .prepare("SELECT id, manifest FROM records")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    for (id, bytes) in rows {
+        let mut m: ArtifactManifest = serde_json::from_slice(&bytes).unwrap();
+        m.created_at = tie;
+        m.artifact.retention_ttl_days = None;
+        let mut out = serde_json::to_vec_pretty(&m).unwrap();
+        out.push(b'\n');
+        tx.execute(
+            "UPDATE records SET manifest = ?2 WHERE id = ?1",
+            rusqlite::params![id, out],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    drop(db);
+    copy_dir(&a, &b);
+    let options = GcOptions {
+        now: UtcTimestamp::now(),
+        max_total_bytes: Some(40_000),
+        report_ttl_days: None,
+    };
+    let (old_store, new_store) = (
+        ArtifactStore::at(&a).unwrap(),
+        ArtifactStore::at(&b).unwrap(),
+    );
+    let old = old_store.old_gc_with(&options).unwrap();
+    let new = new_store.gc_with(&options).unwrap();
+    assert!(
+        old.deleted.len() > 100 && old.deleted.iter().all(|d| d.reason.starts_with("quota")),
+        "{} deleted",
+        old.deleted.len()
+    );
+    let cap = crate::REPORT_LIST_MAX.min(old.deleted.len());
+    assert_eq!(new.deleted_count, old.deleted.len() as u64);
+    assert_eq!(new.deleted, old.deleted[..cap]);
+    assert_eq!(new.blobs_deleted_count, old.blobs_deleted.len() as u64);
+    assert_eq!(new.bytes_freed, old.bytes_freed);
+    assert_eq!(new.total_bytes_after, old.total_bytes_after);
+    assert_eq!(new.quota_unmet, old.quota_unmet);
+    assert_eq!(
+        contents(&new_store, &new.report),
+        contents(&old_store, &old.report)
+    );
+    assert!(new_store.verify().unwrap().is_ok());
+}

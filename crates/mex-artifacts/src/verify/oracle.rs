@@ -536,3 +536,103 @@ fn bounded_verify_agrees_with_the_old_verify_on_a_damaged_large_store() {
     // are the unreferenced ones, which the bounded walk finds last.
     assert!(!new.is_ok());
 }
+
+/// The bounded verify and the old one on a store of a few chunks damaged
+/// in the ways the large comparison above does not plant: a bundle whose
+/// payload is no bundle index, a bundle entry's file missing, a FIFO at a
+/// payload's path, record rows keyed by a BLOB, by an upper-case id, with
+/// a number or more than 1 MiB as their manifest. The same problems, in the
+/// same order, and the same counts.
+#[test]
+#[allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed expectation panics, which is the test failing"
+)]
+fn bounded_verify_agrees_with_the_old_verify_on_hostile_rows_and_bundles() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    crate::bulk::fill(&root, 3_000, 5);
+    let store = ArtifactStore::at(&root).unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("large"), vec![6u8; 20_000]).unwrap();
+    std::fs::write(tree.join("small"), b"bulk 5 shared 3").unwrap();
+    let bundle = store
+        .put_dir(&tree, &crate::BundleOptions::default())
+        .unwrap();
+    let fifo_payload: Vec<u8> = (0..20_000u32).map(|i| (i % 7) as u8).collect();
+    let fifo_target = store
+        .put_bytes(&fifo_payload, &crate::PutOptions::default())
+        .unwrap();
+    // A record of kind bundle whose payload is a small text, not an index.
+    let mut fake = store.manifest(bundle.artifact_id).unwrap();
+    let text = b"bulk 5 shared 3";
+    fake.artifact.artifact_id = Uuid::from_u128(0xfeed);
+    fake.artifact.content_hash = Sha256Digest::of(text);
+    fake.artifact.size_bytes = text.len() as u64;
+    let fake_bytes = store.manifest_bytes(&fake).unwrap();
+    let upper = Uuid::from_u128(0xabcd_ef00_1234);
+    let mut upper_m = store.manifest(fifo_target.artifact_id).unwrap();
+    upper_m.artifact.artifact_id = upper;
+    let upper_bytes = store.manifest_bytes(&upper_m).unwrap();
+    let db = rusqlite::Connection::open(root.join("index.db")).unwrap();
+    db.execute(
+        "INSERT INTO records (id, manifest) VALUES (?1, ?2)",
+        rusqlite::params![
+            fake.artifact.artifact_id.hyphenated().to_string(),
+            fake_bytes
+        ],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO records (id, manifest) VALUES (?1, ?2)",
+        rusqlite::params![upper.hyphenated().to_string().to_uppercase(), upper_bytes],
+    )
+    .unwrap();
+    db.execute_batch(
+        "INSERT INTO records (id, manifest)
+             VALUES (CAST('00000000-0000-4000-8000-00000000000b' AS BLOB), X'7b7d');
+         INSERT INTO records (id, manifest) VALUES ('00000000-0000-4000-8000-00000000000c', 5);
+         INSERT INTO records (id, manifest)
+             VALUES ('00000000-0000-4000-8000-00000000000d', zeroblob(1048577));",
+    )
+    .unwrap();
+    drop(db);
+    let file_of = |d: &Sha256Digest| {
+        let hex = d.to_hex();
+        root.join(BLOBS).join(&hex[..2]).join(&hex[2..])
+    };
+    std::fs::remove_file(file_of(&Sha256Digest::of(&vec![6u8; 20_000]))).unwrap();
+    let fifo = file_of(&fifo_target.content_hash);
+    std::fs::remove_file(&fifo).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+
+    let old = store.old_verify().unwrap();
+    let new = store.verify().unwrap();
+    for kind in [
+        ProblemKind::ManifestInvalid,
+        ProblemKind::PayloadMissing,
+        ProblemKind::BundleInvalid,
+        ProblemKind::Unreadable,
+    ] {
+        assert!(
+            old.problems.iter().any(|p| p.kind == kind),
+            "no {kind:?} problem planted: {:#?}",
+            old.problems
+        );
+    }
+    assert_eq!(old.problems.len(), 7, "{:#?}", old.problems);
+    assert_eq!(
+        (new.records, new.blobs, new.bytes_hashed),
+        (old.records, old.blobs, old.bytes_hashed)
+    );
+    assert_eq!(new.problems, old.problems);
+    assert_eq!(new.problems_omitted, 0);
+}
