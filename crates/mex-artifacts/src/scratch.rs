@@ -5,7 +5,9 @@
 //! in a private SQLite database in the store's `tmp/`, not in memory: SQLite
 //! keeps a bounded page cache ([`CACHE_KIB`]) and spills the rest to that
 //! file, on the store's own disk, so the memory of gc and verify does not
-//! grow with the number of records or payloads. The walks themselves read
+//! grow with the number of records or payloads. (SQLite's own temporary
+//! files, for a sort that does not fit its cache, follow `temp_store =
+//! FILE`: they go to the system's temporary directory, not the store's.) The walks themselves read
 //! `index.db` in chunks of at most [`CHUNK_ROWS`] rows (and about
 //! [`CHUNK_BYTES`] of manifests), each chunk its own short read.
 //!
